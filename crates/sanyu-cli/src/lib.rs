@@ -1,0 +1,200 @@
+//! The operator's CLI: `migrate`, `roster import`, `token issue|revoke`, and
+//! `dev` (every service in one process on embedded defaults).
+
+mod dev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sanyu_domain::Role;
+use sanyu_platform::Config;
+use sanyu_store::roster::{self, ImportScope, ImportSummary};
+use sanyu_store::tokens::{self, TokenRequest};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "sanyu", version, about = "Sanyu (三预) operator tool")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations.
+    Migrate,
+    /// Import the roster from CSV files.
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
+    /// Issue or revoke API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Run every service in one process on embedded defaults (SQLite, local NATS),
+    /// with a demo school.
+    Dev(dev::DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Import students (with schools, grades, classes, guardians) and/or staff.
+    Import {
+        #[arg(long)]
+        students: Option<PathBuf>,
+        #[arg(long)]
+        staff: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints the secret on stdout (once: it is stored only as a hash).
+    Issue {
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        class: Option<String>,
+        #[arg(long)]
+        staff: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        /// Days until the token expires (default: security.token_ttl_days).
+        #[arg(long)]
+        ttl_days: Option<i64>,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        command => {
+            let config = Config::load().context("loading configuration")?;
+            let db = sanyu_store::db::connect(&config.db_config())
+                .await
+                .context("connecting to the database")?;
+            let code = match command {
+                Command::Migrate => {
+                    sanyu_store::db::migrate(&db).await.context("migrating")?;
+                    eprintln!("migrations applied");
+                    ExitCode::SUCCESS
+                }
+                Command::Roster {
+                    command: RosterCommand::Import { students, staff },
+                } => {
+                    if students.is_none() && staff.is_none() {
+                        bail!("give --students FILE and/or --staff FILE");
+                    }
+                    let mut clean = true;
+                    if let Some(path) = students {
+                        let summary = import_file(&db, &path, true).await?;
+                        clean &= print_summary("students", &path, &summary);
+                    }
+                    if let Some(path) = staff {
+                        let summary = import_file(&db, &path, false).await?;
+                        clean &= print_summary("staff", &path, &summary);
+                    }
+                    if clean {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    }
+                }
+                Command::Token {
+                    command:
+                        TokenCommand::Issue {
+                            role,
+                            school,
+                            class,
+                            staff,
+                            label,
+                            ttl_days,
+                        },
+                } => {
+                    let issued = tokens::issue(
+                        &db,
+                        TokenRequest {
+                            role,
+                            school_code: school,
+                            class_code: class,
+                            staff_no: staff,
+                            label,
+                            ttl: chrono::Duration::days(
+                                ttl_days.unwrap_or(config.security.token_ttl_days),
+                            ),
+                        },
+                    )
+                    .await?;
+                    eprintln!(
+                        "token {} expires {}",
+                        issued.id,
+                        issued.expires_at.to_rfc3339()
+                    );
+                    println!("{}", issued.secret);
+                    ExitCode::SUCCESS
+                }
+                Command::Token {
+                    command: TokenCommand::Revoke { id },
+                } => {
+                    if tokens::revoke(&db, id).await? {
+                        eprintln!("token {id} revoked");
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("no token {id}");
+                        ExitCode::FAILURE
+                    }
+                }
+                Command::Dev(_) => ExitCode::FAILURE,
+            };
+            db.close().await.ok();
+            Ok(code)
+        }
+    }
+}
+
+/// Import one roster file in one transaction.
+pub async fn import_file(
+    db: &sanyu_store::Db,
+    path: &std::path::Path,
+    students: bool,
+) -> Result<ImportSummary> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let txn = sanyu_store::begin_write(db).await?;
+    let summary = if students {
+        roster::import_students(&txn, file, ImportScope::Operator).await?
+    } else {
+        roster::import_staff(&txn, file, ImportScope::Operator).await?
+    };
+    txn.commit().await?;
+    Ok(summary)
+}
+
+fn print_summary(what: &str, path: &std::path::Path, s: &ImportSummary) -> bool {
+    println!(
+        "{what} {}: {} rows, {} created, {} updated, {} unchanged, {} rejected",
+        path.display(),
+        s.rows,
+        s.created,
+        s.updated,
+        s.unchanged,
+        s.errors.len()
+    );
+    for e in &s.errors {
+        match &e.field {
+            Some(field) => println!("  line {}: {field}: {}", e.line, e.message),
+            None => println!("  line {}: {}", e.line, e.message),
+        }
+    }
+    s.errors.is_empty()
+}

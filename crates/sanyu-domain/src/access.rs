@@ -1,0 +1,217 @@
+//! Who may do what. A principal is the holder of an API token: a role, a
+//! school, and for class-bound roles a class.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ParseError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 班主任: reports, sees own class.
+    Teacher,
+    /// 心理委员: may only submit reports for own class.
+    Monitor,
+    /// 心理教师: works the school's cases.
+    Counsellor,
+    /// 危机干预小组: all cases of the school, escalations.
+    CrisisTeam,
+    /// 校长 / 德育校长: escalation target, aggregated views.
+    Leader,
+    /// 区教育局: compliance and statistics, no narratives.
+    District,
+    /// Roster, rules, tokens of a school.
+    Admin,
+    /// Machine identity for importers and hotline systems.
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Self::Teacher,
+        Self::Monitor,
+        Self::Counsellor,
+        Self::CrisisTeam,
+        Self::Leader,
+        Self::District,
+        Self::Admin,
+        Self::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Teacher => "teacher",
+            Self::Monitor => "monitor",
+            Self::Counsellor => "counsellor",
+            Self::CrisisTeam => "crisis_team",
+            Self::Leader => "leader",
+            Self::District => "district",
+            Self::Admin => "admin",
+            Self::Service => "service",
+        }
+    }
+
+    /// Roles bound to one class: their token must name a class.
+    pub fn is_class_bound(self) -> bool {
+        matches!(self, Self::Teacher | Self::Monitor)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| ParseError {
+                kind: "role",
+                value: s.to_owned(),
+                expected: "teacher, monitor, counsellor, crisis_team, leader, district, admin, service",
+            })
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: Uuid,
+    pub role: Role,
+    pub school_id: Uuid,
+    pub class_id: Option<Uuid>,
+    pub staff_id: Option<Uuid>,
+}
+
+/// Whether a principal may act on a student, given where the student is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// The role may never do this.
+    Forbidden,
+    /// The student is outside the caller's scope. Another school's records are
+    /// reported as not found, so that their existence does not leak.
+    OutOfScope,
+}
+
+impl Principal {
+    /// May this caller submit a warning report about a student of `school_id`/`class_id`?
+    pub fn may_report_on(&self, school_id: Uuid, class_id: Uuid) -> Access {
+        if !matches!(
+            self.role,
+            Role::Teacher | Role::Monitor | Role::Counsellor | Role::CrisisTeam
+        ) {
+            return Access::Forbidden;
+        }
+        self.student_scope(school_id, class_id)
+    }
+
+    /// May this caller list and read cases?
+    pub fn may_read_cases(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin
+        )
+    }
+
+    /// May this caller read one case about a student of `school_id`/`class_id`?
+    pub fn may_read_case_of(&self, school_id: Uuid, class_id: Uuid) -> Access {
+        if !self.may_read_cases() {
+            return Access::Forbidden;
+        }
+        self.student_scope(school_id, class_id)
+    }
+
+    /// Narratives are for the people who work cases, never for leaders or admins.
+    pub fn may_read_narratives(&self) -> bool {
+        matches!(self.role, Role::Counsellor | Role::CrisisTeam)
+    }
+
+    /// May this caller import the roster of its school?
+    pub fn may_import_roster(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    fn student_scope(&self, school_id: Uuid, class_id: Uuid) -> Access {
+        if school_id != self.school_id {
+            return Access::OutOfScope;
+        }
+        if self.role.is_class_bound() && self.class_id != Some(class_id) {
+            return Access::OutOfScope;
+        }
+        Access::Allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, class: Option<Uuid>) -> Principal {
+        Principal {
+            token_id: Uuid::from_u128(1),
+            role,
+            school_id: Uuid::from_u128(10),
+            class_id: class,
+            staff_id: None,
+        }
+    }
+
+    #[test]
+    fn a_teacher_reports_only_on_own_class() {
+        let own = Uuid::from_u128(100);
+        let other = Uuid::from_u128(101);
+        let t = principal(Role::Teacher, Some(own));
+        assert_eq!(t.may_report_on(Uuid::from_u128(10), own), Access::Allowed);
+        assert_eq!(
+            t.may_report_on(Uuid::from_u128(10), other),
+            Access::OutOfScope
+        );
+        assert_eq!(
+            t.may_report_on(Uuid::from_u128(11), own),
+            Access::OutOfScope
+        );
+    }
+
+    #[test]
+    fn a_counsellor_reaches_every_class_of_own_school_only() {
+        let c = principal(Role::Counsellor, None);
+        assert_eq!(
+            c.may_read_case_of(Uuid::from_u128(10), Uuid::from_u128(5)),
+            Access::Allowed
+        );
+        assert_eq!(
+            c.may_read_case_of(Uuid::from_u128(11), Uuid::from_u128(5)),
+            Access::OutOfScope
+        );
+    }
+
+    #[test]
+    fn monitors_district_and_services_never_read_cases() {
+        for role in [Role::Monitor, Role::District, Role::Service] {
+            let p = principal(role, Some(Uuid::from_u128(5)));
+            assert!(!p.may_read_cases(), "{role}");
+        }
+    }
+
+    #[test]
+    fn leaders_and_admins_never_read_narratives() {
+        for role in Role::ALL {
+            let p = principal(role, None);
+            assert_eq!(
+                p.may_read_narratives(),
+                matches!(role, Role::Counsellor | Role::CrisisTeam),
+                "{role}"
+            );
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure domain of Sanyu: risk levels, roles and scope, cases and the first
+//! rule. No I/O lives here, so everything can be tested as plain functions.
+
+pub mod access;
+pub mod case;
+pub mod level;
+pub mod report;
+pub mod rules;
+
+pub use access::{Access, Principal, Role};
+pub use case::{CaseStatus, case_reference, student_partition};
+pub use level::RiskLevel;
+pub use report::ReportCategory;
+pub use rules::{Decision, OpenCaseView, decide_report};
+
+/// A value that could not be parsed into a domain type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`; expected one of: {expected}")]
+pub struct ParseError {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}

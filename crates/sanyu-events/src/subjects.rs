@@ -1,0 +1,79 @@
+//! Stream and subject names. Subjects are `sanyu.<area>.<event>[.<school>.<partition>]`;
+//! the payload version lives in the proto package, never in the subject.
+
+/// Signals on their way to the rules engine.
+pub const INTAKE_STREAM: &str = "INTAKE";
+pub const INTAKE_SUBJECTS: &str = "sanyu.intake.>";
+/// Case lifecycle events from the rules engine and the crisis team.
+pub const CASE_STREAM: &str = "CASE";
+pub const CASE_SUBJECTS: &str = "sanyu.case.>";
+/// Notification requests and their results.
+pub const NOTIFY_STREAM: &str = "NOTIFY";
+pub const NOTIFY_SUBJECTS: &str = "sanyu.notify.>";
+/// Zero-report submissions.
+pub const ZERO_STREAM: &str = "ZERO";
+pub const ZERO_SUBJECTS: &str = "sanyu.zero.>";
+/// Dead letters: copies of terminated messages and the server's advisories.
+pub const DEAD_LETTER_STREAM: &str = "DEADLETTER";
+pub const DEAD_LETTER_PREFIX: &str = "sanyu.dlq";
+
+/// Subject of a teacher's warning report.
+pub fn report_submitted(school: &str, partition: u32) -> String {
+    format!("sanyu.intake.report.{}.{partition}", token(school))
+}
+
+pub fn case_event(event: &str, school: &str, partition: u32) -> String {
+    format!("sanyu.case.{event}.{}.{partition}", token(school))
+}
+
+pub fn notification_requested(school: &str) -> String {
+    format!("sanyu.notify.requested.{}", token(school))
+}
+
+pub fn notification_result(school: &str) -> String {
+    format!("sanyu.notify.result.{}", token(school))
+}
+
+/// Subject of a dead-lettered copy of a message from `stream`/`consumer`.
+pub fn dead_letter(stream: &str, consumer: &str) -> String {
+    format!("{DEAD_LETTER_PREFIX}.{}.{}", token(stream), token(consumer))
+}
+
+/// Advisory subjects the dead-letter stream captures (they are sent once, so
+/// they must be stored to be seen).
+pub const ADVISORY_MAX_DELIVERIES: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
+pub const ADVISORY_TERMINATED: &str = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>";
+
+/// Make a value safe as one subject token (no dots, spaces or wildcards).
+pub fn token(value: &str) -> String {
+    let cleaned: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_single_tokens_per_value() {
+        assert_eq!(
+            report_submitted("S.01 *", 3),
+            "sanyu.intake.report.S_01__.3"
+        );
+        assert_eq!(token(""), "_");
+        assert_eq!(dead_letter("INTAKE", "rules"), "sanyu.dlq.INTAKE.rules");
+    }
+}

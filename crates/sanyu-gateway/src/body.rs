@@ -1,0 +1,42 @@
+//! JSON bodies with precise errors: 413 past the size limit, 422 with the path
+//! of the field that failed to parse.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON body and its raw bytes (for idempotency hashes).
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = raw_body(req, state).await?;
+        let de = &mut serde_json::Deserializer::from_slice(&raw);
+        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            ApiError::validation(field, format!("invalid JSON: {}", e.inner()))
+        })?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+/// A raw body with the size limit applied.
+pub async fn raw_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(state.body_limit)
+        } else {
+            ApiError::validation("", rejection.body_text())
+        }
+    })
+}

@@ -1,0 +1,174 @@
+//! The gateway: Sanyu's HTTP API. Every route under `/v1` authenticates a
+//! bearer token and checks role and scope. The gateway also runs the outbox
+//! relay for what it writes and the dead-letter recorder.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::{Config, PlatformError, Shutdown, consumer, deadletter, nats};
+use sanyu_store::Db;
+use sanyu_store::crypto::Sealer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub backbone: nats::Backbone,
+    pub sealer: Sealer,
+    pub waker: Waker,
+    pub body_limit: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sanyu API", description = "三预: prevent · warn · intervene. Warning reports, cases and roster for schools' crisis teams."),
+    paths(
+        routes::reports::submit,
+        routes::cases::list,
+        routes::cases::get,
+        routes::roster::students,
+        routes::roster::staff,
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::dead_letters,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// The router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    // Roster files are larger than JSON requests.
+    let roster_limit = body_limit.max(16 * 1024 * 1024);
+    let roster = Router::new()
+        .route("/v1/roster/students", post(routes::roster::students))
+        .route("/v1/roster/staff", post(routes::roster::staff))
+        .layer(DefaultBodyLimit::max(roster_limit));
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/reports", post(routes::reports::submit))
+        .route("/v1/cases", get(routes::cases::list))
+        .route("/v1/cases/{id}", get(routes::cases::get))
+        .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(roster)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // Path only: ids, never query strings or bodies.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// A built gateway: bound and ready to serve.
+pub struct Gateway {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+}
+
+impl Gateway {
+    pub async fn build(config: &Config) -> Result<Self, PlatformError> {
+        let db = sanyu_store::db::connect(&config.db_config()).await?;
+        let backbone = nats::connect(&config.nats, "sanyu-gateway").await?;
+        backbone.ensure_streams().await?;
+        let sealer = config.sealer()?;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|e| {
+                PlatformError::Config(format!("http.listen {}: {e}", config.http.listen))
+            })?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                db,
+                backbone,
+                sealer,
+                waker: Waker::default(),
+                body_limit: config.http.body_limit_bytes,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serve until shutdown, with the outbox relay and the dead-letter recorder.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), PlatformError> {
+        let state = self.state;
+        tracing::info!(
+            addr = ?self.listener.local_addr().ok(),
+            nats = %state.backbone.server_version(),
+            "gateway listening"
+        );
+        let relay = OutboxRelay::new(
+            state.db.clone(),
+            state.backbone.clone(),
+            state.waker.clone(),
+        );
+        shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
+        shutdown.tracker.spawn(consumer::run(
+            state.backbone.clone(),
+            deadletter::spec(),
+            deadletter::DeadLetterRecorder {
+                db: state.db.clone(),
+                backbone: state.backbone.clone(),
+            },
+            shutdown.token.clone(),
+        ));
+        let backbone = state.backbone.clone();
+        let db = state.db.clone();
+        let token = shutdown.token.clone();
+        axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+            .map_err(|e| PlatformError::Config(format!("http server: {e}")))?;
+        if !shutdown.wait(Duration::from_secs(20)).await {
+            tracing::warn!("gateway: tasks did not stop in time");
+        }
+        let _ = backbone.client.drain().await;
+        let _ = db.close().await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Build and run the gateway.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
+    Gateway::build(&config)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}

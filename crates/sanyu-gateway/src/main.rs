@@ -1,0 +1,15 @@
+//! `sanyu-gateway`: the HTTP API.
+use anyhow::Context;
+use sanyu_platform::{Config, Shutdown, install_crypto_provider, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    install_crypto_provider();
+    let config = Config::load().context("loading configuration")?;
+    let telemetry = telemetry::init("sanyu-gateway", &config.telemetry)?;
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    let result = sanyu_gateway::run(config, shutdown).await;
+    telemetry.shutdown();
+    result.context("gateway failed")
+}

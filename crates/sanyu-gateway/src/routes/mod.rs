@@ -1,0 +1,4 @@
+pub mod cases;
+pub mod ops;
+pub mod reports;
+pub mod roster;

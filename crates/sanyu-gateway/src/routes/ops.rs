@@ -1,0 +1,107 @@
+//! Health, readiness and dead letters.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use sanyu_domain::Role;
+use sanyu_store::dead_letters;
+use sanyu_store::entities::school;
+use sanyu_store::sea_orm::EntityTrait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub database: bool,
+    pub nats: bool,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database and NATS are reachable.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let database = state.db.ping().await.is_ok();
+    let nats = state.backbone.is_connected();
+    let status = if database && nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { database, nats }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterView {
+    pub id: Uuid,
+    pub stream: String,
+    pub consumer: String,
+    pub stream_seq: Option<i64>,
+    pub subject: Option<String>,
+    pub event_id: Option<String>,
+    pub reason: String,
+    pub deliveries: Option<i64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Messages the services gave up on, for the operators and the crisis team to
+/// act on. Listed for the caller's school (by subject) plus those whose school
+/// cannot be told.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "ops",
+    responses((status = 200, body = Vec<DeadLetterView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+    if !matches!(caller.role, Role::Admin | Role::CrisisTeam) {
+        return Err(ApiError::Forbidden(
+            "only admins and the crisis team see dead letters",
+        ));
+    }
+    let school = school::Entity::find_by_id(caller.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    let own = sanyu_events::subjects::token(&school.code);
+    let rows = dead_letters::list_open(&state.db, 500).await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|d| match d.subject.as_deref().and_then(school_token) {
+                Some(token) => token == own,
+                None => true,
+            })
+            .map(|d| DeadLetterView {
+                id: d.id,
+                stream: d.stream,
+                consumer: d.consumer,
+                stream_seq: d.stream_seq,
+                subject: d.subject,
+                event_id: d.event_id,
+                reason: d.reason,
+                deliveries: d.deliveries,
+                received_at: d.received_at,
+            })
+            .collect(),
+    ))
+}
+
+/// The school token of `sanyu.<area>.<event>.<school>[.<partition>]`.
+fn school_token(subject: &str) -> Option<&str> {
+    let parts: Vec<&str> = subject.split('.').collect();
+    (parts.len() >= 4 && parts[0] == "sanyu").then(|| parts[3])
+}

@@ -1,0 +1,84 @@
+//! `POST /v1/roster/students` and `POST /v1/roster/staff`: an admin imports the
+//! school's roster as CSV (the same format as `sanyu roster import`).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use sanyu_store::roster::{self, ImportScope, ImportSummary};
+use sanyu_store::sea_orm::EntityTrait;
+use sanyu_store::{begin_write, entities::school};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::raw_body;
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Students,
+    Staff,
+}
+
+async fn import(
+    state: AppState,
+    caller: sanyu_domain::Principal,
+    req: Request,
+    kind: Kind,
+) -> Result<Json<ImportSummary>, ApiError> {
+    if !caller.may_import_roster() {
+        return Err(ApiError::Forbidden("only an admin may import the roster"));
+    }
+    let body = raw_body(req, &state).await?;
+    let school = school::Entity::find_by_id(caller.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    let txn = begin_write(&state.db).await?;
+    let scope = ImportScope::School(&school.code);
+    let summary = match kind {
+        Kind::Students => roster::import_students(&txn, body.as_ref(), scope).await?,
+        Kind::Staff => roster::import_staff(&txn, body.as_ref(), scope).await?,
+    };
+    txn.commit().await?;
+    tracing::info!(
+        rows = summary.rows,
+        created = summary.created,
+        updated = summary.updated,
+        rejected = summary.errors.len(),
+        "roster imported"
+    );
+    Ok(Json(summary))
+}
+
+/// Import students (CSV). Bad rows are reported with their line numbers; the rest imports.
+#[utoipa::path(
+    post,
+    path = "/v1/roster/students",
+    tag = "roster",
+    request_body(content = String, content_type = "text/csv", description = "school_code,school_name,grade_code,grade_name,class_code,class_name,student_no,student_name,gender,guardian_name,guardian_relation,guardian_phone,guardian_email"),
+    responses((status = 200, description = "Import summary with row errors"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn students(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    req: Request,
+) -> Result<Json<ImportSummary>, ApiError> {
+    import(state, caller, req, Kind::Students).await
+}
+
+/// Import staff (CSV) with roles and contacts.
+#[utoipa::path(
+    post,
+    path = "/v1/roster/staff",
+    tag = "roster",
+    request_body(content = String, content_type = "text/csv", description = "school_code,staff_no,name,role,class_code,phone,email"),
+    responses((status = 200, description = "Import summary with row errors"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn staff(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    req: Request,
+) -> Result<Json<ImportSummary>, ApiError> {
+    import(state, caller, req, Kind::Staff).await
+}

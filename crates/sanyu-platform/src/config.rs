@@ -1,0 +1,229 @@
+//! Layered configuration: defaults in code, then a TOML file (`SANYU_CONFIG`),
+//! then environment variables (`SANYU_DATABASE__URL`, …). Secrets are wrapped
+//! so that they never print.
+
+use std::fmt;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::{PlatformError, Result};
+
+/// A secret string: `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub http: HttpConfig,
+    pub smtp: SmtpConfig,
+    pub security: SecurityConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub sqlite_synchronous: String,
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    pub creds_file: String,
+    pub stream_replicas: usize,
+    pub duplicate_window_secs: u64,
+    pub ack_wait_secs: u64,
+    pub max_deliver: i64,
+    pub backoff_secs: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub body_limit_bytes: usize,
+    pub public_base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: Secret,
+    pub from: String,
+    pub file_dir: String,
+    pub pool_max_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub data_key: Secret,
+    pub token_ttl_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: String,
+    pub log_format: String,
+    pub log_filter: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://.sanyu/sanyu.db?mode=rwc"),
+            max_connections: 10,
+            sqlite_synchronous: "full".into(),
+            sqlite_busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            creds_file: String::new(),
+            stream_replicas: 1,
+            duplicate_window_secs: 3600,
+            ack_wait_secs: 30,
+            max_deliver: 8,
+            backoff_secs: vec![1, 5, 30, 120, 600],
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 64 * 1024,
+            public_base_url: "http://localhost:8080".into(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            from: "Sanyu <sanyu@localhost>".into(),
+            file_dir: ".sanyu/mail".into(),
+            pool_max_size: 4,
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            data_key: Secret::default(),
+            token_ttl_days: 90,
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            log_format: "json".into(),
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file named by `SANYU_CONFIG` (if any), then `SANYU_*` variables.
+    pub fn load() -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Ok(path) = std::env::var("SANYU_CONFIG")
+            && !path.is_empty()
+        {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("SANYU_").split("__").ignore(&["config"]))
+            .extract()
+            .map_err(|e| PlatformError::Config(e.to_string()))
+    }
+
+    pub fn db_config(&self) -> sanyu_store::DbConfig {
+        sanyu_store::DbConfig {
+            url: self.database.url.expose().to_owned(),
+            max_connections: self.database.max_connections,
+            sqlite_synchronous: self.database.sqlite_synchronous.clone(),
+            sqlite_busy_timeout: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
+        }
+    }
+
+    /// The data key sealer; a missing key is a configuration error.
+    pub fn sealer(&self) -> Result<sanyu_store::crypto::Sealer> {
+        if self.security.data_key.is_empty() {
+            return Err(PlatformError::Config(
+                "security.data_key is not set (base64 of 32 random bytes)".into(),
+            ));
+        }
+        sanyu_store::crypto::Sealer::from_base64(self.security.data_key.expose())
+            .map_err(|e| PlatformError::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let mut c = Config::default();
+        c.security.data_key = Secret::new("super-secret-key");
+        c.database.url = Secret::new("postgres://user:pw@db/sanyu");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("super-secret-key"));
+        assert!(!shown.contains("pw@db"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn environment_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SANYU_NATS__URL", "nats://10.0.0.1:4222");
+            jail.set_env("SANYU_HTTP__BODY_LIMIT_BYTES", "1024");
+            let c = Config::load().map_err(|e| e.to_string())?;
+            assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
+            assert_eq!(c.http.body_limit_bytes, 1024);
+            assert_eq!(c.nats.max_deliver, 8);
+            Ok(())
+        });
+    }
+}

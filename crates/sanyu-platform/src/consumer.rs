@@ -1,0 +1,291 @@
+//! The consumer loop every service shares. A handler is a step function that
+//! returns an [`Outcome`]; the loop turns it into the ack:
+//! success → ack; retryable → nak with backoff; permanent → dead-letter copy,
+//! then terminate. It stops pulling on shutdown, finishes the message in hand,
+//! and gives back what was prefetched.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::AckKind;
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::nats::{Backbone, ConsumerSpec};
+use crate::trace::{self, TRACEPARENT};
+use crate::{PlatformError, Result};
+
+/// Headers of a dead-letter copy.
+pub const DLQ_REASON: &str = "Sanyu-Dlq-Reason";
+pub const DLQ_STREAM: &str = "Sanyu-Dlq-Stream";
+pub const DLQ_CONSUMER: &str = "Sanyu-Dlq-Consumer";
+pub const DLQ_SEQ: &str = "Sanyu-Dlq-Stream-Seq";
+pub const DLQ_SUBJECT: &str = "Sanyu-Dlq-Subject";
+pub const DLQ_DELIVERIES: &str = "Sanyu-Dlq-Deliveries";
+pub const DLQ_EVENT_ID: &str = "Sanyu-Dlq-Event-Id";
+
+/// One message as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: Option<HeaderMap>,
+    /// `Nats-Msg-Id` of the publish (the event id), when present.
+    pub msg_id: Option<String>,
+    pub stream: String,
+    pub stream_seq: u64,
+    /// 1 on the first delivery.
+    pub delivered: i64,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+}
+
+/// What a handler decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or already done before): ack.
+    Ack,
+    /// A transient failure (database busy, network): try again later.
+    Retry(String),
+    /// The message can never succeed (malformed, refers to nothing): dead-letter it.
+    Reject(String),
+}
+
+/// A step function over one message.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Pull from `spec` until `cancel` fires, restarting the subscription after a
+/// failure (server restart, lost connection) with a short pause.
+pub async fn run<H: Handler>(
+    backbone: Backbone,
+    spec: ConsumerSpec,
+    handler: H,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        match run_once(&backbone, &spec, &handler, &cancel).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(consumer = spec.durable, error = %e, "consumer failed; restarting");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One subscription: pull until `cancel` fires or the subscription fails.
+pub async fn run_once<H: Handler>(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    handler: &H,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let consumer = backbone.ensure_consumer(spec).await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(16)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| PlatformError::Nats(format!("consume {}: {e}", spec.durable)))?;
+    tracing::info!(
+        consumer = spec.durable,
+        stream = spec.stream,
+        "consumer started"
+    );
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            next = messages.next() => next,
+        };
+        match next {
+            None => {
+                return Err(PlatformError::Nats(format!(
+                    "message stream of {} ended",
+                    spec.durable
+                )));
+            }
+            Some(Err(e)) => {
+                // Missed heartbeats and similar: the stream recovers by itself.
+                tracing::warn!(consumer = spec.durable, error = %e, "consumer stream error");
+            }
+            Some(Ok(message)) => process(backbone, spec, handler, message).await,
+        }
+    }
+    // Give back what was prefetched but not started, so another replica takes
+    // it now instead of after ack_wait.
+    let mut returned = 0;
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+        returned += 1;
+    }
+    tracing::info!(consumer = spec.durable, returned, "consumer stopped");
+    Ok(())
+}
+
+async fn process<H: Handler>(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: async_nats::jetstream::Message,
+) {
+    let (stream, stream_seq, delivered) = match message.info() {
+        Ok(info) => (info.stream.to_owned(), info.stream_sequence, info.delivered),
+        Err(e) => {
+            tracing::warn!(error = %e, "message without JetStream info; terminating");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let headers = message.headers.clone();
+    let msg_id = headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_owned());
+    let delivery = Delivery {
+        subject: message.subject.to_string(),
+        payload: message.payload.to_vec(),
+        headers,
+        msg_id,
+        stream,
+        stream_seq,
+        delivered,
+    };
+    let span = tracing::info_span!(
+        "consume",
+        consumer = spec.durable,
+        subject = %delivery.subject,
+        stream_seq,
+        delivered,
+        event_id = delivery.msg_id.as_deref().unwrap_or(""),
+    );
+    trace::set_parent(&span, delivery.header(TRACEPARENT));
+    let outcome = handler.handle(&delivery).instrument(span.clone()).await;
+    let _enter = span.enter();
+    let max_deliver = backbone.settings.max_deliver;
+    let ack = match outcome {
+        Outcome::Ack => AckKind::Ack,
+        Outcome::Retry(reason) if delivered < max_deliver => {
+            let delay = retry_delay(&backbone.settings.backoff_secs, delivered);
+            tracing::warn!(
+                reason,
+                delay_ms = delay.as_millis() as u64,
+                "retrying message"
+            );
+            AckKind::Nak(Some(delay))
+        }
+        Outcome::Retry(reason) => {
+            dead_letter(
+                backbone,
+                spec,
+                &delivery,
+                &format!("retries exhausted: {reason}"),
+            )
+            .await
+        }
+        Outcome::Reject(reason) => dead_letter(backbone, spec, &delivery, &reason).await,
+    };
+    if let Err(e) = message.ack_with(ack).await {
+        // The server will redeliver after ack_wait; the processed-message record
+        // makes the second delivery a no-op.
+        tracing::warn!(error = %e, "ack failed");
+    }
+}
+
+/// Delay before the `delivered`-th retry.
+pub fn retry_delay(backoff_secs: &[u64], delivered: i64) -> Duration {
+    let idx = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
+    let secs = backoff_secs
+        .get(idx)
+        .or_else(|| backoff_secs.last())
+        .copied()
+        .unwrap_or(5);
+    Duration::from_secs(secs)
+}
+
+/// Copy the message to the dead-letter stream, then terminate it. If the copy
+/// cannot be stored, the message is retried instead: it is never dropped.
+async fn dead_letter(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    d: &Delivery,
+    reason: &str,
+) -> AckKind {
+    tracing::error!(reason, "dead-lettering message");
+    let mut headers = HeaderMap::new();
+    headers.insert(DLQ_REASON, truncate(reason, 512));
+    headers.insert(DLQ_STREAM, d.stream.as_str());
+    headers.insert(DLQ_CONSUMER, spec.durable);
+    headers.insert(DLQ_SEQ, d.stream_seq.to_string().as_str());
+    headers.insert(DLQ_SUBJECT, d.subject.as_str());
+    headers.insert(DLQ_DELIVERIES, d.delivered.to_string().as_str());
+    if let Some(id) = &d.msg_id {
+        headers.insert(DLQ_EVENT_ID, id.as_str());
+    }
+    if let Some(tp) = d.header(TRACEPARENT) {
+        headers.insert(TRACEPARENT, tp);
+    }
+    let subject = sanyu_events::subjects::dead_letter(&d.stream, spec.durable);
+    let id = format!("dlq:{}:{}:{}", d.stream, spec.durable, d.stream_seq);
+    let publish = async {
+        backbone
+            .js
+            .send_publish(
+                subject,
+                async_nats::jetstream::message::PublishMessage::build()
+                    .payload(d.payload.clone().into())
+                    .headers(headers)
+                    .message_id(id),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match publish.await {
+        Ok(_) => AckKind::Term,
+        Err(e) => {
+            tracing::error!(error = %e, "dead-letter copy failed; will retry the message");
+            AckKind::Nak(Some(Duration::from_secs(5)))
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_follow_the_backoff_and_stay_at_its_last_step() {
+        let b = [1, 5, 30];
+        assert_eq!(retry_delay(&b, 1), Duration::from_secs(1));
+        assert_eq!(retry_delay(&b, 2), Duration::from_secs(5));
+        assert_eq!(retry_delay(&b, 9), Duration::from_secs(30));
+        assert_eq!(retry_delay(&[], 1), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,247 @@
+//! The JetStream backbone: streams and durable consumers defined in code and
+//! ensured at start-up (idempotently), and publishing that always awaits the
+//! server's ack with `Nats-Msg-Id` set from the event id.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use sanyu_events::subjects::{self, *};
+
+use crate::config::NatsConfig;
+use crate::trace::TRACEPARENT;
+use crate::{PlatformError, Result};
+
+/// Keep signals and case events for replay and audit (rules simulation reads them).
+const RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// A connected client with the settings the streams and consumers use.
+#[derive(Clone)]
+pub struct Backbone {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub settings: NatsConfig,
+}
+
+/// A durable pull consumer of one of Sanyu's streams.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: &'static str,
+    pub durable: &'static str,
+    pub filter_subject: String,
+}
+
+fn nats_err(context: &str, e: impl std::fmt::Display) -> PlatformError {
+    PlatformError::Nats(format!("{context}: {e}"))
+}
+
+/// Connect (retrying while the server comes up).
+pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None);
+    if !settings.creds_file.is_empty() {
+        options = options
+            .credentials_file(&settings.creds_file)
+            .await
+            .map_err(|e| nats_err("credentials file", e))?;
+    }
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(&settings.url))
+        .await
+        .map_err(|_| {
+            nats_err(
+                "connect",
+                format!("no NATS server at {} after 30 s", settings.url),
+            )
+        })?
+        .map_err(|e| nats_err("connect", e))?;
+    let js = jetstream::new(client.clone());
+    Ok(Backbone {
+        client,
+        js,
+        settings: settings.clone(),
+    })
+}
+
+impl Backbone {
+    /// The stream definitions, all on file storage.
+    pub fn stream_configs(&self) -> Vec<stream::Config> {
+        let base = |name: &str, subjects: Vec<String>| stream::Config {
+            name: name.to_owned(),
+            subjects,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: RETENTION,
+            num_replicas: self.settings.stream_replicas.max(1),
+            duplicate_window: Duration::from_secs(self.settings.duplicate_window_secs),
+            allow_direct: true,
+            ..Default::default()
+        };
+        vec![
+            base(INTAKE_STREAM, vec![INTAKE_SUBJECTS.into()]),
+            base(CASE_STREAM, vec![CASE_SUBJECTS.into()]),
+            base(NOTIFY_STREAM, vec![NOTIFY_SUBJECTS.into()]),
+            base(ZERO_STREAM, vec![ZERO_SUBJECTS.into()]),
+            base(
+                DEAD_LETTER_STREAM,
+                vec![
+                    format!("{DEAD_LETTER_PREFIX}.>"),
+                    ADVISORY_MAX_DELIVERIES.into(),
+                ],
+            ),
+        ]
+    }
+
+    /// Create the streams, or bring their mutable settings up to date.
+    pub async fn ensure_streams(&self) -> Result<()> {
+        for config in self.stream_configs() {
+            match self.js.get_stream(&config.name).await {
+                Ok(mut existing) => {
+                    let info = existing
+                        .info()
+                        .await
+                        .map_err(|e| nats_err("stream info", e))?;
+                    let current = &info.config;
+                    if current.subjects != config.subjects
+                        || current.duplicate_window != config.duplicate_window
+                        || current.max_age != config.max_age
+                        || current.num_replicas != config.num_replicas
+                    {
+                        self.js
+                            .update_stream(&config)
+                            .await
+                            .map_err(|e| nats_err("update stream", e))?;
+                    }
+                }
+                Err(_) => {
+                    self.js
+                        .get_or_create_stream(config)
+                        .await
+                        .map_err(|e| nats_err("create stream", e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pull-consumer configuration for a spec.
+    ///
+    /// - explicit ack: nothing is removed from a consumer until the service says so;
+    /// - `ack_wait`: how long a crashed or hung worker keeps a message before redelivery;
+    /// - `backoff`: redelivery delays for unacknowledged messages, growing from `ack_wait`
+    ///   (naks carry their own delay from `backoff_secs`);
+    /// - `max_deliver`: after that many deliveries the server emits the max-deliveries
+    ///   advisory, which the dead-letter stream captures.
+    pub fn consumer_config(&self, spec: &ConsumerSpec) -> consumer::pull::Config {
+        let ack_wait = Duration::from_secs(self.settings.ack_wait_secs.max(1));
+        let max_deliver = self.settings.max_deliver.max(2);
+        let steps = usize::try_from(max_deliver - 1).unwrap_or(1).min(6);
+        let backoff = (0..steps)
+            .map(|i| {
+                ack_wait
+                    .saturating_mul(1 << i)
+                    .min(Duration::from_secs(3600))
+            })
+            .collect();
+        consumer::pull::Config {
+            durable_name: Some(spec.durable.to_owned()),
+            description: Some(format!("sanyu {} on {}", spec.durable, spec.stream)),
+            filter_subject: spec.filter_subject.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait,
+            max_deliver,
+            backoff,
+            max_ack_pending: 1000,
+            ..Default::default()
+        }
+    }
+
+    /// Create the durable consumer, or update it to the configuration in code.
+    pub async fn ensure_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer> {
+        let stream = self
+            .js
+            .get_stream(spec.stream)
+            .await
+            .map_err(|e| nats_err("get stream", e))?;
+        let config = self.consumer_config(spec);
+        if stream.consumer_info(spec.durable).await.is_ok() {
+            stream
+                .update_consumer(config)
+                .await
+                .map_err(|e| nats_err("update consumer", e))
+        } else {
+            stream
+                .get_or_create_consumer(spec.durable, config)
+                .await
+                .map_err(|e| nats_err("create consumer", e))
+        }
+    }
+
+    /// Publish and wait for JetStream's ack. Returns whether the server saw the
+    /// id before (a duplicate inside the dedup window: nothing new was stored).
+    pub async fn publish(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: Vec<u8>,
+        traceparent: Option<&str>,
+    ) -> Result<bool> {
+        let ack = self
+            .publish_async(subject, event_id, payload, traceparent)
+            .await?
+            .await
+            .map_err(|e| nats_err("publish ack", e))?;
+        Ok(ack.duplicate)
+    }
+
+    /// Send a publish and return the future of its ack (for pipelining a batch).
+    pub async fn publish_async(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: Vec<u8>,
+        traceparent: Option<&str>,
+    ) -> Result<jetstream::context::PublishAckFuture> {
+        let mut headers = HeaderMap::new();
+        if let Some(tp) = traceparent.filter(|t| !t.is_empty()) {
+            headers.insert(TRACEPARENT, tp);
+        }
+        let mut message = PublishMessage::build()
+            .payload(payload.into())
+            .headers(headers)
+            .message_id(event_id);
+        if let Some(stream) = stream_of(subject) {
+            message = message.expected_stream(stream);
+        }
+        self.js
+            .send_publish(subject.to_owned(), message)
+            .await
+            .map_err(|e| nats_err("publish", e))
+    }
+
+    /// Version string of the connected server.
+    pub fn server_version(&self) -> String {
+        self.client.server_info().version
+    }
+
+    /// Whether the connection is up (for `/readyz`).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+/// The stream a Sanyu subject belongs to.
+pub fn stream_of(subject: &str) -> Option<&'static str> {
+    let area = subject.strip_prefix("sanyu.")?.split('.').next()?;
+    match area {
+        "intake" => Some(INTAKE_STREAM),
+        "case" => Some(CASE_STREAM),
+        "notify" => Some(NOTIFY_STREAM),
+        "zero" => Some(ZERO_STREAM),
+        "dlq" => Some(subjects::DEAD_LETTER_STREAM),
+        _ => None,
+    }
+}

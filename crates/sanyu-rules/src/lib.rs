@@ -1,0 +1,305 @@
+//! The rules engine: consumes signals from the INTAKE stream and decides each
+//! exactly once: open a case, attach to the student's open case (raising its
+//! level, never lowering it), or no action. The decision, the processed-message
+//! record and the case events (outbox) commit in one transaction; the ack comes
+//! after the commit.
+//!
+//! Several replicas share one durable consumer. Two of them deciding about one
+//! student at once cannot create two open cases: the database holds a partial
+//! unique index (one active case per student), the open case row is locked
+//! `FOR UPDATE` on PostgreSQL, and SQLite writers are serialised by
+//! `BEGIN IMMEDIATE`. The loser of a race retries and attaches.
+
+use chrono::Utc;
+use sanyu_domain::{
+    Decision, OpenCaseView, RiskLevel, case_reference, decide_report, student_partition,
+};
+use sanyu_events::subjects::{self, INTAKE_STREAM};
+use sanyu_events::{Envelope, Payload, v1};
+use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
+use sanyu_platform::nats::{self, ConsumerSpec};
+use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::{Config, PlatformError, Shutdown};
+use sanyu_store::cases::{self, NewCase, NewSignal};
+use sanyu_store::entities::{school, student};
+use sanyu_store::outbox::{self, OutboxEvent};
+use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
+use sanyu_store::{Db, StoreError, begin_write, processed};
+use uuid::Uuid;
+
+/// Name of the durable consumer and of its processed-message records.
+pub const CONSUMER: &str = "rules";
+
+pub fn spec() -> ConsumerSpec {
+    ConsumerSpec {
+        stream: INTAKE_STREAM,
+        durable: CONSUMER,
+        filter_subject: subjects::INTAKE_SUBJECTS.to_owned(),
+    }
+}
+
+/// Why a signal was not decided.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("malformed signal: {0}")]
+    Malformed(String),
+    #[error("unknown student {0}")]
+    UnknownStudent(Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sanyu_store::sea_orm::DbErr> for RulesError {
+    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+        RulesError::Store(StoreError::Db(e))
+    }
+}
+
+/// What happened to one signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    Opened {
+        case_id: Uuid,
+        level: RiskLevel,
+    },
+    Raised {
+        case_id: Uuid,
+        from: RiskLevel,
+        to: RiskLevel,
+    },
+    Attached {
+        case_id: Uuid,
+    },
+    NoAction,
+    /// Already decided before (redelivery or duplicate publish).
+    Duplicate,
+    /// A kind of signal this version of the rules does not decide yet.
+    Ignored,
+}
+
+pub struct RulesEngine {
+    db: Db,
+    waker: Waker,
+}
+
+impl RulesEngine {
+    pub fn new(db: Db, waker: Waker) -> Self {
+        Self { db, waker }
+    }
+
+    /// Decide one encoded envelope.
+    pub async fn decide(&self, payload: &[u8]) -> Result<Decided, RulesError> {
+        let envelope =
+            sanyu_events::decode(payload).map_err(|e| RulesError::Malformed(e.to_string()))?;
+        let Some(Payload::ReportSubmitted(report)) = &envelope.payload else {
+            return Ok(Decided::Ignored);
+        };
+        let txn = begin_write(&self.db).await?;
+        if !processed::record(&txn, CONSUMER, &envelope.event_id).await? {
+            txn.rollback().await?;
+            return Ok(Decided::Duplicate);
+        }
+        let decided = decide_report_in(&txn, &envelope, report).await?;
+        txn.commit().await?;
+        if !matches!(decided, Decided::NoAction) {
+            self.waker.wake();
+        }
+        Ok(decided)
+    }
+}
+
+fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
+    Uuid::parse_str(value).map_err(|_| RulesError::Malformed(format!("{field} is not a uuid")))
+}
+
+async fn decide_report_in(
+    txn: &impl ConnectionTrait,
+    envelope: &Envelope,
+    report: &v1::ReportSubmitted,
+) -> Result<Decided, RulesError> {
+    let student_id = parse_uuid("student_id", &report.student_id)?;
+    let report_id = parse_uuid("report_id", &report.report_id)?;
+    let level = sanyu_events::level_from_proto(report.suggested_level)
+        .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?;
+    let student = student::Entity::find_by_id(student_id)
+        .one(txn)
+        .await?
+        .ok_or(RulesError::UnknownStudent(student_id))?;
+    let school = school::Entity::find_by_id(student.school_id)
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound("school"))?;
+    let open = cases::active_for_student(txn, student_id).await?;
+    let view = open
+        .as_ref()
+        .map(|c| -> Result<OpenCaseView, RulesError> {
+            Ok(OpenCaseView {
+                level: c.level.parse().map_err(|_| StoreError::Corrupt {
+                    table: "cases",
+                    detail: format!("level `{}`", c.level),
+                })?,
+            })
+        })
+        .transpose()?;
+    let now = Utc::now();
+    let partition = student_partition(student_id);
+    let traceparent = sanyu_platform::trace::current_traceparent();
+    let emit = |event_id: String, subject_event: &str, payload: Payload| OutboxEvent {
+        subject: subjects::case_event(subject_event, &school.code, partition),
+        payload: sanyu_events::encode(&sanyu_events::envelope(
+            event_id.clone(),
+            now,
+            school.code.clone(),
+            partition,
+            payload,
+        )),
+        event_id,
+        traceparent: traceparent.clone(),
+    };
+    let signal = |case_id: Uuid, decision: &str, rule: &str| NewSignal {
+        case_id,
+        event_id: envelope.event_id.clone(),
+        kind: envelope.kind.clone(),
+        source_id: Some(report_id),
+        level,
+        decision: decision.to_owned(),
+        rule_id: rule.to_owned(),
+        at: now,
+    };
+    match decide_report(level, view) {
+        Decision::NoAction { .. } => Ok(Decided::NoAction),
+        Decision::OpenCase { level, rule } => {
+            let case_id = Uuid::now_v7();
+            let reference = case_reference(case_id);
+            cases::open(
+                txn,
+                NewCase {
+                    id: case_id,
+                    reference: reference.clone(),
+                    school_id: student.school_id,
+                    class_id: student.class_id,
+                    student_id,
+                    level,
+                    rule: rule.to_owned(),
+                    at: now,
+                },
+            )
+            .await?;
+            cases::attach_signal(txn, signal(case_id, "opened", rule)).await?;
+            outbox::enqueue(
+                txn,
+                emit(
+                    format!("case.opened:{case_id}"),
+                    "opened",
+                    Payload::CaseOpened(v1::CaseOpened {
+                        case_id: case_id.to_string(),
+                        reference,
+                        student_id: student_id.to_string(),
+                        level: sanyu_events::level_to_proto(level) as i32,
+                        signal_event_id: envelope.event_id.clone(),
+                        rule_id: rule.to_owned(),
+                    }),
+                ),
+            )
+            .await?;
+            tracing::info!(%case_id, level = level.as_str(), rule, "case opened");
+            Ok(Decided::Opened { case_id, level })
+        }
+        Decision::Attach { raise_to, rule } => {
+            let Some(case) = open else {
+                return Err(RulesError::Malformed("attach without open case".into()));
+            };
+            let from = view.map_or(level, |v| v.level);
+            match raise_to {
+                Some(to) => {
+                    cases::raise_level(txn, &case, to).await?;
+                    cases::attach_signal(txn, signal(case.id, "raised", rule)).await?;
+                    outbox::enqueue(
+                        txn,
+                        emit(
+                            format!("case.escalated:{}:{}", case.id, envelope.event_id),
+                            "escalated",
+                            Payload::CaseEscalated(v1::CaseEscalated {
+                                case_id: case.id.to_string(),
+                                reference: case.reference.clone(),
+                                student_id: student_id.to_string(),
+                                previous_level: sanyu_events::level_to_proto(from) as i32,
+                                level: sanyu_events::level_to_proto(to) as i32,
+                                signal_event_id: envelope.event_id.clone(),
+                                rule_id: rule.to_owned(),
+                            }),
+                        ),
+                    )
+                    .await?;
+                    tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule, "case level raised");
+                    Ok(Decided::Raised {
+                        case_id: case.id,
+                        from,
+                        to,
+                    })
+                }
+                None => {
+                    cases::attach_signal(txn, signal(case.id, "attached", rule)).await?;
+                    outbox::enqueue(
+                        txn,
+                        emit(
+                            format!("case.signal_attached:{}:{}", case.id, envelope.event_id),
+                            "signal_attached",
+                            Payload::CaseSignalAttached(v1::CaseSignalAttached {
+                                case_id: case.id.to_string(),
+                                reference: case.reference.clone(),
+                                signal_event_id: envelope.event_id.clone(),
+                                level: sanyu_events::level_to_proto(level) as i32,
+                            }),
+                        ),
+                    )
+                    .await?;
+                    Ok(Decided::Attached { case_id: case.id })
+                }
+            }
+        }
+    }
+}
+
+impl Handler for RulesEngine {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        match self.decide(&delivery.payload).await {
+            Ok(decided) => {
+                tracing::debug!(?decided, "signal decided");
+                Outcome::Ack
+            }
+            Err(RulesError::Malformed(reason)) => Outcome::Reject(reason),
+            // The roster may not have reached this database yet: retry, and
+            // dead-letter when retries run out.
+            Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
+            Err(RulesError::Store(e)) if e.is_retryable() => Outcome::Retry(e.to_string()),
+            Err(RulesError::Store(e)) => Outcome::Retry(format!("store: {e}")),
+        }
+    }
+}
+
+/// Run the rules engine until shutdown: its consumer and its outbox relay.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
+    let db = sanyu_store::db::connect(&config.db_config()).await?;
+    let backbone = nats::connect(&config.nats, "sanyu-rules").await?;
+    backbone.ensure_streams().await?;
+    tracing::info!(nats = %backbone.server_version(), "rules engine starting");
+    let waker = Waker::default();
+    let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
+    shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
+    let engine = RulesEngine::new(db.clone(), waker);
+    shutdown.tracker.spawn(consumer::run(
+        backbone.clone(),
+        spec(),
+        engine,
+        shutdown.token.clone(),
+    ));
+    shutdown.token.cancelled().await;
+    if !shutdown.wait(std::time::Duration::from_secs(20)).await {
+        tracing::warn!("rules engine: tasks did not stop in time");
+    }
+    let _ = backbone.client.drain().await;
+    let _ = db.close().await;
+    tracing::info!("rules engine stopped");
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Intervention cases and the signals attached to them. The rules engine
+//! writes them; the gateway reads them.
+
+use chrono::{DateTime, Utc};
+use sanyu_domain::{CaseStatus, RiskLevel};
+use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::entities::{case, case_signal};
+use crate::{Result, StoreError, db};
+
+/// The student's case that is not closed, locked for update on PostgreSQL.
+pub async fn active_for_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Option<case::Model>> {
+    let mut q = case::Entity::find()
+        .filter(case::Column::StudentId.eq(student_id))
+        .filter(case::Column::Status.ne(CaseStatus::Closed.as_str()));
+    if db::supports_row_locks(conn) {
+        q = q.lock(LockType::Update);
+    }
+    Ok(q.one(conn).await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    pub id: Uuid,
+    pub reference: String,
+    pub school_id: Uuid,
+    pub class_id: Uuid,
+    pub student_id: Uuid,
+    pub level: RiskLevel,
+    pub rule: String,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
+    case::Entity::insert(case::ActiveModel {
+        id: Set(c.id),
+        reference: Set(c.reference),
+        school_id: Set(c.school_id),
+        class_id: Set(c.class_id),
+        student_id: Set(c.student_id),
+        level: Set(c.level.as_str().to_owned()),
+        level_rank: Set(c.level.rank()),
+        status: Set(CaseStatus::Open.as_str().to_owned()),
+        opened_rule: Set(c.rule),
+        opened_at: Set(c.at),
+        updated_at: Set(c.at),
+        closed_at: Set(None),
+        version: Set(1),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Raise a case's level, guarded by its version (optimistic concurrency).
+pub async fn raise_level(
+    conn: &impl ConnectionTrait,
+    current: &case::Model,
+    level: RiskLevel,
+) -> Result<()> {
+    let result = case::Entity::update_many()
+        .col_expr(case::Column::Level, Expr::value(level.as_str()))
+        .col_expr(case::Column::LevelRank, Expr::value(level.rank()))
+        .col_expr(case::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(case::Column::Version, Expr::value(current.version + 1))
+        .filter(case::Column::Id.eq(current.id))
+        .filter(case::Column::Version.eq(current.version))
+        .exec(conn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Err(StoreError::Db(sea_orm::DbErr::Custom(
+            "case changed concurrently (version conflict); database is busy, retry".into(),
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSignal {
+    pub case_id: Uuid,
+    pub event_id: String,
+    pub kind: String,
+    pub source_id: Option<Uuid>,
+    pub level: RiskLevel,
+    pub decision: String,
+    pub rule_id: String,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn attach_signal(conn: &impl ConnectionTrait, s: NewSignal) -> Result<()> {
+    case_signal::Entity::insert(case_signal::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(s.case_id),
+        event_id: Set(s.event_id),
+        kind: Set(s.kind),
+        source_id: Set(s.source_id),
+        level: Set(s.level.as_str().to_owned()),
+        decision: Set(s.decision),
+        rule_id: Set(s.rule_id),
+        attached_at: Set(s.at),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which cases a caller may list.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub school_id: Uuid,
+    /// Set for class-bound callers (head teachers).
+    pub class_id: Option<Uuid>,
+    pub status: Option<CaseStatus>,
+    pub level: Option<RiskLevel>,
+    pub limit: u64,
+}
+
+/// Cases by urgency: level first, then the oldest.
+pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<case::Model>> {
+    let mut q = case::Entity::find().filter(case::Column::SchoolId.eq(f.school_id));
+    if let Some(class_id) = f.class_id {
+        q = q.filter(case::Column::ClassId.eq(class_id));
+    }
+    if let Some(status) = f.status {
+        q = q.filter(case::Column::Status.eq(status.as_str()));
+    }
+    if let Some(level) = f.level {
+        q = q.filter(case::Column::Level.eq(level.as_str()));
+    }
+    Ok(q.order_by_desc(case::Column::LevelRank)
+        .order_by_asc(case::Column::OpenedAt)
+        .limit(f.limit.max(1))
+        .all(conn)
+        .await?)
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::Model>> {
+    Ok(case::Entity::find_by_id(id).one(conn).await?)
+}
+
+pub async fn signals(
+    conn: &impl ConnectionTrait,
+    case_id: Uuid,
+) -> Result<Vec<case_signal::Model>> {
+    Ok(case_signal::Entity::find()
+        .filter(case_signal::Column::CaseId.eq(case_id))
+        .order_by_asc(case_signal::Column::AttachedAt)
+        .all(conn)
+        .await?)
+}
+
+pub async fn count_for_student(conn: &impl ConnectionTrait, student_id: Uuid) -> Result<u64> {
+    Ok(case::Entity::find()
+        .filter(case::Column::StudentId.eq(student_id))
+        .count(conn)
+        .await?)
+}
+
+pub async fn count_all(conn: &impl ConnectionTrait) -> Result<u64> {
+    Ok(case::Entity::find().count(conn).await?)
+}

@@ -1,0 +1,165 @@
+//! Connecting to PostgreSQL or SQLite, with SQLite's durability settings set
+//! explicitly and checked at start-up.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::migration::Migrator;
+use crate::{Result, StoreError};
+
+pub type Db = DatabaseConnection;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    pub max_connections: u32,
+    /// `full` (default, durable on power loss) or `normal` (durable on crash of the process only).
+    pub sqlite_synchronous: String,
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl DbConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            sqlite_synchronous: "full".to_owned(),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connect, apply settings and check them.
+pub async fn connect(config: &DbConfig) -> Result<Db> {
+    let synchronous = match config.sqlite_synchronous.as_str() {
+        "normal" => SqliteSynchronous::Normal,
+        "full" => SqliteSynchronous::Full,
+        other => {
+            return Err(StoreError::Setting {
+                setting: "sqlite_synchronous",
+                actual: other.to_owned(),
+                expected: "full or normal".to_owned(),
+            });
+        }
+    };
+    let busy = config.sqlite_busy_timeout;
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(synchronous)
+                .busy_timeout(busy)
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    let db = Database::connect(options).await?;
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        check_sqlite_settings(&db, &config.sqlite_synchronous).await?;
+    }
+    Ok(db)
+}
+
+/// Read the SQLite pragmas back: a wrong setting refuses to start rather than
+/// silently losing acknowledged writes.
+pub async fn check_sqlite_settings(db: &Db, synchronous: &str) -> Result<()> {
+    let journal = pragma(db, "journal_mode").await?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Setting {
+            setting: "journal_mode",
+            actual: journal,
+            expected: "wal".to_owned(),
+        });
+    }
+    let expected_sync = if synchronous == "normal" { "1" } else { "2" };
+    let sync = pragma(db, "synchronous").await?;
+    if sync != expected_sync {
+        return Err(StoreError::Setting {
+            setting: "synchronous",
+            actual: sync,
+            expected: expected_sync.to_owned(),
+        });
+    }
+    let fks = pragma(db, "foreign_keys").await?;
+    if fks != "1" {
+        return Err(StoreError::Setting {
+            setting: "foreign_keys",
+            actual: fks,
+            expected: "1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+async fn pragma(db: &Db, name: &str) -> Result<String> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            format!("PRAGMA {name}"),
+        ))
+        .await?
+        .ok_or(StoreError::Setting {
+            setting: "pragma",
+            actual: "no row".to_owned(),
+            expected: name.to_owned(),
+        })?;
+    if let Ok(text) = row.try_get_by_index::<String>(0) {
+        return Ok(text);
+    }
+    let number: i64 = row.try_get_by_index(0)?;
+    Ok(number.to_string())
+}
+
+/// Apply every pending migration.
+pub async fn migrate(db: &Db) -> Result<()> {
+    Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Start a write transaction. On SQLite it begins `IMMEDIATE`, so that two
+/// writers queue on the busy timeout instead of failing with "database is locked"
+/// when a read transaction tries to upgrade.
+pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Lock rows read for update on PostgreSQL; SQLite's `IMMEDIATE` transactions
+/// already hold the write lock.
+pub fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() == DatabaseBackend::Postgres
+}
+
+/// Whether a database error is transient.
+pub fn is_retryable(err: &DbErr) -> bool {
+    let text = err.to_string().to_lowercase();
+    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        || text.contains("database is locked")
+        || text.contains("busy")
+        || text.contains("deadlock")
+        || text.contains("could not serialize")
+        || text.contains("unique")
+        || text.contains("duplicate key")
+        || text.contains("connection")
+}
+
+/// Whether an error is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    let text = err.to_string().to_lowercase();
+    text.contains("unique") || text.contains("duplicate key")
+}

@@ -1,0 +1,61 @@
+//! Dead letters as something a human sees: every message a consumer gave up on
+//! is recorded here and listed by the API.
+
+use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::Result;
+use crate::entities::dead_letter;
+
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    /// Idempotency key: `<stream>:<consumer>:<stream_seq>`.
+    pub source_key: String,
+    pub stream: String,
+    pub consumer: String,
+    pub stream_seq: Option<i64>,
+    pub subject: Option<String>,
+    pub event_id: Option<String>,
+    pub reason: String,
+    pub deliveries: Option<i64>,
+}
+
+/// Record a dead letter; the same source recorded twice keeps the first.
+pub async fn record(conn: &impl ConnectionTrait, d: NewDeadLetter) -> Result<()> {
+    dead_letter::Entity::insert(dead_letter::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        source_key: Set(d.source_key),
+        stream: Set(d.stream),
+        consumer: Set(d.consumer),
+        stream_seq: Set(d.stream_seq),
+        subject: Set(d.subject),
+        event_id: Set(d.event_id),
+        reason: Set(d.reason),
+        deliveries: Set(d.deliveries),
+        received_at: Set(Utc::now()),
+        resolved_at: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(dead_letter::Column::SourceKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Unresolved dead letters, newest first.
+pub async fn list_open(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<dead_letter::Model>> {
+    Ok(dead_letter::Entity::find()
+        .filter(dead_letter::Column::ResolvedAt.is_null())
+        .order_by_desc(dead_letter::Column::ReceivedAt)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}

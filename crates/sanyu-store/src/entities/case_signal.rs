@@ -1,0 +1,22 @@
+//! Table `case_signals`.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "case_signals")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub event_id: String,
+    pub kind: String,
+    pub source_id: Option<Uuid>,
+    pub level: String,
+    pub decision: String,
+    pub rule_id: String,
+    pub attached_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,54 @@
+//! Sanyu's storage: sea-orm entities and migrations that run on PostgreSQL and
+//! SQLite, the transactional outbox, the processed-message record, and the
+//! repositories each service uses inside its own transactions.
+
+pub mod cases;
+pub mod crypto;
+pub mod db;
+pub mod dead_letters;
+pub mod deliveries;
+pub mod entities;
+pub mod idempotency;
+pub mod migration;
+pub mod outbox;
+pub mod processed;
+pub mod reports;
+pub mod roster;
+pub mod tokens;
+
+pub use db::{Db, DbConfig, begin_write};
+pub use sea_orm;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("database setting `{setting}` is `{actual}`, expected `{expected}`")]
+    Setting {
+        setting: &'static str,
+        actual: String,
+        expected: String,
+    },
+    #[error("sealed data could not be opened (wrong data key or corrupted row)")]
+    Unseal,
+    #[error("invalid data key: {0}")]
+    DataKey(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("corrupt row in `{table}`: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+impl StoreError {
+    /// A transient failure worth retrying (lock contention, lost connection,
+    /// a concurrent writer won a unique constraint race).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db::is_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

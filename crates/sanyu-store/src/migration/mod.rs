@@ -1,0 +1,34 @@
+//! Schema migrations. They run on PostgreSQL and SQLite alike; each runs in a
+//! transaction on both (`use_transaction`), so a failed migration leaves nothing half-made.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_roster;
+mod m20261129_000002_create_tokens;
+mod m20261129_000003_create_reports_and_cases;
+mod m20261129_000004_create_messaging;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261129_000001_create_roster::Migration),
+            Box::new(m20261129_000002_create_tokens::Migration),
+            Box::new(m20261129_000003_create_reports_and_cases::Migration),
+            Box::new(m20261129_000004_create_messaging::Migration),
+        ]
+    }
+}
+
+pub(crate) fn fk(
+    from_table: &'static str,
+    from_col: &'static str,
+    to_table: &'static str,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(from_table, from_col)
+        .to(to_table, "id")
+        .to_owned()
+}

@@ -1,0 +1,79 @@
+//! The transactional outbox: events are written in the same transaction as the
+//! state change that emits them, and a relay publishes them to JetStream.
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::entities::outbox;
+use crate::{Result, db};
+
+/// An event waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub traceparent: Option<String>,
+}
+
+/// Write an event inside the caller's transaction. Writing the same event id
+/// twice is a no-op: the first write wins.
+pub async fn enqueue(conn: &impl ConnectionTrait, event: OutboxEvent) -> Result<()> {
+    let row = outbox::ActiveModel {
+        event_id: Set(event.event_id),
+        subject: Set(event.subject),
+        payload: Set(event.payload),
+        traceparent: Set(event.traceparent),
+        created_at: Set(Utc::now()),
+        published_at: Set(None),
+        ..Default::default()
+    };
+    outbox::Entity::insert(row)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(outbox::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The oldest unpublished events. On PostgreSQL the rows are locked with
+/// `SKIP LOCKED`, so relays of several replicas take different rows.
+pub async fn claim_batch(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<outbox::Model>> {
+    let mut query = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::Id)
+        .limit(limit);
+    if db::supports_row_locks(conn) {
+        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    Ok(query.all(conn).await?)
+}
+
+/// Mark events as published (after JetStream acknowledged them).
+pub async fn mark_published(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::PublishedAt, Expr::value(Utc::now()))
+        .filter(outbox::Column::Id.is_in(ids.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Number of events still waiting (for readiness and metrics).
+pub async fn pending_count(conn: &impl ConnectionTrait) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(conn)
+        .await?)
+}

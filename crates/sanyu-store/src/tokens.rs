@@ -1,0 +1,186 @@
+//! Opaque API tokens: random, shown once, stored only as a SHA-256 hash, with
+//! role and scope (school, class), expiry and revocation.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sanyu_domain::{Principal, Role};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::entities::{api_token, class, school, staff};
+use crate::{Result, StoreError};
+
+const PREFIX: &str = "sy_";
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub role: Role,
+    pub school_code: String,
+    pub class_code: Option<String>,
+    pub staff_no: Option<String>,
+    pub label: Option<String>,
+    pub ttl: Duration,
+}
+
+/// An issued token: `secret` is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub id: Uuid,
+    pub secret: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("unknown school `{0}`")]
+    UnknownSchool(String),
+    #[error("unknown class `{0}` in this school")]
+    UnknownClass(String),
+    #[error("unknown staff number `{0}` in this school")]
+    UnknownStaff(String),
+    #[error("role `{0}` is bound to a class: give --class")]
+    ClassRequired(Role),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for IssueError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        IssueError::Store(StoreError::Db(e))
+    }
+}
+
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub async fn issue(
+    conn: &impl ConnectionTrait,
+    req: TokenRequest,
+) -> std::result::Result<IssuedToken, IssueError> {
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq(&req.school_code))
+        .one(conn)
+        .await?
+        .ok_or_else(|| IssueError::UnknownSchool(req.school_code.clone()))?;
+    let class_id = match &req.class_code {
+        Some(code) => Some(
+            class::Entity::find()
+                .filter(class::Column::SchoolId.eq(school.id))
+                .filter(class::Column::Code.eq(code))
+                .one(conn)
+                .await?
+                .ok_or_else(|| IssueError::UnknownClass(code.clone()))?
+                .id,
+        ),
+        None if req.role.is_class_bound() => return Err(IssueError::ClassRequired(req.role)),
+        None => None,
+    };
+    let staff_id = match &req.staff_no {
+        Some(no) => Some(
+            staff::Entity::find()
+                .filter(staff::Column::SchoolId.eq(school.id))
+                .filter(staff::Column::StaffNo.eq(no))
+                .one(conn)
+                .await?
+                .ok_or_else(|| IssueError::UnknownStaff(no.clone()))?
+                .id,
+        ),
+        None => None,
+    };
+    let secret = new_secret();
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let expires_at = now + req.ttl;
+    api_token::Entity::insert(api_token::ActiveModel {
+        id: Set(id),
+        token_hash: Set(hash(&secret)),
+        role: Set(req.role.as_str().to_owned()),
+        school_id: Set(school.id),
+        class_id: Set(class_id),
+        staff_id: Set(staff_id),
+        label: Set(req.label),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(IssuedToken {
+        id,
+        secret,
+        expires_at,
+    })
+}
+
+/// The principal of a presented token, or `None` when it is unknown, expired
+/// or revoked (the caller answers 401 without saying which).
+pub async fn authenticate(conn: &impl ConnectionTrait, secret: &str) -> Result<Option<Principal>> {
+    if !secret.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let Some(token) = api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(hash(secret)))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if token.revoked_at.is_some() || token.expires_at <= Utc::now() {
+        return Ok(None);
+    }
+    let role: Role =
+        token
+            .role
+            .parse()
+            .map_err(|e: sanyu_domain::ParseError| StoreError::Corrupt {
+                table: "api_tokens",
+                detail: e.to_string(),
+            })?;
+    Ok(Some(Principal {
+        token_id: token.id,
+        role,
+        school_id: token.school_id,
+        class_id: token.class_id,
+        staff_id: token.staff_id,
+    }))
+}
+
+/// Revoke a token by id. Returns `false` if there is no such token.
+pub async fn revoke(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let Some(token) = api_token::Entity::find_by_id(id).one(conn).await? else {
+        return Ok(false);
+    };
+    if token.revoked_at.is_none() {
+        let mut active: api_token::ActiveModel = token.into();
+        active.revoked_at = Set(Some(Utc::now()));
+        sea_orm::ActiveModelTrait::update(active, conn).await?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_prefixed_and_hashed() {
+        let a = new_secret();
+        let b = new_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with(PREFIX));
+        assert_eq!(hash(&a).len(), 64);
+        assert_ne!(hash(&a), a);
+    }
+}
