@@ -164,6 +164,12 @@ EOF
 fi
 
 if as_pg "$BINDIR/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+    # Report the port it actually runs on (line 4 of postmaster.pid).
+    running_port="$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true)"
+    if [[ "$running_port" =~ ^[0-9]+$ && "$running_port" != "$PORT" ]]; then
+        log "note: it runs on port $running_port, not $PORT (stop it to change the port)"
+        THROWAWAY_URL="postgres://postgres@127.0.0.1:$running_port/postgres"
+    fi
     log "throwaway cluster already running ($DATA)"
 else
     log "starting throwaway cluster on 127.0.0.1:$PORT"

@@ -1,1 +1,164 @@
+//! The harness for end-to-end tests: real NATS, a real SMTP server, a fresh
+//! database, two seeded schools, and the real service binaries.
 
+use std::time::Duration;
+
+use sanyu_store::Db;
+use sanyu_test_support::{
+    NatsServer, School, ServiceProcess, SmtpServer, TestDb, eventually, free_port,
+};
+use serde_json::{Value, json};
+
+pub use sanyu_test_support as support;
+
+/// One running Sanyu: servers, database, schools and services.
+pub struct Stack {
+    pub nats: NatsServer,
+    pub smtp: SmtpServer,
+    pub db: TestDb,
+    pub conn: Db,
+    pub school: School,
+    pub other_school: School,
+    pub data_key: String,
+    pub http_port: u16,
+    pub gateway: Option<ServiceProcess>,
+    pub rules: Option<ServiceProcess>,
+    pub notifier: Option<ServiceProcess>,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    /// Servers and data, no services yet.
+    pub async fn new(db: TestDb) -> Self {
+        let nats = NatsServer::start().await;
+        let smtp = SmtpServer::start();
+        let conn = db.connect().await;
+        let school = sanyu_test_support::seed_school(&conn, "SCH1").await;
+        let other_school = sanyu_test_support::seed_school(&conn, "SCH2").await;
+        Self {
+            nats,
+            smtp,
+            db,
+            conn,
+            school,
+            other_school,
+            data_key: sanyu_store::crypto::Sealer::generate_key(),
+            http_port: free_port(),
+            gateway: None,
+            rules: None,
+            notifier: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Every service running.
+    pub async fn started(db: TestDb) -> Self {
+        let mut stack = Self::new(db).await;
+        stack.start_gateway().await;
+        stack.start_rules(&[]);
+        stack.start_notifier();
+        stack
+    }
+
+    /// The environment every service gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("SANYU_DATABASE__URL", self.db.url().to_owned()),
+            ("SANYU_NATS__URL", self.nats.url()),
+            ("SANYU_NATS__ACK_WAIT_SECS", "2".to_owned()),
+            ("SANYU_NATS__MAX_DELIVER", "4".to_owned()),
+            ("SANYU_NATS__BACKOFF_SECS", "[1, 1, 1]".to_owned()),
+            ("SANYU_SMTP__URL", self.smtp.url()),
+            ("SANYU_SMTP__FROM", "Sanyu <sanyu@test.local>".to_owned()),
+            ("SANYU_SECURITY__DATA_KEY", self.data_key.clone()),
+            (
+                "SANYU_HTTP__LISTEN",
+                format!("127.0.0.1:{}", self.http_port),
+            ),
+            ("SANYU_HTTP__BODY_LIMIT_BYTES", "16384".to_owned()),
+            (
+                "SANYU_HTTP__PUBLIC_BASE_URL",
+                "https://sanyu.test".to_owned(),
+            ),
+            ("SANYU_TELEMETRY__LOG_FILTER", "info".to_owned()),
+            ("RUST_BACKTRACE", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub async fn start_gateway(&mut self) {
+        self.gateway = Some(ServiceProcess::spawn("sanyu-gateway", &self.env()));
+        let url = format!("{}/readyz", self.base_url());
+        let http = self.http.clone();
+        eventually(Duration::from_secs(20), "gateway ready", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let r = http.get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Start the rules engine with extra environment (fault injection).
+    pub fn start_rules(&mut self, extra: &[(&str, &str)]) {
+        let mut env = self.env();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.rules = Some(ServiceProcess::spawn("sanyu-rules", &env));
+    }
+
+    pub fn start_notifier(&mut self) {
+        self.notifier = Some(ServiceProcess::spawn("sanyu-notifier", &self.env()));
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
+        json!({
+            "student_no": student_no,
+            "category": "suicidal_ideation",
+            "level": level,
+            "observed_at": chrono::Utc::now().to_rfc3339(),
+            "narrative": narrative,
+        })
+    }
+
+    pub async fn post_report(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/reports", self.base_url()))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/reports")
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// Wait for the school's case list (as its counsellor) to have `n` cases.
+    pub async fn wait_for_cases(&self, n: usize) -> Vec<Value> {
+        eventually(Duration::from_secs(20), &format!("{n} case(s)"), || async {
+            let r = self.get(&self.school.counsellor, "/v1/cases").await;
+            let v: Value = r.json().await.ok()?;
+            let cases = v["cases"].as_array()?.clone();
+            (cases.len() >= n).then_some(cases)
+        })
+        .await
+    }
+}

@@ -173,7 +173,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment
-            .merge(Env::prefixed("SANYU_").split("__").ignore(&["config"]))
+            // Only `SANYU_<SECTION>__<KEY>` variables are settings; others such as
+            // `SANYU_CONFIG` or the test scripts' `SANYU_TEST_PG_URL` are not.
+            .merge(
+                Env::prefixed("SANYU_")
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| PlatformError::Config(e.to_string()))
     }
@@ -219,6 +225,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SANYU_NATS__URL", "nats://10.0.0.1:4222");
             jail.set_env("SANYU_HTTP__BODY_LIMIT_BYTES", "1024");
+            jail.set_env("SANYU_TEST_PG_URL", "postgres://ignored");
             let c = Config::load().map_err(|e| e.to_string())?;
             assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
             assert_eq!(c.http.body_limit_bytes, 1024);

@@ -80,11 +80,25 @@ pub enum Decided {
 pub struct RulesEngine {
     db: Db,
     waker: Waker,
+    pause_before_ack: Option<std::time::Duration>,
 }
+
+/// Fault injection for the crash tests: hold every decided message this long
+/// after the commit and before the ack, so a test can SIGKILL the process in
+/// exactly that window. Never set in production.
+pub const FAULT_PAUSE_BEFORE_ACK_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_ACK_MS";
 
 impl RulesEngine {
     pub fn new(db: Db, waker: Waker) -> Self {
-        Self { db, waker }
+        let pause_before_ack = std::env::var(FAULT_PAUSE_BEFORE_ACK_MS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis);
+        Self {
+            db,
+            waker,
+            pause_before_ack,
+        }
     }
 
     /// Decide one encoded envelope.
@@ -266,6 +280,13 @@ impl Handler for RulesEngine {
         match self.decide(&delivery.payload).await {
             Ok(decided) => {
                 tracing::debug!(?decided, "signal decided");
+                if let Some(pause) = self.pause_before_ack {
+                    tracing::warn!(
+                        pause_ms = pause.as_millis() as u64,
+                        "fault injection: pausing before ack"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
                 Outcome::Ack
             }
             Err(RulesError::Malformed(reason)) => Outcome::Reject(reason),

