@@ -116,7 +116,11 @@ async fn a_teacher_report_reaches_the_counsellor_by_email(db: TestDb) {
     .await;
     let cases = stack.wait_for_cases(1).await;
     assert_eq!(cases[0]["level"], "critical");
-    assert_eq!(stack.smtp.received().len(), 2);
+    assert_eq!(
+        stack.smtp.received().len(),
+        3,
+        "a lower signal sends nothing"
+    );
 
     // One trace runs from the HTTP request to the notification: every outbox row
     // of the first chain carries the same trace id.
@@ -175,4 +179,62 @@ async fn services_stop_gracefully_on_sigterm() {
             "{name} log has no stop line:\n{logs}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_with_nobody_to_tell_still_opens_and_the_gap_is_shown_to_the_school() {
+    use sanyu_store::entities::staff;
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+
+    let stack = Stack::started(TestDb::sqlite()).await;
+    // SCH2 loses every email address.
+    let other = &stack.other_school;
+    let school = sanyu_store::roster::school_by_code(&stack.conn, &other.code)
+        .await
+        .expect("query")
+        .expect("school");
+    staff::Entity::update_many()
+        .col_expr(staff::Column::Email, Expr::value(Option::<String>::None))
+        .filter(staff::Column::SchoolId.eq(school.id))
+        .exec(&stack.conn)
+        .await
+        .expect("update");
+
+    let response = stack
+        .post_report(
+            &other.teacher_c1,
+            &Stack::report_body("S1", "critical", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let letters: Vec<Value> =
+        sanyu_e2e::support::eventually(Duration::from_secs(20), "gap reported", || async {
+            let v: Vec<Value> = stack
+                .get(&other.admin, "/v1/dead-letters")
+                .await
+                .json()
+                .await
+                .ok()?;
+            (!v.is_empty()).then_some(v)
+        })
+        .await;
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nobody to notify"),
+        "{letters:?}"
+    );
+    let cases: Value = stack
+        .get(&other.counsellor, "/v1/cases")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        cases["cases"].as_array().map(Vec::len),
+        Some(1),
+        "the case stands"
+    );
+    assert!(stack.smtp.received().is_empty());
 }

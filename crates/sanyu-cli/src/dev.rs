@@ -209,8 +209,8 @@ async fn seed_demo(db: &sanyu_store::Db) -> Result<()> {
         return Ok(());
     }
     let txn = sanyu_store::begin_write(db).await?;
-    roster::import_students(&txn, DEMO_STUDENTS.as_bytes(), ImportScope::Operator).await?;
-    roster::import_staff(&txn, DEMO_STAFF.as_bytes(), ImportScope::Operator).await?;
+    roster::import_students(&*txn, DEMO_STUDENTS.as_bytes(), ImportScope::Operator).await?;
+    roster::import_staff(&*txn, DEMO_STAFF.as_bytes(), ImportScope::Operator).await?;
     txn.commit().await?;
     Ok(())
 }

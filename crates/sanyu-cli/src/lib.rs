@@ -172,9 +172,9 @@ pub async fn import_file(
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let txn = sanyu_store::begin_write(db).await?;
     let summary = if students {
-        roster::import_students(&txn, file, ImportScope::Operator).await?
+        roster::import_students(&*txn, file, ImportScope::Operator).await?
     } else {
-        roster::import_staff(&txn, file, ImportScope::Operator).await?
+        roster::import_staff(&*txn, file, ImportScope::Operator).await?
     };
     txn.commit().await?;
     Ok(summary)

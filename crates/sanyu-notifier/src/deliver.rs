@@ -15,7 +15,7 @@ use sanyu_domain::RiskLevel;
 use sanyu_events::subjects::{self, NOTIFY_STREAM};
 use sanyu_events::{Payload, v1};
 use sanyu_platform::consumer::{Delivery, Handler, Outcome};
-use sanyu_platform::nats::ConsumerSpec;
+use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest};
 use sanyu_store::entities::staff;
@@ -33,6 +33,8 @@ pub fn spec() -> ConsumerSpec {
         stream: NOTIFY_STREAM,
         durable: CONSUMER,
         filter_subject: "sanyu.notify.requested.>".to_owned(),
+        lanes: 8,
+        ordering: Ordering::Unordered,
     }
 }
 
@@ -93,7 +95,7 @@ impl Deliverer {
         let claim = {
             let txn = begin_write(&self.db).await?;
             let claim = deliveries::claim(
-                &txn,
+                &*txn,
                 &DeliveryRequest {
                     key: &req.notification_key,
                     case_id,
@@ -143,11 +145,11 @@ impl Deliverer {
         } else {
             deliveries::FAILED
         };
-        deliveries::finish(&txn, &req.notification_key, db_status, error.clone()).await?;
-        processed::record(&txn, CONSUMER, &envelope.event_id).await?;
+        deliveries::finish(&*txn, &req.notification_key, db_status, error.clone()).await?;
+        processed::record(&*txn, CONSUMER, &envelope.event_id).await?;
         let event_id = format!("notify.result:{}:{attempt}", req.notification_key);
         outbox::enqueue(
-            &txn,
+            &*txn,
             OutboxEvent {
                 subject: subjects::notification_result(&envelope.school),
                 payload: sanyu_events::encode(&sanyu_events::envelope(

@@ -1,10 +1,10 @@
-//! The notifier: the last link of the chain. It turns case events into
-//! notification requests for the right people (dispatch), and delivers each
-//! request exactly once by email through SMTP (deliver).
+//! The notifier: the last link of the chain. It delivers each notification
+//! request exactly once by email through SMTP. (Who is told is decided where
+//! the case changes, in the same transaction: see `sanyu_rules::notify`.)
 
 pub mod deliver;
-pub mod dispatch;
 pub mod mailer;
+pub mod smtp;
 
 use std::time::Duration;
 
@@ -14,10 +14,9 @@ use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown};
 
 pub use deliver::Deliverer;
-pub use dispatch::Dispatcher;
 pub use mailer::Mailer;
 
-/// Run the notifier until shutdown: dispatch and delivery consumers and the outbox relay.
+/// Run the notifier until shutdown: the delivery consumer and the outbox relay.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
     let db = sanyu_store::db::connect(&config.db_config()).await?;
     let backbone = nats::connect(&config.nats, "sanyu-notifier").await?;
@@ -28,12 +27,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    shutdown.tracker.spawn(consumer::run(
-        backbone.clone(),
-        dispatch::spec(),
-        Dispatcher::new(db.clone(), waker.clone()),
-        shutdown.token.clone(),
-    ));
     let deliverer = Deliverer::new(
         db.clone(),
         waker,

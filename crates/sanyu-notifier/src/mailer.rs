@@ -1,9 +1,10 @@
-//! Email through lettre: SMTP (plain, STARTTLS or implicit TLS, with a pooled
-//! async transport), or `.eml` files when no SMTP server is configured (`sanyu dev`).
+//! Email through lettre: SMTP (plain, STARTTLS or implicit TLS, pooled: see
+//! [`crate::smtp`]), or `.eml` files when no SMTP server is configured (`sanyu dev`).
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use sanyu_platform::config::SmtpConfig;
+
+use crate::smtp::{SmtpClient, SmtpSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
@@ -26,7 +27,7 @@ pub enum SendError {
 
 #[derive(Clone)]
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpClient),
     Files {
         transport: AsyncFileTransport<Tokio1Executor>,
         dir: String,
@@ -43,12 +44,12 @@ impl Mailer {
                 dir: config.file_dir.clone(),
             });
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.url.expose())
-            .map_err(|e| MailerError::Url(e.to_string()))?
-            .timeout(Some(std::time::Duration::from_secs(15)))
-            .pool_config(PoolConfig::new().max_size(config.pool_max_size.max(1)))
-            .build();
-        Ok(Mailer::Smtp(transport))
+        let settings = SmtpSettings::from_url(
+            config.url.expose(),
+            usize::try_from(config.pool_max_size).unwrap_or(4),
+        )
+        .map_err(MailerError::Url)?;
+        Ok(Mailer::Smtp(SmtpClient::new(settings)))
     }
 
     /// Where mail goes, for the start-up log (no credentials).
@@ -61,13 +62,7 @@ impl Mailer {
 
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
-            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
-                if e.is_permanent() {
-                    SendError::Permanent(e.to_string())
-                } else {
-                    SendError::Transient(e.to_string())
-                }
-            }),
+            Mailer::Smtp(client) => client.send(message.envelope(), &message.formatted()).await,
             Mailer::Files { transport, .. } => transport
                 .send(message)
                 .await

@@ -102,7 +102,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: Secret::new("sqlite://.sanyu/sanyu.db?mode=rwc"),
-            max_connections: 10,
+            max_connections: 20,
             sqlite_synchronous: "full".into(),
             sqlite_busy_timeout_ms: 5000,
         }

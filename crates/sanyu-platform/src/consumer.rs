@@ -5,6 +5,8 @@
 //! and gives back what was prefetched.
 
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -13,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::nats::{Backbone, ConsumerSpec};
+use crate::nats::{Backbone, ConsumerSpec, Ordering};
 use crate::trace::{self, TRACEPARENT};
 use crate::{PlatformError, Result};
 
@@ -70,6 +72,7 @@ pub async fn run<H: Handler>(
     handler: H,
     cancel: CancellationToken,
 ) {
+    let handler = Arc::new(handler);
     while !cancel.is_cancelled() {
         match run_once(&backbone, &spec, &handler, &cancel).await {
             Ok(()) => break,
@@ -84,36 +87,68 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// The lane of a message: same key → same lane → handled in order.
+fn lane_of(message: &async_nats::jetstream::Message, ordering: Ordering, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match ordering {
+        Ordering::BySubject => message.subject.as_str().hash(&mut hasher),
+        Ordering::Unordered => match message.info() {
+            Ok(info) => info.stream_sequence.hash(&mut hasher),
+            Err(_) => message.subject.as_str().hash(&mut hasher),
+        },
+    }
+    usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
+}
+
 /// One subscription: pull until `cancel` fires or the subscription fails.
+///
+/// Messages are spread over `spec.lanes` worker lanes; a lane handles its
+/// messages one at a time, in order. On shutdown the lanes finish what they
+/// hold (handled and acked), and what was prefetched but not handed to a lane
+/// is given back with a nak so another replica takes it at once.
 pub async fn run_once<H: Handler>(
     backbone: &Backbone,
     spec: &ConsumerSpec,
-    handler: &H,
+    handler: &Arc<H>,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let consumer = backbone.ensure_consumer(spec).await?;
+    let lanes = spec.lanes.max(1);
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(16)
+        .max_messages_per_batch(lanes.max(16))
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await
         .map_err(|e| PlatformError::Nats(format!("consume {}: {e}", spec.durable)))?;
+    let mut senders = Vec::with_capacity(lanes);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..lanes {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<async_nats::jetstream::Message>(1);
+        senders.push(tx);
+        let (backbone, spec, handler) = (backbone.clone(), spec.clone(), handler.clone());
+        workers.spawn(async move {
+            while let Some(message) = rx.recv().await {
+                process(&backbone, &spec, handler.as_ref(), message).await;
+            }
+        });
+    }
     tracing::info!(
         consumer = spec.durable,
         stream = spec.stream,
+        lanes,
         "consumer started"
     );
-    loop {
+    let result = loop {
         let next = tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
+            () = cancel.cancelled() => break Ok(()),
             next = messages.next() => next,
         };
         match next {
             None => {
-                return Err(PlatformError::Nats(format!(
+                break Err(PlatformError::Nats(format!(
                     "message stream of {} ended",
                     spec.durable
                 )));
@@ -122,18 +157,25 @@ pub async fn run_once<H: Handler>(
                 // Missed heartbeats and similar: the stream recovers by itself.
                 tracing::warn!(consumer = spec.durable, error = %e, "consumer stream error");
             }
-            Some(Ok(message)) => process(backbone, spec, handler, message).await,
+            Some(Ok(message)) => {
+                let lane = lane_of(&message, spec.ordering, lanes);
+                if let Err(returned) = senders[lane].send(message).await {
+                    let _ = returned.0.ack_with(AckKind::Nak(None)).await;
+                    break Err(PlatformError::Nats("consumer lane stopped".into()));
+                }
+            }
         }
-    }
-    // Give back what was prefetched but not started, so another replica takes
-    // it now instead of after ack_wait.
+    };
+    // Let every lane finish what it holds.
+    drop(senders);
+    while workers.join_next().await.is_some() {}
     let mut returned = 0;
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
         let _ = message.ack_with(AckKind::Nak(None)).await;
         returned += 1;
     }
     tracing::info!(consumer = spec.durable, returned, "consumer stopped");
-    Ok(())
+    result
 }
 
 async fn process<H: Handler>(

@@ -11,13 +11,15 @@ use crate::consumer::{
     DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_EVENT_ID, DLQ_REASON, DLQ_SEQ, DLQ_STREAM, DLQ_SUBJECT,
     Delivery, Handler, Outcome,
 };
-use crate::nats::{Backbone, ConsumerSpec};
+use crate::nats::{Backbone, ConsumerSpec, Ordering};
 
 pub fn spec() -> ConsumerSpec {
     ConsumerSpec {
         stream: DEAD_LETTER_STREAM,
         durable: "dead-letter-recorder",
         filter_subject: String::new(),
+        lanes: 1,
+        ordering: Ordering::BySubject,
     }
 }
 

@@ -29,6 +29,20 @@ pub struct ConsumerSpec {
     pub stream: &'static str,
     pub durable: &'static str,
     pub filter_subject: String,
+    /// How many messages one process handles at once.
+    pub lanes: usize,
+    /// Which messages must be handled one after another.
+    pub ordering: Ordering,
+}
+
+/// Ordering inside one process: messages with the same key go to the same
+/// lane and are handled in stream order; different keys run in parallel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// Same subject (which carries school and student partition) → same lane.
+    BySubject,
+    /// No ordering needed (each message is independent).
+    Unordered,
 }
 
 fn nats_err(context: &str, e: impl std::fmt::Display) -> PlatformError {

@@ -17,7 +17,7 @@ use sanyu_domain::{
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
 use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
-use sanyu_platform::nats::{self, ConsumerSpec};
+use sanyu_platform::nats::{self, ConsumerSpec, Ordering};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown};
 use sanyu_store::cases::{self, NewCase, NewSignal};
@@ -27,6 +27,8 @@ use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
 use sanyu_store::{Db, StoreError, begin_write, processed};
 use uuid::Uuid;
 
+pub mod notify;
+
 /// Name of the durable consumer and of its processed-message records.
 pub const CONSUMER: &str = "rules";
 
@@ -35,6 +37,8 @@ pub fn spec() -> ConsumerSpec {
         stream: INTAKE_STREAM,
         durable: CONSUMER,
         filter_subject: subjects::INTAKE_SUBJECTS.to_owned(),
+        lanes: 8,
+        ordering: Ordering::BySubject,
     }
 }
 
@@ -109,11 +113,11 @@ impl RulesEngine {
             return Ok(Decided::Ignored);
         };
         let txn = begin_write(&self.db).await?;
-        if !processed::record(&txn, CONSUMER, &envelope.event_id).await? {
+        if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
             txn.rollback().await?;
             return Ok(Decided::Duplicate);
         }
-        let decided = decide_report_in(&txn, &envelope, report).await?;
+        let decided = decide_report_in(&*txn, &envelope, report).await?;
         txn.commit().await?;
         if !matches!(decided, Decided::NoAction) {
             self.waker.wake();
@@ -216,6 +220,20 @@ async fn decide_report_in(
                 ),
             )
             .await?;
+            notify::request_first_contact(
+                txn,
+                notify::Alert {
+                    school: &school,
+                    case_id,
+                    reference: &case_reference(case_id),
+                    level,
+                    reason: "case_opened".into(),
+                    partition,
+                    at: now,
+                    traceparent: traceparent.clone(),
+                },
+            )
+            .await?;
             tracing::info!(%case_id, level = level.as_str(), rule, "case opened");
             Ok(Decided::Opened { case_id, level })
         }
@@ -243,6 +261,20 @@ async fn decide_report_in(
                                 rule_id: rule.to_owned(),
                             }),
                         ),
+                    )
+                    .await?;
+                    notify::request_first_contact(
+                        txn,
+                        notify::Alert {
+                            school: &school,
+                            case_id: case.id,
+                            reference: &case.reference,
+                            level: to,
+                            reason: format!("case_escalated_{}", to.as_str()),
+                            partition,
+                            at: now,
+                            traceparent: traceparent.clone(),
+                        },
                     )
                     .await?;
                     tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule, "case level raised");

@@ -128,15 +128,53 @@ pub async fn migrate(db: &Db) -> Result<()> {
     Ok(())
 }
 
-/// Start a write transaction. On SQLite it begins `IMMEDIATE`, so that two
-/// writers queue on the busy timeout instead of failing with "database is locked"
-/// when a read transaction tries to upgrade.
-pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
+/// A write transaction; on SQLite it also holds this process's writer lock.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+/// SQLite has one writer at a time. Writers of one process queue here, in
+/// order and without sleeping; only writers of other processes meet SQLite's
+/// busy handler (which sleeps in steps of up to 100 ms).
+static SQLITE_WRITER: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
+
+/// Start a write transaction. On SQLite it begins `IMMEDIATE` (a read that
+/// later writes would otherwise fail with "database is locked" when another
+/// writer committed in between) after taking the in-process writer lock.
+pub async fn begin_write(db: &Db) -> Result<WriteTxn, DbErr> {
+    let writer = if db.get_database_backend() == DatabaseBackend::Sqlite {
+        Some(SQLITE_WRITER.clone().lock_owned().await)
+    } else {
+        None
+    };
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    Ok(WriteTxn {
+        txn,
+        _writer: writer,
     })
-    .await
 }
 
 /// Lock rows read for update on PostgreSQL; SQLite's `IMMEDIATE` transactions

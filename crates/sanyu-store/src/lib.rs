@@ -16,7 +16,7 @@ pub mod reports;
 pub mod roster;
 pub mod tokens;
 
-pub use db::{Db, DbConfig, begin_write};
+pub use db::{Db, DbConfig, WriteTxn, begin_write};
 pub use sea_orm;
 
 /// Errors of the store.

@@ -55,6 +55,12 @@ impl TestDb {
                 return None;
             }
         };
+        Some(Self::postgres_at(&admin).await)
+    }
+
+    /// A fresh database on the PostgreSQL server at `admin` (a URL allowed to create databases).
+    pub async fn postgres_at(admin: &str) -> Self {
+        let admin = admin.to_owned();
         let name = format!("sanyu_t_{}", uuid::Uuid::new_v4().simple());
         let conn = Database::connect(&admin)
             .await
@@ -64,13 +70,13 @@ impl TestDb {
             .expect("create test database");
         conn.close().await.ok();
         let url = replace_db_name(&admin, &name);
-        Some(Self {
+        Self {
             backend: Backend::Postgres,
             url,
             admin_url: Some(admin),
             name: Some(name),
             _dir: None,
-        })
+        }
     }
 
     /// Both backends: SQLite always, PostgreSQL when configured.

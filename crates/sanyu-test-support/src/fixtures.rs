@@ -65,11 +65,11 @@ async fn token(db: &Db, role: Role, code: &str, class: Option<&str>) -> String {
 /// Import the roster of school `code` and issue a token per role.
 pub async fn seed_school(db: &Db, code: &str) -> School {
     let txn = sanyu_store::begin_write(db).await.expect("begin");
-    let s = roster::import_students(&txn, students_csv(code).as_bytes(), ImportScope::Operator)
+    let s = roster::import_students(&*txn, students_csv(code).as_bytes(), ImportScope::Operator)
         .await
         .expect("import students");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
-    let s = roster::import_staff(&txn, staff_csv(code).as_bytes(), ImportScope::Operator)
+    let s = roster::import_staff(&*txn, staff_csv(code).as_bytes(), ImportScope::Operator)
         .await
         .expect("import staff");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
@@ -96,7 +96,7 @@ pub async fn add_students(db: &Db, code: &str, n: usize) {
         csv.push_str(&format!("{code},G1,C1,B{i:05},Bench Student {i}\n"));
     }
     let txn = sanyu_store::begin_write(db).await.expect("begin");
-    let s = roster::import_students(&txn, csv.as_bytes(), ImportScope::Operator)
+    let s = roster::import_students(&*txn, csv.as_bytes(), ImportScope::Operator)
         .await
         .expect("import students");
     assert!(s.errors.is_empty(), "{:?}", s.errors);

@@ -13,6 +13,8 @@ pub struct ReceivedMail {
     pub to: Vec<String>,
     pub raw: Vec<u8>,
     pub received_at: Instant,
+    /// Wall-clock time of receipt, comparable with database timestamps.
+    pub received_wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl ReceivedMail {
@@ -56,6 +58,7 @@ impl Handler for Collector {
             to: std::mem::take(&mut self.to),
             raw: std::mem::take(&mut self.buf),
             received_at: Instant::now(),
+            received_wall: chrono::Utc::now(),
         };
         if let Ok(mut mails) = self.mails.lock() {
             mails.push(mail);
@@ -77,6 +80,10 @@ impl SmtpServer {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP port");
         let port = listener.local_addr().expect("SMTP addr").port();
+        // Accepted sockets inherit TCP_NODELAY: multi-line replies (EHLO) are
+        // not held back by Nagle's algorithm, as on a production MTA.
+        let _ =
+            nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true);
         let mails = Arc::new(Mutex::new(Vec::new()));
         let handler = Collector {
             mails: mails.clone(),
@@ -113,8 +120,8 @@ impl SmtpServer {
     /// Wait until at least `n` messages arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
         crate::eventually(timeout, &format!("{n} email(s)"), || async {
-            let got = self.received();
-            (got.len() >= n).then_some(got)
+            let count = self.mails.lock().map(|m| m.len()).unwrap_or(0);
+            (count >= n).then(|| self.received())
         })
         .await
     }

@@ -227,13 +227,13 @@ pub async fn submit(
 
     let txn = begin_write(&state.db).await?;
     if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&txn, caller.token_id, key).await?
+        && let Some(stored) = idempotency::find(&*txn, caller.token_id, key).await?
     {
         txn.rollback().await?;
         return replay(stored, &request_hash);
     }
     reports::insert(
-        &txn,
+        &*txn,
         NewReport {
             id: report_id,
             school_id: school.id,
@@ -249,7 +249,7 @@ pub async fn submit(
     )
     .await?;
     outbox::enqueue(
-        &txn,
+        &*txn,
         OutboxEvent {
             subject: subjects::report_submitted(&school.code, partition),
             payload: sanyu_events::encode(&envelope),
@@ -260,7 +260,7 @@ pub async fn submit(
     .await?;
     if let Some(key) = &key {
         idempotency::save(
-            &txn,
+            &*txn,
             caller.token_id,
             key,
             &StoredResponse {

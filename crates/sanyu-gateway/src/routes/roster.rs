@@ -35,8 +35,8 @@ async fn import(
     let txn = begin_write(&state.db).await?;
     let scope = ImportScope::School(&school.code);
     let summary = match kind {
-        Kind::Students => roster::import_students(&txn, body.as_ref(), scope).await?,
-        Kind::Staff => roster::import_staff(&txn, body.as_ref(), scope).await?,
+        Kind::Students => roster::import_students(&*txn, body.as_ref(), scope).await?,
+        Kind::Staff => roster::import_staff(&*txn, body.as_ref(), scope).await?,
     };
     txn.commit().await?;
     tracing::info!(
