@@ -30,7 +30,11 @@ pub struct Stack {
 impl Stack {
     /// Servers and data, no services yet.
     pub async fn new(db: TestDb) -> Self {
-        let nats = NatsServer::start().await;
+        Self::with_nats(db, NatsServer::start().await).await
+    }
+
+    /// As [`Self::new`], on a given NATS server (e.g. one that requires TLS).
+    pub async fn with_nats(db: TestDb, nats: NatsServer) -> Self {
         let smtp = SmtpServer::start();
         let conn = db.connect().await;
         let school = sanyu_test_support::seed_school(&conn, "SCH1").await;
@@ -85,6 +89,12 @@ impl Stack {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.nats.ca_file().map(|ca| {
+            (
+                "SANYU_NATS__TLS_CA_FILE".to_owned(),
+                ca.display().to_string(),
+            )
+        }))
         .collect()
     }
 

@@ -238,3 +238,23 @@ async fn a_case_with_nobody_to_tell_still_opens_and_the_gap_is_shown_to_the_scho
     );
     assert!(stack.smtp.received().is_empty());
 }
+
+/// Production NATS speaks TLS. With two TLS crypto providers compiled in, the
+/// first TLS connection would panic; the binaries install aws-lc-rs at start-up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_runs_over_a_nats_server_that_requires_tls() {
+    let nats = sanyu_e2e::support::NatsServer::start_tls().await;
+    let mut stack = Stack::with_nats(TestDb::sqlite(), nats).await;
+    stack.start_gateway().await;
+    stack.start_rules(&[]);
+    stack.start_notifier();
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let mails = stack.smtp.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(mails[0].to, vec![stack.school.counsellor_email.clone()]);
+}

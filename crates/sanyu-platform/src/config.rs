@@ -59,6 +59,12 @@ pub struct DatabaseConfig {
 pub struct NatsConfig {
     pub url: String,
     pub creds_file: String,
+    /// PEM file of the CA that signed the NATS server's certificate; when set,
+    /// the connection must use TLS.
+    pub tls_ca_file: String,
+    /// Client certificate and key (PEM) for servers that verify clients (mTLS).
+    pub tls_client_cert: String,
+    pub tls_client_key: String,
     pub stream_replicas: usize,
     pub duplicate_window_secs: u64,
     pub ack_wait_secs: u64,
@@ -114,6 +120,9 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             creds_file: String::new(),
+            tls_ca_file: String::new(),
+            tls_client_cert: String::new(),
+            tls_client_key: String::new(),
             stream_replicas: 1,
             duplicate_window_secs: 3600,
             ack_wait_secs: 30,

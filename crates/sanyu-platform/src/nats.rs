@@ -56,6 +56,17 @@ pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None);
+    if !settings.tls_ca_file.is_empty() {
+        options = options
+            .add_root_certificates(settings.tls_ca_file.clone().into())
+            .require_tls(true);
+    }
+    if !settings.tls_client_cert.is_empty() {
+        options = options.add_client_certificate(
+            settings.tls_client_cert.clone().into(),
+            settings.tls_client_key.clone().into(),
+        );
+    }
     if !settings.creds_file.is_empty() {
         options = options
             .credentials_file(&settings.creds_file)

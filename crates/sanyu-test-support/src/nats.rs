@@ -46,6 +46,7 @@ pub struct NatsServer {
     port: u16,
     dir: TempDir,
     sync_always: bool,
+    tls: bool,
 }
 
 impl NatsServer {
@@ -55,18 +56,42 @@ impl NatsServer {
     }
 
     pub async fn start_with(sync_always: bool) -> Self {
+        Self::start_inner(sync_always, false).await
+    }
+
+    /// A server that only speaks TLS, with a fresh self-signed certificate for
+    /// `localhost`; [`Self::ca_file`] is its CA for clients.
+    pub async fn start_tls() -> Self {
+        Self::start_inner(true, true).await
+    }
+
+    async fn start_inner(sync_always: bool, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sanyu-nats-")
             .tempdir()
             .expect("temp dir for NATS");
+        if tls {
+            write_certificates(dir.path());
+        }
         let mut server = Self {
             child: None,
             port: crate::free_port(),
             dir,
             sync_always,
+            tls,
         };
         server.spawn().await;
         server
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// The CA file clients need (TLS servers only).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.path().join("ca.pem"))
     }
 
     async fn spawn(&mut self) {
@@ -77,10 +102,19 @@ impl NatsServer {
         } else {
             ""
         };
+        let tls = if self.tls {
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                self.dir.path().join("cert.pem").display(),
+                self.dir.path().join("key.pem").display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  {sync}\n}}\n",
+                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  {sync}\n}}\n{tls}",
                 self.port,
                 store.display()
             ),
@@ -108,7 +142,11 @@ impl NatsServer {
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("nats://localhost:{}", self.port)
+        } else {
+            format!("nats://127.0.0.1:{}", self.port)
+        }
     }
 
     pub async fn client(&self) -> async_nats::Client {
@@ -135,4 +173,24 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A throwaway CA and a server certificate for `localhost` signed by it.
+fn write_certificates(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Sanyu test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
 }
