@@ -128,6 +128,16 @@ impl Stack {
         self.notifier = Some(ServiceProcess::spawn("sanyu-notifier", &self.env()));
     }
 
+    /// Start the notifier with some settings replaced (e.g. an SMTP server that is down).
+    pub fn start_notifier_with(&mut self, overrides: &[(&str, String)]) {
+        let mut env = self.env();
+        for (key, value) in overrides {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), value.clone()));
+        }
+        self.notifier = Some(ServiceProcess::spawn("sanyu-notifier", &env));
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }

@@ -258,3 +258,42 @@ async fn the_chain_runs_over_a_nats_server_that_requires_tls() {
     let mails = stack.smtp.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(mails[0].to, vec![stack.school.counsellor_email.clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_is_retried_until_the_smtp_server_comes_back_and_sent_once() {
+    use sanyu_store::entities::delivery;
+
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let down = sanyu_e2e::support::free_port();
+    stack.start_gateway().await;
+    stack.start_rules(&[]);
+    stack.start_notifier_with(&[("SANYU_SMTP__URL", format!("smtp://127.0.0.1:{down}"))]);
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    // The send fails and is retried: the delivery log says why.
+    let failed =
+        sanyu_e2e::support::eventually(Duration::from_secs(20), "a failed attempt", || async {
+            let rows = delivery::Entity::find().all(&stack.conn).await.ok()?;
+            rows.into_iter()
+                .find(|d| d.attempts >= 2 && d.last_error.is_some())
+        })
+        .await;
+    assert_ne!(failed.status, "sent");
+    // The server comes up on that port; the email goes out, once.
+    let smtp = sanyu_e2e::support::SmtpServer::start_on(down);
+    let mails = smtp.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(mails[0].to, vec![stack.school.counsellor_email.clone()]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smtp.received().len(), 1);
+    let rows = delivery::Entity::find()
+        .all(&stack.conn)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "sent");
+}

@@ -135,7 +135,9 @@ impl Deliverer {
             Err(SendError::Permanent(e)) => (v1::DeliveryStatus::Failed, Some(e.clone())),
             Err(SendError::Transient(e)) => {
                 tracing::warn!(key = %req.notification_key, attempt, "email send failed; will retry");
-                deliveries::release(&self.db, &req.notification_key, e.clone()).await?;
+                let txn = begin_write(&self.db).await?;
+                deliveries::release(&*txn, &req.notification_key, e.clone()).await?;
+                txn.commit().await?;
                 return Ok(Outcome::Retry(format!("smtp: {e}")));
             }
         };

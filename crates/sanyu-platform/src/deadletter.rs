@@ -93,7 +93,14 @@ impl Handler for DeadLetterRecorder {
             stream_seq = record.stream_seq,
             "dead letter recorded: needs a human"
         );
-        match dead_letters::record(&self.db, record).await {
+        let stored: Result<(), sanyu_store::StoreError> = async {
+            let txn = sanyu_store::begin_write(&self.db).await?;
+            dead_letters::record(&*txn, record).await?;
+            txn.commit().await?;
+            Ok(())
+        }
+        .await;
+        match stored {
             Ok(()) => Outcome::Ack,
             Err(e) => Outcome::Retry(e.to_string()),
         }

@@ -90,7 +90,14 @@ impl OutboxRelay {
             // twice by two processes is removed by JetStream's dedup window.
             let rows = outbox::claim_batch(&self.db, BATCH).await?;
             let ids = self.publish_rows(&rows).await?;
-            outbox::mark_published(&self.db, &ids).await?;
+            if !ids.is_empty() {
+                // Through the process's writer lock, like every other write.
+                let txn = sanyu_store::begin_write(&self.db)
+                    .await
+                    .map_err(store_err)?;
+                outbox::mark_published(&*txn, &ids).await?;
+                txn.commit().await.map_err(store_err)?;
+            }
             Ok(ids.len())
         }
     }

@@ -78,7 +78,12 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP port");
+        Self::start_on(0)
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind SMTP port");
         let port = listener.local_addr().expect("SMTP addr").port();
         // Accepted sockets inherit TCP_NODELAY: multi-line replies (EHLO) are
         // not held back by Nagle's algorithm, as on a production MTA.
