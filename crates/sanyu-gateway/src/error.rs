@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
             tracing::error!(detail, "internal error");
         }
         let field = match &self {
-            ApiError::Validation { field, .. } => Some(field.clone()),
+            ApiError::Validation { field, .. } if !field.is_empty() => Some(field.clone()),
             _ => None,
         };
         let body = ErrorBody {
