@@ -148,7 +148,7 @@ impl Default for SmtpConfig {
             url: Secret::default(),
             from: "Sanyu <sanyu@localhost>".into(),
             file_dir: ".sanyu/mail".into(),
-            pool_max_size: 4,
+            pool_max_size: 8,
         }
     }
 }

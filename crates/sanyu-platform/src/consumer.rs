@@ -87,17 +87,14 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// The lane of a message: same key → same lane → handled in order.
-fn lane_of(message: &async_nats::jetstream::Message, ordering: Ordering, lanes: usize) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match ordering {
-        Ordering::BySubject => message.subject.as_str().hash(&mut hasher),
-        Ordering::Unordered => match message.info() {
-            Ok(info) => info.stream_sequence.hash(&mut hasher),
-            Err(_) => message.subject.as_str().hash(&mut hasher),
-        },
+/// The queue of a message: same subject → same lane → handled in order.
+fn lane_of(message: &async_nats::jetstream::Message, ordering: Ordering, queues: usize) -> usize {
+    if ordering == Ordering::Unordered || queues <= 1 {
+        return 0;
     }
-    usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message.subject.as_str().hash(&mut hasher);
+    usize::try_from(hasher.finish() % queues as u64).unwrap_or(0)
 }
 
 /// One subscription: pull until `cancel` fires or the subscription fails.
@@ -122,14 +119,27 @@ pub async fn run_once<H: Handler>(
         .messages()
         .await
         .map_err(|e| PlatformError::Nats(format!("consume {}: {e}", spec.durable)))?;
-    let mut senders = Vec::with_capacity(lanes);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..lanes {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<async_nats::jetstream::Message>(1);
+    // Ordered: one queue per lane, chosen by key. Unordered: one queue that
+    // every lane takes from, so a slow message never holds up the others.
+    let queues = match spec.ordering {
+        Ordering::BySubject => lanes,
+        Ordering::Unordered => 1,
+    };
+    let mut senders = Vec::with_capacity(queues);
+    let mut receivers = Vec::with_capacity(queues);
+    for _ in 0..queues {
+        let (tx, rx) = tokio::sync::mpsc::channel::<async_nats::jetstream::Message>(1);
         senders.push(tx);
+        receivers.push(Arc::new(tokio::sync::Mutex::new(rx)));
+    }
+    let mut workers = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let rx = receivers[lane % queues].clone();
         let (backbone, spec, handler) = (backbone.clone(), spec.clone(), handler.clone());
         workers.spawn(async move {
-            while let Some(message) = rx.recv().await {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(message) = next else { break };
                 process(&backbone, &spec, handler.as_ref(), message).await;
             }
         });
@@ -158,8 +168,8 @@ pub async fn run_once<H: Handler>(
                 tracing::warn!(consumer = spec.durable, error = %e, "consumer stream error");
             }
             Some(Ok(message)) => {
-                let lane = lane_of(&message, spec.ordering, lanes);
-                if let Err(returned) = senders[lane].send(message).await {
+                let queue = lane_of(&message, spec.ordering, queues);
+                if let Err(returned) = senders[queue].send(message).await {
                     let _ = returned.0.ack_with(AckKind::Nak(None)).await;
                     break Err(PlatformError::Nats("consumer lane stopped".into()));
                 }
