@@ -304,3 +304,53 @@ async fn a_message_nobody_acknowledges_reaches_the_dead_letters_through_the_max_
     assert_eq!(letters[0]["event_id"], "zero-1");
     assert_eq!(letters[0]["deliveries"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_that_keeps_failing_is_dead_lettered_after_its_retries_and_does_not_block_others()
+{
+    let stack = Stack::started(TestDb::sqlite()).await;
+    let js = jetstream::new(stack.nats.client().await);
+    // A well-formed report about a student no roster knows: retryable (the roster
+    // may lag), until the retries (4 in the test env) run out.
+    let ghost = uuid::Uuid::now_v7();
+    let subject = subjects::report_submitted("SCH1", sanyu_domain::student_partition(ghost));
+    publish(
+        &js,
+        &subject,
+        "report:ghost",
+        report_event("report:ghost", ghost, RiskLevel::Critical),
+    )
+    .await;
+    // Meanwhile other reports are decided.
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    stack.wait_for_cases(1).await;
+
+    let letters: Vec<Value> =
+        eventually(Duration::from_secs(30), "ghost dead-lettered", || async {
+            let v: Vec<Value> = stack
+                .get(&stack.school.admin, "/v1/dead-letters")
+                .await
+                .json()
+                .await
+                .ok()?;
+            let found: Vec<Value> = v
+                .into_iter()
+                .filter(|l| l["event_id"] == "report:ghost")
+                .collect();
+            (!found.is_empty()).then_some(found)
+        })
+        .await;
+    let reason = letters[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("retries exhausted") && reason.contains("unknown student"),
+        "{reason}"
+    );
+    assert_eq!(letters[0]["deliveries"], 4);
+    drained(&js, subjects::INTAKE_STREAM, "rules").await;
+}
