@@ -354,3 +354,42 @@ async fn a_signal_that_keeps_failing_is_dead_lettered_after_its_retries_and_does
     assert_eq!(letters[0]["deliveries"], 4);
     drained(&js, subjects::INTAKE_STREAM, "rules").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_and_acks_the_message_in_hand_before_the_rules_engine_exits() {
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway().await;
+    // The message in hand takes 3 s between its commit and its ack.
+    stack.start_rules(&[(sanyu_rules_fault(), "3000")]);
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let student = student_id(&stack, "S1").await;
+    eventually(Duration::from_secs(20), "case committed", || async {
+        (cases_of(&stack, student).await.len() == 1).then_some(())
+    })
+    .await;
+    let rules = stack.rules.as_mut().expect("rules");
+    let status = rules.terminate(Duration::from_secs(20)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}\n{}",
+        rules.logs()
+    );
+    // Acked before the exit: nothing pending, nothing to redeliver.
+    let js = jetstream::new(stack.nats.client().await);
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(subjects::INTAKE_STREAM)
+        .await
+        .expect("stream")
+        .get_consumer("rules")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    assert_eq!(info.ack_floor.stream_sequence, 1, "{info:?}");
+}

@@ -115,11 +115,12 @@ impl Principal {
         self.student_scope(school_id, class_id)
     }
 
-    /// May this caller list and read cases?
+    /// May this caller list and read cases? Admins run the roster and tokens,
+    /// not cases; district officers see statistics, not cases.
     pub fn may_read_cases(&self) -> bool {
         matches!(
             self.role,
-            Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin
+            Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader
         )
     }
 
@@ -196,8 +197,8 @@ mod tests {
     }
 
     #[test]
-    fn monitors_district_and_services_never_read_cases() {
-        for role in [Role::Monitor, Role::District, Role::Service] {
+    fn monitors_admins_district_and_services_never_read_cases() {
+        for role in [Role::Monitor, Role::Admin, Role::District, Role::Service] {
             let p = principal(role, Some(Uuid::from_u128(5)));
             assert!(!p.may_read_cases(), "{role}");
         }
