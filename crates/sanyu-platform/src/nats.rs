@@ -155,30 +155,25 @@ impl Backbone {
     ///
     /// - explicit ack: nothing is removed from a consumer until the service says so;
     /// - `ack_wait`: how long a crashed or hung worker keeps a message before redelivery;
-    /// - `backoff`: redelivery delays for unacknowledged messages, growing from `ack_wait`
-    ///   (naks carry their own delay from `backoff_secs`);
-    /// - `max_deliver`: after that many deliveries the server emits the max-deliveries
-    ///   advisory, which the dead-letter stream captures.
+    /// - backoff: the retry schedule is `backoff_secs`, carried by each nak as its
+    ///   delay. The consumer-level `backoff` list is left empty on purpose: when it is
+    ///   set, nats-server replaces `ack_wait` by its first step and lengthens every
+    ///   nak's delay by `backoff[n] - backoff[0]` (measured: four deliveries with
+    ///   `backoff_secs = [1, 1, 1]` took 11 s instead of 3 s), so the schedule an
+    ///   operator configures would not be the one that runs;
+    /// - `max_deliver`: after that many deliveries the loop dead-letters the message;
+    ///   a message that is never acked (a crashing handler) makes the server emit the
+    ///   max-deliveries advisory, which the dead-letter stream captures.
     pub fn consumer_config(&self, spec: &ConsumerSpec) -> consumer::pull::Config {
-        let ack_wait = Duration::from_secs(self.settings.ack_wait_secs.max(1));
-        let max_deliver = self.settings.max_deliver.max(2);
-        let steps = usize::try_from(max_deliver - 1).unwrap_or(1).min(6);
-        let backoff = (0..steps)
-            .map(|i| {
-                ack_wait
-                    .saturating_mul(1 << i)
-                    .min(Duration::from_secs(3600))
-            })
-            .collect();
         consumer::pull::Config {
             durable_name: Some(spec.durable.to_owned()),
             description: Some(format!("sanyu {} on {}", spec.durable, spec.stream)),
             filter_subject: spec.filter_subject.clone(),
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::All,
-            ack_wait,
-            max_deliver,
-            backoff,
+            ack_wait: Duration::from_secs(self.settings.ack_wait_secs.max(1)),
+            max_deliver: self.settings.max_deliver.max(2),
+            backoff: Vec::new(),
             max_ack_pending: 1000,
             ..Default::default()
         }
