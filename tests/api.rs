@@ -356,6 +356,10 @@ async fn health_readiness_and_openapi_are_served() {
         .await
         .expect("healthz");
     assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().contains_key("x-request-id"),
+        "responses carry a request id"
+    );
     let ready: Value = stack
         .http
         .get(format!("{}/readyz", stack.base_url()))
