@@ -393,3 +393,56 @@ async fn sigterm_finishes_and_acks_the_message_in_hand_before_the_rules_engine_e
     assert_eq!(info.num_ack_pending, 0, "{info:?}");
     assert_eq!(info.ack_floor.stream_sequence, 1, "{info:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_committed_but_not_yet_published_when_the_gateway_dies_is_published_after_restart()
+{
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    // This gateway commits reports but its relay never publishes them.
+    stack.gateway = Some(sanyu_e2e::support::ServiceProcess::spawn(
+        "sanyu-gateway",
+        &stack
+            .env()
+            .into_iter()
+            .chain([("SANYU_FAULT_HOLD_OUTBOX".to_owned(), "1".to_owned())])
+            .collect::<Vec<_>>(),
+    ));
+    let url = format!("{}/readyz", stack.base_url());
+    eventually(Duration::from_secs(20), "gateway ready", || async {
+        stack
+            .http
+            .get(&url)
+            .send()
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
+    stack.start_rules(&[]);
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "critical", "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let pending = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(pending, 1, "committed, not published");
+    stack.gateway.as_mut().expect("gateway").kill();
+
+    // A healthy gateway starts: its relay finds the row and publishes it.
+    stack.start_gateway().await;
+    let student = student_id(&stack, "S1").await;
+    eventually(
+        Duration::from_secs(20),
+        "case from the recovered report",
+        || async { (cases_of(&stack, student).await.len() == 1).then_some(()) },
+    )
+    .await;
+}

@@ -32,7 +32,12 @@ pub struct OutboxRelay {
     backbone: Backbone,
     waker: Waker,
     idle_poll: Duration,
+    hold: bool,
 }
+
+/// Fault injection for the crash tests: the relay publishes nothing, as if the
+/// process died between the commit and the publish. Never set in production.
+pub const FAULT_HOLD_OUTBOX: &str = "SANYU_FAULT_HOLD_OUTBOX";
 
 impl OutboxRelay {
     pub fn new(db: Db, backbone: Backbone, waker: Waker) -> Self {
@@ -41,6 +46,7 @@ impl OutboxRelay {
             backbone,
             waker,
             idle_poll: Duration::from_millis(500),
+            hold: std::env::var_os(FAULT_HOLD_OUTBOX).is_some(),
         }
     }
 
@@ -77,6 +83,9 @@ impl OutboxRelay {
 
     /// Publish one batch; returns how many rows were published.
     pub async fn publish_pending(&self) -> Result<usize> {
+        if self.hold {
+            return Ok(0);
+        }
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             // Rows locked with SKIP LOCKED: replicas' relays take different rows.
             let txn = self.db.begin().await.map_err(store_err)?;
