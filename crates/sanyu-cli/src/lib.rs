@@ -38,6 +38,17 @@ pub enum Command {
     /// Run every service in one process on embedded defaults (SQLite, local NATS),
     /// with a demo school.
     Dev(dev::DevArgs),
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain: finds an edited, deleted or truncated record (exit 1).
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +164,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         eprintln!("no token {id}");
                         ExitCode::FAILURE
+                    }
+                }
+                Command::Audit {
+                    command: AuditCommand::Verify,
+                } => {
+                    let key = sanyu_store::audit::AuditKey::from_data_key(
+                        config.security.data_key.expose(),
+                    )
+                    .context("security.data_key (the audit chain's key derives from it)")?;
+                    let result = sanyu_store::audit::verify(&db, &key).await?;
+                    match result.problem {
+                        None => {
+                            println!("audit log intact: {} records", result.records);
+                            ExitCode::SUCCESS
+                        }
+                        Some(problem) => {
+                            println!(
+                                "audit log BROKEN after {} good records: {problem}",
+                                result.records
+                            );
+                            ExitCode::FAILURE
+                        }
                     }
                 }
                 Command::Dev(_) => ExitCode::FAILURE,

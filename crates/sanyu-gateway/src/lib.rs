@@ -2,6 +2,7 @@
 //! bearer token and checks role and scope. The gateway also runs the outbox
 //! relay for what it writes and the dead-letter recorder.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub sealer: Sealer,
     pub waker: Waker,
     pub body_limit: usize,
+    pub audit_key: sanyu_store::audit::AuditKey,
 }
 
 #[derive(OpenApi)]
@@ -122,6 +124,9 @@ impl Gateway {
         let backbone = nats::connect(&config.nats, "sanyu-gateway").await?;
         backbone.ensure_streams().await?;
         let sealer = config.sealer()?;
+        let audit_key =
+            sanyu_store::audit::AuditKey::from_data_key(config.security.data_key.expose())
+                .map_err(|e| PlatformError::Config(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {
@@ -135,6 +140,7 @@ impl Gateway {
                 sealer,
                 waker: Waker::default(),
                 body_limit: config.http.body_limit_bytes,
+                audit_key,
             },
         })
     }
@@ -169,10 +175,13 @@ impl Gateway {
         let backbone = state.backbone.clone();
         let db = state.db.clone();
         let token = shutdown.token.clone();
-        axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-            .map_err(|e| PlatformError::Config(format!("http server: {e}")))?;
+        axum::serve(
+            self.listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+        .map_err(|e| PlatformError::Config(format!("http server: {e}")))?;
         if !shutdown.wait(Duration::from_secs(20)).await {
             tracing::warn!("gateway: tasks did not stop in time");
         }

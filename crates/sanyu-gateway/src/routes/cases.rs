@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -160,6 +161,7 @@ async fn summarize(
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
     Query(q): Query<CaseQuery>,
 ) -> Result<Json<CaseList>, ApiError> {
     if !caller.may_read_cases() {
@@ -194,6 +196,14 @@ pub async fn list(
     };
     let rows = cases::list(&state.db, &filter).await?;
     let cases = summarize(&state, &caller, rows).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "case.list",
+        format!("school:{}", caller.school_id),
+    )
+    .await?;
     Ok(Json(CaseList { cases }))
 }
 
@@ -214,6 +224,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Json<CaseDetail>, ApiError> {
     if !caller.may_read_cases() {
@@ -267,6 +278,14 @@ pub async fn get(
         })
         .collect();
     let opened_rule = case.opened_rule.clone();
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "case.read",
+        format!("case:{}", case.id),
+    )
+    .await?;
     let summary = summarize(&state, &caller, vec![case])
         .await?
         .pop()

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -67,6 +68,7 @@ pub struct DeadLetterView {
 pub async fn dead_letters(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
 ) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
     if !matches!(caller.role, Role::Admin | Role::CrisisTeam) {
         return Err(ApiError::Forbidden(
@@ -79,6 +81,14 @@ pub async fn dead_letters(
         .ok_or(ApiError::NotFound("school"))?;
     let own = sanyu_events::subjects::token(&school.code);
     let rows = dead_letters::list_open(&state.db, 500).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "dead_letters.list",
+        format!("school:{}", school.id),
+    )
+    .await?;
     Ok(Json(
         rows.into_iter()
             .filter(|d| match d.subject.as_deref().and_then(school_token) {

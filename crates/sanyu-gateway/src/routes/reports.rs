@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
@@ -169,6 +170,7 @@ fn replay(stored: StoredResponse, request_hash: &str) -> Result<Response, ApiErr
 pub async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
     headers: HeaderMap,
     body: JsonBody<ReportRequest>,
 ) -> Result<Response, ApiError> {
@@ -273,6 +275,14 @@ pub async fn submit(
     }
     txn.commit().await?;
     state.waker.wake();
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "report.submit",
+        format!("report:{report_id}"),
+    )
+    .await?;
     tracing::info!(level = report.level.as_str(), "report accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

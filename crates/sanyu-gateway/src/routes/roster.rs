@@ -8,6 +8,7 @@ use sanyu_store::sea_orm::EntityTrait;
 use sanyu_store::{begin_write, entities::school};
 
 use crate::AppState;
+use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::raw_body;
 use crate::error::{ApiError, ErrorBody};
@@ -21,6 +22,7 @@ enum Kind {
 async fn import(
     state: AppState,
     caller: sanyu_domain::Principal,
+    peer: Peer,
     req: Request,
     kind: Kind,
 ) -> Result<Json<ImportSummary>, ApiError> {
@@ -39,6 +41,18 @@ async fn import(
         Kind::Staff => roster::import_staff(&*txn, body.as_ref(), scope).await?,
     };
     txn.commit().await?;
+    let action = match kind {
+        Kind::Students => "roster.import_students",
+        Kind::Staff => "roster.import_staff",
+    };
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        action,
+        format!("school:{}", school.id),
+    )
+    .await?;
     tracing::info!(
         rows = summary.rows,
         created = summary.created,
@@ -61,9 +75,10 @@ async fn import(
 pub async fn students(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
     req: Request,
 ) -> Result<Json<ImportSummary>, ApiError> {
-    import(state, caller, req, Kind::Students).await
+    import(state, caller, peer, req, Kind::Students).await
 }
 
 /// Import staff (CSV) with roles and contacts.
@@ -78,7 +93,8 @@ pub async fn students(
 pub async fn staff(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    peer: Peer,
     req: Request,
 ) -> Result<Json<ImportSummary>, ApiError> {
-    import(state, caller, req, Kind::Staff).await
+    import(state, caller, peer, req, Kind::Staff).await
 }

@@ -1,5 +1,7 @@
 //! sea-orm entities, one module per table.
 pub mod api_token;
+pub mod audit_head;
+pub mod audit_record;
 pub mod case;
 pub mod case_signal;
 pub mod class;

@@ -7,6 +7,7 @@ mod m20261129_000001_create_roster;
 mod m20261129_000002_create_tokens;
 mod m20261129_000003_create_reports_and_cases;
 mod m20261129_000004_create_messaging;
+mod m20261129_000005_create_audit_log;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_tokens::Migration),
             Box::new(m20261129_000003_create_reports_and_cases::Migration),
             Box::new(m20261129_000004_create_messaging::Migration),
+            Box::new(m20261129_000005_create_audit_log::Migration),
         ]
     }
 }

@@ -1,0 +1,58 @@
+//! Every read of a case and every action is written to the audit log before
+//! the answer leaves: if the log cannot be written, the read is refused.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use sanyu_domain::Principal;
+use sanyu_store::audit::{self, AuditEntry};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The peer address of the request ("from where").
+pub struct Peer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ))
+    }
+}
+
+/// Record `action` on `target` by `caller`.
+pub async fn record(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    action: &str,
+    target: String,
+) -> Result<(), ApiError> {
+    audit::append(
+        &state.db,
+        &state.audit_key,
+        AuditEntry {
+            actor_token_id: Some(caller.token_id),
+            actor_role: caller.role.as_str().to_owned(),
+            actor_staff_id: caller.staff_id,
+            school_id: Some(caller.school_id),
+            action: action.to_owned(),
+            target,
+            source: peer.0.clone(),
+        },
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        tracing::error!(error = %e, action, "audit log write failed");
+        ApiError::Unavailable("the audit log cannot be written; try again".into())
+    })
+}
