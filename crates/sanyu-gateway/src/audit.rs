@@ -28,7 +28,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Record `action` on `target` by `caller`.
+pub fn entry(caller: &Principal, peer: &Peer, action: &str, target: String) -> AuditEntry {
+    AuditEntry {
+        actor_token_id: Some(caller.token_id),
+        actor_role: caller.role.as_str().to_owned(),
+        actor_staff_id: caller.staff_id,
+        school_id: Some(caller.school_id),
+        action: action.to_owned(),
+        target,
+        source: peer.0.clone(),
+    }
+}
+
+/// Record `action` on `target` by `caller` in its own transaction (reads).
 pub async fn record(
     state: &AppState,
     caller: &Principal,
@@ -39,15 +51,7 @@ pub async fn record(
     audit::append(
         &state.db,
         &state.audit_key,
-        AuditEntry {
-            actor_token_id: Some(caller.token_id),
-            actor_role: caller.role.as_str().to_owned(),
-            actor_staff_id: caller.staff_id,
-            school_id: Some(caller.school_id),
-            action: action.to_owned(),
-            target,
-            source: peer.0.clone(),
-        },
+        entry(caller, peer, action, target),
     )
     .await
     .map(|_| ())

@@ -97,9 +97,21 @@ fn head_mac(key: &AuditKey, seq: i64, hash: &str) -> String {
     key.mac(&["head", &seq.to_string(), hash])
 }
 
-/// Append one record (its own write transaction). Returns its sequence number.
+/// Append one record in its own write transaction. Returns its sequence number.
 pub async fn append(db: &Db, key: &AuditKey, entry: AuditEntry) -> Result<i64> {
     let txn = begin_write(db).await?;
+    let seq = append_in(&*txn, key, entry).await?;
+    txn.commit().await?;
+    Ok(seq)
+}
+
+/// Append one record inside the caller's write transaction, so that an action
+/// and its audit record commit together.
+pub async fn append_in(
+    txn: &impl ConnectionTrait,
+    key: &AuditKey,
+    entry: AuditEntry,
+) -> Result<i64> {
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         txn.execute_raw(Statement::from_string(
             DatabaseBackend::Postgres,
@@ -107,7 +119,7 @@ pub async fn append(db: &Db, key: &AuditKey, entry: AuditEntry) -> Result<i64> {
         ))
         .await?;
     }
-    let head = audit_head::Entity::find_by_id(HEAD_ID).one(&*txn).await?;
+    let head = audit_head::Entity::find_by_id(HEAD_ID).one(txn).await?;
     let (last_seq, prev) = head
         .map(|h| (h.last_seq, h.last_hash))
         .unwrap_or((0, GENESIS.to_owned()));
@@ -127,7 +139,7 @@ pub async fn append(db: &Db, key: &AuditKey, entry: AuditEntry) -> Result<i64> {
         prev_hash: Set(prev),
         hash: Set(hash.clone()),
     })
-    .exec_without_returning(&*txn)
+    .exec_without_returning(txn)
     .await?;
     audit_head::Entity::insert(audit_head::ActiveModel {
         id: Set(HEAD_ID),
@@ -144,9 +156,8 @@ pub async fn append(db: &Db, key: &AuditKey, entry: AuditEntry) -> Result<i64> {
             ])
             .to_owned(),
     )
-    .exec_without_returning(&*txn)
+    .exec_without_returning(txn)
     .await?;
-    txn.commit().await?;
     Ok(seq)
 }
 

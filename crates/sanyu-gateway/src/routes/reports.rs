@@ -273,16 +273,20 @@ pub async fn submit(
         )
         .await?;
     }
-    txn.commit().await?;
-    state.waker.wake();
-    audit::record(
-        &state,
-        &caller,
-        &peer,
-        "report.submit",
-        format!("report:{report_id}"),
+    // The report and its audit record commit together.
+    sanyu_store::audit::append_in(
+        &*txn,
+        &state.audit_key,
+        audit::entry(
+            &caller,
+            &peer,
+            "report.submit",
+            format!("report:{report_id}"),
+        ),
     )
     .await?;
+    txn.commit().await?;
+    state.waker.wake();
     tracing::info!(level = report.level.as_str(), "report accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

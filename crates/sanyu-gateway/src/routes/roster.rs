@@ -40,19 +40,17 @@ async fn import(
         Kind::Students => roster::import_students(&*txn, body.as_ref(), scope).await?,
         Kind::Staff => roster::import_staff(&*txn, body.as_ref(), scope).await?,
     };
-    txn.commit().await?;
     let action = match kind {
         Kind::Students => "roster.import_students",
         Kind::Staff => "roster.import_staff",
     };
-    audit::record(
-        &state,
-        &caller,
-        &peer,
-        action,
-        format!("school:{}", school.id),
+    sanyu_store::audit::append_in(
+        &*txn,
+        &state.audit_key,
+        audit::entry(&caller, &peer, action, format!("school:{}", school.id)),
     )
     .await?;
+    txn.commit().await?;
     tracing::info!(
         rows = summary.rows,
         created = summary.created,
