@@ -47,19 +47,16 @@ impl Sealer {
         STANDARD.encode(key)
     }
 
-    pub fn seal(&self, plaintext: &str) -> Vec<u8> {
+    pub fn seal(&self, plaintext: &str) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut out = nonce.to_vec();
-        // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        match self
+        let ciphertext = self
             .cipher
             .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
-        {
-            Ok(ct) => out.extend_from_slice(&ct),
-            Err(_) => out.clear(),
-        }
-        out
+            .map_err(|_| StoreError::Seal)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<String> {
@@ -83,7 +80,7 @@ mod tests {
     fn sealed_text_opens_with_the_same_key_only() {
         let a = Sealer::from_base64(&Sealer::generate_key()).expect("key");
         let b = Sealer::from_base64(&Sealer::generate_key()).expect("key");
-        let sealed = a.seal("他最近常说不想活了");
+        let sealed = a.seal("他最近常说不想活了").expect("seals");
         assert!(!String::from_utf8_lossy(&sealed).contains("不想活"));
         assert_eq!(a.open(&sealed).expect("opens"), "他最近常说不想活了");
         assert!(b.open(&sealed).is_err());

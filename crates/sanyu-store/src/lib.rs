@@ -33,6 +33,8 @@ pub enum StoreError {
     },
     #[error("sealed data could not be opened (wrong data key or corrupted row)")]
     Unseal,
+    #[error("text could not be sealed")]
+    Seal,
     #[error("invalid data key: {0}")]
     DataKey(String),
     #[error("{0} not found")]

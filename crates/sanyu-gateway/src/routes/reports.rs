@@ -244,7 +244,7 @@ pub async fn submit(
             category: report.category.as_str().to_owned(),
             level: report.level.as_str().to_owned(),
             observed_at: report.observed_at,
-            narrative_sealed: state.sealer.seal(&report.narrative),
+            narrative_sealed: state.sealer.seal(&report.narrative)?,
             reporter_token_id: caller.token_id,
             event_id: event_id.clone(),
         },
