@@ -4,6 +4,7 @@
 pub mod access;
 pub mod case;
 pub mod level;
+pub mod lifecycle;
 pub mod policy;
 pub mod report;
 pub mod rules;
