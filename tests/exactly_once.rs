@@ -134,7 +134,7 @@ async fn a_rules_engine_killed_between_commit_and_ack_decides_once(db: TestDb) {
     let mut stack = Stack::new(db).await;
     stack.start_gateway().await;
     // Hold every message after the commit and before the ack.
-    stack.start_rules(&[(sanyu_rules_fault(), "60000")]);
+    stack.start_rules(&[(sanyu_rules_fault(), "60000".to_owned())]);
     let response = stack
         .post_report(
             &stack.school.teacher_c1,
@@ -360,7 +360,7 @@ async fn sigterm_finishes_and_acks_the_message_in_hand_before_the_rules_engine_e
     let mut stack = Stack::new(TestDb::sqlite()).await;
     stack.start_gateway().await;
     // The message in hand takes 3 s between its commit and its ack.
-    stack.start_rules(&[(sanyu_rules_fault(), "3000")]);
+    stack.start_rules(&[(sanyu_rules_fault(), "3000".to_owned())]);
     let response = stack
         .post_report(
             &stack.school.teacher_c1,
@@ -399,27 +399,9 @@ async fn a_report_committed_but_not_yet_published_when_the_gateway_dies_is_publi
 {
     let mut stack = Stack::new(TestDb::sqlite()).await;
     // This gateway commits reports but its relay never publishes them.
-    stack.gateway = Some(sanyu_e2e::support::ServiceProcess::spawn(
-        "sanyu-gateway",
-        &stack
-            .env()
-            .into_iter()
-            .chain([("SANYU_FAULT_HOLD_OUTBOX".to_owned(), "1".to_owned())])
-            .collect::<Vec<_>>(),
-    ));
-    let url = format!("{}/readyz", stack.base_url());
-    eventually(Duration::from_secs(20), "gateway ready", || async {
-        stack
-            .http
-            .get(&url)
-            .send()
-            .await
-            .ok()?
-            .status()
-            .is_success()
-            .then_some(())
-    })
-    .await;
+    stack
+        .start_gateway_with(&[("SANYU_FAULT_HOLD_OUTBOX", "1".to_owned())])
+        .await;
     // (No other service runs yet: every service's relay would publish the row.)
     let response = stack
         .post_report(

@@ -98,8 +98,26 @@ impl Stack {
         .collect()
     }
 
+    /// The environment with some settings added or replaced.
+    pub fn env_with(&self, overrides: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut env = self.env();
+        for (key, value) in overrides {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), value.clone()));
+        }
+        env
+    }
+
     pub async fn start_gateway(&mut self) {
-        self.gateway = Some(ServiceProcess::spawn("sanyu-gateway", &self.env()));
+        self.start_gateway_with(&[]).await;
+    }
+
+    /// Start the gateway with some settings replaced, and wait until it is ready.
+    pub async fn start_gateway_with(&mut self, overrides: &[(&str, String)]) {
+        self.gateway = Some(ServiceProcess::spawn(
+            "sanyu-gateway",
+            &self.env_with(overrides),
+        ));
         let url = format!("{}/readyz", self.base_url());
         let http = self.http.clone();
         eventually(Duration::from_secs(20), "gateway ready", || {
@@ -113,29 +131,24 @@ impl Stack {
         .await;
     }
 
-    /// Start the rules engine with extra environment (fault injection).
-    pub fn start_rules(&mut self, extra: &[(&str, &str)]) {
-        let mut env = self.env();
-        env.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        self.rules = Some(ServiceProcess::spawn("sanyu-rules", &env));
+    /// Start the rules engine with some settings replaced (e.g. fault injection).
+    pub fn start_rules(&mut self, overrides: &[(&str, String)]) {
+        self.rules = Some(ServiceProcess::spawn(
+            "sanyu-rules",
+            &self.env_with(overrides),
+        ));
     }
 
     pub fn start_notifier(&mut self) {
-        self.notifier = Some(ServiceProcess::spawn("sanyu-notifier", &self.env()));
+        self.start_notifier_with(&[]);
     }
 
     /// Start the notifier with some settings replaced (e.g. an SMTP server that is down).
     pub fn start_notifier_with(&mut self, overrides: &[(&str, String)]) {
-        let mut env = self.env();
-        for (key, value) in overrides {
-            env.retain(|(k, _)| k != key);
-            env.push(((*key).to_owned(), value.clone()));
-        }
-        self.notifier = Some(ServiceProcess::spawn("sanyu-notifier", &env));
+        self.notifier = Some(ServiceProcess::spawn(
+            "sanyu-notifier",
+            &self.env_with(overrides),
+        ));
     }
 
     pub fn base_url(&self) -> String {

@@ -79,36 +79,9 @@ async fn one_trace_runs_from_the_gateway_through_the_rules_engine_to_the_notifie
         "SANYU_TELEMETRY__OTLP_ENDPOINT",
         format!("http://127.0.0.1:{port}"),
     )];
-    let env: Vec<(String, String)> = stack
-        .env()
-        .into_iter()
-        .chain(otlp.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
-        .collect();
-    stack.gateway = Some(sanyu_e2e::support::ServiceProcess::spawn(
-        "sanyu-gateway",
-        &env,
-    ));
-    stack.rules = Some(sanyu_e2e::support::ServiceProcess::spawn(
-        "sanyu-rules",
-        &env,
-    ));
-    stack.notifier = Some(sanyu_e2e::support::ServiceProcess::spawn(
-        "sanyu-notifier",
-        &env,
-    ));
-    let url = format!("{}/readyz", stack.base_url());
-    eventually(Duration::from_secs(20), "gateway ready", || async {
-        stack
-            .http
-            .get(&url)
-            .send()
-            .await
-            .ok()?
-            .status()
-            .is_success()
-            .then_some(())
-    })
-    .await;
+    stack.start_gateway_with(&otlp).await;
+    stack.start_rules(&otlp);
+    stack.start_notifier_with(&otlp);
 
     let narrative = "CANARY-TRACE-NARRATIVE";
     let response = stack
