@@ -183,34 +183,17 @@ async fn every_route_checks_role_and_scope() {
     let s = &stack.school;
 
     // A head teacher reports only on the own class; a monitor too; a leader not at all.
-    assert_eq!(
-        stack
-            .post_report(&s.teacher_c1, &Stack::report_body("S3", "high", "x"))
-            .await
-            .status(),
-        403
-    );
-    assert_eq!(
-        stack
-            .post_report(&s.leader, &Stack::report_body("S1", "high", "x"))
-            .await
-            .status(),
-        403
-    );
-    assert_eq!(
-        stack
-            .post_report(&s.district, &Stack::report_body("S1", "high", "x"))
-            .await
-            .status(),
-        403
-    );
-    assert_eq!(
-        stack
-            .post_report(&s.service, &Stack::report_body("S1", "high", "x"))
-            .await
-            .status(),
-        403
-    );
+    for (token, student) in [
+        (&s.teacher_c1, "S3"),
+        (&s.leader, "S1"),
+        (&s.district, "S1"),
+        (&s.service, "S1"),
+    ] {
+        let response = stack
+            .post_report(token, &Stack::report_body(student, "high", "x"))
+            .await;
+        assert_eq!(response.status(), 403);
+    }
     assert_eq!(
         stack
             .post_report(

@@ -75,6 +75,23 @@ async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {
     .await;
 }
 
+/// Post a report as the C1 head teacher and wait until its case is committed.
+async fn report_and_wait_for_case(stack: &Stack, student_no: &str, level: &str) -> uuid::Uuid {
+    let response = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body(student_no, level, "x"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let student = student_id(stack, student_no).await;
+    eventually(Duration::from_secs(20), "case committed", || async {
+        (cases_of(stack, student).await.len() == 1).then_some(())
+    })
+    .await;
+    student
+}
+
 async fn cases_of(stack: &Stack, student: uuid::Uuid) -> Vec<case::Model> {
     case::Entity::find()
         .filter(case::Column::StudentId.eq(student))
@@ -135,19 +152,8 @@ async fn a_rules_engine_killed_between_commit_and_ack_decides_once(db: TestDb) {
     stack.start_gateway().await;
     // Hold every message after the commit and before the ack.
     stack.start_rules(&[(sanyu_rules_fault(), "60000".to_owned())]);
-    let response = stack
-        .post_report(
-            &stack.school.teacher_c1,
-            &Stack::report_body("S2", "critical", "x"),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    let student = student_id(&stack, "S2").await;
     // The decision is committed …
-    eventually(Duration::from_secs(20), "case committed", || async {
-        (cases_of(&stack, student).await.len() == 1).then_some(())
-    })
-    .await;
+    let student = report_and_wait_for_case(&stack, "S2", "critical").await;
     // … and not acknowledged.
     let js = jetstream::new(stack.nats.client().await);
     let mut consumer: jetstream::consumer::PullConsumer = js
@@ -361,18 +367,7 @@ async fn sigterm_finishes_and_acks_the_message_in_hand_before_the_rules_engine_e
     stack.start_gateway().await;
     // The message in hand takes 3 s between its commit and its ack.
     stack.start_rules(&[(sanyu_rules_fault(), "3000".to_owned())]);
-    let response = stack
-        .post_report(
-            &stack.school.teacher_c1,
-            &Stack::report_body("S1", "high", "x"),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    let student = student_id(&stack, "S1").await;
-    eventually(Duration::from_secs(20), "case committed", || async {
-        (cases_of(&stack, student).await.len() == 1).then_some(())
-    })
-    .await;
+    report_and_wait_for_case(&stack, "S1", "high").await;
     let rules = stack.rules.as_mut().expect("rules");
     let status = rules.terminate(Duration::from_secs(20)).await;
     assert!(
