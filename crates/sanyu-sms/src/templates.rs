@@ -1,0 +1,682 @@
+//! Message templates per audience, locale and channel, and the privacy rules
+//! they obey.
+//!
+//! # What may be in a message
+//!
+//! * **Staff** (SMS and email): school name, the opaque case reference
+//!   (`C-7F3K2Q`), the case level in words (一级（紧急）/ `critical`), a link into
+//!   Sanyu, and the time.
+//! * **Guardian** (SMS only): school name, the counsellor's display name
+//!   (`王老师`), the counsellor's phone, the opaque case reference and the time.
+//!   Never a level.
+//!
+//! Nothing else can be: the render functions read their input only through
+//! [`NotificationFacts`], whose methods are exactly those fields. A caller's
+//! case type may well hold the student's name, the narrative or a score —
+//! there is no method through which a template could reach them. The canary
+//! test in `tests/template_privacy.rs` proves it with such a type.
+//!
+//! # The deny-list
+//!
+//! Every rendered text is checked before it is returned ([`TemplateError::DeniedWord`]):
+//! words that would disclose why the school is writing (自杀, 抑郁, 心理危机,
+//! suicide, depression, PHQ, score, …) are refused for every audience. SMS and
+//! email previews show on lock screens and shared family phones.
+//!
+//! `心理` is refused for **both** audiences. For guardians that is the point —
+//! "心理老师" on a parent's lock screen says what the call is about. For staff
+//! it costs nothing: staff messages carry a case reference and a link, never a
+//! title, and a school name containing 心理 would be refused loudly rather
+//! than sent. Guardians additionally may not see level words (一级, 紧急,
+//! `critical`, `level`, …), 预警, 个案 or counselling words (咨询, 辅导,
+//! `counsel`), because their message says only "please call this person".
+//!
+//! # Providers in mainland China
+//!
+//! Alibaba Cloud and Tencent Cloud send only pre-approved templates: the
+//! adapter sends the approved template's id and the *named parameters* of
+//! [`RenderedSms::params`], chosen and ordered by configuration
+//! ([`crate::ApprovedTemplate`]). The texts here are what the webhook sends
+//! and what the approved templates should say.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, FixedOffset};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TemplateError;
+
+/// Who receives the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    Staff,
+    Guardian,
+}
+
+impl Audience {
+    pub const ALL: [Audience; 2] = [Self::Staff, Self::Guardian];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staff => "staff",
+            Self::Guardian => "guardian",
+        }
+    }
+
+    /// The parameter names this audience's messages have, in canonical order.
+    pub fn param_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Staff => &STAFF_PARAMS,
+            Self::Guardian => &GUARDIAN_PARAMS,
+        }
+    }
+}
+
+impl fmt::Display for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The language of the message. `zh-CN` is the default.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub enum Locale {
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Locale {
+    pub const ALL: [Locale; 2] = [Self::ZhCn, Self::En];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ZhCn => "zh-CN",
+            Self::En => "en",
+        }
+    }
+}
+
+impl fmt::Display for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The channel a template is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// The case levels a staff message can name. (The domain's `watch` level
+/// never opens a case and is never notified.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    Elevated,
+    High,
+    Critical,
+}
+
+impl AlertLevel {
+    pub const ALL: [AlertLevel; 3] = [Self::Elevated, Self::High, Self::Critical];
+
+    /// The level in words: 一级（紧急） / 二级（高） / 三级（较高） for `zh-CN`,
+    /// matching the domain's 一级 = critical, 二级 = high, 三级 = elevated.
+    pub fn words(self, locale: Locale) -> &'static str {
+        match (locale, self) {
+            (Locale::ZhCn, Self::Critical) => "一级（紧急）",
+            (Locale::ZhCn, Self::High) => "二级（高）",
+            (Locale::ZhCn, Self::Elevated) => "三级（较高）",
+            (Locale::En, Self::Critical) => "critical",
+            (Locale::En, Self::High) => "high",
+            (Locale::En, Self::Elevated) => "elevated",
+        }
+    }
+}
+
+/// The only facts a message may be built from. Implement it for whatever the
+/// notifier holds about a case; the render functions see nothing else.
+pub trait NotificationFacts {
+    fn school_name(&self) -> &str;
+    /// The opaque case reference (`C-` followed by Crockford base32).
+    fn case_reference(&self) -> &str;
+    /// Used for staff messages only; guardian templates never call it.
+    fn level(&self) -> AlertLevel;
+    /// Link into Sanyu for staff (`https://…`).
+    fn case_link(&self) -> &str;
+    /// When the case was opened or escalated, in the school's time zone.
+    fn occurred_at(&self) -> DateTime<FixedOffset>;
+    /// The counsellor as guardians know them (`王老师`).
+    fn counsellor_display_name(&self) -> &str;
+    fn counsellor_phone(&self) -> &str;
+}
+
+const STAFF_PARAMS: [&str; 5] = ["school", "case_ref", "level", "link", "time"];
+const GUARDIAN_PARAMS: [&str; 5] = [
+    "school",
+    "counsellor",
+    "counsellor_phone",
+    "case_ref",
+    "time",
+];
+
+/// A rendered SMS: the full text (sent by the webhook) and the named
+/// parameters (sent to an approved template by Alibaba Cloud / Tencent Cloud),
+/// in the canonical order of [`Audience::param_names`].
+///
+/// `Debug` shows only audience, locale and parameter names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenderedSms {
+    pub audience: Audience,
+    pub locale: Locale,
+    pub text: String,
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl RenderedSms {
+    /// `staff.zh-CN`: the template name the webhook receives.
+    pub fn template_name(&self) -> String {
+        format!("{}.{}", self.audience, self.locale)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for RenderedSms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.params.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("RenderedSms")
+            .field("audience", &self.audience)
+            .field("locale", &self.locale)
+            .field("params", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rendered staff email. `Debug` shows nothing of the content.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    pub locale: Locale,
+    pub subject: String,
+    pub body: String,
+}
+
+impl fmt::Debug for RenderedEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderedEmail")
+            .field("locale", &self.locale)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders the SMS for `audience` in `locale`. This is the function the
+/// notifier calls.
+pub fn render_sms(
+    audience: Audience,
+    locale: Locale,
+    facts: &impl NotificationFacts,
+) -> Result<RenderedSms, TemplateError> {
+    let params = match audience {
+        Audience::Staff => staff_params(locale, facts)?,
+        Audience::Guardian => guardian_params(facts)?,
+    };
+    let name = template_name(Channel::Sms, audience, locale, None);
+    let text = render(&name, &params)?;
+    check_privacy(audience, Channel::Sms, &text)?;
+    for (_, value) in &params {
+        check_privacy(audience, Channel::Sms, value)?;
+    }
+    Ok(RenderedSms {
+        audience,
+        locale,
+        text,
+        params,
+    })
+}
+
+/// Renders the staff email (subject and plain-text body) in `locale`.
+/// Guardians are not emailed.
+pub fn render_staff_email(
+    locale: Locale,
+    facts: &impl NotificationFacts,
+) -> Result<RenderedEmail, TemplateError> {
+    let params = staff_params(locale, facts)?;
+    let subject = render(
+        &template_name(Channel::Email, Audience::Staff, locale, Some("subject")),
+        &params,
+    )?;
+    let body = render(
+        &template_name(Channel::Email, Audience::Staff, locale, Some("body")),
+        &params,
+    )?;
+    check_privacy(Audience::Staff, Channel::Email, &subject)?;
+    check_privacy(Audience::Staff, Channel::Email, &body)?;
+    Ok(RenderedEmail {
+        locale,
+        subject,
+        body,
+    })
+}
+
+/// Words refused in every message (matched case-insensitively).
+pub const DENIED_FOR_EVERYONE: &[&str] = &[
+    // zh-CN: what happened, how it was assessed.
+    "自杀",
+    "自残",
+    "自伤",
+    "轻生",
+    "寻死",
+    "割腕",
+    "抑郁",
+    "焦虑",
+    "精神",
+    "心理",
+    "危机",
+    "诊断",
+    "症",
+    "量表",
+    "得分",
+    "分数",
+    "评分",
+    "叙述", // en
+    "suicid",
+    "self-harm",
+    "self harm",
+    "selfharm",
+    "depress",
+    "anxiety",
+    "anxious",
+    "diagnos",
+    "psychiat",
+    "psycholog",
+    "mental health",
+    "mental illness",
+    "crisis",
+    "disorder",
+    "therap",
+    "phq",
+    "gad-7",
+    "gad7",
+    "score",
+    "narrative",
+];
+
+/// Words additionally refused in guardian messages: no level, no hint of a
+/// case or of counselling.
+pub const DENIED_FOR_GUARDIANS: &[&str] = &[
+    "一级", "二级", "三级", "紧急", "级别", "预警", "个案", "咨询", "辅导", "critical", "urgent",
+    "elevated", "level", "warning", "counsel",
+];
+
+/// The deny-list for an audience.
+pub fn denied_words(audience: Audience) -> impl Iterator<Item = &'static str> {
+    let extra: &[&str] = match audience {
+        Audience::Staff => &[],
+        Audience::Guardian => DENIED_FOR_GUARDIANS,
+    };
+    DENIED_FOR_EVERYONE.iter().chain(extra.iter()).copied()
+}
+
+fn check_privacy(audience: Audience, channel: Channel, text: &str) -> Result<(), TemplateError> {
+    let lower = text.to_lowercase();
+    match denied_words(audience).find(|word| lower.contains(word)) {
+        Some(word) => Err(TemplateError::DeniedWord {
+            audience: audience.as_str(),
+            channel: channel.as_str(),
+            word,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn staff_params(
+    locale: Locale,
+    facts: &impl NotificationFacts,
+) -> Result<Vec<(&'static str, String)>, TemplateError> {
+    Ok(vec![
+        ("school", plain_text("school", facts.school_name(), 40)?),
+        ("case_ref", case_reference(facts.case_reference())?),
+        ("level", facts.level().words(locale).to_owned()),
+        ("link", link(facts.case_link())?),
+        ("time", format_time(facts.occurred_at())),
+    ])
+}
+
+fn guardian_params(
+    facts: &impl NotificationFacts,
+) -> Result<Vec<(&'static str, String)>, TemplateError> {
+    Ok(vec![
+        ("school", plain_text("school", facts.school_name(), 40)?),
+        (
+            "counsellor",
+            plain_text("counsellor", facts.counsellor_display_name(), 20)?,
+        ),
+        ("counsellor_phone", phone(facts.counsellor_phone())?),
+        ("case_ref", case_reference(facts.case_reference())?),
+        ("time", format_time(facts.occurred_at())),
+    ])
+}
+
+fn format_time(at: DateTime<FixedOffset>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn plain_text(field: &'static str, value: &str, max_chars: usize) -> Result<String, TemplateError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max_chars {
+        return Err(TemplateError::InvalidField {
+            field,
+            rule: "must be non-empty and short",
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(TemplateError::InvalidField {
+            field,
+            rule: "must be a single line without control characters",
+        });
+    }
+    Ok(value.to_owned())
+}
+
+/// `C-` followed by 4–16 Crockford base32 characters (no I, L, O, U).
+fn case_reference(value: &str) -> Result<String, TemplateError> {
+    let invalid = TemplateError::InvalidField {
+        field: "case_ref",
+        rule: "must be an opaque reference like C-7F3K2Q",
+    };
+    let Some(code) = value.strip_prefix("C-") else {
+        return Err(invalid);
+    };
+    let crockford = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c));
+    if !(4..=16).contains(&code.len()) || !code.chars().all(crockford) {
+        return Err(invalid);
+    }
+    Ok(value.to_owned())
+}
+
+fn link(value: &str) -> Result<String, TemplateError> {
+    let invalid = TemplateError::InvalidField {
+        field: "link",
+        rule: "must be an http(s) URL without spaces, at most 512 characters",
+    };
+    if value.len() > 512 || value.chars().any(char::is_whitespace) {
+        return Err(invalid);
+    }
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => {
+            Ok(value.to_owned())
+        }
+        _ => Err(invalid),
+    }
+}
+
+fn phone(value: &str) -> Result<String, TemplateError> {
+    let value = value.trim();
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let allowed = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' '));
+    if !allowed || !(3..=16).contains(&digits) {
+        return Err(TemplateError::InvalidField {
+            field: "counsellor_phone",
+            rule: "must be a phone number (digits, +, -, spaces)",
+        });
+    }
+    Ok(value.to_owned())
+}
+
+fn template_name(
+    channel: Channel,
+    audience: Audience,
+    locale: Locale,
+    part: Option<&str>,
+) -> String {
+    match part {
+        Some(part) => format!("{}/{}.{}.{}", channel.as_str(), audience, locale, part),
+        None => format!("{}/{}.{}", channel.as_str(), audience, locale),
+    }
+}
+
+fn render(name: &str, params: &[(&'static str, String)]) -> Result<String, TemplateError> {
+    // Only this audience's parameters are in the context, and undefined
+    // behaviour is strict: a template naming anything else fails instead of
+    // rendering blank.
+    let ctx: BTreeMap<Value, String> = params
+        .iter()
+        .map(|(name, value)| (Value::from(*name), value.clone()))
+        .collect();
+    let env = environment()?;
+    Ok(env.get_template(name)?.render(Value::from(ctx))?)
+}
+
+static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+
+fn environment() -> Result<&'static Environment<'static>, TemplateError> {
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)?;
+    }
+    Ok(ENVIRONMENT.get_or_init(|| env))
+}
+
+/// Every template: `(name, source)`. Names are `<channel>/<audience>.<locale>[.<part>]`.
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "sms/staff.zh-CN",
+        "{{ school }}：个案 {{ case_ref }} 待处理，级别 {{ level }}，时间 {{ time }}。请登录查看：{{ link }}",
+    ),
+    (
+        "sms/staff.en",
+        "{{ school }}: case {{ case_ref }} needs attention, level {{ level }}, at {{ time }}. Open: {{ link }}",
+    ),
+    (
+        "sms/guardian.zh-CN",
+        "{{ school }}：{{ counsellor }}希望尽快与您通话，请致电 {{ counsellor_phone }}，并告知编号 {{ case_ref }}（{{ time }}）。",
+    ),
+    (
+        "sms/guardian.en",
+        "{{ school }}: {{ counsellor }} would like to speak with you soon. Please call {{ counsellor_phone }} and quote reference {{ case_ref }} ({{ time }}).",
+    ),
+    (
+        "email/staff.zh-CN.subject",
+        "【{{ level }}】个案 {{ case_ref }} 待处理 · {{ school }}",
+    ),
+    (
+        "email/staff.zh-CN.body",
+        "您好：\n\n{{ school }} 有一个预警个案需要处理。\n\n个案编号：{{ case_ref }}\n级别：{{ level }}\n时间：{{ time }}\n\n请登录系统查看并处理：\n{{ link }}\n\n本邮件不含学生的任何信息，详情只在系统内可见。请勿转发。\n",
+    ),
+    (
+        "email/staff.en.subject",
+        "[{{ level }}] Case {{ case_ref }} needs attention · {{ school }}",
+    ),
+    (
+        "email/staff.en.body",
+        "Hello,\n\nA case at {{ school }} needs attention.\n\nCase reference: {{ case_ref }}\nLevel: {{ level }}\nTime: {{ time }}\n\nSign in to review it:\n{{ link }}\n\nThis email contains no information about the student; details are visible only after signing in. Please do not forward it.\n",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    struct Facts;
+
+    impl NotificationFacts for Facts {
+        fn school_name(&self) -> &str {
+            "第一中学"
+        }
+        fn case_reference(&self) -> &str {
+            "C-7F3K2Q"
+        }
+        fn level(&self) -> AlertLevel {
+            AlertLevel::Critical
+        }
+        fn case_link(&self) -> &str {
+            "https://sanyu.example.edu.cn/cases/C-7F3K2Q"
+        }
+        fn occurred_at(&self) -> DateTime<FixedOffset> {
+            DateTime::parse_from_rfc3339("2025-03-01T14:05:00+08:00").unwrap()
+        }
+        fn counsellor_display_name(&self) -> &str {
+            "王老师"
+        }
+        fn counsellor_phone(&self) -> &str {
+            "010-6275 1234"
+        }
+    }
+
+    #[test]
+    fn staff_sms_in_chinese_names_the_level_in_words() {
+        let sms = render_sms(Audience::Staff, Locale::ZhCn, &Facts).unwrap();
+        assert_eq!(
+            sms.text,
+            "第一中学：个案 C-7F3K2Q 待处理，级别 一级（紧急），时间 2025-03-01 14:05。请登录查看：https://sanyu.example.edu.cn/cases/C-7F3K2Q"
+        );
+        assert_eq!(sms.param("level"), Some("一级（紧急）"));
+        assert_eq!(sms.template_name(), "staff.zh-CN");
+    }
+
+    #[test]
+    fn guardian_sms_has_the_counsellor_and_no_level() {
+        let sms = render_sms(Audience::Guardian, Locale::ZhCn, &Facts).unwrap();
+        assert_eq!(
+            sms.text,
+            "第一中学：王老师希望尽快与您通话，请致电 010-6275 1234，并告知编号 C-7F3K2Q（2025-03-01 14:05）。"
+        );
+        assert_eq!(sms.param("level"), None);
+        let names: Vec<&str> = sms.params.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, Audience::Guardian.param_names());
+    }
+
+    #[test]
+    fn staff_email_has_subject_and_body_in_both_locales() {
+        let zh = render_staff_email(Locale::ZhCn, &Facts).unwrap();
+        assert_eq!(
+            zh.subject,
+            "【一级（紧急）】个案 C-7F3K2Q 待处理 · 第一中学"
+        );
+        assert!(
+            zh.body
+                .contains("https://sanyu.example.edu.cn/cases/C-7F3K2Q")
+        );
+        let en = render_staff_email(Locale::En, &Facts).unwrap();
+        assert_eq!(
+            en.subject,
+            "[critical] Case C-7F3K2Q needs attention · 第一中学"
+        );
+    }
+
+    #[test]
+    fn a_case_reference_that_is_not_opaque_is_refused() {
+        struct Named;
+        impl NotificationFacts for Named {
+            fn school_name(&self) -> &str {
+                "第一中学"
+            }
+            fn case_reference(&self) -> &str {
+                "张三"
+            }
+            fn level(&self) -> AlertLevel {
+                AlertLevel::High
+            }
+            fn case_link(&self) -> &str {
+                "https://sanyu.example.edu.cn/"
+            }
+            fn occurred_at(&self) -> DateTime<FixedOffset> {
+                DateTime::parse_from_rfc3339("2025-03-01T14:05:00+08:00").unwrap()
+            }
+            fn counsellor_display_name(&self) -> &str {
+                "王老师"
+            }
+            fn counsellor_phone(&self) -> &str {
+                "13800138000"
+            }
+        }
+        for audience in Audience::ALL {
+            let err = render_sms(audience, Locale::ZhCn, &Named).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TemplateError::InvalidField {
+                        field: "case_ref",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_counsellor_title_with_a_denied_word_stops_the_guardian_sms() {
+        struct Titled;
+        impl NotificationFacts for Titled {
+            fn school_name(&self) -> &str {
+                "第一中学"
+            }
+            fn case_reference(&self) -> &str {
+                "C-7F3K2Q"
+            }
+            fn level(&self) -> AlertLevel {
+                AlertLevel::High
+            }
+            fn case_link(&self) -> &str {
+                "https://sanyu.example.edu.cn/"
+            }
+            fn occurred_at(&self) -> DateTime<FixedOffset> {
+                DateTime::parse_from_rfc3339("2025-03-01T14:05:00+08:00").unwrap()
+            }
+            fn counsellor_display_name(&self) -> &str {
+                "心理老师王老师"
+            }
+            fn counsellor_phone(&self) -> &str {
+                "13800138000"
+            }
+        }
+        let err = render_sms(Audience::Guardian, Locale::ZhCn, &Titled).unwrap_err();
+        assert!(
+            matches!(err, TemplateError::DeniedWord { word: "心理", .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rendered_sms_debug_shows_no_values() {
+        let sms = render_sms(Audience::Guardian, Locale::ZhCn, &Facts).unwrap();
+        let shown = format!("{sms:?}");
+        assert!(!shown.contains("王老师"));
+        assert!(!shown.contains("6275"));
+        assert!(shown.contains("counsellor_phone"));
+    }
+}
