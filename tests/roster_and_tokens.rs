@@ -237,6 +237,8 @@ async fn the_database_allows_one_open_case_per_student(db: TestDb) {
         updated_at: Set(chrono::Utc::now()),
         closed_at: Set(None),
         version: Set(1),
+        // The ladder columns take their database defaults.
+        ..Default::default()
     };
     case::Entity::insert(open("closed"))
         .exec_without_returning(&conn)

@@ -74,6 +74,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         tokio::spawn(gateway.run_until_stopped(shutdown.clone())),
         tokio::spawn(sanyu_rules::run(config.clone(), shutdown.clone())),
         tokio::spawn(sanyu_notifier::run(config.clone(), shutdown.clone())),
+        tokio::spawn(sanyu_scheduler::run(config.clone(), shutdown.clone())),
     ];
     eprintln!("{printed}");
     let mut failed = false;

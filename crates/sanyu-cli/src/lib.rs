@@ -38,10 +38,26 @@ pub enum Command {
     /// Run every service in one process on embedded defaults (SQLite, local NATS),
     /// with a demo school.
     Dev(dev::DevArgs),
+    /// Check the escalation contacts: every rung that would reach nobody.
+    Contacts {
+        #[command(subcommand)]
+        command: ContactsCommand,
+    },
     /// Check the audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Report every rung of every school's escalation ladder that would reach
+    /// nobody (no staff in the role, or none reachable). Exit 1 when any does.
+    Check {
+        /// Only this school (code).
+        #[arg(long)]
+        school: Option<String>,
     },
 }
 
@@ -186,6 +202,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                             );
                             ExitCode::FAILURE
                         }
+                    }
+                }
+                Command::Contacts {
+                    command: ContactsCommand::Check { school },
+                } => {
+                    let report = sanyu_escalation::contacts::check(
+                        &db,
+                        &config.escalation,
+                        school.as_deref(),
+                    )
+                    .await?;
+                    for gap in &report.gaps {
+                        println!("GAP {gap}");
+                    }
+                    println!(
+                        "{} schools, {} rungs checked, {} reach nobody",
+                        report.schools,
+                        report.rungs_checked,
+                        report.gaps.len()
+                    );
+                    if report.gaps.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
                     }
                 }
                 Command::Dev(_) => ExitCode::FAILURE,

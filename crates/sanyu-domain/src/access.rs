@@ -82,6 +82,20 @@ impl FromStr for Role {
     }
 }
 
+/// Work on a case, for [`Principal::may_work_case`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseWork {
+    Acknowledge,
+    Assign {
+        to_self: bool,
+    },
+    /// Notes, guardian contacts, referrals, follow-ups.
+    Record,
+    ChangeLevel,
+    Close,
+    Reopen,
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -135,6 +149,62 @@ impl Principal {
     /// Narratives are for the people who work cases, never for leaders or admins.
     pub fn may_read_narratives(&self) -> bool {
         matches!(self.role, Role::Counsellor | Role::CrisisTeam)
+    }
+
+    /// May this caller do `work` on a case of `school_id`/`class_id` that is
+    /// assigned to `assignee`? The crisis team works every case of its school;
+    /// a counsellor acknowledges any case, takes an unassigned one, and works
+    /// the cases assigned to them. Head teachers and leaders read, never act.
+    pub fn may_work_case(
+        &self,
+        school_id: Uuid,
+        class_id: Uuid,
+        assignee: Option<Uuid>,
+        work: CaseWork,
+    ) -> Access {
+        match self.may_read_case_of(school_id, class_id) {
+            Access::Allowed => {}
+            other => return other,
+        }
+        let mine = self.staff_id.is_some() && assignee == self.staff_id;
+        let allowed = match (self.role, work) {
+            (Role::CrisisTeam, _) => true,
+            (Role::Counsellor, CaseWork::Acknowledge) => true,
+            (Role::Counsellor, CaseWork::Assign { to_self }) => {
+                to_self && self.staff_id.is_some() && (assignee.is_none() || mine)
+            }
+            (Role::Counsellor, CaseWork::Record | CaseWork::ChangeLevel | CaseWork::Close) => mine,
+            (Role::Counsellor, CaseWork::Reopen) => mine,
+            _ => false,
+        };
+        if allowed {
+            Access::Allowed
+        } else {
+            Access::Forbidden
+        }
+    }
+
+    /// May this caller read a student's timeline (心理档案) in full? Leaders
+    /// get counts and states only ([`Principal::may_read_timeline_summary`]).
+    pub fn may_read_timeline(&self, school_id: Uuid) -> Access {
+        if !matches!(self.role, Role::Counsellor | Role::CrisisTeam) {
+            return Access::Forbidden;
+        }
+        if school_id != self.school_id {
+            return Access::OutOfScope;
+        }
+        Access::Allowed
+    }
+
+    /// Counts and states of a student's history, without narratives.
+    pub fn may_read_timeline_summary(&self, school_id: Uuid) -> Access {
+        if self.role == Role::Leader {
+            if school_id != self.school_id {
+                return Access::OutOfScope;
+            }
+            return Access::Allowed;
+        }
+        self.may_read_timeline(school_id)
     }
 
     /// May this caller import the roster of its school?
@@ -202,6 +272,66 @@ mod tests {
             let p = principal(role, Some(Uuid::from_u128(5)));
             assert!(!p.may_read_cases(), "{role}");
         }
+    }
+
+    #[test]
+    fn a_counsellor_works_only_the_cases_assigned_to_them() {
+        let me = Uuid::from_u128(7);
+        let other = Uuid::from_u128(8);
+        let school = Uuid::from_u128(10);
+        let class = Uuid::from_u128(5);
+        let c = Principal {
+            staff_id: Some(me),
+            ..principal(Role::Counsellor, None)
+        };
+        assert_eq!(
+            c.may_work_case(school, class, None, CaseWork::Acknowledge),
+            Access::Allowed
+        );
+        assert_eq!(
+            c.may_work_case(school, class, None, CaseWork::Assign { to_self: true }),
+            Access::Allowed
+        );
+        assert_eq!(
+            c.may_work_case(
+                school,
+                class,
+                Some(other),
+                CaseWork::Assign { to_self: true }
+            ),
+            Access::Forbidden
+        );
+        assert_eq!(
+            c.may_work_case(school, class, Some(me), CaseWork::Record),
+            Access::Allowed
+        );
+        assert_eq!(
+            c.may_work_case(school, class, Some(other), CaseWork::Record),
+            Access::Forbidden
+        );
+        assert_eq!(
+            c.may_work_case(Uuid::from_u128(11), class, Some(me), CaseWork::Record),
+            Access::OutOfScope
+        );
+    }
+
+    #[test]
+    fn teachers_and_leaders_never_act_on_a_case() {
+        let school = Uuid::from_u128(10);
+        let class = Uuid::from_u128(5);
+        let t = principal(Role::Teacher, Some(class));
+        let l = principal(Role::Leader, None);
+        for p in [t, l] {
+            assert_eq!(
+                p.may_work_case(school, class, None, CaseWork::Acknowledge),
+                Access::Forbidden
+            );
+        }
+        let t = principal(Role::Teacher, Some(Uuid::from_u128(6)));
+        assert_eq!(
+            t.may_work_case(school, class, None, CaseWork::Acknowledge),
+            Access::OutOfScope
+        );
     }
 
     #[test]

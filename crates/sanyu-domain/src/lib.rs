@@ -3,14 +3,16 @@
 
 pub mod access;
 pub mod case;
+pub mod escalation;
 pub mod level;
 pub mod lifecycle;
 pub mod policy;
 pub mod report;
 pub mod rules;
 
-pub use access::{Access, Principal, Role};
+pub use access::{Access, CaseWork, Principal, Role};
 pub use case::{CaseStatus, case_reference, student_partition};
+pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;
 pub use rules::{Decision, OpenCaseView, decide_report};

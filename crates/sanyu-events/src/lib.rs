@@ -56,6 +56,7 @@ pub fn kind_of(payload: &Payload) -> &'static str {
         Payload::CaseAcknowledged(_) => "case.acknowledged",
         Payload::CaseClosed(_) => "case.closed",
         Payload::CaseSignalAttached(_) => "case.signal_attached",
+        Payload::CaseAction(_) => "case.action_recorded",
         Payload::NotificationRequested(_) => "notification.requested",
         Payload::NotificationResult(_) => "notification.result",
     }

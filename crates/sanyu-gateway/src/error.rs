@@ -22,6 +22,13 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
+    /// The request conflicts with the resource's state; `allowed` names what
+    /// is possible instead (e.g. the actions a case's status allows).
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        allowed: Vec<String>,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -41,6 +48,9 @@ pub struct ErrorDetail {
     /// Path of the offending field, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For conflicts: what the resource's state allows instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -61,6 +71,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -98,6 +109,10 @@ impl IntoResponse for ApiError {
                 code,
                 message: self.to_string(),
                 field,
+                allowed: match &self {
+                    ApiError::Conflict { allowed, .. } => Some(allowed.clone()),
+                    _ => None,
+                },
             },
         };
         (status, Json(body)).into_response()

@@ -32,6 +32,8 @@ pub struct AppState {
     pub waker: Waker,
     pub body_limit: usize,
     pub audit_key: sanyu_store::audit::AuditKey,
+    /// The escalation ladders snapshotted onto cases when a person changes a level or reopens.
+    pub escalation: sanyu_domain::EscalationPolicy,
 }
 
 #[derive(OpenApi)]
@@ -41,6 +43,17 @@ pub struct AppState {
         routes::reports::submit,
         routes::cases::list,
         routes::cases::get,
+        routes::casework::acknowledge,
+        routes::casework::assign,
+        routes::casework::note,
+        routes::casework::guardian_contact,
+        routes::casework::referral,
+        routes::casework::follow_up,
+        routes::casework::level,
+        routes::casework::close,
+        routes::casework::reopen,
+        routes::students::key_population,
+        routes::students::timeline,
         routes::roster::students,
         routes::roster::staff,
         routes::ops::healthz,
@@ -83,6 +96,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports", post(routes::reports::submit))
         .route("/v1/cases", get(routes::cases::list))
         .route("/v1/cases/{id}", get(routes::cases::get))
+        .route(
+            "/v1/cases/{id}/acknowledge",
+            post(routes::casework::acknowledge),
+        )
+        .route("/v1/cases/{id}/assign", post(routes::casework::assign))
+        .route("/v1/cases/{id}/notes", post(routes::casework::note))
+        .route(
+            "/v1/cases/{id}/guardian-contacts",
+            post(routes::casework::guardian_contact),
+        )
+        .route("/v1/cases/{id}/referrals", post(routes::casework::referral))
+        .route(
+            "/v1/cases/{id}/follow-ups",
+            post(routes::casework::follow_up),
+        )
+        .route("/v1/cases/{id}/level", post(routes::casework::level))
+        .route("/v1/cases/{id}/close", post(routes::casework::close))
+        .route("/v1/cases/{id}/reopen", post(routes::casework::reopen))
+        .route("/v1/key-population", get(routes::students::key_population))
+        .route(
+            "/v1/students/{id}/timeline",
+            get(routes::students::timeline),
+        )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
@@ -141,6 +177,7 @@ impl Gateway {
                 waker: Waker::default(),
                 body_limit: config.http.body_limit_bytes,
                 audit_key,
+                escalation: config.escalation.clone(),
             },
         })
     }

@@ -200,10 +200,14 @@ impl Deliverer {
             ),
             RiskLevel::Watch => ("关注（watch）", "请按计划随访 / follow up as planned"),
         };
-        let what = if req.reason == "case_opened" {
-            "新的危机干预个案 / new intervention case"
-        } else {
-            "个案风险等级已升高 / case level raised"
+        let what = match req.reason.as_str() {
+            "case_opened" => "新的危机干预个案 / new intervention case",
+            "unacknowledged" => "个案尚未确认，逐级上报 / case not yet acknowledged (escalation)",
+            "case_reopened" => "个案已重新打开 / case reopened",
+            "level_changed" => "个案风险等级已调整 / case level changed",
+            "ladder_alarm" => "预警升级流程异常 / escalation ladder alarm",
+            "follow_up_due" => "随访到期 / follow-up due",
+            _ => "个案风险等级已升高 / case level raised",
         };
         let link = format!("{}/v1/cases/{}", self.base_url, req.case_id);
         let body = format!(

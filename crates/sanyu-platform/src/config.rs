@@ -43,6 +43,30 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub security: SecurityConfig,
     pub telemetry: TelemetryConfig,
+    /// The escalation ladder per level (defaults: `DESIGN.md`).
+    pub escalation: sanyu_domain::EscalationPolicy,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often the scheduler looks for due timers at most.
+    pub poll_interval_ms: u64,
+    /// How often the ladder auditor runs.
+    pub audit_interval_secs: u64,
+    /// A rung this late counts as stalled.
+    pub audit_grace_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            audit_interval_secs: 60,
+            audit_grace_secs: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,8 +213,14 @@ impl Config {
                     .filter(|k| k.as_str().contains("__"))
                     .split("__"),
             )
-            .extract()
+            .extract::<Config>()
             .map_err(|e| PlatformError::Config(e.to_string()))
+            .and_then(|c| {
+                c.escalation
+                    .validate()
+                    .map_err(|e| PlatformError::Config(format!("escalation: {e}")))?;
+                Ok(c)
+            })
     }
 
     pub fn db_config(&self) -> sanyu_store::DbConfig {

@@ -11,9 +11,11 @@
 //! `BEGIN IMMEDIATE`. The loser of a race retries and attaches.
 
 use chrono::Utc;
+use sanyu_domain::EscalationPolicy;
 use sanyu_domain::{
     Decision, OpenCaseView, RiskLevel, case_reference, decide_report, student_partition,
 };
+use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
 use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
@@ -26,8 +28,6 @@ use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
 use sanyu_store::{Db, StoreError, begin_write, processed};
 use uuid::Uuid;
-
-pub mod notify;
 
 /// Name of the durable consumer and of its processed-message records.
 pub const CONSUMER: &str = "rules";
@@ -51,6 +51,17 @@ pub enum RulesError {
     UnknownStudent(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("corrupt case: {0}")]
+    Corrupt(String),
+}
+
+impl From<EscalationError> for RulesError {
+    fn from(e: EscalationError) -> Self {
+        match e {
+            EscalationError::Store(s) => RulesError::Store(s),
+            other => RulesError::Corrupt(other.to_string()),
+        }
+    }
 }
 
 impl From<sanyu_store::sea_orm::DbErr> for RulesError {
@@ -84,6 +95,8 @@ pub enum Decided {
 pub struct RulesEngine {
     db: Db,
     waker: Waker,
+    /// The ladders snapshotted onto cases as they open or rise.
+    policy: EscalationPolicy,
     pause_before_ack: Option<std::time::Duration>,
 }
 
@@ -93,7 +106,7 @@ pub struct RulesEngine {
 pub const FAULT_PAUSE_BEFORE_ACK_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_ACK_MS";
 
 impl RulesEngine {
-    pub fn new(db: Db, waker: Waker) -> Self {
+    pub fn new(db: Db, waker: Waker, policy: EscalationPolicy) -> Self {
         let pause_before_ack = std::env::var(FAULT_PAUSE_BEFORE_ACK_MS)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -101,6 +114,7 @@ impl RulesEngine {
         Self {
             db,
             waker,
+            policy,
             pause_before_ack,
         }
     }
@@ -117,7 +131,7 @@ impl RulesEngine {
             txn.rollback().await?;
             return Ok(Decided::Duplicate);
         }
-        let decided = decide_report_in(&*txn, &envelope, report).await?;
+        let decided = decide_report_in(&*txn, &self.policy, &envelope, report).await?;
         txn.commit().await?;
         if !matches!(decided, Decided::NoAction) {
             self.waker.wake();
@@ -132,6 +146,7 @@ fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
 
 async fn decide_report_in(
     txn: &impl ConnectionTrait,
+    policy: &EscalationPolicy,
     envelope: &Envelope,
     report: &v1::ReportSubmitted,
 ) -> Result<Decided, RulesError> {
@@ -220,18 +235,16 @@ async fn decide_report_in(
                 ),
             )
             .await?;
-            notify::request_first_contact(
+            let opened = cases::get(txn, case_id)
+                .await?
+                .ok_or(StoreError::NotFound("case"))?;
+            escalation::start(
                 txn,
-                notify::Alert {
-                    school: &school,
-                    case_id,
-                    reference: &case_reference(case_id),
-                    level,
-                    reason: "case_opened".into(),
-                    partition,
-                    at: now,
-                    traceparent: traceparent.clone(),
-                },
+                &opened,
+                policy,
+                escalation::reason::CASE_OPENED,
+                now,
+                traceparent.clone(),
             )
             .await?;
             tracing::info!(%case_id, level = level.as_str(), rule, "case opened");
@@ -263,18 +276,18 @@ async fn decide_report_in(
                         ),
                     )
                     .await?;
-                    notify::request_first_contact(
+                    // The new level's ladder starts over: its first contacts are
+                    // told and someone must acknowledge again.
+                    let raised = cases::get(txn, case.id)
+                        .await?
+                        .ok_or(StoreError::NotFound("case"))?;
+                    escalation::start(
                         txn,
-                        notify::Alert {
-                            school: &school,
-                            case_id: case.id,
-                            reference: &case.reference,
-                            level: to,
-                            reason: format!("case_escalated_{}", to.as_str()),
-                            partition,
-                            at: now,
-                            traceparent: traceparent.clone(),
-                        },
+                        &raised,
+                        policy,
+                        escalation::reason::LEVEL_RAISED,
+                        now,
+                        traceparent.clone(),
                     )
                     .await?;
                     tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule, "case level raised");
@@ -322,6 +335,7 @@ impl Handler for RulesEngine {
                 Outcome::Ack
             }
             Err(RulesError::Malformed(reason)) => Outcome::Reject(reason),
+            Err(e @ RulesError::Corrupt(_)) => Outcome::Reject(e.to_string()),
             // The roster may not have reached this database yet: retry, and
             // dead-letter when retries run out.
             Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
@@ -340,7 +354,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    let engine = RulesEngine::new(db.clone(), waker);
+    let engine = RulesEngine::new(db.clone(), waker, config.escalation.clone());
     shutdown.tracker.spawn(consumer::run(
         backbone.clone(),
         spec(),

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::entities::{case, case_signal};
+use crate::entities::{case, case_action, case_signal};
 use crate::{Result, StoreError, db};
 
 /// The student's case that is not closed, locked for update on PostgreSQL.
@@ -54,6 +54,14 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         updated_at: Set(c.at),
         closed_at: Set(None),
         version: Set(1),
+        ladder: Set(None),
+        ladder_epoch: Set(0),
+        ladder_state: Set("stopped".to_owned()),
+        ladder_started_at: Set(None),
+        ack_deadline: Set(None),
+        acknowledged_at: Set(None),
+        acknowledged_by: Set(None),
+        assignee_staff_id: Set(None),
     })
     .exec_without_returning(conn)
     .await?;
@@ -120,6 +128,9 @@ pub struct CaseFilter {
     pub class_id: Option<Uuid>,
     pub status: Option<CaseStatus>,
     pub level: Option<RiskLevel>,
+    pub assignee: Option<Uuid>,
+    /// Only cases whose acknowledge deadline passed without an acknowledgement.
+    pub overdue_at: Option<DateTime<Utc>>,
     pub limit: u64,
 }
 
@@ -135,7 +146,21 @@ pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<cas
     if let Some(level) = f.level {
         q = q.filter(case::Column::Level.eq(level.as_str()));
     }
+    if let Some(assignee) = f.assignee {
+        q = q.filter(case::Column::AssigneeStaffId.eq(assignee));
+    }
+    if let Some(now) = f.overdue_at {
+        q = q
+            .filter(case::Column::LadderState.ne("stopped"))
+            .filter(case::Column::AckDeadline.lt(now));
+    }
+    // Level first; within a level the earliest acknowledge deadline (cases
+    // without one, i.e. acknowledged, after those still waiting), then age.
     Ok(q.order_by_desc(case::Column::LevelRank)
+        .order_by_asc(Expr::cust(
+            "CASE WHEN ack_deadline IS NULL OR ladder_state = 'stopped' THEN 1 ELSE 0 END",
+        ))
+        .order_by_asc(case::Column::AckDeadline)
         .order_by_asc(case::Column::OpenedAt)
         .limit(f.limit.max(1))
         .all(conn)
@@ -166,4 +191,92 @@ pub async fn count_for_student(conn: &impl ConnectionTrait, student_id: Uuid) ->
 
 pub async fn count_all(conn: &impl ConnectionTrait) -> Result<u64> {
     Ok(case::Entity::find().count(conn).await?)
+}
+
+/// Write `changes` (the `Set` fields of an active model built from `current`)
+/// to the case, guarded by its version. The new version is returned.
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    current: &case::Model,
+    mut changes: case::ActiveModel,
+) -> Result<case::Model> {
+    let now = Utc::now();
+    changes.id = sea_orm::ActiveValue::Unchanged(current.id);
+    changes.version = Set(current.version + 1);
+    changes.updated_at = Set(now);
+    let result = case::Entity::update_many()
+        .set(changes)
+        .filter(case::Column::Id.eq(current.id))
+        .filter(case::Column::Version.eq(current.version))
+        .exec(conn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Err(StoreError::Db(sea_orm::DbErr::Custom(
+            "case changed concurrently (version conflict); database is busy, retry".into(),
+        )));
+    }
+    get(conn, current.id)
+        .await?
+        .ok_or(StoreError::NotFound("case"))
+}
+
+/// An entry of the case timeline.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub case_id: Uuid,
+    pub action: String,
+    pub actor_role: String,
+    pub actor_staff_id: Option<Uuid>,
+    pub actor_token_id: Option<Uuid>,
+    pub status_after: CaseStatus,
+    /// JSON without narrative (ids, dates, channels, outcomes).
+    pub detail: serde_json::Value,
+    /// Free text, already sealed.
+    pub text_sealed: Option<Vec<u8>>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    case_action::Entity::insert(case_action::ActiveModel {
+        id: Set(id),
+        case_id: Set(a.case_id),
+        action: Set(a.action),
+        actor_role: Set(a.actor_role),
+        actor_staff_id: Set(a.actor_staff_id),
+        actor_token_id: Set(a.actor_token_id),
+        status_after: Set(a.status_after.as_str().to_owned()),
+        detail: Set(a.detail.to_string()),
+        text_sealed: Set(a.text_sealed),
+        at: Set(a.at),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(id)
+}
+
+pub async fn actions(
+    conn: &impl ConnectionTrait,
+    case_ids: Vec<Uuid>,
+) -> Result<Vec<case_action::Model>> {
+    if case_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(case_action::Entity::find()
+        .filter(case_action::Column::CaseId.is_in(case_ids))
+        .order_by_asc(case_action::Column::At)
+        .order_by_asc(case_action::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+pub async fn for_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<case::Model>> {
+    Ok(case::Entity::find()
+        .filter(case::Column::StudentId.eq(student_id))
+        .order_by_asc(case::Column::OpenedAt)
+        .all(conn)
+        .await?)
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod cases;
+pub mod casework;
 pub mod crypto;
 pub mod db;
 pub mod dead_letters;
@@ -15,6 +16,7 @@ pub mod outbox;
 pub mod processed;
 pub mod reports;
 pub mod roster;
+pub mod timers;
 pub mod tokens;
 
 pub use db::{Db, DbConfig, WriteTxn, begin_write};

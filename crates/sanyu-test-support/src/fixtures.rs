@@ -14,7 +14,10 @@ pub struct School {
     pub teacher_c1: String,
     pub teacher_c2: String,
     pub monitor_c1: String,
+    /// Counsellor K1 (has an email address: notified).
     pub counsellor: String,
+    /// Counsellor K2 (no email address: never notified; for assignment tests).
+    pub counsellor2: String,
     pub crisis_team: String,
     pub leader: String,
     pub admin: String,
@@ -39,6 +42,7 @@ pub fn staff_csv(code: &str) -> String {
          {code},T2,Teacher Two,teacher,C2,13900000002,t2@{lc}.test\n\
          {code},M1,Monitor One,monitor,C1,,\n\
          {code},K1,Counsellor One,counsellor,,13900000003,counsellor@{lc}.test\n\
+         {code},K2,Counsellor Two,counsellor,,13900000007,\n\
          {code},X1,Crisis Lead,crisis_team,,13900000004,crisis@{lc}.test\n\
          {code},L1,Leader One,leader,,13900000005,leader@{lc}.test\n\
          {code},A1,Admin One,admin,,13900000006,admin@{lc}.test\n"
@@ -46,13 +50,24 @@ pub fn staff_csv(code: &str) -> String {
 }
 
 async fn token(db: &Db, role: Role, code: &str, class: Option<&str>) -> String {
+    staff_token(db, role, code, class, None).await
+}
+
+/// A token that names the staff member `staff_no` (needed to act on cases).
+pub async fn staff_token(
+    db: &Db,
+    role: Role,
+    code: &str,
+    class: Option<&str>,
+    staff_no: Option<&str>,
+) -> String {
     tokens::issue(
         db,
         TokenRequest {
             role,
             school_code: code.to_owned(),
             class_code: class.map(str::to_owned),
-            staff_no: None,
+            staff_no: staff_no.map(str::to_owned),
             label: Some("test".into()),
             ttl: chrono::Duration::days(1),
         },
@@ -77,12 +92,13 @@ pub async fn seed_school(db: &Db, code: &str) -> School {
     School {
         code: code.to_owned(),
         counsellor_email: format!("counsellor@{}.test", code.to_lowercase()),
-        teacher_c1: token(db, Role::Teacher, code, Some("C1")).await,
-        teacher_c2: token(db, Role::Teacher, code, Some("C2")).await,
-        monitor_c1: token(db, Role::Monitor, code, Some("C1")).await,
-        counsellor: token(db, Role::Counsellor, code, None).await,
-        crisis_team: token(db, Role::CrisisTeam, code, None).await,
-        leader: token(db, Role::Leader, code, None).await,
+        teacher_c1: staff_token(db, Role::Teacher, code, Some("C1"), Some("T1")).await,
+        teacher_c2: staff_token(db, Role::Teacher, code, Some("C2"), Some("T2")).await,
+        monitor_c1: staff_token(db, Role::Monitor, code, Some("C1"), Some("M1")).await,
+        counsellor: staff_token(db, Role::Counsellor, code, None, Some("K1")).await,
+        counsellor2: staff_token(db, Role::Counsellor, code, None, Some("K2")).await,
+        crisis_team: staff_token(db, Role::CrisisTeam, code, None, Some("X1")).await,
+        leader: staff_token(db, Role::Leader, code, None, Some("L1")).await,
         admin: token(db, Role::Admin, code, None).await,
         district: token(db, Role::District, code, None).await,
         service: token(db, Role::Service, code, None).await,

@@ -11,7 +11,7 @@ use sanyu_domain::{Access, CaseStatus, Principal, RiskLevel};
 use sanyu_store::cases::{self, CaseFilter};
 use sanyu_store::entities::{case, class, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use sanyu_store::{deliveries, reports};
+use sanyu_store::{casework, deliveries, reports};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -27,6 +27,10 @@ pub struct CaseQuery {
     pub status: Option<String>,
     /// elevated, high, critical
     pub level: Option<String>,
+    /// Only cases assigned to this staff id (`me` for the caller).
+    pub assignee: Option<String>,
+    /// Only cases whose acknowledge deadline has passed without an acknowledgement.
+    pub overdue: Option<bool>,
     /// At most this many cases (default 100, at most 500).
     pub limit: Option<u64>,
 }
@@ -81,13 +85,61 @@ pub struct NotificationView {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// One entry of the case timeline: who did what, when.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActionView {
+    pub action: String,
+    pub actor_role: String,
+    pub actor_staff_id: Option<Uuid>,
+    pub status_after: String,
+    pub at: DateTime<Utc>,
+    /// Ids, dates, channels and outcomes; never narrative.
+    pub detail: serde_json::Value,
+    /// Note or reason text: counsellors and the crisis team only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReferralView {
+    pub id: Uuid,
+    pub institution: String,
+    pub referred_on: chrono::NaiveDate,
+    pub receipt_confirmed: bool,
+    pub return_assessed_on: Option<chrono::NaiveDate>,
+    pub return_assessment: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FollowUpView {
+    pub id: Uuid,
+    pub due_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    /// Counsellors and the crisis team only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CaseDetail {
     #[serde(flatten)]
     pub case: CaseSummary,
+    /// Why the case exists: the rule that opened it (each signal names its own rule).
     pub opened_rule: String,
+    pub assignee_staff_id: Option<Uuid>,
+    /// `running` while waiting for an acknowledgement, `stopped`, or `exhausted`.
+    pub ladder_state: String,
+    pub ack_deadline: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The escalation ladder snapshotted on the case.
+    pub ladder: Option<serde_json::Value>,
+    pub allowed_actions: Vec<String>,
     pub signals: Vec<SignalView>,
+    /// Who was reached, by which channel, and how it went.
     pub notifications: Vec<NotificationView>,
+    pub timeline: Vec<ActionView>,
+    pub referrals: Vec<ReferralView>,
+    pub follow_ups: Vec<FollowUpView>,
 }
 
 fn sees_identity(p: &Principal) -> bool {
@@ -179,6 +231,17 @@ pub async fn list(
         .map(str::parse::<RiskLevel>)
         .transpose()
         .map_err(|e| ApiError::validation("level", e.to_string()))?;
+    let assignee =
+        match q.assignee.as_deref() {
+            None => None,
+            Some("me") => Some(caller.staff_id.ok_or_else(|| {
+                ApiError::validation("assignee", "your token names no staff member")
+            })?),
+            Some(other) => Some(
+                Uuid::parse_str(other)
+                    .map_err(|_| ApiError::validation("assignee", "a staff id or `me`"))?,
+            ),
+        };
     let filter = CaseFilter {
         school_id: caller.school_id,
         class_id: if caller.role.is_class_bound() {
@@ -192,6 +255,8 @@ pub async fn list(
         },
         status,
         level,
+        assignee,
+        overdue_at: q.overdue.unwrap_or(false).then(Utc::now),
         limit: q.limit.unwrap_or(100).clamp(1, 500),
     };
     let rows = cases::list(&state.db, &filter).await?;
@@ -278,6 +343,64 @@ pub async fn get(
         })
         .collect();
     let opened_rule = case.opened_rule.clone();
+    let mut timeline = Vec::new();
+    for a in cases::actions(&state.db, vec![case.id]).await? {
+        let text = match &a.text_sealed {
+            Some(sealed) if narratives => Some(state.sealer.open(sealed)?),
+            _ => None,
+        };
+        timeline.push(ActionView {
+            action: a.action,
+            actor_role: a.actor_role,
+            actor_staff_id: a.actor_staff_id,
+            status_after: a.status_after,
+            at: a.at,
+            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+            text,
+        });
+    }
+    // Where a student was referred is for the people who work the case.
+    let referral_rows = if narratives {
+        casework::referrals(&state.db, vec![case.id]).await?
+    } else {
+        Vec::new()
+    };
+    let referrals = referral_rows
+        .into_iter()
+        .map(|r| ReferralView {
+            id: r.id,
+            institution: r.institution,
+            referred_on: r.referred_on,
+            receipt_confirmed: r.receipt_confirmed,
+            return_assessed_on: r.return_assessed_on,
+            return_assessment: r.return_assessment,
+        })
+        .collect();
+    let mut follow_ups = Vec::new();
+    for f in casework::follow_ups_of_student(&state.db, case.student_id).await? {
+        if f.case_id != Some(case.id) {
+            continue;
+        }
+        let outcome = match &f.outcome_sealed {
+            Some(sealed) if narratives => Some(state.sealer.open(sealed)?),
+            _ => None,
+        };
+        follow_ups.push(FollowUpView {
+            id: f.id,
+            due_at: f.due_at,
+            done_at: f.done_at,
+            outcome,
+        });
+    }
+    let assignee_staff_id = case.assignee_staff_id;
+    let ladder_state = case.ladder_state.clone();
+    let ack_deadline = case.ack_deadline;
+    let acknowledged_at = case.acknowledged_at;
+    let ladder = case
+        .ladder
+        .as_deref()
+        .and_then(|l| serde_json::from_str(l).ok());
+    let allowed_actions = crate::routes::casework::allowed_names(&case);
     audit::record(
         &state,
         &caller,
@@ -293,7 +416,16 @@ pub async fn get(
     Ok(Json(CaseDetail {
         case: summary,
         opened_rule,
+        assignee_staff_id,
+        ladder_state,
+        ack_deadline,
+        acknowledged_at,
+        ladder,
+        allowed_actions,
         signals: signal_views,
         notifications,
+        timeline,
+        referrals,
+        follow_ups,
     }))
 }

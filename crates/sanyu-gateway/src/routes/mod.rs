@@ -1,4 +1,6 @@
 pub mod cases;
+pub mod casework;
 pub mod ops;
 pub mod reports;
 pub mod roster;
+pub mod students;

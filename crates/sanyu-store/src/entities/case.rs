@@ -19,6 +19,17 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub closed_at: Option<DateTimeUtc>,
     pub version: i32,
+    /// The escalation ladder snapshotted when the case opened or its level changed (JSON).
+    pub ladder: Option<String>,
+    /// Bumped each time the ladder restarts; timers of older epochs do nothing.
+    pub ladder_epoch: i32,
+    /// `running`, `stopped` (acknowledged or closed) or `exhausted`.
+    pub ladder_state: String,
+    pub ladder_started_at: Option<DateTimeUtc>,
+    pub ack_deadline: Option<DateTimeUtc>,
+    pub acknowledged_at: Option<DateTimeUtc>,
+    pub acknowledged_by: Option<Uuid>,
+    pub assignee_staff_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261129_000002_create_tokens;
 mod m20261129_000003_create_reports_and_cases;
 mod m20261129_000004_create_messaging;
 mod m20261129_000005_create_audit_log;
+mod m20261129_000006_create_case_work;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_create_reports_and_cases::Migration),
             Box::new(m20261129_000004_create_messaging::Migration),
             Box::new(m20261129_000005_create_audit_log::Migration),
+            Box::new(m20261129_000006_create_case_work::Migration),
         ]
     }
 }

@@ -1,0 +1,517 @@
+//! The escalation ladder's effects, shared by every writer of a case: the
+//! rules engine (a case opens or its level rises), the gateway (a person
+//! acknowledges, changes the level, reopens, closes) and the scheduler (a rung
+//! is due). Every function here runs inside the caller's write transaction, so
+//! the case change, its notifications (outbox) and its next timer commit
+//! together or not at all.
+
+pub mod contacts;
+
+use chrono::{DateTime, Utc};
+use sanyu_domain::escalation::{EscalationPolicy, Ladder};
+use sanyu_domain::policy::FALLBACK_ROLES;
+use sanyu_domain::{RiskLevel, Role, student_partition};
+use sanyu_events::{Payload, subjects, v1};
+use sanyu_store::dead_letters::{self, NewDeadLetter};
+use sanyu_store::entities::{case, school, staff};
+use sanyu_store::outbox::{self, OutboxEvent};
+use sanyu_store::sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+use sanyu_store::timers::{self, NewTimer};
+use sanyu_store::{StoreError, cases, roster};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Timer kind of a ladder rung.
+pub const RUNG_TIMER: &str = "escalation_rung";
+
+pub const RUNNING: &str = "running";
+pub const STOPPED: &str = "stopped";
+/// Every rung fired and nobody acknowledged.
+pub const EXHAUSTED: &str = "exhausted";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscalationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt case {case_id}: {detail}")]
+    Corrupt { case_id: Uuid, detail: String },
+}
+
+impl From<sanyu_store::sea_orm::DbErr> for EscalationError {
+    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl EscalationError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_retryable())
+    }
+}
+
+type Result<T> = std::result::Result<T, EscalationError>;
+
+/// The payload of a rung timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RungTimer {
+    pub case_id: Uuid,
+    pub epoch: i32,
+    pub rung: u32,
+}
+
+impl RungTimer {
+    fn key(&self) -> String {
+        format!("ladder:{}:e{}:r{}", self.case_id, self.epoch, self.rung)
+    }
+}
+
+/// Why people are being told (rendered by the notifier).
+pub mod reason {
+    pub const CASE_OPENED: &str = "case_opened";
+    pub const LEVEL_RAISED: &str = "level_raised";
+    pub const LEVEL_CHANGED: &str = "level_changed";
+    pub const REOPENED: &str = "case_reopened";
+    pub const UNACKNOWLEDGED: &str = "unacknowledged";
+    pub const LADDER_ALARM: &str = "ladder_alarm";
+    pub const FOLLOW_UP_DUE: &str = "follow_up_due";
+}
+
+fn level_of(case: &case::Model) -> Result<RiskLevel> {
+    case.level.parse().map_err(|_| EscalationError::Corrupt {
+        case_id: case.id,
+        detail: format!("level `{}`", case.level),
+    })
+}
+
+/// The ladder snapshotted on a case.
+pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>> {
+    case.ladder
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| EscalationError::Corrupt {
+            case_id: case.id,
+            detail: format!("ladder: {e}"),
+        })
+}
+
+async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<school::Model> {
+    Ok(school::Entity::find_by_id(case.school_id)
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound("school"))?)
+}
+
+/// Start (or restart) the ladder of `case` at its current level: snapshot the
+/// ladder from `policy`, tell the first rung now, and schedule the next rung.
+/// Timers of an earlier ladder of this case are cancelled.
+pub async fn start(
+    txn: &impl ConnectionTrait,
+    case: &case::Model,
+    policy: &EscalationPolicy,
+    why: &str,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> Result<case::Model> {
+    let level = level_of(case)?;
+    let ladder = policy.ladder(level).clone();
+    let epoch = case.ladder_epoch + 1;
+    timers::cancel_for_case(txn, case.id, RUNG_TIMER).await?;
+    let snapshot = serde_json::to_string(&ladder).map_err(|e| EscalationError::Corrupt {
+        case_id: case.id,
+        detail: e.to_string(),
+    })?;
+    let case = cases::update(
+        txn,
+        case,
+        case::ActiveModel {
+            ladder: Set(Some(snapshot)),
+            ladder_epoch: Set(epoch),
+            ladder_state: Set(RUNNING.to_owned()),
+            ladder_started_at: Set(Some(at)),
+            ack_deadline: Set(Some(ladder.ack_deadline(at))),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let school = school_of(txn, &case).await?;
+    let told = notify(
+        txn,
+        &Notice {
+            school: &school,
+            case: &case,
+            level,
+            roles: &ladder.first,
+            reason: why,
+            epoch,
+            rung: 0,
+            at,
+            traceparent: traceparent.clone(),
+        },
+    )
+    .await?;
+    if told == 0 {
+        // Nobody in the first roles: the fallback roles are told at once.
+        let told = notify(
+            txn,
+            &Notice {
+                school: &school,
+                case: &case,
+                level,
+                roles: &FALLBACK_ROLES,
+                reason: why,
+                epoch,
+                rung: 0,
+                at,
+                traceparent: traceparent.clone(),
+            },
+        )
+        .await?;
+        if told == 0 {
+            unreachable_alarm(txn, &case, epoch, 0).await?;
+        }
+    }
+    schedule_rung(txn, &case, &ladder, epoch, 1, at).await?;
+    Ok(case)
+}
+
+async fn schedule_rung(
+    txn: &impl ConnectionTrait,
+    case: &case::Model,
+    ladder: &Ladder,
+    epoch: i32,
+    rung: u32,
+    started: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(due_at) = ladder.rung_due(started, rung) else {
+        return Ok(false);
+    };
+    let t = RungTimer {
+        case_id: case.id,
+        epoch,
+        rung,
+    };
+    timers::schedule(
+        txn,
+        NewTimer {
+            key: t.key(),
+            kind: RUNG_TIMER.to_owned(),
+            case_id: Some(case.id),
+            due_at,
+            payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
+                case_id: case.id,
+                detail: e.to_string(),
+            })?,
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Stop the ladder (acknowledged or closed): cancel its pending rungs.
+pub async fn stop(txn: &impl ConnectionTrait, case: &case::Model) -> Result<case::Model> {
+    timers::cancel_for_case(txn, case.id, RUNG_TIMER).await?;
+    if case.ladder_state == STOPPED {
+        return Ok(case.clone());
+    }
+    Ok(cases::update(
+        txn,
+        case,
+        case::ActiveModel {
+            ladder_state: Set(STOPPED.to_owned()),
+            ..Default::default()
+        },
+    )
+    .await?)
+}
+
+/// What firing a rung timer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// The rung was told; `next` is whether another rung is scheduled.
+    Notified { rung: u32, told: usize, next: bool },
+    /// The ladder stopped or restarted since the timer was set: nothing to do.
+    Stale,
+}
+
+/// Fire a rung timer (the caller has taken it with [`timers::take`] in `txn`).
+pub async fn fire(txn: &impl ConnectionTrait, t: &RungTimer, at: DateTime<Utc>) -> Result<Fired> {
+    let Some(case) = cases::get(txn, t.case_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    if case.ladder_epoch != t.epoch || case.ladder_state != RUNNING {
+        return Ok(Fired::Stale);
+    }
+    let (Some(ladder), Some(started)) = (ladder_of(&case)?, case.ladder_started_at) else {
+        return Ok(Fired::Stale);
+    };
+    let Some(roles) = ladder.rung_roles(t.rung) else {
+        return Ok(Fired::Stale);
+    };
+    let level = level_of(&case)?;
+    let school = school_of(txn, &case).await?;
+    let told = notify(
+        txn,
+        &Notice {
+            school: &school,
+            case: &case,
+            level,
+            roles,
+            reason: reason::UNACKNOWLEDGED,
+            epoch: t.epoch,
+            rung: t.rung,
+            at,
+            traceparent: None,
+        },
+    )
+    .await?;
+    if told == 0 {
+        unreachable_alarm(txn, &case, t.epoch, t.rung).await?;
+    }
+    let next = schedule_rung(txn, &case, &ladder, t.epoch, t.rung + 1, started).await?;
+    if !next {
+        cases::update(
+            txn,
+            &case,
+            case::ActiveModel {
+                ladder_state: Set(EXHAUSTED.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tracing::error!(case_id = %case.id, "escalation ladder exhausted without acknowledgement");
+    }
+    tracing::info!(case_id = %case.id, rung = t.rung, told, "escalation rung fired");
+    Ok(Fired::Notified {
+        rung: t.rung,
+        told,
+        next,
+    })
+}
+
+/// Parse a rung timer's payload.
+pub fn parse_timer(payload: &str) -> std::result::Result<RungTimer, serde_json::Error> {
+    serde_json::from_str(payload)
+}
+
+struct Notice<'a> {
+    school: &'a school::Model,
+    case: &'a case::Model,
+    level: RiskLevel,
+    roles: &'a [Role],
+    reason: &'a str,
+    epoch: i32,
+    rung: u32,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+}
+
+/// Staff of `school_id` in `roles` who can be reached (active, with an email address).
+pub async fn reachable(
+    txn: &impl ConnectionTrait,
+    school_id: Uuid,
+    roles: &[Role],
+) -> std::result::Result<Vec<staff::Model>, StoreError> {
+    let mut out: Vec<staff::Model> = Vec::new();
+    for role in roles {
+        for s in roster::staff_in_role(txn, school_id, *role).await? {
+            if s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
+                && !out.iter().any(|o| o.id == s.id)
+            {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Enqueue one notification request per reachable person in `roles`.
+async fn notify(txn: &impl ConnectionTrait, n: &Notice<'_>) -> Result<usize> {
+    let recipients = reachable(txn, n.school.id, n.roles).await?;
+    for person in &recipients {
+        let key = format!("{}:{}:e{}:r{}", n.case.id, person.id, n.epoch, n.rung);
+        request(txn, n, person.id, key).await?;
+    }
+    Ok(recipients.len())
+}
+
+async fn request(
+    txn: &impl ConnectionTrait,
+    n: &Notice<'_>,
+    recipient: Uuid,
+    key: String,
+) -> Result<()> {
+    let partition = student_partition(n.case.student_id);
+    let event_id = format!("notify.requested:{key}");
+    let payload = Payload::NotificationRequested(v1::NotificationRequested {
+        notification_key: key,
+        case_id: n.case.id.to_string(),
+        case_reference: n.case.reference.clone(),
+        level: sanyu_events::level_to_proto(n.level) as i32,
+        recipient_staff_id: recipient.to_string(),
+        channel: v1::Channel::Email as i32,
+        reason: n.reason.to_owned(),
+        rung: n.rung,
+    });
+    outbox::enqueue(
+        txn,
+        OutboxEvent {
+            subject: subjects::notification_requested(&n.school.code),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                event_id.clone(),
+                n.at,
+                n.school.code.clone(),
+                partition,
+                payload,
+            )),
+            event_id,
+            traceparent: n.traceparent.clone(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn unreachable_alarm(
+    txn: &impl ConnectionTrait,
+    case: &case::Model,
+    epoch: i32,
+    rung: u32,
+) -> Result<()> {
+    tracing::error!(case_id = %case.id, rung, "escalation rung reaches nobody");
+    dead_letters::record(
+        txn,
+        NewDeadLetter {
+            source_key: format!("unreachable:{}:e{epoch}:r{rung}", case.id),
+            stream: "CASE".into(),
+            consumer: "escalation".into(),
+            stream_seq: None,
+            subject: None,
+            event_id: Some(format!("case:{}", case.id)),
+            reason: format!(
+                "case {} ({}): escalation rung {rung} reaches nobody (no active staff in its roles with an email address)",
+                case.reference, case.level
+            ),
+            deliveries: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Raise an alarm about a case's ladder: a record the crisis team and admins
+/// see (`/v1/dead-letters`) and a message to the school's crisis team. `key`
+/// makes it once per problem.
+pub async fn alarm(
+    txn: &impl ConnectionTrait,
+    case: &case::Model,
+    key: &str,
+    what: &str,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let source_key = format!("alarm:{}:{key}", case.id);
+    let existing = sanyu_store::entities::dead_letter::Entity::find()
+        .filter(sanyu_store::entities::dead_letter::Column::SourceKey.eq(source_key.clone()))
+        .one(txn)
+        .await?;
+    if existing.is_some() {
+        return Ok(false);
+    }
+    dead_letters::record(
+        txn,
+        NewDeadLetter {
+            source_key,
+            stream: "CASE".into(),
+            consumer: "ladder-auditor".into(),
+            stream_seq: None,
+            subject: None,
+            event_id: Some(format!("case:{}", case.id)),
+            reason: format!("case {} ({}): {what}", case.reference, case.level),
+            deliveries: None,
+        },
+    )
+    .await?;
+    let level = level_of(case)?;
+    let school = school_of(txn, case).await?;
+    let notice = Notice {
+        school: &school,
+        case,
+        level,
+        roles: &[Role::CrisisTeam, Role::Leader],
+        reason: reason::LADDER_ALARM,
+        epoch: case.ladder_epoch,
+        rung: 0,
+        at,
+        traceparent: None,
+    };
+    for person in reachable(txn, school.id, &[Role::CrisisTeam, Role::Leader]).await? {
+        let k = format!("{}:{}:alarm:{key}", case.id, person.id);
+        request(txn, &notice, person.id, k).await?;
+    }
+    Ok(true)
+}
+
+/// Timer kind of a follow-up reminder.
+pub const FOLLOW_UP_TIMER: &str = "follow_up_due";
+
+/// The payload of a follow-up timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpTimer {
+    pub follow_up_id: Uuid,
+}
+
+/// Remind the case's assignee (or, with nobody assigned, the school's
+/// counsellors) that a follow-up is due. Nothing when it was done meanwhile.
+pub async fn remind_follow_up(
+    txn: &impl ConnectionTrait,
+    t: &FollowUpTimer,
+    at: DateTime<Utc>,
+) -> Result<Fired> {
+    let Some(f) = sanyu_store::casework::get_follow_up(txn, t.follow_up_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    if f.done_at.is_some() {
+        return Ok(Fired::Stale);
+    }
+    let Some(case_id) = f.case_id else {
+        return Ok(Fired::Stale);
+    };
+    let Some(case) = cases::get(txn, case_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    let level = level_of(&case)?;
+    let school = school_of(txn, &case).await?;
+    let notice = Notice {
+        school: &school,
+        case: &case,
+        level,
+        roles: &[Role::Counsellor],
+        reason: reason::FOLLOW_UP_DUE,
+        epoch: case.ladder_epoch,
+        rung: 0,
+        at,
+        traceparent: None,
+    };
+    let assignee = match case.assignee_staff_id {
+        Some(id) => staff::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .filter(|s| s.active && s.email.is_some()),
+        None => None,
+    };
+    let people = match assignee {
+        Some(person) => vec![person],
+        None => reachable(txn, school.id, &[Role::Counsellor, Role::CrisisTeam]).await?,
+    };
+    for person in &people {
+        let key = format!("{}:{}:follow_up:{}", case.id, person.id, f.id);
+        request(txn, &notice, person.id, key).await?;
+    }
+    Ok(Fired::Notified {
+        rung: 0,
+        told: people.len(),
+        next: false,
+    })
+}

@@ -1,0 +1,358 @@
+//! `GET /v1/key-population` (重点关注学生) and `GET /v1/students/{id}/timeline`
+//! (心理档案): the student's history, for counsellors and the crisis team of
+//! the student's school. A leader sees counts and states, never narratives.
+//! Every read is audited.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use sanyu_domain::{Access, Principal, Role};
+use sanyu_store::entities::{case, class, report, student};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sanyu_store::{cases, casework};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::audit::{self, Peer};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KeyPopulationQuery {
+    /// At most this many students (default 200, at most 1000).
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WatchedStudent {
+    pub student_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_name: Option<String>,
+    pub class_code: Option<String>,
+    pub case_id: Option<Uuid>,
+    pub case_reference: Option<String>,
+    pub level: Option<String>,
+    pub next_follow_up_id: Uuid,
+    pub next_follow_up_due: DateTime<Utc>,
+    pub overdue: bool,
+    /// Open follow-ups of this student.
+    pub open_follow_ups: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyPopulation {
+    pub students: Vec<WatchedStudent>,
+}
+
+fn sees_identity(p: &Principal) -> bool {
+    matches!(p.role, Role::Counsellor | Role::CrisisTeam)
+}
+
+/// The school's key population: students with a follow-up not yet done,
+/// overdue first, then by due date.
+#[utoipa::path(get, path = "/v1/key-population", tag = "cases", params(KeyPopulationQuery),
+    responses((status = 200, body = KeyPopulation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn key_population(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Query(q): Query<KeyPopulationQuery>,
+) -> Result<Json<KeyPopulation>, ApiError> {
+    if caller.may_read_timeline_summary(caller.school_id) != Access::Allowed {
+        return Err(ApiError::Forbidden(
+            "your role may not read the key population",
+        ));
+    }
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    let open = casework::open_follow_ups(&state.db, caller.school_id, limit * 4).await?;
+    let now = Utc::now();
+    // One row per student, at its earliest open follow-up (the list is due-ordered).
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut per_student: HashMap<Uuid, (sanyu_store::entities::follow_up::Model, usize)> =
+        HashMap::new();
+    for f in open {
+        per_student
+            .entry(f.student_id)
+            .and_modify(|(_, n)| *n += 1)
+            .or_insert_with(|| {
+                order.push(f.student_id);
+                (f, 1)
+            });
+    }
+    order.truncate(limit as usize);
+    let students: HashMap<Uuid, student::Model> = if order.is_empty() {
+        HashMap::new()
+    } else {
+        student::Entity::find()
+            .filter(student::Column::Id.is_in(order.clone()))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect()
+    };
+    let classes: HashMap<Uuid, String> = class::Entity::find()
+        .filter(class::Column::SchoolId.eq(caller.school_id))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.code))
+        .collect();
+    let case_ids: Vec<Uuid> = per_student
+        .values()
+        .filter_map(|(f, _)| f.case_id)
+        .collect();
+    let case_rows: HashMap<Uuid, case::Model> = if case_ids.is_empty() {
+        HashMap::new()
+    } else {
+        case::Entity::find()
+            .filter(case::Column::Id.is_in(case_ids))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    let identity = sees_identity(&caller);
+    let mut list: Vec<WatchedStudent> = order
+        .into_iter()
+        .filter_map(|sid| {
+            let (f, n) = per_student.get(&sid)?;
+            let s = students.get(&sid);
+            let c = f.case_id.and_then(|id| case_rows.get(&id));
+            Some(WatchedStudent {
+                student_id: sid,
+                student_no: s.filter(|_| identity).map(|s| s.student_no.clone()),
+                student_name: s.filter(|_| identity).map(|s| s.name.clone()),
+                class_code: s.and_then(|s| classes.get(&s.class_id).cloned()),
+                case_id: c.map(|c| c.id),
+                case_reference: c.map(|c| c.reference.clone()),
+                level: c.map(|c| c.level.clone()),
+                next_follow_up_id: f.id,
+                next_follow_up_due: f.due_at,
+                overdue: f.due_at < now,
+                open_follow_ups: *n,
+            })
+        })
+        .collect();
+    // Overdue first (already by due date within each group).
+    list.sort_by_key(|w| (!w.overdue, w.next_follow_up_due));
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "key_population.list",
+        format!("school:{}", caller.school_id),
+    )
+    .await?;
+    Ok(Json(KeyPopulation { students: list }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    /// report, case_opened, case_signal, case_action, follow_up_due, follow_up_done,
+    /// and (as they arrive) screening and hotline_call.
+    pub kind: String,
+    pub case_reference: Option<String>,
+    /// Level, category, status, action: short codes, never text.
+    pub summary: String,
+    /// Narrative, note or outcome text: counsellors and the crisis team only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CaseState {
+    pub reference: String,
+    pub level: String,
+    pub status: String,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Timeline {
+    pub student_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_name: Option<String>,
+    pub cases: Vec<CaseState>,
+    pub counts: TimelineCounts,
+    /// The full history, oldest first: counsellors and the crisis team only
+    /// (empty for leaders, who see counts and states).
+    pub entries: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TimelineCounts {
+    pub reports: usize,
+    pub cases: usize,
+    pub open_follow_ups: usize,
+    pub done_follow_ups: usize,
+}
+
+/// A student's history (心理档案): reports, cases, their signals and actions,
+/// follow-ups. Full for counsellors and the crisis team of the student's
+/// school; counts and states for its leaders; nothing for anyone else.
+#[utoipa::path(get, path = "/v1/students/{id}/timeline", tag = "students",
+    params(("id" = Uuid, Path, description = "Student id")),
+    responses((status = 200, body = Timeline), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such student in your school", body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(student_id = %id))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    if caller.may_read_timeline_summary(caller.school_id) != Access::Allowed {
+        return Err(ApiError::Forbidden(
+            "your role may not read student timelines",
+        ));
+    }
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("student"))?;
+    let s = student::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("student"))?;
+    let full = match caller.may_read_timeline(s.school_id) {
+        Access::Allowed => true,
+        Access::OutOfScope => return Err(ApiError::NotFound("student")),
+        Access::Forbidden => match caller.may_read_timeline_summary(s.school_id) {
+            Access::Allowed => false,
+            Access::OutOfScope => return Err(ApiError::NotFound("student")),
+            Access::Forbidden => {
+                return Err(ApiError::Forbidden(
+                    "your role may not read student timelines",
+                ));
+            }
+        },
+    };
+    let reports = report::Entity::find()
+        .filter(report::Column::StudentId.eq(s.id))
+        .order_by_asc(report::Column::ObservedAt)
+        .all(&state.db)
+        .await?;
+    let case_rows = cases::for_student(&state.db, s.id).await?;
+    let follow_ups = casework::follow_ups_of_student(&state.db, s.id).await?;
+    let counts = TimelineCounts {
+        reports: reports.len(),
+        cases: case_rows.len(),
+        open_follow_ups: follow_ups.iter().filter(|f| f.done_at.is_none()).count(),
+        done_follow_ups: follow_ups.iter().filter(|f| f.done_at.is_some()).count(),
+    };
+    let refs: HashMap<Uuid, String> = case_rows
+        .iter()
+        .map(|c| (c.id, c.reference.clone()))
+        .collect();
+    let mut entries = Vec::new();
+    if full {
+        for r in &reports {
+            entries.push(TimelineEntry {
+                at: r.observed_at,
+                kind: "report".into(),
+                case_reference: None,
+                summary: format!("{} {}", r.category, r.level),
+                text: Some(state.sealer.open(&r.narrative_sealed)?),
+            });
+        }
+        for c in &case_rows {
+            entries.push(TimelineEntry {
+                at: c.opened_at,
+                kind: "case_opened".into(),
+                case_reference: Some(c.reference.clone()),
+                summary: format!("{} ({})", c.level, c.opened_rule),
+                text: None,
+            });
+            for sig in cases::signals(&state.db, c.id).await? {
+                entries.push(TimelineEntry {
+                    at: sig.attached_at,
+                    kind: "case_signal".into(),
+                    case_reference: Some(c.reference.clone()),
+                    summary: format!(
+                        "{} {} {} ({})",
+                        sig.kind, sig.level, sig.decision, sig.rule_id
+                    ),
+                    text: None,
+                });
+            }
+        }
+        for a in cases::actions(&state.db, case_rows.iter().map(|c| c.id).collect()).await? {
+            let text = match &a.text_sealed {
+                Some(sealed) => Some(state.sealer.open(sealed)?),
+                None => None,
+            };
+            entries.push(TimelineEntry {
+                at: a.at,
+                kind: "case_action".into(),
+                case_reference: refs.get(&a.case_id).cloned(),
+                summary: format!("{} by {} → {}", a.action, a.actor_role, a.status_after),
+                text,
+            });
+        }
+        for f in &follow_ups {
+            let reference = f.case_id.and_then(|c| refs.get(&c).cloned());
+            match f.done_at {
+                Some(done) => entries.push(TimelineEntry {
+                    at: done,
+                    kind: "follow_up_done".into(),
+                    case_reference: reference,
+                    summary: "follow-up done".into(),
+                    text: f
+                        .outcome_sealed
+                        .as_ref()
+                        .map(|o| state.sealer.open(o))
+                        .transpose()?,
+                }),
+                None => entries.push(TimelineEntry {
+                    at: f.due_at,
+                    kind: "follow_up_due".into(),
+                    case_reference: reference,
+                    summary: "follow-up due".into(),
+                    text: None,
+                }),
+            }
+        }
+        entries.sort_by_key(|e| e.at);
+    }
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        if full {
+            "timeline.read"
+        } else {
+            "timeline.summary"
+        },
+        format!("student:{}", s.id),
+    )
+    .await?;
+    Ok(Json(Timeline {
+        student_id: s.id,
+        student_no: full.then(|| s.student_no.clone()),
+        student_name: full.then(|| s.name.clone()),
+        cases: case_rows
+            .into_iter()
+            .map(|c| CaseState {
+                reference: c.reference,
+                level: c.level,
+                status: c.status,
+                opened_at: c.opened_at,
+                closed_at: c.closed_at,
+            })
+            .collect(),
+        counts,
+        entries,
+    }))
+}

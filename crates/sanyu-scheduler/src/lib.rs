@@ -1,0 +1,314 @@
+//! The scheduler owns Sanyu's durable timers (table `timers`): escalation
+//! rungs and follow-up reminders. A timer fires in one write transaction that
+//! takes it (`pending` → `fired`, a conditional update) and performs its effect
+//! (outbox rows for the notifications, the next rung's timer), so it fires
+//! once: after a crash before the commit it is still pending and fires after
+//! the restart; a second replica's attempt to take it finds it fired.
+//!
+//! The scheduler also runs the ladder auditor ([`Scheduler::audit`]): it looks
+//! for ladders that should have advanced but did not and raises an alarm.
+//!
+//! Time is injected: [`Scheduler::tick`] and [`Scheduler::audit`] take `now`,
+//! so tests drive the ladder minute by minute without waiting.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sanyu_escalation::{
+    self as escalation, EXHAUSTED, FOLLOW_UP_TIMER, Fired, FollowUpTimer, RUNG_TIMER, RUNNING,
+};
+use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::{Config, PlatformError, Shutdown, nats};
+use sanyu_store::dead_letters::{self, NewDeadLetter};
+use sanyu_store::entities::{case, delivery, timer};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sanyu_store::{Db, StoreError, begin_write, deliveries, timers};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Escalation(#[from] escalation::EscalationError),
+}
+
+impl From<sanyu_store::sea_orm::DbErr> for SchedulerError {
+    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Timers this worker fired (their effect committed).
+    pub fired: usize,
+    /// Timers that were due but whose ladder had stopped or restarted.
+    pub stale: usize,
+    /// Timers another worker took first.
+    pub lost: usize,
+}
+
+/// What the auditor found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    pub checked: usize,
+    /// Alarms raised in this run (an alarm is raised once per problem).
+    pub alarms: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Scheduler {
+    db: Db,
+    waker: Waker,
+    /// A rung more than this late counts as stalled.
+    grace: chrono::Duration,
+    alarms: opentelemetry::metrics::Counter<u64>,
+    fired: opentelemetry::metrics::Counter<u64>,
+}
+
+impl Scheduler {
+    pub fn new(db: Db, waker: Waker, grace: Duration) -> Self {
+        let meter = opentelemetry::global::meter("sanyu-scheduler");
+        Self {
+            db,
+            waker,
+            grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::minutes(2)),
+            alarms: meter
+                .u64_counter("sanyu.escalation.alarms")
+                .with_description("Ladders found stalled, exhausted or failing by the auditor")
+                .build(),
+            fired: meter
+                .u64_counter("sanyu.scheduler.timers_fired")
+                .with_description("Durable timers fired")
+                .build(),
+        }
+    }
+
+    /// Fire every timer due at `now` (in batches).
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, SchedulerError> {
+        let mut tick = Tick::default();
+        loop {
+            let due = timers::due(&self.db, now, 100).await?;
+            if due.is_empty() {
+                break;
+            }
+            let batch = due.len();
+            for t in due {
+                match self.fire_one(&t, now).await? {
+                    Some(true) => tick.fired += 1,
+                    Some(false) => tick.stale += 1,
+                    None => tick.lost += 1,
+                }
+            }
+            if batch < 100 {
+                break;
+            }
+        }
+        if tick.fired > 0 {
+            self.waker.wake();
+        }
+        Ok(tick)
+    }
+
+    /// Fire one timer: `Some(true)` when its effect ran, `Some(false)` when it
+    /// was stale, `None` when another worker took it first.
+    async fn fire_one(
+        &self,
+        t: &timer::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>, SchedulerError> {
+        let txn = begin_write(&self.db).await?;
+        if !timers::take(&*txn, t.id, now).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let effect = match t.kind.as_str() {
+            RUNG_TIMER => match escalation::parse_timer(&t.payload) {
+                Ok(rung) => matches!(
+                    escalation::fire(&*txn, &rung, now).await?,
+                    Fired::Notified { .. }
+                ),
+                Err(e) => {
+                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
+                        .await?;
+                    false
+                }
+            },
+            FOLLOW_UP_TIMER => match serde_json::from_str::<FollowUpTimer>(&t.payload) {
+                Ok(f) => matches!(
+                    escalation::remind_follow_up(&*txn, &f, now).await?,
+                    Fired::Notified { .. }
+                ),
+                Err(e) => {
+                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
+                        .await?;
+                    false
+                }
+            },
+            other => {
+                self.unknown_timer(&*txn, t, &format!("unknown timer kind `{other}`"))
+                    .await?;
+                false
+            }
+        };
+        txn.commit().await?;
+        self.fired
+            .add(1, &[opentelemetry::KeyValue::new("kind", t.kind.clone())]);
+        Ok(Some(effect))
+    }
+
+    async fn unknown_timer(
+        &self,
+        txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+        t: &timer::Model,
+        reason: &str,
+    ) -> Result<(), SchedulerError> {
+        tracing::error!(timer = %t.id, kind = %t.kind, "timer could not be fired");
+        dead_letters::record(
+            txn,
+            NewDeadLetter {
+                source_key: format!("timer:{}", t.id),
+                stream: "TIMERS".into(),
+                consumer: "scheduler".into(),
+                stream_seq: None,
+                subject: None,
+                event_id: Some(t.key.clone()),
+                reason: format!("timer {}: {reason}", t.key),
+                deliveries: None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Look for ladders that should have advanced but did not, and raise an
+    /// alarm for each (once per problem): a running ladder with no next rung
+    /// scheduled, a rung overdue by more than the grace time, a notification
+    /// that failed, a ladder that ran out without an acknowledgement.
+    pub async fn audit(&self, now: DateTime<Utc>) -> Result<AuditReport, SchedulerError> {
+        let mut report = AuditReport::default();
+        let unacked = case::Entity::find()
+            .filter(case::Column::LadderState.is_in([RUNNING, EXHAUSTED]))
+            .all(&self.db)
+            .await?;
+        report.checked = unacked.len();
+        for c in unacked {
+            let pending = timers::pending_for_case(&self.db, c.id).await?;
+            let mut problems: Vec<(String, String)> = Vec::new();
+            if c.ladder_state == EXHAUSTED {
+                problems.push((
+                    format!("exhausted:e{}", c.ladder_epoch),
+                    "every rung of the escalation ladder fired and nobody acknowledged".into(),
+                ));
+            } else if !pending.iter().any(|t| t.kind == RUNG_TIMER) {
+                problems.push((
+                    format!("no_rung:e{}", c.ladder_epoch),
+                    "the escalation ladder is running but no next rung is scheduled".into(),
+                ));
+            }
+            for t in pending.iter().filter(|t| t.due_at + self.grace < now) {
+                problems.push((
+                    format!("late:{}", t.key),
+                    format!(
+                        "an escalation rung due at {} has not fired (scheduler stopped or behind)",
+                        t.due_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                ));
+            }
+            let failed = delivery::Entity::find()
+                .filter(delivery::Column::CaseId.eq(c.id))
+                .filter(delivery::Column::Status.eq(deliveries::FAILED))
+                .all(&self.db)
+                .await?;
+            for d in failed {
+                problems.push((
+                    format!("failed:{}", d.notification_key),
+                    format!(
+                        "a notification to staff {} could not be delivered",
+                        d.recipient_staff_id
+                    ),
+                ));
+            }
+            for (key, what) in problems {
+                let txn = begin_write(&self.db).await?;
+                let raised = escalation::alarm(&*txn, &c, &key, &what, now).await?;
+                txn.commit().await?;
+                if raised {
+                    tracing::error!(case_id = %c.id, alarm = %key, "escalation alarm");
+                    self.alarms.add(1, &[]);
+                    report.alarms.push(key);
+                }
+            }
+        }
+        if !report.alarms.is_empty() {
+            self.waker.wake();
+        }
+        Ok(report)
+    }
+
+    /// Tick until cancelled: every `poll` and whenever the next timer is due;
+    /// audit every `audit_every`.
+    pub async fn run(self, poll: Duration, audit_every: Duration, cancel: CancellationToken) {
+        let mut last_audit = tokio::time::Instant::now();
+        loop {
+            let now = Utc::now();
+            match self.tick(now).await {
+                Ok(t) if t.fired + t.stale + t.lost > 0 => {
+                    tracing::debug!(
+                        fired = t.fired,
+                        stale = t.stale,
+                        lost = t.lost,
+                        "scheduler tick"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler tick failed; will retry"),
+            }
+            if last_audit.elapsed() >= audit_every {
+                last_audit = tokio::time::Instant::now();
+                if let Err(e) = self.audit(Utc::now()).await {
+                    tracing::warn!(error = %e, "ladder audit failed; will retry");
+                }
+            }
+            let wait = match timers::next_due(&self.db).await {
+                Ok(Some(due)) => (due - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(poll),
+                _ => poll,
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+            }
+        }
+    }
+}
+
+/// Run the scheduler until shutdown: its timer loop and its outbox relay.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
+    let db = sanyu_store::db::connect(&config.db_config()).await?;
+    let backbone = nats::connect(&config.nats, "sanyu-scheduler").await?;
+    backbone.ensure_streams().await?;
+    tracing::info!(nats = %backbone.server_version(), "scheduler starting");
+    let waker = Waker::default();
+    let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
+    shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
+    let s = &config.scheduler;
+    let scheduler = Scheduler::new(db.clone(), waker, Duration::from_secs(s.audit_grace_secs));
+    shutdown.tracker.spawn(scheduler.run(
+        Duration::from_millis(s.poll_interval_ms.max(10)),
+        Duration::from_secs(s.audit_interval_secs.max(1)),
+        shutdown.token.clone(),
+    ));
+    shutdown.token.cancelled().await;
+    if !shutdown.wait(Duration::from_secs(20)).await {
+        tracing::warn!("scheduler: tasks did not stop in time");
+    }
+    let _ = backbone.client.drain().await;
+    let _ = db.close().await;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Referrals (转介) and follow-ups (重点关注) recorded by the crisis team.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::Result;
+use crate::entities::{follow_up, referral};
+
+#[derive(Debug, Clone)]
+pub struct ReferralFields {
+    pub institution: String,
+    pub referred_on: NaiveDate,
+    pub receipt_confirmed: bool,
+    pub return_assessed_on: Option<NaiveDate>,
+    pub return_assessment: Option<String>,
+}
+
+pub async fn create_referral(
+    conn: &impl ConnectionTrait,
+    case_id: Uuid,
+    f: ReferralFields,
+    at: DateTime<Utc>,
+) -> Result<referral::Model> {
+    let row = referral::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(case_id),
+        institution: Set(f.institution),
+        referred_on: Set(f.referred_on),
+        receipt_confirmed: Set(f.receipt_confirmed),
+        return_assessed_on: Set(f.return_assessed_on),
+        return_assessment: Set(f.return_assessment),
+        created_at: Set(at),
+        updated_at: Set(at),
+    };
+    Ok(row.insert(conn).await?)
+}
+
+pub async fn referral_of_case(
+    conn: &impl ConnectionTrait,
+    case_id: Uuid,
+    id: Uuid,
+) -> Result<Option<referral::Model>> {
+    Ok(referral::Entity::find_by_id(id)
+        .filter(referral::Column::CaseId.eq(case_id))
+        .one(conn)
+        .await?)
+}
+
+pub async fn update_referral(
+    conn: &impl ConnectionTrait,
+    current: referral::Model,
+    f: ReferralFields,
+    at: DateTime<Utc>,
+) -> Result<referral::Model> {
+    let mut row = current.into_active_model();
+    row.institution = Set(f.institution);
+    row.referred_on = Set(f.referred_on);
+    row.receipt_confirmed = Set(f.receipt_confirmed);
+    row.return_assessed_on = Set(f.return_assessed_on);
+    row.return_assessment = Set(f.return_assessment);
+    row.updated_at = Set(at);
+    Ok(row.update(conn).await?)
+}
+
+pub async fn referrals(
+    conn: &impl ConnectionTrait,
+    case_ids: Vec<Uuid>,
+) -> Result<Vec<referral::Model>> {
+    if case_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(referral::Entity::find()
+        .filter(referral::Column::CaseId.is_in(case_ids))
+        .order_by_asc(referral::Column::CreatedAt)
+        .all(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFollowUp {
+    pub school_id: Uuid,
+    pub student_id: Uuid,
+    pub case_id: Option<Uuid>,
+    pub due_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn create_follow_up(
+    conn: &impl ConnectionTrait,
+    f: NewFollowUp,
+) -> Result<follow_up::Model> {
+    let row = follow_up::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        school_id: Set(f.school_id),
+        student_id: Set(f.student_id),
+        case_id: Set(f.case_id),
+        due_at: Set(f.due_at),
+        created_by: Set(f.created_by),
+        created_at: Set(f.at),
+        done_at: Set(None),
+        outcome_sealed: Set(None),
+    };
+    Ok(row.insert(conn).await?)
+}
+
+pub async fn follow_up_of_case(
+    conn: &impl ConnectionTrait,
+    case_id: Uuid,
+    id: Uuid,
+) -> Result<Option<follow_up::Model>> {
+    Ok(follow_up::Entity::find_by_id(id)
+        .filter(follow_up::Column::CaseId.eq(case_id))
+        .one(conn)
+        .await?)
+}
+
+pub async fn complete_follow_up(
+    conn: &impl ConnectionTrait,
+    current: follow_up::Model,
+    outcome_sealed: Vec<u8>,
+    at: DateTime<Utc>,
+) -> Result<follow_up::Model> {
+    let mut row = current.into_active_model();
+    row.done_at = Set(Some(at));
+    row.outcome_sealed = Set(Some(outcome_sealed));
+    Ok(row.update(conn).await?)
+}
+
+pub async fn get_follow_up(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<follow_up::Model>> {
+    Ok(follow_up::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// Follow-ups not yet done in a school, the most overdue first.
+pub async fn open_follow_ups(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    limit: u64,
+) -> Result<Vec<follow_up::Model>> {
+    Ok(follow_up::Entity::find()
+        .filter(follow_up::Column::SchoolId.eq(school_id))
+        .filter(follow_up::Column::DoneAt.is_null())
+        .order_by_asc(follow_up::Column::DueAt)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+pub async fn follow_ups_of_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<follow_up::Model>> {
+    Ok(follow_up::Entity::find()
+        .filter(follow_up::Column::StudentId.eq(student_id))
+        .order_by_asc(follow_up::Column::DueAt)
+        .all(conn)
+        .await?)
+}

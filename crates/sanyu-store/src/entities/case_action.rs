@@ -1,0 +1,24 @@
+//! Table `case_actions`: the case timeline. `detail` is JSON without
+//! narrative; free text (notes, reasons) is sealed in `text_sealed`.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "case_actions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub action: String,
+    pub actor_role: String,
+    pub actor_staff_id: Option<Uuid>,
+    pub actor_token_id: Option<Uuid>,
+    pub status_after: String,
+    pub detail: String,
+    pub text_sealed: Option<Vec<u8>>,
+    pub at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,23 @@
+//! Table `referrals` (转介): a case referred to a hospital or specialist.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "referrals")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub institution: String,
+    pub referred_on: Date,
+    pub receipt_confirmed: bool,
+    /// 复学评估: date and result of the return-to-school assessment.
+    pub return_assessed_on: Option<Date>,
+    pub return_assessment: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
