@@ -391,7 +391,7 @@ async fn unreachable_alarm(
             subject: None,
             event_id: Some(format!("case:{}", case.id)),
             reason: format!(
-                "case {} ({}): escalation rung {rung} reaches nobody (no active staff in its roles with an email address)",
+                "case {} ({}) has nobody to notify at escalation rung {rung}: no active staff in its roles (or the fallback crisis team and leaders) with an email address",
                 case.reference, case.level
             ),
             deliveries: None,
