@@ -24,6 +24,7 @@ pub struct Stack {
     pub gateway: Option<ServiceProcess>,
     pub rules: Option<ServiceProcess>,
     pub notifier: Option<ServiceProcess>,
+    pub scheduler: Option<ServiceProcess>,
     pub http: reqwest::Client,
 }
 
@@ -51,6 +52,7 @@ impl Stack {
             gateway: None,
             rules: None,
             notifier: None,
+            scheduler: None,
             http: reqwest::Client::new(),
         }
     }
@@ -61,7 +63,16 @@ impl Stack {
         stack.start_gateway().await;
         stack.start_rules(&[]);
         stack.start_notifier();
+        stack.start_scheduler(&[]);
         stack
+    }
+
+    /// Start the scheduler (durable timers, ladder auditor) with some settings replaced.
+    pub fn start_scheduler(&mut self, overrides: &[(&str, String)]) {
+        self.scheduler = Some(ServiceProcess::spawn(
+            "sanyu-scheduler",
+            &self.env_with(overrides),
+        ));
     }
 
     /// The environment every service gets.
@@ -173,6 +184,23 @@ impl Stack {
             .send()
             .await
             .expect("POST /v1/reports")
+    }
+
+    /// `POST /v1/cases/{case}/{action}` with a JSON body.
+    pub async fn act(
+        &self,
+        token: &str,
+        case: &str,
+        action: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/cases/{case}/{action}", self.base_url()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST case action")
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {

@@ -58,8 +58,14 @@ pub struct AuditReport {
     pub alarms: Vec<String>,
 }
 
+/// Fault injection for the crash tests: hold each fired timer's transaction
+/// open this long before the commit, so a test can SIGKILL the process in that
+/// window. Never set in production.
+pub const FAULT_PAUSE_BEFORE_COMMIT_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_COMMIT_MS";
+
 #[derive(Clone)]
 pub struct Scheduler {
+    pause_before_commit: Option<Duration>,
     db: Db,
     waker: Waker,
     /// A rung more than this late counts as stalled.
@@ -72,6 +78,10 @@ impl Scheduler {
     pub fn new(db: Db, waker: Waker, grace: Duration) -> Self {
         let meter = opentelemetry::global::meter("sanyu-scheduler");
         Self {
+            pause_before_commit: std::env::var(FAULT_PAUSE_BEFORE_COMMIT_MS)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
             db,
             waker,
             grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::minutes(2)),
@@ -153,6 +163,13 @@ impl Scheduler {
                 false
             }
         };
+        if let Some(pause) = self.pause_before_commit {
+            tracing::warn!(
+                pause_ms = pause.as_millis() as u64,
+                "fault injection: pausing before commit"
+            );
+            tokio::time::sleep(pause).await;
+        }
         txn.commit().await?;
         self.fired
             .add(1, &[opentelemetry::KeyValue::new("kind", t.kind.clone())]);
