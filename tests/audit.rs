@@ -51,6 +51,26 @@ async fn reads_and_actions_are_audited_and_tampering_is_detected() {
         404
     );
 
+    // Every action and every timeline read is audited too.
+    for (action, body) in [
+        ("acknowledge", serde_json::json!({})),
+        ("notes", serde_json::json!({"text": "AUDIT-CANARY note"})),
+    ] {
+        let r = stack.act(&stack.school.counsellor, &id, action, body).await;
+        assert_eq!(r.status(), 200, "{action}");
+    }
+    let student = cases[0]["student_id"]
+        .as_str()
+        .expect("student id")
+        .to_owned();
+    let r = stack
+        .get(
+            &stack.school.counsellor,
+            &format!("/v1/students/{student}/timeline"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
     let rows = audit_record::Entity::find()
         .order_by_asc(audit_record::Column::Seq)
         .all(&stack.conn)
@@ -59,6 +79,9 @@ async fn reads_and_actions_are_audited_and_tampering_is_detected() {
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert!(actions.contains(&"report.submit"), "{actions:?}");
     assert!(actions.contains(&"case.list"), "{actions:?}");
+    for action in ["case.acknowledge", "case.note", "timeline.read"] {
+        assert!(actions.contains(&action), "{action} not in {actions:?}");
+    }
     let read = rows
         .iter()
         .find(|r| r.action == "case.read")

@@ -78,9 +78,7 @@ async fn nobody_acknowledges_so_the_next_rung_is_told_until_someone_does(db: Tes
     // Nobody acknowledges: the leader is told after the configured 3 s.
     let third = eventually(Duration::from_secs(30), "the leader's email", || async {
         let mails = stack.smtp.received();
-        mails
-            .into_iter()
-            .find(|m| m.to.iter().any(|t| *t == leader))
+        mails.into_iter().find(|m| m.to.contains(&leader))
     })
     .await;
     let delay = third.received_at.duration_since(opened);
@@ -278,4 +276,87 @@ async fn a_scheduler_killed_mid_ladder_fires_every_rung_exactly_once_on_postgres
     if let Some(db) = TestDb::postgres().await {
         a_scheduler_killed_mid_ladder_fires_every_rung_exactly_once(db).await;
     }
+}
+
+fn sanyu(db: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(sanyu_e2e::support::binary("sanyu"))
+        .args(args)
+        .env("SANYU_DATABASE__URL", db)
+        .output()
+        .expect("run sanyu");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
+    use sanyu_store::entities::{school, staff};
+    use sea_orm::{ActiveValue::Set, sea_query::Expr};
+
+    let stack = Stack::new(TestDb::sqlite()).await;
+    let (code, out) = sanyu(stack.db.url(), &["contacts", "check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("2 schools, 16 rungs checked, 0 reach nobody"),
+        "{out}"
+    );
+
+    let id_of = |code: &'static str| {
+        let conn = stack.conn.clone();
+        async move {
+            school::Entity::find()
+                .filter(school::Column::Code.eq(code))
+                .one(&conn)
+                .await
+                .expect("q")
+                .expect("school")
+                .id
+        }
+    };
+    let (sch1, sch2) = (id_of("SCH1").await, id_of("SCH2").await);
+    // SCH1 loses its crisis team; SCH2's leader has no email address.
+    staff::Entity::update_many()
+        .set(staff::ActiveModel {
+            active: Set(false),
+            ..Default::default()
+        })
+        .filter(staff::Column::SchoolId.eq(sch1))
+        .filter(staff::Column::Role.eq("crisis_team"))
+        .exec(&stack.conn)
+        .await
+        .expect("update");
+    staff::Entity::update_many()
+        .col_expr(staff::Column::Email, Expr::value(Option::<String>::None))
+        .filter(staff::Column::SchoolId.eq(sch2))
+        .filter(staff::Column::Role.eq("leader"))
+        .exec(&stack.conn)
+        .await
+        .expect("update");
+
+    let (code, out) = sanyu(stack.db.url(), &["contacts", "check"]);
+    assert_eq!(code, 1, "{out}");
+    let gaps: Vec<&str> = out.lines().filter(|l| l.starts_with("GAP ")).collect();
+    assert_eq!(
+        gaps,
+        vec![
+            "GAP SCH1 critical rung 1: reaches nobody (crisis_team: no active staff in this role)",
+            "GAP SCH1 high rung 1: reaches nobody (crisis_team: no active staff in this role)",
+            "GAP SCH1 elevated rung 1: reaches nobody (crisis_team: no active staff in this role)",
+            "GAP SCH2 critical rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
+            "GAP SCH2 high rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
+        ],
+        "{out}"
+    );
+    let (code, out) = sanyu(stack.db.url(), &["contacts", "check", "--school", "SCH2"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("1 schools, 8 rungs checked, 2 reach nobody"),
+        "{out}"
+    );
 }
