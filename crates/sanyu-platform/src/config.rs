@@ -124,6 +124,8 @@ pub struct SecurityConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub otlp_endpoint: String,
+    /// How often metrics are exported over OTLP.
+    pub metrics_interval_secs: u64,
     pub log_format: String,
     pub log_filter: String,
 }
@@ -190,6 +192,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             otlp_endpoint: String::new(),
+            metrics_interval_secs: 60,
             log_format: "json".into(),
             log_filter: "info".into(),
         }

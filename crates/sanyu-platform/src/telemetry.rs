@@ -5,6 +5,7 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
@@ -14,15 +15,19 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::TelemetryConfig;
 use crate::{PlatformError, Result};
 
-/// Keeps the tracer provider alive; `shutdown` flushes spans.
+/// Keeps the tracer and meter providers alive; `shutdown` flushes spans and metrics.
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    meters: SdkMeterProvider,
 }
 
 impl Telemetry {
     pub fn shutdown(self) {
         if let Err(e) = self.provider.shutdown() {
             eprintln!("telemetry shutdown: {e}");
+        }
+        if let Err(e) = self.meters.shutdown() {
+            eprintln!("metrics shutdown: {e}");
         }
     }
 }
@@ -31,7 +36,26 @@ impl Telemetry {
 pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::builder().with_service_name(service).build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+    // Metrics (counters of alarms, fired timers, deliveries …) carry ids of
+    // nothing: no names, narratives or scores, not even case ids.
+    let mut meters = SdkMeterProvider::builder().with_resource(resource);
+    if !config.otlp_endpoint.is_empty() {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(config.otlp_endpoint.clone())
+            .build()
+            .map_err(|e| PlatformError::Telemetry(e.to_string()))?;
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(std::time::Duration::from_secs(
+                config.metrics_interval_secs.max(1),
+            ))
+            .build();
+        meters = meters.with_reader(reader);
+    }
+    let meters = meters.build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     if !config.otlp_endpoint.is_empty() {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -61,5 +85,5 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry
         .with(fmt)
         .with(otel)
         .try_init();
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, meters })
 }
