@@ -790,6 +790,91 @@ async fn the_route_role_scope_matrix_holds(db: TestDb) {
     assert!(!body.to_string().contains(&other.code), "{body}");
 }
 
+async fn the_queue_is_sorted_by_level_then_deadline_and_filtered(db: TestDb) {
+    let mut stack = Stack::new(db).await;
+    stack.start_gateway().await;
+    stack.start_rules(&[]);
+    let sch = stack.school.clone();
+    let elevated = case_for(&stack, &sch.teacher_c1, &sch.counsellor, "S1", "elevated").await;
+    let critical = case_for(&stack, &sch.teacher_c1, &sch.counsellor, "S2", "critical").await;
+    let high = case_for(&stack, &sch.teacher_c2, &sch.counsellor, "S3", "high").await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["cases"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all: Value = stack
+        .get(&sch.crisis_team, "/v1/cases")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ids(&all),
+        vec![critical.clone(), high.clone(), elevated.clone()]
+    );
+
+    // The critical case is taken by K1; the high one's deadline has passed.
+    let r = stack
+        .act(&sch.counsellor, &critical, "acknowledge", json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    case::Entity::update_many()
+        .set(case::ActiveModel {
+            ack_deadline: Set(Some(chrono::Utc::now() - chrono::Duration::minutes(5))),
+            ..Default::default()
+        })
+        .filter(case::Column::Id.eq(Uuid::parse_str(&high).expect("uuid")))
+        .exec(&stack.conn)
+        .await
+        .expect("overdue");
+    let mine: Value = stack
+        .get(&sch.counsellor, "/v1/cases?assignee=me")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&mine), vec![critical.clone()]);
+    let overdue: Value = stack
+        .get(&sch.crisis_team, "/v1/cases?overdue=true")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&overdue), vec![high.clone()]);
+    let open: Value = stack
+        .get(&sch.crisis_team, "/v1/cases?status=open&level=elevated")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&open), vec![elevated.clone()]);
+    let (code, _) = status_and_body(
+        stack
+            .get(&sch.crisis_team, "/v1/cases?assignee=nobody")
+            .await,
+    )
+    .await;
+    assert_eq!(code, 422);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_is_sorted_by_level_then_deadline_and_filtered_on_sqlite() {
+    the_queue_is_sorted_by_level_then_deadline_and_filtered(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_is_sorted_by_level_then_deadline_and_filtered_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        the_queue_is_sorted_by_level_then_deadline_and_filtered(db).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_case_is_worked_through_its_lifecycle_on_sqlite() {
     a_case_is_worked_from_open_to_closed_and_reopened(TestDb::sqlite()).await;

@@ -360,3 +360,90 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_follow_up_reminds_the_assigned_counsellor_once() {
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let settings = ladder(600, r#"[{after_secs=600, roles=["leader"]}]"#, 1);
+    stack.start_gateway_with(&settings).await;
+    stack.start_rules(&settings);
+    stack.start_notifier();
+    stack.start_scheduler(&settings);
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S2", "high", "x"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let case = stack.wait_for_cases(1).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let counsellor = stack.school.counsellor_email.clone();
+    stack.smtp.wait_for(1, Duration::from_secs(30)).await;
+    let r = stack
+        .act(&stack.school.counsellor, &case, "acknowledge", json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .act(
+            &stack.school.counsellor,
+            &case,
+            "notes",
+            json!({"text": "met"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // One follow-up due in 2 s; another due in 3 s that is done before then.
+    let soon = |secs| (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();
+    let r = stack
+        .act(
+            &stack.school.counsellor,
+            &case,
+            "follow-ups",
+            json!({"due_at": soon(2)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .act(
+            &stack.school.counsellor,
+            &case,
+            "follow-ups",
+            json!({"due_at": soon(3)}),
+        )
+        .await;
+    let done: Value = r.json().await.expect("json");
+    let r = stack
+        .act(
+            &stack.school.counsellor,
+            &case,
+            "follow-ups",
+            json!({"follow_up_id": done["created_id"], "outcome": "seen early"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let reminder = eventually(
+        Duration::from_secs(30),
+        "the follow-up reminder",
+        || async {
+            stack
+                .smtp
+                .received()
+                .into_iter()
+                .find(|m| m.to.contains(&counsellor) && m.text().contains("随访到期"))
+        },
+    )
+    .await;
+    assert!(reminder.subject().contains("C-"), "{}", reminder.subject());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reminders = stack
+        .smtp
+        .received()
+        .into_iter()
+        .filter(|m| m.text().contains("随访到期"))
+        .count();
+    assert_eq!(reminders, 1, "the done follow-up sends no reminder");
+}
