@@ -275,4 +275,38 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_sample_configuration_is_complete_and_matches_the_defaults() {
+        let sample = include_str!("../../../deploy/sanyu.example.toml");
+        let parsed: Config = Figment::from(Toml::string(sample))
+            .extract()
+            .expect("deploy/sanyu.example.toml parses with every key known");
+        assert_eq!(parsed.escalation, sanyu_domain::EscalationPolicy::default());
+        assert_eq!(
+            serde_json::to_value(&parsed.scheduler).ok(),
+            serde_json::to_value(SchedulerConfig::default()).ok()
+        );
+    }
+
+    #[test]
+    fn a_ladder_is_set_from_the_environment_and_a_bad_one_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SANYU_ESCALATION__CRITICAL__ACK_WITHIN_SECS", "3");
+            jail.set_env(
+                "SANYU_ESCALATION__CRITICAL__RUNGS",
+                r#"[{after_secs=3, roles=["leader"]}]"#,
+            );
+            let c = Config::load().map_err(|e| e.to_string())?;
+            assert_eq!(c.escalation.critical.ack_within_secs, 3);
+            assert_eq!(c.escalation.critical.rungs.len(), 1);
+            jail.set_env(
+                "SANYU_ESCALATION__HIGH__RUNGS",
+                r#"[{after_secs=3, roles=["teacher"]}]"#,
+            );
+            let err = Config::load().expect_err("a teacher is never on a ladder");
+            assert!(err.to_string().contains("escalation"), "{err}");
+            Ok(())
+        });
+    }
 }
