@@ -290,6 +290,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
     fn a_ladder_is_set_from_the_environment_and_a_bad_one_is_refused() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SANYU_ESCALATION__CRITICAL__ACK_WITHIN_SECS", "3");
