@@ -440,6 +440,13 @@ async fn a_case_is_worked_from_open_to_closed_and_reopened(db: TestDb) {
             "reopen"
         ]
     );
+    // Each action emitted its own case event (outbox), none lost to a shared id.
+    let events = sanyu_store::entities::outbox::Entity::find()
+        .filter(sanyu_store::entities::outbox::Column::EventId.starts_with("case.action:"))
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(events, actions.len() as u64);
     let note = &d["timeline"][1];
     assert_eq!(note["actor_role"], "counsellor");
     assert_eq!(note["actor_staff_id"], k1.to_string());

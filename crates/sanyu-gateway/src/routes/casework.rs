@@ -201,7 +201,7 @@ async fn finish(
     let now = Utc::now();
     let status = status_of(&case)?;
     let sealed = entry.text.map(|t| state.sealer.seal(t)).transpose()?;
-    cases::record_action(
+    let action_id = cases::record_action(
         &*txn,
         cases::NewAction {
             case_id: case.id,
@@ -221,7 +221,8 @@ async fn finish(
         .await?
         .ok_or(ApiError::NotFound("case"))?;
     let partition = student_partition(case.student_id);
-    let event_id = format!("case.action:{}:{}", case.id, case.version);
+    // One event per timeline entry: its id is the entry's.
+    let event_id = format!("case.action:{action_id}");
     let payload = match entry.action {
         "acknowledge" => Payload::CaseAcknowledged(v1::CaseAcknowledged {
             case_id: case.id.to_string(),
