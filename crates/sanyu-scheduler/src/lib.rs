@@ -48,7 +48,14 @@ pub struct Tick {
     pub stale: usize,
     /// Timers another worker took first.
     pub lost: usize,
+    /// Timers whose effect failed (retried on the next tick).
+    pub failed: usize,
+    /// The batch was full: more timers may be due.
+    pub more: bool,
 }
+
+/// Timers fired per tick at most.
+const BATCH: u64 = 200;
 
 /// What the auditor found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,21 +106,20 @@ impl Scheduler {
     /// Fire every timer due at `now` (in batches).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, SchedulerError> {
         let mut tick = Tick::default();
-        loop {
-            let due = timers::due(&self.db, now, 100).await?;
-            if due.is_empty() {
-                break;
-            }
-            let batch = due.len();
-            for t in due {
-                match self.fire_one(&t, now).await? {
-                    Some(true) => tick.fired += 1,
-                    Some(false) => tick.stale += 1,
-                    None => tick.lost += 1,
+        // One batch per tick: a timer whose effect keeps failing is skipped
+        // (and retried next tick) without holding up the others behind it; if
+        // it never succeeds, the ladder auditor reports its rung as late.
+        let due = timers::due(&self.db, now, BATCH).await?;
+        tick.more = due.len() as u64 == BATCH;
+        for t in due {
+            match self.fire_one(&t, now).await {
+                Ok(Some(true)) => tick.fired += 1,
+                Ok(Some(false)) => tick.stale += 1,
+                Ok(None) => tick.lost += 1,
+                Err(e) => {
+                    tick.failed += 1;
+                    tracing::warn!(timer = %t.id, kind = %t.kind, error = %e, "timer failed; will retry");
                 }
-            }
-            if batch < 100 {
-                break;
             }
         }
         if tick.fired > 0 {

@@ -342,6 +342,45 @@ async fn the_auditor_finds_a_stalled_and_a_late_ladder(test_db: TestDb) {
     assert!(dl.iter().any(|d| d.source_key.contains(&late.to_string())));
 }
 
+async fn a_timer_that_keeps_failing_holds_up_no_other(test_db: TestDb) {
+    let f = fixture(test_db).await;
+    let s = scheduler(&f);
+    let broken = open_case(&f, "S1", RiskLevel::Critical, t0()).await;
+    let fine = open_case(
+        &f,
+        "S2",
+        RiskLevel::Critical,
+        t0() + chrono::Duration::seconds(1),
+    )
+    .await;
+    // The first case's ladder snapshot is corrupt: firing its rung fails every time.
+    sanyu_store::entities::case::Entity::update_many()
+        .set(sanyu_store::entities::case::ActiveModel {
+            ladder: sanyu_store::sea_orm::ActiveValue::Set(Some("{not json".into())),
+            ..Default::default()
+        })
+        .filter(sanyu_store::entities::case::Column::Id.eq(broken))
+        .exec(&f.db)
+        .await
+        .unwrap();
+    let tick = s.tick(t0() + min(11)).await.unwrap();
+    assert_eq!((tick.fired, tick.failed), (1, 1), "{tick:?}");
+    assert_eq!(rungs(&requested(&f, fine).await[2..]), vec![(1, "X1")]);
+    // The failing rung stays pending, and the auditor reports it late.
+    assert_eq!(
+        timers::pending_for_case(&f.db, broken).await.unwrap().len(),
+        1
+    );
+    let report = s.audit(t0() + min(13)).await.unwrap();
+    assert!(
+        report
+            .alarms
+            .iter()
+            .any(|a| a.starts_with("late:ladder:") && a.contains(&broken.to_string())),
+        "{report:?}"
+    );
+}
+
 async fn on_both<F, Fut>(test: F)
 where
     F: Fn(TestDb) -> Fut,
@@ -375,4 +414,9 @@ async fn racing_schedulers_fire_every_rung_once() {
 #[tokio::test]
 async fn auditor_finds_stalled_and_late_ladders() {
     on_both(the_auditor_finds_a_stalled_and_a_late_ladder).await;
+}
+
+#[tokio::test]
+async fn a_failing_timer_holds_up_no_other() {
+    on_both(a_timer_that_keeps_failing_holds_up_no_other).await;
 }
