@@ -868,6 +868,26 @@ async fn the_queue_is_sorted_by_level_then_deadline_and_filtered(db: TestDb) {
     )
     .await;
     assert_eq!(code, 422);
+    let own: Value = stack
+        .get(&sch.crisis_team, &format!("/v1/cases?school={}", sch.code))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&own).len(), 3);
+    let (code, _) = status_and_body(
+        stack
+            .get(
+                &sch.crisis_team,
+                &format!("/v1/cases?school={}", stack.other_school.code),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(
+        code, 404,
+        "another school's queue does not exist for this caller"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

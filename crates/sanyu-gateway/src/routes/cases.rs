@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, CaseStatus, Principal, RiskLevel};
 use sanyu_store::cases::{self, CaseFilter};
-use sanyu_store::entities::{case, class, student};
+use sanyu_store::entities::{case, class, school, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::{casework, deliveries, reports};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,9 @@ pub struct CaseQuery {
     pub status: Option<String>,
     /// elevated, high, critical
     pub level: Option<String>,
+    /// School code. Every caller is bound to one school, so this only narrows
+    /// to the caller's own school; another school's code answers 404.
+    pub school: Option<String>,
     /// Only cases assigned to this staff id (`me` for the caller).
     pub assignee: Option<String>,
     /// Only cases whose acknowledge deadline has passed without an acknowledgement.
@@ -231,6 +234,15 @@ pub async fn list(
         .map(str::parse::<RiskLevel>)
         .transpose()
         .map_err(|e| ApiError::validation("level", e.to_string()))?;
+    if let Some(code) = q.school.as_deref() {
+        let own = school::Entity::find_by_id(caller.school_id)
+            .one(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound("school"))?;
+        if own.code != code {
+            return Err(ApiError::NotFound("school"));
+        }
+    }
     let assignee =
         match q.assignee.as_deref() {
             None => None,
