@@ -447,3 +447,35 @@ async fn a_due_follow_up_reminds_the_assigned_counsellor_once() {
         .count();
     assert_eq!(reminders, 1, "the done follow-up sends no reminder");
 }
+
+#[test]
+fn rules_check_reports_problems_with_line_and_column() {
+    let dir = tempfile_dir();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, sanyu_ruleset::DEFAULT_RULES).expect("write");
+    let (code, out) = sanyu(
+        "sqlite://unused",
+        &["rules", "check", good.to_str().expect("path")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok, version 2026-11-29.1"), "{out}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = \"x\"\n\n[[rule]]\nid = \"a\"\nwhen = { levle_at_least = \"high\" }\nthen = { action = \"no_action\" }\n",
+    )
+    .expect("write");
+    let (code, out) = sanyu(
+        "sqlite://unused",
+        &["rules", "check", bad.to_str().expect("path")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad.toml:5:"), "{out}");
+    assert!(out.contains("levle_at_least"), "{out}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sanyu-rules-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

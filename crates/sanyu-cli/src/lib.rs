@@ -38,6 +38,11 @@ pub enum Command {
     /// Run every service in one process on embedded defaults (SQLite, local NATS),
     /// with a demo school.
     Dev(dev::DevArgs),
+    /// Rules as data: check a rules file.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Check the escalation contacts: every rung that would reach nobody.
     Contacts {
         #[command(subcommand)]
@@ -48,6 +53,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rules file: every problem with its line and column (exit 1 on any).
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +117,9 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Rules {
+            command: RulesCommand::Check { file },
+        } => Ok(check_rules(&file)),
         command => {
             let config = Config::load().context("loading configuration")?;
             let db = sanyu_store::db::connect(&config.db_config())
@@ -228,10 +242,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         ExitCode::FAILURE
                     }
                 }
-                Command::Dev(_) => ExitCode::FAILURE,
+                Command::Dev(_) | Command::Rules { .. } => ExitCode::FAILURE,
             };
             db.close().await.ok();
             Ok(code)
+        }
+    }
+}
+
+/// `sanyu rules check FILE`.
+fn check_rules(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match sanyu_ruleset::RuleSet::parse(&text) {
+        Ok(rules) => {
+            println!(
+                "{}: ok, version {}, {} rules, {} periods",
+                file.display(),
+                rules.version,
+                rules.rules.len(),
+                rules.periods.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
+            }
+            ExitCode::FAILURE
         }
     }
 }
