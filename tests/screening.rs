@@ -416,3 +416,78 @@ async fn sanyu_import_prints_a_summary_and_its_signals_open_cases_once() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("do not fit GAD-7"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_cut_short_by_a_killed_gateway_resumes_after_restart_without_duplicates() {
+    const ROWS: usize = 60_000;
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_env = [(
+        "SANYU_SCREENING__SPOOL_DIR",
+        spool.path().display().to_string(),
+    )];
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway_with(&spool_env).await;
+    // Students not on the roster: every row is a row error, the heaviest path.
+    let mut csv =
+        String::from("student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("X{i:06},1,0,2,0,1,0,0,1,0\n"));
+    }
+    let counsellor = stack.school.counsellor.clone();
+    let r = post_import(&stack, &counsellor, "PHQ-9", csv.as_bytes()).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["import_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eventually(Duration::from_secs(30), "import under way", || async {
+        let v: Value = stack
+            .get(&counsellor, &format!("/v1/screening-imports/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (v["rows_read"].as_i64()? > 0).then_some(())
+    })
+    .await;
+    if let Some(gateway) = stack.gateway.as_mut() {
+        gateway.kill();
+    }
+    let job = sanyu_store::screening::get(&stack.conn, id.parse().expect("uuid"))
+        .await
+        .expect("job")
+        .expect("job exists");
+    assert_eq!(
+        job.state, "running",
+        "the import ended before the kill: make the file larger"
+    );
+    assert!(job.rows_read < ROWS as i64);
+
+    stack.start_gateway_with(&spool_env).await;
+    let status = eventually(
+        Duration::from_secs(120),
+        "import resumed and done",
+        || async {
+            let v: Value = stack
+                .get(&counsellor, &format!("/v1/screening-imports/{id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (v["state"] == "done").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(status["rows_read"], ROWS);
+    assert_eq!(status["rows_rejected"], ROWS);
+    let results = sanyu_store::entities::screening_result::Entity::find()
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(results, ROWS as u64, "one result per row, none twice");
+    let errors = sanyu_store::entities::screening_row_error::Entity::find()
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(errors, ROWS as u64);
+}

@@ -526,3 +526,21 @@ pub async fn errors(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_screening_routes_are_documented() {
+        let doc = crate::ApiDoc::openapi();
+        for path in [
+            "/v1/screening-imports",
+            "/v1/screening-imports/{id}",
+            "/v1/screening-imports/{id}/results",
+            "/v1/screening-imports/{id}/errors",
+        ] {
+            assert!(doc.paths.paths.contains_key(path), "openapi lacks {path}");
+        }
+    }
+}
