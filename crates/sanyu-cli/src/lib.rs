@@ -1,7 +1,9 @@
-//! The operator's CLI: `migrate`, `roster import`, `token issue|revoke`, and
-//! `dev` (every service in one process on embedded defaults).
+//! The operator's CLI: `migrate`, `roster import`, `token issue|revoke`,
+//! `import` (screening files), and `dev` (every service in one process on
+//! embedded defaults).
 
 mod dev;
+mod screening;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,10 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Import a screening file (CSV in UTF-8 or GBK, or XLSX): score every row,
+    /// record the results, and raise signals for results past the cut-offs
+    /// (written to the outbox; the running services publish them).
+    Import(screening::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +248,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         ExitCode::FAILURE
                     }
                 }
+                Command::Import(args) => screening::run(&db, args).await?,
                 Command::Dev(_) | Command::Rules { .. } => ExitCode::FAILURE,
             };
             db.close().await.ok();

@@ -15,7 +15,7 @@ pub use case::{CaseStatus, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;
-pub use rules::{Decision, OpenCaseView, decide_report};
+pub use rules::{Decision, OpenCaseView, decide_report, decide_screening};
 
 /// A value that could not be parsed into a domain type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

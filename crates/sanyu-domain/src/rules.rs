@@ -43,9 +43,89 @@ pub fn decide_report(level: RiskLevel, open_case: Option<OpenCaseView>) -> Decis
     }
 }
 
+/// Rule id: a screening result's suicide alert opens a case at, or raises it to, `critical`.
+pub const RULE_SCREENING_SUICIDE_ALERT: &str = "screening.suicide_alert_critical.v1";
+/// Rule id: any other screening result past a cut-off, at its suggested level.
+pub const RULE_SCREENING_OPENS_OR_RAISES: &str = "screening.opens_or_raises.v1";
+
+/// Decide a screening result with suggested `level` given the student's open
+/// case. A positive suicide item (`suicide_alert`, even on a row that could not
+/// be scored) opens or raises to `critical` at once; other results open or
+/// attach at their suggested level (`watch` opens nothing, but attaches to an
+/// open case). Levels are never lowered.
+pub fn decide_screening(
+    level: RiskLevel,
+    suicide_alert: bool,
+    open_case: Option<OpenCaseView>,
+) -> Decision {
+    let (level, rule) = if suicide_alert {
+        (RiskLevel::Critical, RULE_SCREENING_SUICIDE_ALERT)
+    } else {
+        (level, RULE_SCREENING_OPENS_OR_RAISES)
+    };
+    match decide_report(level, open_case) {
+        Decision::OpenCase { level, .. } => Decision::OpenCase { level, rule },
+        Decision::Attach { raise_to, .. } => Decision::Attach { raise_to, rule },
+        Decision::NoAction { .. } => Decision::NoAction { rule },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suicide_alert_opens_or_raises_to_critical_whatever_the_suggestion() {
+        for level in RiskLevel::ALL {
+            assert_eq!(
+                decide_screening(level, true, None),
+                Decision::OpenCase {
+                    level: RiskLevel::Critical,
+                    rule: RULE_SCREENING_SUICIDE_ALERT
+                }
+            );
+            for open in RiskLevel::ALL {
+                let d = decide_screening(level, true, Some(OpenCaseView { level: open }));
+                assert_eq!(
+                    d,
+                    Decision::Attach {
+                        raise_to: (open < RiskLevel::Critical).then_some(RiskLevel::Critical),
+                        rule: RULE_SCREENING_SUICIDE_ALERT
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_screening_results_follow_their_suggested_level() {
+        assert_eq!(
+            decide_screening(RiskLevel::Elevated, false, None),
+            Decision::OpenCase {
+                level: RiskLevel::Elevated,
+                rule: RULE_SCREENING_OPENS_OR_RAISES
+            }
+        );
+        assert_eq!(
+            decide_screening(RiskLevel::Watch, false, None),
+            Decision::NoAction {
+                rule: RULE_SCREENING_OPENS_OR_RAISES
+            }
+        );
+        assert_eq!(
+            decide_screening(
+                RiskLevel::Watch,
+                false,
+                Some(OpenCaseView {
+                    level: RiskLevel::High
+                })
+            ),
+            Decision::Attach {
+                raise_to: None,
+                rule: RULE_SCREENING_OPENS_OR_RAISES
+            }
+        );
+    }
 
     #[test]
     fn a_report_without_open_case_opens_one_at_its_level() {

@@ -22,6 +22,17 @@ pub fn report_submitted(school: &str, partition: u32) -> String {
     format!("sanyu.intake.report.{}.{partition}", token(school))
 }
 
+/// Subject of a screening result past a cut-off (or with a suicide alert).
+pub fn screening_result(school: &str, partition: u32) -> String {
+    format!("sanyu.intake.screening.{}.{partition}", token(school))
+}
+
+/// Subject recorded on a screening alert that could not become a signal (the
+/// student number is not on the roster): no partition, the school only.
+pub fn screening_unmatched(school: &str) -> String {
+    format!("sanyu.intake.screening.{}", token(school))
+}
+
 pub fn case_event(event: &str, school: &str, partition: u32) -> String {
     format!("sanyu.case.{event}.{}.{partition}", token(school))
 }
@@ -73,6 +84,8 @@ mod tests {
             report_submitted("S.01 *", 3),
             "sanyu.intake.report.S_01__.3"
         );
+        assert_eq!(screening_result("S.01", 7), "sanyu.intake.screening.S_01.7");
+        assert_eq!(screening_unmatched("S01"), "sanyu.intake.screening.S01");
         assert_eq!(token(""), "_");
         assert_eq!(dead_letter("INTAKE", "rules"), "sanyu.dlq.INTAKE.rules");
     }

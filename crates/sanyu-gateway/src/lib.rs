@@ -34,6 +34,8 @@ pub struct AppState {
     pub audit_key: sanyu_store::audit::AuditKey,
     /// The escalation ladders snapshotted onto cases when a person changes a level or reopens.
     pub escalation: sanyu_domain::EscalationPolicy,
+    /// Screening imports running in the background of this process.
+    pub imports: sanyu_importer::Runner,
 }
 
 #[derive(OpenApi)]
@@ -59,6 +61,10 @@ pub struct AppState {
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::dead_letters,
+        routes::screening::create,
+        routes::screening::status,
+        routes::screening::results,
+        routes::screening::errors,
     ),
     modifiers(&BearerAuth)
 )]
@@ -89,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/roster/students", post(routes::roster::students))
         .route("/v1/roster/staff", post(routes::roster::staff))
         .layer(DefaultBodyLimit::max(roster_limit));
+    // Screening files are spooled to disk as they arrive, up to their own limit.
+    let screening_upload = Router::new()
+        .route("/v1/screening-imports", post(routes::screening::create))
+        .layer(DefaultBodyLimit::max(
+            state.imports.upload_limit_bytes.max(body_limit),
+        ));
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
@@ -120,8 +132,18 @@ pub fn router(state: AppState) -> Router {
             get(routes::students::timeline),
         )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .route("/v1/screening-imports/{id}", get(routes::screening::status))
+        .route(
+            "/v1/screening-imports/{id}/results",
+            get(routes::screening::results),
+        )
+        .route(
+            "/v1/screening-imports/{id}/errors",
+            get(routes::screening::errors),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
+        .merge(screening_upload)
         .layer(
             tower::ServiceBuilder::new()
                 // Every response carries an `x-request-id` (the caller's, or a new one),
@@ -163,6 +185,14 @@ impl Gateway {
         let audit_key =
             sanyu_store::audit::AuditKey::from_data_key(config.security.data_key.expose())
                 .map_err(|e| PlatformError::Config(e.to_string()))?;
+        let waker = Waker::default();
+        let imports = sanyu_importer::Runner::new(
+            db.clone(),
+            waker.clone(),
+            std::path::PathBuf::from(&config.screening.spool_dir),
+            config.screening.upload_limit_bytes,
+            config.screening.batch_rows,
+        );
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {
@@ -174,10 +204,11 @@ impl Gateway {
                 db,
                 backbone,
                 sealer,
-                waker: Waker::default(),
+                waker,
                 body_limit: config.http.body_limit_bytes,
                 audit_key,
                 escalation: config.escalation.clone(),
+                imports,
             },
         })
     }
@@ -209,6 +240,14 @@ impl Gateway {
             },
             shutdown.token.clone(),
         ));
+        // Imports left unfinished by the previous run resume from their checkpoint.
+        let imports = state.imports.clone();
+        {
+            let imports = imports.clone();
+            shutdown
+                .tracker
+                .spawn(async move { imports.resume_unfinished().await });
+        }
         let backbone = state.backbone.clone();
         let db = state.db.clone();
         let token = shutdown.token.clone();
@@ -219,6 +258,10 @@ impl Gateway {
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
         .map_err(|e| PlatformError::Config(format!("http server: {e}")))?;
+        // Running imports commit their batch and pause; the next start resumes them.
+        if !imports.stop(Duration::from_secs(15)).await {
+            tracing::warn!("gateway: screening imports did not pause in time");
+        }
         if !shutdown.wait(Duration::from_secs(20)).await {
             tracing::warn!("gateway: tasks did not stop in time");
         }

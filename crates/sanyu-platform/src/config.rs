@@ -46,6 +46,30 @@ pub struct Config {
     /// The escalation ladder per level (defaults: `DESIGN.md`).
     pub escalation: sanyu_domain::EscalationPolicy,
     pub scheduler: SchedulerConfig,
+    pub screening: ScreeningConfig,
+}
+
+/// Screening imports (心理普查 files) run by the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScreeningConfig {
+    /// Where uploaded files wait until their import ends. Must survive a
+    /// restart (an unfinished import resumes from it) and stay private.
+    pub spool_dir: String,
+    /// Largest screening file accepted by `POST /v1/screening-imports`.
+    pub upload_limit_bytes: usize,
+    /// Rows written per transaction.
+    pub batch_rows: usize,
+}
+
+impl Default for ScreeningConfig {
+    fn default() -> Self {
+        Self {
+            spool_dir: ".sanyu/spool".into(),
+            upload_limit_bytes: 256 * 1024 * 1024,
+            batch_rows: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

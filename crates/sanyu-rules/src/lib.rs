@@ -13,7 +13,8 @@
 use chrono::Utc;
 use sanyu_domain::EscalationPolicy;
 use sanyu_domain::{
-    Decision, OpenCaseView, RiskLevel, case_reference, decide_report, student_partition,
+    Decision, OpenCaseView, RiskLevel, case_reference, decide_report, decide_screening,
+    student_partition,
 };
 use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
@@ -123,15 +124,17 @@ impl RulesEngine {
     pub async fn decide(&self, payload: &[u8]) -> Result<Decided, RulesError> {
         let envelope =
             sanyu_events::decode(payload).map_err(|e| RulesError::Malformed(e.to_string()))?;
-        let Some(Payload::ReportSubmitted(report)) = &envelope.payload else {
-            return Ok(Decided::Ignored);
+        let signal = match &envelope.payload {
+            Some(Payload::ReportSubmitted(report)) => Signal::of_report(report)?,
+            Some(Payload::ScreeningResult(result)) => Signal::of_screening(result)?,
+            _ => return Ok(Decided::Ignored),
         };
         let txn = begin_write(&self.db).await?;
         if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
             txn.rollback().await?;
             return Ok(Decided::Duplicate);
         }
-        let decided = decide_report_in(&*txn, &self.policy, &envelope, report).await?;
+        let decided = decide_signal_in(&*txn, &self.policy, &envelope, &signal).await?;
         txn.commit().await?;
         if !matches!(decided, Decided::NoAction) {
             self.waker.wake();
@@ -144,16 +147,77 @@ fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
     Uuid::parse_str(value).map_err(|_| RulesError::Malformed(format!("{field} is not a uuid")))
 }
 
-async fn decide_report_in(
+/// What the rules need to know of a signal, whatever its source.
+struct Signal {
+    student_id: Uuid,
+    /// The row the signal came from (report, screening result).
+    source_id: Uuid,
+    /// The level the signal is recorded at on the case.
+    level: RiskLevel,
+    kind: SignalKind,
+}
+
+enum SignalKind {
+    Report,
+    Screening { suicide_alert: bool },
+}
+
+/// Flags of a screening result that are suicide alerts (the catalogue's
+/// `suicide_item` and PHQ-A's `suicide_risk`).
+pub const SUICIDE_FLAGS: [&str; 2] = ["suicide_item", "suicide_risk"];
+
+impl Signal {
+    fn of_report(report: &v1::ReportSubmitted) -> Result<Self, RulesError> {
+        Ok(Self {
+            student_id: parse_uuid("student_id", &report.student_id)?,
+            source_id: parse_uuid("report_id", &report.report_id)?,
+            level: sanyu_events::level_from_proto(report.suggested_level)
+                .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?,
+            kind: SignalKind::Report,
+        })
+    }
+
+    fn of_screening(result: &v1::ScreeningResultRecorded) -> Result<Self, RulesError> {
+        let suicide_alert = result
+            .flags
+            .iter()
+            .any(|f| SUICIDE_FLAGS.contains(&f.as_str()));
+        let suggested = sanyu_events::level_from_proto(result.suggested_level);
+        let level = match (suicide_alert, suggested) {
+            (true, _) => RiskLevel::Critical,
+            (false, Some(level)) => level,
+            (false, None) => {
+                return Err(RulesError::Malformed(
+                    "suggested_level is unspecified and no suicide flag is set".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            student_id: parse_uuid("student_id", &result.student_id)?,
+            source_id: parse_uuid("result_id", &result.result_id)?,
+            level,
+            kind: SignalKind::Screening { suicide_alert },
+        })
+    }
+
+    fn decide(&self, open: Option<OpenCaseView>) -> Decision {
+        match self.kind {
+            SignalKind::Report => decide_report(self.level, open),
+            SignalKind::Screening { suicide_alert } => {
+                decide_screening(self.level, suicide_alert, open)
+            }
+        }
+    }
+}
+
+async fn decide_signal_in(
     txn: &impl ConnectionTrait,
     policy: &EscalationPolicy,
     envelope: &Envelope,
-    report: &v1::ReportSubmitted,
+    facts: &Signal,
 ) -> Result<Decided, RulesError> {
-    let student_id = parse_uuid("student_id", &report.student_id)?;
-    let report_id = parse_uuid("report_id", &report.report_id)?;
-    let level = sanyu_events::level_from_proto(report.suggested_level)
-        .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?;
+    let student_id = facts.student_id;
+    let level = facts.level;
     let student = student::Entity::find_by_id(student_id)
         .one(txn)
         .await?
@@ -193,13 +257,13 @@ async fn decide_report_in(
         case_id,
         event_id: envelope.event_id.clone(),
         kind: envelope.kind.clone(),
-        source_id: Some(report_id),
+        source_id: Some(facts.source_id),
         level,
         decision: decision.to_owned(),
         rule_id: rule.to_owned(),
         at: now,
     };
-    match decide_report(level, view) {
+    match facts.decide(view) {
         Decision::NoAction { .. } => Ok(Decided::NoAction),
         Decision::OpenCase { level, rule } => {
             let case_id = Uuid::now_v7();

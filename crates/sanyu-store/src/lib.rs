@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod processed;
 pub mod reports;
 pub mod roster;
+pub mod screening;
 pub mod timers;
 pub mod tokens;
 

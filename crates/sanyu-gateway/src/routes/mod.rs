@@ -3,4 +3,5 @@ pub mod casework;
 pub mod ops;
 pub mod reports;
 pub mod roster;
+pub mod screening;
 pub mod students;

@@ -1,0 +1,546 @@
+//! Screening imports (心理普查): upload a file with its declaration, follow the
+//! import, read its results and its row errors.
+//!
+//! * `POST /v1/screening-imports` (multipart): the file is spooled to disk as it
+//!   arrives (never held in memory whole), its header is checked against the
+//!   declared instrument and coding (a file that does not fit is refused with
+//!   422), and the import runs in the background: `202` with its id.
+//! * Counsellors, the crisis team, admins and service tokens of the school may
+//!   import and follow an import; only counsellors and the crisis team read
+//!   results (scores). Another school's import answers 404. Every request is
+//!   audited.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use sanyu_domain::{Principal, Role};
+use sanyu_importer::{Declaration, ImportError, NewJob};
+use sanyu_screening::ColumnProfile;
+use sanyu_store::entities::{school, screening_import};
+use sanyu_store::screening;
+use sanyu_store::sea_orm::EntityTrait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::audit::{self, Peer};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+
+/// Largest declaration field (the column profile is the longest).
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+const RESULTS_PAGE_DEFAULT: u64 = 1000;
+const RESULTS_PAGE_MAX: u64 = 10_000;
+
+fn may_import(caller: &Principal) -> bool {
+    matches!(
+        caller.role,
+        Role::Counsellor | Role::CrisisTeam | Role::Admin | Role::Service
+    )
+}
+
+/// Scores are for the people who work cases.
+fn may_read_results(caller: &Principal) -> bool {
+    matches!(caller.role, Role::Counsellor | Role::CrisisTeam)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportAccepted {
+    pub import_id: Uuid,
+    pub state: String,
+    /// Where to follow the import.
+    pub status_url: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportStatus {
+    pub import_id: Uuid,
+    pub school: String,
+    pub instrument: String,
+    pub coding: String,
+    pub administered_on: NaiveDate,
+    pub file_name: String,
+    /// queued, running, done, failed or refused.
+    pub state: String,
+    /// Data rows of the file, when known (CSV).
+    pub rows_total: Option<i64>,
+    pub rows_read: i64,
+    pub rows_accepted: i64,
+    pub rows_rejected: i64,
+    /// Rows with a suicide alert (scored or rejected).
+    pub alerts_raised: i64,
+    pub percent_done: Option<u8>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResultView {
+    /// The file's row number (the header is row 1).
+    pub row: i64,
+    pub student_no: String,
+    pub instrument: String,
+    /// ok or reject.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub total: Option<i32>,
+    pub band: Option<String>,
+    /// Subscale scores (factor sums and means), as the catalogue defines them.
+    #[schema(value_type = Object)]
+    pub subscales: serde_json::Value,
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResultPage {
+    pub import_id: Uuid,
+    pub results: Vec<ResultView>,
+    /// Pass as `after_row` for the next page; absent on the last page.
+    pub next_after_row: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResultQuery {
+    pub after_row: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+fn multipart_error(e: MultipartError, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(limit)
+    } else {
+        ApiError::validation("", format!("multipart body: {}", e.body_text()))
+    }
+}
+
+async fn text_field(
+    mut field: Field<'_>,
+    name: &'static str,
+    limit: usize,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::validation(
+                name,
+                format!("at most {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::validation(name, "not UTF-8 text"))
+}
+
+/// A spooled upload, deleted on drop unless kept.
+struct Spooled {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn spool(
+    mut field: Field<'_>,
+    path: PathBuf,
+    limit: usize,
+) -> Result<(Spooled, u64), ApiError> {
+    let spooled = Spooled { path, keep: false };
+    let mut file = tokio::fs::File::create(&spooled.path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("spool file: {e}")))?;
+    let mut size = 0u64;
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+        size += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("spool write: {e}")))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| ApiError::Internal(format!("spool sync: {e}")))?;
+    Ok((spooled, size))
+}
+
+fn required(value: Option<String>, field: &'static str) -> Result<String, ApiError> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::validation(
+            field,
+            format!("`{field}` is required"),
+        )),
+    }
+}
+
+/// Start a screening import.
+#[utoipa::path(
+    post,
+    path = "/v1/screening-imports",
+    tag = "screening",
+    request_body(content_type = "multipart/form-data", description = "`file` (CSV in UTF-8 or GBK, or XLSX) and the declaration: `instrument` (PHQ-9, PHQ-A, GAD-7, SCL-90, MHT, UPI, SDQ, K10, C-SSRS), `coding` (0-3, 1-4, 0-4, 1-5, 0-2, yes1-no0, yes1-no2), `administered` (YYYY-MM-DD), optional `school` (code; must be the caller's), `sheet` (XLSX) and `profile` (column profile as JSON: student_no, item_patterns, item_columns, header_row)"),
+    responses(
+        (status = 202, description = "Accepted: the import runs in the background", body = ImportAccepted),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Another school", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "Invalid declaration, or a file whose columns do not fit the instrument (refused as a whole)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(token_id, import_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    if !may_import(&caller) {
+        return Err(ApiError::Forbidden(
+            "only counsellors, the crisis team, admins and service tokens may import screenings",
+        ));
+    }
+    let school = school::Entity::find_by_id(caller.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    let import_id = Uuid::now_v7();
+    tracing::Span::current().record("import_id", tracing::field::display(import_id));
+    let spool_dir = state.imports.spool_dir.clone();
+    let limit = state.imports.upload_limit_bytes;
+    tokio::fs::create_dir_all(&spool_dir)
+        .await
+        .map_err(|e| ApiError::Internal(format!("spool directory: {e}")))?;
+
+    let mut upload: Option<(Spooled, String)> = None;
+    let mut fields: std::collections::BTreeMap<&'static str, String> = Default::default();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                if upload.is_some() {
+                    return Err(ApiError::validation("file", "give one file"));
+                }
+                let file_name = field
+                    .file_name()
+                    .map(|n| n.chars().take(255).collect::<String>())
+                    .unwrap_or_else(|| "upload".to_owned());
+                let (spooled, size) =
+                    spool(field, spool_dir.join(format!("{import_id}.upload")), limit).await?;
+                if size == 0 {
+                    return Err(ApiError::validation("file", "the file is empty"));
+                }
+                upload = Some((spooled, file_name));
+            }
+            other => {
+                let key = match other {
+                    "school" => "school",
+                    "instrument" => "instrument",
+                    "coding" => "coding",
+                    "administered" => "administered",
+                    "sheet" => "sheet",
+                    "profile" => "profile",
+                    _ => {
+                        return Err(ApiError::validation(
+                            other,
+                            format!(
+                                "unknown field `{other}`; expected file, school, instrument, coding, administered, sheet, profile"
+                            ),
+                        ));
+                    }
+                };
+                fields.insert(key, text_field(field, key, limit).await?);
+            }
+        }
+    }
+    if let Some(code) = fields.remove("school").map(|c| c.trim().to_owned())
+        && !code.is_empty()
+        && code != school.code
+    {
+        // Another school's existence is not confirmed.
+        return Err(ApiError::NotFound("school"));
+    }
+    let instrument = required(fields.remove("instrument"), "instrument")?;
+    let coding = required(fields.remove("coding"), "coding")?;
+    let administered = required(fields.remove("administered"), "administered")?;
+    let administered_on = NaiveDate::parse_from_str(&administered, "%Y-%m-%d")
+        .map_err(|_| ApiError::validation("administered", "expected a date YYYY-MM-DD"))?;
+    if administered_on > Utc::now().date_naive() + chrono::Duration::days(1) {
+        return Err(ApiError::validation("administered", "is in the future"));
+    }
+    let sheet = fields
+        .remove("sheet")
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let profile: ColumnProfile = match fields.remove("profile").filter(|p| !p.trim().is_empty()) {
+        None => ColumnProfile::default(),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| ApiError::validation("profile", format!("column profile: {e}")))?,
+    };
+    sanyu_importer::check_declaration(&instrument, &coding).map_err(import_error)?;
+    let Some((mut spooled, file_name)) = upload else {
+        return Err(ApiError::validation("file", "`file` is required"));
+    };
+
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.import",
+        format!("screening_import:{import_id}"),
+    )
+    .await?;
+    let job = sanyu_importer::prepare(
+        &state.db,
+        NewJob {
+            id: import_id,
+            school: school.clone(),
+            declaration: Declaration {
+                instrument,
+                coding,
+                administered_on,
+                sheet,
+                profile,
+                file_name,
+            },
+            path: spooled.path.clone(),
+            created_by: Some(caller.token_id),
+        },
+    )
+    .await
+    .map_err(import_error)?;
+    spooled.keep = true;
+    state.imports.spawn(job.id);
+    tracing::info!("screening import queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ImportAccepted {
+            import_id: job.id,
+            state: job.state,
+            status_url: format!("/v1/screening-imports/{}", job.id),
+        }),
+    )
+        .into_response())
+}
+
+fn import_error(e: ImportError) -> ApiError {
+    match e {
+        ImportError::Declaration { field, message } => ApiError::validation(field, message),
+        ImportError::Refused { message, .. } => ApiError::validation("file", message),
+        ImportError::File(message) => ApiError::validation("file", message),
+        ImportError::NotFound(_) => ApiError::NotFound("screening import"),
+        ImportError::Store(e) => e.into(),
+    }
+}
+
+/// The caller's school's import, or 404.
+async fn job_in_scope(
+    state: &AppState,
+    caller: &Principal,
+    id: Uuid,
+) -> Result<screening_import::Model, ApiError> {
+    match screening::get(&state.db, id).await? {
+        Some(job) if job.school_id == caller.school_id => Ok(job),
+        _ => Err(ApiError::NotFound("screening import")),
+    }
+}
+
+/// Follow an import: state, counts and percent done.
+#[utoipa::path(
+    get,
+    path = "/v1/screening-imports/{id}",
+    tag = "screening",
+    params(("id" = Uuid, Path, description = "Import id")),
+    responses((status = 200, body = ImportStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ImportStatus>, ApiError> {
+    if !may_import(&caller) {
+        return Err(ApiError::Forbidden(
+            "your role may not follow screening imports",
+        ));
+    }
+    let job = job_in_scope(&state, &caller, id).await?;
+    let school = school::Entity::find_by_id(job.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.import_status",
+        format!("screening_import:{id}"),
+    )
+    .await?;
+    Ok(Json(ImportStatus {
+        import_id: job.id,
+        school: school.code,
+        instrument: job.instrument.clone(),
+        coding: job.coding.clone(),
+        administered_on: job.administered_on,
+        file_name: job.file_name.clone(),
+        percent_done: sanyu_importer::percent_done(&job),
+        state: job.state,
+        rows_total: job.rows_total,
+        rows_read: job.rows_read,
+        rows_accepted: job.rows_accepted,
+        rows_rejected: job.rows_rejected,
+        alerts_raised: job.alerts_raised,
+        error: job.error,
+        created_at: job.created_at,
+        finished_at: job.finished_at,
+    }))
+}
+
+/// One record per row of the file, in file order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/screening-imports/{id}/results",
+    tag = "screening",
+    params(
+        ("id" = Uuid, Path, description = "Import id"),
+        ("after_row" = Option<i64>, Query, description = "Rows after this file row (paging)"),
+        ("limit" = Option<u64>, Query, description = "At most this many rows (default 1000, at most 10000)"),
+    ),
+    responses((status = 200, body = ResultPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn results(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+    Query(query): Query<ResultQuery>,
+) -> Result<Json<ResultPage>, ApiError> {
+    if !may_read_results(&caller) {
+        return Err(ApiError::Forbidden(
+            "only counsellors and the crisis team read screening results",
+        ));
+    }
+    let job = job_in_scope(&state, &caller, id).await?;
+    let limit = query
+        .limit
+        .unwrap_or(RESULTS_PAGE_DEFAULT)
+        .clamp(1, RESULTS_PAGE_MAX);
+    let rows = screening::results(&state.db, job.id, query.after_row.unwrap_or(0), limit).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.results_read",
+        format!("screening_import:{id}"),
+    )
+    .await?;
+    let next_after_row = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.row_number))
+        .flatten();
+    let results = rows
+        .into_iter()
+        .map(|r| ResultView {
+            row: r.row_number,
+            student_no: r.student_no,
+            instrument: r.instrument,
+            outcome: r.outcome,
+            reason: r.reason,
+            total: r.total,
+            band: r.band,
+            subscales: r
+                .subscales
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(serde_json::Value::Null),
+            flags: serde_json::from_str(&r.flags).unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(ResultPage {
+        import_id: job.id,
+        results,
+        next_after_row,
+    }))
+}
+
+/// Row-level errors as CSV: `row,column,reason`.
+#[utoipa::path(
+    get,
+    path = "/v1/screening-imports/{id}/errors",
+    tag = "screening",
+    params(("id" = Uuid, Path, description = "Import id")),
+    responses((status = 200, description = "CSV with header row,column,reason", content_type = "text/csv"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn errors(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    if !may_import(&caller) {
+        return Err(ApiError::Forbidden(
+            "your role may not read screening imports",
+        ));
+    }
+    let job = job_in_scope(&state, &caller, id).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.errors_read",
+        format!("screening_import:{id}"),
+    )
+    .await?;
+    let csv = sanyu_importer::errors_csv(&state.db, job.id)
+        .await
+        .map_err(import_error)?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"screening-{id}-errors.csv\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_screening_routes_are_documented() {
+        let doc = crate::ApiDoc::openapi();
+        for path in [
+            "/v1/screening-imports",
+            "/v1/screening-imports/{id}",
+            "/v1/screening-imports/{id}/results",
+            "/v1/screening-imports/{id}/errors",
+        ] {
+            assert!(doc.paths.paths.contains_key(path), "openapi lacks {path}");
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Screening imports: the job record, the per-row results and the row errors.
+//!
+//! The importer writes a batch of rows in one transaction: results, row
+//! errors, the batch's signals (outbox) and the job's progress and checkpoint.
+//! A resumed or repeated job skips the rows already stored
+//! ([`stored_rows`]), and the database refuses a second result for one
+//! `(import, row)`.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDate, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::Result;
+use crate::entities::{screening_import, screening_result, screening_row_error, student};
+
+/// Job states.
+pub mod state {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+    /// The file does not fit the declared instrument or coding: nothing was imported.
+    pub const REFUSED: &str = "refused";
+}
+
+/// Row outcomes.
+pub mod outcome {
+    pub const OK: &str = "ok";
+    pub const REJECT: &str = "reject";
+}
+
+#[derive(Debug, Clone)]
+pub struct NewImport {
+    pub id: Uuid,
+    pub school_id: Uuid,
+    pub instrument: String,
+    pub coding: String,
+    pub administered_on: NaiveDate,
+    pub file_name: String,
+    pub file_format: String,
+    pub sheet: Option<String>,
+    pub profile: Option<String>,
+    pub spool_path: Option<String>,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub rows_total: Option<i64>,
+    pub created_by: Option<Uuid>,
+}
+
+pub async fn create(conn: &impl ConnectionTrait, job: NewImport) -> Result<()> {
+    let now = Utc::now();
+    let finished = matches!(job.state, state::REFUSED | state::FAILED).then_some(now);
+    screening_import::Entity::insert(screening_import::ActiveModel {
+        id: Set(job.id),
+        school_id: Set(job.school_id),
+        instrument: Set(job.instrument),
+        coding: Set(job.coding),
+        administered_on: Set(job.administered_on),
+        file_name: Set(job.file_name),
+        file_format: Set(job.file_format),
+        sheet: Set(job.sheet),
+        profile: Set(job.profile),
+        spool_path: Set(job.spool_path),
+        state: Set(job.state.to_owned()),
+        rows_read: Set(0),
+        rows_accepted: Set(0),
+        rows_rejected: Set(0),
+        alerts_raised: Set(0),
+        rows_total: Set(job.rows_total),
+        checkpoint_row: Set(0),
+        error: Set(job.error),
+        created_by: Set(job.created_by),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(finished),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<screening_import::Model>> {
+    Ok(screening_import::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// Jobs a restarted process should take up again.
+pub async fn unfinished(conn: &impl ConnectionTrait) -> Result<Vec<screening_import::Model>> {
+    Ok(screening_import::Entity::find()
+        .filter(screening_import::Column::State.is_in([state::QUEUED, state::RUNNING]))
+        .order_by_asc(screening_import::Column::CreatedAt)
+        .all(conn)
+        .await?)
+}
+
+/// The job starts (or resumes) running.
+pub async fn mark_running(conn: &impl ConnectionTrait, id: Uuid) -> Result<()> {
+    let now = Utc::now();
+    screening_import::Entity::update_many()
+        .col_expr(screening_import::Column::State, Expr::value(state::RUNNING))
+        .col_expr(screening_import::Column::UpdatedAt, Expr::value(now))
+        .col_expr(screening_import::Column::StartedAt, Expr::value(Some(now)))
+        .filter(screening_import::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The job ended: `done`, `failed` or `refused`, with a message for the last two.
+pub async fn finish(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    final_state: &'static str,
+    error: Option<String>,
+) -> Result<()> {
+    let now = Utc::now();
+    screening_import::Entity::update_many()
+        .col_expr(screening_import::Column::State, Expr::value(final_state))
+        .col_expr(screening_import::Column::Error, Expr::value(error))
+        .col_expr(screening_import::Column::UpdatedAt, Expr::value(now))
+        .col_expr(screening_import::Column::FinishedAt, Expr::value(Some(now)))
+        .filter(screening_import::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// One row's result.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    pub id: Uuid,
+    pub row_number: i64,
+    pub student_id: Option<Uuid>,
+    pub student_no: String,
+    pub instrument: String,
+    pub administered_on: NaiveDate,
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub total: Option<i32>,
+    pub band: Option<String>,
+    pub subscales: Option<String>,
+    pub flags: String,
+    pub level: Option<String>,
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRowError {
+    pub row_number: i64,
+    pub seq: i32,
+    pub column: String,
+    pub reason: String,
+}
+
+/// What one batch adds to the job's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchProgress {
+    pub rows_read: i64,
+    pub rows_accepted: i64,
+    pub rows_rejected: i64,
+    pub alerts_raised: i64,
+    /// The last file row of the batch.
+    pub checkpoint_row: i64,
+}
+
+/// The row numbers among `rows` that already have a result in this import.
+pub async fn stored_rows(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    rows: &[i64],
+) -> Result<BTreeSet<i64>> {
+    let (Some(min), Some(max)) = (rows.iter().min(), rows.iter().max()) else {
+        return Ok(BTreeSet::new());
+    };
+    let found: Vec<i64> = screening_result::Entity::find()
+        .select_only()
+        .column(screening_result::Column::RowNumber)
+        .filter(screening_result::Column::ImportId.eq(import_id))
+        .filter(screening_result::Column::RowNumber.between(*min, *max))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Rows per INSERT statement (SQLite allows 32,766 bound values).
+const INSERT_CHUNK: usize = 500;
+
+/// Write a batch of results and row errors, and move the job's counters and
+/// checkpoint, inside the caller's transaction. Rows already stored are
+/// skipped by the database as well (unique `(import, row)`).
+pub async fn record_batch(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    results: Vec<NewResult>,
+    errors: Vec<NewRowError>,
+    progress: BatchProgress,
+) -> Result<()> {
+    let now = Utc::now();
+    let mut results = results.into_iter().peekable();
+    while results.peek().is_some() {
+        let chunk: Vec<_> = results
+            .by_ref()
+            .take(INSERT_CHUNK)
+            .map(|r| screening_result::ActiveModel {
+                id: Set(r.id),
+                import_id: Set(import_id),
+                row_number: Set(r.row_number),
+                student_id: Set(r.student_id),
+                student_no: Set(r.student_no),
+                instrument: Set(r.instrument),
+                administered_on: Set(r.administered_on),
+                outcome: Set(r.outcome.to_owned()),
+                reason: Set(r.reason),
+                total: Set(r.total),
+                band: Set(r.band),
+                subscales: Set(r.subscales),
+                flags: Set(r.flags),
+                level: Set(r.level),
+                event_id: Set(r.event_id),
+                created_at: Set(now),
+            })
+            .collect();
+        screening_result::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([
+                    screening_result::Column::ImportId,
+                    screening_result::Column::RowNumber,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    let mut errors = errors.into_iter().peekable();
+    while errors.peek().is_some() {
+        let chunk: Vec<_> = errors
+            .by_ref()
+            .take(INSERT_CHUNK)
+            .map(|e| screening_row_error::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                import_id: Set(import_id),
+                row_number: Set(e.row_number),
+                seq: Set(e.seq),
+                column: Set(e.column),
+                reason: Set(e.reason),
+            })
+            .collect();
+        screening_row_error::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([
+                    screening_row_error::Column::ImportId,
+                    screening_row_error::Column::RowNumber,
+                    screening_row_error::Column::Seq,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    use screening_import::Column as C;
+    screening_import::Entity::update_many()
+        .col_expr(C::RowsRead, Expr::col(C::RowsRead).add(progress.rows_read))
+        .col_expr(
+            C::RowsAccepted,
+            Expr::col(C::RowsAccepted).add(progress.rows_accepted),
+        )
+        .col_expr(
+            C::RowsRejected,
+            Expr::col(C::RowsRejected).add(progress.rows_rejected),
+        )
+        .col_expr(
+            C::AlertsRaised,
+            Expr::col(C::AlertsRaised).add(progress.alerts_raised),
+        )
+        .col_expr(C::CheckpointRow, Expr::value(progress.checkpoint_row))
+        .col_expr(C::UpdatedAt, Expr::value(now))
+        .filter(C::Id.eq(import_id))
+        .filter(C::CheckpointRow.lt(progress.checkpoint_row))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Active students of a school among `student_nos`, by student number.
+pub async fn students_by_no(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    student_nos: &BTreeSet<String>,
+) -> Result<Vec<student::Model>> {
+    if student_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(student::Entity::find()
+        .filter(student::Column::SchoolId.eq(school_id))
+        .filter(student::Column::StudentNo.is_in(student_nos.iter().cloned()))
+        .filter(student::Column::Active.eq(true))
+        .all(conn)
+        .await?)
+}
+
+/// Results of an import in file order, after file row `after_row`.
+pub async fn results(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    after_row: i64,
+    limit: u64,
+) -> Result<Vec<screening_result::Model>> {
+    Ok(screening_result::Entity::find()
+        .filter(screening_result::Column::ImportId.eq(import_id))
+        .filter(screening_result::Column::RowNumber.gt(after_row))
+        .order_by_asc(screening_result::Column::RowNumber)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// Row errors of an import in file order, after the `(row, seq)` given.
+pub async fn row_errors(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    after: (i64, i32),
+    limit: u64,
+) -> Result<Vec<screening_row_error::Model>> {
+    use screening_row_error::Column as C;
+    Ok(screening_row_error::Entity::find()
+        .filter(C::ImportId.eq(import_id))
+        .filter(
+            sea_orm::Condition::any().add(C::RowNumber.gt(after.0)).add(
+                sea_orm::Condition::all()
+                    .add(C::RowNumber.eq(after.0))
+                    .add(C::Seq.gt(after.1)),
+            ),
+        )
+        .order_by_asc(C::RowNumber)
+        .order_by_asc(C::Seq)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}

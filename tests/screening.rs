@@ -1,0 +1,493 @@
+//! Screening imports end to end, across the real binaries, real NATS, a real
+//! SMTP server and SQLite or PostgreSQL: a GBK PHQ-9 export through the API
+//! (and through `sanyu import`) becomes results, signals, critical cases and
+//! counsellor emails; an unknown student's suicide alert reaches the crisis
+//! team as a dead letter; a file that does not fit is refused; scope holds.
+
+use std::time::Duration;
+
+use sanyu_e2e::Stack;
+use sanyu_e2e::support::{TestDb, binary, eventually};
+use sanyu_store::entities::outbox;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::Value;
+
+/// Students S1–S3 are on SCH1's roster; S8 and S9 are not. Row 2: S1's item 9
+/// is positive. Row 3: S2's item 2 is invalid, item 9 valid and positive.
+/// Row 4: S3 moderately severe. Row 5: unknown S9 with a positive item 9.
+const MIXED_PHQ9: &str = "学号,姓名,题1,题2,题3,题4,题5,题6,题7,题8,题9\n\
+S1,张三,0,0,0,0,0,0,0,0,1\n\
+S2,李四,0,x,0,0,0,0,0,0,2\n\
+S3,王五,2,2,2,2,2,2,2,2,0\n\
+S9,赵六,0,0,0,0,0,0,0,0,3\n\
+S8,钱七,1,0,0,0,0,0,0,0,0\n\
+,孙八,0,0,0,0,0,0,0,0,0\n";
+
+fn gbk(text: &str) -> Vec<u8> {
+    let (bytes, _, had_errors) = encoding_rs::GBK.encode(text);
+    assert!(!had_errors);
+    bytes.into_owned()
+}
+
+/// A `multipart/form-data` body: text fields and one file.
+fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "sanyu-test-boundary-7f3a9c";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"phq9.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn post_import(
+    stack: &Stack,
+    token: &str,
+    instrument: &str,
+    file: &[u8],
+) -> reqwest::Response {
+    let (content_type, body) = multipart(
+        &[
+            ("school", "SCH1"),
+            ("instrument", instrument),
+            ("coding", "0-3"),
+            ("administered", "2026-11-20"),
+        ],
+        file,
+    );
+    stack
+        .http
+        .post(format!("{}/v1/screening-imports", stack.base_url()))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /v1/screening-imports")
+}
+
+async fn wait_until_done(stack: &Stack, token: &str, id: &str) -> Value {
+    eventually(Duration::from_secs(30), "import done", || async {
+        let v: Value = stack
+            .get(token, &format!("/v1/screening-imports/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (v["state"] == "done").then_some(v)
+    })
+    .await
+}
+
+fn level_of(cases: &[Value], student_no: &str) -> String {
+    cases
+        .iter()
+        .find(|c| c["student_no"] == student_no)
+        .and_then(|c| c["level"].as_str())
+        .unwrap_or("none")
+        .to_owned()
+}
+
+async fn a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails(db: TestDb) {
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut stack = Stack::new(db).await;
+    stack
+        .start_gateway_with(&[(
+            "SANYU_SCREENING__SPOOL_DIR",
+            spool.path().display().to_string(),
+        )])
+        .await;
+    stack.start_rules(&[]);
+    stack.start_notifier();
+    let counsellor = stack.school.counsellor.clone();
+
+    let r = post_import(&stack, &counsellor, "PHQ-9", &gbk(MIXED_PHQ9)).await;
+    assert_eq!(r.status(), 202);
+    let accepted: Value = r.json().await.expect("json");
+    let id = accepted["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+
+    let status = wait_until_done(&stack, &counsellor, &id).await;
+    assert_eq!(status["rows_total"], 6);
+    assert_eq!(status["rows_read"], 6);
+    assert_eq!(status["rows_accepted"], 2);
+    assert_eq!(status["rows_rejected"], 4);
+    assert_eq!(status["alerts_raised"], 3);
+    assert_eq!(status["percent_done"], 100);
+    assert_eq!(status["instrument"], "phq9");
+    let spooled: Vec<_> = std::fs::read_dir(spool.path()).expect("spool").collect();
+    assert!(spooled.is_empty(), "the spooled file is deleted when done");
+
+    // S1 (positive item 9) and S2 (invalid row, positive item 9) are critical;
+    // S3 (moderately severe) is elevated.
+    let cases = stack.wait_for_cases(3).await;
+    assert_eq!(level_of(&cases, "S1"), "critical");
+    assert_eq!(level_of(&cases, "S2"), "critical");
+    assert_eq!(level_of(&cases, "S3"), "elevated");
+    let detail: Value = stack
+        .get(
+            &counsellor,
+            &format!(
+                "/v1/cases/{}",
+                cases
+                    .iter()
+                    .find(|c| c["student_no"] == "S2")
+                    .and_then(|c| c["id"].as_str())
+                    .expect("S2 case")
+            ),
+        )
+        .await
+        .json()
+        .await
+        .expect("case json");
+    assert_eq!(detail["opened_rule"], "screening.suicide_alert_critical.v1");
+
+    // The counsellor is told of each case by email; no score leaves in it.
+    let email = stack.school.counsellor_email.clone();
+    let mails = eventually(
+        Duration::from_secs(30),
+        "three emails to the counsellor",
+        || async {
+            let mails = stack.smtp.received();
+            let to_counsellor = mails.iter().filter(|m| m.to.contains(&email)).count();
+            (to_counsellor >= 3).then_some(mails)
+        },
+    )
+    .await;
+    for mail in &mails {
+        let raw = String::from_utf8_lossy(&mail.raw);
+        for secret in ["moderately_severe", "suicide_item", "张三", "李四", "王五"] {
+            assert!(!raw.contains(secret), "an email leaks {secret}");
+        }
+    }
+
+    // One record per row, for the counsellor.
+    let page: Value = stack
+        .get(&counsellor, &format!("/v1/screening-imports/{id}/results"))
+        .await
+        .json()
+        .await
+        .expect("results");
+    let results = page["results"].as_array().expect("results array");
+    assert_eq!(results.len(), 6);
+    assert_eq!(results[0]["student_no"], "S1");
+    assert_eq!(results[0]["outcome"], "ok");
+    assert_eq!(results[0]["band"], "minimal");
+    assert_eq!(results[0]["flags"][0], "suicide_item");
+    assert_eq!(results[1]["outcome"], "reject");
+    assert_eq!(results[1]["flags"][0], "suicide_item");
+    assert_eq!(results[2]["total"], 16);
+    assert!(results[2]["subscales"].is_array());
+    assert_eq!(results[3]["student_no"], "S9");
+    assert!(
+        results[3]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not on the school's roster")
+    );
+
+    // Row errors as CSV, for whoever imported (an admin too).
+    let r = stack
+        .get(
+            &stack.school.admin,
+            &format!("/v1/screening-imports/{id}/errors"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.expect("csv");
+    assert!(csv.starts_with("row,column,reason\n"), "{csv}");
+    assert!(csv.contains("3,item_2,`x` is not a whole number"), "{csv}");
+    assert!(csv.contains("5,student_no,"), "{csv}");
+
+    // The unknown student's suicide alert is in front of the crisis team.
+    let letters: Value = stack
+        .get(&stack.school.crisis_team, "/v1/dead-letters")
+        .await
+        .json()
+        .await
+        .expect("dead letters");
+    let letter = letters
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|d| d["subject"] == "sanyu.intake.screening.SCH1")
+        })
+        .expect("a dead letter for the unknown student's alert");
+    let reason = letter["reason"].as_str().unwrap_or("");
+    assert!(reason.contains(&id) && reason.contains("row 5"), "{reason}");
+    assert!(!reason.contains("赵六"));
+
+    // Scope: another school's counsellor sees nothing; teachers, leaders and
+    // admins never read scores; teachers may not import.
+    let other = stack.other_school.counsellor.clone();
+    for path in ["", "/results", "/errors"] {
+        let r = stack
+            .get(&other, &format!("/v1/screening-imports/{id}{path}"))
+            .await;
+        assert_eq!(r.status(), 404, "other school {path}");
+    }
+    for token in [
+        &stack.school.teacher_c1,
+        &stack.school.leader,
+        &stack.school.admin,
+        &stack.school.service,
+    ] {
+        let r = stack
+            .get(token, &format!("/v1/screening-imports/{id}/results"))
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+    let r = stack
+        .get(
+            &stack.school.teacher_c1,
+            &format!("/v1/screening-imports/{id}"),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = post_import(&stack, &stack.school.teacher_c1, "PHQ-9", &gbk(MIXED_PHQ9)).await;
+    assert_eq!(r.status(), 403);
+    let (content_type, body) = multipart(
+        &[
+            ("school", "SCH2"),
+            ("instrument", "PHQ-9"),
+            ("coding", "0-3"),
+            ("administered", "2026-11-20"),
+        ],
+        &gbk(MIXED_PHQ9),
+    );
+    let r = stack
+        .http
+        .post(format!("{}/v1/screening-imports", stack.base_url()))
+        .bearer_auth(&counsellor)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404, "declaring another school");
+
+    // A file that does not fit its declared instrument is refused as a whole.
+    let r = post_import(&stack, &stack.school.service, "GAD-7", &gbk(MIXED_PHQ9)).await;
+    assert_eq!(r.status(), 422);
+    let err: Value = r.json().await.expect("json");
+    assert_eq!(err["error"]["field"], "file");
+    let message = err["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("do not fit GAD-7"), "{message}");
+    // A bad declaration names its field.
+    let r = post_import(&stack, &counsellor, "PHQ-99", &gbk(MIXED_PHQ9)).await;
+    assert_eq!(r.status(), 422);
+    let err: Value = r.json().await.expect("json");
+    assert_eq!(err["error"]["field"], "instrument");
+
+    // No names or scores in any service's log.
+    for service in [&stack.gateway, &stack.rules, &stack.notifier] {
+        let logs = service.as_ref().map(|s| s.logs()).unwrap_or_default();
+        for secret in ["moderately_severe", "张三", "赵六", "\"total\""] {
+            assert!(!logs.contains(secret), "a log leaks {secret}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails_on_sqlite() {
+    a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sanyu_import_prints_a_summary_and_its_signals_open_cases_once() {
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    // The gateway's outbox relay publishes what the CLI writes.
+    stack.start_gateway().await;
+    stack.start_rules(&[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("phq9.csv");
+    std::fs::write(&file, gbk(MIXED_PHQ9)).expect("write file");
+
+    let run = |errors: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(binary("sanyu"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SANYU_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(stack.env())
+            .arg("import")
+            .arg(&file)
+            .args([
+                "--school",
+                "SCH1",
+                "--instrument",
+                "PHQ-9",
+                "--coding",
+                "0-3",
+            ])
+            .args(["--administered", "2026-11-20"]);
+        if let Some(path) = errors {
+            cmd.arg("--errors").arg(path);
+        }
+        cmd.output().expect("run sanyu import")
+    };
+    let out = run(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("done: 6 rows read, 2 accepted, 4 rejected, 3 with a suicide alert"),
+        "{stdout}"
+    );
+    let report = dir.path().join("phq9.csv.errors.csv");
+    assert!(
+        stdout.contains(&format!("row errors: {}", report.display())),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&report).expect("error report");
+    assert!(csv.starts_with("row,column,reason\n"), "{csv}");
+    assert!(!stdout.contains("张三") && !stdout.contains("moderately_severe"));
+
+    let cases = stack.wait_for_cases(3).await;
+    assert_eq!(level_of(&cases, "S1"), "critical");
+
+    // The same file imported again: a second import, no second signal or case.
+    let elsewhere = dir.path().join("again.csv");
+    let out = run(Some(&elsewhere));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(elsewhere.exists());
+    let signals = outbox::Entity::find()
+        .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening."))
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(signals, 3);
+
+    // A file that does not fit: exit 3 and the library's message.
+    let out = {
+        let mut cmd = std::process::Command::new(binary("sanyu"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SANYU_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(stack.env())
+            .arg("import")
+            .arg(&file)
+            .args([
+                "--school",
+                "SCH1",
+                "--instrument",
+                "GAD-7",
+                "--coding",
+                "0-3",
+            ])
+            .args(["--administered", "2026-11-20"])
+            .output()
+            .expect("run sanyu import")
+    };
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("do not fit GAD-7"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_cut_short_by_a_killed_gateway_resumes_after_restart_without_duplicates() {
+    const ROWS: usize = 60_000;
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_env = [(
+        "SANYU_SCREENING__SPOOL_DIR",
+        spool.path().display().to_string(),
+    )];
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway_with(&spool_env).await;
+    // Students not on the roster: every row is a row error, the heaviest path.
+    let mut csv =
+        String::from("student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("X{i:06},1,0,2,0,1,0,0,1,0\n"));
+    }
+    let counsellor = stack.school.counsellor.clone();
+    let r = post_import(&stack, &counsellor, "PHQ-9", csv.as_bytes()).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["import_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eventually(Duration::from_secs(30), "import under way", || async {
+        let v: Value = stack
+            .get(&counsellor, &format!("/v1/screening-imports/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (v["rows_read"].as_i64()? > 0).then_some(())
+    })
+    .await;
+    if let Some(gateway) = stack.gateway.as_mut() {
+        gateway.kill();
+    }
+    let job = sanyu_store::screening::get(&stack.conn, id.parse().expect("uuid"))
+        .await
+        .expect("job")
+        .expect("job exists");
+    assert_eq!(
+        job.state, "running",
+        "the import ended before the kill: make the file larger"
+    );
+    assert!(job.rows_read < ROWS as i64);
+
+    stack.start_gateway_with(&spool_env).await;
+    let status = eventually(
+        Duration::from_secs(120),
+        "import resumed and done",
+        || async {
+            let v: Value = stack
+                .get(&counsellor, &format!("/v1/screening-imports/{id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (v["state"] == "done").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(status["rows_read"], ROWS);
+    assert_eq!(status["rows_rejected"], ROWS);
+    let results = sanyu_store::entities::screening_result::Entity::find()
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(results, ROWS as u64, "one result per row, none twice");
+    let errors = sanyu_store::entities::screening_row_error::Entity::find()
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(errors, ROWS as u64);
+}
