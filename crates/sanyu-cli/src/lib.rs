@@ -248,7 +248,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         ExitCode::FAILURE
                     }
                 }
-                Command::Import(args) => screening::run(&db, args).await?,
+                Command::Import(args) => {
+                    screening::run(&db, args, config.screening.worse_margin_percent).await?
+                }
                 Command::Dev(_) | Command::Rules { .. } => ExitCode::FAILURE,
             };
             db.close().await.ok();

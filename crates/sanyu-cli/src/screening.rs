@@ -88,7 +88,7 @@ fn progress_bar(total: Option<i64>) -> ProgressBar {
 
 /// Run `sanyu import`. Exit codes: 0 every row accepted, 2 some rows rejected
 /// (see the error report), 3 file refused, 1 import failed.
-pub async fn run(db: &Db, args: ImportArgs) -> Result<ExitCode> {
+pub async fn run(db: &Db, args: ImportArgs, worse_margin_percent: u32) -> Result<ExitCode> {
     let school = roster::school_by_code(db, &args.school)
         .await?
         .with_context(|| format!("no school with code `{}`", args.school))?;
@@ -133,6 +133,7 @@ pub async fn run(db: &Db, args: ImportArgs) -> Result<ExitCode> {
     let shown = bar.clone();
     let options = ProcessOptions {
         batch_rows: args.batch_rows,
+        worse_margin_percent,
         progress: Some(Arc::new(move |p: Progress| {
             shown.set_position(u64::try_from(p.rows_read).unwrap_or(0));
             shown.set_message(format!(

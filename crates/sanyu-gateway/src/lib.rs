@@ -192,7 +192,8 @@ impl Gateway {
             std::path::PathBuf::from(&config.screening.spool_dir),
             config.screening.upload_limit_bytes,
             config.screening.batch_rows,
-        );
+        )
+        .with_worse_margin_percent(config.screening.worse_margin_percent);
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {

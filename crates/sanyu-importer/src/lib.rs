@@ -262,6 +262,9 @@ pub struct ProcessOptions {
     pub cancel: CancellationToken,
     /// Stop after this many batches, as if the process died (tests only).
     pub stop_after_batches: Option<usize>,
+    /// Mark results worse than the student's previous screening by this
+    /// percentage of the instrument's total range.
+    pub worse_margin_percent: u32,
 }
 
 impl Default for ProcessOptions {
@@ -272,6 +275,7 @@ impl Default for ProcessOptions {
             progress: None,
             cancel: CancellationToken::new(),
             stop_after_batches: None,
+            worse_margin_percent: 15,
         }
     }
 }
@@ -528,6 +532,53 @@ struct RowRecord {
 
 fn flag_names(flags: &[sanyu_screening::Flag]) -> Vec<String> {
     flags.iter().map(|f| f.as_str().to_owned()).collect()
+}
+
+/// Flag added to a result whose total is worse than the student's previous
+/// screening on the same instrument by the configured margin.
+pub const WORSE_THAN_PREVIOUS: &str = "worse_than_previous";
+
+/// The margin in points for `instrument`: `percent` of its total range, at least 1.
+pub fn worse_margin(instrument: &Instrument, percent: u32) -> i32 {
+    let (min, max) = instrument.total_range();
+    let width = u64::from(max.saturating_sub(min));
+    let points = (width * u64::from(percent)).div_ceil(100).max(1);
+    i32::try_from(points).unwrap_or(i32::MAX)
+}
+
+/// Mark the batch's results that are worse than the student's previous
+/// screening (an earlier administration date) on the same instrument.
+async fn mark_worse_than_previous(
+    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    ctx: &JobContext,
+    results: &mut [NewResult],
+    percent: u32,
+) -> Result<(), ImportError> {
+    let students: Vec<Uuid> = results
+        .iter()
+        .filter(|r| r.total.is_some())
+        .filter_map(|r| r.student_id)
+        .collect();
+    if students.is_empty() || percent == 0 {
+        return Ok(());
+    }
+    let previous =
+        store::previous_totals(txn, ctx.instrument.id(), ctx.administered_on, &students).await?;
+    let margin = worse_margin(ctx.instrument, percent);
+    for r in results.iter_mut() {
+        let (Some(student), Some(total)) = (r.student_id, r.total) else {
+            continue;
+        };
+        if previous
+            .get(&student)
+            .is_some_and(|prev| total - prev >= margin)
+        {
+            let mut flags: Vec<String> = serde_json::from_str(&r.flags).unwrap_or_default();
+            flags.push(WORSE_THAN_PREVIOUS.to_owned());
+            r.flags = json(&flags);
+        }
+    }
+    Ok(())
 }
 
 fn json(value: &impl serde::Serialize) -> String {
@@ -801,6 +852,7 @@ async fn write_batch(
         events.extend(record.event);
         letters.extend(record.dead_letter);
     }
+    mark_worse_than_previous(&*txn, ctx, &mut results, options.worse_margin_percent).await?;
     let wake = !events.is_empty();
     store::record_batch(&*txn, ctx.job_id, results, errors, progress).await?;
     for event in events {

@@ -24,6 +24,7 @@ pub struct Runner {
     /// Largest file accepted over HTTP.
     pub upload_limit_bytes: usize,
     batch_rows: usize,
+    worse_margin_percent: u32,
     tracker: TaskTracker,
     cancel: CancellationToken,
     /// One import at a time: the database's writer (and the rules engine
@@ -32,6 +33,12 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// Mark results worse than the previous screening by this percentage of the range.
+    pub fn with_worse_margin_percent(mut self, percent: u32) -> Self {
+        self.worse_margin_percent = percent;
+        self
+    }
+
     pub fn new(
         db: Db,
         waker: Waker,
@@ -45,6 +52,7 @@ impl Runner {
             spool_dir,
             upload_limit_bytes,
             batch_rows,
+            worse_margin_percent: ProcessOptions::default().worse_margin_percent,
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(1)),
@@ -62,6 +70,7 @@ impl Runner {
             let options = ProcessOptions {
                 batch_rows: this.batch_rows,
                 delete_file_when_done: true,
+                worse_margin_percent: this.worse_margin_percent,
                 cancel: this.cancel.clone(),
                 ..ProcessOptions::default()
             };

@@ -375,3 +375,88 @@ async fn resumed_repeated_and_reimported_jobs_create_no_duplicates_on_postgres()
         resumed_repeated_and_reimported_jobs_create_no_duplicates(db).await;
     }
 }
+
+async fn a_result_worse_than_the_previous_screening_is_marked(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed_school(&db, "SCH1").await;
+    let school = school_of(&db, "SCH1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let waker = Waker::default();
+    let run = |text: &'static str, name: &'static str, date: (i32, u32, u32)| {
+        let db = db.clone();
+        let school = school.clone();
+        let waker = waker.clone();
+        let path = write_file(dir.path(), name, text.as_bytes());
+        async move {
+            let mut decl = declaration("PHQ-9");
+            decl.administered_on = NaiveDate::from_ymd_opt(date.0, date.1, date.2).unwrap();
+            let job = sanyu_importer::prepare(
+                &db,
+                NewJob {
+                    id: Uuid::now_v7(),
+                    school,
+                    declaration: decl,
+                    path,
+                    created_by: None,
+                },
+            )
+            .await
+            .unwrap();
+            sanyu_importer::process(&db, &waker, job.id, &ProcessOptions::default())
+                .await
+                .unwrap();
+            sanyu_store::screening::results(&db, job.id, 0, 100)
+                .await
+                .unwrap()
+        }
+    };
+    // Spring: S1 total 3, S2 total 6. Autumn: S1 total 8 (+5, the margin: 15 %
+    // of 27 rounded up: marked), S2 total 9 (+3: not marked), S3 first screening.
+    run(
+        "student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9\n\
+         S1,1,1,1,0,0,0,0,0,0\nS2,2,2,2,0,0,0,0,0,0\n",
+        "spring.csv",
+        (2026, 3, 10),
+    )
+    .await;
+    let autumn = run(
+        "student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9\n\
+         S1,1,1,1,1,1,1,1,1,0\nS2,3,3,3,0,0,0,0,0,0\nS3,3,3,3,3,0,0,0,0,0\n",
+        "autumn.csv",
+        (2026, 11, 20),
+    )
+    .await;
+    assert_eq!(
+        sanyu_importer::worse_margin(sanyu_screening::instrument("PHQ-9").unwrap(), 15),
+        5
+    );
+    let flagged: Vec<(String, bool)> = autumn
+        .iter()
+        .map(|r| {
+            (
+                r.student_no.clone(),
+                r.flags.contains(sanyu_importer::WORSE_THAN_PREVIOUS),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            ("S1".to_owned(), true),
+            ("S2".to_owned(), false),
+            ("S3".to_owned(), false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_result_worse_than_the_previous_screening_is_marked_on_sqlite() {
+    a_result_worse_than_the_previous_screening_is_marked(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_result_worse_than_the_previous_screening_is_marked_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        a_result_worse_than_the_previous_screening_is_marked(db).await;
+    }
+}

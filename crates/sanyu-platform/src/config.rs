@@ -60,6 +60,11 @@ pub struct ScreeningConfig {
     pub upload_limit_bytes: usize,
     /// Rows written per transaction.
     pub batch_rows: usize,
+    /// A result is marked `worse_than_previous` when its total exceeds the
+    /// student's previous result on the same instrument by at least this
+    /// percentage of the instrument's total range (15 %: about 4 points on
+    /// PHQ-9, 3 on GAD-7, 54 on SCL-90).
+    pub worse_margin_percent: u32,
 }
 
 impl Default for ScreeningConfig {
@@ -68,6 +73,7 @@ impl Default for ScreeningConfig {
             spool_dir: ".sanyu/spool".into(),
             upload_limit_bytes: 256 * 1024 * 1024,
             batch_rows: 500,
+            worse_margin_percent: 15,
         }
     }
 }

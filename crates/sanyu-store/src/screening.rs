@@ -290,6 +290,37 @@ pub async fn record_batch(
     Ok(())
 }
 
+/// The total of each student's latest accepted result on `instrument`
+/// administered before `before`.
+pub async fn previous_totals(
+    conn: &impl ConnectionTrait,
+    instrument: &str,
+    before: NaiveDate,
+    students: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, i32>> {
+    let rows: Vec<(Option<Uuid>, Option<i32>)> = screening_result::Entity::find()
+        .select_only()
+        .column(screening_result::Column::StudentId)
+        .column(screening_result::Column::Total)
+        .filter(screening_result::Column::StudentId.is_in(students.iter().copied()))
+        .filter(screening_result::Column::Instrument.eq(instrument))
+        .filter(screening_result::Column::AdministeredOn.lt(before))
+        .filter(screening_result::Column::Outcome.eq("ok"))
+        .filter(screening_result::Column::Total.is_not_null())
+        .order_by_desc(screening_result::Column::AdministeredOn)
+        .order_by_desc(screening_result::Column::CreatedAt)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut latest = std::collections::HashMap::new();
+    for (student, total) in rows {
+        if let (Some(student), Some(total)) = (student, total) {
+            latest.entry(student).or_insert(total);
+        }
+    }
+    Ok(latest)
+}
+
 /// Active students of a school among `student_nos`, by student number.
 pub async fn students_by_no(
     conn: &impl ConnectionTrait,
