@@ -34,6 +34,8 @@ pub struct AppState {
     pub audit_key: sanyu_store::audit::AuditKey,
     /// The escalation ladders snapshotted onto cases when a person changes a level or reopens.
     pub escalation: sanyu_domain::EscalationPolicy,
+    /// The calendar of key dates for zero reports.
+    pub zero_report: sanyu_domain::zero_report::Calendar,
 }
 
 #[derive(OpenApi)]
@@ -59,6 +61,10 @@ pub struct AppState {
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::dead_letters,
+        routes::hotline::log,
+        routes::hotline::import,
+        routes::hotline::alerts,
+        routes::hotline::link,
     ),
     modifiers(&BearerAuth)
 )]
@@ -88,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     let roster = Router::new()
         .route("/v1/roster/students", post(routes::roster::students))
         .route("/v1/roster/staff", post(routes::roster::staff))
+        .route("/v1/hotline-calls/import", post(routes::hotline::import))
         .layer(DefaultBodyLimit::max(roster_limit));
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
@@ -120,6 +127,9 @@ pub fn router(state: AppState) -> Router {
             get(routes::students::timeline),
         )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .route("/v1/hotline-calls", post(routes::hotline::log))
+        .route("/v1/hotline-alerts", get(routes::hotline::alerts))
+        .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .layer(
@@ -178,6 +188,7 @@ impl Gateway {
                 body_limit: config.http.body_limit_bytes,
                 audit_key,
                 escalation: config.escalation.clone(),
+                zero_report: config.zero_report.clone(),
             },
         })
     }

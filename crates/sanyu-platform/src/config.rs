@@ -46,6 +46,8 @@ pub struct Config {
     /// The escalation ladder per level (defaults: `DESIGN.md`).
     pub escalation: sanyu_domain::EscalationPolicy,
     pub scheduler: SchedulerConfig,
+    /// The calendar of key dates for zero reports (零报告) and its reminders.
+    pub zero_report: sanyu_domain::zero_report::Calendar,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +224,9 @@ impl Config {
                 c.escalation
                     .validate()
                     .map_err(|e| PlatformError::Config(format!("escalation: {e}")))?;
+                c.zero_report
+                    .validate()
+                    .map_err(|e| PlatformError::Config(e.to_string()))?;
                 Ok(c)
             })
     }
@@ -283,6 +288,10 @@ mod tests {
             .extract()
             .expect("deploy/sanyu.example.toml parses with every key known");
         assert_eq!(parsed.escalation, sanyu_domain::EscalationPolicy::default());
+        assert_eq!(
+            parsed.zero_report.reminder_offsets_secs,
+            sanyu_domain::zero_report::Calendar::default().reminder_offsets_secs
+        );
         assert_eq!(
             serde_json::to_value(&parsed.scheduler).ok(),
             serde_json::to_value(SchedulerConfig::default()).ok()

@@ -123,15 +123,21 @@ impl RulesEngine {
     pub async fn decide(&self, payload: &[u8]) -> Result<Decided, RulesError> {
         let envelope =
             sanyu_events::decode(payload).map_err(|e| RulesError::Malformed(e.to_string()))?;
-        let Some(Payload::ReportSubmitted(report)) = &envelope.payload else {
-            return Ok(Decided::Ignored);
+        let signal = match &envelope.payload {
+            Some(Payload::ReportSubmitted(report)) => report_signal(report)?,
+            // An identified student's hotline call is decided like a report at
+            // the call's level; unidentified calls never reach INTAKE.
+            Some(Payload::HotlineCall(call)) if !call.student_id.is_empty() => {
+                hotline_signal(call)?
+            }
+            _ => return Ok(Decided::Ignored),
         };
         let txn = begin_write(&self.db).await?;
         if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
             txn.rollback().await?;
             return Ok(Decided::Duplicate);
         }
-        let decided = decide_report_in(&*txn, &self.policy, &envelope, report).await?;
+        let decided = decide_signal_in(&*txn, &self.policy, &envelope, &signal).await?;
         txn.commit().await?;
         if !matches!(decided, Decided::NoAction) {
             self.waker.wake();
@@ -144,16 +150,38 @@ fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
     Uuid::parse_str(value).map_err(|_| RulesError::Malformed(format!("{field} is not a uuid")))
 }
 
-async fn decide_report_in(
+/// A signal about one student at one level, whatever its source.
+struct Signal {
+    student_id: Uuid,
+    source_id: Uuid,
+    level: RiskLevel,
+}
+
+fn report_signal(report: &v1::ReportSubmitted) -> Result<Signal, RulesError> {
+    Ok(Signal {
+        student_id: parse_uuid("student_id", &report.student_id)?,
+        source_id: parse_uuid("report_id", &report.report_id)?,
+        level: sanyu_events::level_from_proto(report.suggested_level)
+            .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?,
+    })
+}
+
+fn hotline_signal(call: &v1::HotlineCallLogged) -> Result<Signal, RulesError> {
+    Ok(Signal {
+        student_id: parse_uuid("student_id", &call.student_id)?,
+        source_id: parse_uuid("record_id", &call.record_id)?,
+        level: sanyu_events::level_from_proto(call.risk_level)
+            .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?,
+    })
+}
+
+async fn decide_signal_in(
     txn: &impl ConnectionTrait,
     policy: &EscalationPolicy,
     envelope: &Envelope,
-    report: &v1::ReportSubmitted,
+    s: &Signal,
 ) -> Result<Decided, RulesError> {
-    let student_id = parse_uuid("student_id", &report.student_id)?;
-    let report_id = parse_uuid("report_id", &report.report_id)?;
-    let level = sanyu_events::level_from_proto(report.suggested_level)
-        .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?;
+    let (student_id, report_id, level) = (s.student_id, s.source_id, s.level);
     let student = student::Entity::find_by_id(student_id)
         .one(txn)
         .await?

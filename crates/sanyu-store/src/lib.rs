@@ -18,6 +18,7 @@ pub mod reports;
 pub mod roster;
 pub mod timers;
 pub mod tokens;
+pub mod zero_reports;
 
 pub use db::{Db, DbConfig, WriteTxn, begin_write};
 pub use sea_orm;
