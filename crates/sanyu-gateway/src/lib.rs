@@ -65,6 +65,9 @@ pub struct AppState {
         routes::hotline::import,
         routes::hotline::alerts,
         routes::hotline::link,
+        routes::zero_reports::periods,
+        routes::zero_reports::submit,
+        routes::zero_reports::compliance,
     ),
     modifiers(&BearerAuth)
 )]
@@ -130,6 +133,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/hotline-calls", post(routes::hotline::log))
         .route("/v1/hotline-alerts", get(routes::hotline::alerts))
         .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
+        .route(
+            "/v1/zero-report-periods",
+            get(routes::zero_reports::periods),
+        )
+        .route(
+            "/v1/zero-report-periods/{id}/compliance",
+            get(routes::zero_reports::compliance),
+        )
+        .route("/v1/zero-reports", post(routes::zero_reports::submit))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .layer(

@@ -5,3 +5,4 @@ pub mod ops;
 pub mod reports;
 pub mod roster;
 pub mod students;
+pub mod zero_reports;
