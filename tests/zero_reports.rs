@@ -348,3 +348,28 @@ async fn a_period_with_zero_incidents_and_missing_units_on_postgres() {
         a_period_with_zero_incidents_and_missing_units(db).await;
     }
 }
+
+/// The real scheduler binary reads the calendar from its configuration and,
+/// with the 24 h reminder already due, emails the missing classes' head teachers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_binary_reminds_missing_classes_by_email() {
+    let (periods, _) = calendar_env(Utc::now());
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_notifier();
+    stack.start_scheduler(&[
+        ("SANYU_ZERO_REPORT__PERIODS", periods),
+        ("SANYU_SCHEDULER__POLL_INTERVAL_MS", "100".to_owned()),
+    ]);
+    let t1 = format!("t1@{}.test", stack.school.code.to_lowercase());
+    let mail = eventually(Duration::from_secs(30), "C1's reminder", || async {
+        stack.smtp.received().into_iter().find(|m| {
+            m.to.contains(&t1) && m.text().contains("midterm") && m.text().contains("zero report")
+        })
+    })
+    .await;
+    assert!(
+        mail.text().contains("/v1/zero-report-periods"),
+        "{}",
+        mail.text()
+    );
+}
