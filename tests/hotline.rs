@@ -126,6 +126,24 @@ async fn hotline_calls_become_signals_and_alerts(db: TestDb) {
         .expect("json");
     assert_eq!(other["alerts"].as_array().map(Vec::len), Some(0));
     let id = alert["id"].as_str().expect("id");
+    // The crisis team reads the summary (audited); another school cannot.
+    let r = stack
+        .get(&school.crisis_team, &format!("/v1/hotline-calls/{id}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let detail: Value = r.json().await.expect("json");
+    assert_eq!(detail["summary"], "confidential summary");
+    let r = stack
+        .get(
+            &stack.other_school.crisis_team,
+            &format!("/v1/hotline-calls/{id}"),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = stack
+        .get(&school.leader, &format!("/v1/hotline-calls/{id}"))
+        .await;
+    assert_eq!(r.status(), 403);
     let path = format!("/v1/hotline-calls/{id}/link");
     let r = stack
         .post_json(

@@ -65,6 +65,7 @@ pub struct AppState {
         routes::hotline::import,
         routes::hotline::alerts,
         routes::hotline::link,
+        routes::hotline::get,
         routes::zero_reports::periods,
         routes::zero_reports::submit,
         routes::zero_reports::compliance,
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/hotline-calls", post(routes::hotline::log))
         .route("/v1/hotline-alerts", get(routes::hotline::alerts))
         .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
+        .route("/v1/hotline-calls/{id}", get(routes::hotline::get))
         .route(
             "/v1/zero-report-periods",
             get(routes::zero_reports::periods),

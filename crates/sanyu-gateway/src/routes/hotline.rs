@@ -686,6 +686,83 @@ pub async fn alerts(
     Ok(Json(HotlineAlerts { alerts }))
 }
 
+/// One call in full, for the crisis team and counsellors of the school: the
+/// summary is opened only here, and the read is audited.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HotlineCallDetail {
+    pub id: Uuid,
+    pub reference: String,
+    pub call_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub caller_type: String,
+    pub student_id: Option<Uuid>,
+    /// Six y/n, a dash, y/n for recent behaviour.
+    pub cssrs: Option<String>,
+    pub rating: Option<String>,
+    pub level: String,
+    pub summary: Option<String>,
+    pub counsellor: Option<String>,
+    pub referral_advice: Option<String>,
+    pub alert: Option<String>,
+    pub linked_at: Option<DateTime<Utc>>,
+}
+
+/// Read one call (another school's call answers 404).
+#[utoipa::path(get, path = "/v1/hotline-calls/{id}", tag = "hotline",
+    params(("id" = Uuid, Path, description = "The call record's id")),
+    responses((status = 200, body = HotlineCallDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(token_id))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Result<Json<HotlineCallDetail>, ApiError> {
+    if !may_work_alerts(&caller) {
+        return Err(ApiError::Forbidden(
+            "only the crisis team and counsellors read hotline calls",
+        ));
+    }
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("hotline call"))?;
+    let row = hotline_call::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|r| r.school_id == caller.school_id)
+        .ok_or(ApiError::NotFound("hotline call"))?;
+    let summary = row
+        .summary_sealed
+        .as_deref()
+        .map(|s| state.sealer.open(s))
+        .transpose()?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "hotline.read",
+        format!("hotline_call:{id}"),
+    )
+    .await?;
+    Ok(Json(HotlineCallDetail {
+        id: row.id,
+        reference: call_reference(row.id),
+        call_id: row.call_id,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        caller_type: row.caller_type,
+        student_id: row.student_id,
+        cssrs: row.cssrs_answers,
+        rating: row.rating,
+        level: row.level,
+        summary,
+        counsellor: row.counsellor,
+        referral_advice: row.referral_advice,
+        alert: row.alert_state,
+        linked_at: row.linked_at,
+    }))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
