@@ -222,4 +222,27 @@ impl Stack {
         })
         .await
     }
+
+    /// `POST {path}` with a JSON body.
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// `POST {path}` with a CSV body.
+    pub async fn post_csv(&self, token: &str, path: &str, csv: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(csv.to_owned())
+            .send()
+            .await
+            .expect("POST csv")
+    }
 }

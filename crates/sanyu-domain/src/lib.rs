@@ -4,11 +4,13 @@
 pub mod access;
 pub mod case;
 pub mod escalation;
+pub mod hotline;
 pub mod level;
 pub mod lifecycle;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod zero_report;
 
 pub use access::{Access, CaseWork, Principal, Role};
 pub use case::{CaseStatus, case_reference, student_partition};

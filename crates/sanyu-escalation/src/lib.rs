@@ -515,3 +515,64 @@ pub async fn remind_follow_up(
         next: false,
     })
 }
+
+/// Reasons of notices about no case (rendered by the notifier).
+pub mod notice_reason {
+    /// An unidentified hotline caller was rated high or critical.
+    pub const HOTLINE_UNIDENTIFIED: &str = "hotline_unidentified";
+    /// A zero report is due soon and still missing.
+    pub const ZERO_REPORT_DUE: &str = "zero_report_due";
+    /// A zero report is past its deadline and missing.
+    pub const ZERO_REPORT_OVERDUE: &str = "zero_report_overdue";
+    /// A zero report is still missing after the further delay: the next level up.
+    pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
+}
+
+/// A notice about no case: an unidentified hotline caller, a missing zero report.
+pub struct PlainNotice<'a> {
+    pub school: &'a school::Model,
+    /// The period id or the hotline call reference (never a name).
+    pub reference: &'a str,
+    pub level: RiskLevel,
+    pub reason: &'a str,
+    pub at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+/// Enqueue one notification request (empty case id) to `recipient`; `key`
+/// makes it exactly-once. Runs in the caller's transaction.
+pub async fn request_plain(
+    txn: &impl ConnectionTrait,
+    n: &PlainNotice<'_>,
+    recipient: Uuid,
+    key: String,
+) -> Result<()> {
+    let event_id = format!("notify.requested:{key}");
+    let payload = Payload::NotificationRequested(v1::NotificationRequested {
+        notification_key: key,
+        case_id: String::new(),
+        case_reference: n.reference.to_owned(),
+        level: sanyu_events::level_to_proto(n.level) as i32,
+        recipient_staff_id: recipient.to_string(),
+        channel: v1::Channel::Email as i32,
+        reason: n.reason.to_owned(),
+        rung: 0,
+    });
+    outbox::enqueue(
+        txn,
+        OutboxEvent {
+            subject: subjects::notification_requested(&n.school.code),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                event_id.clone(),
+                n.at,
+                n.school.code.clone(),
+                0,
+                payload,
+            )),
+            event_id,
+            traceparent: n.traceparent.clone(),
+        },
+    )
+    .await?;
+    Ok(())
+}

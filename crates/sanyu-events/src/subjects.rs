@@ -33,6 +33,16 @@ pub fn screening_unmatched(school: &str) -> String {
     format!("sanyu.intake.screening.{}", token(school))
 }
 
+/// Subject of an identified student's hotline call.
+pub fn hotline_call(school: &str, partition: u32) -> String {
+    format!("sanyu.intake.hotline.{}.{partition}", token(school))
+}
+
+/// Subject of a unit's zero report.
+pub fn zero_report_submitted(school: &str) -> String {
+    format!("sanyu.zero.submitted.{}", token(school))
+}
+
 pub fn case_event(event: &str, school: &str, partition: u32) -> String {
     format!("sanyu.case.{event}.{}.{partition}", token(school))
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub escalation: sanyu_domain::EscalationPolicy,
     /// Screening imports running in the background of this process.
     pub imports: sanyu_importer::Runner,
+    /// The calendar of key dates for zero reports.
+    pub zero_report: sanyu_domain::zero_report::Calendar,
 }
 
 #[derive(OpenApi)]
@@ -65,6 +67,14 @@ pub struct AppState {
         routes::screening::status,
         routes::screening::results,
         routes::screening::errors,
+        routes::hotline::log,
+        routes::hotline::import,
+        routes::hotline::alerts,
+        routes::hotline::link,
+        routes::hotline::get,
+        routes::zero_reports::periods,
+        routes::zero_reports::submit,
+        routes::zero_reports::compliance,
     ),
     modifiers(&BearerAuth)
 )]
@@ -94,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     let roster = Router::new()
         .route("/v1/roster/students", post(routes::roster::students))
         .route("/v1/roster/staff", post(routes::roster::staff))
+        .route("/v1/hotline-calls/import", post(routes::hotline::import))
         .layer(DefaultBodyLimit::max(roster_limit));
     // Screening files are spooled to disk as they arrive, up to their own limit.
     let screening_upload = Router::new()
@@ -141,6 +152,19 @@ pub fn router(state: AppState) -> Router {
             "/v1/screening-imports/{id}/errors",
             get(routes::screening::errors),
         )
+        .route("/v1/hotline-calls", post(routes::hotline::log))
+        .route("/v1/hotline-alerts", get(routes::hotline::alerts))
+        .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
+        .route("/v1/hotline-calls/{id}", get(routes::hotline::get))
+        .route(
+            "/v1/zero-report-periods",
+            get(routes::zero_reports::periods),
+        )
+        .route(
+            "/v1/zero-report-periods/{id}/compliance",
+            get(routes::zero_reports::compliance),
+        )
+        .route("/v1/zero-reports", post(routes::zero_reports::submit))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
@@ -210,6 +234,7 @@ impl Gateway {
                 audit_key,
                 escalation: config.escalation.clone(),
                 imports,
+                zero_report: config.zero_report.clone(),
             },
         })
     }

@@ -86,10 +86,15 @@ impl Deliverer {
         envelope: &sanyu_events::Envelope,
         req: &v1::NotificationRequested,
     ) -> Result<Outcome, StoreError> {
-        let (Ok(case_id), Ok(staff_id)) = (
-            Uuid::parse_str(&req.case_id),
-            Uuid::parse_str(&req.recipient_staff_id),
-        ) else {
+        // A notice about no case (a missing zero report, an unidentified
+        // hotline caller) has an empty case id; the delivery log records nil.
+        let case_id = if req.case_id.is_empty() {
+            Ok(Uuid::nil())
+        } else {
+            Uuid::parse_str(&req.case_id)
+        };
+        let (Ok(case_id), Ok(staff_id)) = (case_id, Uuid::parse_str(&req.recipient_staff_id))
+        else {
             return Ok(Outcome::Reject("case or recipient id is not a uuid".into()));
         };
         let claim = {
@@ -187,6 +192,9 @@ impl Deliverer {
     /// The counsellor's email: the case reference, level and a link; never the
     /// student's name, the narrative or any score.
     fn compose(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
+        if req.case_id.is_empty() {
+            return self.compose_notice(to, req);
+        }
         let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Elevated);
         let (level_zh, urgency) = match level {
             RiskLevel::Critical => ("一级（critical）", "请立即处理 / act now"),
@@ -231,6 +239,51 @@ impl Deliverer {
                 level.as_str(),
                 what
             ))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Deliverer {
+    /// A notice about no case: a zero report missing, or an unidentified
+    /// hotline caller. The period id or call reference and a link; no names.
+    fn compose_notice(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
+        let (what, link) = match req.reason.as_str() {
+            "hotline_unidentified" => (
+                "热线来电：未识别身份的高风险来电者 / hotline: unidentified caller at high risk",
+                format!("{}/v1/hotline-alerts", self.base_url),
+            ),
+            "zero_report_due" => (
+                "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
+                format!("{}/v1/zero-report-periods", self.base_url),
+            ),
+            "zero_report_overdue" => (
+                "零报告已逾期未提交 / zero report overdue",
+                format!(
+                    "{}/v1/zero-report-periods/{}/compliance",
+                    self.base_url, req.case_reference
+                ),
+            ),
+            "zero_report_escalated" => (
+                "零报告逾期未提交，逐级上报 / zero report still missing (escalation)",
+                format!(
+                    "{}/v1/zero-report-periods/{}/compliance",
+                    self.base_url, req.case_reference
+                ),
+            ),
+            _ => ("三预通知 / Sanyu notice", self.base_url.clone()),
+        };
+        let body = format!(
+            "{what}\n\n             编号 / Reference: {reference}\n\n             查看 / Open: {link}\n\n             本邮件不含学生姓名与报告内容；请登录系统查看。\n             This message carries no student name or report text; sign in to see more.\n",
+            reference = req.case_reference,
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to
+                .parse()
+                .map_err(|e: lettre::address::AddressError| e.to_string())?)
+            .subject(format!("[Sanyu 三预] {} · {what}", req.case_reference))
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())

@@ -47,6 +47,8 @@ pub struct Config {
     pub escalation: sanyu_domain::EscalationPolicy,
     pub scheduler: SchedulerConfig,
     pub screening: ScreeningConfig,
+    /// The calendar of key dates for zero reports (零报告) and its reminders.
+    pub zero_report: sanyu_domain::zero_report::Calendar,
 }
 
 /// Screening imports (心理普查 files) run by the gateway.
@@ -252,6 +254,9 @@ impl Config {
                 c.escalation
                     .validate()
                     .map_err(|e| PlatformError::Config(format!("escalation: {e}")))?;
+                c.zero_report
+                    .validate()
+                    .map_err(|e| PlatformError::Config(e.to_string()))?;
                 Ok(c)
             })
     }
@@ -313,6 +318,10 @@ mod tests {
             .extract()
             .expect("deploy/sanyu.example.toml parses with every key known");
         assert_eq!(parsed.escalation, sanyu_domain::EscalationPolicy::default());
+        assert_eq!(
+            parsed.zero_report.reminder_offsets_secs,
+            sanyu_domain::zero_report::Calendar::default().reminder_offsets_secs
+        );
         assert_eq!(
             serde_json::to_value(&parsed.scheduler).ok(),
             serde_json::to_value(SchedulerConfig::default()).ok()

@@ -127,6 +127,11 @@ impl RulesEngine {
         let signal = match &envelope.payload {
             Some(Payload::ReportSubmitted(report)) => Signal::of_report(report)?,
             Some(Payload::ScreeningResult(result)) => Signal::of_screening(result)?,
+            // An identified student's hotline call is decided like a report at
+            // the call's level; unidentified calls never reach INTAKE.
+            Some(Payload::HotlineCall(call)) if !call.student_id.is_empty() => {
+                Signal::of_hotline(call)?
+            }
             _ => return Ok(Decided::Ignored),
         };
         let txn = begin_write(&self.db).await?;
@@ -159,6 +164,7 @@ struct Signal {
 
 enum SignalKind {
     Report,
+    Hotline,
     Screening { suicide_alert: bool },
 }
 
@@ -174,6 +180,16 @@ impl Signal {
             level: sanyu_events::level_from_proto(report.suggested_level)
                 .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?,
             kind: SignalKind::Report,
+        })
+    }
+
+    fn of_hotline(call: &v1::HotlineCallLogged) -> Result<Self, RulesError> {
+        Ok(Self {
+            student_id: parse_uuid("student_id", &call.student_id)?,
+            source_id: parse_uuid("record_id", &call.record_id)?,
+            level: sanyu_events::level_from_proto(call.risk_level)
+                .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?,
+            kind: SignalKind::Hotline,
         })
     }
 
@@ -202,7 +218,7 @@ impl Signal {
 
     fn decide(&self, open: Option<OpenCaseView>) -> Decision {
         match self.kind {
-            SignalKind::Report => decide_report(self.level, open),
+            SignalKind::Report | SignalKind::Hotline => decide_report(self.level, open),
             SignalKind::Screening { suicide_alert } => {
                 decide_screening(self.level, suicide_alert, open)
             }

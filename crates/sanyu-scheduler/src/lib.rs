@@ -11,6 +11,10 @@
 //! Time is injected: [`Scheduler::tick`] and [`Scheduler::audit`] take `now`,
 //! so tests drive the ladder minute by minute without waiting.
 
+pub mod zero_report;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -79,6 +83,10 @@ pub struct Scheduler {
     grace: chrono::Duration,
     alarms: opentelemetry::metrics::Counter<u64>,
     fired: opentelemetry::metrics::Counter<u64>,
+    /// The calendar of key dates whose zero-report timers this worker materialises.
+    zero_report: sanyu_domain::zero_report::Calendar,
+    /// (period, school) pairs whose timers are already scheduled.
+    materialised: Arc<Mutex<HashSet<(String, uuid::Uuid)>>>,
 }
 
 impl Scheduler {
@@ -100,12 +108,44 @@ impl Scheduler {
                 .u64_counter("sanyu.scheduler.timers_fired")
                 .with_description("Durable timers fired")
                 .build(),
+            zero_report: sanyu_domain::zero_report::Calendar::default(),
+            materialised: Arc::default(),
         }
+    }
+
+    /// The calendar of key dates: its reminder timers are scheduled on each tick.
+    pub fn with_zero_reports(mut self, calendar: sanyu_domain::zero_report::Calendar) -> Self {
+        self.zero_report = calendar;
+        self
+    }
+
+    /// Schedule the timers of the zero-report calendar (idempotent by key).
+    async fn materialise_zero_reports(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        if self.zero_report.periods.is_empty() {
+            return Ok(());
+        }
+        let mut done = self
+            .materialised
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        let scheduled =
+            zero_report::materialise(&self.db, &self.zero_report, now, &mut done).await?;
+        if scheduled > 0 {
+            tracing::info!(scheduled, "zero-report timers scheduled");
+        }
+        if let Ok(mut d) = self.materialised.lock() {
+            *d = done;
+        }
+        Ok(())
     }
 
     /// Fire every timer due at `now` (in batches).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, SchedulerError> {
         let mut tick = Tick::default();
+        if let Err(e) = self.materialise_zero_reports(now).await {
+            tracing::warn!(error = %e, "zero-report timers not scheduled; will retry");
+        }
         // One batch per tick: a timer whose effect keeps failing is skipped
         // (and retried next tick) without holding up the others behind it; if
         // it never succeeds, the ladder auditor reports its rung as late.
@@ -163,6 +203,18 @@ impl Scheduler {
                     false
                 }
             },
+            zero_report::ZERO_REPORT_TIMER => {
+                match serde_json::from_str::<zero_report::ZeroReportTimer>(&t.payload) {
+                    Ok(z) => zero_report::fire(&*txn, &self.zero_report, &z, now)
+                        .await?
+                        .is_some(),
+                    Err(e) => {
+                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
+                            .await?;
+                        false
+                    }
+                }
+            }
             other => {
                 self.unknown_timer(&*txn, t, &format!("unknown timer kind `{other}`"))
                     .await?;
@@ -320,7 +372,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
     let s = &config.scheduler;
-    let scheduler = Scheduler::new(db.clone(), waker, Duration::from_secs(s.audit_grace_secs));
+    let scheduler = Scheduler::new(db.clone(), waker, Duration::from_secs(s.audit_grace_secs))
+        .with_zero_reports(config.zero_report.clone());
     shutdown.tracker.spawn(scheduler.run(
         Duration::from_millis(s.poll_interval_ms.max(10)),
         Duration::from_secs(s.audit_interval_secs.max(1)),

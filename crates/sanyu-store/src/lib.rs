@@ -19,6 +19,7 @@ pub mod roster;
 pub mod screening;
 pub mod timers;
 pub mod tokens;
+pub mod zero_reports;
 
 pub use db::{Db, DbConfig, WriteTxn, begin_write};
 pub use sea_orm;

@@ -1,0 +1,261 @@
+//! Zero reports (零报告): at key dates every unit reports, even when there is
+//! nothing to report, so that silence is never mistaken for safety.
+//!
+//! The calendar is configuration: periods with an open time, a deadline and
+//! the levels that report (`class`: classes report to their school;
+//! `school`: schools report to the district). A period applies to every school
+//! of the deployment, or to one school (`school = "<code>"`), which is how a
+//! school adds its own key dates to the district's calendar.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The unit that reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Each class reports to its school (head teacher).
+    Class,
+    /// Each school reports to the district (the school's leader).
+    School,
+}
+
+/// One key date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    /// Stable id, e.g. `2026-autumn-final`.
+    pub id: String,
+    pub name: String,
+    /// term_start, midterm_exam, final_exam, zhongkao, gaokao, holiday, special_event, …
+    pub kind: String,
+    pub opens_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    /// Which levels report (default both).
+    #[serde(default = "both")]
+    pub levels: Vec<Level>,
+    /// Only this school (code); none for every school.
+    #[serde(default)]
+    pub school: Option<String>,
+}
+
+fn both() -> Vec<Level> {
+    vec![Level::Class, Level::School]
+}
+
+/// The calendar and its reminder policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Calendar {
+    pub periods: Vec<Period>,
+    /// Reminders to the unit's reporter this long before the deadline.
+    pub reminder_offsets_secs: Vec<u64>,
+    /// After the deadline, the unit's leader is told after this delay.
+    pub overdue_after_secs: u64,
+    /// … and the next level up after this further delay.
+    pub escalate_after_secs: u64,
+    /// Periods whose deadline passed within this long are still listed.
+    pub recent_days: u32,
+}
+
+impl Default for Calendar {
+    fn default() -> Self {
+        Self {
+            periods: Vec::new(),
+            reminder_offsets_secs: vec![24 * 3600, 2 * 3600],
+            overdue_after_secs: 0,
+            escalate_after_secs: 24 * 3600,
+            recent_days: 30,
+        }
+    }
+}
+
+/// A calendar that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("zero_report period `{0}`: the deadline is not after the open time")]
+    Deadline(String),
+    #[error("zero_report period id `{0}` appears twice")]
+    Duplicate(String),
+    #[error("zero_report period `{0}` names no reporting level")]
+    NoLevel(String),
+    #[error("zero_report period id `{0}` must be 1 to 64 of [A-Za-z0-9_-]")]
+    Id(String),
+}
+
+/// Where a unit's report stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitState {
+    Incidents,
+    Zero,
+    Missing,
+}
+
+impl UnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incidents => "incidents",
+            Self::Zero => "zero",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+/// The stage of a reminder timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Before the deadline: the unit's reporter.
+    Reminder,
+    /// After the deadline: the unit's leader.
+    Overdue,
+    /// After a further delay: the next level up.
+    Escalated,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reminder => "reminder",
+            Self::Overdue => "overdue",
+            Self::Escalated => "escalated",
+        }
+    }
+}
+
+impl Period {
+    pub fn applies_to(&self, school_code: &str) -> bool {
+        self.school.as_deref().is_none_or(|s| s == school_code)
+    }
+
+    pub fn has(&self, level: Level) -> bool {
+        self.levels.contains(&level)
+    }
+
+    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
+        self.opens_at <= now
+    }
+
+    pub fn is_late(&self, at: DateTime<Utc>) -> bool {
+        at > self.deadline
+    }
+}
+
+impl Calendar {
+    pub fn validate(&self) -> Result<(), CalendarError> {
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.periods {
+            if p.id.is_empty()
+                || p.id.len() > 64
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(CalendarError::Id(p.id.clone()));
+            }
+            if !seen.insert(p.id.as_str()) {
+                return Err(CalendarError::Duplicate(p.id.clone()));
+            }
+            if p.deadline <= p.opens_at {
+                return Err(CalendarError::Deadline(p.id.clone()));
+            }
+            if p.levels.is_empty() {
+                return Err(CalendarError::NoLevel(p.id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn period(&self, id: &str) -> Option<&Period> {
+        self.periods.iter().find(|p| p.id == id)
+    }
+
+    /// Periods of a school that are open now or whose deadline passed recently.
+    pub fn visible(&self, school_code: &str, now: DateTime<Utc>) -> Vec<&Period> {
+        let recent = Duration::days(i64::from(self.recent_days));
+        self.periods
+            .iter()
+            .filter(|p| p.applies_to(school_code) && p.is_open(now) && p.deadline + recent >= now)
+            .collect()
+    }
+
+    /// Every reminder of a period: (stage, offset or delay in seconds, due time).
+    pub fn timers(&self, p: &Period) -> Vec<(Stage, u64, DateTime<Utc>)> {
+        let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
+        let mut out: Vec<_> = self
+            .reminder_offsets_secs
+            .iter()
+            .map(|o| (Stage::Reminder, *o, (p.deadline - secs(*o)).max(p.opens_at)))
+            .collect();
+        let overdue = p.deadline + secs(self.overdue_after_secs);
+        out.push((Stage::Overdue, self.overdue_after_secs, overdue));
+        out.push((
+            Stage::Escalated,
+            self.escalate_after_secs,
+            overdue + secs(self.escalate_after_secs),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn period() -> Period {
+        let opens = DateTime::parse_from_rfc3339("2026-12-20T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        Period {
+            id: "final".into(),
+            name: "期末考试".into(),
+            kind: "final_exam".into(),
+            opens_at: opens,
+            deadline: opens + Duration::days(5),
+            levels: both(),
+            school: None,
+        }
+    }
+
+    #[test]
+    fn reminders_come_before_the_deadline_and_escalations_after_it() {
+        let cal = Calendar {
+            periods: vec![period()],
+            ..Calendar::default()
+        };
+        cal.validate().expect("valid");
+        let p = period();
+        let t = cal.timers(&p);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0].2, p.deadline - Duration::hours(24));
+        assert_eq!(t[1].2, p.deadline - Duration::hours(2));
+        assert_eq!(t[2], (Stage::Overdue, 0, p.deadline));
+        assert_eq!(t[3].2, p.deadline + Duration::hours(24));
+    }
+
+    #[test]
+    fn a_bad_calendar_is_refused() {
+        let mut p = period();
+        p.deadline = p.opens_at;
+        let cal = Calendar {
+            periods: vec![p],
+            ..Calendar::default()
+        };
+        assert!(matches!(cal.validate(), Err(CalendarError::Deadline(_))));
+        let cal = Calendar {
+            periods: vec![period(), period()],
+            ..Calendar::default()
+        };
+        assert!(matches!(cal.validate(), Err(CalendarError::Duplicate(_))));
+    }
+
+    #[test]
+    fn a_school_period_applies_to_that_school_only() {
+        let mut p = period();
+        p.school = Some("SCH1".into());
+        assert!(p.applies_to("SCH1"));
+        assert!(!p.applies_to("SCH2"));
+    }
+}

@@ -1,0 +1,39 @@
+//! Table `hotline_calls`: calls of a school's psychological support hotline.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "hotline_calls")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub school_id: Uuid,
+    /// The hotline system's own call id (unique per school).
+    pub call_id: String,
+    pub started_at: DateTimeUtc,
+    pub ended_at: Option<DateTimeUtc>,
+    pub caller_type: String,
+    pub student_id: Option<Uuid>,
+    /// C-SSRS screener answers as six `y`/`n` characters and a seventh for
+    /// recent behaviour (within 3 months), e.g. `nnnnnn-n`.
+    pub cssrs_answers: Option<String>,
+    /// The hotline counsellor's rating: watch, elevated, high, critical.
+    pub rating: Option<String>,
+    /// The level the call was decided at.
+    pub level: String,
+    /// Summary sealed with the data key (nonce || ciphertext).
+    pub summary_sealed: Option<Vec<u8>>,
+    pub counsellor: Option<String>,
+    pub referral_advice: Option<String>,
+    /// `open` for an unidentified high/critical caller, `linked` once linked.
+    pub alert_state: Option<String>,
+    pub linked_at: Option<DateTimeUtc>,
+    /// The INTAKE event of an identified call (`hotline:<id>`).
+    pub event_id: Option<String>,
+    pub submitted_by: Uuid,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
