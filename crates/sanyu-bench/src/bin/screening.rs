@@ -1,0 +1,306 @@
+//! `sanyu-bench-screening`: a mass screening imported end to end, with
+//! JetStream at production durability (`sync_interval: always`) and
+//! PostgreSQL: file → scored results stored → signals (outbox → INTAKE) →
+//! rules decisions → cases. Prints rows/s, peak memory, and two reference
+//! rates measured in the same run on the same servers: a PostgreSQL batched
+//! insert of the same result rows, and a JetStream publish (awaited ack) of
+//! one message per row.
+//!
+//! `cargo run --release -p sanyu-bench --bin sanyu-bench-screening -- --rows 100000`
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{NaiveDate, Utc};
+use clap::Parser;
+use sanyu_importer::{Declaration, NewJob, ProcessOptions};
+use sanyu_platform::config::Secret;
+use sanyu_platform::relay::Waker;
+use sanyu_platform::{Config, Shutdown, telemetry};
+use sanyu_screening::ColumnProfile;
+use sanyu_store::entities::{case, processed_message, screening_result, student};
+use sanyu_test_support::{NatsServer, TestDb, fixtures};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(about = "Screening import end to end at production durability")]
+struct Args {
+    /// Rows (one student each).
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Share of rows with a positive suicide item, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    suicide_percent: f64,
+    /// Share of rows past a cut-off (moderate or worse), in percent.
+    #[arg(long, default_value_t = 10.0)]
+    positive_percent: f64,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 500)]
+    batch_rows: usize,
+    /// Skip the end-to-end wait for the rules engine (import only).
+    #[arg(long)]
+    import_only: bool,
+    #[arg(
+        long,
+        env = "SANYU_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A PHQ-9 file: most rows minimal, `positive_percent` moderate or worse,
+/// `suicide_percent` with item 9 positive. Deterministic.
+fn write_file(path: &std::path::Path, args: &Args) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9"
+    )?;
+    let suicide_every = (100.0 / args.suicide_percent.max(0.001)).round() as usize;
+    let positive_every = (100.0 / args.positive_percent.max(0.001)).round() as usize;
+    for i in 0..args.rows {
+        let items = if i % suicide_every == suicide_every / 2 {
+            "1,1,1,1,1,1,1,1,1"
+        } else if i % positive_every == 0 {
+            "2,2,2,2,2,1,1,0,0"
+        } else {
+            "0,1,0,1,0,0,0,0,0"
+        };
+        writeln!(out, "P{i:07},{items}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn add_students(db: &sanyu_store::Db, code: &str, n: usize) -> Result<()> {
+    let school = sanyu_store::roster::school_by_code(db, code)
+        .await?
+        .context("school")?;
+    let class = sanyu_store::entities::class::Entity::find()
+        .filter(sanyu_store::entities::class::Column::SchoolId.eq(school.id))
+        .one(db)
+        .await?
+        .context("class")?;
+    let now = Utc::now();
+    let mut i = 0;
+    while i < n {
+        let chunk: Vec<student::ActiveModel> = (i..(i + 2000).min(n))
+            .map(|k| student::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                school_id: Set(school.id),
+                class_id: Set(class.id),
+                student_no: Set(format!("P{k:07}")),
+                name: Set(format!("Bench {k}")),
+                gender: Set(None),
+                active: Set(true),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .collect();
+        student::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+        i += 2000;
+    }
+    Ok(())
+}
+
+/// Reference 1: the same result rows inserted in batches of `batch` per transaction.
+async fn reference_insert(
+    db: &sanyu_store::Db,
+    import_id: Uuid,
+    rows: usize,
+    batch: usize,
+) -> Result<f64> {
+    let now = Utc::now();
+    let date = NaiveDate::from_ymd_opt(2026, 11, 20).context("date")?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < rows {
+        let txn = sanyu_store::begin_write(db).await?;
+        let end = (i + batch).min(rows);
+        let mut k = i;
+        while k < end {
+            let chunk: Vec<screening_result::ActiveModel> = (k..(k + 500).min(end))
+                .map(|r| screening_result::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    import_id: Set(import_id),
+                    // Row numbers past the imported file's (same import, unique rows).
+                    row_number: Set(10_000_000 + r as i64),
+                    student_id: Set(None),
+                    student_no: Set(format!("R{r:07}")),
+                    instrument: Set("phq9".into()),
+                    administered_on: Set(date),
+                    outcome: Set("ok".into()),
+                    reason: Set(None),
+                    total: Set(Some(2)),
+                    band: Set(Some("minimal".into())),
+                    subscales: Set(Some("[]".into())),
+                    flags: Set("[]".into()),
+                    level: Set(None),
+                    event_id: Set(None),
+                    created_at: Set(now),
+                })
+                .collect();
+            screening_result::Entity::insert_many(chunk)
+                .exec_without_returning(&*txn)
+                .await?;
+            k += 500;
+        }
+        txn.commit().await?;
+        i = end;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reference 2: one JetStream publish per row, each awaited, on a scratch stream.
+async fn reference_publish(nats: &NatsServer, n: usize) -> Result<f64> {
+    let client = nats.client().await;
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "BENCHREF".into(),
+        subjects: vec!["benchref.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let payload = bytes::Bytes::from(vec![0u8; 200]);
+    let started = Instant::now();
+    for i in 0..n {
+        js.publish(format!("benchref.{}", i % 16), payload.clone())
+            .await?
+            .await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    sanyu_platform::install_crypto_provider();
+    let args = Args::parse();
+    let db = TestDb::postgres_at(&args.pg_url).await;
+    let nats = NatsServer::start_with(true).await;
+    let conn = db.connect().await;
+    fixtures::seed_school(&conn, "SCREEN").await;
+    add_students(&conn, "SCREEN", args.rows).await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("phq9.csv");
+    write_file(&file, &args)?;
+
+    let mut config = Config::default();
+    config.database.url = Secret::new(db.url());
+    config.database.max_connections = 16;
+    config.nats.url = nats.url();
+    config.security.data_key = Secret::new(sanyu_store::crypto::Sealer::generate_key());
+    config.smtp.file_dir = dir.path().join("mail").display().to_string();
+    config.telemetry.log_filter = "warn".into();
+    config.telemetry.log_format = "pretty".into();
+    let telemetry = telemetry::init("sanyu-bench-screening", &config.telemetry)?;
+    let shutdown = Shutdown::new();
+    let rules = tokio::spawn(sanyu_rules::run(config.clone(), shutdown.clone()));
+    // The importer's outbox rows are published by a relay in this process.
+    let backbone = sanyu_platform::nats::connect(&config.nats, "bench").await?;
+    backbone.ensure_streams().await?;
+    let waker = Waker::default();
+    let relay =
+        sanyu_platform::relay::OutboxRelay::new(conn.clone(), backbone.clone(), waker.clone());
+    shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let school = sanyu_store::roster::school_by_code(&conn, "SCREEN")
+        .await?
+        .context("school")?;
+    println!(
+        "rows={} suicide={}% positive={}% batch={} backend=postgresql nats=sync_interval: always",
+        args.rows, args.suicide_percent, args.positive_percent, args.batch_rows
+    );
+    let started = Instant::now();
+    let job = sanyu_importer::prepare(
+        &conn,
+        NewJob {
+            id: Uuid::now_v7(),
+            school,
+            declaration: Declaration {
+                instrument: "PHQ-9".into(),
+                coding: "0-3".into(),
+                administered_on: NaiveDate::from_ymd_opt(2026, 11, 20).context("date")?,
+                sheet: None,
+                profile: ColumnProfile::default(),
+                file_name: "phq9.csv".into(),
+            },
+            path: file.clone(),
+            created_by: None,
+        },
+    )
+    .await?;
+    let options = ProcessOptions {
+        batch_rows: args.batch_rows,
+        ..ProcessOptions::default()
+    };
+    let done = sanyu_importer::process(&conn, &waker, job.id, &options).await?;
+    let imported = started.elapsed();
+    let signals = sanyu_store::entities::outbox::Entity::find()
+        .filter(
+            sanyu_store::entities::outbox::Column::Subject.starts_with("sanyu.intake.screening."),
+        )
+        .count(&conn)
+        .await?;
+    println!(
+        "import: {} rows read, {} accepted, {} alerts, {} signals in {:.2} s = {:.0} rows/s",
+        done.rows_read,
+        done.rows_accepted,
+        done.alerts_raised,
+        signals,
+        imported.as_secs_f64(),
+        done.rows_read as f64 / imported.as_secs_f64()
+    );
+    if !args.import_only {
+        // Until the rules engine has decided every signal.
+        loop {
+            let decided = processed_message::Entity::find()
+                .filter(processed_message::Column::Consumer.eq(sanyu_rules::CONSUMER))
+                .count(&conn)
+                .await?;
+            if decided >= signals {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let e2e = started.elapsed();
+        let cases = case::Entity::find().count(&conn).await?;
+        println!(
+            "end to end (file → results → signals → rules decisions → {cases} cases): {:.2} s = {:.0} rows/s",
+            e2e.as_secs_f64(),
+            done.rows_read as f64 / e2e.as_secs_f64()
+        );
+    }
+    println!(
+        "peak memory (whole process, VmHWM): {:.0} MiB",
+        peak_rss_mib()
+    );
+    shutdown.token.cancel();
+    let _ = rules.await;
+    shutdown.wait(Duration::from_secs(10)).await;
+
+    let insert_rate =
+        reference_insert(&conn, job.id, args.rows.min(100_000), args.batch_rows).await?;
+    println!("reference: PostgreSQL batched insert of result rows: {insert_rate:.0} rows/s");
+    let publish_rate = reference_publish(&nats, 5_000).await?;
+    println!("reference: JetStream publish, one awaited message per row: {publish_rate:.0} msg/s");
+    telemetry.shutdown();
+    Ok(())
+}
