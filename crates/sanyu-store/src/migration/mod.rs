@@ -9,6 +9,7 @@ mod m20261129_000003_create_reports_and_cases;
 mod m20261129_000004_create_messaging;
 mod m20261129_000005_create_audit_log;
 mod m20261129_000006_create_case_work;
+mod m20261129_000008_create_delivery_attempts;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_create_messaging::Migration),
             Box::new(m20261129_000005_create_audit_log::Migration),
             Box::new(m20261129_000006_create_case_work::Migration),
+            Box::new(m20261129_000008_create_delivery_attempts::Migration),
         ]
     }
 }
