@@ -1,0 +1,108 @@
+//! What the notifier says: the facts of one notification, read only through
+//! `sanyu_sms::NotificationFacts`, and the email and SMS rendered from them by
+//! `sanyu-sms`'s templates (which refuse denied words). The student's name,
+//! the narrative and any score are not even loaded.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use chrono_tz::Tz;
+use lettre::Message;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use sanyu_domain::RiskLevel;
+use sanyu_sms::{
+    AlertLevel, Audience, Locale, NotificationFacts, RenderedSms, TemplateError, render_sms,
+    render_staff_email,
+};
+
+/// The facts a staff message may carry: school, case reference, level, link, time.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub school_name: String,
+    pub case_reference: String,
+    pub level: AlertLevel,
+    pub case_link: String,
+    pub occurred_at: DateTime<FixedOffset>,
+}
+
+impl Facts {
+    pub fn new(
+        school_name: &str,
+        case_reference: &str,
+        level: RiskLevel,
+        base_url: &str,
+        case_id: &str,
+        occurred_at: DateTime<Utc>,
+        tz: Tz,
+    ) -> Self {
+        Self {
+            school_name: school_name.to_owned(),
+            case_reference: case_reference.to_owned(),
+            level: match level {
+                RiskLevel::Critical => AlertLevel::Critical,
+                RiskLevel::High => AlertLevel::High,
+                RiskLevel::Elevated | RiskLevel::Watch => AlertLevel::Elevated,
+            },
+            case_link: format!("{}/v1/cases/{case_id}", base_url.trim_end_matches('/')),
+            occurred_at: occurred_at.with_timezone(&tz).fixed_offset(),
+        }
+    }
+}
+
+impl NotificationFacts for Facts {
+    fn school_name(&self) -> &str {
+        &self.school_name
+    }
+    fn case_reference(&self) -> &str {
+        &self.case_reference
+    }
+    fn level(&self) -> AlertLevel {
+        self.level
+    }
+    fn case_link(&self) -> &str {
+        &self.case_link
+    }
+    fn occurred_at(&self) -> DateTime<FixedOffset> {
+        self.occurred_at
+    }
+    // Staff messages only: the guardian's fields are never rendered here.
+    fn counsellor_display_name(&self) -> &str {
+        ""
+    }
+    fn counsellor_phone(&self) -> &str {
+        ""
+    }
+}
+
+/// The staff SMS.
+pub fn staff_sms(locale: Locale, facts: &Facts) -> Result<RenderedSms, TemplateError> {
+    render_sms(Audience::Staff, locale, facts)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("recipient email address is not valid")]
+    Address,
+    #[error("email could not be built: {0}")]
+    Build(String),
+}
+
+/// The staff email: subject and plain-text body from the templates, with the
+/// case reference, level, time and the link.
+pub fn staff_email(
+    locale: Locale,
+    facts: &Facts,
+    from: &Mailbox,
+    to: &str,
+) -> Result<Message, ComposeError> {
+    let rendered = render_staff_email(locale, facts)?;
+    let to: Mailbox = to.trim().parse().map_err(|_| ComposeError::Address)?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(rendered.body)
+        .map_err(|e| ComposeError::Build(e.to_string()))
+}
