@@ -34,6 +34,8 @@ pub struct AppState {
     pub audit_key: sanyu_store::audit::AuditKey,
     /// The escalation ladders snapshotted onto cases when a person changes a level or reopens.
     pub escalation: sanyu_domain::EscalationPolicy,
+    /// The SMS delivery-receipt routes' secrets.
+    pub receipts: std::sync::Arc<routes::receipts::ReceiptSettings>,
 }
 
 #[derive(OpenApi)]
@@ -59,6 +61,7 @@ pub struct AppState {
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::dead_letters,
+        routes::receipts::receive,
     ),
     modifiers(&BearerAuth)
 )]
@@ -120,6 +123,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::students::timeline),
         )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .route(
+            "/v1/sms/receipts/{provider}/{secret}",
+            post(routes::receipts::receive),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .layer(
@@ -134,11 +141,18 @@ pub fn router(state: AppState) -> Router {
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        // Path only: ids, never query strings or bodies.
+                        // Path only: ids, never query strings or bodies; the
+                        // receipt routes' path secret is not logged.
+                        let path = req.uri().path();
+                        let path = if path.starts_with(routes::receipts::PREFIX) {
+                            routes::receipts::PREFIX
+                        } else {
+                            path
+                        };
                         tracing::info_span!(
                             "http",
                             method = %req.method(),
-                            path = %req.uri().path(),
+                            path = %path,
                             request_id,
                         )
                     }),
@@ -178,6 +192,9 @@ impl Gateway {
                 body_limit: config.http.body_limit_bytes,
                 audit_key,
                 escalation: config.escalation.clone(),
+                receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(
+                    config,
+                )),
             },
         })
     }

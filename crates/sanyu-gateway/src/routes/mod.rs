@@ -1,6 +1,7 @@
 pub mod cases;
 pub mod casework;
 pub mod ops;
+pub mod receipts;
 pub mod reports;
 pub mod roster;
 pub mod students;
