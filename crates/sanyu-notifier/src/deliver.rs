@@ -25,10 +25,15 @@
 //!   on an expired claim; out of time, the claim is released and the request
 //!   redelivered.
 //! * **Failover across channels.** When every channel of the level failed for
-//!   a person, the other channels are tried (SMS fails → email; an elevated
-//!   case to someone without an email → SMS). When nothing reached the person,
-//!   the rows stay `failed`: the ladder auditor raises an alarm to the crisis
-//!   team and the ladder moves on by its own timers.
+//!   a person, the other channels are tried at once (SMS fails → email; an
+//!   elevated case to someone without an email → SMS).
+//! * **After the failover.** A channel whose providers all failed
+//!   *permanently* is recorded `failed`. One that failed *transiently* (a
+//!   provider or SMTP outage) is released and the request redelivered with
+//!   JetStream's backoff, so it goes out when the provider is back; on the
+//!   request's last delivery it is recorded `failed`. A person no channel
+//!   reached has only `failed` rows: the ladder auditor raises an alarm to the
+//!   crisis team, and the ladder moves on by its own timers.
 //! * **Critical is never held back.** Non-critical messages wait for the end
 //!   of quiet hours and respect per-recipient and per-provider rate limits (the
 //!   message is redelivered when they allow it); a critical message skips
@@ -120,11 +125,19 @@ enum ChannelResult {
     Deferred(Duration, String),
     /// Try again later (another worker holds it, or out of time).
     Retry(String),
+    /// Every provider failed, at least one transiently: the row is released
+    /// and the request will be redelivered (JetStream backoff) until its last
+    /// delivery, when it is recorded as failed. Counts as failed for failover.
+    Failing(String),
 }
 
 impl ChannelResult {
     fn reached(&self) -> bool {
         matches!(self, Self::Done(s) if s != deliveries::FAILED)
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self, Self::Done(s) if s == deliveries::FAILED) || matches!(self, Self::Failing(_))
     }
 }
 
@@ -135,7 +148,11 @@ enum Sent {
         message_id: Option<String>,
         latency_ms: i64,
     },
-    Failed(String),
+    /// Every provider failed; `transient` when one of them may still work later.
+    Failed {
+        error: String,
+        transient: bool,
+    },
     OutOfTime(String),
     Deferred(Duration, String),
 }
@@ -331,10 +348,7 @@ impl Deliverer {
             results.push(r?);
         }
         // Every planned channel failed: try the others, one after another.
-        if results
-            .iter()
-            .all(|r| matches!(r, ChannelResult::Done(s) if s == deliveries::FAILED))
-        {
+        if results.iter().all(ChannelResult::failed) {
             for channel in [NotifyChannel::Sms, NotifyChannel::Email] {
                 if planned.contains(&channel) || !self.enabled(channel) {
                     continue;
@@ -351,7 +365,9 @@ impl Deliverer {
         let mut defer: Option<(Duration, String)> = None;
         for r in &results {
             match r {
-                ChannelResult::Retry(reason) => return Ok(Outcome::Retry(reason.clone())),
+                ChannelResult::Retry(reason) | ChannelResult::Failing(reason) => {
+                    return Ok(Outcome::Retry(reason.clone()));
+                }
                 ChannelResult::Deferred(d, why) => {
                     if defer.as_ref().is_none_or(|(cur, _)| d < cur) {
                         defer = Some((*d, why.clone()));
@@ -475,7 +491,15 @@ impl Deliverer {
                 tracing::info!(key = %key, provider, latency_ms, "notification sent");
                 Ok(ChannelResult::Done(deliveries::SENT.to_owned()))
             }
-            Sent::Failed(error) => {
+            Sent::Failed {
+                error,
+                transient: true,
+            } if !ctx.last_chance => {
+                self.release(&key, error.clone()).await?;
+                tracing::warn!(key = %key, channel = channel.as_str(), error = %error, "every provider failed for now; the request will be redelivered");
+                Ok(ChannelResult::Failing(error))
+            }
+            Sent::Failed { error, .. } => {
                 let txn = begin_write(&self.db).await?;
                 deliveries::finish(&*txn, &key, deliveries::FAILED, Some(error.clone())).await?;
                 self.enqueue_result(
@@ -523,7 +547,10 @@ impl Deliverer {
     ) -> Result<Sent, StoreError> {
         self.record_failure(ctx, key, channel, "none", false, &why, 0)
             .await?;
-        Ok(Sent::Failed(why))
+        Ok(Sent::Failed {
+            error: why,
+            transient: false,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -673,6 +700,7 @@ impl Deliverer {
         let budget = deadline.saturating_duration_since(start);
         let n = u32::try_from(targets.len().max(1)).unwrap_or(1);
         let mut last_error = String::from("no provider configured");
+        let mut any_transient = false;
         for (i, target) in targets.iter().enumerate() {
             let share_end = start + budget * (u32::try_from(i).unwrap_or(0) + 1) / n;
             let mut delays = backon::ExponentialBuilder::new()
@@ -736,6 +764,7 @@ impl Deliverer {
                 if !transient {
                     break;
                 }
+                any_transient = true;
                 match delays.next() {
                     Some(delay) if Instant::now() + delay < share_end => {
                         tokio::time::sleep(delay).await;
@@ -744,7 +773,10 @@ impl Deliverer {
                 }
             }
         }
-        Ok(Sent::Failed(last_error))
+        Ok(Sent::Failed {
+            error: last_error,
+            transient: any_transient,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

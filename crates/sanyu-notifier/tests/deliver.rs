@@ -324,7 +324,7 @@ async fn a_permanent_failure_is_not_retried_and_keeps_the_providers_reason() {
 }
 
 #[tokio::test]
-async fn when_every_sms_provider_fails_the_email_is_sent_instead() {
+async fn when_every_sms_provider_fails_the_email_is_sent_at_once_and_the_sms_retried_later() {
     let f = Fixture::new(TestDb::sqlite()).await;
     let mut config = f.config();
     config.notify.channels.high = vec![NotifyChannel::Sms];
@@ -335,17 +335,31 @@ async fn when_every_sms_provider_fails_the_email_is_sent_instead() {
     f.secondary
         .script_for("13900000003", Reply::HttpStatus(503));
     let (env, req) = request(f.staff_id("K1").await, RiskLevel::High);
-    assert_eq!(
+    // Both providers fail transiently: the email goes at once, the SMS is
+    // released and the request redelivered later.
+    assert!(matches!(
         deliverer.deliver(&env, &req, 1).await.unwrap(),
-        Outcome::Ack
-    );
-
+        Outcome::Retry(_)
+    ));
     assert_eq!(f.primary.received().len(), 2);
     assert_eq!(f.secondary.received().len(), 2);
-    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("pending"));
     assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
     let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(mails[0].to, vec!["counsellor@ntf1.test".to_owned()]);
+
+    // Still failing on the last delivery: the SMS is recorded failed, the
+    // email is not sent again.
+    assert_eq!(
+        deliverer
+            .deliver(&env, &req, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.smtp.received().len(), 1);
 }
 
 #[tokio::test]
@@ -363,11 +377,21 @@ async fn when_every_channel_fails_the_deliveries_are_failed_and_the_auditor_sees
     f.secondary
         .script_for("13900000003", Reply::TemplateRejected);
     let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
-    assert_eq!(
+    // The SMS fails for good; the SMTP outage may pass: retried later.
+    assert!(matches!(
         deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Retry(_)
+    ));
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("pending"));
+    // The last delivery gives up.
+    assert_eq!(
+        deliverer
+            .deliver(&env, &req, config.nats.max_deliver)
+            .await
+            .unwrap(),
         Outcome::Ack
     );
-
     assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
     assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("failed"));
     let case_id = Uuid::parse_str(&req.case_id).unwrap();
