@@ -388,6 +388,21 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_example_is_a_valid_configuration() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/sanyu.example.toml"
+        );
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(path))
+            .extract()
+            .map_err(|e| e.to_string())
+            .expect("deploy/sanyu.example.toml parses");
+        assert_eq!(c.notify.quiet_hours.end, "07:00");
+        assert_eq!(c.notify.channels.elevated, vec![NotifyChannel::Email]);
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn sms_providers_and_notify_policy_come_from_the_environment() {
         figment::Jail::expect_with(|jail| {
