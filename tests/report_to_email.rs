@@ -90,7 +90,11 @@ async fn a_teacher_report_reaches_the_counsellor_by_email(db: TestDb) {
     let mails = stack.smtp.wait_for(3, Duration::from_secs(30)).await;
     let mut critical_to: Vec<String> = Vec::new();
     for mail in &mails[1..] {
-        assert!(mail.subject().contains("critical"), "{}", mail.subject());
+        assert!(
+            mail.subject().contains("一级（紧急）"),
+            "{}",
+            mail.subject()
+        );
         critical_to.extend(mail.to.clone());
     }
     critical_to.sort();

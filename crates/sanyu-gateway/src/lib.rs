@@ -38,6 +38,8 @@ pub struct AppState {
     pub imports: sanyu_importer::Runner,
     /// The calendar of key dates for zero reports.
     pub zero_report: sanyu_domain::zero_report::Calendar,
+    /// The SMS delivery-receipt routes' secrets.
+    pub receipts: std::sync::Arc<routes::receipts::ReceiptSettings>,
 }
 
 #[derive(OpenApi)]
@@ -75,6 +77,7 @@ pub struct AppState {
         routes::zero_reports::periods,
         routes::zero_reports::submit,
         routes::zero_reports::compliance,
+        routes::receipts::receive,
     ),
     modifiers(&BearerAuth)
 )]
@@ -165,6 +168,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::zero_reports::compliance),
         )
         .route("/v1/zero-reports", post(routes::zero_reports::submit))
+        .route(
+            "/v1/sms/receipts/{provider}/{secret}",
+            post(routes::receipts::receive),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
@@ -180,11 +187,18 @@ pub fn router(state: AppState) -> Router {
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        // Path only: ids, never query strings or bodies.
+                        // Path only: ids, never query strings or bodies; the
+                        // receipt routes' path secret is not logged.
+                        let path = req.uri().path();
+                        let path = if path.starts_with(routes::receipts::PREFIX) {
+                            routes::receipts::PREFIX
+                        } else {
+                            path
+                        };
                         tracing::info_span!(
                             "http",
                             method = %req.method(),
-                            path = %req.uri().path(),
+                            path = %path,
                             request_id,
                         )
                     }),
@@ -235,6 +249,9 @@ impl Gateway {
                 escalation: config.escalation.clone(),
                 imports,
                 zero_report: config.zero_report.clone(),
+                receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(
+                    config,
+                )),
             },
         })
     }

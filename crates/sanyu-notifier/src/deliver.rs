@@ -1,32 +1,82 @@
-//! Deliver: one notification request → one email, exactly once per
-//! notification key. The key is claimed with a lease in the delivery log before
-//! the send; the send's result, the processed-message record and the result
-//! event commit together after it. The only window for a duplicate is a crash
-//! between the SMTP server's acceptance and that commit; a claimed but unsent
-//! request is retried once its lease expires, so nothing is lost.
+//! Deliver: one notification request → one delivery per channel (SMS, email),
+//! each exactly once per key.
+//!
+//! * **Channels.** The level decides the channels (`notify.channels`; by
+//!   default critical and high: SMS and email, elevated: email). Each channel
+//!   has its own delivery row, `<notification_key>:sms` / `:email`, claimed
+//!   with a lease before its send, so a redelivered request, a restarted
+//!   notifier or a second replica never sends twice, and an email already sent
+//!   is not sent again when the SMS of the same request is retried. The
+//!   channels of a request are sent concurrently.
+//! * **Crash window.** Claim (commit) → send → one commit that records the
+//!   accepted attempt, finishes the row and enqueues the result event. A crash
+//!   between the provider's acceptance and that commit is the only way to a
+//!   duplicate; a crash before the send leaves a claimed row whose lease
+//!   expires, and the redelivered request sends it then: nothing is lost.
+//! * **Retries inside the handler.** Transient failures are retried on the
+//!   same provider with exponential backoff and jitter (`backon`), at most
+//!   `notify.attempts_per_provider` times, then the next provider (primary →
+//!   secondary SMS) is tried. This happens in the handler rather than through
+//!   JetStream redeliveries because failover must take seconds, not the
+//!   redelivery backoff's minutes: a critical SMS that the primary cannot
+//!   send goes out through the secondary at once. A permanent failure (invalid
+//!   number, rejected template, bad credentials) is not retried on that
+//!   provider. All of it happens within half the lease, so a send never runs
+//!   on an expired claim; out of time, the claim is released and the request
+//!   redelivered.
+//! * **Failover across channels.** When every channel of the level failed for
+//!   a person, the other channels are tried at once (SMS fails → email; an
+//!   elevated case to someone without an email → SMS).
+//! * **After the failover.** A channel whose providers all failed
+//!   *permanently* is recorded `failed`. One that failed *transiently* (a
+//!   provider or SMTP outage) is released and the request redelivered with
+//!   JetStream's backoff, so it goes out when the provider is back; on the
+//!   request's last delivery it is recorded `failed`. A person no channel
+//!   reached has only `failed` rows: the ladder auditor raises an alarm to the
+//!   crisis team, and the ladder moves on by its own timers.
+//! * **Critical is never held back.** Non-critical messages wait for the end
+//!   of quiet hours and respect per-recipient and per-provider rate limits (the
+//!   message is redelivered when they allow it); a critical message skips
+//!   both. On its last delivery a message skips them too: a limit never turns
+//!   into a loss.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use chrono::{Duration, Utc};
+use backon::BackoffBuilder;
+use chrono::Utc;
+use futures::future::join_all;
 use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
 use sanyu_domain::RiskLevel;
 use sanyu_events::subjects::{self, NOTIFY_STREAM};
 use sanyu_events::{Payload, v1};
+use sanyu_platform::Config;
+use sanyu_platform::config::NotifyChannel;
 use sanyu_platform::consumer::{Delivery, Handler, Outcome};
 use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
-use sanyu_store::deliveries::{self, Claim, DeliveryRequest};
-use sanyu_store::entities::staff;
+use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider};
+use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
+use sanyu_store::entities::{school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::EntityTrait;
-use sanyu_store::{Db, StoreError, begin_write, processed};
+use sanyu_store::{Db, StoreError, begin_write};
 use uuid::Uuid;
 
 use crate::mailer::{Mailer, SendError};
+use crate::message::{self, Facts};
+use crate::policy::{Clock, Limits, Policy, PolicyError, SharedClock, SystemClock};
 
 pub const CONSUMER: &str = "notifier-deliver";
+
+/// Fault injection for tests: pause this long after claiming a delivery and
+/// before sending it (the window a SIGKILL test aims at).
+pub const FAULT_PAUSE_AFTER_CLAIM_MS: &str = "SANYU_FAULT_PAUSE_AFTER_CLAIM_MS";
+
+/// A provider-rate-limit wait up to this long is waited out in place; a
+/// longer one defers the message.
+const INLINE_WAIT: Duration = Duration::from_secs(1);
 
 pub fn spec() -> ConsumerSpec {
     ConsumerSpec {
@@ -42,6 +92,13 @@ pub fn spec() -> ConsumerSpec {
 pub enum DeliverError {
     #[error("invalid sender address: {0}")]
     From(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("sms.{which}: {error}")]
+    Sms {
+        which: &'static str,
+        error: sanyu_sms::ConfigError,
+    },
 }
 
 pub struct Deliverer {
@@ -51,40 +108,183 @@ pub struct Deliverer {
     from: Mailbox,
     base_url: String,
     worker: String,
-    lease: Duration,
+    policy: Policy,
+    sms: Vec<Arc<dyn SmsProvider>>,
+    limits: Limits,
+    clock: SharedClock,
+    pause_after_claim: Option<Duration>,
+    max_deliver: i64,
+}
+
+/// How one channel of a request ended (for now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChannelResult {
+    /// The row is final: `sent`, `delivered` or `failed`.
+    Done(String),
+    /// Not now: quiet hours or a rate limit. Redeliver after this long.
+    Deferred(Duration, String),
+    /// Try again later (another worker holds it, or out of time).
+    Retry(String),
+    /// Every provider failed, at least one transiently: the row is released
+    /// and the request will be redelivered (JetStream backoff) until its last
+    /// delivery, when it is recorded as failed. Counts as failed for failover.
+    Failing(String),
+}
+
+impl ChannelResult {
+    fn reached(&self) -> bool {
+        matches!(self, Self::Done(s) if s != deliveries::FAILED)
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self, Self::Done(s) if s == deliveries::FAILED) || matches!(self, Self::Failing(_))
+    }
+}
+
+/// The outcome of sending on one channel (all providers, all attempts).
+enum Sent {
+    Accepted {
+        provider: &'static str,
+        message_id: Option<String>,
+        latency_ms: i64,
+    },
+    /// Every provider failed; `transient` when one of them may still work later.
+    Failed {
+        error: String,
+        transient: bool,
+    },
+    OutOfTime(String),
+    Deferred(Duration, String),
+}
+
+/// One thing to send and where.
+enum Target<'a> {
+    Sms(&'a dyn SmsProvider, &'a SmsMessage),
+    Email(&'a Mailer, &'a Message),
+}
+
+impl Target<'_> {
+    fn provider(&self) -> &'static str {
+        match self {
+            Target::Sms(p, _) => p.name(),
+            Target::Email(m, _) => m.provider_name(),
+        }
+    }
+
+    /// One attempt: the provider's message id, or (transient?, reason).
+    async fn send(&self) -> Result<Option<String>, (bool, String)> {
+        match self {
+            Target::Sms(p, m) => p
+                .send(m)
+                .await
+                .map(|a| Some(a.provider_message_id))
+                .map_err(|e| (e.is_transient(), e.to_string())),
+            Target::Email(mailer, message) => mailer
+                .send((*message).clone())
+                .await
+                .map(|()| None)
+                .map_err(|e| match e {
+                    SendError::Transient(r) => (true, r),
+                    SendError::Permanent(r) => (false, r),
+                }),
+        }
+    }
+}
+
+/// What one request is about, loaded once.
+struct Ctx<'a> {
+    envelope: &'a sanyu_events::Envelope,
+    req: &'a v1::NotificationRequested,
+    case_id: Uuid,
+    staff_id: Uuid,
+    level: RiskLevel,
+    recipient: Option<staff::Model>,
+    facts: Option<Facts>,
+    /// The last delivery JetStream will make: limits and quiet hours no longer apply.
+    last_chance: bool,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Deliverer {
+    /// A deliverer for `config`: SMS providers from `[sms]`, policy from `[notify]`.
     pub fn new(
         db: Db,
         waker: Waker,
         mailer: Mailer,
-        from: &str,
-        base_url: &str,
+        config: &Config,
     ) -> Result<Self, DeliverError> {
+        let mut sms: Vec<Arc<dyn SmsProvider>> = Vec::new();
+        for (which, provider) in [
+            ("primary", &config.sms.primary),
+            ("secondary", &config.sms.secondary),
+        ] {
+            if let Some(p) = provider {
+                let built = sanyu_sms::build_provider(p)
+                    .map_err(|error| DeliverError::Sms { which, error })?;
+                sms.push(Arc::from(built));
+            }
+        }
+        let policy = Policy::from_config(&config.notify)?;
+        let clock = SharedClock(Arc::new(SystemClock));
+        let mut names: Vec<&'static str> = sms.iter().map(|p| p.name()).collect();
+        names.push(mailer.provider_name());
+        let limits = Limits::new(&policy, clock.clone(), &names);
         Ok(Self {
             db,
             waker,
             mailer,
-            from: from
+            from: config
+                .smtp
+                .from
                 .parse()
                 .map_err(|e: lettre::address::AddressError| DeliverError::From(e.to_string()))?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url: config.http.public_base_url.trim_end_matches('/').to_owned(),
             worker: format!("notifier-{}", Uuid::now_v7()),
-            lease: Duration::seconds(60),
+            policy,
+            sms,
+            limits,
+            clock,
+            pause_after_claim: None,
+            max_deliver: config.nats.max_deliver,
         })
     }
 
-    /// How long a claim protects a send from other workers.
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+    /// Read the time from `clock` (quiet hours, rate limits).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = SharedClock(clock);
+        let mut names: Vec<&'static str> = self.sms.iter().map(|p| p.name()).collect();
+        names.push(self.mailer.provider_name());
+        self.limits = Limits::new(&self.policy, self.clock.clone(), &names);
         self
     }
 
-    async fn deliver(
+    /// Pause after each claim, before the send (fault injection).
+    pub fn with_pause_after_claim(mut self, pause: Option<Duration>) -> Self {
+        self.pause_after_claim = pause;
+        self
+    }
+
+    /// Whether an SMS provider is configured.
+    pub fn sms_enabled(&self) -> bool {
+        !self.sms.is_empty()
+    }
+
+    fn enabled(&self, channel: NotifyChannel) -> bool {
+        match channel {
+            NotifyChannel::Sms => self.sms_enabled(),
+            NotifyChannel::Email => true,
+        }
+    }
+
+    /// The step function: deliver one request on every channel it needs.
+    pub async fn deliver(
         &self,
         envelope: &sanyu_events::Envelope,
         req: &v1::NotificationRequested,
+        delivered: i64,
     ) -> Result<Outcome, StoreError> {
         // A notice about no case (a missing zero report, an unidentified
         // hotline caller) has an empty case id; the delivery log records nil.
@@ -97,17 +297,138 @@ impl Deliverer {
         else {
             return Ok(Outcome::Reject("case or recipient id is not a uuid".into()));
         };
+        if req.notification_key.is_empty() {
+            return Ok(Outcome::Reject("notification key is empty".into()));
+        }
+        let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Critical);
+        let recipient = staff::Entity::find_by_id(staff_id).one(&self.db).await?;
+        let facts = match &recipient {
+            Some(person) => {
+                let school = school::Entity::find_by_id(person.school_id)
+                    .one(&self.db)
+                    .await?;
+                let at = envelope
+                    .occurred_at
+                    .as_ref()
+                    .and_then(sanyu_events::from_timestamp)
+                    .unwrap_or_else(Utc::now);
+                school.map(|s| {
+                    Facts::new(
+                        &s.name,
+                        &req.case_reference,
+                        level,
+                        &self.base_url,
+                        &req.case_id,
+                        at,
+                        self.policy.tz,
+                    )
+                })
+            }
+            None => None,
+        };
+        let ctx = Ctx {
+            envelope,
+            req,
+            case_id,
+            staff_id,
+            level,
+            recipient,
+            facts,
+            last_chance: delivered >= self.max_deliver,
+        };
+        let planned: Vec<NotifyChannel> = self
+            .policy
+            .channels(level)
+            .iter()
+            .copied()
+            .filter(|c| self.enabled(*c))
+            .collect();
+        // Case-less notices go by email only (their text names a period or a
+        // call reference, which SMS templates approved for cases do not carry).
+        let planned = if planned.is_empty() || req.case_id.is_empty() {
+            vec![NotifyChannel::Email]
+        } else {
+            planned
+        };
+        let mut results = Vec::new();
+        for r in join_all(planned.iter().map(|c| self.run_channel(&ctx, *c))).await {
+            results.push(r?);
+        }
+        // Every planned channel failed: try the others, one after another.
+        if results.iter().all(ChannelResult::failed) {
+            for channel in [NotifyChannel::Sms, NotifyChannel::Email] {
+                if planned.contains(&channel) || !self.enabled(channel) {
+                    continue;
+                }
+                tracing::warn!(key = %req.notification_key, channel = channel.as_str(), "every planned channel failed; falling back");
+                let r = self.run_channel(&ctx, channel).await?;
+                let reached = r.reached();
+                results.push(r);
+                if reached {
+                    break;
+                }
+            }
+        }
+        let mut defer: Option<(Duration, String)> = None;
+        for r in &results {
+            match r {
+                ChannelResult::Retry(reason) | ChannelResult::Failing(reason) => {
+                    return Ok(Outcome::Retry(reason.clone()));
+                }
+                ChannelResult::Deferred(d, why) => {
+                    if defer.as_ref().is_none_or(|(cur, _)| d < cur) {
+                        defer = Some((*d, why.clone()));
+                    }
+                }
+                ChannelResult::Done(_) => {}
+            }
+        }
+        if let Some((delay, why)) = defer {
+            return Ok(Outcome::Defer(delay, why));
+        }
+        if !results.iter().any(ChannelResult::reached) {
+            tracing::error!(key = %req.notification_key, "no channel reached the recipient");
+        }
+        Ok(Outcome::Ack)
+    }
+
+    /// Why a non-critical message on `channel` must wait, and how long.
+    fn gate(&self, ctx: &Ctx<'_>, channel: NotifyChannel) -> Option<(Duration, String)> {
+        if ctx.level == RiskLevel::Critical || ctx.last_chance {
+            return None;
+        }
+        let now = self.clock.now();
+        if let Some(until) = self.policy.quiet_until(ctx.level, channel, now) {
+            let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1));
+            return Some((wait, format!("quiet hours until {}", until.to_rfc3339())));
+        }
+        if let Err(wait) = self.limits.recipient(ctx.staff_id, channel) {
+            return Some((
+                wait.max(Duration::from_secs(1)),
+                "recipient rate limit".to_owned(),
+            ));
+        }
+        None
+    }
+
+    async fn run_channel(
+        &self,
+        ctx: &Ctx<'_>,
+        channel: NotifyChannel,
+    ) -> Result<ChannelResult, StoreError> {
+        let key = deliveries::channel_key(&ctx.req.notification_key, channel.as_str());
+        let claimed_at = Instant::now();
         let claim = {
             let txn = begin_write(&self.db).await?;
             let claim = deliveries::claim(
                 &*txn,
                 &DeliveryRequest {
-                    key: &req.notification_key,
-                    case_id,
-                    recipient_staff_id: staff_id,
-                    channel: "email",
+                    key: &key,
+                    case_id: ctx.case_id,
+                    recipient_staff_id: ctx.staff_id,
+                    channel: channel.as_str(),
                     worker: &self.worker,
-                    lease: self.lease,
+                    lease: self.policy.lease,
                 },
             )
             .await?;
@@ -115,63 +436,405 @@ impl Deliverer {
             claim
         };
         let attempt = match claim {
-            Claim::Done { .. } => return Ok(Outcome::Ack),
+            Claim::Done { status } => return Ok(ChannelResult::Done(status)),
             Claim::Busy { .. } => {
-                return Ok(Outcome::Retry(
-                    "another notifier holds this notification".into(),
-                ));
+                return Ok(ChannelResult::Retry(format!(
+                    "another notifier holds {}",
+                    channel.as_str()
+                )));
             }
             Claim::Claimed { attempt } => attempt,
         };
-        let recipient = staff::Entity::find_by_id(staff_id).one(&self.db).await?;
-        let started = Instant::now();
-        let sent = match recipient.as_ref().and_then(|s| s.email.clone()) {
-            None => Err(SendError::Permanent(
-                "recipient has no email address".into(),
-            )),
-            Some(email) => match self.compose(&email, req) {
-                Ok(message) => self.mailer.send(message).await,
-                Err(e) => Err(SendError::Permanent(e)),
-            },
+        if let Some(pause) = self.pause_after_claim {
+            tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the claim");
+            tokio::time::sleep(pause).await;
+        }
+        if let Some((wait, why)) = self.gate(ctx, channel) {
+            self.release(&key, format!("deferred: {why}")).await?;
+            tracing::info!(key = %key, wait_ms = millis(wait), reason = %why, "delivery deferred");
+            return Ok(ChannelResult::Deferred(wait, why));
+        }
+        // Sending stops at half the lease: the claim is still ours when it ends.
+        let deadline = claimed_at
+            + self
+                .policy
+                .lease
+                .to_std()
+                .unwrap_or(Duration::from_secs(60))
+                / 2;
+        let sent = match channel {
+            NotifyChannel::Sms => self.send_sms(ctx, &key, deadline).await?,
+            NotifyChannel::Email => self.send_email(ctx, &key, deadline).await?,
         };
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (status, error) = match &sent {
-            Ok(()) => (v1::DeliveryStatus::Sent, None),
-            Err(SendError::Permanent(e)) => (v1::DeliveryStatus::Failed, Some(e.clone())),
-            Err(SendError::Transient(e)) => {
-                tracing::warn!(key = %req.notification_key, attempt, "email send failed; will retry");
+        let started = claimed_at.elapsed();
+        match sent {
+            Sent::Accepted {
+                provider,
+                message_id,
+                latency_ms,
+            } => {
+                // The one write after the provider's acceptance.
                 let txn = begin_write(&self.db).await?;
-                deliveries::release(&*txn, &req.notification_key, e.clone()).await?;
+                deliveries::record_attempt(
+                    &*txn,
+                    NewAttempt {
+                        delivery_key: &key,
+                        case_id: ctx.case_id,
+                        channel: channel.as_str(),
+                        provider,
+                        status: deliveries::ACCEPTED,
+                        latency_ms,
+                        error: None,
+                        provider_message_id: message_id,
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                deliveries::finish(&*txn, &key, deliveries::SENT, None).await?;
+                self.enqueue_result(&*txn, ctx, channel, &key, attempt, None, started)
+                    .await?;
                 txn.commit().await?;
-                return Ok(Outcome::Retry(format!("smtp: {e}")));
+                self.waker.wake();
+                tracing::info!(key = %key, provider, latency_ms, "notification sent");
+                Ok(ChannelResult::Done(deliveries::SENT.to_owned()))
+            }
+            Sent::Failed {
+                error,
+                transient: true,
+            } if !ctx.last_chance => {
+                self.release(&key, error.clone()).await?;
+                tracing::warn!(key = %key, channel = channel.as_str(), error = %error, "every provider failed for now; the request will be redelivered");
+                Ok(ChannelResult::Failing(error))
+            }
+            Sent::Failed { error, .. } => {
+                let txn = begin_write(&self.db).await?;
+                deliveries::finish(&*txn, &key, deliveries::FAILED, Some(error.clone())).await?;
+                self.enqueue_result(
+                    &*txn,
+                    ctx,
+                    channel,
+                    &key,
+                    attempt,
+                    Some(error.clone()),
+                    started,
+                )
+                .await?;
+                txn.commit().await?;
+                self.waker.wake();
+                tracing::error!(key = %key, channel = channel.as_str(), error = %error, "notification could not be delivered on this channel");
+                Ok(ChannelResult::Done(deliveries::FAILED.to_owned()))
+            }
+            Sent::OutOfTime(error) => {
+                self.release(&key, error.clone()).await?;
+                tracing::warn!(key = %key, error = %error, "send out of time; released for a retry");
+                Ok(ChannelResult::Retry(error))
+            }
+            Sent::Deferred(wait, why) => {
+                self.release(&key, format!("deferred: {why}")).await?;
+                Ok(ChannelResult::Deferred(wait, why))
+            }
+        }
+    }
+
+    async fn release(&self, key: &str, why: String) -> Result<(), StoreError> {
+        let txn = begin_write(&self.db).await?;
+        deliveries::release(&*txn, key, why).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A send that could not even start (no address, nothing to render):
+    /// recorded as a permanent failure of provider `none`.
+    async fn impossible(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+        why: String,
+    ) -> Result<Sent, StoreError> {
+        self.record_failure(ctx, key, channel, "none", false, &why, 0)
+            .await?;
+        Ok(Sent::Failed {
+            error: why,
+            transient: false,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_failure(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+        provider: &str,
+        transient: bool,
+        error: &str,
+        latency_ms: i64,
+    ) -> Result<(), StoreError> {
+        let txn = begin_write(&self.db).await?;
+        deliveries::record_attempt(
+            &*txn,
+            NewAttempt {
+                delivery_key: key,
+                case_id: ctx.case_id,
+                channel: channel.as_str(),
+                provider,
+                status: if transient {
+                    deliveries::TRANSIENT_ERROR
+                } else {
+                    deliveries::PERMANENT_ERROR
+                },
+                latency_ms,
+                error: Some(error.to_owned()),
+                provider_message_id: None,
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn send_sms(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Sms;
+        let Some(person) = &ctx.recipient else {
+            return self
+                .impossible(ctx, key, channel, "recipient not found".into())
+                .await;
+        };
+        let phone = match person.phone.as_deref().map(PhoneNumber::parse) {
+            Some(Ok(phone)) => phone,
+            Some(Err(_)) => {
+                return self
+                    .impossible(
+                        ctx,
+                        key,
+                        channel,
+                        "recipient has no valid mobile number".into(),
+                    )
+                    .await;
+            }
+            None => {
+                return self
+                    .impossible(ctx, key, channel, "recipient has no mobile number".into())
+                    .await;
             }
         };
-        let txn = begin_write(&self.db).await?;
-        let db_status = if status == v1::DeliveryStatus::Sent {
-            deliveries::SENT
-        } else {
-            deliveries::FAILED
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
         };
-        deliveries::finish(&*txn, &req.notification_key, db_status, error.clone()).await?;
-        processed::record(&*txn, CONSUMER, &envelope.event_id).await?;
-        let event_id = format!("notify.result:{}:{attempt}", req.notification_key);
+        let content = match message::staff_sms(self.policy.locale, facts) {
+            Ok(c) => c,
+            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
+        };
+        let message = SmsMessage {
+            phone,
+            content,
+            // The notification key: providers that honour idempotency
+            // (webhook `Idempotency-Key`, Alibaba `OutId`, Tencent
+            // `SessionContext`) see the same key on every retry.
+            idempotency_key: ctx.req.notification_key.clone(),
+        };
+        let targets: Vec<Target<'_>> = self
+            .sms
+            .iter()
+            .map(|p| Target::Sms(p.as_ref(), &message))
+            .collect();
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    async fn send_email(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Email;
+        let Some(person) = &ctx.recipient else {
+            return self
+                .impossible(ctx, key, channel, "recipient not found".into())
+                .await;
+        };
+        let Some(email) = person.email.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return self
+                .impossible(ctx, key, channel, "recipient has no email address".into())
+                .await;
+        };
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
+        };
+        let composed = if ctx.req.case_id.is_empty() {
+            self.compose_notice(email, ctx.req)
+        } else {
+            message::staff_email(
+                self.policy.locale,
+                facts,
+                &self.from,
+                email,
+                &ctx.req.reason,
+            )
+            .map_err(|e| e.to_string())
+        };
+        let message = match composed {
+            Ok(m) => m,
+            Err(e) => return self.impossible(ctx, key, channel, e).await,
+        };
+        let targets = [Target::Email(&self.mailer, &message)];
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    /// Each target in turn, with retries of transient failures (exponential
+    /// backoff with jitter), until one accepts. Each target gets an equal share
+    /// of the time left, so the secondary always gets its turn.
+    async fn send_with_failover(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+        targets: &[Target<'_>],
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let start = Instant::now();
+        let budget = deadline.saturating_duration_since(start);
+        let n = u32::try_from(targets.len().max(1)).unwrap_or(1);
+        let mut last_error = String::from("no provider configured");
+        let mut any_transient = false;
+        for (i, target) in targets.iter().enumerate() {
+            let share_end = start + budget * (u32::try_from(i).unwrap_or(0) + 1) / n;
+            let mut delays = backon::ExponentialBuilder::new()
+                .with_min_delay(self.policy.backoff_initial)
+                .with_max_delay(self.policy.backoff_max)
+                .with_jitter()
+                .with_max_times(
+                    usize::try_from(self.policy.attempts_per_provider.saturating_sub(1))
+                        .unwrap_or(0),
+                )
+                .build();
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(Sent::OutOfTime(format!("out of time after: {last_error}")));
+                }
+                if ctx.level != RiskLevel::Critical
+                    && !ctx.last_chance
+                    && let Err(wait) = self.limits.provider(target.provider())
+                {
+                    if wait > INLINE_WAIT {
+                        return Ok(Sent::Deferred(wait, "provider rate limit".into()));
+                    }
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                let t0 = Instant::now();
+                let result =
+                    tokio::time::timeout(deadline.saturating_duration_since(t0), target.send())
+                        .await;
+                let latency_ms = millis(t0.elapsed());
+                let (transient, error) = match result {
+                    Ok(Ok(message_id)) => {
+                        return Ok(Sent::Accepted {
+                            provider: target.provider(),
+                            message_id,
+                            latency_ms,
+                        });
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => (true, "timed out at the end of the send budget".to_owned()),
+                };
+                tracing::warn!(
+                    key = %key,
+                    provider = target.provider(),
+                    transient,
+                    error = %error,
+                    "send attempt failed"
+                );
+                self.record_failure(
+                    ctx,
+                    key,
+                    channel,
+                    target.provider(),
+                    transient,
+                    &error,
+                    latency_ms,
+                )
+                .await?;
+                last_error = format!("{}: {error}", target.provider());
+                if !transient {
+                    break;
+                }
+                any_transient = true;
+                match delays.next() {
+                    Some(delay) if Instant::now() + delay < share_end => {
+                        tokio::time::sleep(delay).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(Sent::Failed {
+            error: last_error,
+            transient: any_transient,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue_result(
+        &self,
+        txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+        ctx: &Ctx<'_>,
+        channel: NotifyChannel,
+        key: &str,
+        attempt: i32,
+        error: Option<String>,
+        took: Duration,
+    ) -> Result<(), StoreError> {
+        let status = if error.is_none() {
+            v1::DeliveryStatus::Sent
+        } else {
+            v1::DeliveryStatus::Failed
+        };
+        let event_id = format!("notify.result:{key}:{attempt}");
         outbox::enqueue(
-            &*txn,
+            txn,
             OutboxEvent {
-                subject: subjects::notification_result(&envelope.school),
+                subject: subjects::notification_result(&ctx.envelope.school),
                 payload: sanyu_events::encode(&sanyu_events::envelope(
                     event_id.clone(),
                     Utc::now(),
-                    envelope.school.clone(),
-                    envelope.partition,
+                    ctx.envelope.school.clone(),
+                    ctx.envelope.partition,
                     Payload::NotificationResult(v1::NotificationResult {
-                        notification_key: req.notification_key.clone(),
-                        case_id: req.case_id.clone(),
-                        channel: v1::Channel::Email as i32,
+                        notification_key: ctx.req.notification_key.clone(),
+                        case_id: ctx.req.case_id.clone(),
+                        channel: match channel {
+                            NotifyChannel::Sms => v1::Channel::Sms,
+                            NotifyChannel::Email => v1::Channel::Email,
+                        } as i32,
                         status: status as i32,
-                        error: error.clone().unwrap_or_default(),
+                        error: error.unwrap_or_default(),
                         attempt: u32::try_from(attempt).unwrap_or(0),
-                        latency_ms,
+                        latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                     }),
                 )),
                 event_id,
@@ -179,69 +842,23 @@ impl Deliverer {
             },
         )
         .await?;
-        txn.commit().await?;
-        self.waker.wake();
-        if let Some(e) = error {
-            tracing::error!(key = %req.notification_key, error = %e, "email could not be delivered");
-        } else {
-            tracing::info!(key = %req.notification_key, latency_ms, "email sent");
-        }
-        Ok(Outcome::Ack)
+        Ok(())
     }
+}
 
-    /// The counsellor's email: the case reference, level and a link; never the
-    /// student's name, the narrative or any score.
-    fn compose(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
-        if req.case_id.is_empty() {
-            return self.compose_notice(to, req);
+impl Handler for Deliverer {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let envelope = match sanyu_events::decode(&delivery.payload) {
+            Ok(e) => e,
+            Err(e) => return Outcome::Reject(e.to_string()),
+        };
+        let Some(Payload::NotificationRequested(req)) = &envelope.payload else {
+            return Outcome::Ack;
+        };
+        match self.deliver(&envelope, req, delivery.delivered).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Retry(e.to_string()),
         }
-        let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Elevated);
-        let (level_zh, urgency) = match level {
-            RiskLevel::Critical => ("一级（critical）", "请立即处理 / act now"),
-            RiskLevel::High => (
-                "二级（high）",
-                "请在 1 小时内确认 / acknowledge within 1 hour",
-            ),
-            RiskLevel::Elevated => (
-                "三级（elevated）",
-                "请在下一个上学日内确认 / acknowledge by the next school day",
-            ),
-            RiskLevel::Watch => ("关注（watch）", "请按计划随访 / follow up as planned"),
-        };
-        let what = match req.reason.as_str() {
-            "case_opened" => "新的危机干预个案 / new intervention case",
-            "unacknowledged" => "个案尚未确认，逐级上报 / case not yet acknowledged (escalation)",
-            "case_reopened" => "个案已重新打开 / case reopened",
-            "level_changed" => "个案风险等级已调整 / case level changed",
-            "ladder_alarm" => "预警升级流程异常 / escalation ladder alarm",
-            "follow_up_due" => "随访到期 / follow-up due",
-            _ => "个案风险等级已升高 / case level raised",
-        };
-        let link = format!("{}/v1/cases/{}", self.base_url, req.case_id);
-        let body = format!(
-            "{what}\n\n\
-             个案编号 / Case reference: {reference}\n\
-             风险等级 / Level: {level_zh}\n\
-             {urgency}\n\n\
-             查看与确认 / Open and acknowledge: {link}\n\n\
-             本邮件不含学生姓名与报告内容；请登录系统查看。\n\
-             This message carries no student name or report text; sign in to see the case.\n",
-            reference = req.case_reference,
-        );
-        Message::builder()
-            .from(self.from.clone())
-            .to(to
-                .parse()
-                .map_err(|e: lettre::address::AddressError| e.to_string())?)
-            .subject(format!(
-                "[Sanyu 三预] {} {} · {}",
-                req.case_reference,
-                level.as_str(),
-                what
-            ))
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -249,6 +866,7 @@ impl Deliverer {
     /// A notice about no case: a zero report missing, or an unidentified
     /// hotline caller. The period id or call reference and a link; no names.
     fn compose_notice(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
+        use lettre::message::header::ContentType;
         let (what, link) = match req.reason.as_str() {
             "hotline_unidentified" => (
                 "热线来电：未识别身份的高风险来电者 / hotline: unidentified caller at high risk",
@@ -275,7 +893,11 @@ impl Deliverer {
             _ => ("三预通知 / Sanyu notice", self.base_url.clone()),
         };
         let body = format!(
-            "{what}\n\n             编号 / Reference: {reference}\n\n             查看 / Open: {link}\n\n             本邮件不含学生姓名与报告内容；请登录系统查看。\n             This message carries no student name or report text; sign in to see more.\n",
+            "{what}\n\n\
+             编号 / Reference: {reference}\n\n\
+             查看 / Open: {link}\n\n\
+             本邮件不含学生姓名与报告内容；请登录系统查看。\n\
+             This message carries no student name or report text; sign in to see more.\n",
             reference = req.case_reference,
         );
         Message::builder()
@@ -287,21 +909,5 @@ impl Deliverer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())
-    }
-}
-
-impl Handler for Deliverer {
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let envelope = match sanyu_events::decode(&delivery.payload) {
-            Ok(e) => e,
-            Err(e) => return Outcome::Reject(e.to_string()),
-        };
-        let Some(Payload::NotificationRequested(req)) = &envelope.payload else {
-            return Outcome::Ack;
-        };
-        match self.deliver(&envelope, req).await {
-            Ok(outcome) => outcome,
-            Err(e) => Outcome::Retry(e.to_string()),
-        }
     }
 }

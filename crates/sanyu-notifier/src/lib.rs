@@ -1,9 +1,13 @@
 //! The notifier: the last link of the chain. It delivers each notification
-//! request exactly once by email through SMTP. (Who is told is decided where
-//! the case changes, in the same transaction: see `sanyu_rules::notify`.)
+//! request exactly once per channel, by SMS (primary and secondary provider,
+//! `sanyu-sms`) and email (SMTP), as the level's policy says. (Who is told is
+//! decided where the case changes, in the same transaction: see
+//! `sanyu-escalation`.) See [`deliver`] for the guarantees.
 
 pub mod deliver;
 pub mod mailer;
+pub mod message;
+pub mod policy;
 pub mod smtp;
 
 use std::time::Duration;
@@ -23,18 +27,28 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     backbone.ensure_streams().await?;
     let mailer =
         Mailer::from_config(&config.smtp).map_err(|e| PlatformError::Config(e.to_string()))?;
-    tracing::info!(nats = %backbone.server_version(), mail = mailer.describe(), "notifier starting");
+    tracing::info!(
+        nats = %backbone.server_version(),
+        mail = mailer.describe(),
+        sms_primary = config.sms.primary.is_some(),
+        sms_secondary = config.sms.secondary.is_some(),
+        "notifier starting"
+    );
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    let deliverer = Deliverer::new(
-        db.clone(),
-        waker,
-        mailer,
-        &config.smtp.from,
-        &config.http.public_base_url,
-    )
-    .map_err(|e| PlatformError::Config(e.to_string()))?;
+    let pause = std::env::var(deliver::FAULT_PAUSE_AFTER_CLAIM_MS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let deliverer = Deliverer::new(db.clone(), waker, mailer, &config)
+        .map_err(|e| PlatformError::Config(e.to_string()))?
+        .with_pause_after_claim(pause);
+    if !deliverer.sms_enabled() {
+        tracing::warn!(
+            "no SMS provider configured (sms.primary): SMS is off, every notification goes by email"
+        );
+    }
     shutdown.tracker.spawn(consumer::run(
         backbone.clone(),
         deliver::spec(),

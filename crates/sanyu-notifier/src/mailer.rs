@@ -60,6 +60,14 @@ impl Mailer {
         }
     }
 
+    /// The provider name recorded on each attempt.
+    pub fn provider_name(&self) -> &'static str {
+        match self {
+            Mailer::Smtp(_) => "smtp",
+            Mailer::Files { .. } => "files",
+        }
+    }
+
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
             Mailer::Smtp(client) => client.send(message.envelope(), &message.formatted()).await,

@@ -49,6 +49,11 @@ pub struct Config {
     pub screening: ScreeningConfig,
     /// The calendar of key dates for zero reports (零报告) and its reminders.
     pub zero_report: sanyu_domain::zero_report::Calendar,
+    /// SMS providers and the receipt callback secret.
+    pub sms: SmsConfig,
+    /// How the notifier reaches people: channels per level, retries, rate
+    /// limits, quiet hours, locale.
+    pub notify: NotifyConfig,
 }
 
 /// Screening imports (心理普查 files) run by the gateway.
@@ -76,6 +81,128 @@ impl Default for ScreeningConfig {
             upload_limit_bytes: 256 * 1024 * 1024,
             batch_rows: 500,
             worse_margin_percent: 15,
+        }
+    }
+}
+
+/// SMS providers (see `sanyu_sms::ProviderConfig`, e.g. `[sms.primary]` with
+/// `kind = "aliyun"`). Without a primary provider the SMS channel is off and
+/// every notification goes by email.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    #[serde(skip_serializing)]
+    pub primary: Option<sanyu_sms::ProviderConfig>,
+    /// Tried when the primary fails after its retries.
+    #[serde(skip_serializing)]
+    pub secondary: Option<sanyu_sms::ProviderConfig>,
+    /// The unguessable path segment of the delivery-receipt callbacks
+    /// (`/v1/sms/receipts/<provider>/<secret>`). Alibaba Cloud and Tencent
+    /// Cloud do not sign their callbacks, so this secret is what keeps
+    /// strangers from marking messages delivered. Empty: receipts are refused.
+    pub receipt_path_secret: Secret,
+}
+
+/// A notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyChannel {
+    Sms,
+    Email,
+}
+
+impl NotifyChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// Which channels each level uses at first (defaults from the design: critical
+/// and high by SMS and email, elevated by email). When every channel of a
+/// request fails, the others are tried before the delivery counts as failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsPerLevel {
+    pub critical: Vec<NotifyChannel>,
+    pub high: Vec<NotifyChannel>,
+    pub elevated: Vec<NotifyChannel>,
+}
+
+impl Default for ChannelsPerLevel {
+    fn default() -> Self {
+        Self {
+            critical: vec![NotifyChannel::Sms, NotifyChannel::Email],
+            high: vec![NotifyChannel::Sms, NotifyChannel::Email],
+            elevated: vec![NotifyChannel::Email],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub channels: ChannelsPerLevel,
+    /// How long a claim protects a send from other workers. Sending (with its
+    /// retries and failover) stops at half of it, so a send never runs on an
+    /// expired lease.
+    pub lease_secs: u64,
+    /// Attempts on one provider before the next one (or the next channel) is tried.
+    pub attempts_per_provider: u32,
+    /// Exponential backoff between attempts, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Per recipient and channel, for non-critical messages: at most this many
+    /// per hour (0 = no limit). A critical message is never limited.
+    pub recipient_per_hour: u32,
+    /// Per provider (SMS provider or SMTP), for non-critical messages (0 = no limit).
+    pub provider_per_second: u32,
+    pub quiet_hours: QuietHoursConfig,
+    /// The school's time zone (IANA name) for quiet hours and message times.
+    pub time_zone: String,
+    /// `zh-CN` or `en`.
+    pub locale: sanyu_sms::Locale,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            channels: ChannelsPerLevel::default(),
+            lease_secs: 60,
+            attempts_per_provider: 3,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 3000,
+            recipient_per_hour: 12,
+            provider_per_second: 50,
+            quiet_hours: QuietHoursConfig::default(),
+            time_zone: "Asia/Shanghai".into(),
+            locale: sanyu_sms::Locale::ZhCn,
+        }
+    }
+}
+
+/// Non-critical messages on these channels wait for the end of quiet hours.
+/// By default only SMS waits: an email at night wakes nobody and is read first
+/// thing; a text message at 23:00 about an `elevated` case does not help.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    pub enabled: bool,
+    /// `HH:MM` local time.
+    pub start: String,
+    pub end: String,
+    pub channels: Vec<NotifyChannel>,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            start: "22:00".into(),
+            end: "07:00".into(),
+            channels: vec![NotifyChannel::Sms],
         }
     }
 }
@@ -291,9 +418,52 @@ mod tests {
         let mut c = Config::default();
         c.security.data_key = Secret::new("super-secret-key");
         c.database.url = Secret::new("postgres://user:pw@db/sanyu");
+        c.sms.receipt_path_secret = Secret::new("receipt-path-secret");
         let shown = format!("{c:?}");
         assert!(!shown.contains("super-secret-key"));
         assert!(!shown.contains("pw@db"));
+        assert!(!shown.contains("receipt-path-secret"));
+    }
+
+    #[test]
+    fn the_deploy_example_is_a_valid_configuration() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/sanyu.example.toml"
+        );
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(path))
+            .extract()
+            .map_err(|e| e.to_string())
+            .expect("deploy/sanyu.example.toml parses");
+        assert_eq!(c.notify.quiet_hours.end, "07:00");
+        assert_eq!(c.notify.channels.elevated, vec![NotifyChannel::Email]);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn sms_providers_and_notify_policy_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SANYU_SMS__PRIMARY__KIND", "webhook");
+            jail.set_env("SANYU_SMS__PRIMARY__URL", "http://127.0.0.1:9/sms");
+            jail.set_env("SANYU_SMS__PRIMARY__SECRET", "whsec-primary");
+            jail.set_env("SANYU_NOTIFY__CHANNELS__HIGH", "[\"email\"]");
+            jail.set_env("SANYU_NOTIFY__QUIET_HOURS__START", "21:30");
+            let c = Config::load().map_err(|e| e.to_string())?;
+            assert!(matches!(
+                c.sms.primary,
+                Some(sanyu_sms::ProviderConfig::Webhook(_))
+            ));
+            assert!(c.sms.secondary.is_none());
+            assert_eq!(c.notify.channels.high, vec![NotifyChannel::Email]);
+            assert_eq!(
+                c.notify.channels.critical,
+                vec![NotifyChannel::Sms, NotifyChannel::Email]
+            );
+            assert_eq!(c.notify.quiet_hours.start, "21:30");
+            assert!(!format!("{c:?}").contains("whsec-primary"));
+            Ok(())
+        });
     }
 
     #[test]
@@ -307,6 +477,7 @@ mod tests {
             assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
             assert_eq!(c.http.body_limit_bytes, 1024);
             assert_eq!(c.nats.max_deliver, 8);
+            assert!(c.sms.primary.is_none());
             Ok(())
         });
     }

@@ -57,6 +57,9 @@ pub enum Outcome {
     Retry(String),
     /// The message can never succeed (malformed, refers to nothing): dead-letter it.
     Reject(String),
+    /// Not now, but at a known time (quiet hours, a rate limit): redeliver
+    /// after this delay instead of the backoff's. Counts as a delivery.
+    Defer(Duration, String),
 }
 
 /// A step function over one message.
@@ -239,7 +242,15 @@ async fn process<H: Handler>(
             );
             AckKind::Nak(Some(delay))
         }
-        Outcome::Retry(reason) => {
+        Outcome::Defer(delay, reason) if delivered < max_deliver => {
+            tracing::info!(
+                reason,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "deferring message"
+            );
+            AckKind::Nak(Some(delay))
+        }
+        Outcome::Retry(reason) | Outcome::Defer(_, reason) => {
             dead_letter(
                 backbone,
                 spec,

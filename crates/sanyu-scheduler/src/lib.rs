@@ -24,7 +24,7 @@ use sanyu_escalation::{
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, nats};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
-use sanyu_store::entities::{case, delivery, timer};
+use sanyu_store::entities::{case, timer};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::{Db, StoreError, begin_write, deliveries, timers};
 use tokio_util::sync::CancellationToken;
@@ -292,11 +292,9 @@ impl Scheduler {
                     ),
                 ));
             }
-            let failed = delivery::Entity::find()
-                .filter(delivery::Column::CaseId.eq(c.id))
-                .filter(delivery::Column::Status.eq(deliveries::FAILED))
-                .all(&self.db)
-                .await?;
+            // A failed channel whose person was reached on another channel is
+            // recorded on the case but raises no alarm.
+            let failed = deliveries::unreached_failures(&self.db, c.id, now - self.grace).await?;
             for d in failed {
                 problems.push((
                     format!("failed:{}", d.notification_key),

@@ -247,9 +247,10 @@ pub fn render_sms(
     };
     let name = template_name(Channel::Sms, audience, locale, None);
     let text = render(&name, &params)?;
-    check_privacy(audience, Channel::Sms, &text)?;
+    let reference = param_value(&params, "case_ref");
+    check_privacy(audience, Channel::Sms, &mask_reference(&text, reference))?;
     for (_, value) in &params {
-        check_privacy(audience, Channel::Sms, value)?;
+        check_privacy(audience, Channel::Sms, &mask_reference(value, reference))?;
     }
     Ok(RenderedSms {
         audience,
@@ -274,8 +275,17 @@ pub fn render_staff_email(
         &template_name(Channel::Email, Audience::Staff, locale, Some("body")),
         &params,
     )?;
-    check_privacy(Audience::Staff, Channel::Email, &subject)?;
-    check_privacy(Audience::Staff, Channel::Email, &body)?;
+    let reference = param_value(&params, "case_ref");
+    check_privacy(
+        Audience::Staff,
+        Channel::Email,
+        &mask_reference(&subject, reference),
+    )?;
+    check_privacy(
+        Audience::Staff,
+        Channel::Email,
+        &mask_reference(&body, reference),
+    )?;
     Ok(RenderedEmail {
         locale,
         subject,
@@ -340,6 +350,26 @@ pub fn denied_words(audience: Audience) -> impl Iterator<Item = &'static str> {
         Audience::Guardian => DENIED_FOR_GUARDIANS,
     };
     DENIED_FOR_EVERYONE.iter().chain(extra.iter()).copied()
+}
+
+fn param_value<'a>(params: &'a [(&'static str, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+/// The case reference is opaque by construction (`C-` + Crockford base32,
+/// checked by `case_reference`), so it is masked before the deny-list runs:
+/// a random reference such as `C-7PHQ2K` or `C-GAD7XY` spells no word, and
+/// refusing it would leave that case's notifications unsendable for good.
+fn mask_reference(text: &str, reference: &str) -> String {
+    if reference.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(reference, "C-REF")
+    }
 }
 
 fn check_privacy(audience: Audience, channel: Channel, text: &str) -> Result<(), TemplateError> {
@@ -669,6 +699,42 @@ mod tests {
             matches!(err, TemplateError::DeniedWord { word: "心理", .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_random_reference_that_happens_to_spell_a_denied_word_still_renders() {
+        struct Unlucky(&'static str);
+        impl NotificationFacts for Unlucky {
+            fn school_name(&self) -> &str {
+                "第一中学"
+            }
+            fn case_reference(&self) -> &str {
+                self.0
+            }
+            fn level(&self) -> AlertLevel {
+                AlertLevel::Critical
+            }
+            fn case_link(&self) -> &str {
+                "https://sanyu.example.edu.cn/v1/cases/01a2276b-00e9-71ca-882e-34b7db0768ac"
+            }
+            fn occurred_at(&self) -> DateTime<FixedOffset> {
+                DateTime::parse_from_rfc3339("2025-03-01T14:05:00+08:00").unwrap()
+            }
+            fn counsellor_display_name(&self) -> &str {
+                "王老师"
+            }
+            fn counsellor_phone(&self) -> &str {
+                "13800138000"
+            }
+        }
+        for reference in ["C-7PHQ2K", "C-GAD7XY"] {
+            for audience in Audience::ALL {
+                let sms = render_sms(audience, Locale::ZhCn, &Unlucky(reference)).unwrap();
+                assert!(sms.text.contains(reference));
+            }
+            let email = render_staff_email(Locale::En, &Unlucky(reference)).unwrap();
+            assert!(email.subject.contains(reference));
+        }
     }
 
     #[test]

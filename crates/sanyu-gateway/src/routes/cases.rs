@@ -81,11 +81,34 @@ pub struct SignalView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotificationView {
+    /// `<notification key>:<channel>`: ids only.
+    pub key: String,
     pub recipient_staff_id: Uuid,
+    /// `sms` or `email`.
     pub channel: String,
+    /// pending, claimed, sent, delivered (SMS receipt) or failed.
     pub status: String,
+    /// How many times the delivery was claimed.
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The provider that accepted it (`smtp`, `webhook`, `aliyun`, `tencent`).
+    pub provider: Option<String>,
+    pub last_error: Option<String>,
+    /// Every send attempt: provider, outcome, latency, the provider's reason.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// One send attempt of a notification.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub provider: String,
+    /// accepted, transient_error or permanent_error.
+    pub status: String,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// What the provider's delivery receipt said (SMS).
+    pub receipt_status: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// One entry of the case timeline: who did what, when.
@@ -343,15 +366,40 @@ pub async fn get(
             narrative,
         });
     }
+    let mut attempts = deliveries::attempts_for_case(&state.db, case.id).await?;
     let notifications = deliveries::for_case(&state.db, case.id)
         .await?
         .into_iter()
-        .map(|d| NotificationView {
-            recipient_staff_id: d.recipient_staff_id,
-            channel: d.channel,
-            status: d.status,
-            attempts: d.attempts,
-            sent_at: d.sent_at,
+        .map(|d| {
+            let (mine, rest) = attempts
+                .drain(..)
+                .partition(|a| a.delivery_key == d.notification_key);
+            attempts = rest;
+            let attempt_log: Vec<AttemptView> = mine
+                .into_iter()
+                .map(|a| AttemptView {
+                    provider: a.provider,
+                    status: a.status,
+                    latency_ms: a.latency_ms,
+                    error: a.error,
+                    receipt_status: a.receipt_status,
+                    at: a.at,
+                })
+                .collect();
+            NotificationView {
+                provider: attempt_log
+                    .iter()
+                    .find(|a| a.status == deliveries::ACCEPTED)
+                    .map(|a| a.provider.clone()),
+                key: d.notification_key,
+                recipient_staff_id: d.recipient_staff_id,
+                channel: d.channel,
+                status: d.status,
+                attempts: d.attempts,
+                sent_at: d.sent_at,
+                last_error: d.last_error,
+                attempt_log,
+            }
         })
         .collect();
     let opened_rule = case.opened_rule.clone();

@@ -8,6 +8,7 @@ pub mod case_signal;
 pub mod class;
 pub mod dead_letter;
 pub mod delivery;
+pub mod delivery_attempt;
 pub mod follow_up;
 pub mod grade;
 pub mod guardian;

@@ -10,6 +10,7 @@ mod m20261129_000004_create_messaging;
 mod m20261129_000005_create_audit_log;
 mod m20261129_000006_create_case_work;
 mod m20261129_000007_create_screening;
+mod m20261129_000008_create_delivery_attempts;
 mod m20261129_000009_create_zero_reports_and_hotline;
 
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_create_case_work::Migration),
             Box::new(m20261129_000007_create_screening::Migration),
             Box::new(m20261129_000009_create_zero_reports_and_hotline::Migration),
+            Box::new(m20261129_000008_create_delivery_attempts::Migration),
         ]
     }
 }

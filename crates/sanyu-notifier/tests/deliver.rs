@@ -1,0 +1,677 @@
+//! The deliverer's step function against real servers: a fresh database, the
+//! SMS providers' signature-checking stand-ins, a real SMTP server over TCP,
+//! and an injected clock. Failover order, exactly-once under redelivery and
+//! two replicas, permanent vs transient failures, quiet hours, rate limits,
+//! and the privacy canary on what is actually sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sanyu_domain::{RiskLevel, case_reference};
+use sanyu_events::{Envelope, Payload, v1};
+use sanyu_notifier::policy::ManualClock;
+use sanyu_notifier::{Deliverer, Mailer};
+use sanyu_platform::Config;
+use sanyu_platform::config::{NotifyChannel, Secret};
+use sanyu_platform::consumer::Outcome;
+use sanyu_platform::relay::Waker;
+use sanyu_sms::stand_in::{Reply, StandIn, StandInKind};
+use sanyu_sms::{Audience, ProviderConfig};
+use sanyu_store::Db;
+use sanyu_store::deliveries;
+use sanyu_store::entities::{delivery, delivery_attempt, staff};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sanyu_test_support::{SmtpServer, TestDb};
+use serde_json::json;
+use uuid::Uuid;
+
+const WEBHOOK_SECRET: &str = "whsec-test-primary";
+const ALIYUN_KEY_ID: &str = "LTAI-test";
+const ALIYUN_SECRET: &str = "aliyun-test-secret";
+
+/// A school, its database, an SMTP server and two SMS stand-ins: the primary
+/// (signed webhook) and the secondary (Alibaba Cloud).
+struct Fixture {
+    _test_db: TestDb,
+    db: Db,
+    smtp: SmtpServer,
+    primary: StandIn,
+    secondary: StandIn,
+}
+
+impl Fixture {
+    async fn new(test_db: TestDb) -> Self {
+        let db = test_db.connect().await;
+        sanyu_test_support::seed_school(&db, "NTF1").await;
+        Self {
+            _test_db: test_db,
+            db,
+            smtp: SmtpServer::start(),
+            primary: StandIn::start(StandInKind::Webhook, "", WEBHOOK_SECRET)
+                .await
+                .unwrap(),
+            secondary: StandIn::start(StandInKind::Aliyun, ALIYUN_KEY_ID, ALIYUN_SECRET)
+                .await
+                .unwrap(),
+        }
+    }
+
+    fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.smtp.url = Secret::new(self.smtp.url());
+        c.smtp.from = "Sanyu <sanyu@test.local>".into();
+        c.http.public_base_url = "https://sanyu.test".into();
+        c.nats.max_deliver = 8;
+        c.notify.backoff_initial_ms = 10;
+        c.notify.backoff_max_ms = 40;
+        c.notify.lease_secs = 20;
+        c.sms.primary = Some(
+            serde_json::from_value::<ProviderConfig>(json!({
+                "kind": "webhook",
+                "url": self.primary.base_url(),
+                "secret": WEBHOOK_SECRET,
+                "http": {"connect_timeout_ms": 1000, "request_timeout_ms": 2000},
+            }))
+            .unwrap(),
+        );
+        c.sms.secondary = Some(
+            serde_json::from_value::<ProviderConfig>(json!({
+                "kind": "aliyun",
+                "endpoint": self.secondary.base_url(),
+                "access_key_id": ALIYUN_KEY_ID,
+                "access_key_secret": ALIYUN_SECRET,
+                "sign_name": "测试学校",
+                "templates": [{
+                    "audience": "staff",
+                    "locale": "zh-CN",
+                    "id": "SMS_100001",
+                    "params": ["school", "case_ref", "level", "time"],
+                }],
+                "http": {"connect_timeout_ms": 1000, "request_timeout_ms": 2000},
+            }))
+            .unwrap(),
+        );
+        c
+    }
+
+    fn deliverer(&self, config: &Config) -> Deliverer {
+        let mailer = Mailer::from_config(&config.smtp).unwrap();
+        Deliverer::new(self.db.clone(), Waker::default(), mailer, config).unwrap()
+    }
+
+    async fn staff_id(&self, staff_no: &str) -> Uuid {
+        staff::Entity::find()
+            .filter(staff::Column::StaffNo.eq(staff_no))
+            .one(&self.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    async fn row(&self, key: &str) -> Option<delivery::Model> {
+        delivery::Entity::find()
+            .filter(delivery::Column::NotificationKey.eq(key))
+            .one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, key: &str) -> Option<String> {
+        self.row(key).await.map(|r| r.status)
+    }
+
+    /// (provider, status) of every attempt of `key`, in order.
+    async fn attempts(&self, key: &str) -> Vec<(String, String, Option<String>)> {
+        delivery_attempt::Entity::find()
+            .filter(delivery_attempt::Column::DeliveryKey.eq(key))
+            .order_by_asc(delivery_attempt::Column::At)
+            .order_by_asc(delivery_attempt::Column::Id)
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.provider, a.status, a.error))
+            .collect()
+    }
+
+    fn sms_count(&self) -> usize {
+        self.primary.received().len() + self.secondary.received().len()
+    }
+}
+
+/// A notification request as the escalation ladder writes it.
+fn request(staff_id: Uuid, level: RiskLevel) -> (Envelope, v1::NotificationRequested) {
+    let case_id = Uuid::now_v7();
+    let key = format!("{case_id}:{staff_id}:e1:r0");
+    let req = v1::NotificationRequested {
+        notification_key: key.clone(),
+        case_id: case_id.to_string(),
+        case_reference: case_reference(case_id),
+        level: sanyu_events::level_to_proto(level) as i32,
+        recipient_staff_id: staff_id.to_string(),
+        channel: v1::Channel::Email as i32,
+        reason: "case_opened".into(),
+        rung: 0,
+    };
+    let envelope = sanyu_events::envelope(
+        format!("notify.requested:{key}"),
+        Utc::now(),
+        "NTF1",
+        0,
+        Payload::NotificationRequested(req.clone()),
+    );
+    (envelope, req)
+}
+
+fn sms_key(req: &v1::NotificationRequested) -> String {
+    deliveries::channel_key(&req.notification_key, "sms")
+}
+
+fn email_key(req: &v1::NotificationRequested) -> String {
+    deliveries::channel_key(&req.notification_key, "email")
+}
+
+fn shanghai(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 11, day, hour, minute, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_critical_request_is_sent_by_sms_and_email_exactly_once_under_redelivery_and_two_replicas()
+ {
+    for test_db in TestDb::all().await {
+        let f = Fixture::new(test_db).await;
+        let config = f.config();
+        let one = f.deliverer(&config);
+        let two = f.deliverer(&config);
+        let k1 = f.staff_id("K1").await;
+        let (env, req) = request(k1, RiskLevel::Critical);
+
+        // Two replicas get the same message at once, then it is redelivered twice.
+        let (a, b) = tokio::join!(one.deliver(&env, &req, 1), two.deliver(&env, &req, 1));
+        let outcomes = [a.unwrap(), b.unwrap()];
+        assert!(outcomes.contains(&Outcome::Ack), "{outcomes:?}");
+        for delivered in 2..4 {
+            assert_eq!(
+                one.deliver(&env, &req, delivered).await.unwrap(),
+                Outcome::Ack
+            );
+        }
+        assert_eq!(two.deliver(&env, &req, 4).await.unwrap(), Outcome::Ack);
+
+        let sms = f.primary.received();
+        assert_eq!(sms.len(), 1, "one SMS");
+        assert_eq!(sms[0].phone, "+8613900000003");
+        // The notification key is the provider's idempotency key.
+        assert_eq!(
+            sms[0].idempotency_key.as_deref(),
+            Some(req.notification_key.as_str())
+        );
+        assert!(f.secondary.received().is_empty());
+        let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(f.smtp.received().len(), 1, "one email");
+        assert_eq!(mails[0].to, vec!["counsellor@ntf1.test".to_owned()]);
+        assert!(mails[0].text().contains(&req.case_reference));
+        assert!(
+            mails[0]
+                .text()
+                .contains(&format!("https://sanyu.test/v1/cases/{}", req.case_id))
+        );
+
+        assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+        assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
+        let attempts = f.attempts(&sms_key(&req)).await;
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (attempts[0].0.as_str(), attempts[0].1.as_str()),
+            ("webhook", "accepted")
+        );
+        let attempts = f.attempts(&email_key(&req)).await;
+        assert_eq!(
+            (attempts[0].0.as_str(), attempts[0].1.as_str()),
+            ("smtp", "accepted")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_primary_sms_provider_answering_500_fails_over_to_the_secondary_after_its_retries() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.attempts_per_provider = 3;
+    let deliverer = f.deliverer(&config);
+    for _ in 0..3 {
+        f.primary.script(Reply::ServerError);
+    }
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+
+    assert_eq!(f.primary.received().len(), 3, "three tries on the primary");
+    let second = f.secondary.received();
+    assert_eq!(second.len(), 1, "then the secondary");
+    assert_eq!(second[0].phone, "13900000003");
+    assert_eq!(second[0].template, "SMS_100001");
+    assert_eq!(
+        second[0].idempotency_key.as_deref(),
+        Some(req.notification_key.as_str())
+    );
+    let attempts = f.attempts(&sms_key(&req)).await;
+    let summary: Vec<(&str, &str)> = attempts
+        .iter()
+        .map(|(p, s, _)| (p.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("webhook", "transient_error"),
+            ("webhook", "transient_error"),
+            ("webhook", "transient_error"),
+            ("aliyun", "accepted"),
+        ]
+    );
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_not_retried_and_keeps_the_providers_reason() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let deliverer = f.deliverer(&f.config());
+    f.primary.script_for("13900000003", Reply::InvalidNumber);
+    f.secondary.script_for("13900000003", Reply::InvalidNumber);
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+
+    // One try on each provider, no retries.
+    assert_eq!(f.primary.received().len(), 1);
+    assert_eq!(f.secondary.received().len(), 1);
+    let attempts = f.attempts(&sms_key(&req)).await;
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts.iter().all(|(_, s, _)| s == "permanent_error"));
+    assert!(attempts[0].2.as_deref().unwrap().contains("invalid_number"));
+    assert!(
+        attempts[1]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("isv.MOBILE_NUMBER_ILLEGAL")
+    );
+    let row = f.row(&sms_key(&req)).await.unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(
+        row.last_error
+            .unwrap()
+            .contains("isv.MOBILE_NUMBER_ILLEGAL")
+    );
+    // The email reached the person: the failed SMS is recorded but is no alarm.
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
+    let case_id = Uuid::parse_str(&req.case_id).unwrap();
+    let unreached = deliveries::unreached_failures(&f.db, case_id, Utc::now())
+        .await
+        .unwrap();
+    assert!(unreached.is_empty(), "{unreached:?}");
+}
+
+#[tokio::test]
+async fn when_every_sms_provider_fails_the_email_is_sent_at_once_and_the_sms_retried_later() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.channels.high = vec![NotifyChannel::Sms];
+    config.notify.attempts_per_provider = 2;
+    config.notify.quiet_hours.enabled = false;
+    let deliverer = f.deliverer(&config);
+    f.primary.script_for("13900000003", Reply::ServerError);
+    f.secondary
+        .script_for("13900000003", Reply::HttpStatus(503));
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::High);
+    // Both providers fail transiently: the email goes at once, the SMS is
+    // released and the request redelivered later.
+    assert!(matches!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Retry(_)
+    ));
+    assert_eq!(f.primary.received().len(), 2);
+    assert_eq!(f.secondary.received().len(), 2);
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("pending"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
+    let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(mails[0].to, vec!["counsellor@ntf1.test".to_owned()]);
+
+    // Still failing on the last delivery: the SMS is recorded failed, the
+    // email is not sent again.
+    assert_eq!(
+        deliverer
+            .deliver(&env, &req, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn when_every_channel_fails_the_deliveries_are_failed_and_the_auditor_sees_them() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.attempts_per_provider = 1;
+    // Nothing listens there: the SMTP server is down.
+    config.smtp.url = Secret::new(format!(
+        "smtp://127.0.0.1:{}",
+        sanyu_test_support::free_port()
+    ));
+    let deliverer = f.deliverer(&config);
+    f.primary.script_for("13900000003", Reply::TemplateRejected);
+    f.secondary
+        .script_for("13900000003", Reply::TemplateRejected);
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+    // The SMS fails for good; the SMTP outage may pass: retried later.
+    assert!(matches!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Retry(_)
+    ));
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("pending"));
+    // The last delivery gives up.
+    assert_eq!(
+        deliverer
+            .deliver(&env, &req, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("failed"));
+    let case_id = Uuid::parse_str(&req.case_id).unwrap();
+    let unreached = deliveries::unreached_failures(&f.db, case_id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(unreached.len(), 2);
+}
+
+#[tokio::test]
+async fn a_claimed_but_unsent_delivery_is_sent_once_its_lease_expires() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.lease_secs = 2;
+    let deliverer = f.deliverer(&config);
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+    // A notifier claimed both channels and died before sending.
+    for channel in ["sms", "email"] {
+        let txn = sanyu_store::begin_write(&f.db).await.unwrap();
+        let claim = deliveries::claim(
+            &*txn,
+            &deliveries::DeliveryRequest {
+                key: &deliveries::channel_key(&req.notification_key, channel),
+                case_id: Uuid::parse_str(&req.case_id).unwrap(),
+                recipient_staff_id: Uuid::parse_str(&req.recipient_staff_id).unwrap(),
+                channel,
+                worker: "dead-notifier",
+                lease: chrono::Duration::seconds(2),
+            },
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        assert!(matches!(claim, deliveries::Claim::Claimed { .. }));
+    }
+    // While the lease lives, nothing is sent and the message is retried.
+    assert!(matches!(
+        deliverer.deliver(&env, &req, 2).await.unwrap(),
+        Outcome::Retry(_)
+    ));
+    assert_eq!(f.sms_count(), 0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        deliverer.deliver(&env, &req, 3).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 1);
+    f.smtp.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(f.row(&sms_key(&req)).await.unwrap().attempts, 2);
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_a_high_sms_until_morning_but_never_a_critical_one() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let clock = Arc::new(ManualClock::new(shanghai(30, 23, 10)));
+    let deliverer = f.deliverer(&f.config()).with_clock(clock.clone());
+    let k1 = f.staff_id("K1").await;
+
+    let (env, req) = request(k1, RiskLevel::High);
+    match deliverer.deliver(&env, &req, 1).await.unwrap() {
+        // 23:10 → 07:00 is 7 h 50 min.
+        Outcome::Defer(wait, why) => {
+            assert_eq!(wait, Duration::from_secs((7 * 60 + 50) * 60));
+            assert!(why.contains("quiet hours"), "{why}");
+        }
+        other => panic!("expected a deferral, got {other:?}"),
+    }
+    assert_eq!(f.sms_count(), 0, "no SMS at night");
+    // The email is silent and goes at once.
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("pending"));
+
+    // A critical message at the same hour goes by SMS at once.
+    let (cenv, creq) = request(k1, RiskLevel::Critical);
+    assert_eq!(
+        deliverer.deliver(&cenv, &creq, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 1);
+
+    // In the morning the held SMS goes, and the email is not sent again.
+    clock.set(shanghai(30, 23, 10) + chrono::Duration::minutes(7 * 60 + 51));
+    assert_eq!(
+        deliverer.deliver(&env, &req, 2).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 2);
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+    f.smtp.wait_for(2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.smtp.received().len(), 2, "one email per request");
+}
+
+#[tokio::test]
+async fn the_recipient_rate_limit_defers_non_critical_messages_but_never_critical_ones() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.recipient_per_hour = 1;
+    config.notify.quiet_hours.enabled = false;
+    let clock = Arc::new(ManualClock::new(shanghai(30, 10, 0)));
+    let deliverer = f.deliverer(&config).with_clock(clock.clone());
+    let k1 = f.staff_id("K1").await;
+
+    let (env1, req1) = request(k1, RiskLevel::High);
+    assert_eq!(
+        deliverer.deliver(&env1, &req1, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 1);
+
+    // A second high message to the same person within the hour waits.
+    let (env2, req2) = request(k1, RiskLevel::High);
+    match deliverer.deliver(&env2, &req2, 1).await.unwrap() {
+        Outcome::Defer(wait, why) => {
+            assert_eq!(wait, Duration::from_secs(3600));
+            assert!(why.contains("rate limit"), "{why}");
+        }
+        other => panic!("expected a deferral, got {other:?}"),
+    }
+    assert_eq!(f.sms_count(), 1);
+
+    // A critical one does not.
+    let (env3, req3) = request(k1, RiskLevel::Critical);
+    assert_eq!(
+        deliverer.deliver(&env3, &req3, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 2);
+
+    // An hour later the deferred one goes.
+    clock.advance(chrono::Duration::minutes(60));
+    assert_eq!(
+        deliverer.deliver(&env2, &req2, 2).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 3);
+
+    // On its last delivery a message is never held back by a limit.
+    let (env4, req4) = request(k1, RiskLevel::High);
+    assert_eq!(
+        deliverer
+            .deliver(&env4, &req4, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 4);
+}
+
+#[tokio::test]
+async fn the_provider_rate_limit_waits_briefly_in_place() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.provider_per_second = 2;
+    config.notify.quiet_hours.enabled = false;
+    config.notify.channels.high = vec![NotifyChannel::Sms];
+    let deliverer = f.deliverer(&config);
+    let started = std::time::Instant::now();
+    for staff_no in ["K1", "X1", "L1", "T1"] {
+        let (env, req) = request(f.staff_id(staff_no).await, RiskLevel::High);
+        assert_eq!(
+            deliverer.deliver(&env, &req, 1).await.unwrap(),
+            Outcome::Ack
+        );
+    }
+    assert_eq!(f.primary.received().len(), 4);
+    // Two per second: the last two waited for the limiter.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The privacy canary on what the notifier really sends: a student whose name,
+/// guardian and the report narrative are canaries, a real case opened by the
+/// escalation ladder, the notification requests it wrote, and every SMS and
+/// email those produce. None may contain a canary or a denied word.
+#[tokio::test]
+async fn nothing_sent_contains_the_students_name_the_narrative_or_a_denied_word() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    const CANARIES: [&str; 5] = [
+        "CANARY-STUDENT",
+        "金丝雀学生",
+        "CANARY-GUARDIAN",
+        "CANARY-NARRATIVE",
+        "CANARY-STAFF",
+    ];
+    let txn = sanyu_store::begin_write(&f.db).await.unwrap();
+    let students = "school_code,school_name,grade_code,grade_name,class_code,class_name,student_no,student_name,gender,guardian_name,guardian_relation,guardian_phone,guardian_email\n\
+         NTF1,Test School NTF1,G1,Grade 1,C1,Class 1,Z9,CANARY-STUDENT 金丝雀学生,F,CANARY-GUARDIAN,mother,13800000099,\n";
+    let staff_csv = "school_code,staff_no,name,role,class_code,phone,email\n\
+         NTF1,K1,CANARY-STAFF,counsellor,,13900000003,counsellor@ntf1.test\n";
+    sanyu_store::roster::import_students(
+        &*txn,
+        students.as_bytes(),
+        sanyu_store::roster::ImportScope::Operator,
+    )
+    .await
+    .unwrap();
+    sanyu_store::roster::import_staff(
+        &*txn,
+        staff_csv.as_bytes(),
+        sanyu_store::roster::ImportScope::Operator,
+    )
+    .await
+    .unwrap();
+    let student = sanyu_store::entities::student::Entity::find()
+        .filter(sanyu_store::entities::student::Column::StudentNo.eq("Z9"))
+        .one(&*txn)
+        .await
+        .unwrap()
+        .unwrap();
+    let case_id = Uuid::now_v7();
+    sanyu_store::cases::open(
+        &*txn,
+        sanyu_store::cases::NewCase {
+            id: case_id,
+            reference: case_reference(case_id),
+            school_id: student.school_id,
+            class_id: student.class_id,
+            student_id: student.id,
+            level: RiskLevel::Critical,
+            rule: "CANARY-NARRATIVE".into(),
+            at: Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    let case = sanyu_store::cases::get(&*txn, case_id)
+        .await
+        .unwrap()
+        .unwrap();
+    sanyu_escalation::start(
+        &*txn,
+        &case,
+        &sanyu_domain::EscalationPolicy::default(),
+        sanyu_escalation::reason::CASE_OPENED,
+        Utc::now(),
+        None,
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+
+    let deliverer = f.deliverer(&f.config());
+    let rows = sanyu_store::entities::outbox::Entity::find()
+        .filter(
+            sanyu_store::entities::outbox::Column::Subject.starts_with("sanyu.notify.requested"),
+        )
+        .all(&f.db)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let env = sanyu_events::decode(&row.payload).unwrap();
+        let Some(Payload::NotificationRequested(req)) = &env.payload else {
+            panic!("not a request");
+        };
+        assert_eq!(deliverer.deliver(&env, req, 1).await.unwrap(), Outcome::Ack);
+    }
+
+    let mut sent: Vec<String> = Vec::new();
+    for sms in f.primary.received() {
+        sent.push(sms.text.clone().unwrap_or_default());
+        sent.extend(sms.params.iter().map(|(_, v)| v.clone()));
+    }
+    let mails = f.smtp.received();
+    assert!(!mails.is_empty() && !sent.is_empty(), "something was sent");
+    for mail in &mails {
+        sent.push(mail.subject());
+        sent.push(mail.text());
+    }
+    for text in &sent {
+        let lower = text.to_lowercase();
+        for canary in CANARIES {
+            assert!(!text.contains(canary), "canary {canary} in: {text}");
+        }
+        for word in sanyu_sms::templates::denied_words(Audience::Staff) {
+            assert!(!lower.contains(word), "denied word {word} in: {text}");
+        }
+    }
+}

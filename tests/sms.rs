@@ -1,0 +1,309 @@
+//! SMS and email end to end, across the real binaries: a critical teacher
+//! report reaches the counsellor and the crisis-team lead by SMS (through the
+//! providers' signature-checking stand-ins) and by email (real SMTP); a
+//! primary provider answering 500 hands over to the secondary; delivery
+//! receipts mark an SMS delivered; and a notifier killed between the claim and
+//! the send loses nothing and sends nothing twice.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sanyu_e2e::Stack;
+use sanyu_e2e::support::{TestDb, eventually};
+use sanyu_sms::stand_in::{Reply, StandIn, StandInKind};
+use sanyu_store::entities::{delivery, delivery_attempt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+const WEBHOOK_SECRET: &str = "whsec-e2e-primary";
+const ALIYUN_KEY_ID: &str = "LTAI-e2e";
+const ALIYUN_SECRET: &str = "aliyun-e2e-secret";
+const RECEIPT_SECRET: &str = "receipts-9f2c1d7e4b6a8f03";
+const COUNSELLOR_PHONE: &str = "13900000003";
+const CRISIS_LEAD_PHONE: &str = "13900000004";
+
+/// Two SMS providers (signed webhook primary, Alibaba Cloud secondary) and the
+/// configuration file that points the services at them.
+struct Sms {
+    primary: StandIn,
+    secondary: StandIn,
+    config: PathBuf,
+}
+
+impl Sms {
+    async fn start() -> Self {
+        let primary = StandIn::start(StandInKind::Webhook, "", WEBHOOK_SECRET)
+            .await
+            .unwrap();
+        let secondary = StandIn::start(StandInKind::Aliyun, ALIYUN_KEY_ID, ALIYUN_SECRET)
+            .await
+            .unwrap();
+        let config = std::env::temp_dir().join(format!("sanyu-sms-{}.toml", uuid::Uuid::now_v7()));
+        let toml = format!(
+            r#"
+[sms]
+receipt_path_secret = "{RECEIPT_SECRET}"
+
+[sms.primary]
+kind = "webhook"
+url = "{primary}"
+secret = "{WEBHOOK_SECRET}"
+http = {{ connect_timeout_ms = 1000, request_timeout_ms = 2000 }}
+
+[sms.secondary]
+kind = "aliyun"
+endpoint = "{secondary}"
+access_key_id = "{ALIYUN_KEY_ID}"
+access_key_secret = "{ALIYUN_SECRET}"
+sign_name = "测试学校"
+http = {{ connect_timeout_ms = 1000, request_timeout_ms = 2000 }}
+
+[[sms.secondary.templates]]
+audience = "staff"
+locale = "zh-CN"
+id = "SMS_100001"
+params = ["school", "case_ref", "level", "time"]
+
+[notify]
+backoff_initial_ms = 20
+backoff_max_ms = 100
+"#,
+            primary = primary.base_url(),
+            secondary = secondary.base_url(),
+        );
+        std::fs::write(&config, toml).unwrap();
+        Self {
+            primary,
+            secondary,
+            config,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("SANYU_CONFIG", self.config.display().to_string())]
+    }
+
+    /// Every SMS phone number either stand-in received, sorted.
+    fn phones(&self) -> Vec<String> {
+        let mut phones: Vec<String> = self
+            .primary
+            .received()
+            .into_iter()
+            .chain(self.secondary.received())
+            .map(|r| r.phone.trim_start_matches("+86").to_owned())
+            .collect();
+        phones.sort();
+        phones
+    }
+}
+
+impl Drop for Sms {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+async fn critical_report(stack: &Stack) -> String {
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body(
+                "S1",
+                "critical",
+                "a narrative that never leaves the gateway",
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let cases = stack.wait_for_cases(1).await;
+    cases[0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_critical_report_reaches_counsellor_and_crisis_lead_by_sms_and_email_and_a_failing_primary_hands_over()
+ {
+    let sms = Sms::start().await;
+    // The primary answers 500 for the counsellor's number, every time.
+    sms.primary.script_for(COUNSELLOR_PHONE, Reply::ServerError);
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack
+        .start_gateway_with(&[("SANYU_CONFIG", sms.config.display().to_string())])
+        .await;
+    stack.start_rules(&[]);
+    stack.start_notifier_with(&sms.env());
+    let case_id = critical_report(&stack).await;
+
+    // Email to both through the real SMTP server.
+    let mails = stack.smtp.wait_for(2, Duration::from_secs(20)).await;
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["counsellor@sch1.test", "crisis@sch1.test"]);
+    // SMS to both: the crisis lead through the primary, the counsellor through
+    // the secondary after the primary's retries.
+    eventually(Duration::from_secs(20), "two SMS accepted", || async {
+        (sms.secondary.received().len() == 1 && sms.phones().len() >= 4).then_some(())
+    })
+    .await;
+    let primary: Vec<String> = sms
+        .primary
+        .received()
+        .into_iter()
+        .map(|r| r.phone)
+        .collect();
+    assert_eq!(
+        primary
+            .iter()
+            .filter(|p| p.ends_with(CRISIS_LEAD_PHONE))
+            .count(),
+        1
+    );
+    assert_eq!(
+        primary
+            .iter()
+            .filter(|p| p.ends_with(COUNSELLOR_PHONE))
+            .count(),
+        3,
+        "three tries on the primary"
+    );
+    let secondary = sms.secondary.received();
+    assert_eq!(secondary[0].phone, COUNSELLOR_PHONE);
+    assert_eq!(secondary[0].template, "SMS_100001");
+
+    // The case shows who was reached, how and through which provider.
+    let detail: Value = eventually(
+        Duration::from_secs(10),
+        "four sent notifications",
+        || async {
+            let v: Value = stack
+                .get(&stack.school.counsellor, &format!("/v1/cases/{case_id}"))
+                .await
+                .json()
+                .await
+                .ok()?;
+            let n = v["notifications"].as_array()?;
+            (n.len() == 4 && n.iter().all(|d| d["status"] == "sent")).then_some(v)
+        },
+    )
+    .await;
+    let notifications = detail["notifications"].as_array().unwrap();
+    let counsellor_sms = notifications
+        .iter()
+        .find(|n| n["channel"] == "sms" && n["provider"] == "aliyun")
+        .expect("the counsellor's SMS went through the secondary");
+    let log = counsellor_sms["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 4);
+    assert!(
+        log[..3]
+            .iter()
+            .all(|a| a["provider"] == "webhook" && a["status"] == "transient_error")
+    );
+    assert_eq!(log[3]["status"], "accepted");
+    assert_eq!(
+        notifications
+            .iter()
+            .filter(|n| n["channel"] == "email" && n["provider"] == "smtp")
+            .count(),
+        2
+    );
+
+    // Alibaba Cloud reports the counsellor's SMS delivered.
+    let key = counsellor_sms["key"].as_str().unwrap().to_owned();
+    let accepted = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::DeliveryKey.eq(key.clone()))
+        .filter(delivery_attempt::Column::Status.eq("accepted"))
+        .one(&stack.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = json!([{
+        "phone_number": COUNSELLOR_PHONE,
+        "send_time": "2026-11-29 12:00:00",
+        "report_time": "2026-11-29 12:00:05",
+        "success": true,
+        "err_code": "DELIVERED",
+        "err_msg": "用户接收成功",
+        "sms_size": "1",
+        "biz_id": accepted.provider_message_id.clone().unwrap(),
+        "out_id": key.trim_end_matches(":sms"),
+    }]);
+    let url = |secret: &str| format!("{}/v1/sms/receipts/aliyun/{secret}", stack.base_url());
+    let wrong = stack
+        .http
+        .post(url("guessed"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let ok = stack
+        .http
+        .post(url(RECEIPT_SECRET))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), sanyu_sms::aliyun::SMS_REPORT_ACK);
+    let row = delivery::Entity::find()
+        .filter(delivery::Column::NotificationKey.eq(key))
+        .one(&stack.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "delivered");
+    // The receipt path's secret is never logged.
+    let logs = stack.gateway.as_ref().unwrap().logs();
+    assert!(!logs.contains(RECEIPT_SECRET));
+}
+
+#[tokio::test]
+async fn a_notifier_killed_between_claim_and_send_sends_each_notification_once_after_the_lease() {
+    let sms = Sms::start().await;
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway().await;
+    stack.start_rules(&[]);
+    let mut env = sms.env();
+    env.push(("SANYU_NOTIFY__LEASE_SECS", "3".to_owned()));
+    let mut paused = env.clone();
+    paused.push(("SANYU_FAULT_PAUSE_AFTER_CLAIM_MS", "60000".to_owned()));
+    stack.start_notifier_with(&paused);
+    critical_report(&stack).await;
+
+    // Wait until the notifier holds claims on all four deliveries, then kill it.
+    eventually(
+        Duration::from_secs(20),
+        "four claimed deliveries",
+        || async {
+            let claimed = delivery::Entity::find()
+                .filter(delivery::Column::Status.eq("claimed"))
+                .all(&stack.conn)
+                .await
+                .ok()?;
+            (claimed.len() == 4).then_some(())
+        },
+    )
+    .await;
+    stack.notifier.as_mut().unwrap().kill();
+    assert!(sms.phones().is_empty(), "nothing was sent before the kill");
+    assert!(stack.smtp.received().is_empty());
+
+    // A fresh notifier sends each one once the lease has expired.
+    stack.start_notifier_with(&env);
+    stack.smtp.wait_for(2, Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(30), "two SMS", || async {
+        (sms.phones().len() >= 2).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "every delivery sent", || async {
+        let rows = delivery::Entity::find().all(&stack.conn).await.ok()?;
+        (rows.len() == 4 && rows.iter().all(|d| d.status == "sent")).then_some(rows)
+    })
+    .await;
+    // Nothing more arrives: at most one send each.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sms.phones(), [COUNSELLOR_PHONE, CRISIS_LEAD_PHONE]);
+    assert_eq!(stack.smtp.received().len(), 2);
+    let rows = delivery::Entity::find().all(&stack.conn).await.unwrap();
+    assert!(rows.iter().all(|d| d.attempts == 2), "claimed twice each");
+}
