@@ -9,7 +9,7 @@ use sanyu_domain::RiskLevel;
 use sanyu_e2e::Stack;
 use sanyu_e2e::support::{ServiceProcess, TestDb, eventually};
 use sanyu_store::entities::{case, case_signal, delivery, student};
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const STUDENTS: [&str; 2] = ["S1", "S2"];
 const REPORTS: usize = 60;
@@ -71,9 +71,22 @@ async fn two_replicas_of_each_consumer_never_double_process(db: TestDb) {
         Duration::from_secs(60),
         "all notifications sent",
         || async {
+            // Every notification the rules requested (each a level's first
+            // rung) has its delivery row, sent: none still in flight.
+            let requested = sanyu_store::entities::outbox::Entity::find()
+                .filter(
+                    sanyu_store::entities::outbox::Column::Subject
+                        .starts_with("sanyu.notify.requested"),
+                )
+                .count(&stack.conn)
+                .await
+                .ok()?;
             let rows = delivery::Entity::find().all(&stack.conn).await.ok()?;
             let all_sent = !rows.is_empty() && rows.iter().all(|d| d.status == "sent");
-            (all_sent && stack.smtp.received().len() == rows.len()).then_some(rows.len())
+            (all_sent
+                && rows.len() as u64 == requested
+                && stack.smtp.received().len() == rows.len())
+            .then_some(rows.len())
         },
     )
     .await;
