@@ -450,7 +450,8 @@ async fn a_due_follow_up_reminds_the_assigned_counsellor_once() {
 
 #[test]
 fn rules_check_reports_problems_with_line_and_column() {
-    let dir = tempfile_dir();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
     let good = dir.join("good.toml");
     std::fs::write(&good, sanyu_ruleset::DEFAULT_RULES).expect("write");
     let (code, out) = sanyu(
@@ -472,10 +473,4 @@ fn rules_check_reports_problems_with_line_and_column() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("bad.toml:5:"), "{out}");
     assert!(out.contains("levle_at_least"), "{out}");
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sanyu-rules-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }

@@ -95,6 +95,14 @@ fn conflict(e: IllegalTransition) -> ApiError {
     }
 }
 
+/// 409 for work on a closed case: only `reopen` is allowed.
+fn closed(c: &case::Model, to: &str) -> ApiError {
+    ApiError::Conflict {
+        message: format!("the case is closed; reopen it to {to}"),
+        allowed: allowed_names(c),
+    }
+}
+
 fn status_of(c: &case::Model) -> Result<CaseStatus, ApiError> {
     c.status
         .parse()
@@ -160,10 +168,7 @@ fn require_taken(c: &case::Model) -> Result<CaseStatus, ApiError> {
             message: "acknowledge the case before working on it".into(),
             allowed: allowed_names(c),
         }),
-        CaseStatus::Closed => Err(ApiError::Conflict {
-            message: "the case is closed; reopen it to work on it".into(),
-            allowed: allowed_names(c),
-        }),
+        CaseStatus::Closed => Err(closed(c, "work on it")),
         other => Ok(other),
     }
 }
@@ -380,10 +385,7 @@ pub async fn assign(
     let mut work = load(&state, &caller, &id, |_| CaseWork::Assign { to_self }).await?;
     let status = status_of(&work.case)?;
     if status == CaseStatus::Closed {
-        return Err(ApiError::Conflict {
-            message: "the case is closed; reopen it to assign it".into(),
-            allowed: allowed_names(&work.case),
-        });
+        return Err(closed(&work.case, "assign it"));
     }
     let person = staff::Entity::find_by_id(to)
         .filter(staff::Column::SchoolId.eq(work.case.school_id))
@@ -816,10 +818,7 @@ pub async fn level(
     check_text("reason", &req.reason)?;
     let mut work = load(&state, &caller, &id, |_| CaseWork::ChangeLevel).await?;
     if status_of(&work.case)? == CaseStatus::Closed {
-        return Err(ApiError::Conflict {
-            message: "the case is closed; reopen it to change its level".into(),
-            allowed: allowed_names(&work.case),
-        });
+        return Err(closed(&work.case, "change its level"));
     }
     let from = level_of(&work.case)?;
     if from == to {
