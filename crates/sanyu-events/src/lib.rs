@@ -48,6 +48,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 pub fn kind_of(payload: &Payload) -> &'static str {
     match payload {
         Payload::ScreeningResult(_) => "screening.result_recorded",
+        Payload::ScreeningBatch(_) => "screening.result_batch",
         Payload::ReportSubmitted(_) => "report.submitted",
         Payload::HotlineCall(_) => "hotline.call_logged",
         Payload::ZeroReport(_) => "zero_report.submitted",

@@ -780,6 +780,7 @@ fn signal(
             administered_at: Some(sanyu_events::timestamp(administered_at)),
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             rejected,
+            signal_id: String::new(),
         }),
     );
     OutboxEvent {

@@ -44,6 +44,7 @@ fn screening(
             administered_at: None,
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             rejected,
+            signal_id: String::new(),
         }),
     ))
 }
