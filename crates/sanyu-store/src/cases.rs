@@ -27,6 +27,28 @@ pub async fn active_for_student(
     Ok(q.one(conn).await?)
 }
 
+/// The students' cases that are not closed (at most one each), locked for
+/// update on PostgreSQL.
+pub async fn active_for_students(
+    conn: &impl ConnectionTrait,
+    students: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, case::Model>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in students.chunks(500) {
+        let mut q = case::Entity::find()
+            .filter(case::Column::StudentId.is_in(chunk.iter().copied()))
+            .filter(case::Column::Status.ne(CaseStatus::Closed.as_str()))
+            .order_by_asc(case::Column::Id);
+        if db::supports_row_locks(conn) {
+            q = q.lock(LockType::Update);
+        }
+        for c in q.all(conn).await? {
+            out.insert(c.student_id, c);
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct NewCase {
     pub id: Uuid,

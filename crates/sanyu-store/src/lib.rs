@@ -8,6 +8,7 @@ pub mod casework;
 pub mod crypto;
 pub mod db;
 pub mod dead_letters;
+pub mod decisions;
 pub mod deliveries;
 pub mod entities;
 pub mod idempotency;

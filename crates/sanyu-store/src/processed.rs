@@ -2,8 +2,13 @@
 //! handled in the same transaction as the message's effect, so a redelivery is
 //! recognised and has no second effect.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::OnConflict,
+};
 
 use crate::Result;
 use crate::entities::processed_message;
@@ -28,4 +33,51 @@ pub async fn record(conn: &impl ConnectionTrait, consumer: &str, message_id: &st
         .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
+}
+
+/// Which of these messages `consumer` already processed.
+pub async fn already(
+    conn: &impl ConnectionTrait,
+    consumer: &str,
+    message_ids: &[String],
+) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in message_ids.chunks(500) {
+        let found: Vec<String> = processed_message::Entity::find()
+            .select_only()
+            .column(processed_message::Column::MessageId)
+            .filter(processed_message::Column::Consumer.eq(consumer))
+            .filter(processed_message::Column::MessageId.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Record several messages at once (callers checked [`already`] first under
+/// their own locks; a concurrent writer of the same id makes this fail, and
+/// the caller's transaction is retried).
+pub async fn record_many(
+    conn: &impl ConnectionTrait,
+    consumer: &str,
+    message_ids: &[String],
+) -> Result<()> {
+    let now = Utc::now();
+    for chunk in message_ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        processed_message::Entity::insert_many(chunk.iter().map(|id| {
+            processed_message::ActiveModel {
+                consumer: Set(consumer.to_owned()),
+                message_id: Set(id.clone()),
+                processed_at: Set(now),
+            }
+        }))
+        .exec_without_returning(conn)
+        .await?;
+    }
+    Ok(())
 }
