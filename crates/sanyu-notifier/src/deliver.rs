@@ -84,6 +84,7 @@ pub fn spec() -> ConsumerSpec {
         durable: CONSUMER,
         filter_subject: "sanyu.notify.requested.>".to_owned(),
         lanes: 8,
+        max_batch: 1,
         ordering: Ordering::Unordered,
     }
 }

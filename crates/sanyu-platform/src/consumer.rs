@@ -65,6 +65,20 @@ pub enum Outcome {
 /// A step function over one message.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send;
+
+    /// Handle several messages of one lane at once (in stream order), one
+    /// outcome per message, in the same order. A handler that can commit many
+    /// messages in one transaction overrides this (the rules engine); the
+    /// default handles them one by one. Used when the spec's `max_batch` > 1.
+    fn handle_batch(&self, deliveries: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                outcomes.push(self.handle(d).await);
+            }
+            outcomes
+        }
+    }
 }
 
 /// Pull from `spec` until `cancel` fires, restarting the subscription after a
@@ -114,9 +128,10 @@ pub async fn run_once<H: Handler>(
 ) -> Result<()> {
     let consumer = backbone.ensure_consumer(spec).await?;
     let lanes = spec.lanes.max(1);
+    let max_batch = spec.max_batch.max(1);
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(lanes.max(16))
+        .max_messages_per_batch((lanes * max_batch).clamp(16, 512))
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
@@ -131,7 +146,7 @@ pub async fn run_once<H: Handler>(
     let mut senders = Vec::with_capacity(queues);
     let mut receivers = Vec::with_capacity(queues);
     for _ in 0..queues {
-        let (tx, rx) = tokio::sync::mpsc::channel::<async_nats::jetstream::Message>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<async_nats::jetstream::Message>(max_batch);
         senders.push(tx);
         receivers.push(Arc::new(tokio::sync::Mutex::new(rx)));
     }
@@ -141,9 +156,27 @@ pub async fn run_once<H: Handler>(
         let (backbone, spec, handler) = (backbone.clone(), spec.clone(), handler.clone());
         workers.spawn(async move {
             loop {
-                let next = rx.lock().await.recv().await;
-                let Some(message) = next else { break };
-                process(&backbone, &spec, handler.as_ref(), message).await;
+                // The first message waits; the rest of a batch is whatever the
+                // lane already holds (never a wait to fill a batch).
+                let batch = {
+                    let mut rx = rx.lock().await;
+                    let Some(first) = rx.recv().await else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(message) => batch.push(message),
+                            Err(_) => break,
+                        }
+                    }
+                    batch
+                };
+                if batch.len() == 1 {
+                    for message in batch {
+                        process(&backbone, &spec, handler.as_ref(), message).await;
+                    }
+                } else {
+                    process_batch(&backbone, &spec, handler.as_ref(), batch).await;
+                }
             }
         });
     }
@@ -191,18 +224,15 @@ pub async fn run_once<H: Handler>(
     result
 }
 
-async fn process<H: Handler>(
-    backbone: &Backbone,
-    spec: &ConsumerSpec,
-    handler: &H,
-    message: async_nats::jetstream::Message,
-) {
+/// The handler's view of a message; `None` (and the message terminated) when
+/// it carries no JetStream metadata.
+async fn delivery_of(message: &async_nats::jetstream::Message) -> Option<Delivery> {
     let (stream, stream_seq, delivered) = match message.info() {
         Ok(info) => (info.stream.to_owned(), info.stream_sequence, info.delivered),
         Err(e) => {
             tracing::warn!(error = %e, "message without JetStream info; terminating");
             let _ = message.ack_with(AckKind::Term).await;
-            return;
+            return None;
         }
     };
     let headers = message.headers.clone();
@@ -210,7 +240,7 @@ async fn process<H: Handler>(
         .as_ref()
         .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
         .map(|v| v.as_str().to_owned());
-    let delivery = Delivery {
+    Some(Delivery {
         subject: message.subject.to_string(),
         payload: message.payload.to_vec(),
         headers,
@@ -218,7 +248,55 @@ async fn process<H: Handler>(
         stream,
         stream_seq,
         delivered,
+    })
+}
+
+/// Several messages of one lane through [`Handler::handle_batch`]; each is
+/// then acked, retried or dead-lettered by its own outcome.
+async fn process_batch<H: Handler>(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    handler: &H,
+    messages: Vec<async_nats::jetstream::Message>,
+) {
+    let mut held = Vec::with_capacity(messages.len());
+    for message in messages {
+        if let Some(delivery) = delivery_of(&message).await {
+            held.push((message, delivery));
+        }
+    }
+    let deliveries: Vec<Delivery> = held.iter().map(|(_, d)| d.clone()).collect();
+    let span = tracing::info_span!(
+        "consume_batch",
+        consumer = spec.durable,
+        messages = deliveries.len()
+    );
+    let mut outcomes = handler
+        .handle_batch(&deliveries)
+        .instrument(span.clone())
+        .await
+        .into_iter();
+    for (message, delivery) in held {
+        // A handler that answers too few outcomes leaves the rest to retry.
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| Outcome::Retry("no outcome from the batch handler".into()));
+        settle(backbone, spec, message, &delivery, outcome)
+            .instrument(span.clone())
+            .await;
+    }
+}
+
+async fn process<H: Handler>(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: async_nats::jetstream::Message,
+) {
+    let Some(delivery) = delivery_of(&message).await else {
+        return;
     };
+    let (stream_seq, delivered) = (delivery.stream_seq, delivery.delivered);
     let span = tracing::info_span!(
         "consume",
         consumer = spec.durable,
@@ -229,7 +307,21 @@ async fn process<H: Handler>(
     );
     trace::set_parent(&span, delivery.header(TRACEPARENT));
     let outcome = handler.handle(&delivery).instrument(span.clone()).await;
-    let _enter = span.enter();
+    settle(backbone, spec, message, &delivery, outcome)
+        .instrument(span)
+        .await;
+}
+
+/// Turn an outcome into the ack: ack, nak with backoff, or dead-letter copy
+/// then terminate.
+async fn settle(
+    backbone: &Backbone,
+    spec: &ConsumerSpec,
+    message: async_nats::jetstream::Message,
+    delivery: &Delivery,
+    outcome: Outcome,
+) {
+    let delivered = delivery.delivered;
     let max_deliver = backbone.settings.max_deliver;
     let ack = match outcome {
         Outcome::Ack => AckKind::Ack,
@@ -254,12 +346,12 @@ async fn process<H: Handler>(
             dead_letter(
                 backbone,
                 spec,
-                &delivery,
+                delivery,
                 &format!("retries exhausted: {reason}"),
             )
             .await
         }
-        Outcome::Reject(reason) => dead_letter(backbone, spec, &delivery, &reason).await,
+        Outcome::Reject(reason) => dead_letter(backbone, spec, delivery, &reason).await,
     };
     if let Err(e) = message.ack_with(ack).await {
         // The server will redeliver after ack_wait; the processed-message record

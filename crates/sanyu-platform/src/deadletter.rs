@@ -19,6 +19,7 @@ pub fn spec() -> ConsumerSpec {
         durable: "dead-letter-recorder",
         filter_subject: String::new(),
         lanes: 1,
+        max_batch: 1,
         ordering: Ordering::BySubject,
     }
 }

@@ -31,6 +31,9 @@ pub struct ConsumerSpec {
     pub filter_subject: String,
     /// How many messages one process handles at once.
     pub lanes: usize,
+    /// Up to this many messages a lane already holds go to the handler
+    /// together ([`crate::consumer::Handler::handle_batch`]); 1 = one at a time.
+    pub max_batch: usize,
     /// Which messages must be handled one after another.
     pub ordering: Ordering,
 }
