@@ -61,7 +61,7 @@ async fn a_teacher_report_reaches_the_counsellor_by_email(db: TestDb) {
     assert_eq!(detail["signals"].as_array().map(Vec::len), Some(1));
     assert_eq!(detail["signals"][0]["narrative"], NARRATIVE);
     assert_eq!(detail["signals"][0]["decision"], "opened");
-    assert_eq!(detail["opened_rule"], "report.opens_or_raises.v1");
+    assert_eq!(detail["opened_rule"], "report.high");
     sanyu_e2e::support::eventually(
         Duration::from_secs(10),
         "delivery recorded as sent",

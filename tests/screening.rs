@@ -154,7 +154,7 @@ async fn a_gbk_phq9_import_through_the_api_turns_alerts_into_cases_and_emails(db
         .json()
         .await
         .expect("case json");
-    assert_eq!(detail["opened_rule"], "screening.suicide_alert_critical.v1");
+    assert_eq!(detail["opened_rule"], "builtin.suicide_or_critical");
 
     // The counsellor is told of each case by email; no score leaves in it.
     let email = stack.school.counsellor_email.clone();

@@ -65,6 +65,24 @@ pub enum Command {
 pub enum RulesCommand {
     /// Validate a rules file: every problem with its line and column (exit 1 on any).
     Check { file: PathBuf },
+    /// Replay the stored signals of a date range through a candidate rules
+    /// file, without side effects, and print per school what would change
+    /// against the rules in force (cases opened, levels raised, watch list).
+    Simulate {
+        /// The candidate rules file.
+        #[arg(long)]
+        rules: PathBuf,
+        /// First day of the range (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day of the range (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Compare against this file instead of the rules in force
+        /// (`rules.file` of the configuration, or the built-in rules).
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,12 +269,84 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Import(args) => {
                     screening::run(&db, args, config.screening.worse_margin_percent).await?
                 }
-                Command::Dev(_) | Command::Rules { .. } => ExitCode::FAILURE,
+                Command::Rules {
+                    command:
+                        RulesCommand::Simulate {
+                            rules,
+                            from,
+                            to,
+                            against,
+                        },
+                } => simulate_rules(&db, &config, &rules, against.as_deref(), from, to).await?,
+                Command::Dev(_)
+                | Command::Rules {
+                    command: RulesCommand::Check { .. },
+                } => ExitCode::FAILURE,
             };
             db.close().await.ok();
             Ok(code)
         }
     }
+}
+
+fn read_rules(file: &std::path::Path) -> Result<sanyu_ruleset::RuleSet> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    sanyu_ruleset::RuleSet::parse(&text).map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{} is invalid: {}", file.display(), listed.join("; "))
+    })
+}
+
+/// `sanyu rules simulate --rules FILE --from DATE --to DATE`.
+async fn simulate_rules(
+    db: &sanyu_store::Db,
+    config: &Config,
+    candidate: &std::path::Path,
+    against: Option<&std::path::Path>,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<ExitCode> {
+    use sanyu_ruleset::simulate::{self, Replayed};
+    use sanyu_store::sea_orm::EntityTrait;
+    let candidate = read_rules(candidate)?;
+    let in_force = match against {
+        Some(file) => read_rules(file)?,
+        None if !config.rules.file.is_empty() => {
+            read_rules(std::path::Path::new(&config.rules.file))?
+        }
+        None => sanyu_ruleset::RuleSet::parse(sanyu_ruleset::DEFAULT_RULES)
+            .map_err(|_| anyhow::anyhow!("the built-in rules are invalid"))?,
+    };
+    let start = from.and_time(chrono::NaiveTime::MIN).and_utc();
+    let end = (to + chrono::Duration::days(1))
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let rows = sanyu_store::decisions::in_range(db, start, end).await?;
+    let schools: std::collections::HashMap<Uuid, String> =
+        sanyu_store::entities::school::Entity::find()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.code))
+            .collect();
+    let history: Vec<Replayed> = rows
+        .iter()
+        .filter_map(|row| {
+            Some(Replayed {
+                school: schools
+                    .get(&row.school_id)
+                    .cloned()
+                    .unwrap_or_else(|| row.school_id.to_string()),
+                student: row.student_id.to_string(),
+                signal: sanyu_rules::signal_of_row(row)?,
+            })
+        })
+        .collect();
+    let comparison = simulate::compare(&in_force, &candidate, &history);
+    print!("{}", simulate::render(&in_force, &candidate, &comparison));
+    println!("range {from} .. {to}: {} signals replayed", history.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sanyu rules check FILE`.

@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ParseError, RiskLevel};
 
-/// Rule id recorded with decisions about hotline calls.
-pub const RULE_HOTLINE_CALL: &str = "hotline.call_level.v1";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallerType {

@@ -9,7 +9,6 @@ pub mod level;
 pub mod lifecycle;
 pub mod policy;
 pub mod report;
-pub mod rules;
 pub mod zero_report;
 
 pub use access::{Access, CaseWork, Principal, Role};
@@ -17,7 +16,6 @@ pub use case::{CaseStatus, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;
-pub use rules::{Decision, OpenCaseView, decide_report, decide_screening};
 
 /// A value that could not be parsed into a domain type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -54,6 +54,37 @@ pub struct Config {
     /// How the notifier reaches people: channels per level, retries, rate
     /// limits, quiet hours, locale.
     pub notify: NotifyConfig,
+    /// The rules engine: the rules file in force, its reload, batching.
+    pub rules: RulesConfig,
+}
+
+/// The rules engine (issue 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// The reviewed rules file (TOML; see `sanyu rules check`). Empty: the
+    /// built-in default rules.
+    pub file: String,
+    /// How often the file is checked for a new version (seconds). A new file
+    /// that does not pass `sanyu rules check` is refused and the version in
+    /// force stays.
+    pub reload_secs: u64,
+    /// Signals decided in one transaction (at most).
+    pub max_batch: usize,
+    /// Batches decided at once by one process (one student's signals always
+    /// go to the same lane, in order).
+    pub lanes: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            file: String::new(),
+            reload_secs: 5,
+            max_batch: 200,
+            lanes: 4,
+        }
+    }
 }
 
 /// Screening imports (心理普查 files) run by the gateway.

@@ -1,44 +1,64 @@
 //! The rules engine: consumes signals from the INTAKE stream and decides each
-//! exactly once: open a case, attach to the student's open case (raising its
-//! level, never lowering it), or no action. The decision, the processed-message
-//! record and the case events (outbox) commit in one transaction; the ack comes
-//! after the commit.
+//! exactly once with the rules in force (`sanyu-ruleset`, a reviewed TOML
+//! file): open a case, attach to the student's open case (raising its level,
+//! never lowering it), put the student on the key-population watch list, or
+//! no action. Every decision is stored with its rule id, the rules version and
+//! the signals it used (`decisions`), and those rows are the per-student
+//! history the next decisions look back over.
 //!
-//! Several replicas share one durable consumer. Two of them deciding about one
-//! student at once cannot create two open cases: the database holds a partial
-//! unique index (one active case per student), the open case row is locked
-//! `FOR UPDATE` on PostgreSQL, and SQLite writers are serialised by
-//! `BEGIN IMMEDIATE`. The loser of a race retries and attaches.
+//! **Batches.** A lane hands the engine every message it already holds (up to
+//! `rules.max_batch`); they are decided in one transaction: the decisions, the
+//! case changes, the case events (outbox), the first notifications and the
+//! processed-message records commit together, and the acks follow the commit.
+//! If the batch transaction fails, its messages are decided one by one, so one
+//! bad message never holds up the others.
+//!
+//! **Replicas.** Several engines share one durable consumer. Two of them never
+//! decide about one student at once: each locks the students of its batch
+//! (`SELECT … FOR UPDATE` in id order on PostgreSQL, so two batches cannot
+//! deadlock; SQLite serialises writers with `BEGIN IMMEDIATE`) before it reads
+//! their state, and checks the processed-message and decided-signal records
+//! under that lock. The partial unique index (one active case per student)
+//! stays as the last guard.
 
-use chrono::Utc;
-use sanyu_domain::EscalationPolicy;
-use sanyu_domain::{
-    Decision, OpenCaseView, RiskLevel, case_reference, decide_report, decide_screening,
-    student_partition,
-};
+pub mod facts;
+pub mod ruleset;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sanyu_domain::{EscalationPolicy, RiskLevel, case_reference, student_partition};
 use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
 use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
 use sanyu_platform::nats::{self, ConsumerSpec, Ordering};
 use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::trace::TRACEPARENT;
 use sanyu_platform::{Config, PlatformError, Shutdown};
+use sanyu_ruleset::{Decision, RuleSet, Signal, Source, StudentState};
 use sanyu_store::cases::{self, NewCase, NewSignal};
-use sanyu_store::entities::{school, student};
+use sanyu_store::decisions::{self, NewDecision, NewWatch};
+use sanyu_store::entities::{case, school, student, watch_entry};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
+use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use sanyu_store::{Db, StoreError, begin_write, processed};
 use uuid::Uuid;
+
+pub use facts::{Facts, SUICIDE_FLAGS};
+pub use ruleset::Rules;
 
 /// Name of the durable consumer and of its processed-message records.
 pub const CONSUMER: &str = "rules";
 
-pub fn spec() -> ConsumerSpec {
+pub fn spec(config: &sanyu_platform::config::RulesConfig) -> ConsumerSpec {
     ConsumerSpec {
         stream: INTAKE_STREAM,
         durable: CONSUMER,
         filter_subject: subjects::INTAKE_SUBJECTS.to_owned(),
-        lanes: 8,
+        lanes: config.lanes.max(1),
+        max_batch: config.max_batch.max(1),
         ordering: Ordering::BySubject,
     }
 }
@@ -86,18 +106,32 @@ pub enum Decided {
     Attached {
         case_id: Uuid,
     },
+    /// On the key-population watch list, with a follow-up date.
+    Watched {
+        follow_up_on: chrono::NaiveDate,
+    },
     NoAction,
     /// Already decided before (redelivery or duplicate publish).
     Duplicate,
-    /// A kind of signal this version of the rules does not decide yet.
+    /// A kind of message the rules do not decide.
     Ignored,
 }
+
+/// One message to decide: its bytes and the trace it belongs to.
+pub struct Incoming<'a> {
+    pub payload: &'a [u8],
+    pub traceparent: Option<String>,
+}
+
+/// The result of one message of a batch.
+pub type MessageResult = Result<Vec<Decided>, RulesError>;
 
 pub struct RulesEngine {
     db: Db,
     waker: Waker,
     /// The ladders snapshotted onto cases as they open or rise.
     policy: EscalationPolicy,
+    rules: Arc<Rules>,
     pause_before_ack: Option<std::time::Duration>,
 }
 
@@ -106,8 +140,16 @@ pub struct RulesEngine {
 /// exactly that window. Never set in production.
 pub const FAULT_PAUSE_BEFORE_ACK_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_ACK_MS";
 
+/// A message of a batch on its way through the transaction.
+struct Pending {
+    index: usize,
+    envelope: Envelope,
+    facts: Vec<Facts>,
+    traceparent: Option<String>,
+}
+
 impl RulesEngine {
-    pub fn new(db: Db, waker: Waker, policy: EscalationPolicy) -> Self {
+    pub fn new(db: Db, waker: Waker, policy: EscalationPolicy, rules: Arc<Rules>) -> Self {
         let pause_before_ack = std::env::var(FAULT_PAUSE_BEFORE_ACK_MS)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -116,328 +158,585 @@ impl RulesEngine {
             db,
             waker,
             policy,
+            rules,
             pause_before_ack,
         }
     }
 
-    /// Decide one encoded envelope.
+    /// Decide one encoded envelope; the decision of its first signal.
     pub async fn decide(&self, payload: &[u8]) -> Result<Decided, RulesError> {
-        let envelope =
-            sanyu_events::decode(payload).map_err(|e| RulesError::Malformed(e.to_string()))?;
-        let signal = match &envelope.payload {
-            Some(Payload::ReportSubmitted(report)) => Signal::of_report(report)?,
-            Some(Payload::ScreeningResult(result)) => Signal::of_screening(result)?,
-            // An identified student's hotline call is decided like a report at
-            // the call's level; unidentified calls never reach INTAKE.
-            Some(Payload::HotlineCall(call)) if !call.student_id.is_empty() => {
-                Signal::of_hotline(call)?
-            }
-            _ => return Ok(Decided::Ignored),
-        };
-        let txn = begin_write(&self.db).await?;
-        if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
-            txn.rollback().await?;
-            return Ok(Decided::Duplicate);
-        }
-        let decided = decide_signal_in(&*txn, &self.policy, &envelope, &signal).await?;
-        txn.commit().await?;
-        if !matches!(decided, Decided::NoAction) {
-            self.waker.wake();
-        }
-        Ok(decided)
-    }
-}
-
-fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
-    Uuid::parse_str(value).map_err(|_| RulesError::Malformed(format!("{field} is not a uuid")))
-}
-
-/// What the rules need to know of a signal, whatever its source.
-struct Signal {
-    student_id: Uuid,
-    /// The row the signal came from (report, screening result).
-    source_id: Uuid,
-    /// The level the signal is recorded at on the case.
-    level: RiskLevel,
-    kind: SignalKind,
-}
-
-enum SignalKind {
-    Report,
-    Hotline,
-    Screening { suicide_alert: bool },
-}
-
-/// Flags of a screening result that are suicide alerts (the catalogue's
-/// `suicide_item` and PHQ-A's `suicide_risk`).
-pub const SUICIDE_FLAGS: [&str; 2] = ["suicide_item", "suicide_risk"];
-
-impl Signal {
-    fn of_report(report: &v1::ReportSubmitted) -> Result<Self, RulesError> {
-        Ok(Self {
-            student_id: parse_uuid("student_id", &report.student_id)?,
-            source_id: parse_uuid("report_id", &report.report_id)?,
-            level: sanyu_events::level_from_proto(report.suggested_level)
-                .ok_or_else(|| RulesError::Malformed("suggested_level is unspecified".into()))?,
-            kind: SignalKind::Report,
+        let mut all = self.decide_each(payload).await?;
+        Ok(if all.is_empty() {
+            Decided::Ignored
+        } else {
+            all.swap_remove(0)
         })
     }
 
-    fn of_hotline(call: &v1::HotlineCallLogged) -> Result<Self, RulesError> {
-        Ok(Self {
-            student_id: parse_uuid("student_id", &call.student_id)?,
-            source_id: parse_uuid("record_id", &call.record_id)?,
-            level: sanyu_events::level_from_proto(call.risk_level)
-                .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?,
-            kind: SignalKind::Hotline,
-        })
-    }
-
-    fn of_screening(result: &v1::ScreeningResultRecorded) -> Result<Self, RulesError> {
-        let suicide_alert = result
-            .flags
-            .iter()
-            .any(|f| SUICIDE_FLAGS.contains(&f.as_str()));
-        let suggested = sanyu_events::level_from_proto(result.suggested_level);
-        let level = match (suicide_alert, suggested) {
-            (true, _) => RiskLevel::Critical,
-            (false, Some(level)) => level,
-            (false, None) => {
-                return Err(RulesError::Malformed(
-                    "suggested_level is unspecified and no suicide flag is set".into(),
-                ));
-            }
-        };
-        Ok(Self {
-            student_id: parse_uuid("student_id", &result.student_id)?,
-            source_id: parse_uuid("result_id", &result.result_id)?,
-            level,
-            kind: SignalKind::Screening { suicide_alert },
-        })
-    }
-
-    fn decide(&self, open: Option<OpenCaseView>) -> Decision {
-        match self.kind {
-            SignalKind::Report | SignalKind::Hotline => decide_report(self.level, open),
-            SignalKind::Screening { suicide_alert } => {
-                decide_screening(self.level, suicide_alert, open)
-            }
-        }
-    }
-}
-
-async fn decide_signal_in(
-    txn: &impl ConnectionTrait,
-    policy: &EscalationPolicy,
-    envelope: &Envelope,
-    facts: &Signal,
-) -> Result<Decided, RulesError> {
-    let student_id = facts.student_id;
-    let level = facts.level;
-    let student = student::Entity::find_by_id(student_id)
-        .one(txn)
-        .await?
-        .ok_or(RulesError::UnknownStudent(student_id))?;
-    let school = school::Entity::find_by_id(student.school_id)
-        .one(txn)
-        .await?
-        .ok_or(StoreError::NotFound("school"))?;
-    let open = cases::active_for_student(txn, student_id).await?;
-    let view = open
-        .as_ref()
-        .map(|c| -> Result<OpenCaseView, RulesError> {
-            Ok(OpenCaseView {
-                level: c.level.parse().map_err(|_| StoreError::Corrupt {
-                    table: "cases",
-                    detail: format!("level `{}`", c.level),
-                })?,
-            })
-        })
-        .transpose()?;
-    let now = Utc::now();
-    let partition = student_partition(student_id);
-    let traceparent = sanyu_platform::trace::current_traceparent();
-    let emit = |event_id: String, subject_event: &str, payload: Payload| OutboxEvent {
-        subject: subjects::case_event(subject_event, &school.code, partition),
-        payload: sanyu_events::encode(&sanyu_events::envelope(
-            event_id.clone(),
-            now,
-            school.code.clone(),
-            partition,
+    /// Decide one encoded envelope; one decision per signal it carries.
+    pub async fn decide_each(&self, payload: &[u8]) -> MessageResult {
+        let incoming = [Incoming {
             payload,
-        )),
-        event_id,
-        traceparent: traceparent.clone(),
-    };
-    let signal = |case_id: Uuid, decision: &str, rule: &str| NewSignal {
-        case_id,
-        event_id: envelope.event_id.clone(),
-        kind: envelope.kind.clone(),
-        source_id: Some(facts.source_id),
-        level,
-        decision: decision.to_owned(),
-        rule_id: rule.to_owned(),
-        at: now,
-    };
-    match facts.decide(view) {
-        Decision::NoAction { .. } => Ok(Decided::NoAction),
-        Decision::OpenCase { level, rule } => {
-            let case_id = Uuid::now_v7();
-            let reference = case_reference(case_id);
-            cases::open(
-                txn,
-                NewCase {
-                    id: case_id,
-                    reference: reference.clone(),
-                    school_id: student.school_id,
-                    class_id: student.class_id,
-                    student_id,
-                    level,
-                    rule: rule.to_owned(),
-                    at: now,
-                },
-            )
-            .await?;
-            cases::attach_signal(txn, signal(case_id, "opened", rule)).await?;
-            outbox::enqueue(
-                txn,
-                emit(
-                    format!("case.opened:{case_id}"),
-                    "opened",
-                    Payload::CaseOpened(v1::CaseOpened {
-                        case_id: case_id.to_string(),
-                        reference,
-                        student_id: student_id.to_string(),
-                        level: sanyu_events::level_to_proto(level) as i32,
-                        signal_event_id: envelope.event_id.clone(),
-                        rule_id: rule.to_owned(),
-                    }),
-                ),
-            )
-            .await?;
-            let opened = cases::get(txn, case_id)
-                .await?
-                .ok_or(StoreError::NotFound("case"))?;
-            escalation::start(
-                txn,
-                &opened,
-                policy,
-                escalation::reason::CASE_OPENED,
-                now,
-                traceparent.clone(),
-            )
-            .await?;
-            tracing::info!(%case_id, level = level.as_str(), rule, "case opened");
-            Ok(Decided::Opened { case_id, level })
+            traceparent: sanyu_platform::trace::current_traceparent(),
+        }];
+        match self.decide_batch(&incoming).await {
+            Ok(mut results) => results.pop().unwrap_or(Ok(Vec::new())),
+            Err(e) => Err(e),
         }
-        Decision::Attach { raise_to, rule } => {
-            let Some(case) = open else {
-                return Err(RulesError::Malformed("attach without open case".into()));
+    }
+
+    /// Decide several messages in one transaction. `Err` when the
+    /// transaction failed (nothing of the batch is committed); otherwise one
+    /// result per message, in order (a message with an unknown student or a
+    /// malformed payload has no effect and its own error).
+    pub async fn decide_batch(
+        &self,
+        batch: &[Incoming<'_>],
+    ) -> Result<Vec<MessageResult>, RulesError> {
+        let mut results: Vec<Option<MessageResult>> = (0..batch.len()).map(|_| None).collect();
+        let mut pending = Vec::new();
+        for (index, incoming) in batch.iter().enumerate() {
+            let envelope = match sanyu_events::decode(incoming.payload) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    results[index] = Some(Err(RulesError::Malformed(e.to_string())));
+                    continue;
+                }
             };
-            let from = view.map_or(level, |v| v.level);
-            match raise_to {
-                Some(to) => {
-                    cases::raise_level(txn, &case, to).await?;
-                    cases::attach_signal(txn, signal(case.id, "raised", rule)).await?;
-                    outbox::enqueue(
-                        txn,
-                        emit(
-                            format!("case.escalated:{}:{}", case.id, envelope.event_id),
-                            "escalated",
-                            Payload::CaseEscalated(v1::CaseEscalated {
-                                case_id: case.id.to_string(),
-                                reference: case.reference.clone(),
-                                student_id: student_id.to_string(),
-                                previous_level: sanyu_events::level_to_proto(from) as i32,
-                                level: sanyu_events::level_to_proto(to) as i32,
-                                signal_event_id: envelope.event_id.clone(),
-                                rule_id: rule.to_owned(),
-                            }),
-                        ),
-                    )
-                    .await?;
-                    // The new level's ladder starts over: its first contacts are
-                    // told and someone must acknowledge again.
-                    let raised = cases::get(txn, case.id)
-                        .await?
-                        .ok_or(StoreError::NotFound("case"))?;
-                    escalation::start(
-                        txn,
-                        &raised,
-                        policy,
-                        escalation::reason::LEVEL_RAISED,
-                        now,
-                        traceparent.clone(),
-                    )
-                    .await?;
-                    tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule, "case level raised");
-                    Ok(Decided::Raised {
-                        case_id: case.id,
-                        from,
-                        to,
-                    })
-                }
-                None => {
-                    cases::attach_signal(txn, signal(case.id, "attached", rule)).await?;
-                    outbox::enqueue(
-                        txn,
-                        emit(
-                            format!("case.signal_attached:{}:{}", case.id, envelope.event_id),
-                            "signal_attached",
-                            Payload::CaseSignalAttached(v1::CaseSignalAttached {
-                                case_id: case.id.to_string(),
-                                reference: case.reference.clone(),
-                                signal_event_id: envelope.event_id.clone(),
-                                level: sanyu_events::level_to_proto(level) as i32,
-                            }),
-                        ),
-                    )
-                    .await?;
-                    Ok(Decided::Attached { case_id: case.id })
-                }
+            match facts::of_envelope(&envelope) {
+                Ok(facts) if facts.is_empty() => results[index] = Some(Ok(vec![Decided::Ignored])),
+                Ok(facts) => pending.push(Pending {
+                    index,
+                    envelope,
+                    facts,
+                    traceparent: incoming.traceparent.clone(),
+                }),
+                Err(e) => results[index] = Some(Err(e)),
             }
+        }
+        if !pending.is_empty() {
+            let rules = self.rules.current();
+            let txn = begin_write(&self.db).await?;
+            let emitted = self.decide_in(&*txn, &rules, pending, &mut results).await?;
+            txn.commit().await?;
+            if emitted {
+                self.waker.wake();
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(Vec::new())))
+            .collect())
+    }
+
+    /// The batch inside its transaction; `true` when events were emitted.
+    async fn decide_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        rules: &RuleSet,
+        pending: Vec<Pending>,
+        results: &mut [Option<MessageResult>],
+    ) -> Result<bool, RulesError> {
+        let now = Utc::now();
+        // 1. Lock the students (the per-student mutual exclusion of replicas).
+        let student_ids: Vec<Uuid> = pending
+            .iter()
+            .flat_map(|p| p.facts.iter().map(|f| f.student_id))
+            .collect();
+        let students = decisions::lock_students(txn, &student_ids).await?;
+        let mut pending: Vec<Pending> = pending
+            .into_iter()
+            .filter(|p| {
+                match p
+                    .facts
+                    .iter()
+                    .find(|f| !students.contains_key(&f.student_id))
+                {
+                    Some(unknown) => {
+                        results[p.index] =
+                            Some(Err(RulesError::UnknownStudent(unknown.student_id)));
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        // 2. Messages and signals decided before (redelivery, duplicate publish).
+        let message_ids: Vec<String> = pending
+            .iter()
+            .map(|p| p.envelope.event_id.clone())
+            .collect();
+        let seen_messages = processed::already(txn, CONSUMER, &message_ids).await?;
+        let mut fresh_messages = HashSet::new();
+        pending.retain(|p| {
+            let fresh = !seen_messages.contains(&p.envelope.event_id)
+                && fresh_messages.insert(p.envelope.event_id.clone());
+            if !fresh {
+                results[p.index] = Some(Ok(vec![Decided::Duplicate]));
+            }
+            fresh
+        });
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let signal_ids: Vec<String> = pending
+            .iter()
+            .flat_map(|p| p.facts.iter().map(|f| f.signal_id.clone()))
+            .collect();
+        let mut decided = decisions::decided(txn, &signal_ids).await?;
+        // 3. The students' state: open cases, recent signals, watch list.
+        let ids: Vec<Uuid> = students.keys().copied().collect();
+        let mut open = cases::active_for_students(txn, &ids).await?;
+        let since = now - chrono::Duration::days(i64::from(rules.lookback_days()) + 1);
+        let mut recent: HashMap<Uuid, Vec<Signal>> = HashMap::new();
+        for row in decisions::recent_for_students(txn, &ids, since).await? {
+            if let Some(signal) = signal_of_row(&row) {
+                recent.entry(row.student_id).or_default().push(signal);
+            }
+        }
+        let mut watches = decisions::active_watches(txn, &ids).await?;
+        let school_ids: HashSet<Uuid> = students.values().map(|s| s.school_id).collect();
+        let schools: HashMap<Uuid, school::Model> = school::Entity::find()
+            .filter(school::Column::Id.is_in(school_ids))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        // 4. Decide, in stream order.
+        let mut rows = Vec::new();
+        let mut emitted = false;
+        for p in &pending {
+            let mut out = Vec::with_capacity(p.facts.len());
+            for f in &p.facts {
+                if !decided.insert(f.signal_id.clone()) {
+                    out.push(Decided::Duplicate);
+                    continue;
+                }
+                let student = students
+                    .get(&f.student_id)
+                    .ok_or(RulesError::UnknownStudent(f.student_id))?;
+                let school = schools
+                    .get(&student.school_id)
+                    .ok_or(StoreError::NotFound("school"))?;
+                let history = recent.entry(f.student_id).or_default();
+                let state = StudentState {
+                    open_case: open.get(&f.student_id).map(level_of).transpose()?,
+                    recent: history.clone(),
+                    watched: watches.contains_key(&f.student_id),
+                };
+                let outcome = rules.decide(&f.signal, &state, now);
+                let ctx = Ctx {
+                    txn,
+                    policy: &self.policy,
+                    facts: f,
+                    student,
+                    school,
+                    now,
+                    rule_id: &outcome.rule_id,
+                    traceparent: p.traceparent.clone(),
+                };
+                let (did, row_case, follow_up_on) = match outcome.decision {
+                    Decision::NoAction => (Decided::NoAction, None, None),
+                    Decision::Watch { follow_up_days } => {
+                        let on =
+                            (now + chrono::Duration::days(i64::from(follow_up_days))).date_naive();
+                        decisions::watch(
+                            txn,
+                            watches.get(&f.student_id),
+                            NewWatch {
+                                student_id: f.student_id,
+                                school_id: student.school_id,
+                                class_id: student.class_id,
+                                since: now,
+                                follow_up_on: on,
+                                signal_id: f.signal_id.clone(),
+                                rule_id: outcome.rule_id.clone(),
+                                rules_version: outcome.rules_version.clone(),
+                            },
+                        )
+                        .await?;
+                        refresh_watch(&mut watches, f, student, on, now, &outcome);
+                        (Decided::Watched { follow_up_on: on }, None, Some(on))
+                    }
+                    Decision::Open { level } => {
+                        let case = ctx.open(level).await?;
+                        emitted = true;
+                        let did = Decided::Opened {
+                            case_id: case.id,
+                            level,
+                        };
+                        let snapshot = (case.id, case.level.clone());
+                        open.insert(f.student_id, case);
+                        (did, Some(snapshot), None)
+                    }
+                    Decision::Attach { raise_to } => {
+                        let Some(case) = open.get(&f.student_id) else {
+                            return Err(RulesError::Corrupt("attach without an open case".into()));
+                        };
+                        emitted = true;
+                        let (did, case) = match raise_to {
+                            Some(to) => ctx.raise(case, to).await?,
+                            None => ctx.attach(case).await?,
+                        };
+                        let snapshot = (case.id, case.level.clone());
+                        open.insert(f.student_id, case);
+                        (did, Some(snapshot), None)
+                    }
+                };
+                rows.push(NewDecision {
+                    signal_id: f.signal_id.clone(),
+                    message_id: p.envelope.event_id.clone(),
+                    student_id: f.student_id,
+                    school_id: student.school_id,
+                    source: f.signal.source.as_str().to_owned(),
+                    signal_at: f.signal.at,
+                    level: f.signal.level.map(|l| l.as_str().to_owned()),
+                    instrument: f.signal.instrument.clone(),
+                    band: f.signal.band.clone(),
+                    flags: f.signal.flags.clone(),
+                    category: f.signal.category.clone(),
+                    decision: decision_name(&did).to_owned(),
+                    case_id: row_case.as_ref().map(|c| c.0),
+                    case_level: row_case.map(|c| c.1),
+                    follow_up_on,
+                    rule_id: outcome.rule_id.clone(),
+                    rules_version: outcome.rules_version.clone(),
+                    used: outcome.used.clone(),
+                    decided_at: now,
+                });
+                history.push(f.signal.clone());
+                out.push(did);
+            }
+            results[p.index] = Some(Ok(out));
+        }
+        decisions::insert_many(txn, rows).await?;
+        let fresh: Vec<String> = pending
+            .iter()
+            .map(|p| p.envelope.event_id.clone())
+            .collect();
+        processed::record_many(txn, CONSUMER, &fresh).await?;
+        Ok(emitted)
+    }
+}
+
+fn decision_name(d: &Decided) -> &'static str {
+    match d {
+        Decided::Opened { .. } => "opened",
+        Decided::Raised { .. } => "raised",
+        Decided::Attached { .. } => "attached",
+        Decided::Watched { .. } => "watch",
+        Decided::NoAction => "no_action",
+        Decided::Duplicate => "duplicate",
+        Decided::Ignored => "ignored",
+    }
+}
+
+fn refresh_watch(
+    watches: &mut HashMap<Uuid, watch_entry::Model>,
+    f: &Facts,
+    student: &student::Model,
+    on: chrono::NaiveDate,
+    now: DateTime<Utc>,
+    outcome: &sanyu_ruleset::Outcome,
+) {
+    watches
+        .entry(f.student_id)
+        .and_modify(|w| w.follow_up_on = w.follow_up_on.min(on))
+        .or_insert_with(|| watch_entry::Model {
+            id: Uuid::nil(),
+            student_id: f.student_id,
+            school_id: student.school_id,
+            class_id: student.class_id,
+            since: now,
+            follow_up_on: on,
+            signal_id: f.signal_id.clone(),
+            rule_id: outcome.rule_id.clone(),
+            rules_version: outcome.rules_version.clone(),
+            done_at: None,
+            done_by: None,
+        });
+}
+
+fn level_of(case: &case::Model) -> Result<RiskLevel, RulesError> {
+    case.level.parse().map_err(|_| {
+        RulesError::Store(StoreError::Corrupt {
+            table: "cases",
+            detail: format!("level `{}`", case.level),
+        })
+    })
+}
+
+/// A stored decision as a signal of the student's history.
+pub fn signal_of_row(row: &sanyu_store::entities::decision::Model) -> Option<Signal> {
+    Some(Signal {
+        id: row.signal_id.clone(),
+        source: Source::parse(&row.source)?,
+        at: row.signal_at,
+        level: row.level.as_deref().and_then(|l| l.parse().ok()),
+        instrument: row.instrument.clone(),
+        band: row.band.clone(),
+        flags: decisions::flags_of(row),
+        category: row.category.clone(),
+    })
+}
+
+/// The effects of one decision on cases, inside the batch transaction.
+struct Ctx<'a, C: ConnectionTrait> {
+    txn: &'a C,
+    policy: &'a EscalationPolicy,
+    facts: &'a Facts,
+    student: &'a student::Model,
+    school: &'a school::Model,
+    now: DateTime<Utc>,
+    rule_id: &'a str,
+    traceparent: Option<String>,
+}
+
+impl<C: ConnectionTrait> Ctx<'_, C> {
+    fn emit(&self, event_id: String, subject_event: &str, payload: Payload) -> OutboxEvent {
+        let partition = student_partition(self.facts.student_id);
+        OutboxEvent {
+            subject: subjects::case_event(subject_event, &self.school.code, partition),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                event_id.clone(),
+                self.now,
+                self.school.code.clone(),
+                partition,
+                payload,
+            )),
+            event_id,
+            traceparent: self.traceparent.clone(),
+        }
+    }
+
+    fn signal(&self, case_id: Uuid, decision: &str) -> NewSignal {
+        NewSignal {
+            case_id,
+            event_id: self.facts.signal_id.clone(),
+            kind: self.facts.kind.clone(),
+            source_id: Some(self.facts.source_id),
+            level: self.facts.level,
+            decision: decision.to_owned(),
+            rule_id: self.rule_id.to_owned(),
+            at: self.now,
+        }
+    }
+
+    async fn open(&self, level: RiskLevel) -> Result<case::Model, RulesError> {
+        let case_id = Uuid::now_v7();
+        let reference = case_reference(case_id);
+        let student_id = self.facts.student_id;
+        cases::open(
+            self.txn,
+            NewCase {
+                id: case_id,
+                reference: reference.clone(),
+                school_id: self.student.school_id,
+                class_id: self.student.class_id,
+                student_id,
+                level,
+                rule: self.rule_id.to_owned(),
+                at: self.now,
+            },
+        )
+        .await?;
+        cases::attach_signal(self.txn, self.signal(case_id, "opened")).await?;
+        outbox::enqueue(
+            self.txn,
+            self.emit(
+                format!("case.opened:{case_id}"),
+                "opened",
+                Payload::CaseOpened(v1::CaseOpened {
+                    case_id: case_id.to_string(),
+                    reference,
+                    student_id: student_id.to_string(),
+                    level: sanyu_events::level_to_proto(level) as i32,
+                    signal_event_id: self.facts.signal_id.clone(),
+                    rule_id: self.rule_id.to_owned(),
+                }),
+            ),
+        )
+        .await?;
+        let opened = cases::get(self.txn, case_id)
+            .await?
+            .ok_or(StoreError::NotFound("case"))?;
+        let started = escalation::start(
+            self.txn,
+            &opened,
+            self.policy,
+            escalation::reason::CASE_OPENED,
+            self.now,
+            self.traceparent.clone(),
+        )
+        .await?;
+        tracing::info!(%case_id, level = level.as_str(), rule = self.rule_id, "case opened");
+        Ok(started)
+    }
+
+    async fn raise(
+        &self,
+        case: &case::Model,
+        to: RiskLevel,
+    ) -> Result<(Decided, case::Model), RulesError> {
+        let from = level_of(case)?;
+        cases::raise_level(self.txn, case, to).await?;
+        cases::attach_signal(self.txn, self.signal(case.id, "raised")).await?;
+        outbox::enqueue(
+            self.txn,
+            self.emit(
+                format!("case.escalated:{}:{}", case.id, self.facts.signal_id),
+                "escalated",
+                Payload::CaseEscalated(v1::CaseEscalated {
+                    case_id: case.id.to_string(),
+                    reference: case.reference.clone(),
+                    student_id: self.facts.student_id.to_string(),
+                    previous_level: sanyu_events::level_to_proto(from) as i32,
+                    level: sanyu_events::level_to_proto(to) as i32,
+                    signal_event_id: self.facts.signal_id.clone(),
+                    rule_id: self.rule_id.to_owned(),
+                }),
+            ),
+        )
+        .await?;
+        // The new level's ladder starts over: its first contacts are told and
+        // someone must acknowledge again.
+        let raised = cases::get(self.txn, case.id)
+            .await?
+            .ok_or(StoreError::NotFound("case"))?;
+        let started = escalation::start(
+            self.txn,
+            &raised,
+            self.policy,
+            escalation::reason::LEVEL_RAISED,
+            self.now,
+            self.traceparent.clone(),
+        )
+        .await?;
+        tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule = self.rule_id, "case level raised");
+        Ok((
+            Decided::Raised {
+                case_id: case.id,
+                from,
+                to,
+            },
+            started,
+        ))
+    }
+
+    async fn attach(&self, case: &case::Model) -> Result<(Decided, case::Model), RulesError> {
+        cases::attach_signal(self.txn, self.signal(case.id, "attached")).await?;
+        outbox::enqueue(
+            self.txn,
+            self.emit(
+                format!("case.signal_attached:{}:{}", case.id, self.facts.signal_id),
+                "signal_attached",
+                Payload::CaseSignalAttached(v1::CaseSignalAttached {
+                    case_id: case.id.to_string(),
+                    reference: case.reference.clone(),
+                    signal_event_id: self.facts.signal_id.clone(),
+                    level: sanyu_events::level_to_proto(self.facts.level) as i32,
+                }),
+            ),
+        )
+        .await?;
+        Ok((Decided::Attached { case_id: case.id }, case.clone()))
+    }
+}
+
+/// The consumer outcome of a message's result.
+fn outcome_of(result: &MessageResult) -> Outcome {
+    match result {
+        Ok(decided) => {
+            tracing::debug!(?decided, "signal decided");
+            Outcome::Ack
+        }
+        Err(RulesError::Malformed(reason)) => Outcome::Reject(reason.clone()),
+        Err(e @ RulesError::Corrupt(_)) => Outcome::Reject(e.to_string()),
+        // The roster may not have reached this database yet: retry, and
+        // dead-letter (for the crisis team to review) when retries run out.
+        Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
+        Err(RulesError::Store(e)) if e.is_retryable() => Outcome::Retry(e.to_string()),
+        Err(RulesError::Store(e)) => Outcome::Retry(format!("store: {e}")),
+    }
+}
+
+impl RulesEngine {
+    async fn pause_if_asked(&self) {
+        if let Some(pause) = self.pause_before_ack {
+            tracing::warn!(
+                pause_ms = pause.as_millis() as u64,
+                "fault injection: pausing before ack"
+            );
+            tokio::time::sleep(pause).await;
         }
     }
 }
 
 impl Handler for RulesEngine {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
-        match self.decide(&delivery.payload).await {
-            Ok(decided) => {
-                tracing::debug!(?decided, "signal decided");
-                if let Some(pause) = self.pause_before_ack {
-                    tracing::warn!(
-                        pause_ms = pause.as_millis() as u64,
-                        "fault injection: pausing before ack"
-                    );
-                    tokio::time::sleep(pause).await;
-                }
-                Outcome::Ack
-            }
-            Err(RulesError::Malformed(reason)) => Outcome::Reject(reason),
-            Err(e @ RulesError::Corrupt(_)) => Outcome::Reject(e.to_string()),
-            // The roster may not have reached this database yet: retry, and
-            // dead-letter when retries run out.
-            Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
-            Err(RulesError::Store(e)) if e.is_retryable() => Outcome::Retry(e.to_string()),
-            Err(RulesError::Store(e)) => Outcome::Retry(format!("store: {e}")),
+        let outcome = outcome_of(&self.decide_each(&delivery.payload).await);
+        if outcome == Outcome::Ack {
+            self.pause_if_asked().await;
         }
+        outcome
+    }
+
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<Outcome> {
+        let batch: Vec<Incoming<'_>> = deliveries
+            .iter()
+            .map(|d| Incoming {
+                payload: &d.payload,
+                traceparent: d.header(TRACEPARENT).map(str::to_owned),
+            })
+            .collect();
+        let outcomes: Vec<Outcome> = match self.decide_batch(&batch).await {
+            Ok(results) => results.iter().map(outcome_of).collect(),
+            Err(e) => {
+                // Decide them one by one: a message that fails the batch must
+                // not hold up the others.
+                tracing::warn!(error = %e, messages = deliveries.len(), "batch failed; deciding one by one");
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for one in &batch {
+                    let single = [Incoming {
+                        payload: one.payload,
+                        traceparent: one.traceparent.clone(),
+                    }];
+                    outcomes.push(match self.decide_batch(&single).await {
+                        Ok(mut r) => outcome_of(&r.pop().unwrap_or(Ok(Vec::new()))),
+                        Err(e) => outcome_of(&Err(e)),
+                    });
+                }
+                outcomes
+            }
+        };
+        if outcomes.contains(&Outcome::Ack) {
+            self.pause_if_asked().await;
+        }
+        outcomes
     }
 }
 
-/// Run the rules engine until shutdown: its consumer and its outbox relay.
+/// Run the rules engine until shutdown: its consumer, its outbox relay and the
+/// reload of the rules file.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
+    let rules =
+        Arc::new(Rules::load(&config.rules).map_err(|e| PlatformError::Config(e.to_string()))?);
     let db = sanyu_store::db::connect(&config.db_config()).await?;
     let backbone = nats::connect(&config.nats, "sanyu-rules").await?;
     backbone.ensure_streams().await?;
-    tracing::info!(nats = %backbone.server_version(), "rules engine starting");
+    tracing::info!(nats = %backbone.server_version(), rules_version = %rules.current().version, "rules engine starting");
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    let engine = RulesEngine::new(db.clone(), waker, config.escalation.clone());
+    shutdown.tracker.spawn(rules.clone().watch(
+        std::time::Duration::from_secs(config.rules.reload_secs),
+        shutdown.token.clone(),
+    ));
+    let engine = RulesEngine::new(db.clone(), waker, config.escalation.clone(), rules);
     shutdown.tracker.spawn(consumer::run(
         backbone.clone(),
-        spec(),
+        spec(&config.rules),
         engine,
         shutdown.token.clone(),
     ));

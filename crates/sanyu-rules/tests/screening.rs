@@ -7,7 +7,7 @@ use chrono::Utc;
 use sanyu_domain::{EscalationPolicy, RiskLevel};
 use sanyu_events::{Payload, v1};
 use sanyu_platform::relay::Waker;
-use sanyu_rules::{Decided, RulesEngine};
+use sanyu_rules::{Decided, Rules, RulesEngine};
 use sanyu_store::cases;
 use sanyu_store::{Db, roster};
 use sanyu_test_support::{TestDb, seed_school};
@@ -52,7 +52,12 @@ fn screening(
 async fn screening_results_are_decided(test_db: TestDb) {
     let db = test_db.connect().await;
     seed_school(&db, "SCH1").await;
-    let engine = RulesEngine::new(db.clone(), Waker::default(), EscalationPolicy::default());
+    let engine = RulesEngine::new(
+        db.clone(),
+        Waker::default(),
+        EscalationPolicy::default(),
+        std::sync::Arc::new(Rules::builtin()),
+    );
     let s1 = student(&db, "S1").await;
     let s2 = student(&db, "S2").await;
     let s3 = student(&db, "S3").await;
@@ -65,7 +70,7 @@ async fn screening_results_are_decided(test_db: TestDb) {
     };
     assert_eq!(level, RiskLevel::Critical);
     let case = cases::get(&db, case_id).await.unwrap().unwrap();
-    assert_eq!(case.opened_rule, "screening.suicide_alert_critical.v1");
+    assert_eq!(case.opened_rule, sanyu_ruleset::SAFETY_RULE);
     assert_eq!(
         case.ladder_state, "running",
         "the ladder starts with the case"
@@ -74,7 +79,13 @@ async fn screening_results_are_decided(test_db: TestDb) {
 
     // A watch result opens nothing; an elevated one opens at elevated...
     let watch = screening("screening:2", s2, RiskLevel::Watch, &[], false);
-    assert_eq!(engine.decide(&watch).await.unwrap(), Decided::NoAction);
+    assert!(
+        matches!(
+            engine.decide(&watch).await.unwrap(),
+            Decided::Watched { .. }
+        ),
+        "a watch-level result puts the student on the key-population list"
+    );
     let elevated = screening("screening:3", s3, RiskLevel::Elevated, &[], false);
     let Decided::Opened { case_id, level } = engine.decide(&elevated).await.unwrap() else {
         panic!("expected a case");

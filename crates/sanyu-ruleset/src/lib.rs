@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+pub mod simulate;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sanyu_domain::RiskLevel;
 use serde::Deserialize;
@@ -33,6 +35,28 @@ pub enum Source {
     Report,
     Hotline,
     ZeroReport,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Screening => "screening",
+            Source::Report => "report",
+            Source::Hotline => "hotline",
+            Source::ZeroReport => "zero_report",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Source::Screening,
+            Source::Report,
+            Source::Hotline,
+            Source::ZeroReport,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
 }
 
 /// One signal as the rules see it: codes and levels, never text.

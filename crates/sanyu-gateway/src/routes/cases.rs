@@ -79,6 +79,54 @@ pub struct SignalView {
     pub narrative: Option<String>,
 }
 
+/// One decision of the rules engine about this case: the rule, the rules
+/// version in force, and the signals the rule used (codes and levels only).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    pub signal_id: String,
+    /// screening, report, hotline or zero_report.
+    pub source: String,
+    /// opened, raised or attached.
+    pub decision: String,
+    pub rule_id: String,
+    pub rules_version: String,
+    /// The case's level after this decision.
+    pub case_level: Option<String>,
+    pub decided_at: DateTime<Utc>,
+    /// The signals the rule used, the deciding one first.
+    pub used: Vec<UsedSignalView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsedSignalView {
+    pub signal_id: String,
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// Why the case exists and why its level is what it is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhyView {
+    /// The rules decision that opened the case.
+    pub opened_by: Option<DecisionView>,
+    /// Who set the current level: `rule` (see `level_decision`) or `person`
+    /// (see `level_action`: a person changed it through the case-work API).
+    pub level_set_by: String,
+    pub level_decision: Option<DecisionView>,
+    pub level_action: Option<ActionView>,
+    /// Every rules decision about this case, in order.
+    pub decisions: Vec<DecisionView>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotificationView {
     /// `<notification key>:<channel>`: ids only.
@@ -160,6 +208,9 @@ pub struct CaseDetail {
     /// The escalation ladder snapshotted on the case.
     pub ladder: Option<serde_json::Value>,
     pub allowed_actions: Vec<String>,
+    /// Why the case exists and why its level is what it is (rule ids, rules
+    /// versions and the signals each rule used).
+    pub why: WhyView,
     pub signals: Vec<SignalView>,
     /// Who was reached, by which channel, and how it went.
     pub notifications: Vec<NotificationView>,
@@ -402,6 +453,7 @@ pub async fn get(
             }
         })
         .collect();
+    let why = explain(&state.db, &case).await?;
     let opened_rule = case.opened_rule.clone();
     let mut timeline = Vec::new();
     for a in cases::actions(&state.db, vec![case.id]).await? {
@@ -482,10 +534,87 @@ pub async fn get(
         acknowledged_at,
         ladder,
         allowed_actions,
+        why,
         signals: signal_views,
         notifications,
         timeline,
         referrals,
         follow_ups,
     }))
+}
+
+/// The rules decisions about a case with the signals they used, and who set
+/// its current level.
+async fn explain(db: &sanyu_store::Db, case: &case::Model) -> Result<WhyView, ApiError> {
+    use sanyu_store::decisions;
+    let rows = decisions::for_case(db, case.id).await?;
+    let used_ids: Vec<String> = rows.iter().flat_map(decisions::used_of).collect();
+    let used: HashMap<String, _> = decisions::by_signal_ids(db, &used_ids)
+        .await?
+        .into_iter()
+        .map(|d| (d.signal_id.clone(), d))
+        .collect();
+    let view = |row: &sanyu_store::entities::decision::Model| DecisionView {
+        signal_id: row.signal_id.clone(),
+        source: row.source.clone(),
+        decision: row.decision.clone(),
+        rule_id: row.rule_id.clone(),
+        rules_version: row.rules_version.clone(),
+        case_level: row.case_level.clone(),
+        decided_at: row.decided_at,
+        used: decisions::used_of(row)
+            .iter()
+            .filter_map(|id| used.get(id))
+            .map(|u| UsedSignalView {
+                signal_id: u.signal_id.clone(),
+                source: u.source.clone(),
+                at: u.signal_at,
+                level: u.level.clone(),
+                instrument: u.instrument.clone(),
+                band: u.band.clone(),
+                flags: decisions::flags_of(u),
+                category: u.category.clone(),
+            })
+            .collect(),
+    };
+    let opened_by = rows.iter().find(|r| r.decision == "opened").map(view);
+    let last_rule = rows
+        .iter()
+        .rev()
+        .find(|r| r.decision == "opened" || r.decision == "raised");
+    let last_person = cases::actions(db, vec![case.id])
+        .await?
+        .into_iter()
+        .rev()
+        .find(|a| a.action == "level");
+    let person_later = match (&last_person, last_rule) {
+        (Some(a), Some(r)) => a.at > r.decided_at,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let (level_set_by, level_decision, level_action) = if person_later {
+        let a = last_person.ok_or_else(|| ApiError::Internal("level action vanished".into()))?;
+        (
+            "person".to_owned(),
+            None,
+            Some(ActionView {
+                action: a.action,
+                actor_role: a.actor_role,
+                actor_staff_id: a.actor_staff_id,
+                status_after: a.status_after,
+                at: a.at,
+                detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+                text: None,
+            }),
+        )
+    } else {
+        ("rule".to_owned(), last_rule.map(view), None)
+    };
+    Ok(WhyView {
+        opened_by,
+        level_set_by,
+        level_decision,
+        level_action,
+        decisions: rows.iter().map(view).collect(),
+    })
 }

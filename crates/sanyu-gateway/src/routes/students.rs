@@ -45,9 +45,30 @@ pub struct WatchedStudent {
     pub open_follow_ups: usize,
 }
 
+/// A student the rules engine put on the watch list (关注) without a case.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RuleWatch {
+    pub student_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_name: Option<String>,
+    pub class_code: Option<String>,
+    pub since: DateTime<Utc>,
+    /// When someone should look again.
+    pub follow_up_on: chrono::NaiveDate,
+    pub overdue: bool,
+    /// The rule (and rules version) that put the student here.
+    pub rule_id: String,
+    pub rules_version: String,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyPopulation {
+    /// Students with open follow-ups (planned on their cases).
     pub students: Vec<WatchedStudent>,
+    /// Students the rules put on the watch list, earliest follow-up first.
+    pub watch_list: Vec<RuleWatch>,
 }
 
 fn sees_identity(p: &Principal) -> bool {
@@ -75,6 +96,12 @@ pub async fn key_population(
     let open = casework::open_follow_ups(&state.db, caller.school_id, limit * 4).await?;
     let now = Utc::now();
     // One row per student, at its earliest open follow-up (the list is due-ordered).
+    let watches = sanyu_store::decisions::watches_of_school(
+        &state.db,
+        caller.school_id,
+        caller.class_id.filter(|_| caller.role == Role::Teacher),
+    )
+    .await?;
     let mut order: Vec<Uuid> = Vec::new();
     let mut per_student: HashMap<Uuid, (sanyu_store::entities::follow_up::Model, usize)> =
         HashMap::new();
@@ -88,11 +115,16 @@ pub async fn key_population(
             });
     }
     order.truncate(limit as usize);
-    let students: HashMap<Uuid, student::Model> = if order.is_empty() {
+    let wanted: Vec<Uuid> = order
+        .iter()
+        .copied()
+        .chain(watches.iter().take(limit as usize).map(|w| w.student_id))
+        .collect();
+    let students: HashMap<Uuid, student::Model> = if wanted.is_empty() {
         HashMap::new()
     } else {
         student::Entity::find()
-            .filter(student::Column::Id.is_in(order.clone()))
+            .filter(student::Column::Id.is_in(wanted))
             .all(&state.db)
             .await?
             .into_iter()
@@ -145,6 +177,25 @@ pub async fn key_population(
         .collect();
     // Overdue first (already by due date within each group).
     list.sort_by_key(|w| (!w.overdue, w.next_follow_up_due));
+    let today = now.date_naive();
+    let watch_list: Vec<RuleWatch> = watches
+        .into_iter()
+        .take(limit as usize)
+        .map(|w| {
+            let s = students.get(&w.student_id);
+            RuleWatch {
+                student_id: w.student_id,
+                student_no: s.filter(|_| identity).map(|s| s.student_no.clone()),
+                student_name: s.filter(|_| identity).map(|s| s.name.clone()),
+                class_code: classes.get(&w.class_id).cloned(),
+                since: w.since,
+                follow_up_on: w.follow_up_on,
+                overdue: w.follow_up_on < today,
+                rule_id: w.rule_id,
+                rules_version: w.rules_version,
+            }
+        })
+        .collect();
     audit::record(
         &state,
         &caller,
@@ -153,7 +204,10 @@ pub async fn key_population(
         format!("school:{}", caller.school_id),
     )
     .await?;
-    Ok(Json(KeyPopulation { students: list }))
+    Ok(Json(KeyPopulation {
+        students: list,
+        watch_list,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
