@@ -13,11 +13,13 @@ pub mod rules;
 pub mod zero_report;
 
 pub use access::{Access, CaseWork, Principal, Role};
-pub use case::{CaseStatus, case_reference, student_partition};
+pub use case::{CaseStatus, CaseSubject, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;
-pub use rules::{Decision, OpenCaseView, decide_report, decide_screening};
+pub use rules::{
+    Decision, OpenCaseView, decide_report, decide_screening, decide_unidentified_call,
+};
 
 /// A value that could not be parsed into a domain type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

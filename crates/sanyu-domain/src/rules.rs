@@ -70,9 +70,43 @@ pub fn decide_screening(
     }
 }
 
+/// Rule id: a hotline caller nobody could identify, rated high or critical,
+/// opens an `unidentified_caller` case for the crisis team.
+pub const RULE_HOTLINE_UNIDENTIFIED_CALLER: &str = "hotline.unidentified_caller.v1";
+
+/// Decide a hotline call about nobody identified. There is no student whose
+/// open case it could join: a caller at `high` or `critical` opens a case of
+/// their own (linked to a student later); a lower rating opens nothing.
+pub fn decide_unidentified_call(level: RiskLevel) -> Decision {
+    let rule = RULE_HOTLINE_UNIDENTIFIED_CALLER;
+    if level >= RiskLevel::High {
+        Decision::OpenCase { level, rule }
+    } else {
+        Decision::NoAction { rule }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unidentified_caller_opens_a_case_only_at_high_or_critical() {
+        for level in RiskLevel::ALL {
+            let d = decide_unidentified_call(level);
+            if level >= RiskLevel::High {
+                assert_eq!(
+                    d,
+                    Decision::OpenCase {
+                        level,
+                        rule: RULE_HOTLINE_UNIDENTIFIED_CALLER
+                    }
+                );
+            } else {
+                assert!(matches!(d, Decision::NoAction { .. }), "{level}");
+            }
+        }
+    }
 
     #[test]
     fn a_suicide_alert_opens_or_raises_to_critical_whatever_the_suggestion() {

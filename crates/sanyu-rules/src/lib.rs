@@ -13,8 +13,8 @@
 use chrono::Utc;
 use sanyu_domain::EscalationPolicy;
 use sanyu_domain::{
-    Decision, OpenCaseView, RiskLevel, case_reference, decide_report, decide_screening,
-    student_partition,
+    CaseSubject, Decision, OpenCaseView, RiskLevel, case_reference, decide_report,
+    decide_screening, decide_unidentified_call, student_partition,
 };
 use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
@@ -26,7 +26,7 @@ use sanyu_platform::{Config, PlatformError, Shutdown};
 use sanyu_store::cases::{self, NewCase, NewSignal};
 use sanyu_store::entities::{school, student};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
+use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use sanyu_store::{Db, StoreError, begin_write, processed};
 use uuid::Uuid;
 
@@ -50,6 +50,8 @@ pub enum RulesError {
     Malformed(String),
     #[error("unknown student {0}")]
     UnknownStudent(Uuid),
+    #[error("unknown school {0}")]
+    UnknownSchool(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("corrupt case: {0}")]
@@ -128,9 +130,13 @@ impl RulesEngine {
             Some(Payload::ReportSubmitted(report)) => Signal::of_report(report)?,
             Some(Payload::ScreeningResult(result)) => Signal::of_screening(result)?,
             // An identified student's hotline call is decided like a report at
-            // the call's level; unidentified calls never reach INTAKE.
+            // the call's level; a caller nobody identified has no student to
+            // decide about and may open a case of their own.
             Some(Payload::HotlineCall(call)) if !call.student_id.is_empty() => {
                 Signal::of_hotline(call)?
+            }
+            Some(Payload::HotlineCall(call)) => {
+                return self.decide_unidentified(&envelope, call).await;
             }
             _ => return Ok(Decided::Ignored),
         };
@@ -146,6 +152,144 @@ impl RulesEngine {
         }
         Ok(decided)
     }
+}
+
+impl RulesEngine {
+    /// A hotline caller nobody identified: at `high` or `critical` an
+    /// `unidentified_caller` case opens for the school's crisis team.
+    async fn decide_unidentified(
+        &self,
+        envelope: &Envelope,
+        call: &v1::HotlineCallLogged,
+    ) -> Result<Decided, RulesError> {
+        let level = sanyu_events::level_from_proto(call.risk_level)
+            .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?;
+        let source_id = parse_uuid("record_id", &call.record_id)?;
+        let txn = begin_write(&self.db).await?;
+        if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
+            txn.rollback().await?;
+            return Ok(Decided::Duplicate);
+        }
+        let decided = match decide_unidentified_call(level) {
+            Decision::OpenCase { level, rule } => {
+                let school = school::Entity::find()
+                    .filter(school::Column::Code.eq(envelope.school.clone()))
+                    .one(&*txn)
+                    .await?
+                    .ok_or_else(|| RulesError::UnknownSchool(envelope.school.clone()))?;
+                let opening = Opening {
+                    school: &school,
+                    student: None,
+                    level,
+                    rule,
+                    source_id,
+                    why: escalation::reason::UNIDENTIFIED_CALLER,
+                };
+                open_case(&*txn, &self.policy, envelope, &opening).await?
+            }
+            _ => Decided::NoAction,
+        };
+        txn.commit().await?;
+        if !matches!(decided, Decided::NoAction) {
+            self.waker.wake();
+        }
+        Ok(decided)
+    }
+}
+
+/// What a new case is opened from.
+struct Opening<'a> {
+    school: &'a school::Model,
+    /// None: an unidentified caller.
+    student: Option<&'a student::Model>,
+    level: RiskLevel,
+    rule: &'static str,
+    /// The row the signal came from.
+    source_id: Uuid,
+    /// Why its first contacts are told.
+    why: &'static str,
+}
+
+/// Open a case in `txn`: the case row, its first signal, the CaseOpened event
+/// (outbox) and its escalation ladder, all in the caller's transaction.
+async fn open_case(
+    txn: &impl ConnectionTrait,
+    policy: &EscalationPolicy,
+    envelope: &Envelope,
+    o: &Opening<'_>,
+) -> Result<Decided, RulesError> {
+    let now = Utc::now();
+    let case_id = Uuid::now_v7();
+    let reference = case_reference(case_id);
+    let subject = match o.student {
+        Some(_) => CaseSubject::Student,
+        None => CaseSubject::UnidentifiedCaller,
+    };
+    cases::open(
+        txn,
+        NewCase {
+            id: case_id,
+            reference: reference.clone(),
+            school_id: o.school.id,
+            class_id: o.student.map(|s| s.class_id),
+            student_id: o.student.map(|s| s.id),
+            subject,
+            level: o.level,
+            rule: o.rule.to_owned(),
+            at: now,
+        },
+    )
+    .await?;
+    cases::attach_signal(
+        txn,
+        NewSignal {
+            case_id,
+            event_id: envelope.event_id.clone(),
+            kind: envelope.kind.clone(),
+            source_id: Some(o.source_id),
+            level: o.level,
+            decision: "opened".to_owned(),
+            rule_id: o.rule.to_owned(),
+            at: now,
+        },
+    )
+    .await?;
+    let opened = cases::get(txn, case_id)
+        .await?
+        .ok_or(StoreError::NotFound("case"))?;
+    let partition = opened.partition();
+    let traceparent = sanyu_platform::trace::current_traceparent();
+    let event_id = format!("case.opened:{case_id}");
+    outbox::enqueue(
+        txn,
+        OutboxEvent {
+            subject: subjects::case_event("opened", &o.school.code, partition),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                event_id.clone(),
+                now,
+                o.school.code.clone(),
+                partition,
+                Payload::CaseOpened(v1::CaseOpened {
+                    case_id: case_id.to_string(),
+                    reference,
+                    student_id: o.student.map(|s| s.id.to_string()).unwrap_or_default(),
+                    level: sanyu_events::level_to_proto(o.level) as i32,
+                    signal_event_id: envelope.event_id.clone(),
+                    rule_id: o.rule.to_owned(),
+                    subject: subject.as_str().to_owned(),
+                }),
+            )),
+            event_id,
+            traceparent: traceparent.clone(),
+        },
+    )
+    .await?;
+    escalation::start(txn, &opened, policy, o.why, now, traceparent).await?;
+    tracing::info!(%case_id, level = o.level.as_str(), rule = o.rule, subject = subject.as_str(), "case opened");
+    Ok(Decided::Opened {
+        case_id,
+        level: o.level,
+    })
 }
 
 fn parse_uuid(field: &'static str, value: &str) -> Result<Uuid, RulesError> {
@@ -282,53 +426,15 @@ async fn decide_signal_in(
     match facts.decide(view) {
         Decision::NoAction { .. } => Ok(Decided::NoAction),
         Decision::OpenCase { level, rule } => {
-            let case_id = Uuid::now_v7();
-            let reference = case_reference(case_id);
-            cases::open(
-                txn,
-                NewCase {
-                    id: case_id,
-                    reference: reference.clone(),
-                    school_id: student.school_id,
-                    class_id: student.class_id,
-                    student_id,
-                    level,
-                    rule: rule.to_owned(),
-                    at: now,
-                },
-            )
-            .await?;
-            cases::attach_signal(txn, signal(case_id, "opened", rule)).await?;
-            outbox::enqueue(
-                txn,
-                emit(
-                    format!("case.opened:{case_id}"),
-                    "opened",
-                    Payload::CaseOpened(v1::CaseOpened {
-                        case_id: case_id.to_string(),
-                        reference,
-                        student_id: student_id.to_string(),
-                        level: sanyu_events::level_to_proto(level) as i32,
-                        signal_event_id: envelope.event_id.clone(),
-                        rule_id: rule.to_owned(),
-                    }),
-                ),
-            )
-            .await?;
-            let opened = cases::get(txn, case_id)
-                .await?
-                .ok_or(StoreError::NotFound("case"))?;
-            escalation::start(
-                txn,
-                &opened,
-                policy,
-                escalation::reason::CASE_OPENED,
-                now,
-                traceparent.clone(),
-            )
-            .await?;
-            tracing::info!(%case_id, level = level.as_str(), rule, "case opened");
-            Ok(Decided::Opened { case_id, level })
+            let opening = Opening {
+                school: &school,
+                student: Some(&student),
+                level,
+                rule,
+                source_id: facts.source_id,
+                why: escalation::reason::CASE_OPENED,
+            };
+            open_case(txn, policy, envelope, &opening).await
         }
         Decision::Attach { raise_to, rule } => {
             let Some(case) = open else {
@@ -418,7 +524,9 @@ impl Handler for RulesEngine {
             Err(e @ RulesError::Corrupt(_)) => Outcome::Reject(e.to_string()),
             // The roster may not have reached this database yet: retry, and
             // dead-letter when retries run out.
-            Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
+            Err(e @ (RulesError::UnknownStudent(_) | RulesError::UnknownSchool(_))) => {
+                Outcome::Retry(e.to_string())
+            }
             Err(RulesError::Store(e)) if e.is_retryable() => Outcome::Retry(e.to_string()),
             Err(RulesError::Store(e)) => Outcome::Retry(format!("store: {e}")),
         }
