@@ -303,7 +303,7 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
     let (code, out) = sanyu(stack.db.url(), &["contacts", "check"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("2 schools, 16 rungs checked, 0 reach nobody"),
+        out.contains("2 schools, 20 rungs checked, 0 reach nobody"),
         "{out}"
     );
 
@@ -346,7 +346,9 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
         gaps,
         vec![
             "GAP SCH1 critical rung 1: reaches nobody (crisis_team: no active staff in this role)",
+            "GAP SCH1 critical unidentified caller first contact: reaches nobody (crisis_team: no active staff in this role)",
             "GAP SCH1 high rung 1: reaches nobody (crisis_team: no active staff in this role)",
+            "GAP SCH1 high unidentified caller first contact: reaches nobody (crisis_team: no active staff in this role)",
             "GAP SCH1 elevated rung 1: reaches nobody (crisis_team: no active staff in this role)",
             "GAP SCH2 critical rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
             "GAP SCH2 high rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
@@ -356,7 +358,7 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
     let (code, out) = sanyu(stack.db.url(), &["contacts", "check", "--school", "SCH2"]);
     assert_eq!(code, 1);
     assert!(
-        out.contains("1 schools, 8 rungs checked, 2 reach nobody"),
+        out.contains("1 schools, 10 rungs checked, 2 reach nobody"),
         "{out}"
     );
 }

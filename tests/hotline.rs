@@ -1,14 +1,16 @@
 //! Hotline calls end to end (gateway, rules engine, notifier, NATS, a database
 //! and the SMTP server): an identified call is a signal that opens a case; an
-//! unidentified critical caller tells the crisis team and is linked to a
-//! student later; the same call id twice is one record; CSV import.
+//! unidentified critical caller opens a case for the crisis team (emailed,
+//! in their queue and their leaders', hidden from head teachers) that is linked to a
+//! student later, or merged into the student's open case; the same call id
+//! twice is one record; CSV import.
 
 use std::time::Duration;
 
 use sanyu_e2e::Stack;
 use sanyu_e2e::support::{TestDb, eventually};
-use sanyu_store::entities::hotline_call;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sanyu_store::entities::{case, hotline_call};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 fn call(call_id: &str, student_no: Option<&str>, rating: &str) -> Value {
@@ -24,7 +26,7 @@ fn call(call_id: &str, student_no: Option<&str>, rating: &str) -> Value {
     })
 }
 
-async fn hotline_calls_become_signals_and_alerts(db: TestDb) {
+async fn hotline_calls_become_signals_and_cases(db: TestDb) {
     let stack = Stack::started(db).await;
     let school = stack.school.clone();
 
@@ -87,7 +89,7 @@ async fn hotline_calls_become_signals_and_alerts(db: TestDb) {
         1
     );
 
-    // An unidentified critical caller: the crisis team is told at once.
+    // An unidentified critical caller opens a case for the crisis team.
     let r = stack
         .post_json(
             &school.service,
@@ -96,74 +98,273 @@ async fn hotline_calls_become_signals_and_alerts(db: TestDb) {
         )
         .await;
     assert_eq!(r.status(), 202);
-    let alert: Value = r.json().await.expect("json");
-    assert_eq!(alert["alert"], "open");
+    let logged: Value = r.json().await.expect("json");
+    assert_eq!(
+        (
+            &logged["student_identified"],
+            &logged["unidentified_caller_case"]
+        ),
+        (&json!(false), &json!(true))
+    );
+    let call_id = logged["id"].as_str().expect("id").to_owned();
+    let case = unidentified_case_in_queue(&stack, &school.crisis_team).await;
+    assert_eq!(case["level"], "critical");
+    assert!(case["student_id"].is_null(), "{case}");
+    let case_id = case["id"].as_str().expect("case id").to_owned();
+    let reference = case["reference"].as_str().expect("reference").to_owned();
+    // The crisis team on duty is emailed about the case (no summary, no name).
     let crisis = format!("crisis@{}.test", school.code.to_lowercase());
     let mail = eventually(
         Duration::from_secs(30),
-        "the crisis team's alert",
+        "the crisis team's email about the caller's case",
         || async {
-            stack
-                .smtp
-                .received()
-                .into_iter()
-                .find(|m| m.to.contains(&crisis) && m.text().contains("hotline"))
+            stack.smtp.received().into_iter().find(|m| {
+                m.to.contains(&crisis)
+                    && m.text().contains(&reference)
+                    && m.text().contains("unidentified caller")
+            })
         },
     )
     .await;
     assert!(!mail.text().contains("confidential summary"));
-    let r = stack.get(&school.crisis_team, "/v1/hotline-alerts").await;
+    assert!(
+        mail.text().contains(&format!("/v1/cases/{case_id}")),
+        "{}",
+        mail.text()
+    );
+    // The case in full: opened by the hotline rule, the crisis team first on its ladder.
+    let r = stack
+        .get(&school.crisis_team, &format!("/v1/cases/{case_id}"))
+        .await;
     assert_eq!(r.status(), 200);
-    let listed: Value = r.json().await.expect("json");
-    assert_eq!(listed["alerts"][0]["state"], "open");
-    assert!(listed.to_string().find("confidential").is_none());
-    // Another school's crisis team neither sees nor links it.
-    let other: Value = stack
-        .get(&stack.other_school.crisis_team, "/v1/hotline-alerts")
+    let detail: Value = r.json().await.expect("json");
+    assert_eq!(detail["subject"], "unidentified_caller");
+    assert_eq!(detail["opened_rule"], "hotline.unidentified_caller.v1");
+    assert_eq!(detail["ladder"]["first"], json!(["crisis_team"]));
+    assert_eq!(detail["ladder_state"], "running");
+    assert!(
+        detail["allowed_actions"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("link_student"))),
+        "{detail}"
+    );
+    assert!(!detail.to_string().contains("confidential"));
+    // Counsellors and leaders (whom the ladder reaches) see it too; head
+    // teachers and another school do not.
+    unidentified_case_in_queue(&stack, &school.counsellor).await;
+    unidentified_case_in_queue(&stack, &school.leader).await;
+    let r = stack
+        .get(&school.leader, &format!("/v1/cases/{case_id}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    for token in [&school.teacher_c1, &school.teacher_c2] {
+        let listed: Value = stack
+            .get(token, "/v1/cases")
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            !listed.to_string().contains(&case_id),
+            "listed to a teacher: {listed}"
+        );
+        let r = stack.get(token, &format!("/v1/cases/{case_id}")).await;
+        assert_eq!(r.status(), 404);
+    }
+    let r = stack
+        .get(
+            &stack.other_school.crisis_team,
+            &format!("/v1/cases/{case_id}"),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    // Work goes on without a student; contacting a guardian needs one.
+    let r = stack
+        .act(&school.crisis_team, &case_id, "acknowledge", json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .act(
+            &school.crisis_team,
+            &case_id,
+            "guardian-contacts",
+            json!({"guardian_id": uuid::Uuid::now_v7(), "channel": "phone", "outcome": "reached"}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = stack
+        .act(
+            &school.crisis_team,
+            &case_id,
+            "guardian-contacts",
+            json!({"contacted": false, "reason": "nobody known yet"}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a decision not to contact needs no guardian"
+    );
+    // The crisis team reads the call's summary (audited); another school cannot.
+    let r = stack
+        .get(&school.crisis_team, &format!("/v1/hotline-calls/{call_id}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let call_detail: Value = r.json().await.expect("json");
+    assert_eq!(call_detail["summary"], "confidential summary");
+    assert_eq!(call_detail["case_id"], json!(case_id));
+    let r = stack
+        .get(
+            &stack.other_school.crisis_team,
+            &format!("/v1/hotline-calls/{call_id}"),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = stack
+        .get(&school.leader, &format!("/v1/hotline-calls/{call_id}"))
+        .await;
+    assert_eq!(r.status(), 403);
+
+    // Linked to a student with no open case, the case becomes that student's.
+    let r = stack
+        .act(
+            &stack.other_school.crisis_team,
+            &case_id,
+            "link-student",
+            json!({"student_no": "S3"}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = stack
+        .act(
+            &school.teacher_c2,
+            &case_id,
+            "link-student",
+            json!({"student_no": "S3"}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        404,
+        "a head teacher does not learn the case exists"
+    );
+    let r = stack
+        .act(
+            &school.crisis_team,
+            &case_id,
+            "link-student",
+            json!({"student_no": "S3"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let linked: Value = r.json().await.expect("json");
+    assert_eq!(linked["subject"], "student");
+    assert!(linked["student_id"].is_string(), "{linked}");
+    let r = stack
+        .get(&school.crisis_team, &format!("/v1/cases/{case_id}"))
+        .await;
+    let detail: Value = r.json().await.expect("json");
+    assert_eq!(
+        (&detail["student_no"], &detail["level"], &detail["status"]),
+        (&json!("S3"), &json!("critical"), &json!("in_progress"))
+    );
+    // Now it is a student's case: the class's head teacher sees it.
+    let r = stack
+        .get(&school.teacher_c2, &format!("/v1/cases/{case_id}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .act(
+            &school.crisis_team,
+            &case_id,
+            "link-student",
+            json!({"student_no": "S3"}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = stack
+        .post_json(
+            &school.crisis_team,
+            &format!("/v1/hotline-calls/{call_id}/link"),
+            &json!({"student_no": "S3"}),
+        )
+        .await;
+    assert_eq!(r.status(), 409, "the call is about S3 now");
+
+    // A second unidentified caller turns out to be S1, who has an open case:
+    // the call joins that case (raising it to critical), and the caller's own
+    // case closes as merged. S1 never has two open cases.
+    let r = stack
+        .post_json(
+            &school.service,
+            "/v1/hotline-calls",
+            &call("CALL-5", None, "critical"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let second_call = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let second = unidentified_case_in_queue(&stack, &school.crisis_team).await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    let r = stack
+        .post_json(
+            &school.crisis_team,
+            &format!("/v1/hotline-calls/{second_call}/link"),
+            &json!({"student_no": "S1"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["student_identified"],
+        true
+    );
+    let merged: Value = stack
+        .get(&school.crisis_team, &format!("/v1/cases/{second_id}"))
         .await
         .json()
         .await
         .expect("json");
-    assert_eq!(other["alerts"].as_array().map(Vec::len), Some(0));
-    let id = alert["id"].as_str().expect("id");
-    // The crisis team reads the summary (audited); another school cannot.
+    assert_eq!(merged["status"], "closed");
+    let s1_case = cases[0]["id"].as_str().expect("S1's case").to_owned();
+    assert!(
+        merged["timeline"].to_string().contains(&s1_case),
+        "the merge names S1's case: {merged}"
+    );
+    let s1: Value = stack
+        .get(&school.crisis_team, &format!("/v1/cases/{s1_case}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(s1["level"], "critical");
+    assert!(
+        s1["signals"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["decision"] == "merged")),
+        "{s1}"
+    );
     let r = stack
-        .get(&school.crisis_team, &format!("/v1/hotline-calls/{id}"))
-        .await;
-    assert_eq!(r.status(), 200);
-    let detail: Value = r.json().await.expect("json");
-    assert_eq!(detail["summary"], "confidential summary");
-    let r = stack
-        .get(
-            &stack.other_school.crisis_team,
-            &format!("/v1/hotline-calls/{id}"),
+        .act(
+            &school.crisis_team,
+            &second_id,
+            "reopen",
+            json!({"reason": "again"}),
         )
         .await;
-    assert_eq!(r.status(), 404);
-    let r = stack
-        .get(&school.leader, &format!("/v1/hotline-calls/{id}"))
-        .await;
-    assert_eq!(r.status(), 403);
-    let path = format!("/v1/hotline-calls/{id}/link");
-    let r = stack
-        .post_json(
-            &stack.other_school.crisis_team,
-            &path,
-            &json!({"student_no": "S3"}),
+    assert_eq!(r.status(), 409, "a merged case stays closed");
+    let open_for_s1 = case::Entity::find()
+        .filter(
+            case::Column::StudentId.eq(s1["student_id"]
+                .as_str()
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())),
         )
-        .await;
-    assert_eq!(r.status(), 404);
-    // Linked to a student, it becomes that student's signal: a critical case.
-    let r = stack
-        .post_json(&school.crisis_team, &path, &json!({"student_no": "S3"}))
-        .await;
-    assert_eq!(r.status(), 200);
-    let cases = stack.wait_for_cases(2).await;
-    assert!(cases.iter().any(|c| c["level"] == "critical"));
-    let r = stack
-        .post_json(&school.crisis_team, &path, &json!({"student_no": "S3"}))
-        .await;
-    assert_eq!(r.status(), 409);
+        .filter(case::Column::Status.ne("closed"))
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(open_for_s1, 1);
 
     // CSV import: a known call id is a duplicate, a bad row is reported.
     let now = chrono::Utc::now().to_rfc3339();
@@ -188,17 +389,35 @@ async fn hotline_calls_become_signals_and_alerts(db: TestDb) {
     );
     assert_eq!(summary["errors"][0]["line"], 4);
     assert_eq!(summary["errors"][0]["field"], "caller_type");
-    stack.wait_for_cases(3).await;
+    // S1's, S3's (once the first caller), the merged caller's and now S2's.
+    stack.wait_for_cases(4).await;
+}
+
+/// Wait until `token`'s queue has an open case about an unidentified caller.
+async fn unidentified_case_in_queue(stack: &Stack, token: &str) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        "an unidentified caller's case in the queue",
+        || async {
+            let v: Value = stack.get(token, "/v1/cases").await.json().await.ok()?;
+            v["cases"]
+                .as_array()?
+                .iter()
+                .find(|c| c["subject"] == "unidentified_caller" && c["status"] != "closed")
+                .cloned()
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hotline_calls_become_signals_and_alerts_on_sqlite() {
-    hotline_calls_become_signals_and_alerts(TestDb::sqlite()).await;
+async fn hotline_calls_become_signals_and_cases_on_sqlite() {
+    hotline_calls_become_signals_and_cases(TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hotline_calls_become_signals_and_alerts_on_postgres() {
+async fn hotline_calls_become_signals_and_cases_on_postgres() {
     if let Some(db) = TestDb::postgres().await {
-        hotline_calls_become_signals_and_alerts(db).await;
+        hotline_calls_become_signals_and_cases(db).await;
     }
 }

@@ -57,7 +57,7 @@ async fn two_replicas_of_each_consumer_never_double_process(db: TestDb) {
         .map(|s| (s.id, s.student_no))
         .collect();
     for c in &cases {
-        let no = students[&c.student_id].as_str();
+        let no = students[&c.student_id.expect("a student's case")].as_str();
         assert_eq!(
             c.level,
             expected[no].as_str(),

@@ -373,3 +373,251 @@ async fn the_scheduler_binary_reminds_missing_classes_by_email() {
         mail.text()
     );
 }
+
+/// One period across the real binaries: gateway, rules engine, notifier and
+/// the scheduler, on NATS, a database and the SMTP server, with the calendar
+/// and short reminder offsets from configuration. The period belongs to
+/// district D01 (SCH1's); SCH1 also has an addition of its own and SCH2 (in
+/// D02) sees neither. Class C1 reports zero, C2 an incident (a case, and its
+/// counsellor is emailed), C3 stays missing: its head teacher is reminded
+/// before the deadline and the leader told after it; compliance shows the
+/// three states; C3's late report flips `missing` and is marked late; C2's
+/// correction is a second version with the first kept.
+async fn one_period_across_the_real_binaries(db: TestDb) {
+    use sanyu_store::entities::school;
+    use sea_orm::sea_query::Expr;
+
+    let now = Utc::now();
+    let deadline = now + chrono::Duration::seconds(30);
+    let t = |at: chrono::DateTime<Utc>| at.to_rfc3339();
+    let periods = format!(
+        r#"[{{id="term-start", name="开学", kind="term_start", opens_at="{}", deadline="{}", levels=["class", "school"], district="D01"}}, {{id="d2-term-start", name="开学", kind="term_start", opens_at="{}", deadline="{}", district="D02"}}, {{id="sch1-sports-day", name="校运会", kind="special_event", opens_at="{}", deadline="{}", levels=["class"], school="SCH1"}}]"#,
+        t(now - chrono::Duration::minutes(1)),
+        t(deadline),
+        t(now - chrono::Duration::minutes(1)),
+        t(now + chrono::Duration::days(2)),
+        t(now - chrono::Duration::minutes(1)),
+        t(now + chrono::Duration::days(2)),
+    );
+    let settings = [
+        ("SANYU_ZERO_REPORT__PERIODS", periods),
+        // The reminder 20 s before the deadline; the leader at the deadline.
+        (
+            "SANYU_ZERO_REPORT__REMINDER_OFFSETS_SECS",
+            "[20]".to_owned(),
+        ),
+        ("SANYU_ZERO_REPORT__OVERDUE_AFTER_SECS", "0".to_owned()),
+        ("SANYU_ZERO_REPORT__ESCALATE_AFTER_SECS", "3600".to_owned()),
+        ("SANYU_SCHEDULER__POLL_INTERVAL_MS", "100".to_owned()),
+    ];
+    let mut stack = Stack::new(db).await;
+    for (code, district) in [("SCH1", "D01"), ("SCH2", "D02")] {
+        school::Entity::update_many()
+            .col_expr(school::Column::DistrictCode, Expr::value(district))
+            .filter(school::Column::Code.eq(code))
+            .exec(&stack.conn)
+            .await
+            .expect("district code");
+    }
+    stack.start_gateway_with(&settings).await;
+    stack.start_rules(&settings);
+    stack.start_notifier_with(&settings);
+    let teacher_c3 = add_class_c3(&stack).await;
+    let school = stack.school.clone();
+    let sch = school.code.to_lowercase();
+
+    // Each school sees its district's periods and its own additions.
+    let ids = |v: Value| -> Vec<String> {
+        v["periods"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mine: Value = stack
+        .get(&school.teacher_c1, "/v1/zero-report-periods")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let mut mine = ids(mine);
+    mine.sort();
+    assert_eq!(mine, ["sch1-sports-day", "term-start"]);
+    let theirs: Value = stack
+        .get(&stack.other_school.teacher_c1, "/v1/zero-report-periods")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(theirs), ["d2-term-start"]);
+    let r = stack
+        .post_json(
+            &stack.other_school.teacher_c1,
+            "/v1/zero-reports",
+            &zero("term-start", Some("C1")),
+        )
+        .await;
+    assert_eq!(r.status(), 404, "another district's period");
+
+    // C1 zero; C2 an incident, which becomes a case and tells the counsellor.
+    let r = stack
+        .post_json(
+            &school.teacher_c1,
+            "/v1/zero-reports",
+            &zero("term-start", Some("C1")),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = stack
+        .post_json(
+            &school.teacher_c2,
+            "/v1/zero-reports",
+            &incident("term-start", Some("C2"), "S3", "high"),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let cases = stack.wait_for_cases(1).await;
+    let reference = cases[0]["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    let counsellor = school.counsellor_email.clone();
+    let mail = eventually(
+        Duration::from_secs(30),
+        "the counsellor's email",
+        || async {
+            stack
+                .smtp
+                .received()
+                .into_iter()
+                .find(|m| m.to.contains(&counsellor) && m.text().contains(&reference))
+        },
+    )
+    .await;
+    assert!(!mail.text().contains("seen at lunch"));
+
+    // The scheduler binary: C3's head teacher is reminded before the deadline …
+    stack.start_scheduler(&settings);
+    let t3 = format!("t3@{sch}.test");
+    let leader = format!("leader@{sch}.test");
+    let reminder = eventually(Duration::from_secs(30), "C3's reminder", || async {
+        stack
+            .smtp
+            .received()
+            .into_iter()
+            .find(|m| m.to.contains(&t3) && m.text().contains("term-start"))
+    })
+    .await;
+    assert!(
+        Utc::now() < deadline,
+        "the reminder came before the deadline"
+    );
+    assert!(
+        reminder.text().contains("zero report"),
+        "{}",
+        reminder.text()
+    );
+    for reported in [format!("t1@{sch}.test"), format!("t2@{sch}.test")] {
+        assert!(
+            !stack
+                .smtp
+                .received()
+                .iter()
+                .any(|m| m.to.contains(&reported) && m.text().contains("term-start")),
+            "{reported} reported: no reminder"
+        );
+    }
+    let overdue = |m: &sanyu_e2e::support::ReceivedMail| {
+        m.to.contains(&leader) && m.text().contains("term-start") && m.text().contains("overdue")
+    };
+    assert!(
+        !stack.smtp.received().iter().any(overdue),
+        "the leader is not told before the deadline"
+    );
+    // … and the leader after it.
+    eventually(
+        Duration::from_secs(60),
+        "the leader's overdue notice",
+        || async { stack.smtp.received().into_iter().find(overdue) },
+    )
+    .await;
+    assert!(Utc::now() >= deadline);
+
+    // Compliance: the three states.
+    let c = compliance(&stack, &school.leader, "term-start").await;
+    assert_eq!(
+        (state_of(&c, "C1"), state_of(&c, "C2"), state_of(&c, "C3")),
+        ("zero".into(), "incidents".into(), "missing".into())
+    );
+    assert_eq!(c["missing"], json!(["C3"]));
+    assert_eq!(
+        (
+            &c["counts"]["zero"],
+            &c["counts"]["incidents"],
+            &c["counts"]["missing"]
+        ),
+        (&json!(1), &json!(1), &json!(1))
+    );
+    // The district sees its schools only (SCH2 is in another district).
+    let d = compliance(&stack, &school.district, "term-start").await;
+    let units: Vec<&str> = d["units"]
+        .as_array()
+        .map(|u| u.iter().filter_map(|u| u["unit"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(units, ["SCH1"]);
+
+    // A late report flips `missing` and is marked late.
+    let r = stack
+        .post_json(
+            &teacher_c3,
+            "/v1/zero-reports",
+            &zero("term-start", Some("C3")),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let late: Value = r.json().await.expect("json");
+    assert_eq!(late["late"], true);
+    let c = compliance(&stack, &school.leader, "term-start").await;
+    assert_eq!(state_of(&c, "C3"), "zero");
+    assert_eq!(c["counts"]["late"], 1);
+    assert_eq!(c["counts"]["missing"], 0);
+
+    // A correction is a new version; the first stays as history.
+    let mut corrected = incident("term-start", Some("C2"), "S3", "high");
+    corrected["incidents"][0]["narrative"] = json!("seen at lunch, and again after school");
+    let r = stack
+        .post_json(&school.teacher_c2, "/v1/zero-reports", &corrected)
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.expect("json")["version"], 2);
+    let versions = zero_report::Entity::find()
+        .filter(zero_report::Column::PeriodId.eq("term-start"))
+        .filter(zero_report::Column::Unit.eq("C2"))
+        .all(&stack.conn)
+        .await
+        .expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions.iter().filter(|v| v.current).count(), 1);
+    assert_eq!(
+        state_of(
+            &compliance(&stack, &school.leader, "term-start").await,
+            "C2"
+        ),
+        "incidents"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_period_across_the_real_binaries_on_sqlite() {
+    one_period_across_the_real_binaries(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_period_across_the_real_binaries_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        one_period_across_the_real_binaries(db).await;
+    }
+}

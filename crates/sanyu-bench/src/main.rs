@@ -202,8 +202,8 @@ async fn main() -> Result<()> {
         .await?
         .into_iter()
         .filter_map(|c| {
-            students
-                .get(&c.student_id)
+            c.student_id
+                .and_then(|id| students.get(&id))
                 .map(|no| (c.reference, no.clone()))
         })
         .collect();
@@ -305,7 +305,7 @@ async fn stage_breakdown(
         .collect::<Result<_, _>>()?;
     for c in case::Entity::find().all(conn).await? {
         let (Some(r), Some(d), Some(mail)) = (
-            reports.get(&c.student_id),
+            c.student_id.and_then(|id| reports.get(&id)),
             deliveries.get(&c.id),
             received.get(&c.reference),
         ) else {

@@ -94,6 +94,8 @@ pub enum CaseWork {
     ChangeLevel,
     Close,
     Reopen,
+    /// Name the student an unidentified caller's case is about.
+    LinkStudent,
 }
 
 /// The authenticated caller.
@@ -138,12 +140,31 @@ impl Principal {
         )
     }
 
-    /// May this caller read one case about a student of `school_id`/`class_id`?
-    pub fn may_read_case_of(&self, school_id: Uuid, class_id: Uuid) -> Access {
+    /// May this caller read one case of `school_id` about a student of
+    /// `class_id`? A case about no student (an unidentified hotline caller,
+    /// `class_id` none) is for the school's counsellors, crisis team and
+    /// leaders (whom its escalation ladder reaches; there is no identity to
+    /// hide): head teachers, bound to a class, do not learn that it exists.
+    pub fn may_read_case_of(&self, school_id: Uuid, class_id: Option<Uuid>) -> Access {
         if !self.may_read_cases() {
             return Access::Forbidden;
         }
-        self.student_scope(school_id, class_id)
+        match class_id {
+            Some(class_id) => self.student_scope(school_id, class_id),
+            None if school_id != self.school_id => Access::OutOfScope,
+            None if self.may_read_unidentified_cases() => Access::Allowed,
+            None => Access::OutOfScope,
+        }
+    }
+
+    /// Cases about no identified student (unidentified hotline callers): the
+    /// counsellors, the crisis team and the leaders of the school (a leader
+    /// emailed by the ladder must be able to open the case).
+    pub fn may_read_unidentified_cases(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Counsellor | Role::CrisisTeam | Role::Leader
+        )
     }
 
     /// Narratives are for the people who work cases, never for leaders or admins.
@@ -158,7 +179,7 @@ impl Principal {
     pub fn may_work_case(
         &self,
         school_id: Uuid,
-        class_id: Uuid,
+        class_id: Option<Uuid>,
         assignee: Option<Uuid>,
         work: CaseWork,
     ) -> Access {
@@ -175,6 +196,8 @@ impl Principal {
             }
             (Role::Counsellor, CaseWork::Record | CaseWork::ChangeLevel | CaseWork::Close) => mine,
             (Role::Counsellor, CaseWork::Reopen) => mine,
+            // Naming who called is for whoever on the case learns it.
+            (Role::Counsellor, CaseWork::LinkStudent) => true,
             _ => false,
         };
         if allowed {
@@ -257,11 +280,11 @@ mod tests {
     fn a_counsellor_reaches_every_class_of_own_school_only() {
         let c = principal(Role::Counsellor, None);
         assert_eq!(
-            c.may_read_case_of(Uuid::from_u128(10), Uuid::from_u128(5)),
+            c.may_read_case_of(Uuid::from_u128(10), Some(Uuid::from_u128(5))),
             Access::Allowed
         );
         assert_eq!(
-            c.may_read_case_of(Uuid::from_u128(11), Uuid::from_u128(5)),
+            c.may_read_case_of(Uuid::from_u128(11), Some(Uuid::from_u128(5))),
             Access::OutOfScope
         );
     }
@@ -279,7 +302,7 @@ mod tests {
         let me = Uuid::from_u128(7);
         let other = Uuid::from_u128(8);
         let school = Uuid::from_u128(10);
-        let class = Uuid::from_u128(5);
+        let class = Some(Uuid::from_u128(5));
         let c = Principal {
             staff_id: Some(me),
             ..principal(Role::Counsellor, None)
@@ -318,8 +341,8 @@ mod tests {
     #[test]
     fn teachers_and_leaders_never_act_on_a_case() {
         let school = Uuid::from_u128(10);
-        let class = Uuid::from_u128(5);
-        let t = principal(Role::Teacher, Some(class));
+        let class = Some(Uuid::from_u128(5));
+        let t = principal(Role::Teacher, class);
         let l = principal(Role::Leader, None);
         for p in [t, l] {
             assert_eq!(
@@ -344,5 +367,37 @@ mod tests {
                 "{role}"
             );
         }
+    }
+
+    #[test]
+    fn a_case_about_no_student_is_for_counsellors_the_crisis_team_and_leaders_only() {
+        let school = Uuid::from_u128(10);
+        for role in Role::ALL {
+            let class = role.is_class_bound().then(|| Uuid::from_u128(5));
+            let p = principal(role, class);
+            let expected = match role {
+                Role::Counsellor | Role::CrisisTeam | Role::Leader => Access::Allowed,
+                Role::Teacher => Access::OutOfScope,
+                _ => Access::Forbidden,
+            };
+            assert_eq!(p.may_read_case_of(school, None), expected, "{role}");
+            if expected == Access::Allowed {
+                assert_eq!(
+                    p.may_read_case_of(Uuid::from_u128(11), None),
+                    Access::OutOfScope,
+                    "{role}: another school's"
+                );
+            }
+        }
+        let c = principal(Role::Counsellor, None);
+        assert_eq!(
+            c.may_work_case(school, None, None, CaseWork::LinkStudent),
+            Access::Allowed
+        );
+        let t = principal(Role::Teacher, Some(Uuid::from_u128(5)));
+        assert_eq!(
+            t.may_work_case(school, None, None, CaseWork::LinkStudent),
+            Access::OutOfScope
+        );
     }
 }

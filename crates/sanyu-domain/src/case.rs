@@ -63,6 +63,43 @@ impl FromStr for CaseStatus {
     }
 }
 
+/// Who a case is about.
+///
+/// Almost every case is about a student of the roster. A hotline caller rated
+/// high or critical whom nobody could identify still needs the crisis team at
+/// once: that case is about an `unidentified_caller` (no student, no class)
+/// until someone links it to a student, when it becomes a `student` case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseSubject {
+    Student,
+    UnidentifiedCaller,
+}
+
+impl CaseSubject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Student => "student",
+            Self::UnidentifiedCaller => "unidentified_caller",
+        }
+    }
+}
+
+impl FromStr for CaseSubject {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Student, Self::UnidentifiedCaller]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| ParseError {
+                kind: "case subject",
+                value: s.to_owned(),
+                expected: "student, unidentified_caller",
+            })
+    }
+}
+
 /// The opaque, human-quotable reference of a case (e.g. `C-7KQ2M9XA`), derived
 /// from its id. It says nothing about the student and is safe in an SMS.
 pub fn case_reference(case_id: Uuid) -> String {
@@ -108,6 +145,14 @@ mod tests {
             assert!(p < PARTITIONS);
             assert_eq!(p, student_partition(Uuid::from_u128(n)));
         }
+    }
+
+    #[test]
+    fn case_subjects_round_trip() {
+        for s in [CaseSubject::Student, CaseSubject::UnidentifiedCaller] {
+            assert_eq!(s.as_str().parse::<CaseSubject>(), Ok(s));
+        }
+        assert!("nobody".parse::<CaseSubject>().is_err());
     }
 
     #[test]

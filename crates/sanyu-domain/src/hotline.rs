@@ -8,6 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ParseError, RiskLevel};
 
+/// Rule id: a hotline caller nobody could identify, rated high or critical,
+/// opens an `unidentified_caller` case for the crisis team. (There is no
+/// student whose history the rules file could look at, so this rule is code.)
+pub const RULE_HOTLINE_UNIDENTIFIED_CALLER: &str = "hotline.unidentified_caller.v1";
+
+/// The level of the case an unidentified caller opens: the call's level at
+/// `high` or `critical`; none below (the call is only logged, and linking it
+/// to a student later files its signal).
+pub fn unidentified_caller_case(level: RiskLevel) -> Option<RiskLevel> {
+    (level >= RiskLevel::High).then_some(level)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallerType {
@@ -93,6 +105,22 @@ pub fn call_level(screener: Option<&CssrsScreener>, rating: Option<RiskLevel>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unidentified_caller_opens_a_case_only_at_high_or_critical() {
+        for level in RiskLevel::ALL {
+            assert_eq!(
+                unidentified_caller_case(level),
+                (level >= RiskLevel::High).then_some(level),
+                "{level}"
+            );
+        }
+        assert_eq!(unidentified_caller_case(RiskLevel::Elevated), None);
+        assert_eq!(
+            unidentified_caller_case(RiskLevel::Critical),
+            Some(RiskLevel::Critical)
+        );
+    }
 
     fn s(answers: [bool; 6], recent: bool) -> CssrsScreener {
         CssrsScreener {

@@ -12,7 +12,7 @@ pub mod report;
 pub mod zero_report;
 
 pub use access::{Access, CaseWork, Principal, Role};
-pub use case::{CaseStatus, case_reference, student_partition};
+pub use case::{CaseStatus, CaseSubject, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;

@@ -4,8 +4,11 @@
 //! The calendar is configuration: periods with an open time, a deadline and
 //! the levels that report (`class`: classes report to their school;
 //! `school`: schools report to the district). A period applies to every school
-//! of the deployment, or to one school (`school = "<code>"`), which is how a
-//! school adds its own key dates to the district's calendar.
+//! of the deployment, to the schools of one district (`district = "<code>"`,
+//! matched against the school's `district_code`: each district's own
+//! calendar), or to one school (`school = "<code>"`), which is how a school
+//! adds its own key dates to its district's calendar. A school sees the
+//! deployment's periods, its district's and its own.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,7 +37,10 @@ pub struct Period {
     /// Which levels report (default both).
     #[serde(default = "both")]
     pub levels: Vec<Level>,
-    /// Only this school (code); none for every school.
+    /// Only the schools of this district (their `district_code`).
+    #[serde(default)]
+    pub district: Option<String>,
+    /// Only this school (code): a school-level addition.
     #[serde(default)]
     pub school: Option<String>,
 }
@@ -81,6 +87,10 @@ pub enum CalendarError {
     NoLevel(String),
     #[error("zero_report period id `{0}` must be 1 to 64 of [A-Za-z0-9_-]")]
     Id(String),
+    #[error(
+        "zero_report period `{0}` names both a district and a school; a school's addition names the school only"
+    )]
+    DistrictAndSchool(String),
 }
 
 /// Where a unit's report stands.
@@ -125,8 +135,14 @@ impl Stage {
 }
 
 impl Period {
-    pub fn applies_to(&self, school_code: &str) -> bool {
-        self.school.as_deref().is_none_or(|s| s == school_code)
+    /// Whether the school `school_code` (of district `district_code`) reports
+    /// for this period: every school, its district's, or its own.
+    pub fn applies_to(&self, school_code: &str, district_code: Option<&str>) -> bool {
+        match (&self.school, &self.district) {
+            (Some(s), _) => s == school_code,
+            (None, Some(d)) => district_code == Some(d.as_str()),
+            (None, None) => true,
+        }
     }
 
     pub fn has(&self, level: Level) -> bool {
@@ -164,6 +180,9 @@ impl Calendar {
             if p.levels.is_empty() {
                 return Err(CalendarError::NoLevel(p.id.clone()));
             }
+            if p.district.is_some() && p.school.is_some() {
+                return Err(CalendarError::DistrictAndSchool(p.id.clone()));
+            }
         }
         Ok(())
     }
@@ -173,11 +192,20 @@ impl Calendar {
     }
 
     /// Periods of a school that are open now or whose deadline passed recently.
-    pub fn visible(&self, school_code: &str, now: DateTime<Utc>) -> Vec<&Period> {
+    pub fn visible(
+        &self,
+        school_code: &str,
+        district_code: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<&Period> {
         let recent = Duration::days(i64::from(self.recent_days));
         self.periods
             .iter()
-            .filter(|p| p.applies_to(school_code) && p.is_open(now) && p.deadline + recent >= now)
+            .filter(|p| {
+                p.applies_to(school_code, district_code)
+                    && p.is_open(now)
+                    && p.deadline + recent >= now
+            })
             .collect()
     }
 
@@ -215,6 +243,7 @@ mod tests {
             opens_at: opens,
             deadline: opens + Duration::days(5),
             levels: both(),
+            district: None,
             school: None,
         }
     }
@@ -255,7 +284,53 @@ mod tests {
     fn a_school_period_applies_to_that_school_only() {
         let mut p = period();
         p.school = Some("SCH1".into());
-        assert!(p.applies_to("SCH1"));
-        assert!(!p.applies_to("SCH2"));
+        assert!(p.applies_to("SCH1", Some("D1")));
+        assert!(p.applies_to("SCH1", None));
+        assert!(!p.applies_to("SCH2", Some("D1")));
+    }
+
+    #[test]
+    fn a_school_sees_the_deployment_its_district_and_its_own_periods() {
+        let opens = period().opens_at;
+        let mk = |id: &str, district: Option<&str>, school: Option<&str>| Period {
+            id: id.into(),
+            district: district.map(Into::into),
+            school: school.map(Into::into),
+            ..period()
+        };
+        let cal = Calendar {
+            periods: vec![
+                mk("all", None, None),
+                mk("d1-midterm", Some("D1"), None),
+                mk("d2-midterm", Some("D2"), None),
+                mk("sch1-sports-day", None, Some("SCH1")),
+                mk("sch2-sports-day", None, Some("SCH2")),
+            ],
+            ..Calendar::default()
+        };
+        cal.validate().expect("valid");
+        let ids = |school: &str, district: Option<&str>| -> Vec<String> {
+            cal.visible(school, district, opens)
+                .into_iter()
+                .map(|p| p.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids("SCH1", Some("D1")),
+            ["all", "d1-midterm", "sch1-sports-day"]
+        );
+        assert_eq!(
+            ids("SCH2", Some("D2")),
+            ["all", "d2-midterm", "sch2-sports-day"]
+        );
+        assert_eq!(ids("SCH3", None), ["all"], "a school of no district");
+        let both = Calendar {
+            periods: vec![mk("x", Some("D1"), Some("SCH1"))],
+            ..Calendar::default()
+        };
+        assert!(matches!(
+            both.validate(),
+            Err(CalendarError::DistrictAndSchool(_))
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! reach nobody, found before a crisis rather than during one.
 
 use sanyu_domain::escalation::EscalationPolicy;
-use sanyu_domain::{RiskLevel, Role};
+use sanyu_domain::{CaseSubject, RiskLevel, Role};
 use sanyu_store::entities::school;
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
 use sanyu_store::{StoreError, roster};
@@ -12,6 +12,9 @@ use sanyu_store::{StoreError, roster};
 pub struct Gap {
     pub school: String,
     pub level: RiskLevel,
+    /// `unidentified_caller`: the first contact of a hotline caller's case,
+    /// which is the crisis team's (see [`crate::ladder_for`]).
+    pub subject: CaseSubject,
     /// 0 = first contact.
     pub rung: usize,
     /// Per role of the rung: why nobody in it is reachable.
@@ -20,7 +23,9 @@ pub struct Gap {
 
 impl std::fmt::Display for Gap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rung = if self.rung == 0 {
+        let rung = if self.subject == CaseSubject::UnidentifiedCaller {
+            "unidentified caller first contact".to_owned()
+        } else if self.rung == 0 {
             "first contact".to_owned()
         } else {
             format!("rung {}", self.rung)
@@ -66,8 +71,20 @@ pub async fn check(
         report.schools += 1;
         for level in [RiskLevel::Critical, RiskLevel::High, RiskLevel::Elevated] {
             let ladder = policy.ladder(level);
-            let rungs = std::iter::once(&ladder.first).chain(ladder.rungs.iter().map(|r| &r.roles));
-            for (rung, roles) in rungs.enumerate() {
+            let rungs = std::iter::once((CaseSubject::Student, &ladder.first)).chain(
+                ladder
+                    .rungs
+                    .iter()
+                    .map(|r| (CaseSubject::Student, &r.roles)),
+            );
+            // An unidentified caller (high or critical) first reaches the
+            // crisis team; its later rungs are the level's, checked above.
+            let unidentified = crate::ladder_for(policy, level, CaseSubject::UnidentifiedCaller);
+            let extra = (level >= RiskLevel::High)
+                .then_some((CaseSubject::UnidentifiedCaller, &unidentified.first));
+            for (rung, (subject, roles)) in
+                rungs.enumerate().chain(extra.into_iter().map(|e| (0, e)))
+            {
                 report.rungs_checked += 1;
                 let mut reasons = Vec::new();
                 let mut anyone = false;
@@ -92,6 +109,7 @@ pub async fn check(
                     report.gaps.push(Gap {
                         school: s.code.clone(),
                         level,
+                        subject,
                         rung,
                         reasons,
                     });

@@ -10,7 +10,7 @@ pub mod contacts;
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
 use sanyu_domain::policy::FALLBACK_ROLES;
-use sanyu_domain::{RiskLevel, Role, student_partition};
+use sanyu_domain::{CaseSubject, RiskLevel, Role};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
@@ -76,6 +76,8 @@ pub mod reason {
     pub const UNACKNOWLEDGED: &str = "unacknowledged";
     pub const LADDER_ALARM: &str = "ladder_alarm";
     pub const FOLLOW_UP_DUE: &str = "follow_up_due";
+    /// A case about an unidentified hotline caller rated high or critical.
+    pub const UNIDENTIFIED_CALLER: &str = "unidentified_caller";
 }
 
 fn level_of(case: &case::Model) -> Result<RiskLevel> {
@@ -104,6 +106,17 @@ async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<sch
         .ok_or(StoreError::NotFound("school"))?)
 }
 
+/// The ladder a case runs at `level`. A case about an unidentified caller is
+/// for the crisis team on duty: they are its first contact (there is no
+/// student whose counsellor could be told); the later rungs are the level's.
+pub fn ladder_for(policy: &EscalationPolicy, level: RiskLevel, subject: CaseSubject) -> Ladder {
+    let mut ladder = policy.ladder(level).clone();
+    if subject == CaseSubject::UnidentifiedCaller {
+        ladder.first = vec![Role::CrisisTeam];
+    }
+    ladder
+}
+
 /// Start (or restart) the ladder of `case` at its current level: snapshot the
 /// ladder from `policy`, tell the first rung now, and schedule the next rung.
 /// Timers of an earlier ladder of this case are cancelled.
@@ -116,7 +129,7 @@ pub async fn start(
     traceparent: Option<String>,
 ) -> Result<case::Model> {
     let level = level_of(case)?;
-    let ladder = policy.ladder(level).clone();
+    let ladder = ladder_for(policy, level, case.subject());
     let epoch = case.ladder_epoch + 1;
     timers::cancel_for_case(txn, case.id, RUNG_TIMER).await?;
     let snapshot = serde_json::to_string(&ladder).map_err(|e| EscalationError::Corrupt {
@@ -343,7 +356,7 @@ async fn request(
     recipient: Uuid,
     key: String,
 ) -> Result<()> {
-    let partition = student_partition(n.case.student_id);
+    let partition = n.case.partition();
     let event_id = format!("notify.requested:{key}");
     let payload = Payload::NotificationRequested(v1::NotificationRequested {
         notification_key: key,
@@ -516,10 +529,9 @@ pub async fn remind_follow_up(
     })
 }
 
-/// Reasons of notices about no case (rendered by the notifier).
+/// Reasons of notices about no case (rendered by the notifier). An
+/// unidentified hotline caller is a case (`reason::UNIDENTIFIED_CALLER`).
 pub mod notice_reason {
-    /// An unidentified hotline caller was rated high or critical.
-    pub const HOTLINE_UNIDENTIFIED: &str = "hotline_unidentified";
     /// A zero report is due soon and still missing.
     pub const ZERO_REPORT_DUE: &str = "zero_report_due";
     /// A zero report is past its deadline and missing.
@@ -528,10 +540,10 @@ pub mod notice_reason {
     pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
 }
 
-/// A notice about no case: an unidentified hotline caller, a missing zero report.
+/// A notice about no case: a missing zero report.
 pub struct PlainNotice<'a> {
     pub school: &'a school::Model,
-    /// The period id or the hotline call reference (never a name).
+    /// The period id (never a name).
     pub reference: &'a str,
     pub level: RiskLevel,
     pub reason: &'a str,

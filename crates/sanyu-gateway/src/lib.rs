@@ -58,6 +58,7 @@ pub struct AppState {
         routes::casework::level,
         routes::casework::close,
         routes::casework::reopen,
+        routes::casework::link_student,
         routes::students::key_population,
         routes::students::timeline,
         routes::roster::students,
@@ -71,7 +72,6 @@ pub struct AppState {
         routes::screening::errors,
         routes::hotline::log,
         routes::hotline::import,
-        routes::hotline::alerts,
         routes::hotline::link,
         routes::hotline::get,
         routes::zero_reports::periods,
@@ -140,6 +140,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases/{id}/level", post(routes::casework::level))
         .route("/v1/cases/{id}/close", post(routes::casework::close))
         .route("/v1/cases/{id}/reopen", post(routes::casework::reopen))
+        .route(
+            "/v1/cases/{id}/link-student",
+            post(routes::casework::link_student),
+        )
         .route("/v1/key-population", get(routes::students::key_population))
         .route(
             "/v1/students/{id}/timeline",
@@ -156,7 +160,6 @@ pub fn router(state: AppState) -> Router {
             get(routes::screening::errors),
         )
         .route("/v1/hotline-calls", post(routes::hotline::log))
-        .route("/v1/hotline-alerts", get(routes::hotline::alerts))
         .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
         .route("/v1/hotline-calls/{id}", get(routes::hotline::get))
         .route(

@@ -287,8 +287,8 @@ impl Deliverer {
         req: &v1::NotificationRequested,
         delivered: i64,
     ) -> Result<Outcome, StoreError> {
-        // A notice about no case (a missing zero report, an unidentified
-        // hotline caller) has an empty case id; the delivery log records nil.
+        // A notice about no case (a missing zero report) has an empty case
+        // id; the delivery log records nil.
         let case_id = if req.case_id.is_empty() {
             Ok(Uuid::nil())
         } else {
@@ -864,15 +864,11 @@ impl Handler for Deliverer {
 }
 
 impl Deliverer {
-    /// A notice about no case: a zero report missing, or an unidentified
-    /// hotline caller. The period id or call reference and a link; no names.
+    /// A notice about no case: a zero report missing. The period id and a
+    /// link; no names.
     fn compose_notice(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
         use lettre::message::header::ContentType;
         let (what, link) = match req.reason.as_str() {
-            "hotline_unidentified" => (
-                "热线来电：未识别身份的高风险来电者 / hotline: unidentified caller at high risk",
-                format!("{}/v1/hotline-alerts", self.base_url),
-            ),
             "zero_report_due" => (
                 "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
                 format!("{}/v1/zero-report-periods", self.base_url),

@@ -100,6 +100,9 @@ pub fn reason_line(reason: &str) -> &'static str {
         "level_raised" => "个案风险等级已升高 / case level raised",
         "ladder_alarm" => "预警升级流程异常 / escalation ladder alarm",
         "follow_up_due" => "随访到期 / follow-up due",
+        "unidentified_caller" => {
+            "热线来电：身份未识别的来电者，新的个案 / hotline: unidentified caller, new case"
+        }
         _ => "三预通知 / Sanyu notice",
     }
 }
@@ -137,6 +140,7 @@ mod reason_tests {
             "level_raised",
             "ladder_alarm",
             "follow_up_due",
+            "unidentified_caller",
             "anything else",
         ] {
             let line = reason_line(reason).to_lowercase();

@@ -195,7 +195,16 @@ async fn a_critical_request_is_sent_by_sms_and_email_exactly_once_under_redelive
         // Two replicas get the same message at once, then it is redelivered twice.
         let (a, b) = tokio::join!(one.deliver(&env, &req, 1), two.deliver(&env, &req, 1));
         let outcomes = [a.unwrap(), b.unwrap()];
-        assert!(outcomes.contains(&Outcome::Ack), "{outcomes:?}");
+        // Each replica may win one channel and find the other's held (both
+        // then retry): what matters is that nothing is sent twice, below.
+        assert!(
+            outcomes.iter().all(|o| match o {
+                Outcome::Ack => true,
+                Outcome::Retry(why) => why.starts_with("another notifier holds"),
+                _ => false,
+            }),
+            "{outcomes:?}"
+        );
         for delivered in 2..4 {
             assert_eq!(
                 one.deliver(&env, &req, delivered).await.unwrap(),
@@ -612,8 +621,9 @@ async fn nothing_sent_contains_the_students_name_the_narrative_or_a_denied_word(
             id: case_id,
             reference: case_reference(case_id),
             school_id: student.school_id,
-            class_id: student.class_id,
-            student_id: student.id,
+            class_id: Some(student.class_id),
+            student_id: Some(student.id),
+            subject: sanyu_domain::CaseSubject::Student,
             level: RiskLevel::Critical,
             rule: "CANARY-NARRATIVE".into(),
             at: Utc::now(),

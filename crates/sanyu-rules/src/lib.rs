@@ -28,7 +28,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sanyu_domain::{EscalationPolicy, RiskLevel, case_reference, student_partition};
+use sanyu_domain::hotline::{RULE_HOTLINE_UNIDENTIFIED_CALLER, unidentified_caller_case};
+use sanyu_domain::{CaseSubject, EscalationPolicy, RiskLevel, case_reference, student_partition};
 use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
@@ -70,6 +71,8 @@ pub enum RulesError {
     Malformed(String),
     #[error("unknown student {0}")]
     UnknownStudent(Uuid),
+    #[error("unknown school {0}")]
+    UnknownSchool(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("corrupt case: {0}")]
@@ -203,6 +206,17 @@ impl RulesEngine {
                     continue;
                 }
             };
+            // A hotline caller nobody identified: no student to decide
+            // about; a case of their own at high or critical.
+            if let Some(Payload::HotlineCall(call)) = &envelope.payload
+                && call.student_id.is_empty()
+            {
+                results[index] = Some(
+                    self.decide_unidentified(&envelope, call, incoming.traceparent.clone())
+                        .await,
+                );
+                continue;
+            }
             match facts::of_envelope(&envelope) {
                 Ok(facts) if facts.is_empty() => results[index] = Some(Ok(vec![Decided::Ignored])),
                 Ok(facts) => pending.push(Pending {
@@ -227,6 +241,111 @@ impl RulesEngine {
             .into_iter()
             .map(|r| r.unwrap_or(Ok(Vec::new())))
             .collect())
+    }
+
+    /// A hotline caller nobody identified, rated `high` or `critical`: an
+    /// `unidentified_caller` case for the school's crisis team (linked to a
+    /// student later); a lower rating opens nothing. Its own transaction:
+    /// processed record, case, first signal, CaseOpened (outbox), ladder.
+    async fn decide_unidentified(
+        &self,
+        envelope: &Envelope,
+        call: &v1::HotlineCallLogged,
+        traceparent: Option<String>,
+    ) -> MessageResult {
+        let level = sanyu_events::level_from_proto(call.risk_level)
+            .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?;
+        let source_id = Uuid::parse_str(&call.record_id)
+            .map_err(|_| RulesError::Malformed("record_id is not a uuid".into()))?;
+        let txn = begin_write(&self.db).await?;
+        if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
+            txn.rollback().await?;
+            return Ok(vec![Decided::Duplicate]);
+        }
+        let Some(level) = unidentified_caller_case(level) else {
+            txn.commit().await?;
+            return Ok(vec![Decided::NoAction]);
+        };
+        let school = school::Entity::find()
+            .filter(school::Column::Code.eq(envelope.school.clone()))
+            .one(&*txn)
+            .await?
+            .ok_or_else(|| RulesError::UnknownSchool(envelope.school.clone()))?;
+        let now = Utc::now();
+        let case_id = Uuid::now_v7();
+        let reference = case_reference(case_id);
+        let rule = RULE_HOTLINE_UNIDENTIFIED_CALLER;
+        cases::open(
+            &*txn,
+            NewCase {
+                id: case_id,
+                reference: reference.clone(),
+                school_id: school.id,
+                class_id: None,
+                student_id: None,
+                subject: CaseSubject::UnidentifiedCaller,
+                level,
+                rule: rule.to_owned(),
+                at: now,
+            },
+        )
+        .await?;
+        cases::attach_signal(
+            &*txn,
+            NewSignal {
+                case_id,
+                event_id: envelope.event_id.clone(),
+                kind: envelope.kind.clone(),
+                source_id: Some(source_id),
+                level,
+                decision: "opened".to_owned(),
+                rule_id: rule.to_owned(),
+                at: now,
+            },
+        )
+        .await?;
+        let opened = cases::get(&*txn, case_id)
+            .await?
+            .ok_or(StoreError::NotFound("case"))?;
+        let partition = opened.partition();
+        let event_id = format!("case.opened:{case_id}");
+        outbox::enqueue(
+            &*txn,
+            OutboxEvent {
+                subject: subjects::case_event("opened", &school.code, partition),
+                payload: sanyu_events::encode(&sanyu_events::envelope(
+                    event_id.clone(),
+                    now,
+                    school.code.clone(),
+                    partition,
+                    Payload::CaseOpened(v1::CaseOpened {
+                        case_id: case_id.to_string(),
+                        reference,
+                        student_id: String::new(),
+                        level: sanyu_events::level_to_proto(level) as i32,
+                        signal_event_id: envelope.event_id.clone(),
+                        rule_id: rule.to_owned(),
+                        subject: CaseSubject::UnidentifiedCaller.as_str().to_owned(),
+                    }),
+                )),
+                event_id,
+                traceparent: traceparent.clone(),
+            },
+        )
+        .await?;
+        escalation::start(
+            &*txn,
+            &opened,
+            &self.policy,
+            escalation::reason::UNIDENTIFIED_CALLER,
+            now,
+            traceparent,
+        )
+        .await?;
+        txn.commit().await?;
+        self.waker.wake();
+        tracing::info!(%case_id, level = level.as_str(), rule, subject = "unidentified_caller", "case opened");
+        Ok(vec![Decided::Opened { case_id, level }])
     }
 
     /// The batch inside its transaction; `true` when events were emitted.
@@ -533,8 +652,9 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
                 id: case_id,
                 reference: reference.clone(),
                 school_id: self.student.school_id,
-                class_id: self.student.class_id,
-                student_id,
+                class_id: Some(self.student.class_id),
+                student_id: Some(student_id),
+                subject: CaseSubject::Student,
                 level,
                 rule: self.rule_id.to_owned(),
                 at: self.now,
@@ -554,6 +674,7 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
                     level: sanyu_events::level_to_proto(level) as i32,
                     signal_event_id: self.facts.signal_id.clone(),
                     rule_id: self.rule_id.to_owned(),
+                    subject: CaseSubject::Student.as_str().to_owned(),
                 }),
             ),
         )
@@ -655,7 +776,9 @@ fn outcome_of(result: &MessageResult) -> Outcome {
         Err(e @ RulesError::Corrupt(_)) => Outcome::Reject(e.to_string()),
         // The roster may not have reached this database yet: retry, and
         // dead-letter (for the crisis team to review) when retries run out.
-        Err(e @ RulesError::UnknownStudent(_)) => Outcome::Retry(e.to_string()),
+        Err(e @ (RulesError::UnknownStudent(_) | RulesError::UnknownSchool(_))) => {
+            Outcome::Retry(e.to_string())
+        }
         Err(RulesError::Store(e)) if e.is_retryable() => Outcome::Retry(e.to_string()),
         Err(RulesError::Store(e)) => Outcome::Retry(format!("store: {e}")),
     }

@@ -132,7 +132,8 @@ async fn open_cases_per_student(db: &Db) -> HashMap<Uuid, usize> {
         .await
         .unwrap()
     {
-        *per.entry(c.student_id).or_default() += 1;
+        *per.entry(c.student_id.expect("a student's case"))
+            .or_default() += 1;
     }
     per
 }

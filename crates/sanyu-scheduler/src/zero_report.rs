@@ -80,7 +80,10 @@ pub async fn materialise(
     let schools = school::Entity::find().all(conn).await?;
     let mut scheduled = 0;
     for p in periods {
-        for s in schools.iter().filter(|s| p.applies_to(&s.code)) {
+        for s in schools
+            .iter()
+            .filter(|s| p.applies_to(&s.code, s.district_code.as_deref()))
+        {
             if done.contains(&(p.id.clone(), s.id)) {
                 continue;
             }

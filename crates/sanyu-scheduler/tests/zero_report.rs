@@ -39,6 +39,7 @@ fn calendar() -> Calendar {
             opens_at: t0(),
             deadline: t0() + hours(48),
             levels: vec![Level::Class, Level::School],
+            district: None,
             school: None,
         }],
         ..Calendar::default()

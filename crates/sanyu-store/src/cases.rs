@@ -2,7 +2,7 @@
 //! writes them; the gateway reads them.
 
 use chrono::{DateTime, Utc};
-use sanyu_domain::{CaseStatus, RiskLevel};
+use sanyu_domain::{CaseStatus, CaseSubject, RiskLevel, student_partition};
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -43,10 +43,25 @@ pub async fn active_for_students(
             q = q.lock(LockType::Update);
         }
         for c in q.all(conn).await? {
-            out.insert(c.student_id, c);
+            if let Some(student_id) = c.student_id {
+                out.insert(student_id, c);
+            }
         }
     }
     Ok(out)
+}
+
+impl case::Model {
+    /// Who the case is about (`student` for rows of any unknown spelling).
+    pub fn subject(&self) -> CaseSubject {
+        self.subject.parse().unwrap_or(CaseSubject::Student)
+    }
+
+    /// The subject partition of the case's events: the student's, or for a
+    /// case about no identified student, one derived from the case itself.
+    pub fn partition(&self) -> u32 {
+        student_partition(self.student_id.unwrap_or(self.id))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,8 +69,10 @@ pub struct NewCase {
     pub id: Uuid,
     pub reference: String,
     pub school_id: Uuid,
-    pub class_id: Uuid,
-    pub student_id: Uuid,
+    /// None (with `student_id`) for an unidentified caller.
+    pub class_id: Option<Uuid>,
+    pub student_id: Option<Uuid>,
+    pub subject: CaseSubject,
     pub level: RiskLevel,
     pub rule: String,
     pub at: DateTime<Utc>,
@@ -84,6 +101,8 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         acknowledged_at: Set(None),
         acknowledged_by: Set(None),
         assignee_staff_id: Set(None),
+        subject: Set(c.subject.as_str().to_owned()),
+        merged_into: Set(None),
     })
     .exec_without_returning(conn)
     .await?;
@@ -148,6 +167,9 @@ pub struct CaseFilter {
     pub school_id: Uuid,
     /// Set for class-bound callers (head teachers).
     pub class_id: Option<Uuid>,
+    /// Whether cases about no identified student (unidentified hotline
+    /// callers) are listed: for counsellors and the crisis team only.
+    pub include_unidentified: bool,
     pub status: Option<CaseStatus>,
     pub level: Option<RiskLevel>,
     pub assignee: Option<Uuid>,
@@ -161,6 +183,9 @@ pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<cas
     let mut q = case::Entity::find().filter(case::Column::SchoolId.eq(f.school_id));
     if let Some(class_id) = f.class_id {
         q = q.filter(case::Column::ClassId.eq(class_id));
+    }
+    if !f.include_unidentified {
+        q = q.filter(case::Column::StudentId.is_not_null());
     }
     if let Some(status) = f.status {
         q = q.filter(case::Column::Status.eq(status.as_str()));

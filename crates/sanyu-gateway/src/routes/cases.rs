@@ -44,7 +44,11 @@ pub struct CaseSummary {
     pub reference: String,
     pub level: String,
     pub status: String,
-    pub student_id: Uuid,
+    /// `student`, or `unidentified_caller`: a hotline caller rated high or
+    /// critical whom nobody identified (no student until linked; counsellors
+    /// and the crisis team only).
+    pub subject: String,
+    pub student_id: Option<Uuid>,
     /// Shown to counsellors, the crisis team and the class's head teacher only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub student_no: Option<String>,
@@ -229,8 +233,8 @@ async fn summarize(
     caller: &Principal,
     rows: Vec<case::Model>,
 ) -> Result<Vec<CaseSummary>, ApiError> {
-    let student_ids: Vec<Uuid> = rows.iter().map(|c| c.student_id).collect();
-    let class_ids: Vec<Uuid> = rows.iter().map(|c| c.class_id).collect();
+    let student_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.student_id).collect();
+    let class_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.class_id).collect();
     let students: HashMap<Uuid, student::Model> =
         if sees_identity(caller) && !student_ids.is_empty() {
             student::Entity::find()
@@ -257,16 +261,17 @@ async fn summarize(
     Ok(rows
         .into_iter()
         .map(|c| {
-            let student = students.get(&c.student_id);
+            let student = c.student_id.and_then(|id| students.get(&id));
             CaseSummary {
                 id: c.id,
                 reference: c.reference,
                 level: c.level,
                 status: c.status,
+                subject: c.subject,
                 student_id: c.student_id,
                 student_no: student.map(|s| s.student_no.clone()),
                 student_name: student.map(|s| s.name.clone()),
-                class_code: classes.get(&c.class_id).cloned(),
+                class_code: c.class_id.and_then(|id| classes.get(&id).cloned()),
                 opened_at: c.opened_at,
                 updated_at: c.updated_at,
             }
@@ -339,6 +344,7 @@ pub async fn list(
         } else {
             None
         },
+        include_unidentified: caller.may_read_unidentified_cases(),
         status,
         level,
         assignee,
@@ -489,7 +495,11 @@ pub async fn get(
         })
         .collect();
     let mut follow_ups = Vec::new();
-    for f in casework::follow_ups_of_student(&state.db, case.student_id).await? {
+    let follow_up_rows = match case.student_id {
+        Some(student_id) => casework::follow_ups_of_student(&state.db, student_id).await?,
+        None => Vec::new(),
+    };
+    for f in follow_up_rows {
         if f.case_id != Some(case.id) {
             continue;
         }

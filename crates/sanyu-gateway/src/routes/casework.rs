@@ -11,14 +11,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_domain::lifecycle::{self, CaseAction, IllegalTransition};
-use sanyu_domain::{Access, CaseStatus, CaseWork, Principal, RiskLevel, Role, student_partition};
+use sanyu_domain::{Access, CaseStatus, CaseSubject, CaseWork, Principal, RiskLevel, Role};
 use sanyu_escalation as escalation;
 use sanyu_events::{Payload, subjects, v1};
-use sanyu_store::entities::{case, guardian, school, staff};
+use sanyu_store::entities::{case, guardian, hotline_call, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
+use sanyu_store::sea_orm::sea_query::Expr;
 use sanyu_store::sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::timers::{self, NewTimer};
-use sanyu_store::{WriteTxn, begin_write, cases, casework};
+use sanyu_store::{WriteTxn, begin_write, cases, casework, roster};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -50,6 +51,14 @@ pub struct CaseState {
     /// The id of what the action created (note, contact, referral, follow-up), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_id: Option<Uuid>,
+    /// `student`, or `unidentified_caller` until the caller is linked to a student.
+    pub subject: String,
+    /// The student the case is about (none for an unidentified caller).
+    pub student_id: Option<Uuid>,
+    /// Set when this (unidentified caller's) case was closed because the
+    /// student it turned out to be about already had an open case: that case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
 }
 
 impl CaseState {
@@ -64,6 +73,9 @@ impl CaseState {
             ack_deadline: c.ack_deadline,
             allowed_actions: allowed_names(c),
             created_id,
+            subject: c.subject.clone(),
+            student_id: c.student_id,
+            merged_into: c.merged_into,
         }
     }
 }
@@ -81,7 +93,26 @@ pub fn allowed_names(c: &case::Model) -> Vec<String> {
     if status != CaseStatus::Open && c.ladder_state != escalation::STOPPED {
         names.insert(0, CaseAction::Acknowledge.as_str().to_owned());
     }
+    // A case merged into the student's open case stays closed: work that one.
+    if c.merged_into.is_some() {
+        names.retain(|n| n != CaseAction::Reopen.as_str());
+    }
+    if status != CaseStatus::Closed && c.student_id.is_none() {
+        names.push(LINK_STUDENT.to_owned());
+    }
     names
+}
+
+/// The action that names the student of an unidentified caller's case.
+pub const LINK_STUDENT: &str = "link_student";
+
+/// 409 for work that needs the student (guardians, follow-ups) on a case about
+/// an unidentified caller.
+fn require_student(c: &case::Model) -> Result<Uuid, ApiError> {
+    c.student_id.ok_or_else(|| ApiError::Conflict {
+        message: "this case is about an unidentified caller; link it to a student first".into(),
+        allowed: allowed_names(c),
+    })
 }
 
 fn conflict(e: IllegalTransition) -> ApiError {
@@ -225,7 +256,7 @@ async fn finish(
         .one(&*txn)
         .await?
         .ok_or(ApiError::NotFound("case"))?;
-    let partition = student_partition(case.student_id);
+    let partition = case.partition();
     // One event per timeline entry: its id is the entry's.
     let event_id = format!("case.action:{action_id}");
     let payload = match entry.action {
@@ -239,6 +270,11 @@ async fn finish(
             reference: case.reference.clone(),
             outcome: "closed".into(),
         }),
+        "merge" => Payload::CaseClosed(v1::CaseClosed {
+            case_id: case.id.to_string(),
+            reference: case.reference.clone(),
+            outcome: "merged".into(),
+        }),
         action => Payload::CaseAction(v1::CaseActionRecorded {
             case_id: case.id.to_string(),
             reference: case.reference.clone(),
@@ -250,7 +286,7 @@ async fn finish(
     };
     let subject_event = match entry.action {
         "acknowledge" => "acknowledged",
-        "close" => "closed",
+        "close" | "merge" => "closed",
         _ => "action",
     };
     outbox::enqueue(
@@ -547,8 +583,9 @@ pub async fn guardian_contact(
         let outcome = req
             .outcome
             .ok_or_else(|| ApiError::validation("outcome", "required when contacted"))?;
+        let student_id = require_student(&work.case)?;
         guardian::Entity::find_by_id(gid)
-            .filter(guardian::Column::StudentId.eq(work.case.student_id))
+            .filter(guardian::Column::StudentId.eq(student_id))
             .one(&*work.txn)
             .await?
             .ok_or_else(|| ApiError::validation("guardian_id", "not a guardian of this student"))?;
@@ -734,6 +771,7 @@ pub async fn follow_up(
             let due = req
                 .due_at
                 .ok_or_else(|| ApiError::validation("due_at", "required for a new follow-up"))?;
+            let student_id = require_student(&work.case)?;
             let next = if status == CaseStatus::Monitoring {
                 status
             } else {
@@ -743,7 +781,7 @@ pub async fn follow_up(
                 &*work.txn,
                 casework::NewFollowUp {
                     school_id: work.case.school_id,
-                    student_id: work.case.student_id,
+                    student_id,
                     case_id: Some(work.case.id),
                     due_at: due,
                     created_by: caller.staff_id,
@@ -961,7 +999,21 @@ pub async fn reopen(
     let mut work = load(&state, &caller, &id, |_| CaseWork::Reopen).await?;
     let next =
         lifecycle::transition(status_of(&work.case)?, CaseAction::Reopen).map_err(conflict)?;
-    if let Some(other) = cases::active_for_student(&*work.txn, work.case.student_id).await? {
+    if let Some(into) = work.case.merged_into {
+        let other = cases::get(&*work.txn, into).await?;
+        return Err(ApiError::Conflict {
+            message: format!(
+                "this case was merged into the student's case {}; work that one instead",
+                other.map(|c| c.reference).unwrap_or_default()
+            ),
+            allowed: vec![],
+        });
+    }
+    let other = match work.case.student_id {
+        Some(student_id) => cases::active_for_student(&*work.txn, student_id).await?,
+        None => None,
+    };
+    if let Some(other) = other {
         return Err(ApiError::Conflict {
             message: format!(
                 "the student has another open case ({}); work that one instead",
@@ -1005,4 +1057,267 @@ pub async fn reopen(
         },
     )
     .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkStudentRequest {
+    /// The student the caller turned out to be (学号).
+    pub student_no: Option<String>,
+}
+
+/// Name the student an unidentified caller's case is about. Without an open
+/// case of that student, the case becomes the student's (its class's head
+/// teacher and the leaders see it from now on). When the student already has
+/// an open case, the caller's signals join that case (raising its level if
+/// the call was more urgent) and this case closes as `merged`: a student never
+/// has two open cases.
+#[utoipa::path(post, path = "/v1/cases/{id}/link-student", tag = "case work",
+    params(("id" = Uuid, Path, description = "Case id")), request_body = LinkStudentRequest,
+    responses((status = 200, body = CaseState), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such case in your scope, or no such student", body = ErrorBody),
+        (status = 409, description = "The case is already about a student, or closed", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(case_id = %id))]
+pub async fn link_student(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<String>,
+    body: JsonBody<LinkStudentRequest>,
+) -> Result<Json<CaseState>, ApiError> {
+    let student_no = body
+        .value
+        .student_no
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::validation("student_no", "`student_no` is required"))?
+        .to_owned();
+    link_student_to_case(&state, &caller, &peer, &id, &student_no).await
+}
+
+/// Link the case `id` (about an unidentified caller) to the student
+/// `student_no` of the caller's school: see [`link_student`].
+pub(crate) async fn link_student_to_case(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    id: &str,
+    student_no: &str,
+) -> Result<Json<CaseState>, ApiError> {
+    let student = roster::student_by_no(&state.db, caller.school_id, student_no)
+        .await?
+        .ok_or(ApiError::NotFound("student"))?;
+    let mut work = load(state, caller, id, |_| CaseWork::LinkStudent).await?;
+    if work.case.student_id.is_some() {
+        return Err(ApiError::Conflict {
+            message: "this case is already about a student".into(),
+            allowed: allowed_names(&work.case),
+        });
+    }
+    if status_of(&work.case)? == CaseStatus::Closed {
+        return Err(closed(&work.case, "link it to a student"));
+    }
+    let now = Utc::now();
+    // The hotline calls behind the case now name the student too.
+    let signals = cases::signals(&*work.txn, work.case.id).await?;
+    let sources: Vec<Uuid> = signals.iter().filter_map(|s| s.source_id).collect();
+    if !sources.is_empty() {
+        hotline_call::Entity::update_many()
+            .col_expr(hotline_call::Column::StudentId, Expr::value(student.id))
+            .col_expr(hotline_call::Column::LinkedAt, Expr::value(now))
+            .filter(hotline_call::Column::Id.is_in(sources))
+            .filter(hotline_call::Column::StudentId.is_null())
+            .exec(&*work.txn)
+            .await?;
+    }
+    let Some(target) = cases::active_for_student(&*work.txn, student.id).await? else {
+        work.case = cases::update(
+            &*work.txn,
+            &work.case,
+            case::ActiveModel {
+                student_id: Set(Some(student.id)),
+                class_id: Set(Some(student.class_id)),
+                subject: Set(CaseSubject::Student.as_str().to_owned()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tracing::info!(case_id = %work.case.id, "unidentified caller linked to a student");
+        return finish(
+            state,
+            caller,
+            peer,
+            work,
+            Entry {
+                action: LINK_STUDENT,
+                detail: serde_json::json!({ "student_id": student.id }),
+                text: None,
+                created_id: None,
+            },
+        )
+        .await;
+    };
+    merge_into(state, caller, &work, &signals, &target, now).await?;
+    let stopped = escalation::stop(&*work.txn, &work.case)
+        .await
+        .map_err(escalation_error)?;
+    work.case = cases::update(
+        &*work.txn,
+        &stopped,
+        case::ActiveModel {
+            status: Set(CaseStatus::Closed.as_str().to_owned()),
+            closed_at: Set(Some(now)),
+            student_id: Set(Some(student.id)),
+            class_id: Set(Some(student.class_id)),
+            subject: Set(CaseSubject::Student.as_str().to_owned()),
+            merged_into: Set(Some(target.id)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tracing::info!(case_id = %work.case.id, into = %target.id, "unidentified caller's case merged into the student's open case");
+    finish(
+        state,
+        caller,
+        peer,
+        work,
+        Entry {
+            action: "merge",
+            detail: serde_json::json!({
+                "student_id": student.id,
+                "merged_into": target.id,
+                "merged_into_reference": target.reference,
+            }),
+            text: None,
+            created_id: None,
+        },
+    )
+    .await
+}
+
+/// Attach the signals of the unidentified caller's case (`work`) to the
+/// student's open case `target`, raise its level if the call was more urgent
+/// (its ladder starts over), and note the merge on its timeline.
+async fn merge_into(
+    state: &AppState,
+    caller: &Principal,
+    work: &Work,
+    signals: &[sanyu_store::entities::case_signal::Model],
+    target: &case::Model,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let txn = &*work.txn;
+    let school = school::Entity::find_by_id(target.school_id)
+        .one(txn)
+        .await?
+        .ok_or(ApiError::NotFound("case"))?;
+    let partition = target.partition();
+    let traceparent = sanyu_platform::trace::current_traceparent();
+    let event = |event_id: String, subject_event: &str, payload: Payload| OutboxEvent {
+        subject: subjects::case_event(subject_event, &school.code, partition),
+        payload: sanyu_events::encode(&sanyu_events::envelope(
+            event_id.clone(),
+            now,
+            school.code.clone(),
+            partition,
+            payload,
+        )),
+        event_id,
+        traceparent: traceparent.clone(),
+    };
+    for s in signals {
+        let level: RiskLevel = s
+            .level
+            .parse()
+            .map_err(|_| ApiError::Internal(format!("signal {} has level `{}`", s.id, s.level)))?;
+        cases::attach_signal(
+            txn,
+            cases::NewSignal {
+                case_id: target.id,
+                event_id: s.event_id.clone(),
+                kind: s.kind.clone(),
+                source_id: s.source_id,
+                level,
+                decision: "merged".to_owned(),
+                rule_id: s.rule_id.clone(),
+                at: now,
+            },
+        )
+        .await?;
+        outbox::enqueue(
+            txn,
+            event(
+                format!("case.signal_attached:{}:{}", target.id, s.event_id),
+                "signal_attached",
+                Payload::CaseSignalAttached(v1::CaseSignalAttached {
+                    case_id: target.id.to_string(),
+                    reference: target.reference.clone(),
+                    signal_event_id: s.event_id.clone(),
+                    level: sanyu_events::level_to_proto(level) as i32,
+                }),
+            ),
+        )
+        .await?;
+    }
+    let from = level_of(target)?;
+    let to = level_of(&work.case)?;
+    let mut target = target.clone();
+    if to > from {
+        cases::raise_level(txn, &target, to).await?;
+        outbox::enqueue(
+            txn,
+            event(
+                format!("case.escalated:{}:merge:{}", target.id, work.case.id),
+                "escalated",
+                Payload::CaseEscalated(v1::CaseEscalated {
+                    case_id: target.id.to_string(),
+                    reference: target.reference.clone(),
+                    student_id: target.student_id.map(|s| s.to_string()).unwrap_or_default(),
+                    previous_level: sanyu_events::level_to_proto(from) as i32,
+                    level: sanyu_events::level_to_proto(to) as i32,
+                    signal_event_id: signals
+                        .first()
+                        .map(|s| s.event_id.clone())
+                        .unwrap_or_default(),
+                    rule_id: "case.merged_unidentified_caller".to_owned(),
+                }),
+            ),
+        )
+        .await?;
+        let raised = cases::get(txn, target.id)
+            .await?
+            .ok_or(ApiError::NotFound("case"))?;
+        target = escalation::start(
+            txn,
+            &raised,
+            &state.escalation,
+            escalation::reason::LEVEL_RAISED,
+            now,
+            traceparent.clone(),
+        )
+        .await
+        .map_err(escalation_error)?;
+    }
+    cases::record_action(
+        txn,
+        cases::NewAction {
+            case_id: target.id,
+            action: "merged_in".to_owned(),
+            actor_role: caller.role.as_str().to_owned(),
+            actor_staff_id: caller.staff_id,
+            actor_token_id: Some(caller.token_id),
+            status_after: status_of(&target)?,
+            detail: serde_json::json!({
+                "from_case": work.case.id,
+                "from_reference": work.case.reference,
+            }),
+            text_sealed: None,
+            at: now,
+        },
+    )
+    .await?;
+    Ok(())
 }

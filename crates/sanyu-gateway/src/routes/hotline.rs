@@ -6,11 +6,12 @@
 //! - `POST /v1/hotline-calls/import`: the same, for a CSV export of call logs.
 //! - An identified student's call becomes a `HotlineCallLogged` event on INTAKE
 //!   (outbox, same transaction); the rules engine decides it like a report.
-//! - An unidentified caller rated high or critical raises a hotline alert: the
-//!   crisis team on duty is told at once (NotificationRequested, outbox) and the
-//!   alert is listed by `GET /v1/hotline-alerts` until someone links it to a
-//!   student (`POST /v1/hotline-calls/{id}/link`), which then files the signal.
-//!   Cases keep their required student: an alert is not a case.
+//! - An unidentified caller rated high or critical goes to INTAKE as well (no
+//!   student): the rules engine opens an `unidentified_caller` case for the
+//!   school's crisis team, with its escalation ladder, in the crisis team's
+//!   queue (`GET /v1/cases`). `POST /v1/hotline-calls/{id}/link` (or
+//!   `POST /v1/cases/{id}/link-student`) names the student later. A lower-rated
+//!   unidentified call is only logged; linking it files its signal then.
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -18,15 +19,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sanyu_domain::hotline::{CallerType, CssrsScreener, call_level};
-use sanyu_domain::policy::FALLBACK_ROLES;
 use sanyu_domain::{Principal, RiskLevel, Role, student_partition};
-use sanyu_escalation::{self as escalation, PlainNotice, notice_reason};
 use sanyu_events::{Payload, subjects, v1};
-use sanyu_store::entities::{hotline_call, school, student};
+use sanyu_store::entities::{case_signal, hotline_call, school, student};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
 };
 use sanyu_store::{begin_write, roster};
 use serde::{Deserialize, Serialize};
@@ -40,8 +38,6 @@ use crate::body::{JsonBody, raw_body};
 use crate::error::{ApiError, ErrorBody};
 
 const MAX_SUMMARY_CHARS: usize = 8000;
-const OPEN: &str = "open";
-const LINKED: &str = "linked";
 
 /// The C-SSRS screener as answered on the call.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -82,10 +78,11 @@ pub struct HotlineCallAccepted {
     pub call_id: String,
     pub level: String,
     pub student_identified: bool,
-    /// The INTAKE event of an identified call.
+    /// The INTAKE event of the call (identified, or unidentified at high/critical).
     pub event_id: Option<String>,
-    /// `open` when an unidentified high/critical caller raised an alert.
-    pub alert: Option<String>,
+    /// Nobody identified and rated high or critical: the rules engine opens an
+    /// unidentified-caller case for the crisis team (`GET /v1/cases`).
+    pub unidentified_caller_case: bool,
     pub status: String,
 }
 
@@ -196,7 +193,7 @@ fn accepted(row: &hotline_call::Model) -> HotlineCallAccepted {
         level: row.level.clone(),
         student_identified: row.student_id.is_some(),
         event_id: row.event_id.clone(),
-        alert: row.alert_state.clone(),
+        unidentified_caller_case: row.student_id.is_none() && row.event_id.is_some(),
         status: "accepted".to_owned(),
     }
 }
@@ -219,11 +216,12 @@ async fn existing(
         .await?)
 }
 
-/// The INTAKE event of a call about `student` (stable id `hotline:<record>`).
+/// The INTAKE event of a call about `student`, or about nobody identified
+/// (stable id `hotline:<record>` either way: a call is one signal).
 #[allow(clippy::too_many_arguments)]
 fn signal_event(
     school: &school::Model,
-    student: &student::Model,
+    student: Option<&student::Model>,
     row_id: Uuid,
     call_id: &str,
     caller_type: &str,
@@ -232,7 +230,7 @@ fn signal_event(
     now: DateTime<Utc>,
 ) -> OutboxEvent {
     let event_id = format!("hotline:{row_id}");
-    let partition = student_partition(student.id);
+    let partition = student_partition(student.map_or(row_id, |s| s.id));
     OutboxEvent {
         subject: subjects::hotline_call(&school.code, partition),
         payload: sanyu_events::encode(&sanyu_events::envelope(
@@ -242,7 +240,7 @@ fn signal_event(
             partition,
             Payload::HotlineCall(v1::HotlineCallLogged {
                 call_id: call_id.to_owned(),
-                student_id: student.id.to_string(),
+                student_id: student.map(|s| s.id.to_string()).unwrap_or_default(),
                 caller_type: caller_type.to_owned(),
                 risk_level: sanyu_events::level_to_proto(level) as i32,
                 started_at: Some(sanyu_events::timestamp(started_at)),
@@ -277,15 +275,6 @@ impl From<sanyu_store::sea_orm::DbErr> for LogError {
     }
 }
 
-impl From<escalation::EscalationError> for LogError {
-    fn from(e: escalation::EscalationError) -> Self {
-        match e {
-            escalation::EscalationError::Store(s) => s.into(),
-            other => LogError::Api(ApiError::Internal(other.to_string())),
-        }
-    }
-}
-
 /// Log one call: `(record, replayed)`.
 async fn log_call(
     state: &AppState,
@@ -307,11 +296,13 @@ async fn log_call(
     };
     let now = Utc::now();
     let id = Uuid::now_v7();
-    let unidentified_alert = student.is_none() && call.level >= RiskLevel::High;
-    let event = student.as_ref().map(|s| {
+    // A caller nobody identified goes to the rules engine only when rated
+    // high or critical: that opens a case for the crisis team.
+    let unidentified_case = student.is_none() && call.level >= RiskLevel::High;
+    let event = (student.is_some() || unidentified_case).then(|| {
         signal_event(
             school,
-            s,
+            student.as_ref(),
             id,
             &call.call_id,
             call.caller_type.as_str(),
@@ -344,7 +335,8 @@ async fn log_call(
         summary_sealed: Set(summary_sealed),
         counsellor: Set(call.counsellor),
         referral_advice: Set(call.referral_advice),
-        alert_state: Set(unidentified_alert.then(|| OPEN.to_owned())),
+        // Superseded by the unidentified caller's case (migration 000011).
+        alert_state: Set(None),
         linked_at: Set(None),
         event_id: Set(event.as_ref().map(|e| e.event_id.clone())),
         submitted_by: Set(caller.token_id),
@@ -355,9 +347,6 @@ async fn log_call(
         .await?;
     if let Some(event) = event {
         outbox::enqueue(&*txn, event).await?;
-    }
-    if unidentified_alert {
-        alert_crisis_team(&*txn, school, id, call.level, now).await?;
     }
     sanyu_store::audit::append_in(
         &*txn,
@@ -373,42 +362,6 @@ async fn log_call(
     state.waker.wake();
     tracing::info!(hotline_call = %id, level = call.level.as_str(), identified = row.student_id.is_some(), "hotline call logged");
     Ok((row, false))
-}
-
-/// Tell the crisis team on duty (or, with nobody there, the fallback roles).
-async fn alert_crisis_team(
-    txn: &impl ConnectionTrait,
-    school: &school::Model,
-    id: Uuid,
-    level: RiskLevel,
-    now: DateTime<Utc>,
-) -> Result<(), LogError> {
-    let mut people = escalation::reachable(txn, school.id, &[Role::CrisisTeam]).await?;
-    if people.is_empty() {
-        people = escalation::reachable(txn, school.id, &FALLBACK_ROLES).await?;
-    }
-    if people.is_empty() {
-        tracing::error!(hotline_call = %id, "unidentified hotline alert reaches nobody");
-    }
-    let reference = call_reference(id);
-    let notice = PlainNotice {
-        school,
-        reference: &reference,
-        level,
-        reason: notice_reason::HOTLINE_UNIDENTIFIED,
-        at: now,
-        traceparent: sanyu_platform::trace::current_traceparent(),
-    };
-    for person in people {
-        escalation::request_plain(
-            txn,
-            &notice,
-            person.id,
-            format!("hotline:{id}:{}", person.id),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 fn only_service(caller: &Principal) -> Result<(), ApiError> {
@@ -616,74 +569,8 @@ fn row_error(line: u64, e: ApiError) -> RowError {
     }
 }
 
-/// A hotline alert: an unidentified caller rated high or critical. No summary,
-/// no caller details: the crisis team opens the hotline's own record.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HotlineAlert {
-    pub id: Uuid,
-    pub reference: String,
-    pub call_id: String,
-    pub caller_type: String,
-    pub level: String,
-    pub started_at: DateTime<Utc>,
-    /// `open` or `linked`.
-    pub state: String,
-    pub linked_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HotlineAlerts {
-    pub alerts: Vec<HotlineAlert>,
-}
-
-fn may_work_alerts(caller: &Principal) -> bool {
+fn may_work_calls(caller: &Principal) -> bool {
     matches!(caller.role, Role::CrisisTeam | Role::Counsellor)
-}
-
-/// The school's hotline alerts, open first, newest first.
-#[utoipa::path(get, path = "/v1/hotline-alerts", tag = "hotline",
-    responses((status = 200, body = HotlineAlerts), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all, fields(token_id))]
-pub async fn alerts(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    peer: Peer,
-) -> Result<Json<HotlineAlerts>, ApiError> {
-    if !may_work_alerts(&caller) && caller.role != Role::Leader {
-        return Err(ApiError::Forbidden(
-            "only the crisis team, counsellors and leaders see hotline alerts",
-        ));
-    }
-    let rows = hotline_call::Entity::find()
-        .filter(hotline_call::Column::SchoolId.eq(caller.school_id))
-        .filter(hotline_call::Column::AlertState.is_not_null())
-        .order_by_desc(hotline_call::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
-    audit::record(
-        &state,
-        &caller,
-        &peer,
-        "hotline.alerts",
-        format!("school:{}", caller.school_id),
-    )
-    .await?;
-    let mut alerts: Vec<HotlineAlert> = rows
-        .into_iter()
-        .map(|r| HotlineAlert {
-            id: r.id,
-            reference: call_reference(r.id),
-            call_id: r.call_id,
-            caller_type: r.caller_type,
-            level: r.level,
-            started_at: r.started_at,
-            state: r.alert_state.unwrap_or_default(),
-            linked_at: r.linked_at,
-        })
-        .collect();
-    alerts.sort_by_key(|a| a.state != OPEN);
-    Ok(Json(HotlineAlerts { alerts }))
 }
 
 /// One call in full, for the crisis team and counsellors of the school: the
@@ -704,7 +591,8 @@ pub struct HotlineCallDetail {
     pub summary: Option<String>,
     pub counsellor: Option<String>,
     pub referral_advice: Option<String>,
-    pub alert: Option<String>,
+    /// The case an unidentified caller's call opened (or was merged into), if any.
+    pub case_id: Option<Uuid>,
     pub linked_at: Option<DateTime<Utc>>,
 }
 
@@ -720,7 +608,7 @@ pub async fn get(
     peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Json<HotlineCallDetail>, ApiError> {
-    if !may_work_alerts(&caller) {
+    if !may_work_calls(&caller) {
         return Err(ApiError::Forbidden(
             "only the crisis team and counsellors read hotline calls",
         ));
@@ -736,6 +624,7 @@ pub async fn get(
         .as_deref()
         .map(|s| state.sealer.open(s))
         .transpose()?;
+    let case_id = case_of_call(&state.db, &row).await?;
     audit::record(
         &state,
         &caller,
@@ -758,7 +647,7 @@ pub async fn get(
         summary,
         counsellor: row.counsellor,
         referral_advice: row.referral_advice,
-        alert: row.alert_state,
+        case_id,
         linked_at: row.linked_at,
     }))
 }
@@ -770,12 +659,35 @@ pub struct LinkRequest {
     pub student_no: Option<String>,
 }
 
-/// Link an unidentified call to a student: the call becomes that student's
-/// signal (INTAKE, outbox) and the alert is closed as `linked`.
+/// The case a call's signal opened or joined (the newest, i.e. the open
+/// student's case a merged caller's case went into).
+async fn case_of_call(
+    conn: &impl ConnectionTrait,
+    row: &hotline_call::Model,
+) -> Result<Option<Uuid>, ApiError> {
+    let Some(event_id) = &row.event_id else {
+        return Ok(None);
+    };
+    let signals = case_signal::Entity::find()
+        .filter(case_signal::Column::EventId.eq(event_id.clone()))
+        .filter(case_signal::Column::SourceId.eq(row.id))
+        .all(conn)
+        .await?;
+    Ok(signals
+        .into_iter()
+        .max_by_key(|s| s.attached_at)
+        .map(|s| s.case_id))
+}
+
+/// Link an unidentified call to a student. A call that opened an
+/// unidentified caller's case links that case (as
+/// `POST /v1/cases/{id}/link-student` does: the case becomes the student's,
+/// or joins the student's open case); a lower-rated call becomes the
+/// student's signal (INTAKE, outbox) now.
 #[utoipa::path(post, path = "/v1/hotline-calls/{id}/link", tag = "hotline", request_body = LinkRequest,
     params(("id" = Uuid, Path, description = "The call record's id")),
     responses((status = 200, body = HotlineCallAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "Already about a student", body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, description = "Already about a student, or its case is still opening", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(token_id, hotline_call))]
 pub async fn link(
@@ -785,7 +697,7 @@ pub async fn link(
     Path(id): Path<String>,
     body: JsonBody<LinkRequest>,
 ) -> Result<Json<HotlineCallAccepted>, ApiError> {
-    if !may_work_alerts(&caller) {
+    if !may_work_calls(&caller) {
         return Err(ApiError::Forbidden(
             "only the crisis team and counsellors link hotline calls",
         ));
@@ -797,6 +709,41 @@ pub async fn link(
     let student = roster::student_by_no(&state.db, school.id, student_no)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
+    let already = || ApiError::Conflict {
+        message: "this call is already about a student".into(),
+        allowed: Vec::new(),
+    };
+    let row = hotline_call::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|r| r.school_id == caller.school_id)
+        .ok_or(ApiError::NotFound("hotline call"))?;
+    if row.student_id.is_some() {
+        return Err(already());
+    }
+    tracing::Span::current().record("hotline_call", tracing::field::display(id));
+    if row.event_id.is_some() {
+        // The call is on INTAKE already: it opened (or is opening) a case.
+        let case_id = case_of_call(&state.db, &row)
+            .await?
+            .ok_or_else(|| ApiError::Conflict {
+                message: "the caller's case is still opening; try again in a moment".into(),
+                allowed: Vec::new(),
+            })?;
+        let Json(_) = crate::routes::casework::link_student_to_case(
+            &state,
+            &caller,
+            &peer,
+            &case_id.to_string(),
+            student_no,
+        )
+        .await?;
+        let row = hotline_call::Entity::find_by_id(id)
+            .one(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound("hotline call"))?;
+        return Ok(Json(accepted(&row)));
+    }
     let now = Utc::now();
     let txn = begin_write(&state.db).await?;
     let row = hotline_call::Entity::find_by_id(id)
@@ -804,12 +751,9 @@ pub async fn link(
         .await?
         .filter(|r| r.school_id == caller.school_id)
         .ok_or(ApiError::NotFound("hotline call"))?;
-    if row.student_id.is_some() {
+    if row.student_id.is_some() || row.event_id.is_some() {
         txn.rollback().await?;
-        return Err(ApiError::Conflict {
-            message: "this call is already about a student".into(),
-            allowed: Vec::new(),
-        });
+        return Err(already());
     }
     let level: RiskLevel = row
         .level
@@ -817,7 +761,7 @@ pub async fn link(
         .map_err(|_| ApiError::Internal(format!("hotline call {id}: level `{}`", row.level)))?;
     let event = signal_event(
         &school,
-        &student,
+        Some(&student),
         row.id,
         &row.call_id,
         &row.caller_type,
@@ -825,14 +769,10 @@ pub async fn link(
         row.started_at,
         now,
     );
-    let was_alert = row.alert_state.is_some();
     let mut update: hotline_call::ActiveModel = row.into();
     update.student_id = Set(Some(student.id));
     update.linked_at = Set(Some(now));
     update.event_id = Set(Some(event.event_id.clone()));
-    if was_alert {
-        update.alert_state = Set(Some(LINKED.to_owned()));
-    }
     let row = update.update(&*txn).await?;
     outbox::enqueue(&*txn, event).await?;
     sanyu_store::audit::append_in(
@@ -843,7 +783,6 @@ pub async fn link(
     .await?;
     txn.commit().await?;
     state.waker.wake();
-    tracing::Span::current().record("hotline_call", tracing::field::display(id));
     tracing::info!("hotline call linked to a student");
     Ok(Json(accepted(&row)))
 }

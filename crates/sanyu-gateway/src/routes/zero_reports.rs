@@ -114,7 +114,7 @@ pub async fn periods(
     Ok(Json(Periods {
         periods: state
             .zero_report
-            .visible(&school.code, now)
+            .visible(&school.code, school.district_code.as_deref(), now)
             .into_iter()
             .map(|p| view(p, now))
             .collect(),
@@ -279,7 +279,7 @@ pub async fn submit(
     let period = state
         .zero_report
         .period(period_id)
-        .filter(|p| p.applies_to(&school.code))
+        .filter(|p| p.applies_to(&school.code, school.district_code.as_deref()))
         .ok_or(ApiError::NotFound("zero-report period"))?
         .clone();
     if !period.is_open(now) {
@@ -669,15 +669,10 @@ pub async fn compliance(
     };
     let school = school_of(&state, &caller).await?;
     let now = Utc::now();
-    let period = state
-        .zero_report
-        .period(&id)
-        .filter(|p| p.applies_to(&school.code))
-        .ok_or(ApiError::NotFound("zero-report period"))?;
-    let mut units = Vec::new();
-    if district {
-        // The schools of the caller's district (only its own school when it names no district).
-        let schools = match &school.district_code {
+    // A district officer's scope: the schools of the district (only the own
+    // school when it names no district).
+    let district_schools = if district {
+        match &school.district_code {
             Some(code) => {
                 school::Entity::find()
                     .filter(school::Column::DistrictCode.eq(code.clone()))
@@ -686,11 +681,27 @@ pub async fn compliance(
                     .await?
             }
             None => vec![school.clone()],
-        };
-        for s in schools
-            .into_iter()
-            .filter(|s| period.applies_to(&s.code) && period.has(Level::School))
-        {
+        }
+    } else {
+        Vec::new()
+    };
+    // A period is in scope when it applies to the caller's school, or (for the
+    // district) to any school of the district, e.g. one school's addition.
+    let period = state
+        .zero_report
+        .period(&id)
+        .filter(|p| {
+            p.applies_to(&school.code, school.district_code.as_deref())
+                || district_schools
+                    .iter()
+                    .any(|s| p.applies_to(&s.code, s.district_code.as_deref()))
+        })
+        .ok_or(ApiError::NotFound("zero-report period"))?;
+    let mut units = Vec::new();
+    if district {
+        for s in district_schools.into_iter().filter(|s| {
+            period.applies_to(&s.code, s.district_code.as_deref()) && period.has(Level::School)
+        }) {
             let current = zero_reports::current_for_school(&state.db, &period.id, s.id).await?;
             let mine = current.iter().find(|r| r.unit == SCHOOL_UNIT);
             units.push(unit_of(s.code.clone(), mine));

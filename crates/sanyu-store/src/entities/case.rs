@@ -9,8 +9,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub reference: String,
     pub school_id: Uuid,
-    pub class_id: Uuid,
-    pub student_id: Uuid,
+    /// None for a case about an unidentified caller (until linked).
+    pub class_id: Option<Uuid>,
+    /// None for a case about an unidentified caller (until linked).
+    pub student_id: Option<Uuid>,
     pub level: String,
     pub level_rank: i16,
     pub status: String,
@@ -30,6 +32,10 @@ pub struct Model {
     pub acknowledged_at: Option<DateTimeUtc>,
     pub acknowledged_by: Option<Uuid>,
     pub assignee_staff_id: Option<Uuid>,
+    /// Who the case is about: `student` or `unidentified_caller`.
+    pub subject: String,
+    /// A closed unidentified caller's case merged into the student's open case.
+    pub merged_into: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

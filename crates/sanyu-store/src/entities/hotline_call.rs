@@ -24,10 +24,12 @@ pub struct Model {
     pub summary_sealed: Option<Vec<u8>>,
     pub counsellor: Option<String>,
     pub referral_advice: Option<String>,
-    /// `open` for an unidentified high/critical caller, `linked` once linked.
+    /// Unused since migration 000011 (an unidentified high/critical caller is a
+    /// case): rows logged before it may still say `open` or `linked`.
     pub alert_state: Option<String>,
     pub linked_at: Option<DateTimeUtc>,
-    /// The INTAKE event of an identified call (`hotline:<id>`).
+    /// The INTAKE event of the call (`hotline:<id>`): identified, or
+    /// unidentified at high/critical (which opened a case).
     pub event_id: Option<String>,
     pub submitted_by: Uuid,
     pub created_at: DateTimeUtc,

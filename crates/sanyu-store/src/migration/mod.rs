@@ -13,6 +13,7 @@ mod m20261129_000007_create_screening;
 mod m20261129_000008_create_delivery_attempts;
 mod m20261129_000009_create_zero_reports_and_hotline;
 mod m20261129_000010_create_decisions;
+mod m20261129_000011_allow_cases_without_student;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000009_create_zero_reports_and_hotline::Migration),
             Box::new(m20261129_000008_create_delivery_attempts::Migration),
             Box::new(m20261129_000010_create_decisions::Migration),
+            Box::new(m20261129_000011_allow_cases_without_student::Migration),
         ]
     }
 }
