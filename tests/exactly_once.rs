@@ -39,6 +39,7 @@ fn report_event(event_id: &str, student: uuid::Uuid, level: RiskLevel) -> Vec<u8
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             observed_at: Some(sanyu_events::timestamp(chrono::Utc::now())),
             reporter_token_id: uuid::Uuid::nil().to_string(),
+            zero_report: false,
         }),
     ))
 }

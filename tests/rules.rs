@@ -37,6 +37,7 @@ fn report_event(event_id: &str, student: Uuid, level: RiskLevel) -> Vec<u8> {
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             observed_at: Some(sanyu_events::timestamp(chrono::Utc::now())),
             reporter_token_id: Uuid::nil().to_string(),
+            zero_report: false,
         }),
     ))
 }

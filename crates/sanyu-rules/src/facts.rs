@@ -92,7 +92,11 @@ fn of_report(
         level,
         signal: Signal {
             id: signal_id.clone(),
-            source: Source::Report,
+            source: if report.zero_report {
+                Source::ZeroReport
+            } else {
+                Source::Report
+            },
             at: time(report.observed_at.as_ref(), occurred).min(occurred),
             level: Some(level),
             instrument: None,

@@ -46,8 +46,18 @@ fn report(event_id: &str, student: Uuid, level: RiskLevel) -> Vec<u8> {
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             observed_at: Some(sanyu_events::timestamp(Utc::now())),
             reporter_token_id: Uuid::nil().to_string(),
+            zero_report: false,
         }),
     ))
+}
+
+/// A zero-report incident: a report the rules see as source `zero_report`.
+fn zero_incident(event_id: &str, student: Uuid, level: RiskLevel) -> Vec<u8> {
+    let mut envelope = sanyu_events::decode(&report(event_id, student, level)).unwrap();
+    if let Some(Payload::ReportSubmitted(r)) = envelope.payload.as_mut() {
+        r.zero_report = true;
+    }
+    sanyu_events::encode(&envelope)
 }
 
 fn result(
@@ -577,4 +587,20 @@ async fn two_engines_never_decide_one_student_at_once(test_db: TestDb) {
         .await
         .unwrap();
     assert_eq!(opened.len(), 8, "one opening decision per student");
+}
+
+on_both_databases!(a_zero_report_incident_is_its_own_source);
+async fn a_zero_report_incident_is_its_own_source(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed_school(&db, "SCH1").await;
+    let s1 = student(&db, "S1").await;
+    let engine = engine(&db, Arc::new(Rules::builtin()));
+    let decided = engine
+        .decide(&zero_incident("report:zero", s1, RiskLevel::Elevated))
+        .await
+        .unwrap();
+    assert!(matches!(decided, Decided::Opened { .. }), "{decided:?}");
+    let d = decision_of(&db, "report:zero").await;
+    assert_eq!(d.source, "zero_report");
+    assert_eq!(d.rule_id, "report.opens_at_its_level");
 }

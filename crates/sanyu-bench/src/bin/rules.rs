@@ -128,6 +128,7 @@ fn signal(i: usize, student: Uuid, rng: &mut Rng) -> (String, String, Vec<u8>) {
                 suggested_level: sanyu_events::level_to_proto(level(rng)) as i32,
                 observed_at: Some(sanyu_events::timestamp(now)),
                 reporter_token_id: Uuid::nil().to_string(),
+                zero_report: false,
             });
             (
                 subjects::report_submitted("RULES", partition),

@@ -224,6 +224,7 @@ pub async fn submit(
             suggested_level: sanyu_events::level_to_proto(report.level) as i32,
             observed_at: Some(sanyu_events::timestamp(report.observed_at)),
             reporter_token_id: caller.token_id.to_string(),
+            zero_report: false,
         }),
     );
 

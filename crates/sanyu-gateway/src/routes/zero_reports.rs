@@ -567,6 +567,7 @@ async fn file_incident(
                     suggested_level: sanyu_events::level_to_proto(inc.level) as i32,
                     observed_at: Some(sanyu_events::timestamp(inc.observed_at)),
                     reporter_token_id: caller.token_id.to_string(),
+                    zero_report: true,
                 }),
             )),
             event_id,
