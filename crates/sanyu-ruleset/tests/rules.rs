@@ -228,3 +228,47 @@ proptest! {
         prop_assert!(rank(&d_hi) >= rank(&d_lo), "{lo:?} → {d_lo:?}, {hi:?} → {d_hi:?}");
     }
 }
+
+#[test]
+fn simulation_compares_two_rule_sets_per_school_without_side_effects() {
+    use sanyu_ruleset::simulate::{Replayed, compare, render};
+    let candidate = RuleSet::parse(
+        r#"
+version = "stricter"
+[[rule]]
+id = "every.report"
+when = { source = ["report"], level_at_least = "watch" }
+then = { action = "case", level = "elevated" }
+"#,
+    )
+    .unwrap();
+    let at = |school: &str, student: &str, id: &str, level: RiskLevel, days_ago: i64| Replayed {
+        school: school.into(),
+        student: student.into(),
+        signal: signal(id, Source::Report, Some(level), days_ago),
+    };
+    let history = vec![
+        at("A", "a1", "r1", RiskLevel::Watch, 5),
+        at("A", "a1", "r2", RiskLevel::Watch, 4),
+        at("A", "a2", "r3", RiskLevel::Elevated, 3),
+        at("B", "b1", "r4", RiskLevel::High, 2),
+    ];
+    let c = compare(&rules(), &candidate, &history);
+    let a = &c["A"];
+    assert_eq!(a.in_force.signals, 3);
+    assert_eq!(
+        a.in_force.cases_opened(),
+        1,
+        "only the elevated report opens"
+    );
+    assert_eq!(a.in_force.watched, 1, "a1 is watched once, not twice");
+    assert_eq!(a.candidate.cases_opened(), 2, "a1 and a2 both get a case");
+    assert_eq!(a.candidate.watched, 0);
+    assert_eq!(a.changed_signals, 3);
+    let b = &c["B"];
+    assert_eq!(b.in_force.opened.get(&RiskLevel::High), Some(&1));
+    assert_eq!(b.candidate.opened.get(&RiskLevel::Elevated), Some(&1));
+    let text = render(&rules(), &candidate, &c);
+    assert!(text.contains("school A: 3 signals"), "{text}");
+    assert!(text.contains("candidate: stricter"), "{text}");
+}
