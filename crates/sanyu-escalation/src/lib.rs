@@ -356,6 +356,12 @@ async fn request(
     recipient: Uuid,
     key: String,
 ) -> Result<()> {
+    outbox::enqueue(txn, request_event(n, recipient, key)).await?;
+    Ok(())
+}
+
+/// The notification request for one person, as an outbox event.
+fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
     let partition = n.case.partition();
     let event_id = format!("notify.requested:{key}");
     let payload = Payload::NotificationRequested(v1::NotificationRequested {
@@ -368,23 +374,109 @@ async fn request(
         reason: n.reason.to_owned(),
         rung: n.rung,
     });
-    outbox::enqueue(
-        txn,
-        OutboxEvent {
-            subject: subjects::notification_requested(&n.school.code),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                n.at,
-                n.school.code.clone(),
-                partition,
-                payload,
-            )),
-            event_id,
-            traceparent: n.traceparent.clone(),
-        },
-    )
-    .await?;
-    Ok(())
+    OutboxEvent {
+        subject: subjects::notification_requested(&n.school.code),
+        payload: sanyu_events::encode(&sanyu_events::envelope(
+            event_id.clone(),
+            n.at,
+            n.school.code.clone(),
+            partition,
+            payload,
+        )),
+        event_id,
+        traceparent: n.traceparent.clone(),
+    }
+}
+
+/// What starting the first ladder of a case that is being opened writes,
+/// computed without I/O so that a batch of openings can be written together
+/// ([`plan_first`]).
+#[derive(Debug, Clone)]
+pub struct FirstLadder {
+    /// The case with its ladder snapshot, epoch 1, `running` and its ack deadline.
+    pub case: case::Model,
+    /// Notification requests for the first contacts (outbox).
+    pub requests: Vec<OutboxEvent>,
+    /// The next rung's timer.
+    pub timer: Option<NewTimer>,
+}
+
+/// Plan the first ladder of `case` (not yet written, no earlier ladder), as
+/// [`start`] would run it, given the reachable staff of its school in the
+/// first roles and in the fallback roles. `None` when nobody at all is
+/// reachable: the caller then takes [`start`], which raises the alarm.
+pub fn plan_first(
+    case: &case::Model,
+    policy: &EscalationPolicy,
+    school: &school::Model,
+    reachable: impl Fn(&[Role]) -> Vec<Uuid>,
+    why: &str,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> Result<Option<FirstLadder>> {
+    let level = level_of(case)?;
+    let ladder = ladder_for(policy, level, case.subject());
+    let epoch = case.ladder_epoch + 1;
+    let snapshot = serde_json::to_string(&ladder).map_err(|e| EscalationError::Corrupt {
+        case_id: case.id,
+        detail: e.to_string(),
+    })?;
+    let mut planned = case.clone();
+    planned.ladder = Some(snapshot);
+    planned.ladder_epoch = epoch;
+    planned.ladder_state = RUNNING.to_owned();
+    planned.ladder_started_at = Some(at);
+    planned.ack_deadline = Some(ladder.ack_deadline(at));
+    let mut people = reachable(&ladder.first);
+    if people.is_empty() {
+        people = reachable(&FALLBACK_ROLES);
+    }
+    if people.is_empty() {
+        return Ok(None);
+    }
+    let notice = Notice {
+        school,
+        case: &planned,
+        level,
+        roles: &ladder.first,
+        reason: why,
+        epoch,
+        rung: 0,
+        at,
+        traceparent,
+    };
+    let requests = people
+        .iter()
+        .map(|id| {
+            let key = format!("{}:{}:e{}:r{}", planned.id, id, epoch, 0);
+            request_event(&notice, *id, key)
+        })
+        .collect();
+    let timer = match ladder.rung_due(at, 1) {
+        Some(due_at) => {
+            let t = RungTimer {
+                case_id: planned.id,
+                epoch,
+                rung: 1,
+            };
+            Some(NewTimer {
+                key: t.key(),
+                kind: RUNG_TIMER.to_owned(),
+                case_id: Some(planned.id),
+                due_at,
+                payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
+                    case_id: planned.id,
+                    detail: e.to_string(),
+                })?,
+            })
+        }
+        None => None,
+    };
+    Ok(Some(FirstLadder {
+        case: planned,
+        requests,
+        timer,
+    }))
 }
 
 async fn unreachable_alarm(

@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::hotline::{RULE_HOTLINE_UNIDENTIFIED_CALLER, unidentified_caller_case};
-use sanyu_domain::{CaseSubject, EscalationPolicy, RiskLevel, case_reference, student_partition};
+use sanyu_domain::{
+    CaseSubject, EscalationPolicy, RiskLevel, Role, case_reference, student_partition,
+};
 use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
@@ -422,6 +424,19 @@ impl RulesEngine {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
+        // The reachable staff of each school, by role, for the first ladders.
+        let mut staff: HashMap<(Uuid, Role), Vec<Uuid>> = HashMap::new();
+        for school_id in schools.keys() {
+            for role in Role::ALL {
+                let ids = escalation::reachable(txn, *school_id, &[role])
+                    .await?
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect();
+                staff.insert((*school_id, role), ids);
+            }
+        }
+        let mut deferred = Deferred::default();
         // 4. Decide, in stream order.
         let mut rows = Vec::new();
         let mut emitted = false;
@@ -479,7 +494,14 @@ impl RulesEngine {
                         (Decided::Watched { follow_up_on: on }, None, Some(on))
                     }
                     Decision::Open { level } => {
-                        let case = ctx.open(level).await?;
+                        let case = match ctx.plan_open(level, &staff, &mut deferred)? {
+                            Some(case) => case,
+                            None => {
+                                // Nobody reachable: the slow path raises the alarm.
+                                deferred.flush(txn).await?;
+                                ctx.open(level).await?
+                            }
+                        };
                         emitted = true;
                         let did = Decided::Opened {
                             case_id: case.id,
@@ -495,8 +517,13 @@ impl RulesEngine {
                         };
                         emitted = true;
                         let (did, case) = match raise_to {
-                            Some(to) => ctx.raise(case, to).await?,
-                            None => ctx.attach(case).await?,
+                            Some(to) => {
+                                if deferred.touches(case.id) {
+                                    deferred.flush(txn).await?;
+                                }
+                                ctx.raise(case, to).await?
+                            }
+                            None => ctx.attach_deferred(case, &mut deferred),
                         };
                         let snapshot = (case.id, case.level.clone());
                         open.insert(f.student_id, case);
@@ -529,6 +556,7 @@ impl RulesEngine {
             }
             results[p.index] = Some(Ok(out));
         }
+        deferred.flush(txn).await?;
         decisions::insert_many(txn, rows).await?;
         let fresh: Vec<String> = pending
             .iter()
@@ -600,6 +628,35 @@ pub fn signal_of_row(row: &sanyu_store::entities::decision::Model) -> Option<Sig
     })
 }
 
+/// Writes of a batch kept back to be written together (multi-row inserts) at
+/// the end of the batch, or before a step that needs them in the database.
+/// Still inside the batch transaction: nothing is committed any earlier or
+/// later than before.
+#[derive(Default)]
+struct Deferred {
+    cases: Vec<case::Model>,
+    signals: Vec<NewSignal>,
+    events: Vec<OutboxEvent>,
+    timers: Vec<sanyu_store::timers::NewTimer>,
+    /// Cases with writes kept back.
+    touched: HashSet<Uuid>,
+}
+
+impl Deferred {
+    fn touches(&self, case_id: Uuid) -> bool {
+        self.touched.contains(&case_id)
+    }
+
+    async fn flush(&mut self, txn: &impl ConnectionTrait) -> Result<(), RulesError> {
+        cases::insert_many(txn, std::mem::take(&mut self.cases)).await?;
+        cases::attach_many(txn, std::mem::take(&mut self.signals)).await?;
+        outbox::enqueue_all(txn, std::mem::take(&mut self.events)).await?;
+        sanyu_store::timers::schedule_all(txn, std::mem::take(&mut self.timers)).await?;
+        self.touched.clear();
+        Ok(())
+    }
+}
+
 /// The effects of one decision on cases, inside the batch transaction.
 struct Ctx<'a, C: ConnectionTrait> {
     txn: &'a C,
@@ -642,46 +699,118 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         }
     }
 
-    async fn open(&self, level: RiskLevel) -> Result<case::Model, RulesError> {
+    fn new_case(&self, level: RiskLevel) -> NewCase {
         let case_id = Uuid::now_v7();
-        let reference = case_reference(case_id);
-        let student_id = self.facts.student_id;
-        cases::open(
-            self.txn,
-            NewCase {
-                id: case_id,
-                reference: reference.clone(),
-                school_id: self.student.school_id,
-                class_id: Some(self.student.class_id),
-                student_id: Some(student_id),
-                subject: CaseSubject::Student,
-                level,
-                rule: self.rule_id.to_owned(),
-                at: self.now,
-            },
+        NewCase {
+            id: case_id,
+            reference: case_reference(case_id),
+            school_id: self.student.school_id,
+            class_id: Some(self.student.class_id),
+            student_id: Some(self.facts.student_id),
+            subject: CaseSubject::Student,
+            level,
+            rule: self.rule_id.to_owned(),
+            at: self.now,
+        }
+    }
+
+    fn opened_event(&self, case: &case::Model, level: RiskLevel) -> OutboxEvent {
+        self.emit(
+            format!("case.opened:{}", case.id),
+            "opened",
+            Payload::CaseOpened(v1::CaseOpened {
+                case_id: case.id.to_string(),
+                reference: case.reference.clone(),
+                student_id: self.facts.student_id.to_string(),
+                level: sanyu_events::level_to_proto(level) as i32,
+                signal_event_id: self.facts.signal_id.clone(),
+                rule_id: self.rule_id.to_owned(),
+                subject: CaseSubject::Student.as_str().to_owned(),
+            }),
         )
-        .await?;
+    }
+
+    /// Open a case with writes kept back for the batch: the case row (with its
+    /// first ladder), its first signal, CaseOpened, the first contacts'
+    /// notification requests and the next rung's timer. `None` when nobody is
+    /// reachable (the caller opens it the slow way, which raises the alarm).
+    fn plan_open(
+        &self,
+        level: RiskLevel,
+        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
+        deferred: &mut Deferred,
+    ) -> Result<Option<case::Model>, RulesError> {
+        let new = cases::new_model(self.new_case(level));
+        let school_id = self.school.id;
+        let reachable = |roles: &[Role]| {
+            let mut ids: Vec<Uuid> = Vec::new();
+            for role in roles {
+                for id in staff.get(&(school_id, *role)).into_iter().flatten() {
+                    if !ids.contains(id) {
+                        ids.push(*id);
+                    }
+                }
+            }
+            ids
+        };
+        let Some(first) = escalation::plan_first(
+            &new,
+            self.policy,
+            self.school,
+            reachable,
+            escalation::reason::CASE_OPENED,
+            self.now,
+            self.traceparent.clone(),
+        )?
+        else {
+            return Ok(None);
+        };
+        deferred.touched.insert(new.id);
+        deferred.signals.push(self.signal(new.id, "opened"));
+        deferred.events.push(self.opened_event(&new, level));
+        deferred.events.extend(first.requests);
+        deferred.timers.extend(first.timer);
+        deferred.cases.push(first.case.clone());
+        tracing::info!(case_id = %new.id, level = level.as_str(), rule = self.rule_id, "case opened");
+        Ok(Some(first.case))
+    }
+
+    /// Attach to an open case with writes kept back for the batch.
+    fn attach_deferred(
+        &self,
+        case: &case::Model,
+        deferred: &mut Deferred,
+    ) -> (Decided, case::Model) {
+        deferred.touched.insert(case.id);
+        deferred.signals.push(self.signal(case.id, "attached"));
+        deferred.events.push(self.attached_event(case));
+        (Decided::Attached { case_id: case.id }, case.clone())
+    }
+
+    fn attached_event(&self, case: &case::Model) -> OutboxEvent {
+        self.emit(
+            format!("case.signal_attached:{}:{}", case.id, self.facts.signal_id),
+            "signal_attached",
+            Payload::CaseSignalAttached(v1::CaseSignalAttached {
+                case_id: case.id.to_string(),
+                reference: case.reference.clone(),
+                signal_event_id: self.facts.signal_id.clone(),
+                level: sanyu_events::level_to_proto(self.facts.level) as i32,
+            }),
+        )
+    }
+
+    /// Open a case the slow way, write by write (used when nobody is
+    /// reachable: `escalation::start` then raises the alarm).
+    async fn open(&self, level: RiskLevel) -> Result<case::Model, RulesError> {
+        let new = self.new_case(level);
+        let case_id = new.id;
+        cases::open(self.txn, new).await?;
         cases::attach_signal(self.txn, self.signal(case_id, "opened")).await?;
-        outbox::enqueue(
-            self.txn,
-            self.emit(
-                format!("case.opened:{case_id}"),
-                "opened",
-                Payload::CaseOpened(v1::CaseOpened {
-                    case_id: case_id.to_string(),
-                    reference,
-                    student_id: student_id.to_string(),
-                    level: sanyu_events::level_to_proto(level) as i32,
-                    signal_event_id: self.facts.signal_id.clone(),
-                    rule_id: self.rule_id.to_owned(),
-                    subject: CaseSubject::Student.as_str().to_owned(),
-                }),
-            ),
-        )
-        .await?;
         let opened = cases::get(self.txn, case_id)
             .await?
             .ok_or(StoreError::NotFound("case"))?;
+        outbox::enqueue(self.txn, self.opened_event(&opened, level)).await?;
         let started = escalation::start(
             self.txn,
             &opened,
@@ -743,25 +872,6 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
             },
             started,
         ))
-    }
-
-    async fn attach(&self, case: &case::Model) -> Result<(Decided, case::Model), RulesError> {
-        cases::attach_signal(self.txn, self.signal(case.id, "attached")).await?;
-        outbox::enqueue(
-            self.txn,
-            self.emit(
-                format!("case.signal_attached:{}:{}", case.id, self.facts.signal_id),
-                "signal_attached",
-                Payload::CaseSignalAttached(v1::CaseSignalAttached {
-                    case_id: case.id.to_string(),
-                    reference: case.reference.clone(),
-                    signal_event_id: self.facts.signal_id.clone(),
-                    level: sanyu_events::level_to_proto(self.facts.level) as i32,
-                }),
-            ),
-        )
-        .await?;
-        Ok((Decided::Attached { case_id: case.id }, case.clone()))
     }
 }
 

@@ -78,6 +78,78 @@ pub struct NewCase {
     pub at: DateTime<Utc>,
 }
 
+/// The row a new case starts as (status open, no ladder yet, version 1).
+pub fn new_model(c: NewCase) -> case::Model {
+    case::Model {
+        id: c.id,
+        reference: c.reference,
+        school_id: c.school_id,
+        class_id: c.class_id,
+        student_id: c.student_id,
+        level: c.level.as_str().to_owned(),
+        level_rank: c.level.rank(),
+        status: CaseStatus::Open.as_str().to_owned(),
+        opened_rule: c.rule,
+        opened_at: c.at,
+        updated_at: c.at,
+        closed_at: None,
+        version: 1,
+        ladder: None,
+        ladder_epoch: 0,
+        ladder_state: "stopped".to_owned(),
+        ladder_started_at: None,
+        ack_deadline: None,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        assignee_staff_id: None,
+        subject: c.subject.as_str().to_owned(),
+        merged_into: None,
+    }
+}
+
+/// Insert whole case rows (a batch of openings) in multi-row inserts.
+pub async fn insert_many(conn: &impl ConnectionTrait, rows: Vec<case::Model>) -> Result<()> {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<case::ActiveModel> = rows
+            .by_ref()
+            .take(500)
+            .map(|m| m.into_active_model().reset_all())
+            .collect();
+        case::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Attach several signals in multi-row inserts.
+pub async fn attach_many(conn: &impl ConnectionTrait, signals: Vec<NewSignal>) -> Result<()> {
+    let mut signals = signals.into_iter().peekable();
+    while signals.peek().is_some() {
+        let chunk: Vec<case_signal::ActiveModel> = signals
+            .by_ref()
+            .take(500)
+            .map(|s| case_signal::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                case_id: Set(s.case_id),
+                event_id: Set(s.event_id),
+                kind: Set(s.kind),
+                source_id: Set(s.source_id),
+                level: Set(s.level.as_str().to_owned()),
+                decision: Set(s.decision),
+                rule_id: Set(s.rule_id),
+                attached_at: Set(s.at),
+            })
+            .collect();
+        case_signal::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
     case::Entity::insert(case::ActiveModel {
         id: Set(c.id),

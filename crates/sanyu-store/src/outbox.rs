@@ -43,6 +43,37 @@ pub async fn enqueue(conn: &impl ConnectionTrait, event: OutboxEvent) -> Result<
     Ok(())
 }
 
+/// Write several events inside the caller's transaction, in multi-row
+/// inserts; an event id written before is skipped (the first write wins).
+pub async fn enqueue_all(conn: &impl ConnectionTrait, events: Vec<OutboxEvent>) -> Result<()> {
+    let now = Utc::now();
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<outbox::ActiveModel> = events
+            .by_ref()
+            .take(500)
+            .map(|event| outbox::ActiveModel {
+                event_id: Set(event.event_id),
+                subject: Set(event.subject),
+                payload: Set(event.payload),
+                traceparent: Set(event.traceparent),
+                created_at: Set(now),
+                published_at: Set(None),
+                ..Default::default()
+            })
+            .collect();
+        outbox::Entity::insert_many(chunk)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(outbox::Column::EventId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The oldest unpublished events. On PostgreSQL the rows are locked with
 /// `SKIP LOCKED`, so relays of several replicas take different rows.
 pub async fn claim_batch(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<outbox::Model>> {

@@ -52,6 +52,38 @@ pub async fn schedule(conn: &impl ConnectionTrait, t: NewTimer) -> Result<()> {
     Ok(())
 }
 
+/// Schedule several timers in multi-row inserts; a key scheduled before is skipped.
+pub async fn schedule_all(conn: &impl ConnectionTrait, timers: Vec<NewTimer>) -> Result<()> {
+    let now = Utc::now();
+    let mut timers = timers.into_iter().peekable();
+    while timers.peek().is_some() {
+        let chunk: Vec<timer::ActiveModel> = timers
+            .by_ref()
+            .take(500)
+            .map(|t| timer::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                key: Set(t.key),
+                kind: Set(t.kind),
+                case_id: Set(t.case_id),
+                due_at: Set(t.due_at),
+                payload: Set(t.payload),
+                state: Set(PENDING.to_owned()),
+                created_at: Set(now),
+                fired_at: Set(None),
+            })
+            .collect();
+        timer::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::column(timer::Column::Key)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Pending timers due at `now`, oldest first.
 pub async fn due(
     conn: &impl ConnectionTrait,
