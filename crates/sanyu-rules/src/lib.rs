@@ -475,22 +475,53 @@ impl RulesEngine {
                     Decision::Watch { follow_up_days } => {
                         let on =
                             (now + chrono::Duration::days(i64::from(follow_up_days))).date_naive();
-                        decisions::watch(
-                            txn,
-                            watches.get(&f.student_id),
-                            NewWatch {
-                                student_id: f.student_id,
-                                school_id: student.school_id,
-                                class_id: student.class_id,
-                                since: now,
-                                follow_up_on: on,
-                                signal_id: f.signal_id.clone(),
-                                rule_id: outcome.rule_id.clone(),
-                                rules_version: outcome.rules_version.clone(),
-                            },
-                        )
-                        .await?;
-                        refresh_watch(&mut watches, f, student, on, now, &outcome);
+                        match watches.get_mut(&f.student_id) {
+                            // On the list since earlier in this batch: not written yet.
+                            Some(w) if deferred.watches.contains_key(&f.student_id) => {
+                                w.follow_up_on = w.follow_up_on.min(on);
+                                if let Some(pending) = deferred.watches.get_mut(&f.student_id) {
+                                    pending.follow_up_on = w.follow_up_on;
+                                }
+                            }
+                            // On the list: an earlier follow-up date stands.
+                            Some(w) => {
+                                if on < w.follow_up_on {
+                                    decisions::watch(
+                                        txn,
+                                        Some(w),
+                                        NewWatch {
+                                            student_id: f.student_id,
+                                            school_id: student.school_id,
+                                            class_id: student.class_id,
+                                            since: now,
+                                            follow_up_on: on,
+                                            signal_id: f.signal_id.clone(),
+                                            rule_id: outcome.rule_id.clone(),
+                                            rules_version: outcome.rules_version.clone(),
+                                        },
+                                    )
+                                    .await?;
+                                    w.follow_up_on = on;
+                                }
+                            }
+                            None => {
+                                let entry = watch_entry::Model {
+                                    id: Uuid::now_v7(),
+                                    student_id: f.student_id,
+                                    school_id: student.school_id,
+                                    class_id: student.class_id,
+                                    since: now,
+                                    follow_up_on: on,
+                                    signal_id: f.signal_id.clone(),
+                                    rule_id: outcome.rule_id.clone(),
+                                    rules_version: outcome.rules_version.clone(),
+                                    done_at: None,
+                                    done_by: None,
+                                };
+                                deferred.watches.insert(f.student_id, entry.clone());
+                                watches.insert(f.student_id, entry);
+                            }
+                        }
                         (Decided::Watched { follow_up_on: on }, None, Some(on))
                     }
                     Decision::Open { level } => {
@@ -579,32 +610,6 @@ fn decision_name(d: &Decided) -> &'static str {
     }
 }
 
-fn refresh_watch(
-    watches: &mut HashMap<Uuid, watch_entry::Model>,
-    f: &Facts,
-    student: &student::Model,
-    on: chrono::NaiveDate,
-    now: DateTime<Utc>,
-    outcome: &sanyu_ruleset::Outcome,
-) {
-    watches
-        .entry(f.student_id)
-        .and_modify(|w| w.follow_up_on = w.follow_up_on.min(on))
-        .or_insert_with(|| watch_entry::Model {
-            id: Uuid::nil(),
-            student_id: f.student_id,
-            school_id: student.school_id,
-            class_id: student.class_id,
-            since: now,
-            follow_up_on: on,
-            signal_id: f.signal_id.clone(),
-            rule_id: outcome.rule_id.clone(),
-            rules_version: outcome.rules_version.clone(),
-            done_at: None,
-            done_by: None,
-        });
-}
-
 fn level_of(case: &case::Model) -> Result<RiskLevel, RulesError> {
     case.level.parse().map_err(|_| {
         RulesError::Store(StoreError::Corrupt {
@@ -638,6 +643,8 @@ struct Deferred {
     signals: Vec<NewSignal>,
     events: Vec<OutboxEvent>,
     timers: Vec<sanyu_store::timers::NewTimer>,
+    /// New watch-list entries, by student.
+    watches: HashMap<Uuid, watch_entry::Model>,
     /// Cases with writes kept back.
     touched: HashSet<Uuid>,
 }
@@ -652,6 +659,11 @@ impl Deferred {
         cases::attach_many(txn, std::mem::take(&mut self.signals)).await?;
         outbox::enqueue_all(txn, std::mem::take(&mut self.events)).await?;
         sanyu_store::timers::schedule_all(txn, std::mem::take(&mut self.timers)).await?;
+        decisions::insert_watches(
+            txn,
+            std::mem::take(&mut self.watches).into_values().collect(),
+        )
+        .await?;
         self.touched.clear();
         Ok(())
     }

@@ -290,6 +290,26 @@ pub async fn watch(
     }
 }
 
+/// Insert new watch-list entries (a batch's) in multi-row inserts.
+pub async fn insert_watches(
+    conn: &impl ConnectionTrait,
+    entries: Vec<watch_entry::Model>,
+) -> Result<()> {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let chunk: Vec<watch_entry::ActiveModel> = entries
+            .by_ref()
+            .take(INSERT_CHUNK)
+            .map(|m| m.into_active_model().reset_all())
+            .collect();
+        watch_entry::Entity::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The school's students on the rules' watch list.
 pub async fn watches_of_school(
     conn: &impl ConnectionTrait,
