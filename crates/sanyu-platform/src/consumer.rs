@@ -104,14 +104,26 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// The queue of a message: same subject → same lane → handled in order.
+/// The queue of a message: same student partition → same lane → handled in order.
 fn lane_of(message: &async_nats::jetstream::Message, ordering: Ordering, queues: usize) -> usize {
     if ordering == Ordering::Unordered || queues <= 1 {
         return 0;
     }
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    message.subject.as_str().hash(&mut hasher);
+    lane_key(message.subject.as_str()).hash(&mut hasher);
     usize::try_from(hasher.finish() % queues as u64).unwrap_or(0)
+}
+
+/// What orders messages: `sanyu.<area>.<event>.<school>.<partition>` →
+/// `<school>.<partition>`, so that every event about one student (a report,
+/// a screening result, a hotline call) goes to the same lane, in stream
+/// order, whatever its kind; other subjects as they are.
+fn lane_key(subject: &str) -> &str {
+    let mut dots = subject.match_indices('.').map(|(i, _)| i);
+    match (dots.nth(2), subject.split('.').count()) {
+        (Some(third), 5..) => &subject[third + 1..],
+        _ => subject,
+    }
 }
 
 /// One subscription: pull until `cancel` fires or the subscription fails.
@@ -434,6 +446,17 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_students_events_share_a_lane_whatever_their_kind() {
+        assert_eq!(lane_key("sanyu.intake.report.SCH1.7"), "SCH1.7");
+        assert_eq!(lane_key("sanyu.intake.screening.SCH1.7"), "SCH1.7");
+        assert_eq!(
+            lane_key("sanyu.notify.requested.SCH1"),
+            "sanyu.notify.requested.SCH1"
+        );
+        assert_eq!(lane_key("x"), "x");
+    }
 
     #[test]
     fn retry_delays_follow_the_backoff_and_stay_at_its_last_step() {

@@ -42,7 +42,8 @@ pub struct ConsumerSpec {
 /// lane and are handled in stream order; different keys run in parallel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ordering {
-    /// Same subject (which carries school and student partition) → same lane.
+    /// Same school and student partition (the last two subject tokens), whatever
+    /// the event kind → same lane.
     BySubject,
     /// No ordering needed (each message is independent).
     Unordered,

@@ -359,6 +359,7 @@ impl RulesEngine {
         results: &mut [Option<MessageResult>],
     ) -> Result<bool, RulesError> {
         let now = Utc::now();
+        let t0 = std::time::Instant::now();
         // 1. Lock the students (the per-student mutual exclusion of replicas).
         let student_ids: Vec<Uuid> = pending
             .iter()
@@ -405,6 +406,7 @@ impl RulesEngine {
             .flat_map(|p| p.facts.iter().map(|f| f.signal_id.clone()))
             .collect();
         let mut decided = decisions::decided(txn, &signal_ids).await?;
+        let t_lock = t0.elapsed();
         // 3. The students' state: open cases, recent signals, watch list.
         let ids: Vec<Uuid> = students.keys().copied().collect();
         let mut open = cases::active_for_students(txn, &ids).await?;
@@ -437,6 +439,8 @@ impl RulesEngine {
             }
         }
         let mut deferred = Deferred::default();
+        let t_state = t0.elapsed();
+        let (mut slow_raises, mut slow_watches) = (0u32, 0u32);
         // 4. Decide, in stream order.
         let mut rows = Vec::new();
         let mut emitted = false;
@@ -486,6 +490,7 @@ impl RulesEngine {
                             // On the list: an earlier follow-up date stands.
                             Some(w) => {
                                 if on < w.follow_up_on {
+                                    slow_watches += 1;
                                     decisions::watch(
                                         txn,
                                         Some(w),
@@ -552,6 +557,7 @@ impl RulesEngine {
                                 if deferred.touches(case.id) {
                                     deferred.flush(txn).await?;
                                 }
+                                slow_raises += 1;
                                 ctx.raise(case, to).await?
                             }
                             None => ctx.attach_deferred(case, &mut deferred),
@@ -587,6 +593,7 @@ impl RulesEngine {
             }
             results[p.index] = Some(Ok(out));
         }
+        let t_decide = t0.elapsed();
         deferred.flush(txn).await?;
         decisions::insert_many(txn, rows).await?;
         let fresh: Vec<String> = pending
@@ -594,6 +601,15 @@ impl RulesEngine {
             .map(|p| p.envelope.event_id.clone())
             .collect();
         processed::record_many(txn, CONSUMER, &fresh).await?;
+        tracing::debug!(
+            lock_ms = t_lock.as_millis() as u64,
+            state_ms = (t_state - t_lock).as_millis() as u64,
+            decide_ms = (t_decide - t_state).as_millis() as u64,
+            write_ms = (t0.elapsed() - t_decide).as_millis() as u64,
+            slow_raises,
+            slow_watches,
+            "batch phases"
+        );
         Ok(emitted)
     }
 }
@@ -935,8 +951,16 @@ impl Handler for RulesEngine {
                 traceparent: d.header(TRACEPARENT).map(str::to_owned),
             })
             .collect();
+        let started = std::time::Instant::now();
         let outcomes: Vec<Outcome> = match self.decide_batch(&batch).await {
-            Ok(results) => results.iter().map(outcome_of).collect(),
+            Ok(results) => {
+                tracing::debug!(
+                    messages = batch.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "batch decided"
+                );
+                results.iter().map(outcome_of).collect()
+            }
             Err(e) => {
                 // Decide them one by one: a message that fails the batch must
                 // not hold up the others.

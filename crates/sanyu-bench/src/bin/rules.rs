@@ -265,7 +265,8 @@ async fn main() -> Result<()> {
     config.nats.url = nats.url();
     config.security.data_key = Secret::new(sanyu_store::crypto::Sealer::generate_key());
     config.smtp.file_dir = dir.path().join("mail").display().to_string();
-    config.telemetry.log_filter = "warn".into();
+    config.telemetry.log_filter =
+        std::env::var("SANYU_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     config.telemetry.log_format = "pretty".into();
     config.rules.max_batch = args.max_batch;
     config.rules.lanes = args.lanes;
