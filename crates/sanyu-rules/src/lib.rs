@@ -30,6 +30,9 @@ use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
 use sanyu_store::{Db, StoreError, begin_write, processed};
 use uuid::Uuid;
 
+mod screening_batch;
+pub use screening_batch::BatchDecided;
+
 /// Name of the durable consumer and of its processed-message records.
 pub const CONSUMER: &str = "rules";
 
@@ -91,6 +94,8 @@ pub enum Decided {
     Duplicate,
     /// A kind of signal this version of the rules does not decide yet.
     Ignored,
+    /// A batch of screening results, each decided once by its signal id.
+    Batch(BatchDecided),
 }
 
 pub struct RulesEngine {
@@ -127,6 +132,9 @@ impl RulesEngine {
         let signal = match &envelope.payload {
             Some(Payload::ReportSubmitted(report)) => Signal::of_report(report)?,
             Some(Payload::ScreeningResult(result)) => Signal::of_screening(result)?,
+            Some(Payload::ScreeningBatch(batch)) => {
+                return self.decide_screening_batch(&envelope, batch).await;
+            }
             // An identified student's hotline call is decided like a report at
             // the call's level; unidentified calls never reach INTAKE.
             Some(Payload::HotlineCall(call)) if !call.student_id.is_empty() => {
