@@ -12,6 +12,7 @@ mod m20261129_000006_create_case_work;
 mod m20261129_000007_create_screening;
 mod m20261129_000008_create_delivery_attempts;
 mod m20261129_000009_create_zero_reports_and_hotline;
+mod m20261129_143000_add_screening_import_leases;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_create_screening::Migration),
             Box::new(m20261129_000009_create_zero_reports_and_hotline::Migration),
             Box::new(m20261129_000008_create_delivery_attempts::Migration),
+            Box::new(m20261129_143000_add_screening_import_leases::Migration),
         ]
     }
 }
