@@ -147,6 +147,8 @@ async fn a_batch_decides_each_result_once_by_its_signal_id(test_db: TestDb) {
     let s3 = student(&db, "S3").await;
 
     // Two students past a cut-off and one below: two cases, one no-action.
+    // S1 appears twice (two rows of one file): the second, a watch result,
+    // attaches to the case the first opened in the same batch.
     let first = batch(
         "screening.batch:a:0",
         0,
@@ -154,12 +156,13 @@ async fn a_batch_decides_each_result_once_by_its_signal_id(test_db: TestDb) {
             result("screening:SCH1:s1", s1, RiskLevel::Elevated),
             result("screening:SCH1:s2", s2, RiskLevel::Watch),
             result("screening:SCH1:s3", s3, RiskLevel::High),
+            result("screening:SCH1:s1:watch", s1, RiskLevel::Watch),
         ],
     );
     assert_eq!(
         engine.decide(&first).await.unwrap(),
         Decided::Batch(BatchDecided {
-            acted: 2,
+            acted: 3,
             no_action: 1,
             duplicates: 0
         })
@@ -220,7 +223,7 @@ async fn a_batch_decides_each_result_once_by_its_signal_id(test_db: TestDb) {
         .count(&db)
         .await
         .unwrap();
-    assert_eq!(recorded, 5);
+    assert_eq!(recorded, 6);
 
     // A batched result without its signal id is malformed: nothing is decided.
     let malformed = batch(
