@@ -463,6 +463,8 @@ async fn an_import_cut_short_by_a_killed_gateway_resumes_after_restart_without_d
             spool.path().display().to_string(),
         ),
         ("SANYU_SCREENING__LEASE_SECS", "2".to_owned()),
+        // Small batches: the import is still running when the gateway is killed.
+        ("SANYU_SCREENING__BATCH_ROWS", "500".to_owned()),
     ];
     let mut stack = Stack::new(TestDb::sqlite()).await;
     stack.start_gateway_with(&spool_env).await;
@@ -678,6 +680,8 @@ async fn two_gateways_share_an_import_and_the_survivor_finishes_it_when_one_dies
             spool.path().display().to_string(),
         ),
         ("SANYU_SCREENING__LEASE_SECS", "2".to_owned()),
+        // Small batches: the import is still running when the gateway is killed.
+        ("SANYU_SCREENING__BATCH_ROWS", "500".to_owned()),
     ];
     let mut stack = Stack::new(db).await;
     stack.start_gateway_with(&shared).await;

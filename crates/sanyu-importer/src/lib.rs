@@ -299,7 +299,7 @@ pub fn worker_name() -> String {
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
-            batch_rows: 500,
+            batch_rows: 2000,
             delete_file_when_done: false,
             progress: None,
             cancel: CancellationToken::new(),
@@ -1016,9 +1016,7 @@ async fn write_batch(
     mark_worse_than_previous(&*txn, ctx, &mut results, options.worse_margin_percent).await?;
     let wake = !events.is_empty();
     store::record_batch(&*txn, ctx.job_id, results, errors, progress).await?;
-    for event in events {
-        outbox::enqueue(&*txn, event).await?;
-    }
+    outbox::enqueue_many(&*txn, events).await?;
     for letter in letters {
         tracing::warn!(
             "screening suicide alert for a student number not on the roster: dead letter recorded"

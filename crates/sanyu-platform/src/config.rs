@@ -84,7 +84,7 @@ impl Default for ScreeningConfig {
         Self {
             spool_dir: ".sanyu/spool".into(),
             upload_limit_bytes: 256 * 1024 * 1024,
-            batch_rows: 500,
+            batch_rows: 2000,
             worse_margin_percent: 15,
             lease_secs: 60,
         }

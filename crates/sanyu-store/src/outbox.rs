@@ -43,6 +43,33 @@ pub async fn enqueue(conn: &impl ConnectionTrait, event: OutboxEvent) -> Result<
     Ok(())
 }
 
+/// Write several events in one statement (keeping the first write of each
+/// event id, like [`enqueue`]); they are published in the order given.
+pub async fn enqueue_many(conn: &impl ConnectionTrait, events: Vec<OutboxEvent>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = events.into_iter().map(|event| outbox::ActiveModel {
+        event_id: Set(event.event_id),
+        subject: Set(event.subject),
+        payload: Set(event.payload),
+        traceparent: Set(event.traceparent),
+        created_at: Set(now),
+        published_at: Set(None),
+        ..Default::default()
+    });
+    outbox::Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(outbox::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
 /// The oldest unpublished events. On PostgreSQL the rows are locked with
 /// `SKIP LOCKED`, so relays of several replicas take different rows.
 pub async fn claim_batch(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<outbox::Model>> {

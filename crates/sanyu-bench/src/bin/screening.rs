@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     positive_percent: f64,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     batch_rows: usize,
     /// Skip the end-to-end wait for the rules engine (import only).
     #[arg(long)]
