@@ -21,8 +21,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TOOLS="$REPO/.tools"
 PORT="${SANYU_PG_THROWAWAY_PORT:-54329}"
-SYSTEM_URL="postgres://postgres@127.0.0.1:5432/postgres"
-THROWAWAY_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
+# Loopback only: no TLS (sqlx 0.9.0 sends PostgreSQL's TLS records without
+# TCP_NODELAY, a ~40 ms stall per large statement; see README).
+SYSTEM_URL="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+THROWAWAY_URL="postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
 
 log() { printf 'ensure-postgres: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -168,7 +170,7 @@ if as_pg "$BINDIR/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
     running_port="$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true)"
     if [[ "$running_port" =~ ^[0-9]+$ && "$running_port" != "$PORT" ]]; then
         log "note: it runs on port $running_port, not $PORT (stop it to change the port)"
-        THROWAWAY_URL="postgres://postgres@127.0.0.1:$running_port/postgres"
+        THROWAWAY_URL="postgres://postgres@127.0.0.1:$running_port/postgres?sslmode=disable"
     fi
     log "throwaway cluster already running ($DATA)"
 else

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sanyu_e2e::Stack;
 use sanyu_e2e::support::{TestDb, binary, eventually};
-use sanyu_store::entities::outbox;
+use sanyu_store::entities::{outbox, processed_message};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
@@ -31,6 +31,11 @@ fn gbk(text: &str) -> Vec<u8> {
 
 /// A `multipart/form-data` body: text fields and one file.
 fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    multipart_named(fields, "phq9.csv", file)
+}
+
+/// A `multipart/form-data` body: text fields and one file of that name.
+fn multipart_named(fields: &[(&str, &str)], file_name: &str, file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "sanyu-test-boundary-7f3a9c";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -43,7 +48,7 @@ fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
     }
     body.extend_from_slice(
         format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"phq9.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         )
         .as_bytes(),
     );
@@ -383,12 +388,41 @@ async fn sanyu_import_prints_a_summary_and_its_signals_open_cases_once() {
     let out = run(Some(&elsewhere));
     assert_eq!(out.status.code(), Some(2));
     assert!(elsewhere.exists());
-    let signals = outbox::Entity::find()
+    // The suicide alerts travel alone under their signal ids, kept once by
+    // the outbox; S3's result travels in each import's batch message and is
+    // decided once, by its signal id.
+    let alone = outbox::Entity::find()
         .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening."))
         .count(&stack.conn)
         .await
         .expect("count");
+    assert_eq!(alone, 2);
+    let batches: Vec<String> = outbox::Entity::find()
+        .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening_batch."))
+        .all(&stack.conn)
+        .await
+        .expect("batches")
+        .into_iter()
+        .map(|row| row.event_id)
+        .collect();
+    assert_eq!(batches.len(), 2);
+    eventually(Duration::from_secs(30), "both batches decided", || async {
+        let decided = processed_message::Entity::find()
+            .filter(processed_message::Column::MessageId.is_in(batches.clone()))
+            .count(&stack.conn)
+            .await
+            .ok()?;
+        (decided == 2).then_some(())
+    })
+    .await;
+    // Every signal decided once, under its own id (alone or in a batch).
+    let signals = sanyu_store::entities::decision::Entity::find()
+        .filter(sanyu_store::entities::decision::Column::SignalId.starts_with("screening:"))
+        .count(&stack.conn)
+        .await
+        .expect("count");
     assert_eq!(signals, 3);
+    assert_eq!(stack.wait_for_cases(3).await.len(), 3);
 
     // A file that does not fit: exit 3 and the library's message.
     let out = {
@@ -421,10 +455,17 @@ async fn sanyu_import_prints_a_summary_and_its_signals_open_cases_once() {
 async fn an_import_cut_short_by_a_killed_gateway_resumes_after_restart_without_duplicates() {
     const ROWS: usize = 60_000;
     let spool = tempfile::tempdir().expect("spool dir");
-    let spool_env = [(
-        "SANYU_SCREENING__SPOOL_DIR",
-        spool.path().display().to_string(),
-    )];
+    // A short lease: the restarted gateway takes the job up once the killed
+    // one's lease expired.
+    let spool_env = [
+        (
+            "SANYU_SCREENING__SPOOL_DIR",
+            spool.path().display().to_string(),
+        ),
+        ("SANYU_SCREENING__LEASE_SECS", "2".to_owned()),
+        // Small batches: the import is still running when the gateway is killed.
+        ("SANYU_SCREENING__BATCH_ROWS", "500".to_owned()),
+    ];
     let mut stack = Stack::new(TestDb::sqlite()).await;
     stack.start_gateway_with(&spool_env).await;
     // Students not on the roster: every row is a row error, the heaviest path.
@@ -490,4 +531,238 @@ async fn an_import_cut_short_by_a_killed_gateway_resumes_after_restart_without_d
         .await
         .expect("count");
     assert_eq!(errors, ROWS as u64);
+}
+
+/// A PHQ-9 workbook as assessment software exports it: a cover sheet first,
+/// the answers on the sheet `PHQ9`, Chinese headers, answers as numbers.
+/// S1: item 9 positive. S2: minimal. S3: moderately severe (total 16).
+fn phq9_xlsx() -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let cover = book.add_worksheet();
+    cover.set_name("说明").expect("sheet name");
+    cover.write_string(0, 0, "心理健康普查").expect("cell");
+    let phq = book.add_worksheet();
+    phq.set_name("PHQ9").expect("sheet name");
+    phq.write_string(0, 0, "学号").expect("cell");
+    phq.write_string(0, 1, "姓名").expect("cell");
+    for n in 1..=9u16 {
+        phq.write_string(0, 1 + n, format!("第{n}题"))
+            .expect("cell");
+    }
+    let rows: [(&str, &str, [u8; 9]); 3] = [
+        ("S1", "张三", [0, 0, 0, 0, 0, 0, 0, 0, 1]),
+        ("S2", "李四", [1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("S3", "王五", [2, 2, 2, 2, 2, 2, 2, 2, 0]),
+    ];
+    for (r, (no, name, answers)) in rows.iter().enumerate() {
+        let r = u32::try_from(r).expect("row") + 1;
+        phq.write_string(r, 0, *no).expect("cell");
+        phq.write_string(r, 1, *name).expect("cell");
+        for (c, v) in answers.iter().enumerate() {
+            let c = u16::try_from(c).expect("column");
+            phq.write_number(r, 2 + c, f64::from(*v)).expect("cell");
+        }
+    }
+    book.save_to_buffer().expect("xlsx")
+}
+
+async fn an_xlsx_import_through_the_api_turns_alerts_into_cases_and_emails(db: TestDb) {
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut stack = Stack::new(db).await;
+    stack
+        .start_gateway_with(&[(
+            "SANYU_SCREENING__SPOOL_DIR",
+            spool.path().display().to_string(),
+        )])
+        .await;
+    stack.start_rules(&[]);
+    stack.start_notifier();
+    let counsellor = stack.school.counsellor.clone();
+
+    let (content_type, body) = multipart_named(
+        &[
+            ("school", "SCH1"),
+            ("instrument", "PHQ-9"),
+            ("coding", "0-3"),
+            ("administered", "2026-11-20"),
+            ("sheet", "PHQ9"),
+        ],
+        "普查.xlsx",
+        &phq9_xlsx(),
+    );
+    let r = stack
+        .http
+        .post(format!("{}/v1/screening-imports", stack.base_url()))
+        .bearer_auth(&counsellor)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /v1/screening-imports");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+
+    let status = wait_until_done(&stack, &counsellor, &id).await;
+    assert_eq!(status["rows_read"], 3);
+    assert_eq!(status["rows_accepted"], 3);
+    assert_eq!(status["rows_rejected"], 0);
+    assert_eq!(status["alerts_raised"], 1);
+
+    let page: Value = stack
+        .get(&counsellor, &format!("/v1/screening-imports/{id}/results"))
+        .await
+        .json()
+        .await
+        .expect("results");
+    let results = page["results"].as_array().expect("results array");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["student_no"], "S1");
+    assert_eq!(results[0]["flags"][0], "suicide_item");
+    assert_eq!(results[1]["band"], "minimal");
+    assert_eq!(results[2]["total"], 16);
+    assert_eq!(results[2]["band"], "moderately_severe");
+
+    // S1's alert → critical; S3's band → elevated; S2 → nothing.
+    let cases = stack.wait_for_cases(2).await;
+    assert_eq!(level_of(&cases, "S1"), "critical");
+    assert_eq!(level_of(&cases, "S3"), "elevated");
+    assert_eq!(level_of(&cases, "S2"), "none");
+
+    let email = stack.school.counsellor_email.clone();
+    let mails = eventually(
+        Duration::from_secs(30),
+        "two emails to the counsellor",
+        || async {
+            let mails = stack.smtp.received();
+            let to_counsellor = mails.iter().filter(|m| m.to.contains(&email)).count();
+            (to_counsellor >= 2).then_some(mails)
+        },
+    )
+    .await;
+    for mail in &mails {
+        let raw = String::from_utf8_lossy(&mail.raw);
+        for secret in ["moderately_severe", "suicide_item", "张三", "王五"] {
+            assert!(!raw.contains(secret), "an email leaks {secret}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xlsx_import_through_the_api_turns_alerts_into_cases_and_emails_on_sqlite() {
+    an_xlsx_import_through_the_api_turns_alerts_into_cases_and_emails(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xlsx_import_through_the_api_turns_alerts_into_cases_and_emails_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        an_xlsx_import_through_the_api_turns_alerts_into_cases_and_emails(db).await;
+    }
+}
+
+/// Two gateways share one database and one spool directory. The one that
+/// took the upload holds the job's lease; the other never runs it while the
+/// lease lives. Killed mid-import, its job is taken up by the other gateway
+/// once the lease expires, and finishes with every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_share_an_import_and_the_survivor_finishes_it_when_one_dies() {
+    const ROWS: usize = 60_000;
+    let db = match TestDb::postgres().await {
+        Some(db) => db,
+        None => TestDb::sqlite(),
+    };
+    let spool = tempfile::tempdir().expect("spool dir");
+    let shared = [
+        (
+            "SANYU_SCREENING__SPOOL_DIR",
+            spool.path().display().to_string(),
+        ),
+        ("SANYU_SCREENING__LEASE_SECS", "2".to_owned()),
+        // Small batches: the import is still running when the gateway is killed.
+        ("SANYU_SCREENING__BATCH_ROWS", "500".to_owned()),
+    ];
+    let mut stack = Stack::new(db).await;
+    stack.start_gateway_with(&shared).await;
+    let second_port = sanyu_e2e::support::free_port();
+    let mut second_env = shared.to_vec();
+    second_env.push(("SANYU_HTTP__LISTEN", format!("127.0.0.1:{second_port}")));
+    let second =
+        sanyu_e2e::support::ServiceProcess::spawn("sanyu-gateway", &stack.env_with(&second_env));
+    eventually(Duration::from_secs(20), "second gateway ready", || async {
+        let r = stack
+            .http
+            .get(format!("http://127.0.0.1:{second_port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    let mut csv =
+        String::from("student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("X{i:06},1,0,2,0,1,0,0,1,0\n"));
+    }
+    let counsellor = stack.school.counsellor.clone();
+    let r = post_import(&stack, &counsellor, "PHQ-9", csv.as_bytes()).await;
+    assert_eq!(r.status(), 202);
+    let id: uuid::Uuid = r.json::<Value>().await.expect("json")["import_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let first_pid = stack
+        .gateway
+        .as_ref()
+        .and_then(|g| g.pid())
+        .expect("first gateway pid");
+    let job = eventually(Duration::from_secs(30), "import under way", || async {
+        let job = sanyu_store::screening::get(&stack.conn, id).await.ok()??;
+        (job.rows_read > 0).then_some(job)
+    })
+    .await;
+    let owner = job.lease_owner.clone().unwrap_or_default();
+    assert!(
+        owner.contains(&format!(":{first_pid}:")),
+        "the gateway that took the upload runs it: {owner}"
+    );
+    if let Some(gateway) = stack.gateway.as_mut() {
+        gateway.kill();
+    }
+    let job = sanyu_store::screening::get(&stack.conn, id)
+        .await
+        .expect("job")
+        .expect("job exists");
+    assert_eq!(
+        job.state, "running",
+        "the import ended before the kill: make the file larger"
+    );
+    assert!(job.rows_read < ROWS as i64);
+
+    let job = eventually(
+        Duration::from_secs(120),
+        "the second gateway finished the import",
+        || async {
+            let job = sanyu_store::screening::get(&stack.conn, id).await.ok()??;
+            (job.state == "done").then_some(job)
+        },
+    )
+    .await;
+    assert_eq!(job.rows_read, ROWS as i64);
+    assert_eq!(job.rows_rejected, ROWS as i64);
+    assert_eq!(job.lease_owner, None);
+    let results = sanyu_store::entities::screening_result::Entity::find()
+        .filter(sanyu_store::entities::screening_result::Column::ImportId.eq(id))
+        .count(&stack.conn)
+        .await
+        .expect("count");
+    assert_eq!(results, ROWS as u64, "every row once");
+    let logs = second.logs();
+    assert!(
+        logs.contains("taking up screening import"),
+        "the second gateway took the job up"
+    );
 }

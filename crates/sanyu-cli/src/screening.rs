@@ -41,7 +41,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub errors: Option<PathBuf>,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     pub batch_rows: usize,
 }
 

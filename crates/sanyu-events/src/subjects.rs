@@ -27,6 +27,12 @@ pub fn screening_result(school: &str, partition: u32) -> String {
     format!("sanyu.intake.screening.{}.{partition}", token(school))
 }
 
+/// Subject of a `ScreeningResultBatch`: results of one school's import past a
+/// cut-off, published together (suicide alerts travel alone, per partition).
+pub fn screening_batch(school: &str) -> String {
+    format!("sanyu.intake.screening_batch.{}", token(school))
+}
+
 /// Subject recorded on a screening alert that could not become a signal (the
 /// student number is not on the roster): no partition, the school only.
 pub fn screening_unmatched(school: &str) -> String {

@@ -234,7 +234,10 @@ impl Gateway {
             config.screening.upload_limit_bytes,
             config.screening.batch_rows,
         )
-        .with_worse_margin_percent(config.screening.worse_margin_percent);
+        .with_worse_margin_percent(config.screening.worse_margin_percent)
+        .with_lease(std::time::Duration::from_secs(
+            config.screening.lease_secs.max(1),
+        ));
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {
@@ -286,14 +289,10 @@ impl Gateway {
             },
             shutdown.token.clone(),
         ));
-        // Imports left unfinished by the previous run resume from their checkpoint.
+        // Imports left unfinished (by the previous run, or by another gateway
+        // that died: once its lease expires) resume from their checkpoint.
         let imports = state.imports.clone();
-        {
-            let imports = imports.clone();
-            shutdown
-                .tracker
-                .spawn(async move { imports.resume_unfinished().await });
-        }
+        imports.watch(imports.lease() / 2);
         let backbone = state.backbone.clone();
         let db = state.db.clone();
         let token = shutdown.token.clone();

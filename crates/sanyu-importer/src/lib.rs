@@ -12,9 +12,11 @@
 //!   level — so re-importing the same (or an overlapping) file raises no
 //!   second signal: the outbox keeps the first write of an event id and the
 //!   rules engine records every id it decided.
-//! * **A suicide alert goes out at once.** A row with a suicide alert closes
-//!   its batch: it is committed (and the relay woken) without waiting for the
-//!   rest of the file. An alert on a row that could not be scored still becomes
+//! * **A suicide alert goes out at once.** A batch holding a suicide alert
+//!   takes only the rows the reader has already handed over and is then
+//!   committed (and the relay woken) without waiting for the rest of the file;
+//!   the alert travels alone, as its own INTAKE message. The other signals of
+//!   a batch travel together as one `ScreeningResultBatch`. An alert on a row that could not be scored still becomes
 //!   a signal; an alert for a student number that is not on the roster becomes
 //!   a dead letter that the crisis team sees at `/v1/dead-letters`.
 //! * **Memory is bounded.** The reader streams the file on a blocking thread
@@ -28,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sanyu_domain::{RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::relay::Waker;
@@ -70,6 +72,13 @@ pub enum ImportError {
     NotFound(Uuid),
     #[error("{0}")]
     File(String),
+    /// Another process holds the job's lease (it is running the job).
+    #[error("import {import_id} is being run by {owner}")]
+    Busy { import_id: Uuid, owner: String },
+    /// This process's lease expired and another process took the job: the
+    /// batch in hand was rolled back and this process stops.
+    #[error("import {0}: the lease passed to another process")]
+    LeaseLost(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -83,6 +92,11 @@ impl From<sanyu_store::sea_orm::DbErr> for ImportError {
 impl ImportError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Store(e) if e.is_retryable())
+    }
+
+    /// Another process runs (or took over) the job: not a failure of the job.
+    pub fn is_elsewhere(&self) -> bool {
+        matches!(self, Self::Busy { .. } | Self::LeaseLost(_))
     }
 }
 
@@ -265,17 +279,34 @@ pub struct ProcessOptions {
     /// Mark results worse than the student's previous screening by this
     /// percentage of the instrument's total range.
     pub worse_margin_percent: u32,
+    /// Who runs the job (the holder of its lease): unique per process.
+    pub worker: String,
+    /// How long the lease lasts without a committed batch; another process
+    /// takes the job up when it expires.
+    pub lease: std::time::Duration,
+}
+
+/// A worker name unique to this process and call: host, pid and a random part.
+pub fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
-            batch_rows: 500,
+            batch_rows: 2000,
             delete_file_when_done: false,
             progress: None,
             cancel: CancellationToken::new(),
             stop_after_batches: None,
             worse_margin_percent: 15,
+            worker: worker_name(),
+            lease: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -312,6 +343,12 @@ struct JobContext {
     school: school::Model,
     instrument: &'static Instrument,
     administered_on: NaiveDate,
+    /// The lease this process holds on the job.
+    worker: String,
+    lease: chrono::Duration,
+    /// Sequence of the next `ScreeningResultBatch` (stored with each batch,
+    /// so a resumed job goes on where it left off).
+    signal_batches: i32,
 }
 
 /// Run (or resume) an import job until its file is read, and return the job
@@ -329,6 +366,30 @@ pub async fn process(
     if !matches!(job.state.as_str(), state::QUEUED | state::RUNNING) {
         return Ok(job);
     }
+    let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::MAX);
+    {
+        let txn = begin_write(db).await?;
+        let claimed = store::claim(&*txn, job_id, &options.worker, lease).await?;
+        txn.commit().await?;
+        match claimed {
+            store::Lease::Held => {}
+            store::Lease::Busy { owner, .. } => {
+                return Err(ImportError::Busy {
+                    import_id: job_id,
+                    owner,
+                });
+            }
+            store::Lease::Ended => {
+                return store::get(db, job_id)
+                    .await?
+                    .ok_or(ImportError::NotFound(job_id));
+            }
+        }
+    }
+    // Read again under the lease: the checkpoint is the last committed batch's.
+    let job = store::get(db, job_id)
+        .await?
+        .ok_or(ImportError::NotFound(job_id))?;
     let school = school::Entity::find_by_id(job.school_id)
         .one(db)
         .await?
@@ -361,11 +422,6 @@ pub async fn process(
         )
         .await;
     }
-    {
-        let txn = begin_write(db).await?;
-        store::mark_running(&*txn, job_id).await?;
-        txn.commit().await?;
-    }
     tracing::info!(
         resume_after_row = job.checkpoint_row,
         "screening import running"
@@ -391,25 +447,47 @@ pub async fn process(
         );
     });
 
-    let ctx = JobContext {
+    let mut ctx = JobContext {
         job_id,
         school,
         instrument,
         administered_on: job.administered_on,
+        worker: options.worker.clone(),
+        lease,
+        signal_batches: job.signal_batches,
     };
     let mut batch: Vec<Item> = Vec::with_capacity(batch_rows);
     let mut batches = 0usize;
     let mut fatal = None;
     let mut stopped = false;
-    while let Some(item) = rx.recv().await {
-        if let Item::Fatal(message) = item {
-            fatal = Some(message);
-            break;
-        }
-        let urgent = item.has_suicide_alert();
-        batch.push(item);
-        if urgent || batch.len() >= batch_rows {
-            write_batch(db, waker, &ctx, std::mem::take(&mut batch), options).await?;
+    // A batch holding a suicide alert takes only the rows already read and
+    // waiting (it never waits for the file), then is written at once; other
+    // batches fill up to `batch_rows`.
+    let mut urgent = false;
+    loop {
+        let next = if urgent {
+            rx.try_recv().ok()
+        } else {
+            rx.recv().await
+        };
+        let write_now = match next {
+            Some(Item::Fatal(message)) => {
+                fatal = Some(message);
+                break;
+            }
+            Some(item) => {
+                urgent |= item.has_suicide_alert();
+                batch.push(item);
+                batch.len() >= batch_rows
+            }
+            // The file ended (or the reader stopped).
+            None if !urgent => break,
+            // An alert waits and no further row is at hand: write it now.
+            None => true,
+        };
+        if write_now {
+            write_batch(db, waker, &mut ctx, std::mem::take(&mut batch), options).await?;
+            urgent = false;
             batches += 1;
             if options.cancel.is_cancelled()
                 || options.stop_after_batches.is_some_and(|n| batches >= n)
@@ -423,19 +501,30 @@ pub async fn process(
     if stopped {
         // The reader thread ends at its next send; the job stays `running`.
         let _ = reader.await;
+        if options.cancel.is_cancelled() {
+            // A clean stop gives the lease back: another process may resume
+            // the job at once. (A simulated death keeps it until it expires.)
+            let txn = begin_write(db).await?;
+            store::release_lease(&*txn, job_id, &options.worker).await?;
+            txn.commit().await?;
+        }
         tracing::info!("screening import paused; it resumes after its checkpoint");
         return store::get(db, job_id)
             .await?
             .ok_or(ImportError::NotFound(job_id));
     }
     if !batch.is_empty() {
-        write_batch(db, waker, &ctx, batch, options).await?;
+        write_batch(db, waker, &mut ctx, batch, options).await?;
     }
     let _ = reader.await;
     let job = match fatal {
         Some(message) => fail(db, job_id, message).await?,
         None => {
             let txn = begin_write(db).await?;
+            if !store::renew_lease(&*txn, job_id, &ctx.worker, ctx.lease).await? {
+                txn.rollback().await?;
+                return Err(ImportError::LeaseLost(job_id));
+            }
             store::finish(&*txn, job_id, state::DONE, None).await?;
             txn.commit().await?;
             store::get(db, job_id)
@@ -520,11 +609,20 @@ fn read_file(path: &Path, reading: file::Reading<'_>, checkpoint: i64, tx: &mpsc
     }
 }
 
+/// A signal of one row, before it is written: alone (a suicide alert, at
+/// once) or in the batch's `ScreeningResultBatch`.
+struct PendingSignal {
+    event_id: String,
+    partition: u32,
+    result: v1::ScreeningResultRecorded,
+    alone: bool,
+}
+
 /// What one row becomes.
 struct RowRecord {
     result: NewResult,
     errors: Vec<NewRowError>,
-    event: Option<OutboxEvent>,
+    event: Option<PendingSignal>,
     dead_letter: Option<NewDeadLetter>,
     accepted: bool,
     alert: bool,
@@ -589,7 +687,6 @@ fn json(value: &impl serde::Serialize) -> String {
 /// student on the roster) or dead letter (a suicide alert for a student
 /// number that is not).
 fn assess(ctx: &JobContext, item: Item, student: Option<&student::Model>) -> Option<RowRecord> {
-    let now = Utc::now();
     let result_id = Uuid::now_v7();
     let (row, student_no, outcome) = match item {
         Item::Row {
@@ -674,7 +771,7 @@ fn assess(ctx: &JobContext, item: Item, student: Option<&student::Model>) -> Opt
             band.clone(),
             flags.clone(),
             !accepted,
-            now,
+            alert,
         )),
         _ => None,
     };
@@ -754,8 +851,8 @@ fn signal(
     band: Option<String>,
     flags: Vec<String>,
     rejected: bool,
-    now: chrono::DateTime<Utc>,
-) -> OutboxEvent {
+    alert: bool,
+) -> PendingSignal {
     let partition = student_partition(student.id);
     let event_id = signal_event_id(
         &ctx.school.code,
@@ -765,12 +862,8 @@ fn signal(
         level,
     );
     let administered_at = ctx.administered_on.and_time(NaiveTime::MIN).and_utc();
-    let envelope = sanyu_events::envelope(
-        event_id.clone(),
-        now,
-        ctx.school.code.clone(),
-        partition,
-        Payload::ScreeningResult(v1::ScreeningResultRecorded {
+    PendingSignal {
+        result: v1::ScreeningResultRecorded {
             result_id: result_id.to_string(),
             import_id: ctx.job_id.to_string(),
             student_id: student.id.to_string(),
@@ -781,10 +874,62 @@ fn signal(
             suggested_level: sanyu_events::level_to_proto(level) as i32,
             rejected,
             signal_id: String::new(),
+        },
+        event_id,
+        partition,
+        alone: alert,
+    }
+}
+
+/// The outbox row of a signal that travels alone (a suicide alert): its
+/// envelope's event id is the signal id.
+fn alone_event(ctx: &JobContext, signal: PendingSignal, now: DateTime<Utc>) -> OutboxEvent {
+    let envelope = sanyu_events::envelope(
+        signal.event_id.clone(),
+        now,
+        ctx.school.code.clone(),
+        signal.partition,
+        Payload::ScreeningResult(signal.result),
+    );
+    OutboxEvent {
+        subject: subjects::screening_result(&ctx.school.code, signal.partition),
+        payload: sanyu_events::encode(&envelope),
+        event_id: signal.event_id,
+        traceparent: sanyu_platform::trace::current_traceparent(),
+    }
+}
+
+/// The event id of an import's `sequence`th `ScreeningResultBatch`: the same
+/// whichever process writes it (the sequence is stored with each batch).
+pub fn batch_event_id(import_id: Uuid, sequence: u32) -> String {
+    format!("screening.batch:{import_id}:{sequence}")
+}
+
+/// The outbox row of a batch's other signals: one `ScreeningResultBatch`,
+/// each result carrying its own signal id.
+fn batch_event(ctx: &JobContext, signals: Vec<PendingSignal>, now: DateTime<Utc>) -> OutboxEvent {
+    let sequence = u32::try_from(ctx.signal_batches).unwrap_or(u32::MAX);
+    let event_id = batch_event_id(ctx.job_id, sequence);
+    let results = signals
+        .into_iter()
+        .map(|s| v1::ScreeningResultRecorded {
+            signal_id: s.event_id,
+            ..s.result
+        })
+        .collect();
+    let envelope = sanyu_events::envelope(
+        event_id.clone(),
+        now,
+        ctx.school.code.clone(),
+        0,
+        Payload::ScreeningBatch(v1::ScreeningResultBatch {
+            import_id: ctx.job_id.to_string(),
+            sequence,
+            results,
         }),
     );
     OutboxEvent {
-        subject: subjects::screening_result(&ctx.school.code, partition),
+        subject: subjects::screening_batch(&ctx.school.code),
         payload: sanyu_events::encode(&envelope),
         event_id,
         traceparent: sanyu_platform::trace::current_traceparent(),
@@ -796,7 +941,7 @@ fn signal(
 async fn write_batch(
     db: &Db,
     waker: &Waker,
-    ctx: &JobContext,
+    ctx: &mut JobContext,
     batch: Vec<Item>,
     options: &ProcessOptions,
 ) -> Result<(), ImportError> {
@@ -805,6 +950,11 @@ async fn write_batch(
         return Ok(());
     };
     let txn = begin_write(db).await?;
+    // Fenced by the lease: a process whose lease passed on writes nothing.
+    if !store::renew_lease(&*txn, ctx.job_id, &ctx.worker, ctx.lease).await? {
+        txn.rollback().await?;
+        return Err(ImportError::LeaseLost(ctx.job_id));
+    }
     let stored = store::stored_rows(&*txn, ctx.job_id, &rows).await?;
     let batch: Vec<Item> = batch
         .into_iter()
@@ -830,7 +980,9 @@ async fn write_batch(
     let mut results = Vec::with_capacity(batch.len());
     let mut errors = Vec::new();
     let mut events = Vec::new();
+    let mut batched = Vec::new();
     let mut letters = Vec::new();
+    let now = Utc::now();
     for item in batch {
         let student = match &item {
             Item::Row { student_no, .. } => students.get(student_no),
@@ -850,15 +1002,21 @@ async fn write_batch(
         }
         results.push(record.result);
         errors.extend(record.errors);
-        events.extend(record.event);
+        match record.event {
+            Some(signal) if signal.alone => events.push(alone_event(ctx, signal, now)),
+            Some(signal) => batched.push(signal),
+            None => {}
+        }
         letters.extend(record.dead_letter);
+    }
+    if !batched.is_empty() {
+        events.push(batch_event(ctx, batched, now));
+        progress.signal_batches = 1;
     }
     mark_worse_than_previous(&*txn, ctx, &mut results, options.worse_margin_percent).await?;
     let wake = !events.is_empty();
     store::record_batch(&*txn, ctx.job_id, results, errors, progress).await?;
-    for event in events {
-        outbox::enqueue(&*txn, event).await?;
-    }
+    outbox::enqueue_all(&*txn, events).await?;
     for letter in letters {
         tracing::warn!(
             "screening suicide alert for a student number not on the roster: dead letter recorded"
@@ -866,6 +1024,7 @@ async fn write_batch(
         dead_letters::record(&*txn, letter).await?;
     }
     txn.commit().await?;
+    ctx.signal_batches += progress.signal_batches;
     if wake {
         waker.wake();
     }

@@ -76,22 +76,66 @@ async fn prepare(
     .map(|j| j.id)
 }
 
-async fn screening_events(db: &Db) -> Vec<(outbox::Model, v1::ScreeningResultRecorded)> {
-    outbox::Entity::find()
-        .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening."))
+/// One signal as the outbox carries it: alone (its message's event id is the
+/// signal id) or inside a `ScreeningResultBatch` (its own `signal_id`).
+#[derive(Debug)]
+struct Sent {
+    subject: String,
+    /// The signal id.
+    event_id: String,
+    /// The outbox row's (the message's) event id.
+    message_id: String,
+}
+
+/// Every screening signal in the outbox, batches unpacked.
+async fn screening_events(db: &Db) -> Vec<(Sent, v1::ScreeningResultRecorded)> {
+    let mut signals = Vec::new();
+    for row in outbox::Entity::find()
+        .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening"))
         .order_by_asc(outbox::Column::Id)
         .all(db)
         .await
         .unwrap()
-        .into_iter()
-        .map(|row| {
-            let envelope = v1::Envelope::decode(row.payload.as_slice()).unwrap();
-            let Some(Payload::ScreeningResult(result)) = envelope.payload else {
-                panic!("not a screening result: {envelope:?}");
-            };
-            (row, result)
-        })
-        .collect()
+    {
+        let envelope = v1::Envelope::decode(row.payload.as_slice()).unwrap();
+        match envelope.payload {
+            Some(Payload::ScreeningResult(result)) => {
+                assert_eq!(
+                    result.signal_id, "",
+                    "a signal travelling alone is its envelope"
+                );
+                signals.push((
+                    Sent {
+                        subject: row.subject.clone(),
+                        event_id: row.event_id.clone(),
+                        message_id: row.event_id.clone(),
+                    },
+                    result,
+                ));
+            }
+            Some(Payload::ScreeningBatch(batch)) => {
+                assert_eq!(
+                    row.event_id,
+                    sanyu_importer::batch_event_id(
+                        batch.import_id.parse().unwrap(),
+                        batch.sequence
+                    )
+                );
+                for result in batch.results {
+                    signals.push((
+                        Sent {
+                            subject: row.subject.clone(),
+                            event_id: result.signal_id.clone(),
+                            message_id: row.event_id.clone(),
+                        },
+                        result,
+                    ));
+                }
+            }
+            other => panic!("not a screening signal: {other:?}"),
+        }
+    }
+    signals
 }
 
 async fn result_count(db: &Db) -> u64 {
@@ -177,11 +221,16 @@ async fn a_mixed_gbk_phq9_file_becomes_results_signals_and_a_dead_letter(test_db
     assert!(e.rejected);
     assert_eq!(e.flags, ["suicide_item"]);
     let s3_id = s3.student_id.unwrap().to_string();
-    let (_, e) = events.iter().find(|(_, e)| e.student_id == s3_id).unwrap();
+    let (row, e) = events.iter().find(|(_, e)| e.student_id == s3_id).unwrap();
     assert_eq!(
         (e.band.as_str(), e.suggested_level),
         ("moderately_severe", v1::RiskLevel::Elevated as i32)
     );
+    // Past a cut-off without a suicide alert: in the batch's one
+    // `ScreeningResultBatch`, under its own signal id.
+    assert_eq!(row.subject, "sanyu.intake.screening_batch.SCH1");
+    assert_eq!(row.message_id, sanyu_importer::batch_event_id(id, 0));
+    assert_eq!(s3.event_id.as_deref(), Some(row.event_id.as_str()));
     for (row, _) in &events {
         // Event payloads carry no totals or answers: the only numbers are ids and times.
         assert!(
@@ -288,6 +337,8 @@ async fn resumed_repeated_and_reimported_jobs_create_no_duplicates(test_db: Test
     let first = ProcessOptions {
         batch_rows: 2,
         stop_after_batches: Some(1),
+        worker: "first".into(),
+        lease: std::time::Duration::from_millis(300),
         ..ProcessOptions::default()
     };
     let job = sanyu_importer::process(&db, &waker, id, &first)
@@ -298,11 +349,19 @@ async fn resumed_repeated_and_reimported_jobs_create_no_duplicates(test_db: Test
     let read_before = job.rows_read;
     assert!((1..6).contains(&read_before), "{job:?}");
 
-    // ...and the next run resumes after the checkpoint.
+    // ...another process may not take the job while the lease lasts...
     let small = ProcessOptions {
         batch_rows: 2,
+        worker: "second".into(),
         ..ProcessOptions::default()
     };
+    let busy = sanyu_importer::process(&db, &waker, id, &small).await;
+    assert!(
+        matches!(&busy, Err(ImportError::Busy { owner, .. }) if owner == "first"),
+        "{busy:?}"
+    );
+    // ...and once it expired, the next run resumes after the checkpoint.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let job = sanyu_importer::process(&db, &waker, id, &small)
         .await
         .unwrap();
@@ -355,7 +414,15 @@ async fn resumed_repeated_and_reimported_jobs_create_no_duplicates(test_db: Test
         .await
         .unwrap();
     assert_eq!(job.rows_read, 6);
-    assert_eq!(screening_events(&db).await.len(), events);
+    // The alerts travel alone under their signal ids, which the outbox keeps
+    // once; S3's result rides again in the new import's batch, under the same
+    // signal id, which the rules engine decides once (sanyu-rules' tests).
+    let signal_ids: std::collections::BTreeSet<String> = screening_events(&db)
+        .await
+        .into_iter()
+        .map(|(sent, _)| sent.event_id)
+        .collect();
+    assert_eq!(signal_ids.len(), events);
     let again_results = screening_result::Entity::find()
         .filter(screening_result::Column::ImportId.eq(again))
         .count(&db)

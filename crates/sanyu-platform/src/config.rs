@@ -103,6 +103,11 @@ pub struct ScreeningConfig {
     /// percentage of the instrument's total range (15 %: about 4 points on
     /// PHQ-9, 3 on GAD-7, 54 on SCL-90).
     pub worse_margin_percent: u32,
+    /// How long a gateway's lease on a running import lasts without a
+    /// committed batch. Gateways sharing a database (and the spool directory)
+    /// take up an import whose gateway died once its lease expires; they look
+    /// for such imports every half lease.
+    pub lease_secs: u64,
 }
 
 impl Default for ScreeningConfig {
@@ -110,8 +115,9 @@ impl Default for ScreeningConfig {
         Self {
             spool_dir: ".sanyu/spool".into(),
             upload_limit_bytes: 256 * 1024 * 1024,
-            batch_rows: 500,
+            batch_rows: 2000,
             worse_margin_percent: 15,
+            lease_secs: 60,
         }
     }
 }

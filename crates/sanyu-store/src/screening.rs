@@ -8,11 +8,11 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -80,6 +80,9 @@ pub async fn create(conn: &impl ConnectionTrait, job: NewImport) -> Result<()> {
         updated_at: Set(now),
         started_at: Set(None),
         finished_at: Set(finished),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        signal_batches: Set(0),
     })
     .exec_without_returning(conn)
     .await?;
@@ -97,6 +100,114 @@ pub async fn unfinished(conn: &impl ConnectionTrait) -> Result<Vec<screening_imp
         .order_by_asc(screening_import::Column::CreatedAt)
         .all(conn)
         .await?)
+}
+
+/// Unfinished jobs nobody holds a live lease on (never claimed, released, or
+/// whose process died): another process may take them up.
+pub async fn unleased(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<Vec<screening_import::Model>> {
+    use screening_import::Column as C;
+    Ok(screening_import::Entity::find()
+        .filter(C::State.is_in([state::QUEUED, state::RUNNING]))
+        .filter(
+            Condition::any()
+                .add(C::LeaseUntil.is_null())
+                .add(C::LeaseUntil.lt(now)),
+        )
+        .order_by_asc(C::CreatedAt)
+        .all(conn)
+        .await?)
+}
+
+/// Who may run a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This process holds the lease: run it.
+    Held,
+    /// Another process holds a live lease until then.
+    Busy {
+        owner: String,
+        until: Option<DateTime<Utc>>,
+    },
+    /// The job is no longer queued or running.
+    Ended,
+}
+
+/// Take the lease on a job for `owner` (when free, expired, or already
+/// `owner`'s) and mark it running. Only the holder of the lease writes the
+/// job's batches ([`renew_lease`] in each batch's transaction), so two
+/// processes never run one job at once.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    owner: &str,
+    ttl: chrono::Duration,
+) -> Result<Lease> {
+    use screening_import::Column as C;
+    let now = Utc::now();
+    let claimed = screening_import::Entity::update_many()
+        .col_expr(C::State, Expr::value(state::RUNNING))
+        .col_expr(C::LeaseOwner, Expr::value(Some(owner.to_owned())))
+        .col_expr(C::LeaseUntil, Expr::value(Some(now + ttl)))
+        .col_expr(C::UpdatedAt, Expr::value(now))
+        .col_expr(C::StartedAt, Expr::value(Some(now)))
+        .filter(C::Id.eq(id))
+        .filter(C::State.is_in([state::QUEUED, state::RUNNING]))
+        .filter(
+            Condition::any()
+                .add(C::LeaseOwner.is_null())
+                .add(C::LeaseOwner.eq(owner))
+                .add(C::LeaseUntil.is_null())
+                .add(C::LeaseUntil.lt(now)),
+        )
+        .exec(conn)
+        .await?;
+    if claimed.rows_affected == 1 {
+        return Ok(Lease::Held);
+    }
+    let job = get(conn, id).await?;
+    Ok(match job {
+        Some(j) if matches!(j.state.as_str(), state::QUEUED | state::RUNNING) => Lease::Busy {
+            owner: j.lease_owner.unwrap_or_default(),
+            until: j.lease_until,
+        },
+        _ => Lease::Ended,
+    })
+}
+
+/// Extend `owner`'s lease; `false` when it is no longer `owner`'s (it expired
+/// and another process took the job): the caller must roll back and stop.
+pub async fn renew_lease(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    owner: &str,
+    ttl: chrono::Duration,
+) -> Result<bool> {
+    use screening_import::Column as C;
+    let now = Utc::now();
+    let renewed = screening_import::Entity::update_many()
+        .col_expr(C::LeaseUntil, Expr::value(Some(now + ttl)))
+        .filter(C::Id.eq(id))
+        .filter(C::LeaseOwner.eq(owner))
+        .exec(conn)
+        .await?;
+    Ok(renewed.rows_affected == 1)
+}
+
+/// Give the lease back (a job paused at shutdown), so another process may
+/// take the job up at once.
+pub async fn release_lease(conn: &impl ConnectionTrait, id: Uuid, owner: &str) -> Result<()> {
+    use screening_import::Column as C;
+    screening_import::Entity::update_many()
+        .col_expr(C::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(C::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(C::Id.eq(id))
+        .filter(C::LeaseOwner.eq(owner))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The job starts (or resumes) running.
@@ -125,6 +236,14 @@ pub async fn finish(
         .col_expr(screening_import::Column::Error, Expr::value(error))
         .col_expr(screening_import::Column::UpdatedAt, Expr::value(now))
         .col_expr(screening_import::Column::FinishedAt, Expr::value(Some(now)))
+        .col_expr(
+            screening_import::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            screening_import::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(screening_import::Column::Id.eq(id))
         .exec(conn)
         .await?;
@@ -167,6 +286,8 @@ pub struct BatchProgress {
     pub alerts_raised: i64,
     /// The last file row of the batch.
     pub checkpoint_row: i64,
+    /// `ScreeningResultBatch` messages the batch wrote (0 or 1).
+    pub signal_batches: i32,
 }
 
 /// The row numbers among `rows` that already have a result in this import.
@@ -203,41 +324,10 @@ pub async fn record_batch(
     progress: BatchProgress,
 ) -> Result<()> {
     let now = Utc::now();
-    let mut results = results.into_iter().peekable();
-    while results.peek().is_some() {
-        let chunk: Vec<_> = results
-            .by_ref()
-            .take(INSERT_CHUNK)
-            .map(|r| screening_result::ActiveModel {
-                id: Set(r.id),
-                import_id: Set(import_id),
-                row_number: Set(r.row_number),
-                student_id: Set(r.student_id),
-                student_no: Set(r.student_no),
-                instrument: Set(r.instrument),
-                administered_on: Set(r.administered_on),
-                outcome: Set(r.outcome.to_owned()),
-                reason: Set(r.reason),
-                total: Set(r.total),
-                band: Set(r.band),
-                subscales: Set(r.subscales),
-                flags: Set(r.flags),
-                level: Set(r.level),
-                event_id: Set(r.event_id),
-                created_at: Set(now),
-            })
-            .collect();
-        screening_result::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns([
-                    screening_result::Column::ImportId,
-                    screening_result::Column::RowNumber,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        insert_results_pg(conn, import_id, &results, now).await?;
+    } else {
+        insert_results(conn, import_id, results, now).await?;
     }
     let mut errors = errors.into_iter().peekable();
     while errors.peek().is_some() {
@@ -282,11 +372,135 @@ pub async fn record_batch(
             Expr::col(C::AlertsRaised).add(progress.alerts_raised),
         )
         .col_expr(C::CheckpointRow, Expr::value(progress.checkpoint_row))
+        .col_expr(
+            C::SignalBatches,
+            Expr::col(C::SignalBatches).add(progress.signal_batches),
+        )
         .col_expr(C::UpdatedAt, Expr::value(now))
         .filter(C::Id.eq(import_id))
         .filter(C::CheckpointRow.lt(progress.checkpoint_row))
         .exec(conn)
         .await?;
+    Ok(())
+}
+
+/// Result rows through sea-orm's multi-row INSERT (SQLite), `INSERT_CHUNK`
+/// rows per statement.
+async fn insert_results(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    results: Vec<NewResult>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut results = results.into_iter().peekable();
+    while results.peek().is_some() {
+        let chunk: Vec<_> = results
+            .by_ref()
+            .take(INSERT_CHUNK)
+            .map(|r| screening_result::ActiveModel {
+                id: Set(r.id),
+                import_id: Set(import_id),
+                row_number: Set(r.row_number),
+                student_id: Set(r.student_id),
+                student_no: Set(r.student_no),
+                instrument: Set(r.instrument),
+                administered_on: Set(r.administered_on),
+                outcome: Set(r.outcome.to_owned()),
+                reason: Set(r.reason),
+                total: Set(r.total),
+                band: Set(r.band),
+                subscales: Set(r.subscales),
+                flags: Set(r.flags),
+                level: Set(r.level),
+                event_id: Set(r.event_id),
+                created_at: Set(now),
+            })
+            .collect();
+        screening_result::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([
+                    screening_result::Column::ImportId,
+                    screening_result::Column::RowNumber,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One result row as `json_to_recordset` reads it.
+#[derive(serde::Serialize)]
+struct ResultJson<'a> {
+    id: Uuid,
+    row_number: i64,
+    student_id: Option<Uuid>,
+    student_no: &'a str,
+    instrument: &'a str,
+    administered_on: NaiveDate,
+    outcome: &'a str,
+    reason: Option<&'a str>,
+    total: Option<i32>,
+    band: Option<&'a str>,
+    subscales: Option<&'a str>,
+    flags: &'a str,
+    level: Option<&'a str>,
+    event_id: Option<&'a str>,
+}
+
+/// Result rows on PostgreSQL: the whole batch as one JSON parameter, unpacked
+/// by `json_to_recordset` into one multi-row INSERT. Three bound values
+/// whatever the batch size, instead of sixteen per row (which PostgreSQL has
+/// to parse, plan and bind one by one).
+pub async fn insert_results_pg(
+    conn: &impl ConnectionTrait,
+    import_id: Uuid,
+    results: &[NewResult],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<ResultJson<'_>> = results
+        .iter()
+        .map(|r| ResultJson {
+            id: r.id,
+            row_number: r.row_number,
+            student_id: r.student_id,
+            student_no: &r.student_no,
+            instrument: &r.instrument,
+            administered_on: r.administered_on,
+            outcome: r.outcome,
+            reason: r.reason.as_deref(),
+            total: r.total,
+            band: r.band.as_deref(),
+            subscales: r.subscales.as_deref(),
+            flags: &r.flags,
+            level: r.level.as_deref(),
+            event_id: r.event_id.as_deref(),
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt {
+        table: "screening_results",
+        detail: format!("encoding a batch: {e}"),
+    })?;
+    conn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "INSERT INTO screening_results (id, import_id, row_number, student_id, student_no, \
+         instrument, administered_on, outcome, reason, total, band, subscales, flags, level, \
+         event_id, created_at) \
+         SELECT r.id, $2, r.row_number, r.student_id, r.student_no, r.instrument, \
+         r.administered_on, r.outcome, r.reason, r.total, r.band, r.subscales, r.flags, \
+         r.level, r.event_id, $3 \
+         FROM json_to_recordset($1::json) AS r(id uuid, row_number bigint, student_id uuid, \
+         student_no text, instrument text, administered_on date, outcome text, reason text, \
+         total integer, band text, subscales text, flags text, level text, event_id text) \
+         ON CONFLICT (import_id, row_number) DO NOTHING",
+        [json.into(), import_id.into(), now.into()],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -329,6 +543,24 @@ pub async fn students_by_no(
 ) -> Result<Vec<student::Model>> {
     if student_nos.is_empty() {
         return Ok(Vec::new());
+    }
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        // One statement text whatever the count (prepared once per
+        // connection), the numbers as one JSON parameter.
+        let numbers =
+            serde_json::to_string(student_nos).map_err(|e| crate::StoreError::Corrupt {
+                table: "students",
+                detail: format!("encoding student numbers: {e}"),
+            })?;
+        return Ok(student::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT * FROM students WHERE school_id = $1 AND active \
+                 AND student_no IN (SELECT json_array_elements_text($2::json))",
+                [school_id.into(), numbers.into()],
+            ))
+            .all(conn)
+            .await?);
     }
     Ok(student::Entity::find()
         .filter(student::Column::SchoolId.eq(school_id))

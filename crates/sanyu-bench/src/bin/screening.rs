@@ -19,7 +19,8 @@ use sanyu_platform::config::Secret;
 use sanyu_platform::relay::Waker;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_screening::ColumnProfile;
-use sanyu_store::entities::{case, processed_message, screening_result, student};
+use sanyu_store::entities::{case, outbox, processed_message, screening_result, student};
+use sanyu_store::screening::NewResult;
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
@@ -37,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     positive_percent: f64,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     batch_rows: usize,
     /// Skip the end-to-end wait for the rules engine (import only).
     #[arg(long)]
@@ -120,8 +121,56 @@ async fn add_students(db: &sanyu_store::Db, code: &str, n: usize) -> Result<()> 
     Ok(())
 }
 
-/// Reference 1: the same result rows inserted in batches of `batch` per transaction.
+/// The result rows of the reference inserts: shaped like the import's (a
+/// scored PHQ-9 row), numbered past the imported file's rows (same import,
+/// unique rows).
+fn reference_rows(first_row: i64, from: usize, to: usize, date: NaiveDate) -> Vec<NewResult> {
+    (from..to)
+        .map(|r| NewResult {
+            id: Uuid::now_v7(),
+            row_number: first_row + r as i64,
+            student_id: None,
+            student_no: format!("R{r:07}"),
+            instrument: "phq9".into(),
+            administered_on: date,
+            outcome: "ok",
+            reason: None,
+            total: Some(2),
+            band: Some("minimal".into()),
+            subscales: Some("{}".into()),
+            flags: "[]".into(),
+            level: None,
+            event_id: None,
+        })
+        .collect()
+}
+
+/// Reference 1: the same result rows inserted `batch` per transaction, each
+/// batch one multi-row `INSERT … SELECT FROM json_to_recordset($1)` (the
+/// statement the importer uses; three bound values per batch).
 async fn reference_insert(
+    db: &sanyu_store::Db,
+    import_id: Uuid,
+    rows: usize,
+    batch: usize,
+) -> Result<f64> {
+    let date = NaiveDate::from_ymd_opt(2026, 11, 20).context("date")?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < rows {
+        let end = (i + batch).min(rows);
+        let chunk = reference_rows(10_000_000, i, end, date);
+        let txn = sanyu_store::begin_write(db).await?;
+        sanyu_store::screening::insert_results_pg(&*txn, import_id, &chunk, Utc::now()).await?;
+        txn.commit().await?;
+        i = end;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reference 1b (for comparison with earlier runs): sea-orm's multi-row
+/// INSERT, 500 rows (8,000 bound values) per statement, `batch` per transaction.
+async fn reference_insert_many(
     db: &sanyu_store::Db,
     import_id: Uuid,
     rows: usize,
@@ -132,35 +181,37 @@ async fn reference_insert(
     let started = Instant::now();
     let mut i = 0;
     while i < rows {
-        let txn = sanyu_store::begin_write(db).await?;
         let end = (i + batch).min(rows);
+        let txn = sanyu_store::begin_write(db).await?;
         let mut k = i;
         while k < end {
-            let chunk: Vec<screening_result::ActiveModel> = (k..(k + 500).min(end))
-                .map(|r| screening_result::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    import_id: Set(import_id),
-                    // Row numbers past the imported file's (same import, unique rows).
-                    row_number: Set(10_000_000 + r as i64),
-                    student_id: Set(None),
-                    student_no: Set(format!("R{r:07}")),
-                    instrument: Set("phq9".into()),
-                    administered_on: Set(date),
-                    outcome: Set("ok".into()),
-                    reason: Set(None),
-                    total: Set(Some(2)),
-                    band: Set(Some("minimal".into())),
-                    subscales: Set(Some("[]".into())),
-                    flags: Set("[]".into()),
-                    level: Set(None),
-                    event_id: Set(None),
-                    created_at: Set(now),
-                })
-                .collect();
+            let next = (k + 500).min(end);
+            let chunk: Vec<screening_result::ActiveModel> =
+                reference_rows(20_000_000, k, next, date)
+                    .into_iter()
+                    .map(|r| screening_result::ActiveModel {
+                        id: Set(r.id),
+                        import_id: Set(import_id),
+                        row_number: Set(r.row_number),
+                        student_id: Set(r.student_id),
+                        student_no: Set(r.student_no),
+                        instrument: Set(r.instrument),
+                        administered_on: Set(r.administered_on),
+                        outcome: Set(r.outcome.to_owned()),
+                        reason: Set(r.reason),
+                        total: Set(r.total),
+                        band: Set(r.band),
+                        subscales: Set(r.subscales),
+                        flags: Set(r.flags),
+                        level: Set(r.level),
+                        event_id: Set(r.event_id),
+                        created_at: Set(now),
+                    })
+                    .collect();
             screening_result::Entity::insert_many(chunk)
                 .exec_without_returning(&*txn)
                 .await?;
-            k += 500;
+            k = next;
         }
         txn.commit().await?;
         i = end;
@@ -253,26 +304,45 @@ async fn main() -> Result<()> {
     };
     let done = sanyu_importer::process(&conn, &waker, job.id, &options).await?;
     let imported = started.elapsed();
-    let signals = sanyu_store::entities::outbox::Entity::find()
-        .filter(
-            sanyu_store::entities::outbox::Column::Subject.starts_with("sanyu.intake.screening."),
-        )
+    // Signals: one per result past a cut-off or with a suicide alert (its
+    // signal id is on the result); messages: what the import put in the outbox.
+    let signals = screening_result::Entity::find()
+        .filter(screening_result::Column::ImportId.eq(job.id))
+        .filter(screening_result::Column::EventId.is_not_null())
+        .count(&conn)
+        .await?;
+    let messages = outbox::Entity::find()
+        .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening"))
         .count(&conn)
         .await?;
     println!(
-        "import: {} rows read, {} accepted, {} alerts, {} signals in {:.2} s = {:.0} rows/s",
+        "import: {} rows read, {} accepted, {} alerts, {} signals in {} INTAKE messages, in {:.2} s = {:.0} rows/s",
         done.rows_read,
         done.rows_accepted,
         done.alerts_raised,
         signals,
+        messages,
         imported.as_secs_f64(),
         done.rows_read as f64 / imported.as_secs_f64()
     );
     if !args.import_only {
-        // Until the rules engine has decided every signal.
+        // Until the relay has published every INTAKE message and the rules
+        // engine has decided every signal (each recorded by its signal id).
+        let mut published_at = None;
         loop {
+            if published_at.is_none() {
+                let pending = outbox::Entity::find()
+                    .filter(outbox::Column::Subject.starts_with("sanyu.intake.screening"))
+                    .filter(outbox::Column::PublishedAt.is_null())
+                    .count(&conn)
+                    .await?;
+                if pending == 0 {
+                    published_at = Some(started.elapsed());
+                }
+            }
             let decided = processed_message::Entity::find()
                 .filter(processed_message::Column::Consumer.eq(sanyu_rules::CONSUMER))
+                .filter(processed_message::Column::MessageId.starts_with("screening:"))
                 .count(&conn)
                 .await?;
             if decided >= signals {
@@ -282,6 +352,12 @@ async fn main() -> Result<()> {
         }
         let e2e = started.elapsed();
         let cases = case::Entity::find().count(&conn).await?;
+        println!(
+            "stages: import done {:.2} s, INTAKE published {:.2} s, rules decided {:.2} s",
+            imported.as_secs_f64(),
+            published_at.unwrap_or(e2e).as_secs_f64(),
+            e2e.as_secs_f64()
+        );
         println!(
             "end to end (file → results → signals → rules decisions → {cases} cases): {:.2} s = {:.0} rows/s",
             e2e.as_secs_f64(),
@@ -296,9 +372,17 @@ async fn main() -> Result<()> {
     let _ = rules.await;
     shutdown.wait(Duration::from_secs(10)).await;
 
-    let insert_rate =
-        reference_insert(&conn, job.id, args.rows.min(100_000), args.batch_rows).await?;
-    println!("reference: PostgreSQL batched insert of result rows: {insert_rate:.0} rows/s");
+    let reference_rows = args.rows.min(100_000);
+    let insert_rate = reference_insert(&conn, job.id, reference_rows, args.batch_rows).await?;
+    println!(
+        "reference: PostgreSQL batched insert of result rows (INSERT … SELECT FROM json_to_recordset, {} per transaction): {insert_rate:.0} rows/s",
+        args.batch_rows
+    );
+    let insert_many_rate =
+        reference_insert_many(&conn, job.id, reference_rows, args.batch_rows).await?;
+    println!(
+        "reference: same rows, sea-orm multi-row INSERT (16 bound values per row; the earlier reference): {insert_many_rate:.0} rows/s"
+    );
     let publish_rate = reference_publish(&nats, 5_000).await?;
     println!("reference: JetStream publish, one awaited message per row: {publish_rate:.0} msg/s");
     telemetry.shutdown();

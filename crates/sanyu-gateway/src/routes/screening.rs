@@ -346,6 +346,10 @@ fn import_error(e: ImportError) -> ApiError {
         ImportError::File(message) => ApiError::validation("file", message),
         ImportError::NotFound(_) => ApiError::NotFound("screening import"),
         ImportError::Store(e) => e.into(),
+        // Only running a job meets a lease; preparing one never does.
+        e @ (ImportError::Busy { .. } | ImportError::LeaseLost(_)) => {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

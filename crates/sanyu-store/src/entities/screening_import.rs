@@ -36,6 +36,11 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// The process running the job, while its lease lasts.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTimeUtc>,
+    /// `ScreeningResultBatch` messages written so far (the next one's sequence).
+    pub signal_batches: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,7 @@ mod m20261129_000008_create_delivery_attempts;
 mod m20261129_000009_create_zero_reports_and_hotline;
 mod m20261129_000010_create_decisions;
 mod m20261129_000011_allow_cases_without_student;
+mod m20261129_143000_add_screening_import_leases;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_create_delivery_attempts::Migration),
             Box::new(m20261129_000010_create_decisions::Migration),
             Box::new(m20261129_000011_allow_cases_without_student::Migration),
+            Box::new(m20261129_143000_add_screening_import_leases::Migration),
         ]
     }
 }
