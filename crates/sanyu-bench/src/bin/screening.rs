@@ -19,7 +19,7 @@ use sanyu_platform::config::Secret;
 use sanyu_platform::relay::Waker;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_screening::ColumnProfile;
-use sanyu_store::entities::{case, outbox, processed_message, screening_result, student};
+use sanyu_store::entities::{case, decision, outbox, screening_result, student};
 use sanyu_store::screening::NewResult;
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -327,7 +327,7 @@ async fn main() -> Result<()> {
     );
     if !args.import_only {
         // Until the relay has published every INTAKE message and the rules
-        // engine has decided every signal (each recorded by its signal id).
+        // engine has decided every signal (one decision row per signal id).
         let mut published_at = None;
         loop {
             if published_at.is_none() {
@@ -340,9 +340,8 @@ async fn main() -> Result<()> {
                     published_at = Some(started.elapsed());
                 }
             }
-            let decided = processed_message::Entity::find()
-                .filter(processed_message::Column::Consumer.eq(sanyu_rules::CONSUMER))
-                .filter(processed_message::Column::MessageId.starts_with("screening:"))
+            let decided = decision::Entity::find()
+                .filter(decision::Column::SignalId.starts_with("screening:"))
                 .count(&conn)
                 .await?;
             if decided >= signals {
