@@ -38,7 +38,12 @@ fn a_report_opens_a_case_at_its_level_and_explains_why() {
         }
     );
     assert_eq!(o.rule_id, "report.high");
-    assert_eq!(o.rules_version, "2026-11-29.1");
+    assert_eq!(
+        o.rules_version,
+        rules().version,
+        "the version in force is recorded"
+    );
+    assert!(!o.rules_version.is_empty());
     assert_eq!(o.used, vec!["r1".to_owned()]);
 }
 
