@@ -388,6 +388,37 @@ async fn an_unknown_student_is_dead_lettered_for_the_crisis_team_to_review() {
         .await
         .expect("json");
     assert!(other.is_empty(), "{other:?}");
+
+    // Dealt with: the crisis team resolves it, and it leaves the open list.
+    // Another school's crisis team cannot; a teacher may not.
+    let id = letters[0]["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/dead-letters/{id}/resolve");
+    let r = stack
+        .post_json(&stack.other_school.crisis_team, &path, &json!({}))
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = stack
+        .post_json(&stack.school.teacher_c1, &path, &json!({}))
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = stack
+        .post_json(&stack.school.crisis_team, &path, &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = stack
+        .post_json(&stack.school.crisis_team, &path, &json!({}))
+        .await;
+    assert_eq!(r.status(), 200, "resolving twice answers the same");
+    let open: Vec<Value> = stack
+        .get(&stack.school.crisis_team, "/v1/dead-letters")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        !open.iter().any(|d| d["id"] == json!(id)),
+        "a resolved dead letter is not listed: {open:?}"
+    );
 }
 
 const RULES_V1: &str = r#"

@@ -66,6 +66,7 @@ pub struct AppState {
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::dead_letters,
+        routes::ops::resolve_dead_letter,
         routes::screening::create,
         routes::screening::status,
         routes::screening::results,
@@ -150,6 +151,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::students::timeline),
         )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .route(
+            "/v1/dead-letters/{id}/resolve",
+            post(routes::ops::resolve_dead_letter),
+        )
         .route("/v1/screening-imports/{id}", get(routes::screening::status))
         .route(
             "/v1/screening-imports/{id}/results",

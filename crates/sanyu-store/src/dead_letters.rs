@@ -59,3 +59,21 @@ pub async fn list_open(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<de
         .all(conn)
         .await?)
 }
+
+/// One dead letter.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<dead_letter::Model>> {
+    Ok(dead_letter::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// Mark a dead letter resolved (a person dealt with it). Returns `false` when
+/// it was resolved already (the first resolution stands).
+pub async fn resolve(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let done = dead_letter::Entity::update_many()
+        .col_expr(dead_letter::Column::ResolvedAt, Expr::value(Utc::now()))
+        .filter(dead_letter::Column::Id.eq(id))
+        .filter(dead_letter::Column::ResolvedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected == 1)
+}

@@ -1,7 +1,7 @@
 //! Health, readiness and dead letters.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sanyu_domain::Role;
@@ -108,6 +108,78 @@ pub async fn dead_letters(
             })
             .collect(),
     ))
+}
+
+/// Mark a dead letter dealt with (e.g. the unknown student was added to the
+/// roster and the report submitted again): it leaves the open list. Same
+/// roles and scope as the list; recorded in the audit log in the same
+/// transaction. Resolving twice answers the same.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{id}/resolve",
+    tag = "ops",
+    params(("id" = Uuid, Path, description = "dead letter id")),
+    responses((status = 200, body = DeadLetterView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn resolve_dead_letter(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DeadLetterView>, ApiError> {
+    if !matches!(caller.role, Role::Admin | Role::CrisisTeam) {
+        return Err(ApiError::Forbidden(
+            "only admins and the crisis team resolve dead letters",
+        ));
+    }
+    let school = school::Entity::find_by_id(caller.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    let own = sanyu_events::subjects::token(&school.code);
+    let letter = dead_letters::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("dead letter"))?;
+    let in_scope = match letter.subject.as_deref().and_then(school_token) {
+        Some(token) => token == own,
+        None => true,
+    };
+    if !in_scope {
+        return Err(ApiError::NotFound("dead letter"));
+    }
+    let txn = sanyu_store::begin_write(&state.db).await?;
+    dead_letters::resolve(&*txn, id).await?;
+    sanyu_store::audit::append_in(
+        &*txn,
+        &state.audit_key,
+        audit::entry(
+            &caller,
+            &peer,
+            "dead_letters.resolve",
+            format!("dead_letter:{id}"),
+        ),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "audit log write failed");
+        ApiError::Unavailable("the audit log cannot be written; try again".into())
+    })?;
+    txn.commit().await?;
+    let d = dead_letters::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("dead letter"))?;
+    Ok(Json(DeadLetterView {
+        id: d.id,
+        stream: d.stream,
+        consumer: d.consumer,
+        stream_seq: d.stream_seq,
+        subject: d.subject,
+        event_id: d.event_id,
+        reason: d.reason,
+        deliveries: d.deliveries,
+        received_at: d.received_at,
+    }))
 }
 
 /// The school token of `sanyu.<area>.<event>.<school>[.<partition>]`.
