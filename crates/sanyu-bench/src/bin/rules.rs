@@ -8,9 +8,12 @@
 //!
 //! `cargo run --release -p sanyu-bench --bin sanyu-bench-rules -- --signals 100000 --students 50000`
 
+#[path = "../common.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use async_nats::jetstream::{self, consumer::pull};
 use chrono::Utc;
 use clap::Parser;
@@ -19,12 +22,9 @@ use sanyu_domain::{RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, telemetry};
-use sanyu_store::entities::{case, decision, student};
+use sanyu_store::entities::{case, decision};
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -50,18 +50,6 @@ struct Args {
     pg_url: String,
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// xorshift: a reproducible mix.
 struct Rng(u64);
 impl Rng {
@@ -71,40 +59,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
-}
-
-async fn insert_students(db: &sanyu_store::Db, code: &str, n: usize) -> Result<Vec<Uuid>> {
-    let school = sanyu_store::roster::school_by_code(db, code)
-        .await?
-        .context("school")?;
-    let class = sanyu_store::entities::class::Entity::find()
-        .filter(sanyu_store::entities::class::Column::SchoolId.eq(school.id))
-        .one(db)
-        .await?
-        .context("class")?;
-    let now = Utc::now();
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-    for (c, chunk) in ids.chunks(2000).enumerate() {
-        let rows: Vec<student::ActiveModel> = chunk
-            .iter()
-            .enumerate()
-            .map(|(k, id)| student::ActiveModel {
-                id: Set(*id),
-                school_id: Set(school.id),
-                class_id: Set(class.id),
-                student_no: Set(format!("R{:07}", c * 2000 + k)),
-                name: Set(format!("Bench {}", c * 2000 + k)),
-                gender: Set(None),
-                active: Set(true),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .collect();
-        student::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(ids)
 }
 
 /// One signal of the mix: (subject, event id, encoded envelope).
@@ -256,7 +210,7 @@ async fn main() -> Result<()> {
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
     fixtures::seed_school(&conn, "RULES").await;
-    let students = insert_students(&conn, "RULES", args.students).await?;
+    let students = common::insert_students(&conn, "RULES", "R", args.students).await?;
     let dir = tempfile::tempdir()?;
 
     let mut config = Config::default();
@@ -347,7 +301,7 @@ async fn main() -> Result<()> {
     );
     println!(
         "peak memory (whole process, VmHWM): {:.0} MiB",
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     shutdown.token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), engine).await;

@@ -8,6 +8,9 @@
 //!
 //! `cargo run --release -p sanyu-bench --bin sanyu-bench-screening -- --rows 100000`
 
+#[path = "../common.rs"]
+mod common;
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use sanyu_platform::config::Secret;
 use sanyu_platform::relay::Waker;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_screening::ColumnProfile;
-use sanyu_store::entities::{case, decision, outbox, screening_result, student};
+use sanyu_store::entities::{case, decision, outbox, screening_result};
 use sanyu_store::screening::NewResult;
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -51,19 +54,6 @@ struct Args {
     pg_url: String,
 }
 
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// A PHQ-9 file: most rows minimal, `positive_percent` moderate or worse,
 /// `suicide_percent` with item 9 positive. Deterministic.
 fn write_file(path: &std::path::Path, args: &Args) -> Result<()> {
@@ -85,39 +75,6 @@ fn write_file(path: &std::path::Path, args: &Args) -> Result<()> {
         writeln!(out, "P{i:07},{items}")?;
     }
     out.flush()?;
-    Ok(())
-}
-
-async fn add_students(db: &sanyu_store::Db, code: &str, n: usize) -> Result<()> {
-    let school = sanyu_store::roster::school_by_code(db, code)
-        .await?
-        .context("school")?;
-    let class = sanyu_store::entities::class::Entity::find()
-        .filter(sanyu_store::entities::class::Column::SchoolId.eq(school.id))
-        .one(db)
-        .await?
-        .context("class")?;
-    let now = Utc::now();
-    let mut i = 0;
-    while i < n {
-        let chunk: Vec<student::ActiveModel> = (i..(i + 2000).min(n))
-            .map(|k| student::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                school_id: Set(school.id),
-                class_id: Set(class.id),
-                student_no: Set(format!("P{k:07}")),
-                name: Set(format!("Bench {k}")),
-                gender: Set(None),
-                active: Set(true),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .collect();
-        student::Entity::insert_many(chunk)
-            .exec_without_returning(db)
-            .await?;
-        i += 2000;
-    }
     Ok(())
 }
 
@@ -247,7 +204,7 @@ async fn main() -> Result<()> {
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
     fixtures::seed_school(&conn, "SCREEN").await;
-    add_students(&conn, "SCREEN", args.rows).await?;
+    common::insert_students(&conn, "SCREEN", "P", args.rows).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("phq9.csv");
     write_file(&file, &args)?;
@@ -365,7 +322,7 @@ async fn main() -> Result<()> {
     }
     println!(
         "peak memory (whole process, VmHWM): {:.0} MiB",
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     shutdown.token.cancel();
     let _ = rules.await;
