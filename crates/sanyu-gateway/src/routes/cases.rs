@@ -178,6 +178,21 @@ pub struct ActionView {
     pub text: Option<String>,
 }
 
+impl ActionView {
+    /// An action as shown, with its text only when the caller may read it.
+    fn of(a: &sanyu_store::entities::case_action::Model, text: Option<String>) -> Self {
+        Self {
+            action: a.action.clone(),
+            actor_role: a.actor_role.clone(),
+            actor_staff_id: a.actor_staff_id,
+            status_after: a.status_after.clone(),
+            at: a.at,
+            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+            text,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReferralView {
     pub id: Uuid,
@@ -459,23 +474,16 @@ pub async fn get(
             }
         })
         .collect();
-    let why = explain(&state.db, &case).await?;
+    let actions = cases::actions(&state.db, vec![case.id]).await?;
+    let why = explain(&state.db, &case, &actions).await?;
     let opened_rule = case.opened_rule.clone();
     let mut timeline = Vec::new();
-    for a in cases::actions(&state.db, vec![case.id]).await? {
+    for a in &actions {
         let text = match &a.text_sealed {
             Some(sealed) if narratives => Some(state.sealer.open(sealed)?),
             _ => None,
         };
-        timeline.push(ActionView {
-            action: a.action,
-            actor_role: a.actor_role,
-            actor_staff_id: a.actor_staff_id,
-            status_after: a.status_after,
-            at: a.at,
-            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
-            text,
-        });
+        timeline.push(ActionView::of(a, text));
     }
     // Where a student was referred is for the people who work the case.
     let referral_rows = if narratives {
@@ -555,7 +563,11 @@ pub async fn get(
 
 /// The rules decisions about a case with the signals they used, and who set
 /// its current level.
-async fn explain(db: &sanyu_store::Db, case: &case::Model) -> Result<WhyView, ApiError> {
+async fn explain(
+    db: &sanyu_store::Db,
+    case: &case::Model,
+    actions: &[sanyu_store::entities::case_action::Model],
+) -> Result<WhyView, ApiError> {
     use sanyu_store::decisions;
     let rows = decisions::for_case(db, case.id).await?;
     let used_ids: Vec<String> = rows.iter().flat_map(decisions::used_of).collect();
@@ -592,30 +604,17 @@ async fn explain(db: &sanyu_store::Db, case: &case::Model) -> Result<WhyView, Ap
         .iter()
         .rev()
         .find(|r| r.decision == "opened" || r.decision == "raised");
-    let last_person = cases::actions(db, vec![case.id])
-        .await?
-        .into_iter()
-        .rev()
-        .find(|a| a.action == "level");
-    let person_later = match (&last_person, last_rule) {
+    let last_person = actions.iter().rev().find(|a| a.action == "level");
+    let person_later = match (last_person, last_rule) {
         (Some(a), Some(r)) => a.at > r.decided_at,
         (Some(_), None) => true,
         (None, _) => false,
     };
     let (level_set_by, level_decision, level_action) = if person_later {
-        let a = last_person.ok_or_else(|| ApiError::Internal("level action vanished".into()))?;
         (
             "person".to_owned(),
             None,
-            Some(ActionView {
-                action: a.action,
-                actor_role: a.actor_role,
-                actor_staff_id: a.actor_staff_id,
-                status_after: a.status_after,
-                at: a.at,
-                detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
-                text: None,
-            }),
+            last_person.map(|a| ActionView::of(a, None)),
         )
     } else {
         ("rule".to_owned(), last_rule.map(view), None)

@@ -55,6 +55,22 @@ pub struct DeadLetterView {
     pub received_at: DateTime<Utc>,
 }
 
+impl From<sanyu_store::entities::dead_letter::Model> for DeadLetterView {
+    fn from(d: sanyu_store::entities::dead_letter::Model) -> Self {
+        Self {
+            id: d.id,
+            stream: d.stream,
+            consumer: d.consumer,
+            stream_seq: d.stream_seq,
+            subject: d.subject,
+            event_id: d.event_id,
+            reason: d.reason,
+            deliveries: d.deliveries,
+            received_at: d.received_at,
+        }
+    }
+}
+
 /// Messages the services gave up on, for the operators and the crisis team to
 /// act on. Listed for the caller's school (by subject) plus those whose school
 /// cannot be told.
@@ -95,17 +111,7 @@ pub async fn dead_letters(
                 Some(token) => token == own,
                 None => true,
             })
-            .map(|d| DeadLetterView {
-                id: d.id,
-                stream: d.stream,
-                consumer: d.consumer,
-                stream_seq: d.stream_seq,
-                subject: d.subject,
-                event_id: d.event_id,
-                reason: d.reason,
-                deliveries: d.deliveries,
-                received_at: d.received_at,
-            })
+            .map(DeadLetterView::from)
             .collect(),
     ))
 }
@@ -169,17 +175,7 @@ pub async fn resolve_dead_letter(
     let d = dead_letters::get(&state.db, id)
         .await?
         .ok_or(ApiError::NotFound("dead letter"))?;
-    Ok(Json(DeadLetterView {
-        id: d.id,
-        stream: d.stream,
-        consumer: d.consumer,
-        stream_seq: d.stream_seq,
-        subject: d.subject,
-        event_id: d.event_id,
-        reason: d.reason,
-        deliveries: d.deliveries,
-        received_at: d.received_at,
-    }))
+    Ok(Json(DeadLetterView::from(d)))
 }
 
 /// The school token of `sanyu.<area>.<event>.<school>[.<partition>]`.
