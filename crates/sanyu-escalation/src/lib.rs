@@ -340,6 +340,26 @@ pub async fn reachable(
     Ok(out)
 }
 
+/// The reachable staff (as [`reachable`]) of several schools, by school and
+/// role, in one query.
+pub async fn reachable_by_role(
+    txn: &impl ConnectionTrait,
+    school_ids: &[Uuid],
+) -> std::result::Result<std::collections::HashMap<(Uuid, Role), Vec<Uuid>>, StoreError> {
+    let mut out: std::collections::HashMap<(Uuid, Role), Vec<Uuid>> =
+        std::collections::HashMap::new();
+    for s in roster::active_staff_of_schools(txn, school_ids).await? {
+        if s.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+            continue;
+        }
+        let Ok(role) = s.role.parse::<Role>() else {
+            continue;
+        };
+        out.entry((s.school_id, role)).or_default().push(s.id);
+    }
+    Ok(out)
+}
+
 /// Enqueue one notification request per reachable person in `roles`.
 async fn notify(txn: &impl ConnectionTrait, n: &Notice<'_>) -> Result<usize> {
     let recipients = reachable(txn, n.school.id, n.roles).await?;
@@ -388,12 +408,13 @@ fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
     }
 }
 
-/// What starting the first ladder of a case that is being opened writes,
-/// computed without I/O so that a batch of openings can be written together
-/// ([`plan_first`]).
+/// What (re)starting the ladder of a case writes, computed without I/O so
+/// that a batch of openings and raises can be written together
+/// ([`plan_start`]).
 #[derive(Debug, Clone)]
-pub struct FirstLadder {
-    /// The case with its ladder snapshot, epoch 1, `running` and its ack deadline.
+pub struct PlannedLadder {
+    /// The case with its ladder snapshot, the next epoch, `running` and its
+    /// ack deadline.
     pub case: case::Model,
     /// Notification requests for the first contacts (outbox).
     pub requests: Vec<OutboxEvent>,
@@ -401,11 +422,14 @@ pub struct FirstLadder {
     pub timer: Option<NewTimer>,
 }
 
-/// Plan the first ladder of `case` (not yet written, no earlier ladder), as
-/// [`start`] would run it, given the reachable staff of its school in the
-/// first roles and in the fallback roles. `None` when nobody at all is
-/// reachable: the caller then takes [`start`], which raises the alarm.
-pub fn plan_first(
+/// Plan the (re)start of the ladder of `case` at its level, as [`start`]
+/// would run it, given the reachable staff of its school by roles (see
+/// [`reachable_by_role`]). The caller writes the planned case, requests and
+/// timer, and, for a case that had a ladder before, cancels its pending rung
+/// timers first ([`timers::cancel_for_cases`] with [`RUNG_TIMER`]). `None`
+/// when nobody at all is reachable: the caller then takes [`start`], which
+/// raises the alarm.
+pub fn plan_start(
     case: &case::Model,
     policy: &EscalationPolicy,
     school: &school::Model,
@@ -413,7 +437,7 @@ pub fn plan_first(
     why: &str,
     at: DateTime<Utc>,
     traceparent: Option<String>,
-) -> Result<Option<FirstLadder>> {
+) -> Result<Option<PlannedLadder>> {
     let level = level_of(case)?;
     let ladder = ladder_for(policy, level, case.subject());
     let epoch = case.ladder_epoch + 1;
@@ -472,7 +496,7 @@ pub fn plan_first(
         }
         None => None,
     };
-    Ok(Some(FirstLadder {
+    Ok(Some(PlannedLadder {
         case: planned,
         requests,
         timer,

@@ -427,17 +427,8 @@ impl RulesEngine {
             .map(|s| (s.id, s))
             .collect();
         // The reachable staff of each school, by role, for the first ladders.
-        let mut staff: HashMap<(Uuid, Role), Vec<Uuid>> = HashMap::new();
-        for school_id in schools.keys() {
-            for role in Role::ALL {
-                let ids = escalation::reachable(txn, *school_id, &[role])
-                    .await?
-                    .into_iter()
-                    .map(|s| s.id)
-                    .collect();
-                staff.insert((*school_id, role), ids);
-            }
-        }
+        let school_list: Vec<Uuid> = schools.keys().copied().collect();
+        let staff = escalation::reachable_by_role(txn, &school_list).await?;
         let mut deferred = Deferred::default();
         let t_state = t0.elapsed();
         let (mut slow_raises, mut slow_watches) = (0u32, 0u32);
@@ -557,8 +548,15 @@ impl RulesEngine {
                                 if deferred.touches(case.id) {
                                     deferred.flush(txn).await?;
                                 }
-                                slow_raises += 1;
-                                ctx.raise(case, to).await?
+                                match ctx.plan_raise(case, to, &staff, &mut deferred)? {
+                                    Some(raised) => raised,
+                                    None => {
+                                        // Nobody reachable: the slow path raises the alarm.
+                                        slow_raises += 1;
+                                        deferred.flush(txn).await?;
+                                        ctx.raise(case, to).await?
+                                    }
+                                }
                             }
                             None => ctx.attach_deferred(case, &mut deferred),
                         };
@@ -656,6 +654,10 @@ pub fn signal_of_row(row: &sanyu_store::entities::decision::Model) -> Option<Sig
 #[derive(Default)]
 struct Deferred {
     cases: Vec<case::Model>,
+    /// Raised cases, rewritten with their new ladders.
+    rewrites: Vec<cases::Rewrite>,
+    /// Cases whose pending rung timers are cancelled (their ladder restarts).
+    restarted: Vec<Uuid>,
     signals: Vec<NewSignal>,
     events: Vec<OutboxEvent>,
     timers: Vec<sanyu_store::timers::NewTimer>,
@@ -671,7 +673,15 @@ impl Deferred {
     }
 
     async fn flush(&mut self, txn: &impl ConnectionTrait) -> Result<(), RulesError> {
+        // The old ladders' timers go before the new ones are written.
+        sanyu_store::timers::cancel_for_cases(
+            txn,
+            &std::mem::take(&mut self.restarted),
+            escalation::RUNG_TIMER,
+        )
+        .await?;
         cases::insert_many(txn, std::mem::take(&mut self.cases)).await?;
+        cases::rewrite_many(txn, &std::mem::take(&mut self.rewrites)).await?;
         cases::attach_many(txn, std::mem::take(&mut self.signals)).await?;
         outbox::enqueue_all(txn, std::mem::take(&mut self.events)).await?;
         sanyu_store::timers::schedule_all(txn, std::mem::take(&mut self.timers)).await?;
@@ -769,23 +779,11 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         deferred: &mut Deferred,
     ) -> Result<Option<case::Model>, RulesError> {
         let new = cases::new_model(self.new_case(level));
-        let school_id = self.school.id;
-        let reachable = |roles: &[Role]| {
-            let mut ids: Vec<Uuid> = Vec::new();
-            for role in roles {
-                for id in staff.get(&(school_id, *role)).into_iter().flatten() {
-                    if !ids.contains(id) {
-                        ids.push(*id);
-                    }
-                }
-            }
-            ids
-        };
-        let Some(first) = escalation::plan_first(
+        let Some(first) = escalation::plan_start(
             &new,
             self.policy,
             self.school,
-            reachable,
+            |roles| reachable_in(staff, self.school.id, roles),
             escalation::reason::CASE_OPENED,
             self.now,
             self.traceparent.clone(),
@@ -801,6 +799,75 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         deferred.cases.push(first.case.clone());
         tracing::info!(case_id = %new.id, level = level.as_str(), rule = self.rule_id, "case opened");
         Ok(Some(first.case))
+    }
+
+    /// Raise the level of an open case (not written in this batch yet) with
+    /// writes kept back for the batch: the case row with the new level's
+    /// ladder (restarted: its first contacts are told and someone must
+    /// acknowledge again), the old ladder's timers cancelled, the signal,
+    /// CaseEscalated, the notification requests and the next rung's timer.
+    /// `None` when nobody is reachable (the caller raises it the slow way,
+    /// which raises the alarm).
+    fn plan_raise(
+        &self,
+        case: &case::Model,
+        to: RiskLevel,
+        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
+        deferred: &mut Deferred,
+    ) -> Result<Option<(Decided, case::Model)>, RulesError> {
+        let from = level_of(case)?;
+        let mut next = case.clone();
+        next.level = to.as_str().to_owned();
+        next.level_rank = to.rank();
+        next.version = case.version + 1;
+        next.updated_at = self.now;
+        let Some(planned) = escalation::plan_start(
+            &next,
+            self.policy,
+            self.school,
+            |roles| reachable_in(staff, self.school.id, roles),
+            escalation::reason::LEVEL_RAISED,
+            self.now,
+            self.traceparent.clone(),
+        )?
+        else {
+            return Ok(None);
+        };
+        deferred.touched.insert(case.id);
+        deferred.restarted.push(case.id);
+        deferred.rewrites.push(cases::Rewrite {
+            expected_version: case.version,
+            case: planned.case.clone(),
+        });
+        deferred.signals.push(self.signal(case.id, "raised"));
+        deferred.events.push(self.escalated_event(case, from, to));
+        deferred.events.extend(planned.requests);
+        deferred.timers.extend(planned.timer);
+        tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule = self.rule_id, "case level raised");
+        Ok(Some((
+            Decided::Raised {
+                case_id: case.id,
+                from,
+                to,
+            },
+            planned.case,
+        )))
+    }
+
+    fn escalated_event(&self, case: &case::Model, from: RiskLevel, to: RiskLevel) -> OutboxEvent {
+        self.emit(
+            format!("case.escalated:{}:{}", case.id, self.facts.signal_id),
+            "escalated",
+            Payload::CaseEscalated(v1::CaseEscalated {
+                case_id: case.id.to_string(),
+                reference: case.reference.clone(),
+                student_id: self.facts.student_id.to_string(),
+                previous_level: sanyu_events::level_to_proto(from) as i32,
+                level: sanyu_events::level_to_proto(to) as i32,
+                signal_event_id: self.facts.signal_id.clone(),
+                rule_id: self.rule_id.to_owned(),
+            }),
+        )
     }
 
     /// Attach to an open case with writes kept back for the batch.
@@ -860,23 +927,7 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         let from = level_of(case)?;
         cases::raise_level(self.txn, case, to).await?;
         cases::attach_signal(self.txn, self.signal(case.id, "raised")).await?;
-        outbox::enqueue(
-            self.txn,
-            self.emit(
-                format!("case.escalated:{}:{}", case.id, self.facts.signal_id),
-                "escalated",
-                Payload::CaseEscalated(v1::CaseEscalated {
-                    case_id: case.id.to_string(),
-                    reference: case.reference.clone(),
-                    student_id: self.facts.student_id.to_string(),
-                    previous_level: sanyu_events::level_to_proto(from) as i32,
-                    level: sanyu_events::level_to_proto(to) as i32,
-                    signal_event_id: self.facts.signal_id.clone(),
-                    rule_id: self.rule_id.to_owned(),
-                }),
-            ),
-        )
-        .await?;
+        outbox::enqueue(self.txn, self.escalated_event(case, from, to)).await?;
         // The new level's ladder starts over: its first contacts are told and
         // someone must acknowledge again.
         let raised = cases::get(self.txn, case.id)
@@ -901,6 +952,23 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
             started,
         ))
     }
+}
+
+/// The reachable staff of `school_id` in `roles`, each once, in role order.
+fn reachable_in(
+    staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
+    school_id: Uuid,
+    roles: &[Role],
+) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    for role in roles {
+        for id in staff.get(&(school_id, *role)).into_iter().flatten() {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+    }
+    ids
 }
 
 /// The consumer outcome of a message's result.

@@ -604,3 +604,152 @@ async fn a_zero_report_incident_is_its_own_source(test_db: TestDb) {
     assert_eq!(d.source, "zero_report");
     assert_eq!(d.rule_id, "report.opens_at_its_level");
 }
+
+/// The rung timers of a case, as (epoch, rung, state).
+async fn rung_timers(db: &Db, case_id: Uuid) -> Vec<(i32, u32, String)> {
+    let mut out: Vec<(i32, u32, String)> = sanyu_store::entities::timer::Entity::find()
+        .filter(sanyu_store::entities::timer::Column::CaseId.eq(case_id))
+        .filter(sanyu_store::entities::timer::Column::Kind.eq(sanyu_escalation::RUNG_TIMER))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            let parsed = sanyu_escalation::parse_timer(&t.payload).unwrap();
+            (parsed.epoch, parsed.rung, t.state)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The outbox events of a batch whose id starts with `prefix`.
+async fn outbox_ids(db: &Db, prefix: &str) -> Vec<String> {
+    let mut ids: Vec<String> = sanyu_store::entities::outbox::Entity::find()
+        .filter(sanyu_store::entities::outbox::Column::EventId.starts_with(prefix))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.event_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+// A raise decided in a batch restarts the case's ladder at the new level, as
+// `escalation::start` does: the new ladder snapshot and epoch, the ack
+// deadline, the old ladder's rung timer cancelled and the new one pending,
+// the first contacts of the new level told, CaseEscalated in the outbox and
+// the signal attached as `raised`. Also when the case was opened earlier in
+// the same batch.
+on_both_databases!(a_raise_in_a_batch_restarts_the_ladder_at_the_new_level);
+async fn a_raise_in_a_batch_restarts_the_ladder_at_the_new_level(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed_school(&db, "SCH1").await;
+    let (s1, s2, s3) = (
+        student(&db, "S1").await,
+        student(&db, "S2").await,
+        student(&db, "S3").await,
+    );
+    let engine = engine(&db, Arc::new(Rules::builtin()));
+    let policy = EscalationPolicy::default();
+    let school = roster::school_by_code(&db, "SCH1").await.unwrap().unwrap();
+
+    let Decided::Opened { case_id, .. } = engine
+        .decide(&report("report:s1:first", s1, RiskLevel::Elevated))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a case");
+    };
+    let before = sanyu_store::cases::get(&db, case_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.ladder_epoch, 1);
+    assert_eq!(
+        rung_timers(&db, case_id).await,
+        vec![(1, 1, "pending".into())]
+    );
+
+    let payloads = vec![
+        report("report:s1:critical", s1, RiskLevel::Critical),
+        report("report:s2", s2, RiskLevel::Elevated),
+        // Opened and raised in the same batch.
+        report("report:s3:first", s3, RiskLevel::Elevated),
+        report("report:s3:critical", s3, RiskLevel::Critical),
+    ];
+    let results = engine.decide_batch(&incoming(&payloads)).await.unwrap();
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &vec![Decided::Raised {
+            case_id,
+            from: RiskLevel::Elevated,
+            to: RiskLevel::Critical
+        }]
+    );
+    assert!(matches!(
+        results[1].as_ref().unwrap()[0],
+        Decided::Opened { .. }
+    ));
+    let Decided::Opened {
+        case_id: s3_case, ..
+    } = results[2].as_ref().unwrap()[0]
+    else {
+        panic!("expected a case for S3: {:?}", results[2]);
+    };
+    assert!(matches!(
+        results[3].as_ref().unwrap()[0],
+        Decided::Raised { case_id, to: RiskLevel::Critical, .. } if case_id == s3_case
+    ));
+
+    let critical = policy.ladder(RiskLevel::Critical);
+    let first = sanyu_escalation::reachable(&db, school.id, &critical.first)
+        .await
+        .unwrap();
+    assert!(!first.is_empty(), "the fixture school has first contacts");
+    for (id, signal) in [
+        (case_id, "report:s1:critical"),
+        (s3_case, "report:s3:critical"),
+    ] {
+        let after = sanyu_store::cases::get(&db, id).await.unwrap().unwrap();
+        assert_eq!(after.level, "critical");
+        assert_eq!(after.level_rank, RiskLevel::Critical.rank());
+        assert_eq!(after.ladder_epoch, 2, "the ladder restarted");
+        assert_eq!(after.ladder_state, "running");
+        assert_eq!(
+            sanyu_escalation::ladder_of(&after).unwrap().as_ref(),
+            Some(critical)
+        );
+        let started = after.ladder_started_at.expect("ladder start");
+        assert_eq!(after.ack_deadline, Some(critical.ack_deadline(started)));
+        assert!(after.version > 1);
+        // The elevated ladder's rung is cancelled; the critical one waits.
+        assert_eq!(
+            rung_timers(&db, id).await,
+            vec![(1, 1, "cancelled".into()), (2, 1, "pending".into())]
+        );
+        // CaseEscalated and the critical ladder's first contacts, epoch 2.
+        assert_eq!(
+            outbox_ids(&db, &format!("case.escalated:{id}")).await,
+            vec![format!("case.escalated:{id}:{signal}")]
+        );
+        let mut told: Vec<String> = first
+            .iter()
+            .map(|s| format!("notify.requested:{id}:{}:e2:r0", s.id))
+            .collect();
+        told.sort();
+        let mut requested = outbox_ids(&db, &format!("notify.requested:{id}:")).await;
+        requested.retain(|e| e.ends_with(":e2:r0"));
+        assert_eq!(requested, told);
+        let raised: Vec<_> = sanyu_store::entities::case_signal::Entity::find()
+            .filter(sanyu_store::entities::case_signal::Column::CaseId.eq(id))
+            .filter(sanyu_store::entities::case_signal::Column::Decision.eq("raised"))
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].event_id, signal);
+    }
+}

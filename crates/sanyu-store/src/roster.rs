@@ -15,6 +15,7 @@ use chrono::Utc;
 use sanyu_domain::Role;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -568,6 +569,19 @@ pub async fn student_by_no(
 }
 
 /// Active staff of a school in a role.
+/// The active staff of several schools, in id order.
+pub async fn active_staff_of_schools(
+    conn: &impl ConnectionTrait,
+    school_ids: &[Uuid],
+) -> Result<Vec<staff::Model>> {
+    Ok(staff::Entity::find()
+        .filter(staff::Column::SchoolId.is_in(school_ids.iter().copied()))
+        .filter(staff::Column::Active.eq(true))
+        .order_by_asc(staff::Column::Id)
+        .all(conn)
+        .await?)
+}
+
 pub async fn staff_in_role(
     conn: &impl ConnectionTrait,
     school_id: Uuid,

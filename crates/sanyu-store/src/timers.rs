@@ -138,6 +138,27 @@ pub async fn cancel_for_case(
     Ok(result.rows_affected)
 }
 
+/// Cancel the pending timers of `kind` of several cases (one statement per
+/// 500 cases).
+pub async fn cancel_for_cases(
+    conn: &impl ConnectionTrait,
+    case_ids: &[Uuid],
+    kind: &str,
+) -> Result<u64> {
+    let mut cancelled = 0;
+    for chunk in case_ids.chunks(500) {
+        let result = timer::Entity::update_many()
+            .col_expr(timer::Column::State, Expr::value(CANCELLED))
+            .filter(timer::Column::CaseId.is_in(chunk.iter().copied()))
+            .filter(timer::Column::Kind.eq(kind))
+            .filter(timer::Column::State.eq(PENDING))
+            .exec(conn)
+            .await?;
+        cancelled += result.rows_affected;
+    }
+    Ok(cancelled)
+}
+
 /// Pending timers of a case.
 pub async fn pending_for_case(
     conn: &impl ConnectionTrait,
