@@ -72,7 +72,8 @@ pub struct RulesConfig {
     /// Signals decided in one transaction (at most).
     pub max_batch: usize,
     /// Batches decided at once by one process (one student's signals always
-    /// go to the same lane, in order).
+    /// go to the same lane, in order). `lanes × max_batch` up to the
+    /// consumer's 1,000 unacknowledged messages keeps every lane fed.
     pub lanes: usize,
 }
 
@@ -81,8 +82,8 @@ impl Default for RulesConfig {
         Self {
             file: String::new(),
             reload_secs: 5,
-            max_batch: 200,
-            lanes: 4,
+            max_batch: 500,
+            lanes: 2,
         }
     }
 }

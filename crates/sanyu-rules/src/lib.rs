@@ -15,8 +15,9 @@
 //!
 //! **Replicas.** Several engines share one durable consumer. Two of them never
 //! decide about one student at once: each locks the students of its batch
-//! (`SELECT … FOR UPDATE` in id order on PostgreSQL, so two batches cannot
-//! deadlock; SQLite serialises writers with `BEGIN IMMEDIATE`) before it reads
+//! (one transaction-scoped advisory lock per student on PostgreSQL, taken in
+//! key order so two batches cannot deadlock, and writing nothing to disk;
+//! SQLite serialises writers with `BEGIN IMMEDIATE`) before it reads
 //! their state, and checks the processed-message and decided-signal records
 //! under that lock. The partial unique index (one active case per student)
 //! stays as the last guard.

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -190,10 +189,25 @@ pub async fn count(conn: &impl ConnectionTrait) -> Result<u64> {
     Ok(decision::Entity::find().count(conn).await?)
 }
 
-/// The students, locked for update on PostgreSQL in id order (so that two
-/// engines locking overlapping sets never deadlock). This is what keeps two
-/// rules engines from deciding about one student at once; SQLite serialises
-/// writers anyway. Unknown ids are simply absent from the answer.
+/// The advisory-lock space of the per-student locks ("SANY").
+const STUDENT_LOCK_SPACE: i32 = 0x5341_4e59;
+
+/// A student's advisory-lock key: the student id folded to 32 bits. Two
+/// students sharing a key only wait for each other.
+fn student_lock_key(id: Uuid) -> i32 {
+    let v = id.as_u128();
+    let folded = (v as u64) ^ ((v >> 64) as u64);
+    ((folded as u32) ^ ((folded >> 32) as u32)) as i32
+}
+
+/// The students, locked for the transaction: on PostgreSQL one
+/// transaction-scoped advisory lock per student (`pg_advisory_xact_lock`),
+/// taken in key order so that two engines locking overlapping sets never
+/// deadlock, and released by the commit or rollback. This is what keeps two
+/// rules engines from deciding about one student at once. Advisory locks live
+/// in memory: unlike `SELECT … FOR UPDATE`, they write nothing to the student
+/// rows or the WAL. SQLite serialises writers anyway. Unknown ids are simply
+/// absent from the answer.
 pub async fn lock_students(
     conn: &impl ConnectionTrait,
     ids: &[Uuid],
@@ -201,15 +215,29 @@ pub async fn lock_students(
     let mut sorted: Vec<Uuid> = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
+    if db::supports_row_locks(conn) && !sorted.is_empty() {
+        let mut keys: Vec<i32> = sorted.iter().map(|id| student_lock_key(*id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let list = keys
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // Integers only in the statement text; taken one by one in key order.
+        conn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({STUDENT_LOCK_SPACE}, k) \
+             FROM (SELECT k FROM unnest(ARRAY[{list}]::int4[]) AS k ORDER BY k OFFSET 0) AS keys"
+        ))
+        .await?;
+    }
     let mut out = HashMap::with_capacity(sorted.len());
     for chunk in sorted.chunks(IN_CHUNK) {
-        let mut q = student::Entity::find()
+        for s in student::Entity::find()
             .filter(student::Column::Id.is_in(chunk.iter().copied()))
-            .order_by_asc(student::Column::Id);
-        if db::supports_row_locks(conn) {
-            q = q.lock(LockType::Update);
-        }
-        for s in q.all(conn).await? {
+            .all(conn)
+            .await?
+        {
             out.insert(s.id, s);
         }
     }

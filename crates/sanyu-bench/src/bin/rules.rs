@@ -24,7 +24,7 @@ use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_store::entities::{case, decision};
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
-use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -37,10 +37,10 @@ struct Args {
     #[arg(long, default_value_t = 50_000)]
     students: usize,
     /// Signals decided per transaction (rules.max_batch).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     max_batch: usize,
     /// Lanes of the engine (rules.lanes).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     lanes: usize,
     #[arg(
         long,
@@ -202,6 +202,76 @@ async fn ack_only(js: &jetstream::Context, n: usize) -> Result<f64> {
     Ok(seen as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Reference: the least any engine must write on PostgreSQL for a decision,
+/// because the issue asks that every decision be stored with its rule, rules
+/// version and the signals it used: one `decisions` row per signal, nothing
+/// read, no rules, no case, no processed record, no outbox. The same batch
+/// size and concurrency as the engine, each batch its own committed
+/// transaction, into a fresh database (so its indexes are as small as the
+/// engine's at its start). An upper bound of what any design that stores its
+/// decisions can reach here.
+async fn decision_rows_only(
+    pg_url: &str,
+    signals: usize,
+    max_batch: usize,
+    lanes: usize,
+) -> Result<f64> {
+    use sanyu_store::decisions::{self, NewDecision};
+    let floor_db = TestDb::postgres_at(pg_url).await;
+    let conn = floor_db.connect().await;
+    let school = Uuid::now_v7();
+    let now = Utc::now();
+    let rows: Vec<NewDecision> = (0..signals)
+        .map(|i| NewDecision {
+            signal_id: format!("report:floor:{i}"),
+            message_id: format!("report:floor:{i}"),
+            student_id: Uuid::now_v7(),
+            school_id: school,
+            source: "report".into(),
+            signal_at: now,
+            level: Some("elevated".into()),
+            instrument: None,
+            band: None,
+            flags: vec![],
+            category: Some("low_mood".into()),
+            decision: "no_action".into(),
+            case_id: None,
+            case_level: None,
+            follow_up_on: None,
+            rule_id: "bench.floor".into(),
+            rules_version: "bench".into(),
+            used: vec![format!("report:floor:{i}")],
+            decided_at: now,
+        })
+        .collect();
+    let batches: Vec<Vec<NewDecision>> = rows.chunks(max_batch.max(1)).map(<[_]>::to_vec).collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(batches));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..lanes.max(1) {
+        let (queue, conn) = (queue.clone(), conn.clone());
+        tasks.spawn(async move {
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("queue poisoned"))?
+                    .pop();
+                let Some(batch) = next else { break };
+                let txn = sanyu_store::begin_write(&conn).await?;
+                decisions::insert_many(&*txn, batch).await?;
+                txn.commit().await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let rate = signals as f64 / started.elapsed().as_secs_f64();
+    conn.close().await?;
+    Ok(rate)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     sanyu_platform::install_crypto_provider();
@@ -250,6 +320,13 @@ async fn main() -> Result<()> {
 
     let reference = ack_only(&js, args.signals).await?;
     println!("reference: ack-only consumer {reference:.0} messages/s");
+    let floor = decision_rows_only(&args.pg_url, args.signals, args.max_batch, args.lanes).await?;
+    println!(
+        "reference: decision rows only (one INSERT of {} rows per committed transaction, {} connections, nothing else) {floor:.0} rows/s = {:.2} of the ack-only rate",
+        args.max_batch,
+        args.lanes,
+        floor / reference
+    );
 
     let shutdown = Shutdown::new();
     let started = Instant::now();
@@ -298,6 +375,39 @@ async fn main() -> Result<()> {
     println!(
         "ratio to the ack-only consumer: {:.2} (goal >= 0.25)",
         rate / reference
+    );
+    println!(
+        "ratio to the decision-rows-only reference: {:.2}",
+        rate / floor
+    );
+    // What the decisions wrote, table by table (the relay's updates of the
+    // outbox rows come on top).
+    let mut written = Vec::new();
+    let mut total = 0i64;
+    for table in [
+        "decisions",
+        "processed_messages",
+        "cases",
+        "case_signals",
+        "outbox",
+        "timers",
+        "watch_list",
+    ] {
+        let row = conn
+            .query_one_raw(sanyu_store::sea_orm::Statement::from_string(
+                sanyu_store::sea_orm::DatabaseBackend::Postgres,
+                format!("SELECT count(*) AS n FROM {table}"),
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no count of {table}"))?;
+        let n: i64 = row.try_get("", "n")?;
+        total += n;
+        written.push(format!("{table} {n}"));
+    }
+    println!(
+        "rows written: {} = {:.1} rows per decision",
+        written.join(", "),
+        total as f64 / args.signals as f64
     );
     println!(
         "peak memory (whole process, VmHWM): {:.0} MiB",
