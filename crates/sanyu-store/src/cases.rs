@@ -212,78 +212,19 @@ pub struct Rewrite {
     pub case: case::Model,
 }
 
-/// One rewrite as `json_to_recordset` reads it.
-#[derive(serde::Serialize)]
-struct RewriteJson<'a> {
-    id: Uuid,
-    expected_version: i32,
-    version: i32,
-    level: &'a str,
-    level_rank: i16,
-    updated_at: DateTime<Utc>,
-    ladder: Option<&'a str>,
-    ladder_epoch: i32,
-    ladder_state: &'a str,
-    ladder_started_at: Option<DateTime<Utc>>,
-    ack_deadline: Option<DateTime<Utc>>,
-}
-
 /// Write several level raises with their new ladders: level, rank, version,
 /// update time and the ladder columns, each only if the case is still at its
-/// expected version (optimistic concurrency, as [`update`]). On PostgreSQL
-/// one `UPDATE … FROM json_to_recordset` per 500 cases; one statement per
-/// case elsewhere. A case changed in between fails the whole call (the
-/// transaction is then rolled back and retried).
+/// expected version (optimistic concurrency, as [`update`]). One statement per
+/// case, by primary key: a multi-row `UPDATE … FROM json_to_recordset` was
+/// planned as a hash join over a sequential scan of `cases` (the function's
+/// 100-row estimate), slower than the probes. A case changed in between fails
+/// the whole call (the transaction is then rolled back and retried).
 pub async fn rewrite_many(conn: &impl ConnectionTrait, rows: &[Rewrite]) -> Result<()> {
-    use sea_orm::{DatabaseBackend, Statement};
     let conflict = || {
         StoreError::Db(sea_orm::DbErr::Custom(
             "case changed concurrently (version conflict); database is busy, retry".into(),
         ))
     };
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        for chunk in rows.chunks(500) {
-            let json: Vec<RewriteJson<'_>> = chunk
-                .iter()
-                .map(|r| RewriteJson {
-                    id: r.case.id,
-                    expected_version: r.expected_version,
-                    version: r.case.version,
-                    level: &r.case.level,
-                    level_rank: r.case.level_rank,
-                    updated_at: r.case.updated_at,
-                    ladder: r.case.ladder.as_deref(),
-                    ladder_epoch: r.case.ladder_epoch,
-                    ladder_state: &r.case.ladder_state,
-                    ladder_started_at: r.case.ladder_started_at,
-                    ack_deadline: r.case.ack_deadline,
-                })
-                .collect();
-            let json = serde_json::to_string(&json).map_err(|e| StoreError::Corrupt {
-                table: "cases",
-                detail: format!("encoding a batch: {e}"),
-            })?;
-            let result = conn
-                .execute_raw(Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    "UPDATE cases AS c SET level = r.level, level_rank = r.level_rank, \
-                     version = r.version, updated_at = r.updated_at, ladder = r.ladder, \
-                     ladder_epoch = r.ladder_epoch, ladder_state = r.ladder_state, \
-                     ladder_started_at = r.ladder_started_at, ack_deadline = r.ack_deadline \
-                     FROM json_to_recordset($1::json) AS r(id uuid, expected_version integer, \
-                     version integer, level text, level_rank smallint, updated_at timestamptz, \
-                     ladder text, ladder_epoch integer, ladder_state text, \
-                     ladder_started_at timestamptz, ack_deadline timestamptz) \
-                     WHERE c.id = r.id AND c.version = r.expected_version",
-                    [json.into()],
-                ))
-                .await?;
-            if result.rows_affected() != chunk.len() as u64 {
-                return Err(conflict());
-            }
-        }
-        return Ok(());
-    }
     for r in rows {
         let c = &r.case;
         let result = case::Entity::update_many()

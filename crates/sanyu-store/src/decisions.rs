@@ -128,6 +128,28 @@ pub async fn recent_for_students(
     students: &[Uuid],
     since: DateTime<Utc>,
 ) -> Result<Vec<decision::Model>> {
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // One index probe (student, time) per student, whatever the planner's
+        // statistics say: the ids come as one JSON parameter and each is
+        // looked up in a LATERAL subquery that `OFFSET 0` keeps from being
+        // flattened. (As an `IN (…)` list, a table that grew since its last
+        // ANALYZE was read whole for every batch.)
+        let json = serde_json::to_string(students).map_err(|e| crate::StoreError::Corrupt {
+            table: "decisions",
+            detail: format!("encoding ids: {e}"),
+        })?;
+        return Ok(decision::Entity::find()
+            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT d.* FROM json_array_elements_text($1::json) AS s(id) \
+                 CROSS JOIN LATERAL (SELECT * FROM decisions \
+                 WHERE student_id = s.id::uuid AND signal_at >= $2 OFFSET 0) AS d \
+                 ORDER BY d.signal_at",
+                [json.into(), since.into()],
+            ))
+            .all(conn)
+            .await?);
+    }
     let mut out = Vec::new();
     for chunk in students.chunks(IN_CHUNK) {
         out.extend(
@@ -265,6 +287,27 @@ pub async fn active_watches(
     students: &[Uuid],
 ) -> Result<HashMap<Uuid, watch_entry::Model>> {
     let mut out = HashMap::new();
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // One index probe per student (see `recent_for_students`).
+        let json = serde_json::to_string(students).map_err(|e| crate::StoreError::Corrupt {
+            table: "watch_list",
+            detail: format!("encoding ids: {e}"),
+        })?;
+        for w in watch_entry::Entity::find()
+            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT w.* FROM json_array_elements_text($1::json) AS s(id) \
+                 CROSS JOIN LATERAL (SELECT * FROM watch_list \
+                 WHERE student_id = s.id::uuid AND done_at IS NULL OFFSET 0) AS w",
+                [json.into()],
+            ))
+            .all(conn)
+            .await?
+        {
+            out.insert(w.student_id, w);
+        }
+        return Ok(out);
+    }
     for chunk in students.chunks(IN_CHUNK) {
         for w in watch_entry::Entity::find()
             .filter(watch_entry::Column::StudentId.is_in(chunk.iter().copied()))

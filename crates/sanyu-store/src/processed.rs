@@ -42,6 +42,30 @@ pub async fn already(
     message_ids: &[String],
 ) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // One primary-key probe per id, whatever the planner's statistics
+        // say: the ids come as one JSON parameter and each is looked up in a
+        // LATERAL subquery that `OFFSET 0` keeps from being flattened. (As an
+        // `IN (…)` list, a table that grew since its last ANALYZE was scanned
+        // by consumer alone, reading every record of the consumer per batch.)
+        let json = serde_json::to_string(message_ids).map_err(|e| crate::StoreError::Corrupt {
+            table: "processed_messages",
+            detail: format!("encoding ids: {e}"),
+        })?;
+        let rows = conn
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT m.id AS message_id FROM json_array_elements_text($1::json) AS m(id) \
+                 CROSS JOIN LATERAL (SELECT 1 FROM processed_messages p \
+                 WHERE p.consumer = $2 AND p.message_id = m.id OFFSET 0) AS found",
+                [json.into(), consumer.into()],
+            ))
+            .await?;
+        for row in rows {
+            out.insert(row.try_get::<String>("", "message_id")?);
+        }
+        return Ok(out);
+    }
     for chunk in message_ids.chunks(500) {
         let found: Vec<String> = processed_message::Entity::find()
             .select_only()
