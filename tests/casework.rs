@@ -930,3 +930,102 @@ async fn the_route_role_scope_matrix_holds_on_postgres() {
         the_route_role_scope_matrix_holds(db).await;
     }
 }
+
+/// A student on the rules' watch list, with a follow-up reminder, shows in
+/// the key population with the entry id the reminder names; the counsellor
+/// records the follow-up through the API (teachers may not, another school's
+/// counsellor does not find it) and the entry leaves the list. Every call is
+/// audited.
+async fn a_watch_entry_is_followed_up_through_the_api(db: TestDb) {
+    let mut stack = Stack::new(db).await;
+    stack.start_gateway().await;
+    let ids = Ids::load(&stack).await;
+    let sch = stack.school.clone();
+    let other = stack.other_school.clone();
+    // As the rules engine writes it for a mild signal (reports start at
+    // `elevated`; the engine's own tests cover that path).
+    let s1 = student::Entity::find_by_id(ids.student(&sch.code, "S1"))
+        .one(&stack.conn)
+        .await
+        .expect("student")
+        .expect("S1");
+    let written = sanyu_store::decisions::watch(
+        &stack.conn,
+        None,
+        sanyu_store::decisions::NewWatch {
+            student_id: s1.id,
+            school_id: s1.school_id,
+            class_id: s1.class_id,
+            since: chrono::Utc::now(),
+            follow_up_on: chrono::Utc::now().date_naive(),
+            signal_id: "hotline:watch:1".into(),
+            rule_id: "watch.mild".into(),
+            rules_version: "test".into(),
+        },
+    )
+    .await
+    .expect("watch")
+    .expect("a new entry");
+    sanyu_store::timers::schedule(
+        &stack.conn,
+        sanyu_escalation::WatchTimer::of(&written).expect("reminder"),
+    )
+    .await
+    .expect("schedule");
+    let v: Value = stack
+        .get(&sch.counsellor, "/v1/key-population")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let entry = v["watch_list"][0].clone();
+    assert_eq!(entry["student_no"], "S1", "{entry}");
+    assert_eq!(entry["rule_id"], "watch.mild");
+    let id = entry["id"].as_str().expect("entry id").to_owned();
+    let reminders = sanyu_store::entities::timer::Entity::find()
+        .filter(sanyu_store::entities::timer::Column::Key.starts_with(format!("watch:{id}:")))
+        .all(&stack.conn)
+        .await
+        .expect("timers");
+    assert_eq!(reminders.len(), 1, "its follow-up reminder");
+    assert_eq!(reminders[0].state, "pending");
+
+    let path = format!("/v1/key-population/watch/{id}/done");
+    let (code, _) =
+        status_and_body(stack.post_json(&sch.teacher_c1, &path, &json!({})).await).await;
+    assert_eq!(code, 403, "teachers do not record follow-ups");
+    let (code, _) =
+        status_and_body(stack.post_json(&other.counsellor, &path, &json!({})).await).await;
+    assert_eq!(code, 404, "another school's entry is not found");
+    let (code, first) =
+        status_and_body(stack.post_json(&sch.counsellor, &path, &json!({})).await).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["done_by"], ids.staff(&sch.code, "K1").to_string());
+    let (code, again) =
+        status_and_body(stack.post_json(&sch.counsellor, &path, &json!({})).await).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        again["done_at"], first["done_at"],
+        "the first record stands"
+    );
+    let kp: Value = stack
+        .get(&sch.counsellor, "/v1/key-population")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(kp["watch_list"], json!([]), "done entries leave the list");
+    assert_eq!(audit_count(&stack, "key_population.watch_done").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_entry_is_followed_up_through_the_api_on_sqlite() {
+    a_watch_entry_is_followed_up_through_the_api(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_entry_is_followed_up_through_the_api_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        a_watch_entry_is_followed_up_through_the_api(db).await;
+    }
+}

@@ -654,12 +654,96 @@ pub mod notice_reason {
     pub const ZERO_REPORT_OVERDUE: &str = "zero_report_overdue";
     /// A zero report is still missing after the further delay: the next level up.
     pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
+    /// A student on the key-population watch list is due for follow-up.
+    pub const WATCH_FOLLOW_UP_DUE: &str = "watch_follow_up_due";
 }
 
-/// A notice about no case: a missing zero report.
+/// Timer kind of a watch-list follow-up reminder.
+pub const WATCH_FOLLOW_UP_TIMER: &str = "watch_follow_up";
+
+/// The payload of a watch-list follow-up timer: the entry and the follow-up
+/// date it was set for (a date brought forward gets a timer of its own; the
+/// old one then finds the date changed and does nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchTimer {
+    pub watch_id: Uuid,
+    pub on: chrono::NaiveDate,
+}
+
+impl WatchTimer {
+    /// The reminder of a watch entry, due on its follow-up date at 00:00 UTC
+    /// (08:00 in China), scheduled once per entry and date.
+    pub fn of(entry: &sanyu_store::entities::watch_entry::Model) -> Result<NewTimer> {
+        let t = WatchTimer {
+            watch_id: entry.id,
+            on: entry.follow_up_on,
+        };
+        Ok(NewTimer {
+            key: format!("watch:{}:{}", entry.id, entry.follow_up_on),
+            kind: WATCH_FOLLOW_UP_TIMER.to_owned(),
+            case_id: None,
+            due_at: entry
+                .follow_up_on
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc(),
+            payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
+                case_id: entry.id,
+                detail: e.to_string(),
+            })?,
+        })
+    }
+}
+
+/// Remind the school's counsellors (or, with none reachable, its crisis team)
+/// that a student on the watch list is due for follow-up. The notice names
+/// the entry (an id), never the student. Nothing when the entry is done or its
+/// date has moved since the timer was set.
+pub async fn remind_watch(
+    txn: &impl ConnectionTrait,
+    t: &WatchTimer,
+    at: DateTime<Utc>,
+) -> Result<Fired> {
+    let Some(entry) = sanyu_store::decisions::watch_entry(txn, t.watch_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    if entry.done_at.is_some() || entry.follow_up_on != t.on {
+        return Ok(Fired::Stale);
+    }
+    let school = school::Entity::find_by_id(entry.school_id)
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound("school"))?;
+    let mut people = reachable(txn, school.id, &[Role::Counsellor]).await?;
+    if people.is_empty() {
+        people = reachable(txn, school.id, &[Role::CrisisTeam]).await?;
+    }
+    let reference = entry.id.to_string();
+    let notice = PlainNotice {
+        school: &school,
+        reference: &reference,
+        level: RiskLevel::Watch,
+        reason: notice_reason::WATCH_FOLLOW_UP_DUE,
+        at,
+        traceparent: None,
+    };
+    for person in &people {
+        let key = format!("watch:{}:{}:{}", entry.id, t.on, person.id);
+        request_plain(txn, &notice, person.id, key).await?;
+    }
+    if people.is_empty() {
+        tracing::error!(watch_id = %entry.id, "watch follow-up reaches nobody");
+    }
+    Ok(Fired::Notified {
+        rung: 0,
+        told: people.len(),
+        next: false,
+    })
+}
+
+/// A notice about no case: a missing zero report, a watch-list follow-up.
 pub struct PlainNotice<'a> {
     pub school: &'a school::Model,
-    /// The period id (never a name).
+    /// The period id, or the watch entry id (never a name).
     pub reference: &'a str,
     pub level: RiskLevel,
     pub reason: &'a str,

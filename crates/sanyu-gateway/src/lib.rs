@@ -60,6 +60,7 @@ pub struct AppState {
         routes::casework::reopen,
         routes::casework::link_student,
         routes::students::key_population,
+        routes::students::finish_watch,
         routes::students::timeline,
         routes::roster::students,
         routes::roster::staff,
@@ -146,6 +147,10 @@ pub fn router(state: AppState) -> Router {
             post(routes::casework::link_student),
         )
         .route("/v1/key-population", get(routes::students::key_population))
+        .route(
+            "/v1/key-population/watch/{id}/done",
+            post(routes::students::finish_watch),
+        )
         .route(
             "/v1/students/{id}/timeline",
             get(routes::students::timeline),

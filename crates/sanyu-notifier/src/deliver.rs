@@ -864,31 +864,11 @@ impl Handler for Deliverer {
 }
 
 impl Deliverer {
-    /// A notice about no case: a zero report missing. The period id and a
-    /// link; no names.
+    /// A notice about no case: a zero report missing, a watch-list follow-up
+    /// due. The period or watch entry id and a link; no names.
     fn compose_notice(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
         use lettre::message::header::ContentType;
-        let (what, link) = match req.reason.as_str() {
-            "zero_report_due" => (
-                "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
-                format!("{}/v1/zero-report-periods", self.base_url),
-            ),
-            "zero_report_overdue" => (
-                "零报告已逾期未提交 / zero report overdue",
-                format!(
-                    "{}/v1/zero-report-periods/{}/compliance",
-                    self.base_url, req.case_reference
-                ),
-            ),
-            "zero_report_escalated" => (
-                "零报告逾期未提交，逐级上报 / zero report still missing (escalation)",
-                format!(
-                    "{}/v1/zero-report-periods/{}/compliance",
-                    self.base_url, req.case_reference
-                ),
-            ),
-            _ => ("三预通知 / Sanyu notice", self.base_url.clone()),
-        };
+        let (what, link) = notice_lines(&req.reason, &req.case_reference, &self.base_url);
         let body = format!(
             "{what}\n\n\
              编号 / Reference: {reference}\n\n\
@@ -906,5 +886,67 @@ impl Deliverer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// What a notice about no case says, and where it links: a fixed line per
+/// reason (a code's words, never data) and a link with the period id.
+fn notice_lines(reason: &str, reference: &str, base_url: &str) -> (&'static str, String) {
+    match reason {
+        "zero_report_due" => (
+            "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
+            format!("{}/v1/zero-report-periods", base_url),
+        ),
+        "zero_report_overdue" => (
+            "零报告已逾期未提交 / zero report overdue",
+            format!(
+                "{}/v1/zero-report-periods/{}/compliance",
+                base_url, reference
+            ),
+        ),
+        "zero_report_escalated" => (
+            "零报告逾期未提交，逐级上报 / zero report still missing (escalation)",
+            format!(
+                "{}/v1/zero-report-periods/{}/compliance",
+                base_url, reference
+            ),
+        ),
+        "watch_follow_up_due" => (
+            "重点关注学生随访到期 / a student on the key-population list is due for follow-up",
+            format!("{}/v1/key-population", base_url),
+        ),
+        _ => ("三预通知 / Sanyu notice", base_url.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::notice_lines;
+
+    #[test]
+    fn every_notice_links_to_what_it_is_about() {
+        let base = "https://sanyu.example";
+        for (reason, link) in [
+            (
+                "zero_report_due",
+                "https://sanyu.example/v1/zero-report-periods",
+            ),
+            (
+                "zero_report_overdue",
+                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
+            ),
+            (
+                "zero_report_escalated",
+                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
+            ),
+            (
+                "watch_follow_up_due",
+                "https://sanyu.example/v1/key-population",
+            ),
+        ] {
+            let (what, got) = notice_lines(reason, "P1", base);
+            assert_eq!(got, link, "{reason}");
+            assert_ne!(what, notice_lines("unknown", "P1", base).0, "{reason}");
+        }
     }
 }

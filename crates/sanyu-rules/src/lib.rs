@@ -483,7 +483,7 @@ impl RulesEngine {
                             Some(w) => {
                                 if on < w.follow_up_on {
                                     slow_watches += 1;
-                                    decisions::watch(
+                                    let moved = decisions::watch(
                                         txn,
                                         Some(w),
                                         NewWatch {
@@ -498,6 +498,15 @@ impl RulesEngine {
                                         },
                                     )
                                     .await?;
+                                    if let Some(moved) = moved {
+                                        // A reminder for the new date; the
+                                        // old one finds the date moved.
+                                        sanyu_store::timers::schedule(
+                                            txn,
+                                            escalation::WatchTimer::of(&moved)?,
+                                        )
+                                        .await?;
+                                    }
                                     w.follow_up_on = on;
                                 }
                             }
@@ -686,11 +695,16 @@ impl Deferred {
         cases::attach_many(txn, std::mem::take(&mut self.signals)).await?;
         outbox::enqueue_all(txn, std::mem::take(&mut self.events)).await?;
         sanyu_store::timers::schedule_all(txn, std::mem::take(&mut self.timers)).await?;
-        decisions::insert_watches(
-            txn,
-            std::mem::take(&mut self.watches).into_values().collect(),
-        )
-        .await?;
+        // New entries, each with its follow-up reminder (at the date the
+        // batch settled on).
+        let watches: Vec<watch_entry::Model> =
+            std::mem::take(&mut self.watches).into_values().collect();
+        let reminders = watches
+            .iter()
+            .map(escalation::WatchTimer::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        decisions::insert_watches(txn, watches).await?;
+        sanyu_store::timers::schedule_all(txn, reminders).await?;
         self.touched.clear();
         Ok(())
     }

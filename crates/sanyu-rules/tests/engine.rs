@@ -753,3 +753,54 @@ async fn a_raise_in_a_batch_restarts_the_ladder_at_the_new_level(test_db: TestDb
         assert_eq!(raised[0].event_id, signal);
     }
 }
+
+// A watch decision schedules the entry's follow-up reminder (the scheduler
+// sends it) on its follow-up date, once per entry and date, also when one
+// batch watches a student twice.
+on_both_databases!(a_watch_decision_schedules_its_follow_up_reminder);
+async fn a_watch_decision_schedules_its_follow_up_reminder(test_db: TestDb) {
+    use sanyu_store::entities::{timer, watch_entry};
+    let db = test_db.connect().await;
+    seed_school(&db, "SCH1").await;
+    let (s1, s2) = (student(&db, "S1").await, student(&db, "S2").await);
+    let engine = engine(&db, Arc::new(Rules::builtin()));
+
+    let Decided::Watched { follow_up_on } = engine
+        .decide(&report("report:s1:mild", s1, RiskLevel::Watch))
+        .await
+        .unwrap()
+    else {
+        panic!("expected the watch list");
+    };
+    let payloads = vec![
+        report("report:s2:mild:1", s2, RiskLevel::Watch),
+        report("report:s2:mild:2", s2, RiskLevel::Watch),
+    ];
+    let results = engine.decide_batch(&incoming(&payloads)).await.unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.as_ref().unwrap()[0], Decided::Watched { .. }))
+    );
+
+    let entries = watch_entry::Entity::find().all(&db).await.unwrap();
+    assert_eq!(entries.len(), 2, "one entry per student");
+    let reminders = timer::Entity::find()
+        .filter(timer::Column::Kind.eq(sanyu_escalation::WATCH_FOLLOW_UP_TIMER))
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(reminders.len(), 2, "one reminder per entry");
+    for entry in &entries {
+        assert_eq!(entry.follow_up_on, follow_up_on);
+        let reminder = reminders
+            .iter()
+            .find(|t| t.key == format!("watch:{}:{follow_up_on}", entry.id))
+            .expect("the entry's reminder");
+        assert_eq!(
+            reminder.due_at,
+            follow_up_on.and_hms_opt(0, 0, 0).unwrap().and_utc()
+        );
+        assert_eq!(reminder.state, "pending");
+    }
+}

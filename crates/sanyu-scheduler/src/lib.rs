@@ -203,6 +203,19 @@ impl Scheduler {
                     false
                 }
             },
+            escalation::WATCH_FOLLOW_UP_TIMER => {
+                match serde_json::from_str::<escalation::WatchTimer>(&t.payload) {
+                    Ok(w) => matches!(
+                        escalation::remind_watch(&*txn, &w, now).await?,
+                        Fired::Notified { .. }
+                    ),
+                    Err(e) => {
+                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
+                            .await?;
+                        false
+                    }
+                }
+            }
             zero_report::ZERO_REPORT_TIMER => {
                 match serde_json::from_str::<zero_report::ZeroReportTimer>(&t.payload) {
                     Ok(z) => zero_report::fire(&*txn, &self.zero_report, &z, now)

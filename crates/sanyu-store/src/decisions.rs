@@ -321,15 +321,49 @@ pub async fn active_watches(
     Ok(out)
 }
 
+/// Record a watch entry's follow-up as done (by whom, when): it leaves the
+/// list and its reminder does nothing. `false` when it was done already.
+pub async fn finish_watch(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    by: Option<Uuid>,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let result = watch_entry::Entity::update_many()
+        .col_expr(
+            watch_entry::Column::DoneAt,
+            sea_orm::sea_query::Expr::value(at),
+        )
+        .col_expr(
+            watch_entry::Column::DoneBy,
+            sea_orm::sea_query::Expr::value(by),
+        )
+        .filter(watch_entry::Column::Id.eq(id))
+        .filter(watch_entry::Column::DoneAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// One watch entry.
+pub async fn watch_entry(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<watch_entry::Model>> {
+    Ok(watch_entry::Entity::find_by_id(id).one(conn).await?)
+}
+
 /// Put a student on the list, or bring an existing entry's follow-up forward
-/// (never later: the earlier promise to look again stands).
+/// (never later: the earlier promise to look again stands). The entry as
+/// written, or `None` when nothing changed (its follow-up reminder is the
+/// caller's to schedule).
 pub async fn watch(
     conn: &impl ConnectionTrait,
     existing: Option<&watch_entry::Model>,
     new: NewWatch,
-) -> Result<()> {
+) -> Result<Option<watch_entry::Model>> {
     match existing {
-        Some(w) if w.follow_up_on <= new.follow_up_on => Ok(()),
+        Some(w) if w.follow_up_on <= new.follow_up_on => Ok(None),
         Some(w) => {
             watch_entry::Entity::update(watch_entry::ActiveModel {
                 id: sea_orm::ActiveValue::Unchanged(w.id),
@@ -338,25 +372,27 @@ pub async fn watch(
             })
             .exec(conn)
             .await?;
-            Ok(())
+            Ok(Some(watch_entry::Model {
+                follow_up_on: new.follow_up_on,
+                ..w.clone()
+            }))
         }
         None => {
-            watch_entry::Entity::insert(watch_entry::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                student_id: Set(new.student_id),
-                school_id: Set(new.school_id),
-                class_id: Set(new.class_id),
-                since: Set(new.since),
-                follow_up_on: Set(new.follow_up_on),
-                signal_id: Set(new.signal_id),
-                rule_id: Set(new.rule_id),
-                rules_version: Set(new.rules_version),
-                done_at: Set(None),
-                done_by: Set(None),
-            })
-            .exec_without_returning(conn)
-            .await?;
-            Ok(())
+            let entry = watch_entry::Model {
+                id: Uuid::now_v7(),
+                student_id: new.student_id,
+                school_id: new.school_id,
+                class_id: new.class_id,
+                since: new.since,
+                follow_up_on: new.follow_up_on,
+                signal_id: new.signal_id,
+                rule_id: new.rule_id,
+                rules_version: new.rules_version,
+                done_at: None,
+                done_by: None,
+            };
+            insert_watches(conn, vec![entry.clone()]).await?;
+            Ok(Some(entry))
         }
     }
 }

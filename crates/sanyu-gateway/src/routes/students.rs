@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, Principal, Role};
 use sanyu_store::entities::{case, class, report, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use sanyu_store::{cases, casework};
+use sanyu_store::{cases, casework, decisions};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -48,6 +48,8 @@ pub struct WatchedStudent {
 /// A student the rules engine put on the watch list (关注) without a case.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RuleWatch {
+    /// The entry's id: the reference its follow-up reminder email names.
+    pub id: Uuid,
     pub student_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub student_no: Option<String>,
@@ -73,6 +75,69 @@ pub struct KeyPopulation {
 
 fn sees_identity(p: &Principal) -> bool {
     matches!(p.role, Role::Counsellor | Role::CrisisTeam)
+}
+
+/// A watch-list entry whose follow-up was recorded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WatchDone {
+    pub id: Uuid,
+    pub done_at: DateTime<Utc>,
+    pub done_by: Option<Uuid>,
+}
+
+/// Record that a student the rules put on the watch list (关注) was followed
+/// up: the entry leaves `watch_list` and its reminder is not sent; a later
+/// signal can put the student on the list again. Counsellors and the crisis
+/// team of the entry's school; what was said belongs in a case or report, not
+/// here. Audited in the same transaction; recording it twice answers the
+/// first record.
+#[utoipa::path(post, path = "/v1/key-population/watch/{id}/done", tag = "cases",
+    params(("id" = Uuid, Path, description = "watch entry id (the reference of its reminder)")),
+    responses((status = 200, body = WatchDone), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn finish_watch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<Json<WatchDone>, ApiError> {
+    if !matches!(caller.role, Role::Counsellor | Role::CrisisTeam) {
+        return Err(ApiError::Forbidden(
+            "only counsellors and the crisis team record a follow-up",
+        ));
+    }
+    let not_found = || ApiError::NotFound("watch entry");
+    decisions::watch_entry(&state.db, id)
+        .await?
+        .filter(|w| w.school_id == caller.school_id)
+        .ok_or_else(not_found)?;
+    let txn = sanyu_store::begin_write(&state.db).await?;
+    decisions::finish_watch(&*txn, id, caller.staff_id, Utc::now()).await?;
+    sanyu_store::audit::append_in(
+        &*txn,
+        &state.audit_key,
+        audit::entry(
+            &caller,
+            &peer,
+            "key_population.watch_done",
+            format!("watch:{id}"),
+        ),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "audit log write failed");
+        ApiError::Unavailable("the audit log cannot be written; try again".into())
+    })?;
+    txn.commit().await?;
+    let entry = decisions::watch_entry(&state.db, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(WatchDone {
+        id,
+        done_at: entry.done_at.ok_or_else(not_found)?,
+        done_by: entry.done_by,
+    }))
 }
 
 /// The school's key population: students with a follow-up not yet done,
@@ -184,6 +249,7 @@ pub async fn key_population(
         .map(|w| {
             let s = students.get(&w.student_id);
             RuleWatch {
+                id: w.id,
                 student_id: w.student_id,
                 student_no: s.filter(|_| identity).map(|s| s.student_no.clone()),
                 student_name: s.filter(|_| identity).map(|s| s.name.clone()),
