@@ -90,10 +90,7 @@ pub async fn check(
                 let mut anyone = false;
                 for role in roles {
                     let staff = roster::staff_in_role(conn, s.id, *role).await?;
-                    let reachable = staff
-                        .iter()
-                        .filter(|p| p.email.as_deref().is_some_and(|e| !e.trim().is_empty()))
-                        .count();
+                    let reachable = staff.iter().filter(|p| crate::has_email(p)).count();
                     if reachable > 0 {
                         anyone = true;
                     } else if staff.is_empty() {

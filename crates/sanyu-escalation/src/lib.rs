@@ -321,6 +321,11 @@ struct Notice<'a> {
     traceparent: Option<String>,
 }
 
+/// Whether a staff member has an email address to be told at.
+pub fn has_email(s: &staff::Model) -> bool {
+    s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
+}
+
 /// Staff of `school_id` in `roles` who can be reached (active, with an email address).
 pub async fn reachable(
     txn: &impl ConnectionTrait,
@@ -330,9 +335,7 @@ pub async fn reachable(
     let mut out: Vec<staff::Model> = Vec::new();
     for role in roles {
         for s in roster::staff_in_role(txn, school_id, *role).await? {
-            if s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
-                && !out.iter().any(|o| o.id == s.id)
-            {
+            if has_email(&s) && !out.iter().any(|o| o.id == s.id) {
                 out.push(s);
             }
         }
@@ -349,7 +352,7 @@ pub async fn reachable_by_role(
     let mut out: std::collections::HashMap<(Uuid, Role), Vec<Uuid>> =
         std::collections::HashMap::new();
     for s in roster::active_staff_of_schools(txn, school_ids).await? {
-        if s.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        if !has_email(&s) {
             continue;
         }
         let Ok(role) = s.role.parse::<Role>() else {

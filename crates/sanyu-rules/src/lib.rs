@@ -678,6 +678,13 @@ struct Deferred {
 }
 
 impl Deferred {
+    /// Keep back a planned ladder's requests and timer; its case.
+    fn ladder(&mut self, planned: escalation::PlannedLadder) -> case::Model {
+        self.events.extend(planned.requests);
+        self.timers.extend(planned.timer);
+        planned.case
+    }
+
     fn touches(&self, case_id: Uuid) -> bool {
         self.touched.contains(&case_id)
     }
@@ -794,26 +801,35 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         deferred: &mut Deferred,
     ) -> Result<Option<case::Model>, RulesError> {
         let new = cases::new_model(self.new_case(level));
-        let Some(first) = escalation::plan_start(
-            &new,
-            self.policy,
-            self.school,
-            |roles| reachable_in(staff, self.school.id, roles),
-            escalation::reason::CASE_OPENED,
-            self.now,
-            self.traceparent.clone(),
-        )?
-        else {
+        let Some(first) = self.plan_ladder(&new, escalation::reason::CASE_OPENED, staff)? else {
             return Ok(None);
         };
         deferred.touched.insert(new.id);
         deferred.signals.push(self.signal(new.id, "opened"));
         deferred.events.push(self.opened_event(&new, level));
-        deferred.events.extend(first.requests);
-        deferred.timers.extend(first.timer);
-        deferred.cases.push(first.case.clone());
+        let opened = deferred.ladder(first);
+        deferred.cases.push(opened.clone());
         tracing::info!(case_id = %new.id, level = level.as_str(), rule = self.rule_id, "case opened");
-        Ok(Some(first.case))
+        Ok(Some(opened))
+    }
+
+    /// The (re)start of `case`'s ladder, planned with the batch's reachable
+    /// staff; `None` when nobody is reachable.
+    fn plan_ladder(
+        &self,
+        case: &case::Model,
+        why: &str,
+        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
+    ) -> Result<Option<escalation::PlannedLadder>, RulesError> {
+        Ok(escalation::plan_start(
+            case,
+            self.policy,
+            self.school,
+            |roles| reachable_in(staff, self.school.id, roles),
+            why,
+            self.now,
+            self.traceparent.clone(),
+        )?)
     }
 
     /// Raise the level of an open case (not written in this batch yet) with
@@ -836,28 +852,19 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
         next.level_rank = to.rank();
         next.version = case.version + 1;
         next.updated_at = self.now;
-        let Some(planned) = escalation::plan_start(
-            &next,
-            self.policy,
-            self.school,
-            |roles| reachable_in(staff, self.school.id, roles),
-            escalation::reason::LEVEL_RAISED,
-            self.now,
-            self.traceparent.clone(),
-        )?
+        let Some(planned) = self.plan_ladder(&next, escalation::reason::LEVEL_RAISED, staff)?
         else {
             return Ok(None);
         };
         deferred.touched.insert(case.id);
         deferred.restarted.push(case.id);
-        deferred.rewrites.push(cases::Rewrite {
-            expected_version: case.version,
-            case: planned.case.clone(),
-        });
         deferred.signals.push(self.signal(case.id, "raised"));
         deferred.events.push(self.escalated_event(case, from, to));
-        deferred.events.extend(planned.requests);
-        deferred.timers.extend(planned.timer);
+        let raised = deferred.ladder(planned);
+        deferred.rewrites.push(cases::Rewrite {
+            expected_version: case.version,
+            case: raised.clone(),
+        });
         tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule = self.rule_id, "case level raised");
         Ok(Some((
             Decided::Raised {
@@ -865,7 +872,7 @@ impl<C: ConnectionTrait> Ctx<'_, C> {
                 from,
                 to,
             },
-            planned.case,
+            raised,
         )))
     }
 

@@ -197,11 +197,17 @@ pub async fn raise_level(
         .exec(conn)
         .await?;
     if result.rows_affected != 1 {
-        return Err(StoreError::Db(sea_orm::DbErr::Custom(
-            "case changed concurrently (version conflict); database is busy, retry".into(),
-        )));
+        return Err(version_conflict());
     }
     Ok(())
+}
+
+/// The case moved on since it was read: the caller's transaction is rolled
+/// back and retried.
+fn version_conflict() -> StoreError {
+    StoreError::Db(sea_orm::DbErr::Custom(
+        "case changed concurrently (version conflict); database is busy, retry".into(),
+    ))
 }
 
 /// A case row rewritten whole by its writer (a level raised with its new
@@ -220,11 +226,6 @@ pub struct Rewrite {
 /// 100-row estimate), slower than the probes. A case changed in between fails
 /// the whole call (the transaction is then rolled back and retried).
 pub async fn rewrite_many(conn: &impl ConnectionTrait, rows: &[Rewrite]) -> Result<()> {
-    let conflict = || {
-        StoreError::Db(sea_orm::DbErr::Custom(
-            "case changed concurrently (version conflict); database is busy, retry".into(),
-        ))
-    };
     for r in rows {
         let c = &r.case;
         let result = case::Entity::update_many()
@@ -248,7 +249,7 @@ pub async fn rewrite_many(conn: &impl ConnectionTrait, rows: &[Rewrite]) -> Resu
             .exec(conn)
             .await?;
         if result.rows_affected != 1 {
-            return Err(conflict());
+            return Err(version_conflict());
         }
     }
     Ok(())
@@ -380,9 +381,7 @@ pub async fn update(
         .exec(conn)
         .await?;
     if result.rows_affected != 1 {
-        return Err(StoreError::Db(sea_orm::DbErr::Custom(
-            "case changed concurrently (version conflict); database is busy, retry".into(),
-        )));
+        return Err(version_conflict());
     }
     get(conn, current.id)
         .await?

@@ -177,6 +177,18 @@ pub async fn begin_write(db: &Db) -> Result<WriteTxn, DbErr> {
     })
 }
 
+/// Ids as one JSON array parameter, for PostgreSQL statements that probe
+/// them one by one (`json_array_elements_text($1::json)` under a `LATERAL`
+/// lookup that `OFFSET 0` keeps from being flattened): an index probe per id
+/// whatever the planner's statistics say, where an `IN (…)` list over a
+/// table that grew since its last ANALYZE was planned as a scan.
+pub fn probe_ids<T: serde::Serialize>(table: &'static str, ids: &[T]) -> crate::Result<String> {
+    serde_json::to_string(ids).map_err(|e| crate::StoreError::Corrupt {
+        table,
+        detail: format!("encoding ids: {e}"),
+    })
+}
+
 /// Lock rows read for update on PostgreSQL; SQLite's `IMMEDIATE` transactions
 /// already hold the write lock.
 pub fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {

@@ -129,15 +129,8 @@ pub async fn recent_for_students(
     since: DateTime<Utc>,
 ) -> Result<Vec<decision::Model>> {
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        // One index probe (student, time) per student, whatever the planner's
-        // statistics say: the ids come as one JSON parameter and each is
-        // looked up in a LATERAL subquery that `OFFSET 0` keeps from being
-        // flattened. (As an `IN (…)` list, a table that grew since its last
-        // ANALYZE was read whole for every batch.)
-        let json = serde_json::to_string(students).map_err(|e| crate::StoreError::Corrupt {
-            table: "decisions",
-            detail: format!("encoding ids: {e}"),
-        })?;
+        // One index probe (student, time) per student (see `db::probe_ids`).
+        let json = crate::db::probe_ids("decisions", students)?;
         return Ok(decision::Entity::find()
             .from_raw_sql(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,
@@ -288,11 +281,8 @@ pub async fn active_watches(
 ) -> Result<HashMap<Uuid, watch_entry::Model>> {
     let mut out = HashMap::new();
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        // One index probe per student (see `recent_for_students`).
-        let json = serde_json::to_string(students).map_err(|e| crate::StoreError::Corrupt {
-            table: "watch_list",
-            detail: format!("encoding ids: {e}"),
-        })?;
+        // One index probe per student (see `db::probe_ids`).
+        let json = crate::db::probe_ids("watch_list", students)?;
         for w in watch_entry::Entity::find()
             .from_raw_sql(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,

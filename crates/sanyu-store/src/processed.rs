@@ -43,15 +43,9 @@ pub async fn already(
 ) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        // One primary-key probe per id, whatever the planner's statistics
-        // say: the ids come as one JSON parameter and each is looked up in a
-        // LATERAL subquery that `OFFSET 0` keeps from being flattened. (As an
-        // `IN (…)` list, a table that grew since its last ANALYZE was scanned
-        // by consumer alone, reading every record of the consumer per batch.)
-        let json = serde_json::to_string(message_ids).map_err(|e| crate::StoreError::Corrupt {
-            table: "processed_messages",
-            detail: format!("encoding ids: {e}"),
-        })?;
+        // One primary-key probe per id (see `db::probe_ids`); as an `IN (…)`
+        // list it was scanned by consumer alone.
+        let json = crate::db::probe_ids("processed_messages", message_ids)?;
         let rows = conn
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,

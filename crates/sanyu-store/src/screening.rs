@@ -384,9 +384,10 @@ pub async fn record_batch(
     Ok(())
 }
 
-/// Result rows through sea-orm's multi-row INSERT (SQLite), `INSERT_CHUNK`
-/// rows per statement.
-async fn insert_results(
+/// Result rows through sea-orm's multi-row INSERT (the SQLite path; on
+/// PostgreSQL the bench's earlier reference), `INSERT_CHUNK` rows per
+/// statement.
+pub async fn insert_results(
     conn: &impl ConnectionTrait,
     import_id: Uuid,
     results: Vec<NewResult>,

@@ -128,14 +128,7 @@ pub async fn cancel_for_case(
     case_id: Uuid,
     kind: &str,
 ) -> Result<u64> {
-    let result = timer::Entity::update_many()
-        .col_expr(timer::Column::State, Expr::value(CANCELLED))
-        .filter(timer::Column::CaseId.eq(case_id))
-        .filter(timer::Column::Kind.eq(kind))
-        .filter(timer::Column::State.eq(PENDING))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected)
+    cancel_for_cases(conn, &[case_id], kind).await
 }
 
 /// Cancel the pending timers of `kind` of several cases (one statement per
