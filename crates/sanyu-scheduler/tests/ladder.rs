@@ -5,19 +5,19 @@
 //! late and exhausted ladders.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung};
 use sanyu_domain::{RiskLevel, Role, case_reference};
 use sanyu_escalation as escalation;
-use sanyu_events::Payload;
 use sanyu_platform::relay::Waker;
 use sanyu_scheduler::Scheduler;
 use sanyu_store::cases::{self, NewCase};
-use sanyu_store::entities::{outbox, staff, student};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sanyu_store::entities::student;
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::{Db, begin_write, timers};
 use sanyu_test_support::TestDb;
 use uuid::Uuid;
@@ -55,23 +55,14 @@ fn policy() -> EscalationPolicy {
 struct Fixture {
     db: Db,
     _test_db: TestDb,
-    staff: BTreeMap<Uuid, String>,
 }
 
 async fn fixture(test_db: TestDb) -> Fixture {
     let db = test_db.connect().await;
     sanyu_test_support::seed_school(&db, "LAD1").await;
-    let staff = staff::Entity::find()
-        .all(&db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.id, s.staff_no))
-        .collect();
     Fixture {
         db,
         _test_db: test_db,
-        staff,
     }
 }
 
@@ -118,23 +109,11 @@ async fn open_case(f: &Fixture, no: &str, level: RiskLevel, at: DateTime<Utc>) -
 
 /// (rung, recipient staff_no, reason) of every notification requested for `case`, in order.
 async fn requested(f: &Fixture, case: Uuid) -> Vec<(u32, String, String)> {
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::Subject.starts_with("sanyu.notify.requested"))
-        .order_by_asc(outbox::Column::Id)
-        .all(&f.db)
+    common::requests(&f.db)
         .await
-        .unwrap();
-    rows.into_iter()
-        .filter_map(|r| {
-            let env = sanyu_events::decode(&r.payload).unwrap();
-            match env.payload {
-                Some(Payload::NotificationRequested(n)) if n.case_id == case.to_string() => {
-                    let who = f.staff[&Uuid::parse_str(&n.recipient_staff_id).unwrap()].clone();
-                    Some((n.rung, who, n.reason))
-                }
-                _ => None,
-            }
-        })
+        .into_iter()
+        .filter(|(_, n)| n.case_id == case.to_string())
+        .map(|(who, n)| (n.rung, who, n.reason))
         .collect()
 }
 

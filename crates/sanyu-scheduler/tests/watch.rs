@@ -5,22 +5,22 @@
 //! and the old date's timer does nothing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sanyu_escalation::{WATCH_FOLLOW_UP_TIMER, WatchTimer};
-use sanyu_events::Payload;
 use sanyu_platform::relay::Waker;
 use sanyu_scheduler::Scheduler;
 use sanyu_store::decisions::{self, NewWatch};
-use sanyu_store::entities::{outbox, staff, student, timer, watch_entry};
+use sanyu_store::entities::{student, timer, watch_entry};
 use sanyu_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
 };
 use sanyu_store::{Db, timers};
 use sanyu_test_support::TestDb;
-use uuid::Uuid;
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
@@ -32,30 +32,14 @@ fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
 
 /// (recipient staff_no, watch entry id) of every watch reminder, in order.
 async fn reminders(db: &Db) -> Vec<(String, String)> {
-    let staff: BTreeMap<Uuid, String> = staff::Entity::find()
-        .all(db)
+    common::requests(db)
         .await
-        .unwrap()
         .into_iter()
-        .map(|s| (s.id, s.staff_no))
-        .collect();
-    outbox::Entity::find()
-        .filter(outbox::Column::Subject.starts_with("sanyu.notify.requested"))
-        .order_by_asc(outbox::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(
-            |r| match sanyu_events::decode(&r.payload).unwrap().payload {
-                Some(Payload::NotificationRequested(n)) if n.reason == "watch_follow_up_due" => {
-                    assert!(n.case_id.is_empty(), "a notice about no case");
-                    let who = staff[&Uuid::parse_str(&n.recipient_staff_id).unwrap()].clone();
-                    Some((who, n.case_reference))
-                }
-                _ => None,
-            },
-        )
+        .filter(|(_, n)| n.reason == "watch_follow_up_due")
+        .map(|(who, n)| {
+            assert!(n.case_id.is_empty(), "a notice about no case");
+            (who, n.case_reference)
+        })
         .collect()
 }
 

@@ -6,17 +6,17 @@
 //! the deadline is stale.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sanyu_domain::zero_report::{Calendar, Level, Period};
-use sanyu_events::Payload;
 use sanyu_platform::relay::Waker;
 use sanyu_scheduler::Scheduler;
 use sanyu_scheduler::zero_report::ZERO_REPORT_TIMER;
-use sanyu_store::entities::{class, outbox, school, staff, timer};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sanyu_store::entities::{class, school, timer};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::zero_reports::{self, NewZeroReport};
 use sanyu_store::{Db, begin_write};
 use sanyu_test_support::TestDb;
@@ -48,31 +48,15 @@ fn calendar() -> Calendar {
 
 /// (recipient staff_no, reason) of every zero-report notice, in order.
 async fn notices(db: &Db) -> Vec<(String, String)> {
-    let staff: BTreeMap<Uuid, String> = staff::Entity::find()
-        .all(db)
+    common::requests(db)
         .await
-        .unwrap()
         .into_iter()
-        .map(|s| (s.id, s.staff_no))
-        .collect();
-    outbox::Entity::find()
-        .filter(outbox::Column::Subject.starts_with("sanyu.notify.requested"))
-        .order_by_asc(outbox::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(
-            |r| match sanyu_events::decode(&r.payload).unwrap().payload {
-                Some(Payload::NotificationRequested(n)) if n.reason.starts_with("zero_report") => {
-                    assert!(n.case_id.is_empty());
-                    assert_eq!(n.case_reference, "zhongkao");
-                    let who = staff[&Uuid::parse_str(&n.recipient_staff_id).unwrap()].clone();
-                    Some((who, n.reason))
-                }
-                _ => None,
-            },
-        )
+        .filter(|(_, n)| n.reason.starts_with("zero_report"))
+        .map(|(who, n)| {
+            assert!(n.case_id.is_empty());
+            assert_eq!(n.case_reference, "zhongkao");
+            (who, n.reason)
+        })
         .collect()
 }
 

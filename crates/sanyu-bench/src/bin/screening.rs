@@ -25,7 +25,7 @@ use sanyu_screening::ColumnProfile;
 use sanyu_store::entities::{case, decision, outbox, screening_result};
 use sanyu_store::screening::NewResult;
 use sanyu_test_support::{NatsServer, TestDb, fixtures};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -126,7 +126,8 @@ async fn reference_insert(
 }
 
 /// Reference 1b (for comparison with earlier runs): sea-orm's multi-row
-/// INSERT, 500 rows (8,000 bound values) per statement, `batch` per transaction.
+/// INSERT as the importer writes on SQLite, 500 rows (8,000 bound values) per
+/// statement, `batch` per transaction.
 async fn reference_insert_many(
     db: &sanyu_store::Db,
     import_id: Uuid,
@@ -140,36 +141,13 @@ async fn reference_insert_many(
     while i < rows {
         let end = (i + batch).min(rows);
         let txn = sanyu_store::begin_write(db).await?;
-        let mut k = i;
-        while k < end {
-            let next = (k + 500).min(end);
-            let chunk: Vec<screening_result::ActiveModel> =
-                reference_rows(20_000_000, k, next, date)
-                    .into_iter()
-                    .map(|r| screening_result::ActiveModel {
-                        id: Set(r.id),
-                        import_id: Set(import_id),
-                        row_number: Set(r.row_number),
-                        student_id: Set(r.student_id),
-                        student_no: Set(r.student_no),
-                        instrument: Set(r.instrument),
-                        administered_on: Set(r.administered_on),
-                        outcome: Set(r.outcome.to_owned()),
-                        reason: Set(r.reason),
-                        total: Set(r.total),
-                        band: Set(r.band),
-                        subscales: Set(r.subscales),
-                        flags: Set(r.flags),
-                        level: Set(r.level),
-                        event_id: Set(r.event_id),
-                        created_at: Set(now),
-                    })
-                    .collect();
-            screening_result::Entity::insert_many(chunk)
-                .exec_without_returning(&*txn)
-                .await?;
-            k = next;
-        }
+        sanyu_store::screening::insert_results(
+            &*txn,
+            import_id,
+            reference_rows(20_000_000, i, end, date),
+            now,
+        )
+        .await?;
         txn.commit().await?;
         i = end;
     }
