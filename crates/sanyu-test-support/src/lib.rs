@@ -6,12 +6,14 @@
 pub mod db;
 pub mod fixtures;
 pub mod nats;
+pub mod pg_cluster;
 pub mod process;
 pub mod smtp;
 
 pub use db::TestDb;
 pub use fixtures::{School, seed_school};
 pub use nats::NatsServer;
+pub use pg_cluster::PgCluster;
 pub use process::{ServiceProcess, binary};
 pub use smtp::{ReceivedMail, SmtpServer};
 
