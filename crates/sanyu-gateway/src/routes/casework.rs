@@ -1107,10 +1107,12 @@ pub(crate) async fn link_student_to_case(
     id: &str,
     student_no: &str,
 ) -> Result<Json<CaseState>, ApiError> {
-    let student = roster::student_by_no(&state.db, caller.school_id, student_no)
+    // The case (role and scope) first, then the student: a caller who may
+    // not link learns nothing about which student numbers exist.
+    let mut work = load(state, caller, id, |_| CaseWork::LinkStudent).await?;
+    let student = roster::student_by_no(&*work.txn, caller.school_id, student_no)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
-    let mut work = load(state, caller, id, |_| CaseWork::LinkStudent).await?;
     if work.case.student_id.is_some() {
         return Err(ApiError::Conflict {
             message: "this case is already about a student".into(),
