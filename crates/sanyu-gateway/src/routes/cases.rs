@@ -179,7 +179,8 @@ pub struct ActionView {
     pub actor_staff_id: Option<Uuid>,
     pub status_after: String,
     pub at: DateTime<Utc>,
-    /// Ids, dates, channels and outcomes; never narrative.
+    /// Ids, dates, channels and outcomes, with the free text of the detail
+    /// (a close's outcome, a return assessment) opened from its sealed store.
     pub detail: serde_json::Value,
     /// Note or reason text: counsellors and the crisis team only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,17 +188,32 @@ pub struct ActionView {
 }
 
 impl ActionView {
-    /// An action as shown, with its text only when the caller may read it.
-    fn of(a: &sanyu_store::entities::case_action::Model, text: Option<String>) -> Self {
-        Self {
+    /// An action as shown, with its text when given (`None` leaves it out),
+    /// and the free text of its detail opened.
+    fn of(
+        sealer: &sanyu_store::crypto::Sealer,
+        a: &sanyu_store::entities::case_action::Model,
+        text: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let mut detail = serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null);
+        if let Some(sealed) = &a.detail_sealed {
+            let opened: serde_json::Value = serde_json::from_str(&sealer.open(sealed)?)
+                .map_err(|e| ApiError::Internal(format!("action {}: sealed detail: {e}", a.id)))?;
+            if let (serde_json::Value::Object(clear), serde_json::Value::Object(private)) =
+                (&mut detail, opened)
+            {
+                clear.extend(private);
+            }
+        }
+        Ok(Self {
             action: a.action.clone(),
             actor_role: a.actor_role.clone(),
             actor_staff_id: a.actor_staff_id,
             status_after: a.status_after.clone(),
             at: a.at,
-            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+            detail,
             text,
-        }
+        })
     }
 }
 
@@ -530,7 +546,7 @@ async fn detail(
             }
         })
         .collect();
-    let why = explain(&state.db, &case, &actions).await?;
+    let why = explain(state, &case, &actions).await?;
     let opened_rule = case.opened_rule.clone();
     let mut timeline = Vec::new();
     for a in &actions {
@@ -538,20 +554,22 @@ async fn detail(
             Some(sealed) => Some(state.sealer.open(sealed)?),
             None => None,
         };
-        timeline.push(ActionView::of(a, text));
+        timeline.push(ActionView::of(&state.sealer, a, text)?);
     }
     let referral_rows = casework::referrals(&state.db, vec![case.id]).await?;
-    let referrals = referral_rows
-        .into_iter()
-        .map(|r| ReferralView {
+    let open =
+        |sealed: &Option<Vec<u8>>| sealed.as_deref().map(|s| state.sealer.open(s)).transpose();
+    let mut referrals = Vec::with_capacity(referral_rows.len());
+    for r in referral_rows {
+        referrals.push(ReferralView {
             id: r.id,
-            institution: r.institution,
+            institution: open(&r.institution_sealed)?.unwrap_or_default(),
             referred_on: r.referred_on,
             receipt_confirmed: r.receipt_confirmed,
             return_assessed_on: r.return_assessed_on,
-            return_assessment: r.return_assessment,
-        })
-        .collect();
+            return_assessment: open(&r.return_assessment_sealed)?,
+        });
+    }
     let mut follow_ups = Vec::new();
     for f in follow_up_rows {
         if f.case_id != Some(case.id) {
@@ -602,11 +620,12 @@ async fn detail(
 /// The rules decisions about a case with the signals they used, and who set
 /// its current level.
 async fn explain(
-    db: &sanyu_store::Db,
+    state: &AppState,
     case: &case::Model,
     actions: &[sanyu_store::entities::case_action::Model],
 ) -> Result<WhyView, ApiError> {
     use sanyu_store::decisions;
+    let db = &state.db;
     let rows = decisions::for_case(db, case.id).await?;
     let used_ids: Vec<String> = rows.iter().flat_map(decisions::used_of).collect();
     let used: HashMap<String, _> = decisions::by_signal_ids(db, &used_ids)
@@ -652,7 +671,9 @@ async fn explain(
         (
             "person".to_owned(),
             None,
-            last_person.map(|a| ActionView::of(a, None)),
+            last_person
+                .map(|a| ActionView::of(&state.sealer, a, None))
+                .transpose()?,
         )
     } else {
         ("rule".to_owned(), last_rule.map(view), None)
