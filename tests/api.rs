@@ -182,13 +182,16 @@ async fn every_route_checks_role_and_scope() {
     let stack = Stack::started(TestDb::sqlite()).await;
     let s = &stack.school;
 
-    // A head teacher reports only on the own class; a monitor too; a leader not at all.
-    for (token, student) in [
-        (&s.teacher_c1, "S3"),
-        (&s.leader, "S1"),
-        (&s.district, "S1"),
-        (&s.service, "S1"),
-    ] {
+    // A head teacher reports only on the own class (another class's student
+    // is not found, as one that does not exist); a monitor too; a leader not at all.
+    assert_eq!(
+        stack
+            .post_report(&s.teacher_c1, &Stack::report_body("S3", "high", "x"))
+            .await
+            .status(),
+        404
+    );
+    for (token, student) in [(&s.leader, "S1"), (&s.district, "S1"), (&s.service, "S1")] {
         let response = stack
             .post_report(token, &Stack::report_body(student, "high", "x"))
             .await;

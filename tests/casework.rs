@@ -508,7 +508,7 @@ async fn a_case_is_worked_from_open_to_closed_and_reopened(db: TestDb) {
         .await
         .expect("json");
     assert_eq!(summary["counts"]["cases"], 1);
-    assert_eq!(summary["entries"], json!([]));
+    assert!(summary.get("entries").is_none(), "{summary}");
     assert!(!summary.to_string().contains("CANARY"), "{summary}");
     assert!(summary.get("student_name").is_none());
     assert_eq!(audit_count(&stack, "timeline.read").await, 1);

@@ -62,7 +62,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let _nats = ensure_nats(&args, &data_dir).await?;
 
     let db = sanyu_store::db::connect(&config.db_config()).await?;
-    sanyu_store::db::migrate(&db).await.context("migrating")?;
+    sanyu_store::db::migrate_with_key(&db, &config.sealer()?)
+        .await
+        .context("migrating")?;
     seed_demo(&db).await?;
     let printed = print_welcome(&db, &config).await?;
     db.close().await.ok();

@@ -151,7 +151,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .context("connecting to the database")?;
             let code = match command {
                 Command::Migrate => {
-                    sanyu_store::db::migrate(&db).await.context("migrating")?;
+                    // With the data key when there is one: a migration that
+                    // seals free text stored in clear needs it (and says so).
+                    if config.security.data_key.is_empty() {
+                        sanyu_store::db::migrate(&db).await
+                    } else {
+                        let key = config.sealer().context("security.data_key")?;
+                        sanyu_store::db::migrate_with_key(&db, &key).await
+                    }
+                    .context("migrating")?;
                     eprintln!("migrations applied");
                     ExitCode::SUCCESS
                 }

@@ -98,6 +98,38 @@ pub enum CaseWork {
     LinkStudent,
 }
 
+/// How much of a student's record a reader sees. One rule for every route
+/// that shows cases, timelines or the key population: a route answers with
+/// the response type of the caller's disclosure, so what a role may see is a
+/// property of the type it gets, and a field added to the full record is
+/// hidden from oversight until someone adds it to the oversight type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disclosure {
+    /// Counsellors and the crisis team, who work cases: the whole record,
+    /// with narratives, notes, outcomes, referrals, screening detail and
+    /// where each signal came from.
+    Casework,
+    /// Head teachers and leaders: the state of a case, its level, who works
+    /// it and when. Never free text, screening detail, rule ids or the source
+    /// of a signal (that a student called the hotline).
+    Oversight,
+}
+
+/// A case-timeline action as oversight sees it: the lifecycle steps by name;
+/// the work in between (notes, guardian contacts, referrals, follow-ups,
+/// naming a caller) only as `work`, which says that someone is on the case
+/// without saying what they did.
+pub fn oversight_action(action: &str) -> &'static str {
+    match action {
+        "acknowledge" => "acknowledge",
+        "assign" => "assign",
+        "level" => "level",
+        "close" | "merge" => "close",
+        "reopen" => "reopen",
+        _ => "work",
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -120,15 +152,42 @@ pub enum Access {
 }
 
 impl Principal {
-    /// May this caller submit a warning report about a student of `school_id`/`class_id`?
-    pub fn may_report_on(&self, school_id: Uuid, class_id: Uuid) -> Access {
-        if !matches!(
+    /// May this caller's role submit warning reports at all? Asked before any
+    /// student is looked up, so that the answer says nothing about whether
+    /// the student exists.
+    pub fn may_submit_reports(&self) -> bool {
+        matches!(
             self.role,
             Role::Teacher | Role::Monitor | Role::Counsellor | Role::CrisisTeam
-        ) {
+        )
+    }
+
+    /// May this caller submit a warning report about a student of `school_id`/`class_id`?
+    pub fn may_report_on(&self, school_id: Uuid, class_id: Uuid) -> Access {
+        if !self.may_submit_reports() {
             return Access::Forbidden;
         }
         self.student_scope(school_id, class_id)
+    }
+
+    /// How much of a student's record this caller sees (none for roles that
+    /// read no records: monitors, district officers, admins, services).
+    pub fn disclosure(&self) -> Option<Disclosure> {
+        match self.role {
+            Role::Counsellor | Role::CrisisTeam => Some(Disclosure::Casework),
+            Role::Teacher | Role::Leader => Some(Disclosure::Oversight),
+            Role::Monitor | Role::District | Role::Admin | Role::Service => None,
+        }
+    }
+
+    /// Does this caller see who a student is (number and name)? Those who
+    /// work cases, and a head teacher (whose scope is the own class, whose
+    /// students they report on by number). Leaders see states without names.
+    pub fn sees_identity(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Counsellor | Role::CrisisTeam | Role::Teacher
+        )
     }
 
     /// May this caller list and read cases? Admins run the roster and tokens,
@@ -169,7 +228,7 @@ impl Principal {
 
     /// Narratives are for the people who work cases, never for leaders or admins.
     pub fn may_read_narratives(&self) -> bool {
-        matches!(self.role, Role::Counsellor | Role::CrisisTeam)
+        self.disclosure() == Some(Disclosure::Casework)
     }
 
     /// May this caller do `work` on a case of `school_id`/`class_id` that is
@@ -364,6 +423,60 @@ mod tests {
             assert_eq!(
                 p.may_read_narratives(),
                 matches!(role, Role::Counsellor | Role::CrisisTeam),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_case_reader_has_a_disclosure_and_only_case_workers_see_everything() {
+        for role in Role::ALL {
+            let p = principal(role, role.is_class_bound().then(|| Uuid::from_u128(5)));
+            assert_eq!(p.disclosure().is_some(), p.may_read_cases(), "{role}");
+            assert_eq!(
+                p.disclosure() == Some(Disclosure::Casework),
+                matches!(role, Role::Counsellor | Role::CrisisTeam),
+                "{role}"
+            );
+            if p.sees_identity() {
+                assert!(p.disclosure().is_some(), "{role}");
+            }
+        }
+        assert!(!principal(Role::Leader, None).sees_identity());
+        assert!(principal(Role::Teacher, Some(Uuid::from_u128(5))).sees_identity());
+    }
+
+    #[test]
+    fn oversight_sees_lifecycle_steps_by_name_and_other_work_only_as_work() {
+        for (action, seen) in [
+            ("acknowledge", "acknowledge"),
+            ("assign", "assign"),
+            ("level", "level"),
+            ("close", "close"),
+            ("merge", "close"),
+            ("reopen", "reopen"),
+            ("note", "work"),
+            ("guardian_contact", "work"),
+            ("referral", "work"),
+            ("referral_update", "work"),
+            ("follow_up", "work"),
+            ("follow_up_done", "work"),
+            ("link_student", "work"),
+            ("merged_in", "work"),
+            ("something_new", "work"),
+        ] {
+            assert_eq!(oversight_action(action), seen, "{action}");
+        }
+    }
+
+    #[test]
+    fn the_role_to_report_is_checked_before_the_student() {
+        for role in Role::ALL {
+            let p = principal(role, role.is_class_bound().then(|| Uuid::from_u128(5)));
+            let may = p.may_submit_reports();
+            assert_eq!(
+                p.may_report_on(Uuid::from_u128(10), Uuid::from_u128(5)) != Access::Forbidden,
+                may,
                 "{role}"
             );
         }

@@ -401,6 +401,9 @@ pub struct NewAction {
     pub detail: serde_json::Value,
     /// Free text, already sealed.
     pub text_sealed: Option<Vec<u8>>,
+    /// Free text of the detail (a JSON object merged into `detail` for
+    /// those who may read it), already sealed.
+    pub detail_sealed: Option<Vec<u8>>,
     pub at: DateTime<Utc>,
 }
 
@@ -416,6 +419,7 @@ pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<
         status_after: Set(a.status_after.as_str().to_owned()),
         detail: Set(a.detail.to_string()),
         text_sealed: Set(a.text_sealed),
+        detail_sealed: Set(a.detail_sealed),
         at: Set(a.at),
     })
     .exec_without_returning(conn)

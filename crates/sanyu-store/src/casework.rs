@@ -10,13 +10,14 @@ use uuid::Uuid;
 use crate::Result;
 use crate::entities::{follow_up, referral};
 
+/// A referral's fields; its free text already sealed.
 #[derive(Debug, Clone)]
 pub struct ReferralFields {
-    pub institution: String,
+    pub institution_sealed: Vec<u8>,
     pub referred_on: NaiveDate,
     pub receipt_confirmed: bool,
     pub return_assessed_on: Option<NaiveDate>,
-    pub return_assessment: Option<String>,
+    pub return_assessment_sealed: Option<Vec<u8>>,
 }
 
 pub async fn create_referral(
@@ -28,11 +29,11 @@ pub async fn create_referral(
     let row = referral::ActiveModel {
         id: Set(Uuid::now_v7()),
         case_id: Set(case_id),
-        institution: Set(f.institution),
+        institution_sealed: Set(Some(f.institution_sealed)),
         referred_on: Set(f.referred_on),
         receipt_confirmed: Set(f.receipt_confirmed),
         return_assessed_on: Set(f.return_assessed_on),
-        return_assessment: Set(f.return_assessment),
+        return_assessment_sealed: Set(f.return_assessment_sealed),
         created_at: Set(at),
         updated_at: Set(at),
     };
@@ -57,11 +58,11 @@ pub async fn update_referral(
     at: DateTime<Utc>,
 ) -> Result<referral::Model> {
     let mut row = current.into_active_model();
-    row.institution = Set(f.institution);
+    row.institution_sealed = Set(Some(f.institution_sealed));
     row.referred_on = Set(f.referred_on);
     row.receipt_confirmed = Set(f.receipt_confirmed);
     row.return_assessed_on = Set(f.return_assessed_on);
-    row.return_assessment = Set(f.return_assessment);
+    row.return_assessment_sealed = Set(f.return_assessment_sealed);
     row.updated_at = Set(at);
     Ok(row.update(conn).await?)
 }

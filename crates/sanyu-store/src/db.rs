@@ -9,9 +9,7 @@ use sea_orm::{
     DatabaseTransaction, DbErr, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 
-use crate::migration::Migrator;
 use crate::{Result, StoreError};
 
 pub type Db = DatabaseConnection;
@@ -122,9 +120,23 @@ async fn pragma(db: &Db, name: &str) -> Result<String> {
     Ok(number.to_string())
 }
 
-/// Apply every pending migration.
+/// Apply every pending migration. A migration that must seal free text
+/// already stored in clear fails without the data key: use
+/// [`migrate_with_key`] on a database that holds data.
 pub async fn migrate(db: &Db) -> Result<()> {
-    Migrator::up(db, None).await?;
+    migrate_and_purge(db, None).await
+}
+
+/// Apply every pending migration, with the data key for those that seal rows
+/// already stored (`sanyu migrate`, `sanyu dev`).
+pub async fn migrate_with_key(db: &Db, key: &crate::crypto::Sealer) -> Result<()> {
+    migrate_and_purge(db, Some(key.clone())).await
+}
+
+async fn migrate_and_purge(db: &Db, key: Option<crate::crypto::Sealer>) -> Result<()> {
+    if crate::migration::run(db, key).await? {
+        crate::migration::purge_replaced_clear_text(db).await?;
+    }
     Ok(())
 }
 

@@ -1,13 +1,17 @@
 //! `GET /v1/cases` and `GET /v1/cases/{id}`: the crisis team's queue and one
 //! case with the signals that caused it. Scope: the caller's school, and for a
 //! head teacher the own class. Another school's case answers 404.
+//!
+//! One case answers in the type of the caller's disclosure: [`CaseDetail`]
+//! for counsellors and the crisis team, [`CaseOverview`] (state, level, who
+//! and when) for head teachers and leaders.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Access, CaseStatus, Principal, RiskLevel};
+use sanyu_domain::{Access, CaseStatus, Disclosure, Principal, RiskLevel};
 use sanyu_store::cases::{self, CaseFilter};
 use sanyu_store::entities::{case, class, school, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -20,6 +24,7 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::oversight::{self, CaseOverview};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CaseQuery {
@@ -38,6 +43,9 @@ pub struct CaseQuery {
     pub limit: Option<u64>,
 }
 
+/// A case in the queue: what every reader of cases sees (head teachers and
+/// leaders too), so only state, level and dates belong here. The student's
+/// number and name only for those who see identities.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CaseSummary {
     pub id: Uuid,
@@ -171,7 +179,8 @@ pub struct ActionView {
     pub actor_staff_id: Option<Uuid>,
     pub status_after: String,
     pub at: DateTime<Utc>,
-    /// Ids, dates, channels and outcomes; never narrative.
+    /// Ids, dates, channels and outcomes, with the free text of the detail
+    /// (a close's outcome, a return assessment) opened from its sealed store.
     pub detail: serde_json::Value,
     /// Note or reason text: counsellors and the crisis team only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,17 +188,32 @@ pub struct ActionView {
 }
 
 impl ActionView {
-    /// An action as shown, with its text only when the caller may read it.
-    fn of(a: &sanyu_store::entities::case_action::Model, text: Option<String>) -> Self {
-        Self {
+    /// An action as shown, with its text when given (`None` leaves it out),
+    /// and the free text of its detail opened.
+    fn of(
+        sealer: &sanyu_store::crypto::Sealer,
+        a: &sanyu_store::entities::case_action::Model,
+        text: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let mut detail = serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null);
+        if let Some(sealed) = &a.detail_sealed {
+            let opened: serde_json::Value = serde_json::from_str(&sealer.open(sealed)?)
+                .map_err(|e| ApiError::Internal(format!("action {}: sealed detail: {e}", a.id)))?;
+            if let (serde_json::Value::Object(clear), serde_json::Value::Object(private)) =
+                (&mut detail, opened)
+            {
+                clear.extend(private);
+            }
+        }
+        Ok(Self {
             action: a.action.clone(),
             actor_role: a.actor_role.clone(),
             actor_staff_id: a.actor_staff_id,
             status_after: a.status_after.clone(),
             at: a.at,
-            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+            detail,
             text,
-        }
+        })
     }
 }
 
@@ -213,6 +237,7 @@ pub struct FollowUpView {
     pub outcome: Option<String>,
 }
 
+/// One case in full, for counsellors and the crisis team.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CaseDetail {
     #[serde(flatten)]
@@ -238,9 +263,13 @@ pub struct CaseDetail {
     pub follow_ups: Vec<FollowUpView>,
 }
 
-fn sees_identity(p: &Principal) -> bool {
-    use sanyu_domain::Role::*;
-    matches!(p.role, Counsellor | CrisisTeam | Teacher)
+/// `GET /v1/cases/{id}`: the full record for those who work cases, the
+/// overview for head teachers and leaders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CaseView {
+    Casework(Box<CaseDetail>),
+    Oversight(Box<CaseOverview>),
 }
 
 async fn summarize(
@@ -251,7 +280,7 @@ async fn summarize(
     let student_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.student_id).collect();
     let class_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.class_id).collect();
     let students: HashMap<Uuid, student::Model> =
-        if sees_identity(caller) && !student_ids.is_empty() {
+        if caller.sees_identity() && !student_ids.is_empty() {
             student::Entity::find()
                 .filter(student::Column::Id.is_in(student_ids))
                 .all(&state.db)
@@ -379,14 +408,16 @@ pub async fn list(
     Ok(Json(CaseList { cases }))
 }
 
-/// One case, with the signals that caused it and who was notified.
+/// One case: in full (the signals that caused it, why, who was notified, the
+/// timeline with its texts) for those who work it; state, level, who and
+/// when for head teachers and leaders.
 #[utoipa::path(
     get,
     path = "/v1/cases/{id}",
     tag = "cases",
     params(("id" = Uuid, Path, description = "Case id")),
     responses(
-        (status = 200, body = CaseDetail),
+        (status = 200, body = CaseView, description = "`CaseDetail` for counsellors and the crisis team, `CaseOverview` for head teachers and leaders"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such case in your scope", body = ErrorBody),
     ),
@@ -398,7 +429,7 @@ pub async fn get(
     Caller(caller): Caller,
     peer: Peer,
     Path(id): Path<String>,
-) -> Result<Json<CaseDetail>, ApiError> {
+) -> Result<Json<CaseView>, ApiError> {
     if !caller.may_read_cases() {
         return Err(ApiError::Forbidden("your role may not read cases"));
     }
@@ -411,6 +442,48 @@ pub async fn get(
         Access::Forbidden => return Err(ApiError::Forbidden("your role may not read cases")),
         Access::OutOfScope => return Err(ApiError::NotFound("case")),
     }
+    let actions = cases::actions(&state.db, vec![case.id]).await?;
+    let follow_ups = match case.student_id {
+        Some(student_id) => casework::follow_ups_of_student(&state.db, student_id).await?,
+        None => Vec::new(),
+    };
+    let view = match caller.disclosure() {
+        Some(Disclosure::Casework) => CaseView::Casework(Box::new(
+            detail(&state, &caller, case.clone(), actions, follow_ups).await?,
+        )),
+        Some(Disclosure::Oversight) => {
+            let summary = summarize(&state, &caller, vec![case.clone()])
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound("case"))?;
+            CaseView::Oversight(Box::new(oversight::case_overview(
+                summary,
+                &case,
+                &actions,
+                &follow_ups,
+            )))
+        }
+        None => return Err(ApiError::Forbidden("your role may not read cases")),
+    };
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "case.read",
+        format!("case:{}", case.id),
+    )
+    .await?;
+    Ok(Json(view))
+}
+
+/// The whole record of a case, for counsellors and the crisis team.
+async fn detail(
+    state: &AppState,
+    caller: &Principal,
+    case: case::Model,
+    actions: Vec<sanyu_store::entities::case_action::Model>,
+    follow_up_rows: Vec<sanyu_store::entities::follow_up::Model>,
+) -> Result<CaseDetail, ApiError> {
     let signals = cases::signals(&state.db, case.id).await?;
     let report_ids: Vec<Uuid> = signals.iter().filter_map(|s| s.source_id).collect();
     let reports: HashMap<Uuid, _> = reports::by_ids(&state.db, report_ids)
@@ -418,12 +491,11 @@ pub async fn get(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    let narratives = caller.may_read_narratives();
     let mut signal_views = Vec::with_capacity(signals.len());
     for s in signals {
         let report = s.source_id.and_then(|id| reports.get(&id));
         let narrative = match report {
-            Some(r) if narratives => Some(state.sealer.open(&r.narrative_sealed)?),
+            Some(r) => Some(state.sealer.open(&r.narrative_sealed)?),
             _ => None,
         };
         signal_views.push(SignalView {
@@ -474,46 +546,38 @@ pub async fn get(
             }
         })
         .collect();
-    let actions = cases::actions(&state.db, vec![case.id]).await?;
-    let why = explain(&state.db, &case, &actions).await?;
+    let why = explain(state, &case, &actions).await?;
     let opened_rule = case.opened_rule.clone();
     let mut timeline = Vec::new();
     for a in &actions {
         let text = match &a.text_sealed {
-            Some(sealed) if narratives => Some(state.sealer.open(sealed)?),
-            _ => None,
+            Some(sealed) => Some(state.sealer.open(sealed)?),
+            None => None,
         };
-        timeline.push(ActionView::of(a, text));
+        timeline.push(ActionView::of(&state.sealer, a, text)?);
     }
-    // Where a student was referred is for the people who work the case.
-    let referral_rows = if narratives {
-        casework::referrals(&state.db, vec![case.id]).await?
-    } else {
-        Vec::new()
-    };
-    let referrals = referral_rows
-        .into_iter()
-        .map(|r| ReferralView {
+    let referral_rows = casework::referrals(&state.db, vec![case.id]).await?;
+    let open =
+        |sealed: &Option<Vec<u8>>| sealed.as_deref().map(|s| state.sealer.open(s)).transpose();
+    let mut referrals = Vec::with_capacity(referral_rows.len());
+    for r in referral_rows {
+        referrals.push(ReferralView {
             id: r.id,
-            institution: r.institution,
+            institution: open(&r.institution_sealed)?.unwrap_or_default(),
             referred_on: r.referred_on,
             receipt_confirmed: r.receipt_confirmed,
             return_assessed_on: r.return_assessed_on,
-            return_assessment: r.return_assessment,
-        })
-        .collect();
+            return_assessment: open(&r.return_assessment_sealed)?,
+        });
+    }
     let mut follow_ups = Vec::new();
-    let follow_up_rows = match case.student_id {
-        Some(student_id) => casework::follow_ups_of_student(&state.db, student_id).await?,
-        None => Vec::new(),
-    };
     for f in follow_up_rows {
         if f.case_id != Some(case.id) {
             continue;
         }
         let outcome = match &f.outcome_sealed {
-            Some(sealed) if narratives => Some(state.sealer.open(sealed)?),
-            _ => None,
+            Some(sealed) => Some(state.sealer.open(sealed)?),
+            None => None,
         };
         follow_ups.push(FollowUpView {
             id: f.id,
@@ -531,19 +595,11 @@ pub async fn get(
         .as_deref()
         .and_then(|l| serde_json::from_str(l).ok());
     let allowed_actions = crate::routes::casework::allowed_names(&case);
-    audit::record(
-        &state,
-        &caller,
-        &peer,
-        "case.read",
-        format!("case:{}", case.id),
-    )
-    .await?;
-    let summary = summarize(&state, &caller, vec![case])
+    let summary = summarize(state, caller, vec![case])
         .await?
         .pop()
         .ok_or(ApiError::NotFound("case"))?;
-    Ok(Json(CaseDetail {
+    Ok(CaseDetail {
         case: summary,
         opened_rule,
         assignee_staff_id,
@@ -558,17 +614,18 @@ pub async fn get(
         timeline,
         referrals,
         follow_ups,
-    }))
+    })
 }
 
 /// The rules decisions about a case with the signals they used, and who set
 /// its current level.
 async fn explain(
-    db: &sanyu_store::Db,
+    state: &AppState,
     case: &case::Model,
     actions: &[sanyu_store::entities::case_action::Model],
 ) -> Result<WhyView, ApiError> {
     use sanyu_store::decisions;
+    let db = &state.db;
     let rows = decisions::for_case(db, case.id).await?;
     let used_ids: Vec<String> = rows.iter().flat_map(decisions::used_of).collect();
     let used: HashMap<String, _> = decisions::by_signal_ids(db, &used_ids)
@@ -614,7 +671,9 @@ async fn explain(
         (
             "person".to_owned(),
             None,
-            last_person.map(|a| ActionView::of(a, None)),
+            last_person
+                .map(|a| ActionView::of(&state.sealer, a, None))
+                .transpose()?,
         )
     } else {
         ("rule".to_owned(), last_rule.map(view), None)

@@ -35,6 +35,9 @@ use sanyu_escalation::FOLLOW_UP_TIMER;
 /// Longest free text accepted in a note or reason.
 const MAX_TEXT: usize = 20_000;
 
+/// Longest return-to-school assessment result accepted (characters).
+const MAX_RETURN_ASSESSMENT_CHARS: usize = 500;
+
 /// The state of a case after an action.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CaseState {
@@ -220,7 +223,11 @@ fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
 /// What an action leaves on the timeline.
 struct Entry<'a> {
     action: &'a str,
+    /// Ids, dates and codes: stored in clear.
     detail: serde_json::Value,
+    /// Free text of the detail (a close's outcome, a return assessment):
+    /// sealed, merged into `detail` for those who work the case.
+    sealed_detail: Option<serde_json::Value>,
     text: Option<&'a str>,
     created_id: Option<Uuid>,
 }
@@ -237,6 +244,10 @@ async fn finish(
     let now = Utc::now();
     let status = status_of(&case)?;
     let sealed = entry.text.map(|t| state.sealer.seal(t)).transpose()?;
+    let detail_sealed = entry
+        .sealed_detail
+        .map(|d| state.sealer.seal(&d.to_string()))
+        .transpose()?;
     let action_id = cases::record_action(
         &*txn,
         cases::NewAction {
@@ -248,6 +259,7 @@ async fn finish(
             status_after: status,
             detail: entry.detail,
             text_sealed: sealed,
+            detail_sealed,
             at: now,
         },
     )
@@ -379,6 +391,7 @@ pub async fn acknowledge(
         Entry {
             action: "acknowledge",
             detail: serde_json::json!({ "assignee_staff_id": assignee }),
+            sealed_detail: None,
             text: None,
             created_id: None,
         },
@@ -453,6 +466,7 @@ pub async fn assign(
         Entry {
             action: "assign",
             detail: serde_json::json!({ "assignee_staff_id": person.id }),
+            sealed_detail: None,
             text: None,
             created_id: None,
         },
@@ -493,6 +507,7 @@ pub async fn note(
         Entry {
             action: "note",
             detail: serde_json::json!({}),
+            sealed_detail: None,
             text: Some(&body.value.text),
             created_id: None,
         },
@@ -615,6 +630,7 @@ pub async fn guardian_contact(
         Entry {
             action: "guardian_contact",
             detail,
+            sealed_detail: None,
             text: req.reason.as_deref(),
             created_id: None,
         },
@@ -627,7 +643,8 @@ pub async fn guardian_contact(
 pub struct ReturnAssessment {
     /// 复学评估 date.
     pub assessed_on: NaiveDate,
-    /// e.g. `fit_to_return`, `not_yet`, `with_conditions`.
+    /// e.g. `fit_to_return`, `not_yet`, `with_conditions`; 1 to 500
+    /// characters, encrypted at rest.
     pub result: String,
 }
 
@@ -636,6 +653,7 @@ pub struct ReturnAssessment {
 pub struct ReferralRequest {
     /// Set to update an earlier referral of this case (receipt, return assessment).
     pub referral_id: Option<Uuid>,
+    /// Where the student is referred; encrypted at rest.
     pub institution: String,
     pub referred_on: NaiveDate,
     #[serde(default)]
@@ -662,14 +680,23 @@ pub async fn referral(
     if req.institution.trim().is_empty() || req.institution.len() > 200 {
         return Err(ApiError::validation("institution", "1 to 200 characters"));
     }
+    let result = req.return_assessment.as_ref().map(|r| r.result.trim());
+    if let Some(result) = result
+        && (result.is_empty() || result.chars().count() > MAX_RETURN_ASSESSMENT_CHARS)
+    {
+        return Err(ApiError::validation(
+            "return_assessment.result",
+            format!("1 to {MAX_RETURN_ASSESSMENT_CHARS} characters"),
+        ));
+    }
     let mut work = load(&state, &caller, &id, |_| CaseWork::Record).await?;
     let status = require_taken(&work.case)?;
     let fields = casework::ReferralFields {
-        institution: req.institution.trim().to_owned(),
+        institution_sealed: state.sealer.seal(req.institution.trim())?,
         referred_on: req.referred_on,
         receipt_confirmed: req.receipt_confirmed,
         return_assessed_on: req.return_assessment.as_ref().map(|r| r.assessed_on),
-        return_assessment: req.return_assessment.as_ref().map(|r| r.result.clone()),
+        return_assessment_sealed: result.map(|r| state.sealer.seal(r)).transpose()?,
     };
     let now = Utc::now();
     let (referral, action) = match req.referral_id {
@@ -702,8 +729,8 @@ pub async fn referral(
                 "referred_on": referral.referred_on,
                 "receipt_confirmed": referral.receipt_confirmed,
                 "return_assessed_on": referral.return_assessed_on,
-                "return_assessment": referral.return_assessment,
             }),
+            sealed_detail: Some(serde_json::json!({ "return_assessment": result })),
             text: None,
             created_id: Some(referral.id),
         },
@@ -816,6 +843,7 @@ pub async fn follow_up(
         Entry {
             action,
             detail,
+            sealed_detail: None,
             text: None,
             created_id: Some(fid),
         },
@@ -904,6 +932,7 @@ pub async fn level(
         Entry {
             action: "level",
             detail: serde_json::json!({ "from": from.as_str(), "to": to.as_str() }),
+            sealed_detail: None,
             text: Some(&req.reason),
             created_id: None,
         },
@@ -914,7 +943,8 @@ pub async fn level(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
-    /// e.g. `resolved`, `transferred`, `left_school`, `referred_out`.
+    /// e.g. `resolved`, `transferred`, `left_school`, `referred_out`; 1 to 64
+    /// bytes, encrypted at rest.
     pub outcome: String,
     /// Optional summary; encrypted at rest.
     pub summary: Option<String>,
@@ -965,7 +995,8 @@ pub async fn close(
         work,
         Entry {
             action: "close",
-            detail: serde_json::json!({ "outcome": outcome }),
+            detail: serde_json::json!({}),
+            sealed_detail: Some(serde_json::json!({ "outcome": outcome })),
             text: req.summary.as_deref(),
             created_id: None,
         },
@@ -1052,6 +1083,7 @@ pub async fn reopen(
         Entry {
             action: "reopen",
             detail: serde_json::json!({}),
+            sealed_detail: None,
             text: Some(&req.reason),
             created_id: None,
         },
@@ -1107,10 +1139,12 @@ pub(crate) async fn link_student_to_case(
     id: &str,
     student_no: &str,
 ) -> Result<Json<CaseState>, ApiError> {
-    let student = roster::student_by_no(&state.db, caller.school_id, student_no)
+    // The case (role and scope) first, then the student: a caller who may
+    // not link learns nothing about which student numbers exist.
+    let mut work = load(state, caller, id, |_| CaseWork::LinkStudent).await?;
+    let student = roster::student_by_no(&*work.txn, caller.school_id, student_no)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
-    let mut work = load(state, caller, id, |_| CaseWork::LinkStudent).await?;
     if work.case.student_id.is_some() {
         return Err(ApiError::Conflict {
             message: "this case is already about a student".into(),
@@ -1154,6 +1188,7 @@ pub(crate) async fn link_student_to_case(
             Entry {
                 action: LINK_STUDENT,
                 detail: serde_json::json!({ "student_id": student.id }),
+                sealed_detail: None,
                 text: None,
                 created_id: None,
             },
@@ -1191,6 +1226,7 @@ pub(crate) async fn link_student_to_case(
                 "merged_into": target.id,
                 "merged_into_reference": target.reference,
             }),
+            sealed_detail: None,
             text: None,
             created_id: None,
         },
@@ -1315,6 +1351,7 @@ async fn merge_into(
                 "from_reference": work.case.reference,
             }),
             text_sealed: None,
+            detail_sealed: None,
             at: now,
         },
     )

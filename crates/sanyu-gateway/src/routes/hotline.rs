@@ -67,8 +67,9 @@ pub struct HotlineCallRequest {
     pub rating: Option<String>,
     /// Stored encrypted; never logged, never in a notification.
     pub summary: Option<String>,
-    /// The hotline counsellor on duty.
+    /// The hotline counsellor on duty (at most 128 characters); encrypted at rest.
     pub counsellor: Option<String>,
+    /// At most 1000 characters; encrypted at rest.
     pub referral_advice: Option<String>,
 }
 
@@ -311,11 +312,11 @@ async fn log_call(
             now,
         )
     });
-    let summary_sealed = call
-        .summary
-        .as_deref()
-        .map(|s| state.sealer.seal(s))
-        .transpose()?;
+    // Every free text of the call is sealed at rest.
+    let seal = |text: &Option<String>| text.as_deref().map(|t| state.sealer.seal(t)).transpose();
+    let summary_sealed = seal(&call.summary)?;
+    let counsellor_sealed = seal(&call.counsellor)?;
+    let referral_advice_sealed = seal(&call.referral_advice)?;
     let txn = begin_write(&state.db).await?;
     if let Some(row) = existing(&*txn, school.id, &call.call_id).await? {
         txn.rollback().await?;
@@ -333,8 +334,8 @@ async fn log_call(
         rating: Set(call.rating.map(|r| r.as_str().to_owned())),
         level: Set(call.level.as_str().to_owned()),
         summary_sealed: Set(summary_sealed),
-        counsellor: Set(call.counsellor),
-        referral_advice: Set(call.referral_advice),
+        counsellor_sealed: Set(counsellor_sealed),
+        referral_advice_sealed: Set(referral_advice_sealed),
         // Superseded by the unidentified caller's case (migration 000011).
         alert_state: Set(None),
         linked_at: Set(None),
@@ -619,11 +620,11 @@ pub async fn get(
         .await?
         .filter(|r| r.school_id == caller.school_id)
         .ok_or(ApiError::NotFound("hotline call"))?;
-    let summary = row
-        .summary_sealed
-        .as_deref()
-        .map(|s| state.sealer.open(s))
-        .transpose()?;
+    let open =
+        |sealed: &Option<Vec<u8>>| sealed.as_deref().map(|s| state.sealer.open(s)).transpose();
+    let summary = open(&row.summary_sealed)?;
+    let counsellor = open(&row.counsellor_sealed)?;
+    let referral_advice = open(&row.referral_advice_sealed)?;
     let case_id = case_of_call(&state.db, &row).await?;
     audit::record(
         &state,
@@ -645,8 +646,8 @@ pub async fn get(
         rating: row.rating,
         level: row.level,
         summary,
-        counsellor: row.counsellor,
-        referral_advice: row.referral_advice,
+        counsellor,
+        referral_advice,
         case_id,
         linked_at: row.linked_at,
     }))

@@ -2,6 +2,7 @@ pub mod cases;
 pub mod casework;
 pub mod hotline;
 pub mod ops;
+pub mod oversight;
 pub mod receipts;
 pub mod reports;
 pub mod roster;

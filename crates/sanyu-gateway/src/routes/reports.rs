@@ -161,7 +161,7 @@ fn replay(stored: StoredResponse, request_hash: &str) -> Result<Response, ApiErr
     responses(
         (status = 202, description = "Accepted: the rules engine will decide it", body = ReportAccepted),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Unknown student", body = ErrorBody),
+        (status = 404, description = "No such student in your class (head teachers, monitors) or school", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -181,20 +181,23 @@ pub async fn submit(
     {
         return replay(stored, &request_hash);
     }
+    // The role first: whether the student exists is no business of a role
+    // that may not report.
+    if !caller.may_submit_reports() {
+        return Err(ApiError::Forbidden("your role may not submit reports"));
+    }
     let now = Utc::now();
     let report = validate(&body.value, now)?;
     let school = school::Entity::find_by_id(caller.school_id)
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
+    // A student of another class (or school) answers exactly as one that does
+    // not exist.
     let student = roster::student_by_no(&state.db, school.id, &report.student_no)
         .await?
+        .filter(|s| caller.may_report_on(s.school_id, s.class_id) == Access::Allowed)
         .ok_or(ApiError::NotFound("student"))?;
-    match caller.may_report_on(student.school_id, student.class_id) {
-        Access::Allowed => {}
-        Access::Forbidden => return Err(ApiError::Forbidden("your role may not submit reports")),
-        Access::OutOfScope => return Err(ApiError::Forbidden("the student is not in your class")),
-    }
     let class = class::Entity::find_by_id(student.class_id)
         .one(&state.db)
         .await?

@@ -1,14 +1,15 @@
 //! `GET /v1/key-population` (重点关注学生) and `GET /v1/students/{id}/timeline`
 //! (心理档案): the student's history, for counsellors and the crisis team of
-//! the student's school. A leader sees counts and states, never narratives.
-//! Every read is audited.
+//! the student's school. A leader gets the oversight types instead (counts,
+//! states and dates, no names: [`crate::routes::oversight`]). Every read is
+//! audited.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Access, Principal, Role};
+use sanyu_domain::{Access, Disclosure, Role};
 use sanyu_store::entities::{case, class, report, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sanyu_store::{cases, casework, decisions};
@@ -20,6 +21,7 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::oversight::{self, KeyPopulationOverview, TimelineSummary};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct KeyPopulationQuery {
@@ -65,6 +67,7 @@ pub struct RuleWatch {
     pub rules_version: String,
 }
 
+/// The key population in full, for counsellors and the crisis team.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyPopulation {
     /// Students with open follow-ups (planned on their cases).
@@ -73,8 +76,46 @@ pub struct KeyPopulation {
     pub watch_list: Vec<RuleWatch>,
 }
 
-fn sees_identity(p: &Principal) -> bool {
-    matches!(p.role, Role::Counsellor | Role::CrisisTeam)
+/// `GET /v1/key-population`: in full for those who work cases, without
+/// names or rules for leaders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum KeyPopulationView {
+    Casework(KeyPopulation),
+    Oversight(KeyPopulationOverview),
+}
+
+impl From<KeyPopulation> for KeyPopulationOverview {
+    /// Only what oversight needs; a field added to the full lists is not here.
+    fn from(k: KeyPopulation) -> Self {
+        Self {
+            students: k
+                .students
+                .into_iter()
+                .map(|w| oversight::FollowedStudent {
+                    student_id: w.student_id,
+                    class_code: w.class_code,
+                    case_id: w.case_id,
+                    case_reference: w.case_reference,
+                    level: w.level,
+                    next_follow_up_due: w.next_follow_up_due,
+                    overdue: w.overdue,
+                    open_follow_ups: w.open_follow_ups,
+                })
+                .collect(),
+            watch_list: k
+                .watch_list
+                .into_iter()
+                .map(|w| oversight::WatchedStudent {
+                    student_id: w.student_id,
+                    class_code: w.class_code,
+                    since: w.since,
+                    follow_up_on: w.follow_up_on,
+                    overdue: w.overdue,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A watch-list entry whose follow-up was recorded.
@@ -143,7 +184,7 @@ pub async fn finish_watch(
 /// The school's key population: students with a follow-up not yet done,
 /// overdue first, then by due date.
 #[utoipa::path(get, path = "/v1/key-population", tag = "cases", params(KeyPopulationQuery),
-    responses((status = 200, body = KeyPopulation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = KeyPopulationView, description = "`KeyPopulation` for counsellors and the crisis team, `KeyPopulationOverview` for leaders"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
 pub async fn key_population(
@@ -151,12 +192,12 @@ pub async fn key_population(
     Caller(caller): Caller,
     peer: Peer,
     Query(q): Query<KeyPopulationQuery>,
-) -> Result<Json<KeyPopulation>, ApiError> {
+) -> Result<Json<KeyPopulationView>, ApiError> {
+    let forbidden = || ApiError::Forbidden("your role may not read the key population");
     if caller.may_read_timeline_summary(caller.school_id) != Access::Allowed {
-        return Err(ApiError::Forbidden(
-            "your role may not read the key population",
-        ));
+        return Err(forbidden());
     }
+    let disclosure = caller.disclosure().ok_or_else(forbidden)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let open = casework::open_follow_ups(&state.db, caller.school_id, limit * 4).await?;
     let now = Utc::now();
@@ -218,7 +259,8 @@ pub async fn key_population(
             .map(|c| (c.id, c))
             .collect()
     };
-    let identity = sees_identity(&caller);
+    // Oversight gets its own type below, without names whatever this says.
+    let identity = caller.sees_identity();
     let mut list: Vec<WatchedStudent> = order
         .into_iter()
         .filter_map(|sid| {
@@ -270,9 +312,13 @@ pub async fn key_population(
         format!("school:{}", caller.school_id),
     )
     .await?;
-    Ok(Json(KeyPopulation {
+    let full = KeyPopulation {
         students: list,
         watch_list,
+    };
+    Ok(Json(match disclosure {
+        Disclosure::Casework => KeyPopulationView::Casework(full),
+        Disclosure::Oversight => KeyPopulationView::Oversight(full.into()),
     }))
 }
 
@@ -299,6 +345,7 @@ pub struct CaseState {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
+/// A student's history in full, for counsellors and the crisis team.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Timeline {
     pub student_id: Uuid,
@@ -308,9 +355,17 @@ pub struct Timeline {
     pub student_name: Option<String>,
     pub cases: Vec<CaseState>,
     pub counts: TimelineCounts,
-    /// The full history, oldest first: counsellors and the crisis team only
-    /// (empty for leaders, who see counts and states).
+    /// The full history, oldest first.
     pub entries: Vec<TimelineEntry>,
+}
+
+/// `GET /v1/students/{id}/timeline`: in full for those who work cases,
+/// counts and states for leaders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TimelineView {
+    Casework(Box<Timeline>),
+    Oversight(TimelineSummary),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -326,7 +381,7 @@ pub struct TimelineCounts {
 /// school; counts and states for its leaders; nothing for anyone else.
 #[utoipa::path(get, path = "/v1/students/{id}/timeline", tag = "students",
     params(("id" = Uuid, Path, description = "Student id")),
-    responses((status = 200, body = Timeline), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = TimelineView, description = "`Timeline` for counsellors and the crisis team, `TimelineSummary` for leaders"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such student in your school", body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(student_id = %id))]
@@ -335,30 +390,22 @@ pub async fn timeline(
     Caller(caller): Caller,
     peer: Peer,
     Path(id): Path<String>,
-) -> Result<Json<Timeline>, ApiError> {
+) -> Result<Json<TimelineView>, ApiError> {
+    let forbidden = || ApiError::Forbidden("your role may not read student timelines");
     if caller.may_read_timeline_summary(caller.school_id) != Access::Allowed {
-        return Err(ApiError::Forbidden(
-            "your role may not read student timelines",
-        ));
+        return Err(forbidden());
     }
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("student"))?;
     let s = student::Entity::find_by_id(id)
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
-    let full = match caller.may_read_timeline(s.school_id) {
-        Access::Allowed => true,
+    match caller.may_read_timeline_summary(s.school_id) {
+        Access::Allowed => {}
         Access::OutOfScope => return Err(ApiError::NotFound("student")),
-        Access::Forbidden => match caller.may_read_timeline_summary(s.school_id) {
-            Access::Allowed => false,
-            Access::OutOfScope => return Err(ApiError::NotFound("student")),
-            Access::Forbidden => {
-                return Err(ApiError::Forbidden(
-                    "your role may not read student timelines",
-                ));
-            }
-        },
-    };
+        Access::Forbidden => return Err(forbidden()),
+    }
+    let disclosure = caller.disclosure().ok_or_else(forbidden)?;
     let reports = report::Entity::find()
         .filter(report::Column::StudentId.eq(s.id))
         .order_by_asc(report::Column::ObservedAt)
@@ -366,6 +413,22 @@ pub async fn timeline(
         .await?;
     let case_rows = cases::for_student(&state.db, s.id).await?;
     let follow_ups = casework::follow_ups_of_student(&state.db, s.id).await?;
+    if disclosure == Disclosure::Oversight {
+        audit::record(
+            &state,
+            &caller,
+            &peer,
+            "timeline.summary",
+            format!("student:{}", s.id),
+        )
+        .await?;
+        return Ok(Json(TimelineView::Oversight(oversight::timeline_summary(
+            s.id,
+            &case_rows,
+            reports.len(),
+            &follow_ups,
+        ))));
+    }
     let counts = TimelineCounts {
         reports: reports.len(),
         cases: case_rows.len(),
@@ -377,91 +440,85 @@ pub async fn timeline(
         .map(|c| (c.id, c.reference.clone()))
         .collect();
     let mut entries = Vec::new();
-    if full {
-        for r in &reports {
+    for r in &reports {
+        entries.push(TimelineEntry {
+            at: r.observed_at,
+            kind: "report".into(),
+            case_reference: None,
+            summary: format!("{} {}", r.category, r.level),
+            text: Some(state.sealer.open(&r.narrative_sealed)?),
+        });
+    }
+    for c in &case_rows {
+        entries.push(TimelineEntry {
+            at: c.opened_at,
+            kind: "case_opened".into(),
+            case_reference: Some(c.reference.clone()),
+            summary: format!("{} ({})", c.level, c.opened_rule),
+            text: None,
+        });
+        for sig in cases::signals(&state.db, c.id).await? {
             entries.push(TimelineEntry {
-                at: r.observed_at,
-                kind: "report".into(),
-                case_reference: None,
-                summary: format!("{} {}", r.category, r.level),
-                text: Some(state.sealer.open(&r.narrative_sealed)?),
-            });
-        }
-        for c in &case_rows {
-            entries.push(TimelineEntry {
-                at: c.opened_at,
-                kind: "case_opened".into(),
+                at: sig.attached_at,
+                kind: "case_signal".into(),
                 case_reference: Some(c.reference.clone()),
-                summary: format!("{} ({})", c.level, c.opened_rule),
+                summary: format!(
+                    "{} {} {} ({})",
+                    sig.kind, sig.level, sig.decision, sig.rule_id
+                ),
                 text: None,
             });
-            for sig in cases::signals(&state.db, c.id).await? {
-                entries.push(TimelineEntry {
-                    at: sig.attached_at,
-                    kind: "case_signal".into(),
-                    case_reference: Some(c.reference.clone()),
-                    summary: format!(
-                        "{} {} {} ({})",
-                        sig.kind, sig.level, sig.decision, sig.rule_id
-                    ),
-                    text: None,
-                });
-            }
         }
-        for a in cases::actions(&state.db, case_rows.iter().map(|c| c.id).collect()).await? {
-            let text = match &a.text_sealed {
-                Some(sealed) => Some(state.sealer.open(sealed)?),
-                None => None,
-            };
-            entries.push(TimelineEntry {
-                at: a.at,
-                kind: "case_action".into(),
-                case_reference: refs.get(&a.case_id).cloned(),
-                summary: format!("{} by {} → {}", a.action, a.actor_role, a.status_after),
-                text,
-            });
-        }
-        for f in &follow_ups {
-            let reference = f.case_id.and_then(|c| refs.get(&c).cloned());
-            match f.done_at {
-                Some(done) => entries.push(TimelineEntry {
-                    at: done,
-                    kind: "follow_up_done".into(),
-                    case_reference: reference,
-                    summary: "follow-up done".into(),
-                    text: f
-                        .outcome_sealed
-                        .as_ref()
-                        .map(|o| state.sealer.open(o))
-                        .transpose()?,
-                }),
-                None => entries.push(TimelineEntry {
-                    at: f.due_at,
-                    kind: "follow_up_due".into(),
-                    case_reference: reference,
-                    summary: "follow-up due".into(),
-                    text: None,
-                }),
-            }
-        }
-        entries.sort_by_key(|e| e.at);
     }
+    for a in cases::actions(&state.db, case_rows.iter().map(|c| c.id).collect()).await? {
+        let text = match &a.text_sealed {
+            Some(sealed) => Some(state.sealer.open(sealed)?),
+            None => None,
+        };
+        entries.push(TimelineEntry {
+            at: a.at,
+            kind: "case_action".into(),
+            case_reference: refs.get(&a.case_id).cloned(),
+            summary: format!("{} by {} → {}", a.action, a.actor_role, a.status_after),
+            text,
+        });
+    }
+    for f in &follow_ups {
+        let reference = f.case_id.and_then(|c| refs.get(&c).cloned());
+        match f.done_at {
+            Some(done) => entries.push(TimelineEntry {
+                at: done,
+                kind: "follow_up_done".into(),
+                case_reference: reference,
+                summary: "follow-up done".into(),
+                text: f
+                    .outcome_sealed
+                    .as_ref()
+                    .map(|o| state.sealer.open(o))
+                    .transpose()?,
+            }),
+            None => entries.push(TimelineEntry {
+                at: f.due_at,
+                kind: "follow_up_due".into(),
+                case_reference: reference,
+                summary: "follow-up due".into(),
+                text: None,
+            }),
+        }
+    }
+    entries.sort_by_key(|e| e.at);
     audit::record(
         &state,
         &caller,
         &peer,
-        if full {
-            "timeline.read"
-        } else {
-            "timeline.summary"
-        },
+        "timeline.read",
         format!("student:{}", s.id),
     )
     .await?;
-    Ok(Json(Timeline {
+    Ok(Json(TimelineView::Casework(Box::new(Timeline {
         student_id: s.id,
-        student_no: full.then(|| s.student_no.clone()),
-        student_name: full.then(|| s.name.clone()),
+        student_no: Some(s.student_no.clone()),
+        student_name: Some(s.name.clone()),
         cases: case_rows
             .into_iter()
             .map(|c| CaseState {
@@ -474,5 +531,5 @@ pub async fn timeline(
             .collect(),
         counts,
         entries,
-    }))
+    }))))
 }

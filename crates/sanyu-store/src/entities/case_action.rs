@@ -1,5 +1,7 @@
-//! Table `case_actions`: the case timeline. `detail` is JSON without
-//! narrative; free text (notes, reasons) is sealed in `text_sealed`.
+//! Table `case_actions`: the case timeline. `detail` is JSON of ids, dates
+//! and codes; free text is sealed: notes and reasons in `text_sealed`, free
+//! text of the detail (a close's outcome, a return assessment) as a JSON
+//! object in `detail_sealed`.
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -15,6 +17,7 @@ pub struct Model {
     pub status_after: String,
     pub detail: String,
     pub text_sealed: Option<Vec<u8>>,
+    pub detail_sealed: Option<Vec<u8>>,
     pub at: DateTimeUtc,
 }
 

@@ -22,8 +22,10 @@ pub struct Model {
     pub level: String,
     /// Summary sealed with the data key (nonce || ciphertext).
     pub summary_sealed: Option<Vec<u8>>,
-    pub counsellor: Option<String>,
-    pub referral_advice: Option<String>,
+    /// The hotline counsellor on the call, sealed with the data key.
+    pub counsellor_sealed: Option<Vec<u8>>,
+    /// The hotline's referral advice, sealed with the data key.
+    pub referral_advice_sealed: Option<Vec<u8>>,
     /// Unused since migration 000011 (an unidentified high/critical caller is a
     /// case): rows logged before it may still say `open` or `linked`.
     pub alert_state: Option<String>,

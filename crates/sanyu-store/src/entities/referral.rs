@@ -7,12 +7,13 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub case_id: Uuid,
-    pub institution: String,
+    /// Where the student was referred, sealed with the data key.
+    pub institution_sealed: Option<Vec<u8>>,
     pub referred_on: Date,
     pub receipt_confirmed: bool,
     /// 复学评估: date and result of the return-to-school assessment.
     pub return_assessed_on: Option<Date>,
-    pub return_assessment: Option<String>,
+    pub return_assessment_sealed: Option<Vec<u8>>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

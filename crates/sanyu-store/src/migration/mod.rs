@@ -15,6 +15,86 @@ mod m20261129_000009_create_zero_reports_and_hotline;
 mod m20261129_000010_create_decisions;
 mod m20261129_000011_allow_cases_without_student;
 mod m20261129_143000_add_screening_import_leases;
+mod m20261204_090000_seal_free_text;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sea_orm::{ConnectionTrait, DatabaseBackend};
+
+use crate::crypto::Sealer;
+
+/// What one run of the migrator carries besides the connection.
+#[derive(Clone)]
+struct Run {
+    /// The data key, for migrations that seal rows already stored.
+    key: Option<Sealer>,
+    /// Set when a migration replaced clear text that may linger in freed
+    /// space (see [`purge_replaced_clear_text`]).
+    replaced_clear_text: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    static RUN: Run;
+}
+
+/// The data key of this migration run, if it has one.
+fn data_key() -> Option<Sealer> {
+    RUN.try_with(|r| r.key.clone()).ok().flatten()
+}
+
+/// Note that a migration replaced clear text.
+fn replaced_clear_text() {
+    let _ = RUN.try_with(|r| r.replaced_clear_text.store(true, Ordering::SeqCst));
+}
+
+/// Run every pending migration, with the data key when given. Returns
+/// whether a migration replaced clear text.
+pub(crate) async fn run(db: &crate::Db, key: Option<Sealer>) -> std::result::Result<bool, DbErr> {
+    let run = Run {
+        key,
+        replaced_clear_text: Arc::new(AtomicBool::new(false)),
+    };
+    let flag = run.replaced_clear_text.clone();
+    RUN.scope(run, Migrator::up(db, None)).await?;
+    Ok(flag.load(Ordering::SeqCst))
+}
+
+/// Clear text that a migration sealed and overwrote can linger where the
+/// database keeps old versions of rows: the SQLite WAL (the migration zeroes
+/// freed space in the file itself with `secure_delete`) and PostgreSQL's dead
+/// tuples. Checkpoint and truncate the WAL, or rewrite the tables. Outside
+/// the migration's transaction, once, after it committed.
+pub(crate) async fn purge_replaced_clear_text(db: &crate::Db) -> std::result::Result<(), DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Sqlite => {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DatabaseBackend::Sqlite,
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                ))
+                .await?;
+            let busy: i64 = match row {
+                Some(r) => r.try_get_by_index(0)?,
+                None => 0,
+            };
+            if busy != 0 {
+                tracing::warn!(
+                    "the SQLite WAL could not be truncated while another connection reads; \
+                     earlier clear text stays in it until the next checkpoint"
+                );
+            }
+        }
+        _ => {
+            db.execute_unprepared(&format!("VACUUM FULL {}", SEALED_TABLES.join(", ")))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables whose clear free text the sealing migration replaced.
+const SEALED_TABLES: [&str; 3] = ["referrals", "hotline_calls", "case_actions"];
 
 pub struct Migrator;
 
@@ -34,6 +114,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000010_create_decisions::Migration),
             Box::new(m20261129_000011_allow_cases_without_student::Migration),
             Box::new(m20261129_143000_add_screening_import_leases::Migration),
+            Box::new(m20261204_090000_seal_free_text::Migration),
         ]
     }
 }
