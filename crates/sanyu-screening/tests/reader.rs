@@ -11,7 +11,7 @@ use std::rc::Rc;
 use common::{inst, rejected, scored};
 use sanyu_screening::{
     Coding, ColumnProfile, Flag, RowOutcome, RowProblem, ScreeningError, ScreeningReader,
-    SourceRow, XlsxWorkbook,
+    SourceRow, XlsxLimits, XlsxWorkbook,
 };
 
 /// Encode text as GBK, as Excel in China saves "CSV (逗号分隔)".
@@ -377,7 +377,7 @@ fn xlsx_bytes() -> Vec<u8> {
 
 #[test]
 fn xlsx_first_sheet_is_streamed_with_worksheet_row_numbers() {
-    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     assert_eq!(book.sheet_names(), ["PHQ9", "GAD7"]);
     let phq = inst("phq9");
     let rows = collect(
@@ -402,7 +402,8 @@ fn xlsx_first_sheet_is_streamed_with_worksheet_row_numbers() {
 
 #[test]
 fn xlsx_named_sheet_is_read() {
-    let mut book = ScreeningReader::open_xlsx(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book =
+        ScreeningReader::open_xlsx(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     let gad = inst("gad7");
     let rows = collect(
         book.rows(Some("GAD7"), gad, Coding::Zero3, &ColumnProfile::default())
@@ -414,7 +415,7 @@ fn xlsx_named_sheet_is_read() {
 
 #[test]
 fn xlsx_missing_sheet_and_misfit_sheet_are_refused() {
-    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     let err = book
         .rows(
             Some("K10"),
