@@ -766,3 +766,140 @@ async fn two_gateways_share_an_import_and_the_survivor_finishes_it_when_one_dies
         "the second gateway took the job up"
     );
 }
+
+/// The gateway's peak resident memory (`VmHWM`) in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Start a new peak (`VmHWM` := current RSS); false where the kernel refuses.
+fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+async fn post_xlsx(
+    stack: &Stack,
+    token: &str,
+    file: &[u8],
+    sheet: Option<&str>,
+) -> reqwest::Response {
+    let mut fields = vec![
+        ("instrument", "PHQ-9"),
+        ("coding", "0-3"),
+        ("administered", "2026-11-20"),
+    ];
+    fields.extend(sheet.map(|s| ("sheet", s)));
+    let (content_type, body) = multipart_named(&fields, "普查.xlsx", file);
+    stack
+        .http
+        .post(format!("{}/v1/screening-imports", stack.base_url()))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /v1/screening-imports")
+}
+
+/// Issue #13, item 1: a 1 MB workbook whose sheet inflates to 1 GiB, and a
+/// 0.83 MB one whose shared-string table inflates to 320 MiB (nearly 20
+/// million strings), are refused with 422 in under 2 s while the real
+/// gateway's peak memory stays under 256 MiB; a valid workbook sent to the
+/// same gateway afterwards still imports.
+async fn xlsx_decompression_bombs_are_refused_fast_in_little_memory_and_a_valid_workbook_still_imports(
+    db: TestDb,
+) {
+    use sanyu_e2e::support::xlsx_bombs;
+    const MIB: u64 = 1 << 20;
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut stack = Stack::new(db).await;
+    stack
+        .start_gateway_with(&[(
+            "SANYU_SCREENING__SPOOL_DIR",
+            spool.path().display().to_string(),
+        )])
+        .await;
+    let pid = stack
+        .gateway
+        .as_ref()
+        .and_then(|g| g.pid())
+        .expect("gateway pid");
+    let counsellor = stack.school.counsellor.clone();
+    eprintln!("gateway started: peak {} MiB", peak_rss_kib(pid) / 1024);
+
+    let shapes = [
+        ("sheet", xlsx_bombs::sheet_bomb(1024 * MIB)),
+        ("shared strings", xlsx_bombs::shared_strings_bomb(320 * MIB)),
+    ];
+    let mut answers = Vec::new();
+    for (shape, file) in &shapes {
+        let per_shape = reset_peak_rss(pid);
+        let started = std::time::Instant::now();
+        let r = post_xlsx(&stack, &counsellor, file, None).await;
+        let took = started.elapsed();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.expect("json body");
+        let peak_mib = peak_rss_kib(pid) / 1024;
+        eprintln!(
+            "{shape} bomb, {} bytes: {status} in {took:?}; gateway peak {peak_mib} MiB{}",
+            file.len(),
+            if per_shape { "" } else { " (since start)" }
+        );
+        answers.push((*shape, status, took, body, peak_mib));
+    }
+    for (shape, status, took, body, peak_mib) in &answers {
+        assert_eq!(*status, 422, "the {shape} bomb is refused: {body}");
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["field"], "file");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("XLSX file refused"),
+            "a clear message: {message}"
+        );
+        assert!(
+            *took < Duration::from_secs(2),
+            "the {shape} bomb answered in {took:?}"
+        );
+        assert!(
+            *peak_mib < 256,
+            "the {shape} bomb took the gateway to {peak_mib} MiB"
+        );
+    }
+
+    // The workbook of the XLSX import test, as rust_xlsxwriter writes it.
+    let r = post_xlsx(&stack, &counsellor, &phq9_xlsx(), Some("PHQ9")).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let status = wait_until_done(&stack, &counsellor, &id).await;
+    assert_eq!(status["rows_accepted"], 3);
+    assert_eq!(status["alerts_raised"], 1);
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    eprintln!("after the valid workbook: gateway peak {peak_mib} MiB");
+    assert!(peak_mib < 256, "gateway peak {peak_mib} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xlsx_decompression_bombs_are_refused_fast_in_little_memory_and_a_valid_workbook_still_imports_on_sqlite()
+ {
+    xlsx_decompression_bombs_are_refused_fast_in_little_memory_and_a_valid_workbook_still_imports(
+        TestDb::sqlite(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xlsx_decompression_bombs_are_refused_fast_in_little_memory_and_a_valid_workbook_still_imports_on_postgres()
+ {
+    if let Some(db) = TestDb::postgres().await {
+        xlsx_decompression_bombs_are_refused_fast_in_little_memory_and_a_valid_workbook_still_imports(db)
+            .await;
+    }
+}

@@ -274,9 +274,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         ExitCode::FAILURE
                     }
                 }
-                Command::Import(args) => {
-                    screening::run(&db, args, config.screening.worse_margin_percent).await?
-                }
+                Command::Import(args) => screening::run(&db, args, &config.screening).await?,
                 Command::Rules {
                     command:
                         RulesCommand::Simulate {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 use sanyu_importer::{Declaration, ImportError, NewJob, ProcessOptions, Progress};
+use sanyu_platform::config::ScreeningConfig;
 use sanyu_platform::relay::Waker;
 use sanyu_screening::ColumnProfile;
 use sanyu_store::screening::state;
@@ -88,7 +89,7 @@ fn progress_bar(total: Option<i64>) -> ProgressBar {
 
 /// Run `sanyu import`. Exit codes: 0 every row accepted, 2 some rows rejected
 /// (see the error report), 3 file refused, 1 import failed.
-pub async fn run(db: &Db, args: ImportArgs, worse_margin_percent: u32) -> Result<ExitCode> {
+pub async fn run(db: &Db, args: ImportArgs, config: &ScreeningConfig) -> Result<ExitCode> {
     let school = roster::school_by_code(db, &args.school)
         .await?
         .with_context(|| format!("no school with code `{}`", args.school))?;
@@ -117,6 +118,7 @@ pub async fn run(db: &Db, args: ImportArgs, worse_margin_percent: u32) -> Result
             },
             path: path.clone(),
             created_by: None,
+            xlsx_limits: config.xlsx.clone(),
         },
     )
     .await;
@@ -133,7 +135,8 @@ pub async fn run(db: &Db, args: ImportArgs, worse_margin_percent: u32) -> Result
     let shown = bar.clone();
     let options = ProcessOptions {
         batch_rows: args.batch_rows,
-        worse_margin_percent,
+        worse_margin_percent: config.worse_margin_percent,
+        xlsx_limits: config.xlsx.clone(),
         progress: Some(Arc::new(move |p: Progress| {
             shown.set_position(u64::try_from(p.rows_read).unwrap_or(0));
             shown.set_message(format!(

@@ -245,6 +245,7 @@ impl Gateway {
             config.screening.batch_rows,
         )
         .with_worse_margin_percent(config.screening.worse_margin_percent)
+        .with_xlsx_limits(config.screening.xlsx.clone())
         .with_lease(std::time::Duration::from_secs(
             config.screening.lease_secs.max(1),
         ));

@@ -6,7 +6,8 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use sanyu_screening::{
-    Coding, ColumnProfile, Instrument, ScreeningError, ScreeningReader, SourceRow, XlsxWorkbook,
+    Coding, ColumnProfile, Instrument, ScreeningError, ScreeningReader, SourceRow, XlsxLimits,
+    XlsxWorkbook,
 };
 
 /// The formats an import accepts.
@@ -59,6 +60,9 @@ pub struct Reading<'a> {
     pub coding: Coding,
     pub sheet: Option<&'a str>,
     pub profile: &'a ColumnProfile,
+    /// What an XLSX file may unpack to: checked before it is read, at upload
+    /// and again by the import.
+    pub xlsx_limits: &'a XlsxLimits,
 }
 
 /// The rows of a file, as the library streams them.
@@ -84,7 +88,7 @@ pub fn with_rows<T>(
             Ok(visit(&mut rows))
         }
         FileFormat::Xlsx => {
-            let mut book = XlsxWorkbook::open_path(path)?;
+            let mut book = XlsxWorkbook::open_path(path, reading.xlsx_limits)?;
             let mut rows = book.rows(
                 reading.sheet,
                 reading.instrument,

@@ -34,7 +34,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sanyu_domain::{RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::relay::Waker;
-use sanyu_screening::{Coding, ColumnProfile, Instrument, RowOutcome, ScreeningError};
+use sanyu_screening::{Coding, ColumnProfile, Instrument, RowOutcome, ScreeningError, XlsxLimits};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{school, screening_import, student};
 use sanyu_store::outbox::{self, OutboxEvent};
@@ -151,6 +151,8 @@ pub struct NewJob {
     /// Where the file is (the gateway's spool, or the operator's file).
     pub path: PathBuf,
     pub created_by: Option<Uuid>,
+    /// What an XLSX file may unpack to (`[screening.xlsx]`).
+    pub xlsx_limits: XlsxLimits,
 }
 
 /// Check a file against its declaration and record the import job: `queued`
@@ -165,6 +167,7 @@ pub async fn prepare(db: &Db, job: NewJob) -> Result<screening_import::Model, Im
     let path = job.path.clone();
     let sheet = d.sheet.clone();
     let profile = d.profile.clone();
+    let xlsx_limits = job.xlsx_limits.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<_, ScreeningError> {
         let format = FileFormat::detect(&path)?;
         let reading = file::Reading {
@@ -173,6 +176,7 @@ pub async fn prepare(db: &Db, job: NewJob) -> Result<screening_import::Model, Im
             coding,
             sheet: sheet.as_deref(),
             profile: &profile,
+            xlsx_limits: &xlsx_limits,
         };
         file::with_rows(&path, reading, |_| ())?;
         let total = match format {
@@ -284,6 +288,8 @@ pub struct ProcessOptions {
     /// How long the lease lasts without a committed batch; another process
     /// takes the job up when it expires.
     pub lease: std::time::Duration,
+    /// What an XLSX file may unpack to: checked again before the import reads it.
+    pub xlsx_limits: XlsxLimits,
 }
 
 /// A worker name unique to this process and call: host, pid and a random part.
@@ -307,6 +313,7 @@ impl Default for ProcessOptions {
             worse_margin_percent: 15,
             worker: worker_name(),
             lease: std::time::Duration::from_secs(60),
+            xlsx_limits: XlsxLimits::default(),
         }
     }
 }
@@ -432,6 +439,7 @@ pub async fn process(
     let checkpoint = job.checkpoint_row;
     let sheet = job.sheet.clone();
     let reader_path = path.clone();
+    let xlsx_limits = options.xlsx_limits.clone();
     let reader = tokio::task::spawn_blocking(move || {
         read_file(
             &reader_path,
@@ -441,6 +449,7 @@ pub async fn process(
                 coding,
                 sheet: sheet.as_deref(),
                 profile: &profile,
+                xlsx_limits: &xlsx_limits,
             },
             checkpoint,
             &tx,

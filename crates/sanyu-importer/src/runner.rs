@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sanyu_platform::relay::Waker;
+use sanyu_screening::XlsxLimits;
 use sanyu_store::Db;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,8 @@ pub struct Runner {
     pub spool_dir: PathBuf,
     /// Largest file accepted over HTTP.
     pub upload_limit_bytes: usize,
+    /// What an XLSX file may unpack to (checked at upload and by the import).
+    pub xlsx_limits: XlsxLimits,
     batch_rows: usize,
     worse_margin_percent: u32,
     tracker: TaskTracker,
@@ -50,6 +53,12 @@ impl Runner {
         self
     }
 
+    /// What an XLSX file may unpack to.
+    pub fn with_xlsx_limits(mut self, limits: XlsxLimits) -> Self {
+        self.xlsx_limits = limits;
+        self
+    }
+
     /// How long a job's lease lasts without a committed batch.
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
@@ -68,6 +77,7 @@ impl Runner {
             waker,
             spool_dir,
             upload_limit_bytes,
+            xlsx_limits: XlsxLimits::default(),
             batch_rows,
             worse_margin_percent: ProcessOptions::default().worse_margin_percent,
             tracker: TaskTracker::new(),
@@ -118,6 +128,7 @@ impl Runner {
             cancel: this.cancel.clone(),
             worker: this.worker.clone(),
             lease: this.lease,
+            xlsx_limits: this.xlsx_limits.clone(),
             ..ProcessOptions::default()
         };
         let mut backoff = Duration::from_millis(500);

@@ -70,6 +70,7 @@ async fn prepare(
             declaration: declaration(instrument),
             path: path.to_path_buf(),
             created_by: None,
+            xlsx_limits: Default::default(),
         },
     )
     .await
@@ -465,6 +466,7 @@ async fn a_result_worse_than_the_previous_screening_is_marked(test_db: TestDb) {
                     declaration: decl,
                     path,
                     created_by: None,
+                    xlsx_limits: Default::default(),
                 },
             )
             .await

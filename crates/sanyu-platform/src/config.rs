@@ -109,6 +109,9 @@ pub struct ScreeningConfig {
     /// take up an import whose gateway died once its lease expires; they look
     /// for such imports every half lease.
     pub lease_secs: u64,
+    /// What an XLSX file may unpack to (`[screening.xlsx]`): a workbook beyond
+    /// these is refused (422) before it is read, at upload and in the import.
+    pub xlsx: sanyu_screening::XlsxLimits,
 }
 
 impl Default for ScreeningConfig {
@@ -119,6 +122,7 @@ impl Default for ScreeningConfig {
             batch_rows: 2000,
             worse_margin_percent: 15,
             lease_secs: 60,
+            xlsx: sanyu_screening::XlsxLimits::default(),
         }
     }
 }
@@ -511,8 +515,10 @@ mod tests {
             jail.set_env("SANYU_NATS__URL", "nats://10.0.0.1:4222");
             jail.set_env("SANYU_HTTP__BODY_LIMIT_BYTES", "1024");
             jail.set_env("SANYU_TEST_PG_URL", "postgres://ignored");
+            jail.set_env("SANYU_SCREENING__XLSX__MAX_CELLS", "5000");
             let c = Config::load().map_err(|e| e.to_string())?;
             assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
+            assert_eq!(c.screening.xlsx.max_cells, 5000);
             assert_eq!(c.http.body_limit_bytes, 1024);
             assert_eq!(c.nats.max_deliver, 8);
             assert!(c.sms.primary.is_none());
@@ -534,6 +540,10 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&parsed.scheduler).ok(),
             serde_json::to_value(SchedulerConfig::default()).ok()
+        );
+        assert_eq!(
+            parsed.screening.xlsx,
+            sanyu_screening::XlsxLimits::default()
         );
     }
 

@@ -330,7 +330,12 @@ impl ColumnLayout {
     }
 
     /// Build a source row from one record's fields. `None` for a blank row.
-    /// `check_width` reports non-blank fields beyond the header (CSV only).
+    /// `check_width` (CSV only) makes a record with more or fewer fields than
+    /// the header a malformed row: a field that is not there is not a blank
+    /// answer (that is an empty field), and which one went missing (or came
+    /// in addition) cannot be known, so the row is never scored. Its answers
+    /// are still read by position, so that a positive suicide item still
+    /// raises its alert.
     pub(crate) fn extract(
         &self,
         row_number: u64,
@@ -341,10 +346,7 @@ impl ColumnLayout {
             return None;
         }
         let mut problems = Vec::new();
-        if check_width
-            && fields.len() > self.width
-            && fields[self.width..].iter().any(|f| !f.trim().is_empty())
-        {
+        if check_width && fields.len() != self.width {
             problems.push(RowError {
                 column: "(row)".to_string(),
                 reason: RowProblem::FieldCount {
@@ -406,7 +408,8 @@ pub struct SourceRow {
     pub student_no: String,
     /// Raw answers by item key (`"1"`, `"9"`, `"s1"`); a short row lacks its last items.
     pub answers: BTreeMap<String, String>,
-    /// Problems of the row itself (blank student number, too many fields).
+    /// Problems of the row itself (blank student number, more or fewer fields
+    /// than the header).
     pub problems: Vec<RowError>,
 }
 

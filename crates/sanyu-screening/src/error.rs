@@ -52,6 +52,12 @@ pub enum ScreeningError {
         source: csv::Error,
     },
 
+    /// The XLSX file would unpack to more than the limits allow (a
+    /// decompression bomb, or far larger than a screening export): refused
+    /// before calamine reads it.
+    #[error("XLSX file refused: {0}")]
+    XlsxRefused(#[from] crate::xlsx_guard::XlsxRefusal),
+
     /// The XLSX could not be read.
     #[error("XLSX error: {0}")]
     Xlsx(#[from] calamine::XlsxError),

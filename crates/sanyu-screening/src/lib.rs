@@ -10,7 +10,8 @@
 //! * [`suggested_level`]: the default signal level for the rules engine.
 //! * [`ScreeningReader`]: streaming CSV (UTF-8, GBK/GB18030) and XLSX readers
 //!   yielding [`SourceRow`]s one at a time; files whose columns do not fit the
-//!   instrument are refused as a whole.
+//!   instrument are refused as a whole, and an XLSX file that would unpack to
+//!   more than its [`XlsxLimits`] is refused before it is read.
 //!
 //! ```
 //! use sanyu_screening::{instrument, Coding, Flag, RowAnswers};
@@ -31,6 +32,8 @@ mod error;
 pub mod reader;
 pub mod scoring;
 pub mod signal;
+mod xlsx_guard;
+mod xml_scan;
 
 pub use catalogue::{
     Band, Catalogue, Instrument, ItemDef, ItemFlagRule, Method, Subscale, SubscaleRole, catalogue,
@@ -44,3 +47,4 @@ pub use scoring::{
     Flag, RowAnswers, RowError, RowOutcome, RowProblem, ScoreResult, SubscaleScore, item_column,
 };
 pub use signal::{suggested_level, suggested_level_for};
+pub use xlsx_guard::{XlsxLimits, XlsxRefusal};

@@ -14,6 +14,9 @@
 //!   workbook's shared-string table (the distinct texts of the workbook) when the
 //!   workbook is opened, so memory grows with the number of *distinct* strings,
 //!   not with the number of rows; numeric answers are not shared strings.
+//!   Before calamine sees a workbook, the XLSX guard (`xlsx_guard`) checks what
+//!   every part unpacks to against [`XlsxLimits`]; a row may hold at most
+//!   [`MAX_ROW_TEXT_BYTES`] of text (cells may repeat one shared string).
 
 use std::fs::File;
 use std::io::{self, BufReader, Chain, Cursor, Read, Seek};
@@ -28,9 +31,14 @@ use crate::ScreeningError;
 use crate::catalogue::Instrument;
 use crate::coding::Coding;
 use crate::columns::{ColumnLayout, ColumnProfile, SourceRow};
+use crate::xlsx_guard::{self, XlsxLimits, XlsxRefusal};
 
 /// How many bytes are looked at to choose a CSV file's encoding.
 pub const SNIFF_BYTES: usize = 64 * 1024;
+
+/// The most text one XLSX row may hold (its cells may all repeat one long
+/// shared string, so the guard's bound on the file does not bound a row).
+pub const MAX_ROW_TEXT_BYTES: usize = 4 << 20;
 
 /// Choose the encoding of a CSV file from its first bytes. `complete` says
 /// whether `prefix` is the whole file (so a multi-byte sequence cut at its end is
@@ -114,9 +122,13 @@ impl ScreeningReader {
         Self::open_csv(file, instrument, coding, profile)
     }
 
-    /// Open an XLSX workbook from any seekable reader.
-    pub fn open_xlsx<RS: Read + Seek>(reader: RS) -> Result<XlsxWorkbook<RS>, ScreeningError> {
-        XlsxWorkbook::open(reader)
+    /// Open an XLSX workbook from any seekable reader, refusing it first if it
+    /// would unpack to more than `limits` allow.
+    pub fn open_xlsx<RS: Read + Seek>(
+        reader: RS,
+        limits: &XlsxLimits,
+    ) -> Result<XlsxWorkbook<RS>, ScreeningError> {
+        XlsxWorkbook::open(reader, limits)
     }
 }
 
@@ -190,13 +202,16 @@ pub struct XlsxWorkbook<RS: Read + Seek> {
 }
 
 impl XlsxWorkbook<BufReader<File>> {
-    pub fn open_path(path: impl AsRef<Path>) -> Result<Self, ScreeningError> {
-        Self::open(BufReader::new(File::open(path)?))
+    pub fn open_path(path: impl AsRef<Path>, limits: &XlsxLimits) -> Result<Self, ScreeningError> {
+        Self::open(BufReader::new(File::open(path)?), limits)
     }
 }
 
 impl<RS: Read + Seek> XlsxWorkbook<RS> {
-    pub fn open(reader: RS) -> Result<Self, ScreeningError> {
+    /// Check the workbook against `limits` (the one place both the upload and
+    /// the import pass through), then open it.
+    pub fn open(mut reader: RS, limits: &XlsxLimits) -> Result<Self, ScreeningError> {
+        xlsx_guard::check(&mut reader, limits)?;
         Ok(Self {
             book: Xlsx::new(reader)?,
         })
@@ -313,10 +328,21 @@ impl<RS: Read + Seek> XlsxRows<'_, RS> {
             return Ok(None);
         };
         let mut cells = Vec::new();
+        let mut text_bytes = text.len();
         put(&mut cells, col, text);
         loop {
             match self.next_cell()? {
-                Some(((r, c), t)) if r == row => put(&mut cells, c, t),
+                Some(((r, c), t)) if r == row => {
+                    text_bytes += t.len();
+                    if text_bytes > MAX_ROW_TEXT_BYTES {
+                        return Err(XlsxRefusal::RowTooLarge {
+                            row: u64::from(row) + 1,
+                            limit: MAX_ROW_TEXT_BYTES as u64,
+                        }
+                        .into());
+                    }
+                    put(&mut cells, c, t);
+                }
                 Some(other) => {
                     self.pending = Some(other);
                     break;

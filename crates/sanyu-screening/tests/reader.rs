@@ -11,7 +11,7 @@ use std::rc::Rc;
 use common::{inst, rejected, scored};
 use sanyu_screening::{
     Coding, ColumnProfile, Flag, RowOutcome, RowProblem, ScreeningError, ScreeningReader,
-    SourceRow, XlsxWorkbook,
+    SourceRow, XlsxLimits, XlsxWorkbook,
 };
 
 /// Encode text as GBK, as Excel in China saves "CSV (逗号分隔)".
@@ -291,9 +291,92 @@ fn a_short_row_is_rejected_for_its_missing_items_and_still_alerts() {
         .unwrap(),
     );
     let (errors, alerts) = rejected(phq.score_row(&rows[0].to_answers(Coding::Zero3)));
-    assert_eq!(errors.len(), 6);
-    assert!(errors.iter().all(|e| e.reason == RowProblem::Missing));
+    assert_eq!(
+        errors[0].reason,
+        RowProblem::FieldCount {
+            found: 4,
+            expected: 10
+        }
+    );
+    assert_eq!(errors.len(), 7);
+    assert!(errors[1..].iter().all(|e| e.reason == RowProblem::Missing));
     assert_eq!(alerts, [Flag::SuicideItem]);
+}
+
+/// Issue #13, item 17: a record with fewer fields than the header is a
+/// malformed row, never "the last items unanswered" (which an instrument that
+/// prorates, like the SDQ, or one with an optional item, like PHQ-9's item 10,
+/// would score). A blank answer is an empty field.
+#[test]
+fn a_row_with_fewer_fields_than_the_header_is_rejected_where_blanks_would_be_scored() {
+    let sdq = inst("sdq");
+    let header: Vec<String> = (1..=25).map(|n| format!("item_{n}")).collect();
+    let answers = vec!["1"; 24].join(",");
+    // Row 2: the 25th field is missing. Row 3: the 25th answer is blank.
+    let text = format!(
+        "student_no,{}\nS1,{answers}\nS2,{answers},\n",
+        header.join(",")
+    );
+    let rows = collect(
+        ScreeningReader::open_csv(
+            text.as_bytes(),
+            sdq,
+            Coding::Zero2,
+            &ColumnProfile::default(),
+        )
+        .unwrap(),
+    );
+    let (errors, _) = rejected(sdq.score_row(&rows[0].to_answers(Coding::Zero2)));
+    assert_eq!(errors[0].column, "(row)");
+    assert_eq!(
+        errors[0].reason,
+        RowProblem::FieldCount {
+            found: 25,
+            expected: 26
+        }
+    );
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("the row has 25 fields; the header has 26"),
+        "{}",
+        errors[0]
+    );
+    // The same answers with the last one left blank: prorated and scored.
+    let blank_last = scored(sdq.score_row(&rows[1].to_answers(Coding::Zero2)));
+    assert!(blank_last.total > 0);
+
+    // PHQ-9 with its optional item 10: a row one field short is not scored
+    // either, and its positive suicide item still alerts.
+    let phq = inst("phq9");
+    let text = "student_no,item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9,item_10\n\
+                S1,0,0,0,0,0,0,0,0,2\n\
+                S2,0,0,0,0,0,0,0,0,2,\n";
+    let rows = collect(
+        ScreeningReader::open_csv(
+            text.as_bytes(),
+            phq,
+            Coding::Zero3,
+            &ColumnProfile::default(),
+        )
+        .unwrap(),
+    );
+    let (errors, alerts) = rejected(phq.score_row(&rows[0].to_answers(Coding::Zero3)));
+    assert_eq!(
+        errors,
+        [sanyu_screening::RowError {
+            column: "(row)".into(),
+            reason: RowProblem::FieldCount {
+                found: 10,
+                expected: 11
+            }
+        }]
+    );
+    assert_eq!(alerts, [Flag::SuicideItem]);
+    assert!(
+        phq.score_row(&rows[1].to_answers(Coding::Zero3))
+            .is_scored()
+    );
 }
 
 #[test]
@@ -324,10 +407,15 @@ fn a_row_with_extra_fields_or_no_student_number_is_rejected_and_still_alerts() {
     let (errors, alerts) = rejected(phq.score_row(&rows[1].to_answers(Coding::Zero3)));
     assert_eq!(errors[0].column, "student_no");
     assert_eq!(alerts, [Flag::SuicideItem]);
-    // A trailing empty field (Excel's habit) is not a problem.
-    assert!(
-        phq.score_row(&rows[2].to_answers(Coding::Zero3))
-            .is_scored()
+    // An extra field is a wrong field count even when it is empty: an empty
+    // field inserted earlier in the row would shift every answer after it.
+    let (errors, _) = rejected(phq.score_row(&rows[2].to_answers(Coding::Zero3)));
+    assert_eq!(
+        errors[0].reason,
+        RowProblem::FieldCount {
+            found: 11,
+            expected: 10
+        }
     );
 }
 
@@ -377,7 +465,7 @@ fn xlsx_bytes() -> Vec<u8> {
 
 #[test]
 fn xlsx_first_sheet_is_streamed_with_worksheet_row_numbers() {
-    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     assert_eq!(book.sheet_names(), ["PHQ9", "GAD7"]);
     let phq = inst("phq9");
     let rows = collect(
@@ -402,7 +490,8 @@ fn xlsx_first_sheet_is_streamed_with_worksheet_row_numbers() {
 
 #[test]
 fn xlsx_named_sheet_is_read() {
-    let mut book = ScreeningReader::open_xlsx(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book =
+        ScreeningReader::open_xlsx(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     let gad = inst("gad7");
     let rows = collect(
         book.rows(Some("GAD7"), gad, Coding::Zero3, &ColumnProfile::default())
@@ -414,7 +503,7 @@ fn xlsx_named_sheet_is_read() {
 
 #[test]
 fn xlsx_missing_sheet_and_misfit_sheet_are_refused() {
-    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes())).unwrap();
+    let mut book = XlsxWorkbook::open(Cursor::new(xlsx_bytes()), &XlsxLimits::default()).unwrap();
     let err = book
         .rows(
             Some("K10"),

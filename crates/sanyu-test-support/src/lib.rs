@@ -9,6 +9,7 @@ pub mod nats;
 pub mod pg_cluster;
 pub mod process;
 pub mod smtp;
+pub mod xlsx_bombs;
 
 pub use db::TestDb;
 pub use fixtures::{School, seed_school};

@@ -230,6 +230,7 @@ async fn main() -> Result<()> {
             },
             path: file.clone(),
             created_by: None,
+            xlsx_limits: Default::default(),
         },
     )
     .await?;

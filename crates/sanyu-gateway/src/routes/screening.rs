@@ -321,6 +321,7 @@ pub async fn create(
             },
             path: spooled.path.clone(),
             created_by: Some(caller.token_id),
+            xlsx_limits: state.imports.xlsx_limits.clone(),
         },
     )
     .await
