@@ -14,6 +14,18 @@ SANYU_NATS_SERVER="$(bash scripts/ensure-nats.sh)"
 export SANYU_NATS_SERVER
 echo "nats-server: $("$SANYU_NATS_SERVER" --version)"
 
+# schemathesis for tests/openapi.rs (PyPI, pinned); the test skips without it
+# outside CI and fails without it under CI.
+if st="$(bash scripts/ensure-schemathesis.sh)"; then
+    export SANYU_SCHEMATHESIS="$st"
+    echo "schemathesis: $("$st" --version)"
+elif [ "${CI:-}" = "true" ]; then
+    echo "CI=true requires schemathesis, and it could not be installed" >&2
+    exit 1
+else
+    echo "schemathesis: SKIPPED (could not be installed); tests/openapi.rs will skip" >&2
+fi
+
 if pg_url="$(bash scripts/ensure-postgres.sh)" && [ -n "$pg_url" ]; then
     export SANYU_TEST_PG_URL="$pg_url"
     echo "PostgreSQL suite: on ($pg_url)"

@@ -5,6 +5,7 @@ pub mod access;
 pub mod case;
 pub mod escalation;
 pub mod hotline;
+pub mod input;
 pub mod level;
 pub mod lifecycle;
 pub mod policy;

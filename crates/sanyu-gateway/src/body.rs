@@ -1,5 +1,6 @@
 //! JSON bodies with precise errors: 413 past the size limit, 422 with the path
-//! of the field that failed to parse.
+//! of the field that failed to parse or broke an input rule
+//! ([`crate::validate::json`]: control characters, length bounds).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -19,7 +20,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let raw = raw_body(req, state).await?;
+        let raw = raw_body(req, state, state.body_limit).await?;
+        let invalid = |e: serde_json::Error| ApiError::validation("", format!("invalid JSON: {e}"));
+        // The input rules first, on every string of the document.
+        let document: serde_json::Value = serde_json::from_slice(&raw).map_err(invalid)?;
+        crate::validate::json(&document)?;
         let de = &mut serde_json::Deserializer::from_slice(&raw);
         let value = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -30,11 +35,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A raw body with the size limit applied.
-pub async fn raw_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+/// A raw body with the route's size limit (`limit`, as set by its
+/// `DefaultBodyLimit` layer) applied and named in the 413.
+pub async fn raw_body(req: Request, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(state.body_limit)
+            ApiError::PayloadTooLarge(limit)
         } else {
             ApiError::validation("", rejection.body_text())
         }

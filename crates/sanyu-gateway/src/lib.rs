@@ -5,8 +5,12 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod docs;
 pub mod error;
+pub mod extract;
+pub mod openapi;
 pub mod routes;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,15 +101,24 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(openapi::document())
+}
+
+/// Smallest limit of CSV uploads (roster, hotline call logs).
+pub const MIN_CSV_LIMIT: usize = 16 * 1024 * 1024;
+
+impl AppState {
+    /// The size limit of CSV uploads: larger than JSON requests.
+    pub fn csv_limit(&self) -> usize {
+        self.body_limit.max(MIN_CSV_LIMIT)
+    }
 }
 
 /// The router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    // Roster files are larger than JSON requests.
-    let roster_limit = body_limit.max(16 * 1024 * 1024);
+    let roster_limit = state.csv_limit();
     let roster = Router::new()
         .route("/v1/roster/students", post(routes::roster::students))
         .route("/v1/roster/staff", post(routes::roster::staff))
@@ -121,6 +134,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs::redirect))
+        .route(docs::PATH, get(docs::index))
+        .route("/docs/{*file}", get(docs::file))
         .route("/v1/reports", post(routes::reports::submit))
         .route("/v1/cases", get(routes::cases::list))
         .route("/v1/cases/{id}", get(routes::cases::get))
@@ -188,6 +204,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
+        // Unknown routes and methods answer with the error body too.
+        .fallback(extract::no_route)
+        .method_not_allowed_fallback(extract::no_method)
         .layer(
             tower::ServiceBuilder::new()
                 // Every response carries an `x-request-id` (the caller's, or a new one),

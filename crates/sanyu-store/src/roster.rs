@@ -13,6 +13,7 @@ use std::io::Read;
 
 use chrono::Utc;
 use sanyu_domain::Role;
+use sanyu_domain::input;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder,
@@ -128,6 +129,20 @@ fn read_rows(
         match record {
             Ok(record) => {
                 let line = record.position().map_or(0, |p| p.line());
+                // The input rules before anything is written: a bad field
+                // rejects its row (with the line and the column).
+                if let Some(e) = headers
+                    .iter()
+                    .zip(record.iter())
+                    .find_map(|(h, v)| check_field(h, v.trim()).err())
+                {
+                    summary.errors.push(RowError {
+                        line,
+                        field: Some(e.0),
+                        message: e.1,
+                    });
+                    continue;
+                }
                 let fields = headers
                     .iter()
                     .cloned()
@@ -146,6 +161,19 @@ fn read_rows(
         }
     }
     Ok(rows)
+}
+
+/// One field of a roster file: one line, no control characters, at most the
+/// column's length (codes, names, the rest).
+fn check_field(column: &str, value: &str) -> std::result::Result<(), (String, String)> {
+    let max = match column {
+        "school_code" | "district_code" | "grade_code" | "class_code" | "student_no"
+        | "staff_no" | "role" | "gender" => input::MAX_CODE,
+        "school_name" | "grade_name" | "class_name" | "student_name" | "guardian_name"
+        | "guardian_relation" | "name" => input::MAX_NAME,
+        _ => input::MAX_LINE,
+    };
+    input::line(value, max).map_err(|e| (column.to_owned(), e.to_string()))
 }
 
 fn check_phone(row: &Row, field: &str) -> std::result::Result<Option<String>, RowError> {

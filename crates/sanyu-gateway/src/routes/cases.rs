@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, CaseStatus, Disclosure, Principal, RiskLevel};
 use sanyu_store::cases::{self, CaseFilter};
@@ -25,6 +25,8 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::oversight::{self, CaseOverview};
+use crate::extract::{Path, Query};
+use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CaseQuery {
@@ -40,6 +42,7 @@ pub struct CaseQuery {
     /// Only cases whose acknowledge deadline has passed without an acknowledgement.
     pub overdue: Option<bool>,
     /// At most this many cases (default 100, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 
@@ -393,7 +396,7 @@ pub async fn list(
         level,
         assignee,
         overdue_at: q.overdue.unwrap_or(false).then(Utc::now),
-        limit: q.limit.unwrap_or(100).clamp(1, 500),
+        limit: validate::limit(q.limit, 100, 500)?,
     };
     let rows = cases::list(&state.db, &filter).await?;
     let cases = summarize(&state, &caller, rows).await?;

@@ -8,7 +8,7 @@
 //! with the actions the case's status allows.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_domain::lifecycle::{self, CaseAction, IllegalTransition};
 use sanyu_domain::{Access, CaseStatus, CaseSubject, CaseWork, Principal, RiskLevel, Role};
@@ -29,11 +29,10 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
+use crate::validate;
 
 use sanyu_escalation::FOLLOW_UP_TIMER;
-
-/// Longest free text accepted in a note or reason.
-const MAX_TEXT: usize = 20_000;
 
 /// Longest return-to-school assessment result accepted (characters).
 const MAX_RETURN_ASSESSMENT_CHARS: usize = 500;
@@ -211,13 +210,7 @@ fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::validation(field, "must not be empty"));
     }
-    if text.len() > MAX_TEXT {
-        return Err(ApiError::validation(
-            field,
-            format!("at most {MAX_TEXT} bytes"),
-        ));
-    }
-    Ok(())
+    validate::text(field, text, validate::MAX_TEXT)
 }
 
 /// What an action leaves on the timeline.
@@ -586,6 +579,9 @@ pub async fn guardian_contact(
     body: JsonBody<GuardianContactRequest>,
 ) -> Result<Json<CaseState>, ApiError> {
     let req = body.value;
+    if let Some(at) = req.at {
+        validate::time("at", at, Utc::now())?;
+    }
     let mut work = load(&state, &caller, &id, |_| CaseWork::Record).await?;
     let status = require_taken(&work.case)?;
     let detail = if req.contacted {
@@ -677,12 +673,19 @@ pub async fn referral(
     body: JsonBody<ReferralRequest>,
 ) -> Result<Json<CaseState>, ApiError> {
     let req = body.value;
-    if req.institution.trim().is_empty() || req.institution.len() > 200 {
+    if req.institution.trim().is_empty() {
         return Err(ApiError::validation("institution", "1 to 200 characters"));
     }
+    validate::line("institution", &req.institution, 200)?;
+    let now = Utc::now();
+    validate::date("referred_on", req.referred_on, now)?;
     let result = req.return_assessment.as_ref().map(|r| r.result.trim());
+    if let Some(r) = &req.return_assessment {
+        validate::date("return_assessment.assessed_on", r.assessed_on, now)?;
+        validate::text("return_assessment.result", &r.result, MAX_RETURN_ASSESSMENT_CHARS)?;
+    }
     if let Some(result) = result
-        && (result.is_empty() || result.chars().count() > MAX_RETURN_ASSESSMENT_CHARS)
+        && result.is_empty()
     {
         return Err(ApiError::validation(
             "return_assessment.result",
@@ -698,7 +701,6 @@ pub async fn referral(
         return_assessed_on: req.return_assessment.as_ref().map(|r| r.assessed_on),
         return_assessment_sealed: result.map(|r| state.sealer.seal(r)).transpose()?,
     };
-    let now = Utc::now();
     let (referral, action) = match req.referral_id {
         Some(rid) => {
             let current = casework::referral_of_case(&*work.txn, work.case.id, rid)
@@ -798,6 +800,7 @@ pub async fn follow_up(
             let due = req
                 .due_at
                 .ok_or_else(|| ApiError::validation("due_at", "required for a new follow-up"))?;
+            validate::time("due_at", due, now)?;
             let student_id = require_student(&work.case)?;
             let next = if status == CaseStatus::Monitoring {
                 status
@@ -966,9 +969,10 @@ pub async fn close(
 ) -> Result<Json<CaseState>, ApiError> {
     let req = body.value;
     let outcome = req.outcome.trim();
-    if outcome.is_empty() || outcome.len() > 64 {
+    if outcome.is_empty() {
         return Err(ApiError::validation("outcome", "1 to 64 characters"));
     }
+    validate::line("outcome", outcome, validate::MAX_CODE)?;
     if let Some(s) = &req.summary {
         check_text("summary", s)?;
     }

@@ -14,7 +14,7 @@
 //!   unidentified call is only logged; linking it files its signal then.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -36,8 +36,10 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::{JsonBody, raw_body};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
+use crate::validate;
 
-const MAX_SUMMARY_CHARS: usize = 8000;
+const MAX_SUMMARY_CHARS: usize = validate::MAX_NARRATIVE;
 
 /// The C-SSRS screener as answered on the call.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -105,47 +107,58 @@ fn trimmed(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn time(field: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(v)
+fn time(field: &str, v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    validate::line(field, v, validate::MAX_CODE)?;
+    let t = DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ApiError::validation(field, format!("not an RFC 3339 time: {e}")))
+        .map_err(|e| ApiError::validation(field, format!("not an RFC 3339 time: {e}")))?;
+    validate::time(field, t, now)?;
+    Ok(t)
 }
 
+/// One line (names, ids, codes) of at most `max` characters.
 fn short(field: &str, v: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(s) if s.chars().count() > max => Err(ApiError::validation(
-            field,
-            format!("at most {max} characters"),
-        )),
-        other => Ok(other.map(str::to_owned)),
+    if let Some(s) = v {
+        validate::line(field, s, max)?;
     }
+    Ok(v.map(str::to_owned))
 }
 
+/// Free text of at most `max` characters.
+fn long(field: &str, v: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    if let Some(s) = v {
+        validate::text(field, s, max)?;
+    }
+    Ok(v.map(str::to_owned))
+}
+
+/// The input rules hold for a call whether it came as JSON or as a CSV row.
 fn validate(req: &HotlineCallRequest, now: DateTime<Utc>) -> Result<ValidCall, ApiError> {
     let call_id = trimmed(&req.call_id)
         .ok_or_else(|| ApiError::validation("call_id", "`call_id` is required"))?;
-    if call_id.chars().count() > 128 {
-        return Err(ApiError::validation("call_id", "at most 128 characters"));
-    }
+    validate::line("call_id", call_id, 128)?;
     let started_at = time(
         "started_at",
         trimmed(&req.started_at)
             .ok_or_else(|| ApiError::validation("started_at", "`started_at` is required"))?,
+        now,
     )?;
     if started_at > now + chrono::Duration::minutes(5) {
         return Err(ApiError::validation("started_at", "is in the future"));
     }
     let ended_at = trimmed(&req.ended_at)
-        .map(|v| time("ended_at", v))
+        .map(|v| time("ended_at", v, now))
         .transpose()?;
     if ended_at.is_some_and(|e| e < started_at) {
         return Err(ApiError::validation("ended_at", "is before started_at"));
     }
     let caller_type = trimmed(&req.caller_type)
-        .ok_or_else(|| ApiError::validation("caller_type", "`caller_type` is required"))?
+        .ok_or_else(|| ApiError::validation("caller_type", "`caller_type` is required"))?;
+    validate::line("caller_type", caller_type, validate::MAX_CODE)?;
+    let caller_type = caller_type
         .parse::<CallerType>()
         .map_err(|e| ApiError::validation("caller_type", e.to_string()))?;
-    let student_no = short("student_no", trimmed(&req.student_no), 64)?;
+    let student_no = short("student_no", trimmed(&req.student_no), validate::MAX_CODE)?;
     let cssrs =
         req.cssrs
             .as_ref()
@@ -159,7 +172,8 @@ fn validate(req: &HotlineCallRequest, now: DateTime<Utc>) -> Result<ValidCall, A
                 })
             })
             .transpose()?;
-    let rating = trimmed(&req.rating)
+    let rating = short("rating", trimmed(&req.rating), validate::MAX_CODE)?;
+    let rating = rating
         .map(|r| {
             r.parse::<RiskLevel>()
                 .map_err(|e| ApiError::validation("rating", e.to_string()))
@@ -171,7 +185,7 @@ fn validate(req: &HotlineCallRequest, now: DateTime<Utc>) -> Result<ValidCall, A
             "either `cssrs` answers or a `rating` is required",
         ));
     }
-    let summary = short("summary", trimmed(&req.summary), MAX_SUMMARY_CHARS)?;
+    let summary = long("summary", trimmed(&req.summary), MAX_SUMMARY_CHARS)?;
     Ok(ValidCall {
         call_id: call_id.to_owned(),
         started_at,
@@ -182,8 +196,8 @@ fn validate(req: &HotlineCallRequest, now: DateTime<Utc>) -> Result<ValidCall, A
         cssrs,
         rating,
         summary,
-        counsellor: short("counsellor", trimmed(&req.counsellor), 128)?,
-        referral_advice: short("referral_advice", trimmed(&req.referral_advice), 1000)?,
+        counsellor: short("counsellor", trimmed(&req.counsellor), validate::MAX_NAME)?,
+        referral_advice: long("referral_advice", trimmed(&req.referral_advice), 1000)?,
     })
 }
 
@@ -276,20 +290,22 @@ impl From<sanyu_store::sea_orm::DbErr> for LogError {
     }
 }
 
-/// Log one call: `(record, replayed)`.
+/// Log one call inside the caller's write transaction: `(record, replayed)`.
+/// Nothing is committed here (an import writes all its rows in one).
 async fn log_call(
+    conn: &impl ConnectionTrait,
     state: &AppState,
     caller: &Principal,
     peer: &Peer,
     school: &school::Model,
     call: ValidCall,
 ) -> Result<(hotline_call::Model, bool), LogError> {
-    if let Some(row) = existing(&state.db, school.id, &call.call_id).await? {
+    if let Some(row) = existing(conn, school.id, &call.call_id).await? {
         return Ok((row, true));
     }
     let student = match &call.student_no {
         Some(no) => Some(
-            roster::student_by_no(&state.db, school.id, no)
+            roster::student_by_no(conn, school.id, no)
                 .await?
                 .ok_or(ApiError::NotFound("student"))?,
         ),
@@ -317,11 +333,6 @@ async fn log_call(
     let summary_sealed = seal(&call.summary)?;
     let counsellor_sealed = seal(&call.counsellor)?;
     let referral_advice_sealed = seal(&call.referral_advice)?;
-    let txn = begin_write(&state.db).await?;
-    if let Some(row) = existing(&*txn, school.id, &call.call_id).await? {
-        txn.rollback().await?;
-        return Ok((row, true));
-    }
     let row = hotline_call::ActiveModel {
         id: Set(id),
         school_id: Set(school.id),
@@ -344,23 +355,21 @@ async fn log_call(
         created_at: Set(now),
     };
     hotline_call::Entity::insert(row)
-        .exec_without_returning(&*txn)
+        .exec_without_returning(conn)
         .await?;
     if let Some(event) = event {
-        outbox::enqueue(&*txn, event).await?;
+        outbox::enqueue(conn, event).await?;
     }
     sanyu_store::audit::append_in(
-        &*txn,
+        conn,
         &state.audit_key,
         audit::entry(caller, peer, "hotline.log", format!("hotline_call:{id}")),
     )
     .await?;
     let row = hotline_call::Entity::find_by_id(id)
-        .one(&*txn)
+        .one(conn)
         .await?
         .ok_or(ApiError::NotFound("hotline call"))?;
-    txn.commit().await?;
-    state.waker.wake();
     tracing::info!(hotline_call = %id, level = call.level.as_str(), identified = row.student_id.is_some(), "hotline call logged");
     Ok((row, false))
 }
@@ -399,9 +408,18 @@ pub async fn log(
     only_service(&caller)?;
     let call = validate(&body.value, Utc::now())?;
     let school = school_of(&state, &caller).await?;
-    let (row, replayed) = log_call(&state, &caller, &peer, &school, call)
-        .await
-        .map_err(|LogError::Api(e)| e)?;
+    let (row, replayed) = match existing(&state.db, school.id, &call.call_id).await? {
+        Some(row) => (row, true),
+        None => {
+            let txn = begin_write(&state.db).await?;
+            let logged = log_call(&*txn, &state, &caller, &peer, &school, call)
+                .await
+                .map_err(|LogError::Api(e)| e)?;
+            txn.commit().await?;
+            state.waker.wake();
+            logged
+        }
+    };
     let mut response = (StatusCode::ACCEPTED, Json(accepted(&row))).into_response();
     if replayed {
         response
@@ -482,7 +500,8 @@ impl CsvRow {
 
 /// Import a CSV export of call logs. Each row is logged like `POST
 /// /v1/hotline-calls` (same idempotency by call id); bad rows are reported by
-/// line and field, and the others are logged.
+/// line and field, and the others are logged, all in one transaction: every
+/// row's fate is in the answer, and an error of the server writes none.
 #[utoipa::path(post, path = "/v1/hotline-calls/import", tag = "hotline",
     request_body(content = String, content_type = "text/csv", description = "call_id,started_at,ended_at,caller_type,student_no,cssrs,rating,summary,counsellor,referral_advice"),
     responses((status = 200, body = HotlineImportSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -495,7 +514,7 @@ pub async fn import(
     req: Request,
 ) -> Result<Json<HotlineImportSummary>, ApiError> {
     only_service(&caller)?;
-    let body = raw_body(req, &state).await?;
+    let body = raw_body(req, &state, state.csv_limit()).await?;
     let school = school_of(&state, &caller).await?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -520,6 +539,9 @@ pub async fn import(
         errors: Vec::new(),
     };
     let now = Utc::now();
+    // Every row is checked before anything is written: a bad row is reported
+    // and never reaches the database.
+    let mut calls = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i as u64 + 2;
         summary.rows += 1;
@@ -531,14 +553,16 @@ pub async fn import(
             })
             .and_then(CsvRow::into_request)
             .and_then(|r| validate(&r, now));
-        let call = match result {
-            Ok(call) => call,
-            Err(e) => {
-                summary.errors.push(row_error(line, e));
-                continue;
-            }
-        };
-        match log_call(&state, &caller, &peer, &school, call).await {
+        match result {
+            Ok(call) => calls.push((line, call)),
+            Err(e) => summary.errors.push(row_error(line, e)),
+        }
+    }
+    // The good rows in one transaction: a failure of the database leaves
+    // none of them written (and answers 503/500), never half the file.
+    let txn = begin_write(&state.db).await?;
+    for (line, call) in calls {
+        match log_call(&*txn, &state, &caller, &peer, &school, call).await {
             Ok((_, true)) => summary.duplicates += 1,
             Ok((_, false)) => summary.created += 1,
             Err(LogError::Api(e @ (ApiError::Internal(_) | ApiError::Unavailable(_)))) => {
@@ -547,6 +571,9 @@ pub async fn import(
             Err(LogError::Api(e)) => summary.errors.push(row_error(line, e)),
         }
     }
+    txn.commit().await?;
+    state.waker.wake();
+    summary.errors.sort_by_key(|e| e.line);
     tracing::info!(
         rows = summary.rows,
         created = summary.created,

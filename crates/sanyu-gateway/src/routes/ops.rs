@@ -1,7 +1,7 @@
 //! Health, readiness and dead letters.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sanyu_domain::Role;
@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {

@@ -13,7 +13,7 @@
 //! webhook's secret. The path is never logged with its secret.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 
 /// The path prefix, for redaction in request spans.
 pub const PREFIX: &str = "/v1/sms/receipts/";

@@ -25,9 +25,10 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
+use crate::validate;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-const MAX_NARRATIVE_CHARS: usize = 8000;
+const MAX_NARRATIVE_CHARS: usize = validate::MAX_NARRATIVE;
 
 /// A warning report. Every field is required.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,9 +77,7 @@ fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiEr
 
 fn validate(req: &ReportRequest, now: DateTime<Utc>) -> Result<ValidReport, ApiError> {
     let student_no = required(&req.student_no, "student_no")?;
-    if student_no.chars().count() > 64 {
-        return Err(ApiError::validation("student_no", "at most 64 characters"));
-    }
+    validate::line("student_no", student_no, validate::MAX_CODE)?;
     let category = required(&req.category, "category")?
         .parse::<ReportCategory>()
         .map_err(|e| ApiError::validation("category", e.to_string()))?;
@@ -97,13 +96,9 @@ fn validate(req: &ReportRequest, now: DateTime<Utc>) -> Result<ValidReport, ApiE
     if observed_at > now + chrono::Duration::minutes(5) {
         return Err(ApiError::validation("observed_at", "is in the future"));
     }
+    validate::time("observed_at", observed_at, now)?;
     let narrative = required(&req.narrative, "narrative")?;
-    if narrative.chars().count() > MAX_NARRATIVE_CHARS {
-        return Err(ApiError::validation(
-            "narrative",
-            format!("at most {MAX_NARRATIVE_CHARS} characters"),
-        ));
-    }
+    validate::text("narrative", narrative, MAX_NARRATIVE_CHARS)?;
     Ok(ValidReport {
         student_no: student_no.to_owned(),
         category,

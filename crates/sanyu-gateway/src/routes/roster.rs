@@ -29,7 +29,10 @@ async fn import(
     if !caller.may_import_roster() {
         return Err(ApiError::Forbidden("only an admin may import the roster"));
     }
-    let body = raw_body(req, &state).await?;
+    let body = raw_body(req, &state, state.csv_limit()).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::validation("", "the CSV file is empty"));
+    }
     let school = school::Entity::find_by_id(caller.school_id)
         .one(&state.db)
         .await?
@@ -40,6 +43,15 @@ async fn import(
         Kind::Students => roster::import_students(&*txn, body.as_ref(), scope).await?,
         Kind::Staff => roster::import_staff(&*txn, body.as_ref(), scope).await?,
     };
+    // A file whose header does not fit is refused whole.
+    if summary.rows == 0
+        && let Some(header) = summary.errors.iter().find(|e| e.line == 1)
+    {
+        return Err(ApiError::validation(
+            header.field.clone().unwrap_or_default(),
+            header.message.clone(),
+        ));
+    }
     let action = match kind {
         Kind::Students => "roster.import_students",
         Kind::Staff => "roster.import_staff",

@@ -13,8 +13,8 @@
 use std::path::PathBuf;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::multipart::{Field, MultipartError};
-use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -33,6 +33,8 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Multipart, Path, Query};
+use crate::validate;
 
 /// Largest declaration field (the column profile is the longest).
 const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -136,7 +138,16 @@ async fn text_field(
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes).map_err(|_| ApiError::validation(name, "not UTF-8 text"))
+    let text =
+        String::from_utf8(bytes).map_err(|_| ApiError::validation(name, "not UTF-8 text"))?;
+    // The column profile is JSON (its strings are checked once parsed); the
+    // rest are one line each.
+    if name == "profile" {
+        validate::text(name, &text, MAX_FIELD_BYTES)?;
+    } else {
+        validate::line(name, &text, validate::MAX_LINE)?;
+    }
+    Ok(text)
 }
 
 /// A spooled upload, deleted on drop unless kept.
@@ -205,7 +216,7 @@ pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     peer: Peer,
-    mut multipart: Multipart,
+    Multipart(mut multipart): Multipart,
 ) -> Result<Response, ApiError> {
     if !may_import(&caller) {
         return Err(ApiError::Forbidden(
@@ -241,6 +252,7 @@ pub async fn create(
                     .file_name()
                     .map(|n| n.chars().take(255).collect::<String>())
                     .unwrap_or_else(|| "upload".to_owned());
+                validate::line("file", &file_name, validate::MAX_LINE)?;
                 let (spooled, size) =
                     spool(field, spool_dir.join(format!("{import_id}.upload")), limit).await?;
                 if size == 0 {
@@ -284,14 +296,25 @@ pub async fn create(
     if administered_on > Utc::now().date_naive() + chrono::Duration::days(1) {
         return Err(ApiError::validation("administered", "is in the future"));
     }
+    validate::date("administered", administered_on, Utc::now())?;
     let sheet = fields
         .remove("sheet")
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     let profile: ColumnProfile = match fields.remove("profile").filter(|p| !p.trim().is_empty()) {
         None => ColumnProfile::default(),
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| ApiError::validation("profile", format!("column profile: {e}")))?,
+        Some(text) => {
+            let document: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ApiError::validation("profile", format!("column profile: {e}")))?;
+            validate::json(&document).map_err(|e| match e {
+                ApiError::Validation { field, message } => {
+                    ApiError::validation(format!("profile.{field}"), message)
+                }
+                other => other,
+            })?;
+            serde_json::from_value(document)
+                .map_err(|e| ApiError::validation("profile", format!("column profile: {e}")))?
+        }
     };
     sanyu_importer::check_declaration(&instrument, &coding).map_err(import_error)?;
     let Some((mut spooled, file_name)) = upload else {
@@ -427,7 +450,7 @@ pub async fn status(
     params(
         ("id" = Uuid, Path, description = "Import id"),
         ("after_row" = Option<i64>, Query, description = "Rows after this file row (paging)"),
-        ("limit" = Option<u64>, Query, description = "At most this many rows (default 1000, at most 10000)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000, description = "At most this many rows (default 1000, at most 10000)"),
     ),
     responses((status = 200, body = ResultPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -445,10 +468,7 @@ pub async fn results(
         ));
     }
     let job = job_in_scope(&state, &caller, id).await?;
-    let limit = query
-        .limit
-        .unwrap_or(RESULTS_PAGE_DEFAULT)
-        .clamp(1, RESULTS_PAGE_MAX);
+    let limit = validate::limit(query.limit, RESULTS_PAGE_DEFAULT, RESULTS_PAGE_MAX)?;
     let rows = screening::results(&state.db, job.id, query.after_row.unwrap_or(0), limit).await?;
     audit::record(
         &state,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, Disclosure, Role};
 use sanyu_store::entities::{case, class, report, student};
@@ -22,10 +22,12 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::oversight::{self, KeyPopulationOverview, TimelineSummary};
+use crate::extract::{Path, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct KeyPopulationQuery {
     /// At most this many students (default 200, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -198,7 +200,7 @@ pub async fn key_population(
         return Err(forbidden());
     }
     let disclosure = caller.disclosure().ok_or_else(forbidden)?;
-    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    let limit = crate::validate::limit(q.limit, 200, 1000)?;
     let open = casework::open_follow_ups(&state.db, caller.school_id, limit * 4).await?;
     let now = Utc::now();
     // One row per student, at its earliest open follow-up (the list is due-ordered).
@@ -337,6 +339,7 @@ pub struct TimelineEntry {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = StudentCaseState)]
 pub struct CaseState {
     pub reference: String,
     pub level: String,

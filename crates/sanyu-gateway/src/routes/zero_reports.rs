@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -39,9 +39,11 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Path, Query};
+use crate::validate;
 
 const MAX_INCIDENTS: usize = 200;
-const MAX_NARRATIVE_CHARS: usize = 8000;
+const MAX_NARRATIVE_CHARS: usize = validate::MAX_NARRATIVE;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PeriodView {
@@ -197,6 +199,7 @@ fn validate_incident(
 ) -> Result<ValidIncident, ApiError> {
     let f = |name: &str| format!("incidents[{i}].{name}");
     let student_no = required(&r.student_no, f("student_no"))?;
+    validate::line(&f("student_no"), student_no, validate::MAX_CODE)?;
     let category = required(&r.category, f("category"))?
         .parse::<ReportCategory>()
         .map_err(|e| ApiError::validation(f("category"), e.to_string()))?;
@@ -220,13 +223,9 @@ fn validate_incident(
     if observed_at > now + chrono::Duration::minutes(5) {
         return Err(ApiError::validation(f("observed_at"), "is in the future"));
     }
+    validate::time(&f("observed_at"), observed_at, now)?;
     let narrative = required(&r.narrative, f("narrative"))?;
-    if narrative.chars().count() > MAX_NARRATIVE_CHARS {
-        return Err(ApiError::validation(
-            f("narrative"),
-            format!("at most {MAX_NARRATIVE_CHARS} characters"),
-        ));
-    }
+    validate::text(&f("narrative"), narrative, MAX_NARRATIVE_CHARS)?;
     Ok(ValidIncident {
         student_no: student_no.to_owned(),
         category,
