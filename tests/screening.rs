@@ -449,6 +449,62 @@ async fn sanyu_import_prints_a_summary_and_its_signals_open_cases_once() {
     };
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("do not fit GAD-7"));
+
+    // Bad arguments exit 1 (never 2, which means "some rows rejected"): a
+    // missing argument (a clap usage error), an unknown instrument, a bad date.
+    let bad = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(binary("sanyu"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SANYU_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(stack.env())
+            .arg("import")
+            .arg(&file)
+            .args(args)
+            .output()
+            .expect("run sanyu import")
+    };
+    for args in [
+        &[
+            "--school",
+            "SCH1",
+            "--coding",
+            "0-3",
+            "--administered",
+            "2026-11-20",
+        ][..],
+        &[
+            "--school",
+            "SCH1",
+            "--instrument",
+            "XYZ",
+            "--coding",
+            "0-3",
+            "--administered",
+            "2026-11-20",
+        ],
+        &[
+            "--school",
+            "SCH1",
+            "--instrument",
+            "PHQ-9",
+            "--coding",
+            "0-3",
+            "--administered",
+            "2026-13-40",
+        ],
+    ] {
+        let out = bad(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?}: the error is said");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

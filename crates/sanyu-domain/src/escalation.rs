@@ -168,8 +168,8 @@ impl EscalationPolicy {
 }
 
 impl Default for EscalationPolicy {
-    /// The defaults of the design notes (`DESIGN.md`, "Risk levels and default
-    /// policy"). School hours and school days are approximated by wall-clock
+    /// The default ladders (written out with comments in
+    /// `deploy/sanyu.example.toml`, `[escalation.*]`). School hours and school days are approximated by wall-clock
     /// time: 1 h for `high`, one day for "next school day".
     fn default() -> Self {
         const MIN: u64 = 60;

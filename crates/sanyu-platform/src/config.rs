@@ -43,7 +43,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub security: SecurityConfig,
     pub telemetry: TelemetryConfig,
-    /// The escalation ladder per level (defaults: `DESIGN.md`).
+    /// The escalation ladder per level (defaults: `EscalationPolicy::default`,
+    /// written out with comments in `deploy/sanyu.example.toml`).
     pub escalation: sanyu_domain::EscalationPolicy,
     pub scheduler: SchedulerConfig,
     pub screening: ScreeningConfig,
