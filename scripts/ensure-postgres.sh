@@ -21,8 +21,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TOOLS="$REPO/.tools"
 PORT="${SANYU_PG_THROWAWAY_PORT:-54329}"
-# Loopback only: no TLS (sqlx 0.9.0 sends PostgreSQL's TLS records without
-# TCP_NODELAY, a ~40 ms stall per large statement; see README).
+# Loopback only, so no TLS (TLS works as fast since sqlx 0.9.1; see README).
 SYSTEM_URL="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 THROWAWAY_URL="postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
 

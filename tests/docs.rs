@@ -136,3 +136,25 @@ fn the_readme_names_every_instruments_columns_and_codings() {
         }
     }
 }
+
+/// sqlx 0.9.0 opened PostgreSQL sockets without `TCP_NODELAY` (a ~40 ms stall
+/// per large statement over TLS; README, design notes); 0.9.1 sets it. The
+/// README's TLS advice depends on never going back.
+#[test]
+fn sqlx_is_a_release_that_sets_tcp_nodelay() {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).expect("Cargo.lock");
+    let mut versions = lock
+        .split("[[package]]")
+        .filter(|p| p.contains("\nname = \"sqlx-core\"\n"))
+        .filter_map(|p| p.split("\nversion = \"").nth(1)?.split('"').next())
+        .map(|v| {
+            v.split('.')
+                .map(|n| n.parse::<u32>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .peekable();
+    assert!(versions.peek().is_some(), "sqlx-core not in Cargo.lock");
+    for v in versions {
+        assert!(v >= vec![0, 9, 1], "sqlx-core {v:?} lacks TCP_NODELAY");
+    }
+}
