@@ -256,6 +256,13 @@ async fn a_database_outage_answers_503_with_retry_after_and_never_500() {
         all.extend(c.await.expect("client"));
     }
     let unavailable: Vec<_> = all.iter().filter(|s| s.0 == 503).collect();
+    let slowest = unavailable.iter().map(|s| s.2).max().unwrap_or_default();
+    let slowest_answer = all.iter().map(|s| s.2).max().unwrap_or_default();
+    eprintln!(
+        "outage: {} answers, {} × 503, slowest 503 after {slowest:?}, slowest answer {slowest_answer:?}",
+        all.len(),
+        unavailable.len()
+    );
     let bad: Vec<_> = all
         .iter()
         .filter(|(status, retry_after, _, _)| {
@@ -271,12 +278,6 @@ async fn a_database_outage_answers_503_with_retry_after_and_never_500() {
         let v: Value = serde_json::from_str(body).expect("the error body is JSON");
         assert_eq!(v["error"]["code"], "unavailable", "{body}");
     }
-    let slowest = unavailable.iter().map(|s| s.2).max().unwrap_or_default();
-    eprintln!(
-        "outage: {} answers, {} × 503, slowest 503 after {slowest:?}",
-        all.len(),
-        unavailable.len()
-    );
 }
 
 fn health_env(port: u16) -> (&'static str, String) {
