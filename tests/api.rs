@@ -355,7 +355,10 @@ async fn health_readiness_and_openapi_are_served() {
         .json()
         .await
         .expect("json");
-    assert_eq!(ready, json!({"database": true, "nats": true}));
+    assert_eq!(
+        ready,
+        json!({"database": true, "nats": true, "consumers": true})
+    );
     let doc: Value = stack
         .http
         .get(format!("{}/openapi.json", stack.base_url()))

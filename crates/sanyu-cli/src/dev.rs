@@ -72,6 +72,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
     let gateway = sanyu_gateway::Gateway::build(&config).await?;
+    // One process: the gateway's /readyz speaks for it; the headless services
+    // would otherwise each bind the same [health] address.
+    config.health.listen.clear();
     let tasks = [
         tokio::spawn(gateway.run_until_stopped(shutdown.clone())),
         tokio::spawn(sanyu_rules::run(config.clone(), shutdown.clone())),

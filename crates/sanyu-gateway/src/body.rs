@@ -41,6 +41,8 @@ pub async fn raw_body(req: Request, state: &AppState, limit: usize) -> Result<By
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(limit)
+        } else if sanyu_platform::http::is_body_timeout(&rejection) {
+            ApiError::RequestTimeout
         } else {
             ApiError::validation("", rejection.body_text())
         }

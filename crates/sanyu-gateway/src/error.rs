@@ -35,9 +35,14 @@ pub enum ApiError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    #[error("the request body stopped arriving")]
+    RequestTimeout,
     #[error("internal error")]
     Internal(String),
 }
+
+/// Seconds a client waits before trying again after a `503`.
+pub const RETRY_AFTER_SECS: &str = "2";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -81,6 +86,7 @@ impl ApiError {
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -88,7 +94,11 @@ impl ApiError {
 
 impl From<sanyu_store::StoreError> for ApiError {
     fn from(e: sanyu_store::StoreError) -> Self {
-        if e.is_retryable() {
+        if e.is_unavailable() {
+            // Logged by kind only: the error text may quote a statement.
+            tracing::debug!("database unavailable: answering 503");
+            ApiError::Unavailable("database unavailable, try again".into())
+        } else if e.is_retryable() {
             ApiError::Unavailable("database busy, try again".into())
         } else {
             ApiError::Internal(e.to_string())
@@ -123,6 +133,13 @@ impl IntoResponse for ApiError {
                 },
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

@@ -13,15 +13,18 @@ pub mod routes;
 pub mod validate;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::runner::{self, Readiness};
 use sanyu_platform::{Config, PlatformError, Shutdown, consumer, deadletter, nats};
 use sanyu_store::Db;
 use sanyu_store::crypto::Sealer;
+use tower::ServiceExt;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -44,6 +47,8 @@ pub struct AppState {
     pub zero_report: sanyu_domain::zero_report::Calendar,
     /// The SMS delivery-receipt routes' secrets.
     pub receipts: std::sync::Arc<routes::receipts::ReceiptSettings>,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
 }
 
 #[derive(OpenApi)]
@@ -240,21 +245,115 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A built gateway: bound and ready to serve.
+/// A built gateway: its listener bound, its settings checked. It connects to
+/// the database and NATS when it runs (and waits for them if they are down).
 pub struct Gateway {
     listener: tokio::net::TcpListener,
-    state: AppState,
+    config: Config,
+    sealer: Sealer,
+    audit_key: sanyu_store::audit::AuditKey,
 }
 
 impl Gateway {
     pub async fn build(config: &Config) -> Result<Self, PlatformError> {
-        let db = sanyu_store::db::connect(&config.db_config()).await?;
-        let backbone = nats::connect(&config.nats, "sanyu-gateway").await?;
-        backbone.ensure_streams().await?;
         let sealer = config.sealer()?;
         let audit_key =
             sanyu_store::audit::AuditKey::from_data_key(config.security.data_key.expose())
                 .map_err(|e| PlatformError::Config(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|e| {
+                PlatformError::Config(format!("http.listen {}: {e}", config.http.listen))
+            })?;
+        Ok(Self {
+            listener,
+            config: config.clone(),
+            sealer,
+            audit_key,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serve until shutdown, with the outbox relay and the dead-letter
+    /// recorder. Until the database and NATS are reachable, `/healthz`
+    /// answers, `/readyz` and every other route answer 503.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), PlatformError> {
+        let Gateway {
+            listener,
+            config,
+            sealer,
+            audit_key,
+        } = self;
+        let readiness = Readiness::new();
+        let app: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+        tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
+        let server = tokio::spawn(sanyu_platform::http::serve(
+            listener,
+            switching_router(app.clone(), readiness.clone()),
+            sanyu_platform::http::Limits::from_config(&config.http),
+            shutdown.token.clone(),
+        ));
+        let connected =
+            runner::connect(&config, "sanyu-gateway", &readiness, &shutdown.token).await;
+        let mut stopping = None;
+        if let Some((db, backbone)) = connected {
+            let state = AppState::new(&config, db, backbone, sealer, audit_key, readiness.clone());
+            let _ = app.set(router(state.clone()));
+            let relay = OutboxRelay::new(
+                state.db.clone(),
+                state.backbone.clone(),
+                state.waker.clone(),
+            );
+            shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
+            shutdown.tracker.spawn(consumer::run(
+                state.backbone.clone(),
+                deadletter::spec(),
+                deadletter::DeadLetterRecorder {
+                    db: state.db.clone(),
+                    backbone: state.backbone.clone(),
+                },
+                shutdown.token.clone(),
+            ));
+            // Imports left unfinished (by the previous run, or by another gateway
+            // that died: once its lease expires) resume from their checkpoint.
+            state.imports.watch(state.imports.lease() / 2);
+            readiness.set_consumers_running();
+            stopping = Some(state);
+        }
+        let served = server.await;
+        if let Some(state) = stopping {
+            // Running imports commit their batch and pause; the next start resumes them.
+            if !state.imports.stop(Duration::from_secs(15)).await {
+                tracing::warn!("gateway: screening imports did not pause in time");
+            }
+            if !shutdown.wait(Duration::from_secs(20)).await {
+                tracing::warn!("gateway: tasks did not stop in time");
+            }
+            let _ = state.backbone.client.drain().await;
+            let _ = state.db.close().await;
+        }
+        match served {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(PlatformError::Config(format!("http server: {e}"))),
+            Err(e) => return Err(PlatformError::Config(format!("http server task: {e}"))),
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+impl AppState {
+    fn new(
+        config: &Config,
+        db: Db,
+        backbone: nats::Backbone,
+        sealer: Sealer,
+        audit_key: sanyu_store::audit::AuditKey,
+        readiness: Readiness,
+    ) -> Self {
         let waker = Waker::default();
         let imports = sanyu_importer::Runner::new(
             db.clone(),
@@ -268,83 +367,37 @@ impl Gateway {
         .with_lease(std::time::Duration::from_secs(
             config.screening.lease_secs.max(1),
         ));
-        let listener = tokio::net::TcpListener::bind(&config.http.listen)
-            .await
-            .map_err(|e| {
-                PlatformError::Config(format!("http.listen {}: {e}", config.http.listen))
-            })?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                db,
-                backbone,
-                sealer,
-                waker,
-                body_limit: config.http.body_limit_bytes,
-                audit_key,
-                escalation: config.escalation.clone(),
-                imports,
-                zero_report: config.zero_report.clone(),
-                receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(
-                    config,
-                )),
-            },
-        })
-    }
-
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
-    /// Serve until shutdown, with the outbox relay and the dead-letter recorder.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), PlatformError> {
-        let state = self.state;
-        tracing::info!(
-            addr = ?self.listener.local_addr().ok(),
-            nats = %state.backbone.server_version(),
-            "gateway listening"
-        );
-        let relay = OutboxRelay::new(
-            state.db.clone(),
-            state.backbone.clone(),
-            state.waker.clone(),
-        );
-        shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-        shutdown.tracker.spawn(consumer::run(
-            state.backbone.clone(),
-            deadletter::spec(),
-            deadletter::DeadLetterRecorder {
-                db: state.db.clone(),
-                backbone: state.backbone.clone(),
-            },
-            shutdown.token.clone(),
-        ));
-        // Imports left unfinished (by the previous run, or by another gateway
-        // that died: once its lease expires) resume from their checkpoint.
-        let imports = state.imports.clone();
-        imports.watch(imports.lease() / 2);
-        let backbone = state.backbone.clone();
-        let db = state.db.clone();
-        let token = shutdown.token.clone();
-        axum::serve(
-            self.listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-        .map_err(|e| PlatformError::Config(format!("http server: {e}")))?;
-        // Running imports commit their batch and pause; the next start resumes them.
-        if !imports.stop(Duration::from_secs(15)).await {
-            tracing::warn!("gateway: screening imports did not pause in time");
+        AppState {
+            db,
+            backbone,
+            sealer,
+            waker,
+            body_limit: config.http.body_limit_bytes,
+            audit_key,
+            escalation: config.escalation.clone(),
+            imports,
+            zero_report: config.zero_report.clone(),
+            receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(config)),
+            readiness,
         }
-        if !shutdown.wait(Duration::from_secs(20)).await {
-            tracing::warn!("gateway: tasks did not stop in time");
-        }
-        let _ = backbone.client.drain().await;
-        let _ = db.close().await;
-        tracing::info!("gateway stopped");
-        Ok(())
     }
+}
+
+/// Until the gateway is connected: `/healthz` 200, `/readyz` 503 with what is
+/// missing, every other route 503 `unavailable` with `Retry-After`. Then the
+/// API.
+fn switching_router(app: Arc<OnceLock<Router>>, readiness: Readiness) -> Router {
+    let starting = Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(runner::readyz))
+        .with_state(readiness)
+        .fallback(|| async {
+            error::ApiError::Unavailable("the service is starting; try again".into())
+        });
+    Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
+        let target = app.get().cloned().unwrap_or_else(|| starting.clone());
+        async move { target.oneshot(req).await }
+    }))
 }
 
 /// Build and run the gateway.

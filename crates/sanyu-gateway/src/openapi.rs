@@ -488,6 +488,24 @@ fn operations(doc: &mut Value) {
         }
         if body {
             add("413", "The body is larger than the route's limit");
+            add(
+                "408",
+                "The request body stopped arriving (`[http] body_read_timeout_ms`)",
+            );
+        }
+        if secured || body {
+            responses.entry("503").or_insert_with(|| {
+                let mut answer = error_response(
+                    "The database is unavailable (or the service is starting): nothing was done; try again after `Retry-After` seconds",
+                );
+                answer["headers"] = json!({
+                    "Retry-After": {
+                        "description": "Seconds to wait before trying again",
+                        "schema": {"type": "integer", "minimum": 1}
+                    }
+                });
+                answer
+            });
         }
     }
 }

@@ -13,8 +13,8 @@ pub mod smtp;
 use std::time::Duration;
 
 use sanyu_platform::consumer;
-use sanyu_platform::nats;
 use sanyu_platform::relay::{OutboxRelay, Waker};
+use sanyu_platform::runner;
 use sanyu_platform::{Config, PlatformError, Shutdown};
 
 pub use deliver::Deliverer;
@@ -22,11 +22,18 @@ pub use mailer::Mailer;
 
 /// Run the notifier until shutdown: the delivery consumer and the outbox relay.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
-    let db = sanyu_store::db::connect(&config.db_config()).await?;
-    let backbone = nats::connect(&config.nats, "sanyu-notifier").await?;
-    backbone.ensure_streams().await?;
+    // Configuration errors end the process at once; a late database or
+    // NATS does not.
     let mailer =
         Mailer::from_config(&config.smtp).map_err(|e| PlatformError::Config(e.to_string()))?;
+    let readiness = runner::Readiness::new();
+    runner::serve_health(&config, &readiness, &shutdown).await?;
+    let Some((db, backbone)) =
+        runner::connect(&config, "sanyu-notifier", &readiness, &shutdown.token).await
+    else {
+        tracing::info!("notifier stopped before it could connect");
+        return Ok(());
+    };
     tracing::info!(
         nats = %backbone.server_version(),
         mail = mailer.describe(),
@@ -55,6 +62,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
         deliverer,
         shutdown.token.clone(),
     ));
+    readiness.set_consumers_running();
     shutdown.token.cancelled().await;
     if !shutdown.wait(Duration::from_secs(20)).await {
         tracing::warn!("notifier: tasks did not stop in time");

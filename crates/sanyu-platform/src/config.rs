@@ -40,6 +40,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub nats: NatsConfig,
     pub http: HttpConfig,
+    pub health: HealthConfig,
     pub smtp: SmtpConfig,
     pub security: SecurityConfig,
     pub telemetry: TelemetryConfig,
@@ -278,6 +279,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub sqlite_synchronous: String,
     pub sqlite_busy_timeout_ms: u64,
+    /// How long a request (or a worker) waits for a database connection
+    /// before the database counts as unavailable: the API answers `503` with
+    /// `Retry-After` after this long during an outage.
+    pub acquire_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -304,6 +309,28 @@ pub struct HttpConfig {
     pub listen: String,
     pub body_limit_bytes: usize,
     pub public_base_url: String,
+    /// A request's header block must arrive within this long of its first
+    /// byte, or the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request body that stops (no data for this long) is answered `408`
+    /// and the connection closed.
+    pub body_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen
+    /// backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// The health listener of a headless service (rules engine, notifier,
+/// scheduler): `GET /healthz` (the process is alive) and `GET /readyz`
+/// (its database and NATS are reachable and its consumers run).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `host:port`; empty: no health listener. Each service needs its own
+    /// (see `deploy/systemd`).
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -339,6 +366,7 @@ impl Default for DatabaseConfig {
             max_connections: 20,
             sqlite_synchronous: "full".into(),
             sqlite_busy_timeout_ms: 5000,
+            acquire_timeout_ms: 1000,
         }
     }
 }
@@ -366,6 +394,10 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 64 * 1024,
             public_base_url: "http://localhost:8080".into(),
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
         }
     }
 }
@@ -437,6 +469,7 @@ impl Config {
             max_connections: self.database.max_connections,
             sqlite_synchronous: self.database.sqlite_synchronous.clone(),
             sqlite_busy_timeout: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
+            acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms.max(1)),
         }
     }
 

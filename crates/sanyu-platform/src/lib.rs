@@ -5,8 +5,10 @@
 pub mod config;
 pub mod consumer;
 pub mod deadletter;
+pub mod http;
 pub mod nats;
 pub mod relay;
+pub mod runner;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -37,10 +37,10 @@ use sanyu_escalation::{self as escalation, EscalationError};
 use sanyu_events::subjects::{self, INTAKE_STREAM};
 use sanyu_events::{Envelope, Payload, v1};
 use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
-use sanyu_platform::nats::{self, ConsumerSpec, Ordering};
+use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::trace::TRACEPARENT;
-use sanyu_platform::{Config, PlatformError, Shutdown};
+use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_ruleset::{Decision, RuleSet, Signal, Source, StudentState};
 use sanyu_store::cases::{self, NewCase, NewSignal};
 use sanyu_store::decisions::{self, NewDecision, NewWatch};
@@ -1081,9 +1081,14 @@ impl Handler for RulesEngine {
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
     let rules =
         Arc::new(Rules::load(&config.rules).map_err(|e| PlatformError::Config(e.to_string()))?);
-    let db = sanyu_store::db::connect(&config.db_config()).await?;
-    let backbone = nats::connect(&config.nats, "sanyu-rules").await?;
-    backbone.ensure_streams().await?;
+    let readiness = runner::Readiness::new();
+    runner::serve_health(&config, &readiness, &shutdown).await?;
+    let Some((db, backbone)) =
+        runner::connect(&config, "sanyu-rules", &readiness, &shutdown.token).await
+    else {
+        tracing::info!("rules engine stopped before it could connect");
+        return Ok(());
+    };
     tracing::info!(nats = %backbone.server_version(), rules_version = %rules.current().version, "rules engine starting");
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
@@ -1099,6 +1104,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
         engine,
         shutdown.token.clone(),
     ));
+    readiness.set_consumers_running();
     shutdown.token.cancelled().await;
     if !shutdown.wait(std::time::Duration::from_secs(20)).await {
         tracing::warn!("rules engine: tasks did not stop in time");

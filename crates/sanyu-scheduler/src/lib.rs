@@ -22,7 +22,7 @@ use sanyu_escalation::{
     self as escalation, EXHAUSTED, FOLLOW_UP_TIMER, Fired, FollowUpTimer, RUNG_TIMER, RUNNING,
 };
 use sanyu_platform::relay::{OutboxRelay, Waker};
-use sanyu_platform::{Config, PlatformError, Shutdown, nats};
+use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, timer};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -375,9 +375,14 @@ impl Scheduler {
 
 /// Run the scheduler until shutdown: its timer loop and its outbox relay.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError> {
-    let db = sanyu_store::db::connect(&config.db_config()).await?;
-    let backbone = nats::connect(&config.nats, "sanyu-scheduler").await?;
-    backbone.ensure_streams().await?;
+    let readiness = runner::Readiness::new();
+    runner::serve_health(&config, &readiness, &shutdown).await?;
+    let Some((db, backbone)) =
+        runner::connect(&config, "sanyu-scheduler", &readiness, &shutdown.token).await
+    else {
+        tracing::info!("scheduler stopped before it could connect");
+        return Ok(());
+    };
     tracing::info!(nats = %backbone.server_version(), "scheduler starting");
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
@@ -390,6 +395,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
         Duration::from_secs(s.audit_interval_secs.max(1)),
         shutdown.token.clone(),
     ));
+    readiness.set_consumers_running();
     shutdown.token.cancelled().await;
     if !shutdown.wait(Duration::from_secs(20)).await {
         tracing::warn!("scheduler: tasks did not stop in time");

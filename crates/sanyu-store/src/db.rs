@@ -22,6 +22,9 @@ pub struct DbConfig {
     /// `full` (default, durable on power loss) or `normal` (durable on crash of the process only).
     pub sqlite_synchronous: String,
     pub sqlite_busy_timeout: Duration,
+    /// How long a caller waits for a pooled connection (and a new connection
+    /// to be made) before the database counts as unavailable.
+    pub acquire_timeout: Duration,
 }
 
 impl DbConfig {
@@ -31,6 +34,7 @@ impl DbConfig {
             max_connections: 10,
             sqlite_synchronous: "full".to_owned(),
             sqlite_busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -53,8 +57,8 @@ pub async fn connect(config: &DbConfig) -> Result<Db> {
     options
         .max_connections(config.max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(config.acquire_timeout)
+        .acquire_timeout(config.acquire_timeout)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -207,17 +211,99 @@ pub fn supports_row_locks(conn: &impl ConnectionTrait) -> bool {
     conn.get_database_backend() == DatabaseBackend::Postgres
 }
 
-/// Whether a database error is transient.
+/// The sqlx error under a sea-orm error, if there is one.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
+        _ => None,
+    }
+}
+
+/// The database error's code: PostgreSQL's SQLSTATE, or SQLite's extended
+/// result code (as a decimal number).
+fn database_code(err: &DbErr) -> Option<String> {
+    match sqlx_error(err)? {
+        sea_orm::sqlx::Error::Database(e) => e.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+fn is_sqlite(err: &DbErr) -> bool {
+    matches!(
+        sqlx_error(err),
+        Some(sea_orm::sqlx::Error::Database(e))
+            if e.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some()
+    )
+}
+
+/// SQLite's primary result code of an extended code (`SQLITE_BUSY_SNAPSHOT`
+/// 517 → `SQLITE_BUSY` 5).
+fn sqlite_primary(code: &str) -> Option<i64> {
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
+
+/// Whether the database cannot be reached or cannot take the work now: the
+/// connection failed or was cut, the pool had no connection in time, the
+/// server is shutting down, starting or out of connection slots, or SQLite is
+/// busy or locked. Decided by error kind and code, never by message text.
+/// Such a failure says nothing about the request: it may succeed later.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        // Establishing a connection failed, whatever the cause.
+        DbErr::Conn(_) => return true,
+        _ => {}
+    }
+    match sqlx_error(err) {
+        Some(
+            Sqlx::Io(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::Tls(_)
+            | Sqlx::Protocol(_)
+            | Sqlx::WorkerCrashed,
+        ) => true,
+        Some(Sqlx::Database(_)) => {
+            let Some(code) = database_code(err) else {
+                return false;
+            };
+            if is_sqlite(err) {
+                // SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                matches!(sqlite_primary(&code), Some(5 | 6))
+            } else {
+                // Class 08: connection exception; 57P01 admin shutdown, 57P02
+                // crash shutdown, 57P03 cannot connect now; 53300 too many
+                // connections.
+                code.starts_with("08")
+                    || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "53300")
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a database error is transient: the database is unavailable
+/// ([`is_unavailable`]), or the transaction lost a race that a retry settles
+/// (deadlock, serialization failure, a concurrent writer won a unique
+/// constraint).
 pub fn is_retryable(err: &DbErr) -> bool {
-    let text = err.to_string().to_lowercase();
-    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-        || text.contains("database is locked")
-        || text.contains("busy")
-        || text.contains("deadlock")
-        || text.contains("could not serialize")
-        || text.contains("unique")
-        || text.contains("duplicate key")
-        || text.contains("connection")
+    if is_unavailable(err) {
+        return true;
+    }
+    let Some(code) = database_code(err) else {
+        return false;
+    };
+    if is_sqlite(err) {
+        // SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_CONSTRAINT_PRIMARYKEY (1555).
+        matches!(code.as_str(), "2067" | "1555")
+    } else {
+        // 40001 serialization failure, 40P01 deadlock, 23505 unique violation.
+        matches!(code.as_str(), "40001" | "40P01" | "23505")
+    }
 }
 
 /// Whether an error is a unique-constraint violation.

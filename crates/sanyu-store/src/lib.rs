@@ -57,6 +57,15 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The database cannot be reached or cannot take the work now
+    /// ([`db::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db::is_unavailable(e),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

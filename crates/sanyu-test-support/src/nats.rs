@@ -65,6 +65,24 @@ impl NatsServer {
         Self::start_inner(true, true).await
     }
 
+    /// A server on a given port (e.g. one a service was told to use before
+    /// any server ran there).
+    pub async fn start_on(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sanyu-nats-")
+            .tempdir()
+            .expect("temp dir for NATS");
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            sync_always: true,
+            tls: false,
+        };
+        server.spawn().await;
+        server
+    }
+
     async fn start_inner(sync_always: bool, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sanyu-nats-")

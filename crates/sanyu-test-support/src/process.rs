@@ -95,6 +95,14 @@ impl ServiceProcess {
         }
     }
 
+    /// Whether the process is still running (`false` once it exited or was stopped).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -22,6 +22,8 @@ use crate::extract::Path;
 pub struct Readiness {
     pub database: bool,
     pub nats: bool,
+    /// The relay, the dead-letter recorder and the import runner are running.
+    pub consumers: bool,
 }
 
 /// Liveness: the process answers.
@@ -30,17 +32,24 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database and NATS are reachable.
+/// Readiness: the database and NATS are reachable and the gateway's
+/// consumers run (503 while it starts or waits for them).
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let database = state.db.ping().await.is_ok();
-    let nats = state.backbone.is_connected();
-    let status = if database && nats {
+    let report = state.readiness.check().await;
+    let status = if report.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(Readiness { database, nats }))
+    (
+        status,
+        Json(Readiness {
+            database: report.database,
+            nats: report.nats,
+            consumers: report.consumers,
+        }),
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
