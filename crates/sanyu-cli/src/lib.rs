@@ -116,11 +116,21 @@ pub enum RosterCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a token; prints the secret on stdout (once: it is stored only as a hash).
+    /// `--deployment` (with `--role admin`, no `--school`) issues a deployment-level
+    /// admin's token: dead letters of no school, role grants of schools without a
+    /// leader or crisis team.
     Issue {
         #[arg(long)]
         role: Role,
-        #[arg(long)]
-        school: String,
+        #[arg(
+            long,
+            required_unless_present = "deployment",
+            conflicts_with = "deployment"
+        )]
+        school: Option<String>,
+        /// A token without a school, for the deployment's admin.
+        #[arg(long, conflicts_with_all = ["class", "staff"])]
+        deployment: bool,
         #[arg(long)]
         class: Option<String>,
         #[arg(long)]
@@ -189,26 +199,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         TokenCommand::Issue {
                             role,
                             school,
+                            deployment,
                             class,
                             staff,
                             label,
                             ttl_days,
                         },
                 } => {
-                    let issued = tokens::issue(
-                        &db,
-                        TokenRequest {
-                            role,
-                            school_code: school,
-                            class_code: class,
-                            staff_no: staff,
-                            label,
-                            ttl: chrono::Duration::days(
-                                ttl_days.unwrap_or(config.security.token_ttl_days),
-                            ),
-                        },
-                    )
-                    .await?;
+                    let ttl =
+                        chrono::Duration::days(ttl_days.unwrap_or(config.security.token_ttl_days));
+                    let issued = match school {
+                        Some(school) if !deployment => {
+                            tokens::issue(
+                                &db,
+                                TokenRequest {
+                                    role,
+                                    school_code: school,
+                                    class_code: class,
+                                    staff_no: staff,
+                                    label,
+                                    ttl,
+                                },
+                            )
+                            .await?
+                        }
+                        _ if role == Role::Admin => {
+                            tokens::issue_deployment(&db, label, ttl).await?
+                        }
+                        _ => anyhow::bail!("--deployment issues only `--role admin` tokens"),
+                    };
                     eprintln!(
                         "token {} expires {}",
                         issued.id,

@@ -527,6 +527,7 @@ async fn unreachable_alarm(
                 case.reference, case.level
             ),
             deliveries: None,
+            school_id: Some(case.school_id),
         },
     )
     .await?;
@@ -562,6 +563,7 @@ pub async fn alarm(
             event_id: Some(format!("case:{}", case.id)),
             reason: format!("case {} ({}): {what}", case.reference, case.level),
             deliveries: None,
+            school_id: Some(case.school_id),
         },
     )
     .await?;
@@ -659,6 +661,11 @@ pub mod notice_reason {
     pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
     /// A student on the key-population watch list is due for follow-up.
     pub const WATCH_FOLLOW_UP_DUE: &str = "watch_follow_up_due";
+    /// Somebody asked for a role that reads cases for a staff member of the
+    /// school: a leader or crisis-team member must confirm it (or refuse).
+    pub const ROLE_GRANT_REQUESTED: &str = "role_grant_requested";
+    /// A role that reads cases was confirmed and is in effect.
+    pub const ROLE_GRANTED: &str = "role_granted";
 }
 
 /// Timer kind of a watch-list follow-up reminder.
