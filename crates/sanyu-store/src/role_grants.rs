@@ -108,6 +108,18 @@ pub async fn list(
     Ok(rows)
 }
 
+/// The grants of every school (a deployment-level admin), pending first,
+/// then newest first.
+pub async fn list_all(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<role_grant::Model>> {
+    let mut rows = role_grant::Entity::find()
+        .order_by_desc(role_grant::Column::RequestedAt)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.sort_by_key(|g| g.status != PENDING);
+    Ok(rows)
+}
+
 /// One grant.
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<role_grant::Model>> {
     Ok(role_grant::Entity::find_by_id(id).one(conn).await?)

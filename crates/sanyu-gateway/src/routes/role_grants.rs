@@ -130,10 +130,7 @@ pub async fn list(
             ));
         }
         Holder::Deployment { .. } => (
-            role_grant::Entity::find()
-                .all(&state.db)
-                .await
-                .map_err(sanyu_store::StoreError::from)?,
+            role_grants::list_all(&state.db, 500).await?,
             "deployment".to_owned(),
         ),
     };
