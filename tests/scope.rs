@@ -648,3 +648,60 @@ async fn a_school_without_a_leader_or_crisis_team_gets_its_first_one_confirmed_b
         .expect("K9");
     assert!(!k9.active, "a refused grant leaves the person inactive");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_the_operator_gives_through_the_cli_is_in_effect_audited_and_announced() {
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway().await;
+    stack.start_notifier();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("staff.csv");
+    std::fs::write(
+        &file,
+        "school_code,staff_no,name,role,class_code,phone,email\n\
+         SCH1,A1,Admin One,crisis_team,,13900000006,admin@sch1.test\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(sanyu_e2e::support::binary("sanyu"))
+        .args(["roster", "import", "--staff"])
+        .arg(&file)
+        .envs(stack.env())
+        .output()
+        .expect("run sanyu");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a1 = staff_id(&stack, "A1").await;
+    let row = staff::Entity::find_by_id(a1)
+        .one(&stack.conn)
+        .await
+        .expect("staff")
+        .expect("A1");
+    assert_eq!(
+        row.role, "crisis_team",
+        "the operator's import is in effect"
+    );
+    let grant = sanyu_store::entities::role_grant::Entity::find()
+        .filter(sanyu_store::entities::role_grant::Column::StaffId.eq(a1))
+        .one(&stack.conn)
+        .await
+        .expect("grant")
+        .expect("recorded");
+    assert_eq!(grant.status, "confirmed");
+    assert!(
+        audit_record::Entity::find()
+            .filter(audit_record::Column::Action.eq("role_grants.operator"))
+            .filter(audit_record::Column::Target.eq(format!("role_grant:{}", grant.id)))
+            .one(&stack.conn)
+            .await
+            .expect("audit")
+            .is_some()
+    );
+    let id = grant.id.to_string();
+    eventually(Duration::from_secs(20), "announcement", || async {
+        (mail_to(&stack, "leader@sch1.test", &id) == 1).then_some(())
+    })
+    .await;
+}

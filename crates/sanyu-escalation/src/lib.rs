@@ -750,6 +750,38 @@ pub async fn remind_watch(
     })
 }
 
+/// Announce a role grant (asked for, or in effect) to the school's reachable
+/// leaders and crisis team, in the caller's transaction: a notice naming the
+/// grant id and a link, nothing else. `critical`, so it is sent at once
+/// (no quiet hours, no rate limit), by email. Returns how many were told.
+pub async fn announce_role_grant(
+    txn: &impl ConnectionTrait,
+    school: &school::Model,
+    grant_id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> Result<usize> {
+    let people = reachable(txn, school.id, &[Role::Leader, Role::CrisisTeam]).await?;
+    let reference = grant_id.to_string();
+    let notice = PlainNotice {
+        school,
+        reference: &reference,
+        level: RiskLevel::Critical,
+        reason,
+        at,
+        traceparent,
+    };
+    for person in &people {
+        let key = format!("role_grant:{grant_id}:{reason}:{}", person.id);
+        request_plain(txn, &notice, person.id, key).await?;
+    }
+    if people.is_empty() {
+        tracing::warn!(grant_id = %grant_id, "role grant announced to nobody: no reachable leader or crisis team");
+    }
+    Ok(people.len())
+}
+
 /// A notice about no case: a missing zero report, a watch-list follow-up.
 pub struct PlainNotice<'a> {
     pub school: &'a school::Model,

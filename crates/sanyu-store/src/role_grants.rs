@@ -75,6 +75,36 @@ pub async fn request(
     Ok(Some(grant))
 }
 
+/// Record a role the operator's import gave at once (the CLI, which sets up
+/// a school's first staff): a grant confirmed when asked for, by nobody but
+/// the operator. Whatever was pending for the person is withdrawn.
+pub async fn record_operator(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    staff_id: Uuid,
+    role: Role,
+    at: DateTime<Utc>,
+) -> Result<role_grant::Model> {
+    withdraw_pending(conn, staff_id, at).await?;
+    let grant = role_grant::Model {
+        id: Uuid::now_v7(),
+        school_id,
+        staff_id,
+        role: role.as_str().to_owned(),
+        status: CONFIRMED.to_owned(),
+        requested_by_token: None,
+        requested_by_staff: None,
+        requested_at: at,
+        decided_by_token: None,
+        decided_by_staff: None,
+        decided_at: Some(at),
+    };
+    role_grant::Entity::insert(role_grant::ActiveModel::from(grant.clone()))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(grant)
+}
+
 /// Withdraw every grant pending for `staff_id` (a later import asked for
 /// another role, or took the role away). Returns how many.
 pub async fn withdraw_pending(

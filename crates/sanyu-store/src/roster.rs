@@ -52,6 +52,32 @@ pub struct ImportSummary {
     /// Roles that read cases which wait for a second person of the school
     /// to confirm them (API imports only).
     pub pending_role_grants: Vec<PendingGrant>,
+    /// Roles that read cases which the operator's import gave at once (the
+    /// CLI records them as confirmed grants, audits and announces them).
+    #[serde(skip)]
+    pub operator_role_grants: Vec<OperatorGrant>,
+}
+
+/// A role that reads cases the operator's import gave at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorGrant {
+    pub line: u64,
+    pub staff_id: Uuid,
+    pub school_id: Uuid,
+    pub role: Role,
+}
+
+/// What a staff row did about a role that reads cases.
+enum RowGrant {
+    None,
+    /// Asked for through the API: waits for a second person.
+    Pending(crate::entities::role_grant::Model),
+    /// Given by the operator's import: in effect.
+    Operator {
+        staff_id: Uuid,
+        school_id: Uuid,
+        role: Role,
+    },
 }
 
 /// A role grant a staff row asked for.
@@ -514,13 +540,24 @@ pub async fn import_staff(
         match import_staff_row(conn, &row, scope).await {
             Ok((change, grant)) => {
                 summary.count(change);
-                if let Some(g) = grant {
-                    summary.pending_role_grants.push(PendingGrant {
+                match grant {
+                    RowGrant::None => {}
+                    RowGrant::Pending(g) => summary.pending_role_grants.push(PendingGrant {
                         line: row.line,
                         grant_id: g.id,
                         staff_id: g.staff_id,
                         role: g.role,
-                    });
+                    }),
+                    RowGrant::Operator {
+                        staff_id,
+                        school_id,
+                        role,
+                    } => summary.operator_role_grants.push(OperatorGrant {
+                        line: row.line,
+                        staff_id,
+                        school_id,
+                        role,
+                    }),
                 }
             }
             Err(RowOutcome::Rejected(e)) => summary.errors.push(e),
@@ -534,7 +571,7 @@ async fn import_staff_row(
     conn: &impl ConnectionTrait,
     row: &Row,
     scope: ImportScope<'_>,
-) -> std::result::Result<(Change, Option<crate::entities::role_grant::Model>), RowOutcome> {
+) -> std::result::Result<(Change, RowGrant), RowOutcome> {
     let school_code = row.required("school_code")?;
     if let Some(msg) = scope.check(&school_code) {
         return Err(row.error("school_code", msg).into());
@@ -596,15 +633,14 @@ async fn import_staff_row(
             };
             // The rest of the row imports; the role and whether the person
             // is active stay as they are until the grant is confirmed.
+            let changed = if grant.is_some() {
+                Change::Updated
+            } else {
+                Change::Unchanged
+            };
+            let grant = grant.map_or(RowGrant::None, RowGrant::Pending);
             if s.name == name && s.class_id == class_id && s.phone == phone && s.email == email {
-                return Ok((
-                    if grant.is_some() {
-                        Change::Updated
-                    } else {
-                        Change::Unchanged
-                    },
-                    grant,
-                ));
+                return Ok((changed, grant));
             }
             let mut a: staff::ActiveModel = s.into();
             a.name = Set(name);
@@ -629,8 +665,19 @@ async fn import_staff_row(
                 && s.email == email
                 && s.active
             {
-                return Ok((Change::Unchanged, None));
+                return Ok((Change::Unchanged, RowGrant::None));
             }
+            // The operator gives a role that reads cases the person did not
+            // hold (active): in effect now, and told to the school.
+            let given = if role.reads_cases() && !(s.active && s.role == role.as_str()) {
+                RowGrant::Operator {
+                    staff_id: s.id,
+                    school_id: school.id,
+                    role,
+                }
+            } else {
+                RowGrant::None
+            };
             let mut a: staff::ActiveModel = s.into();
             a.name = Set(name);
             a.role = Set(role.as_str().to_owned());
@@ -640,7 +687,7 @@ async fn import_staff_row(
             a.active = Set(true);
             a.updated_at = Set(now);
             a.update(conn).await?;
-            Ok((Change::Updated, None))
+            Ok((Change::Updated, given))
         }
         None => {
             let id = Uuid::now_v7();
@@ -663,13 +710,25 @@ async fn import_staff_row(
             .await?;
             let grant = match by {
                 Some(by) if grant_needed => {
-                    crate::role_grants::request(conn, school.id, id, role, by, now).await?
+                    crate::role_grants::request(conn, school.id, id, role, by, now)
+                        .await?
+                        .map_or(RowGrant::None, RowGrant::Pending)
                 }
-                _ => None,
+                None if role.reads_cases() => RowGrant::Operator {
+                    staff_id: id,
+                    school_id: school.id,
+                    role,
+                },
+                _ => RowGrant::None,
             };
             Ok((Change::Created, grant))
         }
     }
+}
+
+/// Find a school by id.
+pub async fn school_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<school::Model>> {
+    Ok(school::Entity::find_by_id(id).one(conn).await?)
 }
 
 /// Find a school by code.

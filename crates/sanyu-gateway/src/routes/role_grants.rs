@@ -10,8 +10,8 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Holder, RiskLevel, Role};
-use sanyu_escalation::{PlainNotice, notice_reason, reachable, request_plain};
+use sanyu_domain::{Holder, Role};
+use sanyu_escalation::{announce_role_grant, notice_reason};
 use sanyu_store::entities::{role_grant, school};
 use sanyu_store::role_grants::{self, Actor, DecideError};
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
@@ -72,10 +72,8 @@ fn actor(holder: &Holder) -> Actor {
     }
 }
 
-/// Announce a grant (asked for or confirmed) to the school's reachable
-/// leaders and crisis team, in the caller's transaction: a notice naming the
-/// grant id, nothing else. Sent at once (it bypasses quiet hours and rate
-/// limits like a critical case's first contact) and by email.
+/// Announce a grant (asked for or confirmed) to the school's leaders and
+/// crisis team, in the caller's transaction.
 pub async fn announce(
     txn: &impl ConnectionTrait,
     school: &school::Model,
@@ -83,26 +81,16 @@ pub async fn announce(
     reason: &'static str,
     at: DateTime<Utc>,
 ) -> Result<usize, ApiError> {
-    let people = reachable(txn, school.id, &[Role::Leader, Role::CrisisTeam]).await?;
-    let reference = grant.id.to_string();
-    let notice = PlainNotice {
+    announce_role_grant(
+        txn,
         school,
-        reference: &reference,
-        level: RiskLevel::Critical,
+        grant.id,
         reason,
         at,
-        traceparent: sanyu_platform::trace::current_traceparent(),
-    };
-    for person in &people {
-        let key = format!("role_grant:{}:{reason}:{}", grant.id, person.id);
-        request_plain(txn, &notice, person.id, key)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    if people.is_empty() {
-        tracing::warn!(grant_id = %grant.id, "role grant announced to nobody: no reachable leader or crisis team");
-    }
-    Ok(people.len())
+        sanyu_platform::trace::current_traceparent(),
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The role grants of the caller's school, pending first (a deployment-level
