@@ -647,6 +647,35 @@ async fn a_school_without_a_leader_or_crisis_team_gets_its_first_one_confirmed_b
         .expect("staff")
         .expect("K9");
     assert!(!k9.active, "a refused grant leaves the person inactive");
+
+    // The routes are in the API's own description, with their answers.
+    let doc: Value = stack
+        .http
+        .get(format!("{}/openapi.json", stack.base_url()))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    for (path, method, codes) in [
+        ("/v1/roster/role-grants", "get", &["200", "401", "403"][..]),
+        (
+            "/v1/roster/role-grants/{id}/confirm",
+            "post",
+            &["200", "401", "403", "404", "409"][..],
+        ),
+        (
+            "/v1/roster/role-grants/{id}/refuse",
+            "post",
+            &["200", "401", "403", "404", "409"][..],
+        ),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for code in codes {
+            assert!(responses.get(code).is_some(), "{method} {path} {code}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
