@@ -117,7 +117,7 @@ async fn the_cli_imports_the_roster_idempotently_and_issues_tokens(db: TestDb) {
     let principal = sanyu_store::tokens::authenticate(&conn, &token)
         .await
         .expect("auth");
-    assert!(principal.is_some());
+    assert!(matches!(principal, Some(sanyu_domain::Holder::School(_))));
     let (code, _, err) = sanyu(
         &db,
         &["token", "issue", "--role", "teacher", "--school", "SCH7"],

@@ -116,11 +116,21 @@ pub enum RosterCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a token; prints the secret on stdout (once: it is stored only as a hash).
+    /// `--deployment` (with `--role admin`, no `--school`) issues a deployment-level
+    /// admin's token: dead letters of no school, role grants of schools without a
+    /// leader or crisis team.
     Issue {
         #[arg(long)]
         role: Role,
-        #[arg(long)]
-        school: String,
+        #[arg(
+            long,
+            required_unless_present = "deployment",
+            conflicts_with = "deployment"
+        )]
+        school: Option<String>,
+        /// A token without a school, for the deployment's admin.
+        #[arg(long, conflicts_with_all = ["class", "staff"])]
+        deployment: bool,
         #[arg(long)]
         class: Option<String>,
         #[arg(long)]
@@ -170,12 +180,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         bail!("give --students FILE and/or --staff FILE");
                     }
                     let mut clean = true;
+                    let key = sanyu_store::audit::AuditKey::from_data_key(
+                        config.security.data_key.expose(),
+                    )
+                    .context("security.data_key (the audit chain's key derives from it)")?;
                     if let Some(path) = students {
-                        let summary = import_file(&db, &path, true).await?;
+                        let summary = import_file(&db, &path, true, &key).await?;
                         clean &= print_summary("students", &path, &summary);
                     }
                     if let Some(path) = staff {
-                        let summary = import_file(&db, &path, false).await?;
+                        let summary = import_file(&db, &path, false, &key).await?;
                         clean &= print_summary("staff", &path, &summary);
                     }
                     if clean {
@@ -189,26 +203,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         TokenCommand::Issue {
                             role,
                             school,
+                            deployment,
                             class,
                             staff,
                             label,
                             ttl_days,
                         },
                 } => {
-                    let issued = tokens::issue(
-                        &db,
-                        TokenRequest {
-                            role,
-                            school_code: school,
-                            class_code: class,
-                            staff_no: staff,
-                            label,
-                            ttl: chrono::Duration::days(
-                                ttl_days.unwrap_or(config.security.token_ttl_days),
-                            ),
-                        },
-                    )
-                    .await?;
+                    let ttl =
+                        chrono::Duration::days(ttl_days.unwrap_or(config.security.token_ttl_days));
+                    let issued = match school {
+                        Some(school) if !deployment => {
+                            tokens::issue(
+                                &db,
+                                TokenRequest {
+                                    role,
+                                    school_code: school,
+                                    class_code: class,
+                                    staff_no: staff,
+                                    label,
+                                    ttl,
+                                },
+                            )
+                            .await?
+                        }
+                        _ if role == Role::Admin => {
+                            tokens::issue_deployment(&db, label, ttl).await?
+                        }
+                        _ => anyhow::bail!("--deployment issues only `--role admin` tokens"),
+                    };
                     eprintln!(
                         "token {} expires {}",
                         issued.id,
@@ -384,11 +407,16 @@ fn check_rules(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Import one roster file in one transaction.
+/// Import one roster file in one transaction. A role that reads cases the
+/// operator gives takes effect at once (this is how a school's first staff
+/// are set up); each is recorded as a confirmed role grant, written to the
+/// audit log (`role_grants.operator`) and announced to the school's leaders
+/// and crisis team in the same transaction.
 pub async fn import_file(
     db: &sanyu_store::Db,
     path: &std::path::Path,
     students: bool,
+    audit_key: &sanyu_store::audit::AuditKey,
 ) -> Result<ImportSummary> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let txn = sanyu_store::begin_write(db).await?;
@@ -397,6 +425,43 @@ pub async fn import_file(
     } else {
         roster::import_staff(&*txn, file, ImportScope::Operator).await?
     };
+    let now = chrono::Utc::now();
+    for given in &summary.operator_role_grants {
+        let grant = sanyu_store::role_grants::record_operator(
+            &*txn,
+            given.school_id,
+            given.staff_id,
+            given.role,
+            now,
+        )
+        .await?;
+        sanyu_store::audit::append_in(
+            &*txn,
+            audit_key,
+            sanyu_store::audit::AuditEntry {
+                actor_token_id: None,
+                actor_role: "operator".to_owned(),
+                actor_staff_id: None,
+                school_id: Some(given.school_id),
+                action: "role_grants.operator".to_owned(),
+                target: format!("role_grant:{}", grant.id),
+                source: "cli".to_owned(),
+            },
+        )
+        .await?;
+        let school = roster::school_by_id(&*txn, given.school_id)
+            .await?
+            .context("the school of an imported staff row")?;
+        sanyu_escalation::announce_role_grant(
+            &*txn,
+            &school,
+            grant.id,
+            sanyu_escalation::notice_reason::ROLE_GRANTED,
+            now,
+            None,
+        )
+        .await?;
+    }
     txn.commit().await?;
     Ok(summary)
 }

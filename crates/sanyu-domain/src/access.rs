@@ -140,6 +140,34 @@ pub struct Principal {
     pub staff_id: Option<Uuid>,
 }
 
+/// Who holds a presented API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Staff or a system of one school: every `/v1` route checks its role
+    /// and scope.
+    School(Principal),
+    /// A deployment-level admin (a token without a school): sees the dead
+    /// letters no school can be told of and confirms role grants of a school
+    /// with no leader or crisis team yet. Reads no cases and no roster.
+    Deployment { token_id: Uuid },
+}
+
+impl Role {
+    /// Roles that read cases: giving one to somebody through the API needs a
+    /// second person of the school (a role grant); taking it away does not.
+    pub fn reads_cases(self) -> bool {
+        matches!(
+            self,
+            Self::Counsellor | Self::CrisisTeam | Self::Leader | Self::District
+        )
+    }
+
+    /// Roles that confirm or refuse a role grant of their school.
+    pub fn confirms_role_grants(self) -> bool {
+        matches!(self, Self::Leader | Self::CrisisTeam)
+    }
+}
+
 /// Whether a principal may act on a student, given where the student is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

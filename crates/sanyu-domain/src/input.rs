@@ -75,6 +75,44 @@ fn refused(c: char, shape: Shape) -> bool {
     }
 }
 
+/// School codes: they name the school in every subject of its messages.
+pub const MAX_SCHOOL_CODE: usize = 32;
+
+/// Why a school code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchoolCodeError {
+    #[error("a school code is required")]
+    Empty,
+    #[error("at most {max} characters")]
+    TooLong { max: usize },
+    #[error("may hold only letters, digits, `-` and `_` (found U+{0:04X}); e.g. `S001` or `一中`")]
+    Character(u32),
+}
+
+/// A school code: one word of letters and digits of any script, `-` and
+/// `_`, at most [`MAX_SCHOOL_CODE`] characters. No spaces, dots, wildcards,
+/// control or formatting characters (a zero-width space would make two codes
+/// that look the same). Subjects carry any code injectively
+/// (`sanyu_events::subjects::token`); this keeps codes what people can read
+/// and type, and the subjects short.
+pub fn school_code(value: &str) -> Result<(), SchoolCodeError> {
+    if value.is_empty() {
+        return Err(SchoolCodeError::Empty);
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|&c| !(c.is_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(SchoolCodeError::Character(u32::from(c)));
+    }
+    if value.chars().nth(MAX_SCHOOL_CODE).is_some() {
+        return Err(SchoolCodeError::TooLong {
+            max: MAX_SCHOOL_CODE,
+        });
+    }
+    Ok(())
+}
+
 /// Why a date was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DateError {
@@ -177,5 +215,26 @@ mod tests {
             time(DateTime::<Utc>::MIN_UTC, now),
             Err(DateError::TooEarly)
         );
+    }
+
+    #[test]
+    fn school_codes_are_one_word_of_letters_and_digits() {
+        for ok in ["S001", "一中", "二中", "北京-101_中学", "Ecole2"] {
+            assert_eq!(school_code(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(school_code(""), Err(SchoolCodeError::Empty));
+        assert_eq!(school_code("一 中"), Err(SchoolCodeError::Character(0x20)));
+        assert_eq!(school_code("S.01"), Err(SchoolCodeError::Character(0x2E)));
+        assert_eq!(school_code("S*"), Err(SchoolCodeError::Character(0x2A)));
+        assert_eq!(
+            school_code("一\u{200B}中"),
+            Err(SchoolCodeError::Character(0x200B))
+        );
+        assert_eq!(school_code("S\u{0}"), Err(SchoolCodeError::Character(0)));
+        assert_eq!(
+            school_code(&"中".repeat(33)),
+            Err(SchoolCodeError::TooLong { max: 32 })
+        );
+        assert_eq!(school_code(&"中".repeat(32)), Ok(()));
     }
 }

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod report;
 pub mod zero_report;
 
-pub use access::{Access, CaseWork, Disclosure, Principal, Role, oversight_action};
+pub use access::{Access, CaseWork, Disclosure, Holder, Principal, Role, oversight_action};
 pub use case::{CaseStatus, CaseSubject, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;

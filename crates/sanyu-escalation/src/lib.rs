@@ -527,6 +527,7 @@ async fn unreachable_alarm(
                 case.reference, case.level
             ),
             deliveries: None,
+            school_id: Some(case.school_id),
         },
     )
     .await?;
@@ -562,6 +563,7 @@ pub async fn alarm(
             event_id: Some(format!("case:{}", case.id)),
             reason: format!("case {} ({}): {what}", case.reference, case.level),
             deliveries: None,
+            school_id: Some(case.school_id),
         },
     )
     .await?;
@@ -659,6 +661,11 @@ pub mod notice_reason {
     pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
     /// A student on the key-population watch list is due for follow-up.
     pub const WATCH_FOLLOW_UP_DUE: &str = "watch_follow_up_due";
+    /// Somebody asked for a role that reads cases for a staff member of the
+    /// school: a leader or crisis-team member must confirm it (or refuse).
+    pub const ROLE_GRANT_REQUESTED: &str = "role_grant_requested";
+    /// A role that reads cases was confirmed and is in effect.
+    pub const ROLE_GRANTED: &str = "role_granted";
 }
 
 /// Timer kind of a watch-list follow-up reminder.
@@ -741,6 +748,38 @@ pub async fn remind_watch(
         told: people.len(),
         next: false,
     })
+}
+
+/// Announce a role grant (asked for, or in effect) to the school's reachable
+/// leaders and crisis team, in the caller's transaction: a notice naming the
+/// grant id and a link, nothing else. `critical`, so it is sent at once
+/// (no quiet hours, no rate limit), by email. Returns how many were told.
+pub async fn announce_role_grant(
+    txn: &impl ConnectionTrait,
+    school: &school::Model,
+    grant_id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> Result<usize> {
+    let people = reachable(txn, school.id, &[Role::Leader, Role::CrisisTeam]).await?;
+    let reference = grant_id.to_string();
+    let notice = PlainNotice {
+        school,
+        reference: &reference,
+        level: RiskLevel::Critical,
+        reason,
+        at,
+        traceparent,
+    };
+    for person in &people {
+        let key = format!("role_grant:{grant_id}:{reason}:{}", person.id);
+        request_plain(txn, &notice, person.id, key).await?;
+    }
+    if people.is_empty() {
+        tracing::warn!(grant_id = %grant_id, "role grant announced to nobody: no reachable leader or crisis team");
+    }
+    Ok(people.len())
 }
 
 /// A notice about no case: a missing zero report, a watch-list follow-up.

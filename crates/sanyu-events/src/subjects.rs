@@ -71,23 +71,31 @@ pub fn dead_letter(stream: &str, consumer: &str) -> String {
 pub const ADVISORY_MAX_DELIVERIES: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 pub const ADVISORY_TERMINATED: &str = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>";
 
-/// Make a value safe as one subject token (no dots, spaces or wildcards).
+/// One subject token for any value, injectively: `[A-Za-z0-9_-]` stay as
+/// they are, every other byte of the UTF-8 encoding becomes `%XX` (upper-case
+/// hex), and the empty value is `%` alone. The result never holds `.`, `*`,
+/// `>`, whitespace or a non-ASCII byte, so it is always exactly one token,
+/// and two different values (`一中`, `二中`) never share one. A subject says
+/// where a message goes, never whose it is: scope comes from the message body
+/// or the database, never from decoding a token.
 pub fn token(value: &str) -> String {
-    let cleaned: String = value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "_".to_owned()
-    } else {
-        cleaned
+    if value.is_empty() {
+        return "%".to_owned();
     }
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The longest token [`token`] makes of a value of `bytes` bytes.
+pub const fn max_token_len(bytes: usize) -> usize {
+    bytes * 3
 }
 
 #[cfg(test)]
@@ -98,11 +106,36 @@ mod tests {
     fn subjects_are_single_tokens_per_value() {
         assert_eq!(
             report_submitted("S.01 *", 3),
-            "sanyu.intake.report.S_01__.3"
+            "sanyu.intake.report.S%2E01%20%2A.3"
         );
-        assert_eq!(screening_result("S.01", 7), "sanyu.intake.screening.S_01.7");
+        assert_eq!(
+            screening_result("S.01", 7),
+            "sanyu.intake.screening.S%2E01.7"
+        );
         assert_eq!(screening_unmatched("S01"), "sanyu.intake.screening.S01");
-        assert_eq!(token(""), "_");
+        assert_eq!(token(""), "%");
         assert_eq!(dead_letter("INTAKE", "rules"), "sanyu.dlq.INTAKE.rules");
+    }
+
+    #[test]
+    fn tokens_of_different_codes_never_collide() {
+        assert_eq!(token("一中"), "%E4%B8%80%E4%B8%AD");
+        assert_ne!(token("一中"), token("二中"));
+        let codes = [
+            "", "_", "%", "S01", "S_01", "S.01", "S 01", "S%2E01", "一中", "二中", "a-b", "a_b",
+        ];
+        for (i, a) in codes.iter().enumerate() {
+            let t = token(a);
+            assert!(!t.is_empty());
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b)),
+                "{a:?} -> {t:?}"
+            );
+            assert!(t.len() <= max_token_len(a.len()).max(1));
+            for b in &codes[i + 1..] {
+                assert_ne!(t, token(b), "{a:?} and {b:?}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use sanyu_domain::Principal;
+use sanyu_domain::{Holder, Principal, Role};
 use sanyu_store::audit::{self, AuditEntry};
 
 use crate::AppState;
@@ -38,6 +38,36 @@ pub fn entry(caller: &Principal, peer: &Peer, action: &str, target: String) -> A
         target,
         source: peer.0.clone(),
     }
+}
+
+/// The audit entry of an action by any token holder (a deployment-level
+/// admin has no school).
+pub fn holder_entry(holder: &Holder, peer: &Peer, action: &str, target: String) -> AuditEntry {
+    match holder {
+        Holder::School(caller) => entry(caller, peer, action, target),
+        Holder::Deployment { token_id } => AuditEntry {
+            actor_token_id: Some(*token_id),
+            actor_role: format!("deployment_{}", Role::Admin.as_str()),
+            actor_staff_id: None,
+            school_id: None,
+            action: action.to_owned(),
+            target,
+            source: peer.0.clone(),
+        },
+    }
+}
+
+/// Record `entry` in its own transaction (reads); the request is refused
+/// when the log cannot be written.
+pub async fn record_entry(state: &AppState, entry: AuditEntry) -> Result<(), ApiError> {
+    let action = entry.action.clone();
+    audit::append(&state.db, &state.audit_key, entry)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, action, "audit log write failed");
+            ApiError::Unavailable("the audit log cannot be written; try again".into())
+        })
 }
 
 /// Record `action` on `target` by `caller` in its own transaction (reads).

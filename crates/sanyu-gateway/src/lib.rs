@@ -73,6 +73,9 @@ pub struct AppState {
         routes::students::timeline,
         routes::roster::students,
         routes::roster::staff,
+        routes::role_grants::list,
+        routes::role_grants::confirm,
+        routes::role_grants::refuse,
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::dead_letters,
@@ -177,6 +180,15 @@ pub fn router(state: AppState) -> Router {
             get(routes::students::timeline),
         )
         .route("/v1/dead-letters", get(routes::ops::dead_letters))
+        .route("/v1/roster/role-grants", get(routes::role_grants::list))
+        .route(
+            "/v1/roster/role-grants/{id}/confirm",
+            post(routes::role_grants::confirm),
+        )
+        .route(
+            "/v1/roster/role-grants/{id}/refuse",
+            post(routes::role_grants::refuse),
+        )
         .route(
             "/v1/dead-letters/{id}/resolve",
             post(routes::ops::resolve_dead_letter),

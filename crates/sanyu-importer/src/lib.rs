@@ -797,6 +797,7 @@ fn assess(ctx: &JobContext, item: Item, student: Option<&student::Model>) -> Opt
             ctx.job_id, ctx.job_id
         ),
         deliveries: None,
+        school_id: Some(ctx.school.id),
     });
     Some(RowRecord {
         result: NewResult {

@@ -915,6 +915,14 @@ fn notice_lines(reason: &str, reference: &str, base_url: &str) -> (&'static str,
             "重点关注学生随访到期 / a student on the key-population list is due for follow-up",
             format!("{}/v1/key-population", base_url),
         ),
+        "role_grant_requested" => (
+            "有人申请可查看个案的角色，须由领导或危机干预小组另一人确认 / a role that reads cases was asked for: a leader or crisis-team member (another person) must confirm or refuse it",
+            format!("{}/v1/roster/role-grants", base_url),
+        ),
+        "role_granted" => (
+            "可查看个案的角色已确认生效 / a role that reads cases was confirmed and is now in effect",
+            format!("{}/v1/roster/role-grants", base_url),
+        ),
         _ => ("三预通知 / Sanyu notice", base_url.to_owned()),
     }
 }
@@ -942,6 +950,14 @@ mod notice_tests {
             (
                 "watch_follow_up_due",
                 "https://sanyu.example/v1/key-population",
+            ),
+            (
+                "role_grant_requested",
+                "https://sanyu.example/v1/roster/role-grants",
+            ),
+            (
+                "role_granted",
+                "https://sanyu.example/v1/roster/role-grants",
             ),
         ] {
             let (what, got) = notice_lines(reason, "P1", base);

@@ -38,13 +38,42 @@ struct MaxDeliveries {
     deliveries: i64,
 }
 
+impl DeadLetterRecorder {
+    /// The school a dead message belongs to: the school code in its body (the
+    /// envelope), looked up in the roster. Never its subject: a subject says
+    /// where a message went, not whose it is. `None` when the body cannot be
+    /// read or names no known school; then only a deployment-level admin sees
+    /// it. A database error is an error (the message is retried).
+    async fn school_of(
+        &self,
+        payload: &[u8],
+    ) -> Result<Option<uuid::Uuid>, sanyu_store::StoreError> {
+        let Ok(envelope) = sanyu_events::decode(payload) else {
+            return Ok(None);
+        };
+        if envelope.school.is_empty() {
+            return Ok(None);
+        }
+        Ok(
+            sanyu_store::roster::school_by_code(&self.db, &envelope.school)
+                .await?
+                .map(|s| s.id),
+        )
+    }
+}
+
 impl Handler for DeadLetterRecorder {
     async fn handle(&self, d: &Delivery) -> Outcome {
         let record = if d.subject.starts_with(DEAD_LETTER_PREFIX) {
             let stream = d.header(DLQ_STREAM).unwrap_or("?").to_owned();
             let consumer = d.header(DLQ_CONSUMER).unwrap_or("?").to_owned();
             let seq = d.header(DLQ_SEQ).and_then(|s| s.parse::<i64>().ok());
+            let school_id = match self.school_of(&d.payload).await {
+                Ok(id) => id,
+                Err(e) => return Outcome::Retry(e.to_string()),
+            };
             NewDeadLetter {
+                school_id,
                 source_key: format!("{stream}:{consumer}:{}", seq.unwrap_or(-1)),
                 stream,
                 consumer,
@@ -59,17 +88,26 @@ impl Handler for DeadLetterRecorder {
                 return Outcome::Reject("unreadable advisory".into());
             };
             // Find what the message was, so the dead letter names it.
-            let (subject, event_id) = match self.backbone.js.get_stream(&advisory.stream).await {
-                Ok(stream) => match stream.get_raw_message(advisory.stream_seq).await {
-                    Ok(m) => (
-                        Some(m.subject.to_string()),
-                        m.headers
-                            .get(async_nats::header::NATS_MESSAGE_ID)
-                            .map(|v| v.as_str().to_owned()),
-                    ),
-                    Err(_) => (None, None),
+            let (subject, event_id, payload) =
+                match self.backbone.js.get_stream(&advisory.stream).await {
+                    Ok(stream) => match stream.get_raw_message(advisory.stream_seq).await {
+                        Ok(m) => (
+                            Some(m.subject.to_string()),
+                            m.headers
+                                .get(async_nats::header::NATS_MESSAGE_ID)
+                                .map(|v| v.as_str().to_owned()),
+                            Some(m.payload),
+                        ),
+                        Err(_) => (None, None, None),
+                    },
+                    Err(_) => (None, None, None),
+                };
+            let school_id = match &payload {
+                Some(p) => match self.school_of(p).await {
+                    Ok(id) => id,
+                    Err(e) => return Outcome::Retry(e.to_string()),
                 },
-                Err(_) => (None, None),
+                None => None,
             };
             NewDeadLetter {
                 source_key: format!(
@@ -86,6 +124,7 @@ impl Handler for DeadLetterRecorder {
                     advisory.deliveries
                 ),
                 deliveries: Some(advisory.deliveries),
+                school_id,
             }
         };
         tracing::error!(

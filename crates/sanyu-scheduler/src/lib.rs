@@ -254,6 +254,15 @@ impl Scheduler {
         reason: &str,
     ) -> Result<(), SchedulerError> {
         tracing::error!(timer = %t.id, kind = %t.kind, "timer could not be fired");
+        // The school of a case's timer is the case's; a timer without a case
+        // (or whose case is gone) is the deployment's to see.
+        let school_id = match t.case_id {
+            Some(case_id) => sanyu_store::entities::case::Entity::find_by_id(case_id)
+                .one(txn)
+                .await?
+                .map(|c| c.school_id),
+            None => None,
+        };
         dead_letters::record(
             txn,
             NewDeadLetter {
@@ -265,6 +274,7 @@ impl Scheduler {
                 event_id: Some(t.key.clone()),
                 reason: format!("timer {}: {reason}", t.key),
                 deliveries: None,
+                school_id,
             },
         )
         .await?;

@@ -312,9 +312,13 @@ async fn the_auditor_finds_a_stalled_and_a_late_ladder(test_db: TestDb) {
     assert_eq!(report.alarms.len(), 1, "{report:?}");
     assert!(report.alarms[0].starts_with("late:"));
     // Both show as dead letters for the crisis team.
-    let dl = sanyu_store::dead_letters::list_open(&f.db, 50)
-        .await
-        .unwrap();
+    let dl = sanyu_store::dead_letters::list_open(
+        &f.db,
+        sanyu_store::dead_letters::Readers::Deployment,
+        50,
+    )
+    .await
+    .unwrap();
     assert!(
         dl.iter()
             .any(|d| d.source_key.contains(&stalled.to_string()))

@@ -23,6 +23,28 @@ pub struct NewDeadLetter {
     pub event_id: Option<String>,
     pub reason: String,
     pub deliveries: Option<i64>,
+    /// The school it belongs to, when the message body or the database tells
+    /// it (never a subject); `None` only for what no school can be told of.
+    pub school_id: Option<Uuid>,
+}
+
+/// Whose dead letters a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// A school's admins and crisis team: that school's, nothing else.
+    School(Uuid),
+    /// A deployment-level admin: every school's and the school-less ones.
+    Deployment,
+}
+
+impl Readers {
+    /// Whether `letter` is theirs to see.
+    pub fn sees(&self, letter: &dead_letter::Model) -> bool {
+        match self {
+            Readers::School(id) => letter.school_id == Some(*id),
+            Readers::Deployment => true,
+        }
+    }
 }
 
 /// Record a dead letter; the same source recorded twice keeps the first.
@@ -39,6 +61,7 @@ pub async fn record(conn: &impl ConnectionTrait, d: NewDeadLetter) -> Result<()>
         deliveries: Set(d.deliveries),
         received_at: Set(Utc::now()),
         resolved_at: Set(None),
+        school_id: Set(d.school_id),
     })
     .on_conflict(
         OnConflict::column(dead_letter::Column::SourceKey)
@@ -50,10 +73,17 @@ pub async fn record(conn: &impl ConnectionTrait, d: NewDeadLetter) -> Result<()>
     Ok(())
 }
 
-/// Unresolved dead letters, newest first.
-pub async fn list_open(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<dead_letter::Model>> {
-    Ok(dead_letter::Entity::find()
-        .filter(dead_letter::Column::ResolvedAt.is_null())
+/// Unresolved dead letters `readers` see, newest first.
+pub async fn list_open(
+    conn: &impl ConnectionTrait,
+    readers: Readers,
+    limit: u64,
+) -> Result<Vec<dead_letter::Model>> {
+    let mut query = dead_letter::Entity::find().filter(dead_letter::Column::ResolvedAt.is_null());
+    if let Readers::School(id) = readers {
+        query = query.filter(dead_letter::Column::SchoolId.eq(id));
+    }
+    Ok(query
         .order_by_desc(dead_letter::Column::ReceivedAt)
         .limit(limit)
         .all(conn)

@@ -16,6 +16,7 @@ pub mod migration;
 pub mod outbox;
 pub mod processed;
 pub mod reports;
+pub mod role_grants;
 pub mod roster;
 pub mod screening;
 pub mod timers;

@@ -7,6 +7,14 @@
 //!
 //! Staff file header:
 //! `school_code,staff_no,name,role,class_code,phone,email`
+//!
+//! Through the API ([`ImportScope::School`]) a staff row that would give
+//! somebody a role that reads cases (counsellor, crisis team, leader,
+//! district) which they do not hold yet creates a pending role grant instead
+//! (`crate::role_grants`); the rest of the row imports. A new person waits
+//! inactive. Taking such a role away takes effect at once. The operator's
+//! CLI ([`ImportScope::Operator`], which also creates schools) is how a
+//! school's first staff are set up: its roles take effect at once.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -41,6 +49,44 @@ pub struct ImportSummary {
     pub updated: u64,
     pub unchanged: u64,
     pub errors: Vec<RowError>,
+    /// Roles that read cases which wait for a second person of the school
+    /// to confirm them (API imports only).
+    pub pending_role_grants: Vec<PendingGrant>,
+    /// Roles that read cases which the operator's import gave at once (the
+    /// CLI records them as confirmed grants, audits and announces them).
+    #[serde(skip)]
+    pub operator_role_grants: Vec<OperatorGrant>,
+}
+
+/// A role that reads cases the operator's import gave at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorGrant {
+    pub line: u64,
+    pub staff_id: Uuid,
+    pub school_id: Uuid,
+    pub role: Role,
+}
+
+/// What a staff row did about a role that reads cases.
+enum RowGrant {
+    None,
+    /// Asked for through the API: waits for a second person.
+    Pending(crate::entities::role_grant::Model),
+    /// Given by the operator's import: in effect.
+    Operator {
+        staff_id: Uuid,
+        school_id: Uuid,
+        role: Role,
+    },
+}
+
+/// A role grant a staff row asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingGrant {
+    pub line: u64,
+    pub grant_id: Uuid,
+    pub staff_id: Uuid,
+    pub role: String,
 }
 
 /// Limits an import to one school (an admin token's scope).
@@ -48,16 +94,20 @@ pub struct ImportSummary {
 pub enum ImportScope<'a> {
     /// The operator's CLI: every school, and new schools may be created.
     Operator,
-    /// An API caller: only rows of this school code.
-    School(&'a str),
+    /// An API caller: only rows of this school code; roles that read cases
+    /// wait for confirmation (role grants asked for by `by`).
+    School {
+        code: &'a str,
+        by: crate::role_grants::Actor,
+    },
 }
 
 impl ImportScope<'_> {
     fn check(&self, school_code: &str) -> Option<String> {
         match self {
             ImportScope::Operator => None,
-            ImportScope::School(own) if *own == school_code => None,
-            ImportScope::School(_) => {
+            ImportScope::School { code, .. } if *code == school_code => None,
+            ImportScope::School { .. } => {
                 Some("row belongs to another school than your token's".into())
             }
         }
@@ -166,6 +216,13 @@ fn read_rows(
 /// One field of a roster file: one line, no control characters, at most the
 /// column's length (codes, names, the rest).
 fn check_field(column: &str, value: &str) -> std::result::Result<(), (String, String)> {
+    if column == "school_code" {
+        // Empty is reported as `required` by the row.
+        return match value {
+            "" => Ok(()),
+            code => input::school_code(code).map_err(|e| (column.to_owned(), e.to_string())),
+        };
+    }
     let max = match column {
         "school_code" | "district_code" | "grade_code" | "class_code" | "student_no"
         | "staff_no" | "role" | "gender" => input::MAX_CODE,
@@ -262,6 +319,12 @@ impl From<RowError> for RowOutcome {
     }
 }
 
+impl From<StoreError> for RowOutcome {
+    fn from(e: StoreError) -> Self {
+        RowOutcome::Store(e)
+    }
+}
+
 impl From<sea_orm::DbErr> for RowOutcome {
     fn from(e: sea_orm::DbErr) -> Self {
         RowOutcome::Store(StoreError::Db(e))
@@ -294,7 +357,7 @@ async fn import_student_row(
     {
         Some(s) => s.id,
         None => {
-            if matches!(scope, ImportScope::School(_)) {
+            if matches!(scope, ImportScope::School { .. }) {
                 return Err(row.error("school_code", "unknown school").into());
             }
             let id = Uuid::now_v7();
@@ -475,7 +538,28 @@ pub async fn import_staff(
     };
     for row in rows {
         match import_staff_row(conn, &row, scope).await {
-            Ok(change) => summary.count(change),
+            Ok((change, grant)) => {
+                summary.count(change);
+                match grant {
+                    RowGrant::None => {}
+                    RowGrant::Pending(g) => summary.pending_role_grants.push(PendingGrant {
+                        line: row.line,
+                        grant_id: g.id,
+                        staff_id: g.staff_id,
+                        role: g.role,
+                    }),
+                    RowGrant::Operator {
+                        staff_id,
+                        school_id,
+                        role,
+                    } => summary.operator_role_grants.push(OperatorGrant {
+                        line: row.line,
+                        staff_id,
+                        school_id,
+                        role,
+                    }),
+                }
+            }
             Err(RowOutcome::Rejected(e)) => summary.errors.push(e),
             Err(RowOutcome::Store(e)) => return Err(e),
         }
@@ -487,7 +571,7 @@ async fn import_staff_row(
     conn: &impl ConnectionTrait,
     row: &Row,
     scope: ImportScope<'_>,
-) -> std::result::Result<Change, RowOutcome> {
+) -> std::result::Result<(Change, RowGrant), RowOutcome> {
     let school_code = row.required("school_code")?;
     if let Some(msg) = scope.check(&school_code) {
         return Err(row.error("school_code", msg).into());
@@ -523,13 +607,57 @@ async fn import_staff_row(
         None => None,
     };
     let now = Utc::now();
-    match staff::Entity::find()
+    let by = match scope {
+        ImportScope::School { by, .. } => Some(by),
+        ImportScope::Operator => None,
+    };
+    let existing = staff::Entity::find()
         .filter(staff::Column::SchoolId.eq(school.id))
         .filter(staff::Column::StaffNo.eq(&staff_no))
         .one(conn)
-        .await?
-    {
+        .await?;
+    // A role that reads cases which this person does not hold (active) yet,
+    // asked for through the API: a grant to confirm, not a change.
+    let grant_needed = by.is_some()
+        && role.reads_cases()
+        && !existing
+            .as_ref()
+            .is_some_and(|s| s.active && s.role == role.as_str());
+    match existing {
+        Some(s) if grant_needed => {
+            let grant = match by {
+                Some(by) => {
+                    crate::role_grants::request(conn, school.id, s.id, role, by, now).await?
+                }
+                None => None,
+            };
+            // The rest of the row imports; the role and whether the person
+            // is active stay as they are until the grant is confirmed.
+            let changed = if grant.is_some() {
+                Change::Updated
+            } else {
+                Change::Unchanged
+            };
+            let grant = grant.map_or(RowGrant::None, RowGrant::Pending);
+            if s.name == name && s.class_id == class_id && s.phone == phone && s.email == email {
+                return Ok((changed, grant));
+            }
+            let mut a: staff::ActiveModel = s.into();
+            a.name = Set(name);
+            a.class_id = Set(class_id);
+            a.phone = Set(phone);
+            a.email = Set(email);
+            a.updated_at = Set(now);
+            a.update(conn).await?;
+            Ok((Change::Updated, grant))
+        }
         Some(s) => {
+            // What the row asks for takes effect (a role that does not read
+            // cases, or the one held): whatever was pending for this person
+            // is withdrawn, the latest import stands.
+            if by.is_some() {
+                crate::role_grants::withdraw_pending(conn, s.id, now).await?;
+            }
             if s.name == name
                 && s.role == role.as_str()
                 && s.class_id == class_id
@@ -537,8 +665,19 @@ async fn import_staff_row(
                 && s.email == email
                 && s.active
             {
-                return Ok(Change::Unchanged);
+                return Ok((Change::Unchanged, RowGrant::None));
             }
+            // The operator gives a role that reads cases the person did not
+            // hold (active): in effect now, and told to the school.
+            let given = if role.reads_cases() && !(s.active && s.role == role.as_str()) {
+                RowGrant::Operator {
+                    staff_id: s.id,
+                    school_id: school.id,
+                    role,
+                }
+            } else {
+                RowGrant::None
+            };
             let mut a: staff::ActiveModel = s.into();
             a.name = Set(name);
             a.role = Set(role.as_str().to_owned());
@@ -548,11 +687,12 @@ async fn import_staff_row(
             a.active = Set(true);
             a.updated_at = Set(now);
             a.update(conn).await?;
-            Ok(Change::Updated)
+            Ok((Change::Updated, given))
         }
         None => {
+            let id = Uuid::now_v7();
             staff::Entity::insert(staff::ActiveModel {
-                id: Set(Uuid::now_v7()),
+                id: Set(id),
                 school_id: Set(school.id),
                 staff_no: Set(staff_no),
                 name: Set(name),
@@ -560,15 +700,35 @@ async fn import_staff_row(
                 class_id: Set(class_id),
                 phone: Set(phone),
                 email: Set(email),
-                active: Set(true),
+                // Waits inactive (told nothing, no token reads cases) until
+                // the grant is confirmed.
+                active: Set(!grant_needed),
                 created_at: Set(now),
                 updated_at: Set(now),
             })
             .exec_without_returning(conn)
             .await?;
-            Ok(Change::Created)
+            let grant = match by {
+                Some(by) if grant_needed => {
+                    crate::role_grants::request(conn, school.id, id, role, by, now)
+                        .await?
+                        .map_or(RowGrant::None, RowGrant::Pending)
+                }
+                None if role.reads_cases() => RowGrant::Operator {
+                    staff_id: id,
+                    school_id: school.id,
+                    role,
+                },
+                _ => RowGrant::None,
+            };
+            Ok((Change::Created, grant))
         }
     }
+}
+
+/// Find a school by id.
+pub async fn school_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<school::Model>> {
+    Ok(school::Entity::find_by_id(id).one(conn).await?)
 }
 
 /// Find a school by code.

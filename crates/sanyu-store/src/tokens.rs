@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
-use sanyu_domain::{Principal, Role};
+use sanyu_domain::{Holder, Principal, Role};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -45,6 +45,14 @@ pub enum IssueError {
     UnknownStaff(String),
     #[error("role `{0}` is bound to a class: give --class")]
     ClassRequired(Role),
+    #[error(
+        "staff `{staff}` has the role `{has}` on the roster (or is not active), not `{asked}`: a token that reads cases goes only with the staff member's confirmed role"
+    )]
+    RoleNotHeld {
+        staff: String,
+        has: String,
+        asked: Role,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,15 +96,22 @@ pub async fn issue(
         None => None,
     };
     let staff_id = match &req.staff_no {
-        Some(no) => Some(
-            staff::Entity::find()
+        Some(no) => {
+            let person = staff::Entity::find()
                 .filter(staff::Column::SchoolId.eq(school.id))
                 .filter(staff::Column::StaffNo.eq(no))
                 .one(conn)
                 .await?
-                .ok_or_else(|| IssueError::UnknownStaff(no.clone()))?
-                .id,
-        ),
+                .ok_or_else(|| IssueError::UnknownStaff(no.clone()))?;
+            if !holds(&person, req.role) {
+                return Err(IssueError::RoleNotHeld {
+                    staff: no.clone(),
+                    has: person.role,
+                    asked: req.role,
+                });
+            }
+            Some(person.id)
+        }
         None => None,
     };
     let secret = new_secret();
@@ -107,7 +122,7 @@ pub async fn issue(
         id: Set(id),
         token_hash: Set(hash(&secret)),
         role: Set(req.role.as_str().to_owned()),
-        school_id: Set(school.id),
+        school_id: Set(Some(school.id)),
         class_id: Set(class_id),
         staff_id: Set(staff_id),
         label: Set(req.label),
@@ -124,9 +139,53 @@ pub async fn issue(
     })
 }
 
-/// The principal of a presented token, or `None` when it is unknown, expired
-/// or revoked (the caller answers 401 without saying which).
-pub async fn authenticate(conn: &impl ConnectionTrait, secret: &str) -> Result<Option<Principal>> {
+/// Whether `person` holds `role` for a token naming them: a role that reads
+/// cases only while it is the staff member's active (confirmed) roster role,
+/// so that a grant waiting for confirmation, or a role taken away, gives no
+/// token that reads cases.
+fn holds(person: &staff::Model, role: Role) -> bool {
+    !role.reads_cases() || (person.active && person.role == role.as_str())
+}
+
+/// Issue a deployment-level admin's token (no school): it lists the dead
+/// letters no school can be told of and confirms role grants of schools
+/// without a leader or crisis team. Only the operator's CLI issues one.
+pub async fn issue_deployment(
+    conn: &impl ConnectionTrait,
+    label: Option<String>,
+    ttl: Duration,
+) -> std::result::Result<IssuedToken, IssueError> {
+    let secret = new_secret();
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let expires_at = now + ttl;
+    api_token::Entity::insert(api_token::ActiveModel {
+        id: Set(id),
+        token_hash: Set(hash(&secret)),
+        role: Set(Role::Admin.as_str().to_owned()),
+        school_id: Set(None),
+        class_id: Set(None),
+        staff_id: Set(None),
+        label: Set(label),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(IssuedToken {
+        id,
+        secret,
+        expires_at,
+    })
+}
+
+/// The holder of a presented token, or `None` when it is unknown, expired
+/// or revoked (the caller answers 401 without saying which). A token naming
+/// a staff member in a role that reads cases holds only while that is the
+/// staff member's active roster role (see [`holds`]): a downgrade takes
+/// effect at once.
+pub async fn authenticate(conn: &impl ConnectionTrait, secret: &str) -> Result<Option<Holder>> {
     if !secret.starts_with(PREFIX) {
         return Ok(None);
     }
@@ -148,13 +207,30 @@ pub async fn authenticate(conn: &impl ConnectionTrait, secret: &str) -> Result<O
                 table: "api_tokens",
                 detail: e.to_string(),
             })?;
-    Ok(Some(Principal {
+    let Some(school_id) = token.school_id else {
+        if role != Role::Admin {
+            return Err(StoreError::Corrupt {
+                table: "api_tokens",
+                detail: format!("token {} has no school but role `{role}`", token.id),
+            });
+        }
+        return Ok(Some(Holder::Deployment { token_id: token.id }));
+    };
+    if let Some(staff_id) = token.staff_id
+        && role.reads_cases()
+    {
+        let person = staff::Entity::find_by_id(staff_id).one(conn).await?;
+        if !person.is_some_and(|p| p.school_id == school_id && holds(&p, role)) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Holder::School(Principal {
         token_id: token.id,
         role,
-        school_id: token.school_id,
+        school_id,
         class_id: token.class_id,
         staff_id: token.staff_id,
-    }))
+    })))
 }
 
 /// Revoke a token by id. Returns `false` if there is no such token.

@@ -5,6 +5,7 @@ pub mod ops;
 pub mod oversight;
 pub mod receipts;
 pub mod reports;
+pub mod role_grants;
 pub mod roster;
 pub mod screening;
 pub mod students;

@@ -4,17 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sanyu_domain::Role;
-use sanyu_store::dead_letters;
-use sanyu_store::entities::school;
-use sanyu_store::sea_orm::EntityTrait;
+use sanyu_domain::{Holder, Role};
+use sanyu_store::dead_letters::{self, Readers};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::audit::{self, Peer};
-use crate::auth::Caller;
+use crate::auth::Bearer;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Path;
 
@@ -63,6 +61,8 @@ pub struct DeadLetterView {
     pub reason: String,
     pub deliveries: Option<i64>,
     pub received_at: DateTime<Utc>,
+    /// The school it belongs to; none: only a deployment-level admin sees it.
+    pub school_id: Option<Uuid>,
 }
 
 impl From<sanyu_store::entities::dead_letter::Model> for DeadLetterView {
@@ -77,13 +77,28 @@ impl From<sanyu_store::entities::dead_letter::Model> for DeadLetterView {
             reason: d.reason,
             deliveries: d.deliveries,
             received_at: d.received_at,
+            school_id: d.school_id,
         }
     }
 }
 
+/// Whose dead letters a token holder sees, or 403. A school's admins and
+/// crisis team see their school's (the school recorded with the letter, from
+/// the message body or the database, never from a subject); a
+/// deployment-level admin sees every one, with those no school can be told of.
+fn readers(holder: &Holder, verb: &'static str) -> Result<Readers, ApiError> {
+    match holder {
+        Holder::Deployment { .. } => Ok(Readers::Deployment),
+        Holder::School(caller) if matches!(caller.role, Role::Admin | Role::CrisisTeam) => {
+            Ok(Readers::School(caller.school_id))
+        }
+        Holder::School(_) => Err(ApiError::Forbidden(verb)),
+    }
+}
+
 /// Messages the services gave up on, for the operators and the crisis team to
-/// act on. Listed for the caller's school (by subject) plus those whose school
-/// cannot be told.
+/// act on: the caller's school's; for a deployment-level admin every school's
+/// and those whose school cannot be told.
 #[utoipa::path(
     get,
     path = "/v1/dead-letters",
@@ -93,37 +108,21 @@ impl From<sanyu_store::entities::dead_letter::Model> for DeadLetterView {
 )]
 pub async fn dead_letters(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    Bearer(holder): Bearer,
     peer: Peer,
 ) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
-    if !matches!(caller.role, Role::Admin | Role::CrisisTeam) {
-        return Err(ApiError::Forbidden(
-            "only admins and the crisis team see dead letters",
-        ));
-    }
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("school"))?;
-    let own = sanyu_events::subjects::token(&school.code);
-    let rows = dead_letters::list_open(&state.db, 500).await?;
-    audit::record(
+    let readers = readers(&holder, "only admins and the crisis team see dead letters")?;
+    let rows = dead_letters::list_open(&state.db, readers, 500).await?;
+    let target = match readers {
+        Readers::School(id) => format!("school:{id}"),
+        Readers::Deployment => "deployment".to_owned(),
+    };
+    audit::record_entry(
         &state,
-        &caller,
-        &peer,
-        "dead_letters.list",
-        format!("school:{}", school.id),
+        audit::holder_entry(&holder, &peer, "dead_letters.list", target),
     )
     .await?;
-    Ok(Json(
-        rows.into_iter()
-            .filter(|d| match d.subject.as_deref().and_then(school_token) {
-                Some(token) => token == own,
-                None => true,
-            })
-            .map(DeadLetterView::from)
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(DeadLetterView::from).collect()))
 }
 
 /// Mark a dead letter dealt with (e.g. the unknown student was added to the
@@ -140,28 +139,18 @@ pub async fn dead_letters(
 )]
 pub async fn resolve_dead_letter(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    Bearer(holder): Bearer,
     peer: Peer,
     Path(id): Path<Uuid>,
 ) -> Result<Json<DeadLetterView>, ApiError> {
-    if !matches!(caller.role, Role::Admin | Role::CrisisTeam) {
-        return Err(ApiError::Forbidden(
-            "only admins and the crisis team resolve dead letters",
-        ));
-    }
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("school"))?;
-    let own = sanyu_events::subjects::token(&school.code);
+    let readers = readers(
+        &holder,
+        "only admins and the crisis team resolve dead letters",
+    )?;
     let letter = dead_letters::get(&state.db, id)
         .await?
         .ok_or(ApiError::NotFound("dead letter"))?;
-    let in_scope = match letter.subject.as_deref().and_then(school_token) {
-        Some(token) => token == own,
-        None => true,
-    };
-    if !in_scope {
+    if !readers.sees(&letter) {
         return Err(ApiError::NotFound("dead letter"));
     }
     let txn = sanyu_store::begin_write(&state.db).await?;
@@ -169,8 +158,8 @@ pub async fn resolve_dead_letter(
     sanyu_store::audit::append_in(
         &*txn,
         &state.audit_key,
-        audit::entry(
-            &caller,
+        audit::holder_entry(
+            &holder,
             &peer,
             "dead_letters.resolve",
             format!("dead_letter:{id}"),
@@ -186,10 +175,4 @@ pub async fn resolve_dead_letter(
         .await?
         .ok_or(ApiError::NotFound("dead letter"))?;
     Ok(Json(DeadLetterView::from(d)))
-}
-
-/// The school token of `sanyu.<area>.<event>.<school>[.<partition>]`.
-fn school_token(subject: &str) -> Option<&str> {
-    let parts: Vec<&str> = subject.split('.').collect();
-    (parts.len() >= 4 && parts[0] == "sanyu").then(|| parts[3])
 }

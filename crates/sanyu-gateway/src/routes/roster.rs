@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
+use sanyu_escalation::notice_reason;
+use sanyu_store::role_grants::Actor;
 use sanyu_store::roster::{self, ImportScope, ImportSummary};
 use sanyu_store::sea_orm::EntityTrait;
 use sanyu_store::{begin_write, entities::school};
@@ -12,6 +14,7 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::raw_body;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::role_grants;
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -38,7 +41,13 @@ async fn import(
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     let txn = begin_write(&state.db).await?;
-    let scope = ImportScope::School(&school.code);
+    let scope = ImportScope::School {
+        code: &school.code,
+        by: Actor {
+            token_id: Some(caller.token_id),
+            staff_id: caller.staff_id,
+        },
+    };
     let summary = match kind {
         Kind::Students => roster::import_students(&*txn, body.as_ref(), scope).await?,
         Kind::Staff => roster::import_staff(&*txn, body.as_ref(), scope).await?,
@@ -62,12 +71,44 @@ async fn import(
         audit::entry(&caller, &peer, action, format!("school:{}", school.id)),
     )
     .await?;
+    // A role that reads cases waits for a second person: each grant asked
+    // for is in the audit log and announced to the leaders and crisis team
+    // at once, in this transaction.
+    let now = chrono::Utc::now();
+    for pending in &summary.pending_role_grants {
+        sanyu_store::audit::append_in(
+            &*txn,
+            &state.audit_key,
+            audit::entry(
+                &caller,
+                &peer,
+                "role_grants.request",
+                format!("role_grant:{}", pending.grant_id),
+            ),
+        )
+        .await?;
+        let grant = sanyu_store::role_grants::get(&*txn, pending.grant_id)
+            .await?
+            .ok_or(ApiError::NotFound("role grant"))?;
+        role_grants::announce(
+            &*txn,
+            &school,
+            &grant,
+            notice_reason::ROLE_GRANT_REQUESTED,
+            now,
+        )
+        .await?;
+    }
     txn.commit().await?;
+    if !summary.pending_role_grants.is_empty() {
+        state.waker.wake();
+    }
     tracing::info!(
         rows = summary.rows,
         created = summary.created,
         updated = summary.updated,
         rejected = summary.errors.len(),
+        role_grants = summary.pending_role_grants.len(),
         "roster imported"
     );
     Ok(Json(summary))
@@ -91,7 +132,13 @@ pub async fn students(
     import(state, caller, peer, req, Kind::Students).await
 }
 
-/// Import staff (CSV) with roles and contacts.
+/// Import staff (CSV) with roles and contacts. A row that gives somebody a
+/// role that reads cases (counsellor, crisis_team, leader, district) they do
+/// not hold yet creates a pending role grant instead (listed in
+/// `pending_role_grants`; the rest of the row imports): it takes effect when
+/// a leader or crisis-team member of the school confirms it at
+/// `POST /v1/roster/role-grants/{id}/confirm`. Removing such a role takes
+/// effect at once.
 #[utoipa::path(
     post,
     path = "/v1/roster/staff",

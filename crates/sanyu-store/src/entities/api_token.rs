@@ -9,7 +9,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub token_hash: String,
     pub role: String,
-    pub school_id: Uuid,
+    /// `None`: a deployment-level admin's token.
+    pub school_id: Option<Uuid>,
     pub class_id: Option<Uuid>,
     pub staff_id: Option<Uuid>,
     pub label: Option<String>,

@@ -17,6 +17,9 @@ pub struct Model {
     pub deliveries: Option<i64>,
     pub received_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+    /// The school it belongs to, from the message body or the database;
+    /// `None`: only a deployment-level admin sees it.
+    pub school_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

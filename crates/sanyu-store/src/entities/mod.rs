@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod processed_message;
 pub mod referral;
 pub mod report;
+pub mod role_grant;
 pub mod school;
 pub mod screening_import;
 pub mod screening_result;

@@ -16,6 +16,10 @@ mod m20261129_000010_create_decisions;
 mod m20261129_000011_allow_cases_without_student;
 mod m20261129_143000_add_screening_import_leases;
 mod m20261204_090000_seal_free_text;
+mod m20261205_100001_add_dead_letter_school;
+mod m20261205_100002_allow_deployment_tokens;
+mod m20261205_100003_create_role_grants;
+mod sqlite_rebuild;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,6 +119,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000011_allow_cases_without_student::Migration),
             Box::new(m20261129_143000_add_screening_import_leases::Migration),
             Box::new(m20261204_090000_seal_free_text::Migration),
+            Box::new(m20261205_100001_add_dead_letter_school::Migration),
+            Box::new(m20261205_100002_allow_deployment_tokens::Migration),
+            Box::new(m20261205_100003_create_role_grants::Migration),
         ]
     }
 }
