@@ -51,6 +51,7 @@ fn complete(doc: &mut Value) {
     request_strings(doc);
     operations(doc);
     uploads(doc);
+    role_views(doc);
     if let Some(responses) = doc
         .pointer_mut("/paths/~1v1~1cases/get/responses")
         .and_then(Value::as_object_mut)
@@ -59,6 +60,20 @@ fn complete(doc: &mut Value) {
             "404".into(),
             error_response("`school` names another school"),
         );
+    }
+}
+
+/// The answers that depend on the caller's role (`CaseView`: `CaseDetail` or
+/// `CaseOverview`, and the like) are untagged, and the full record also
+/// satisfies the overview's schema (an overview forbids no extra field), so
+/// `oneOf` ("exactly one") is false of every full record: they are `anyOf`.
+fn role_views(doc: &mut Value) {
+    for name in ["CaseView", "KeyPopulationView", "TimelineView"] {
+        if let Some(schema) = schema_mut(doc, name)
+            && let Some(variants) = schema.remove("oneOf")
+        {
+            schema.insert("anyOf".into(), variants);
+        }
     }
 }
 
@@ -552,5 +567,63 @@ mod tests {
             props.get("allowed_actions").is_some(),
             "{name} is not the case-work state"
         );
+    }
+
+    /// utoipa names a schema after its type and keeps the last of two types
+    /// with one name: the other's answers are then documented wrongly (two
+    /// `CaseState`s, two `Counts` once). Every schema type has its own name.
+    #[test]
+    fn no_two_schema_types_share_a_name() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut paths,
+        );
+        let mut seen = std::collections::BTreeMap::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).expect("source");
+            let mut schema_derive = false;
+            for line in text.lines().map(str::trim) {
+                if line.starts_with("#[derive(") {
+                    schema_derive = line.contains("ToSchema");
+                    continue;
+                }
+                if line.starts_with("#[schema(as") {
+                    schema_derive = false;
+                }
+                if line.starts_with("#[") || line.starts_with("///") {
+                    continue;
+                }
+                if schema_derive {
+                    let name = line
+                        .strip_prefix("pub struct ")
+                        .or_else(|| line.strip_prefix("pub enum "))
+                        .or_else(|| line.strip_prefix("struct "))
+                        .or_else(|| line.strip_prefix("enum "))
+                        .and_then(|rest| rest.split([' ', '{', '(', '<', ';']).next());
+                    if let Some(name) = name {
+                        if let Some(other) = seen.insert(name.to_string(), path.clone()) {
+                            panic!(
+                                "schema `{name}` in {} and {}",
+                                other.display(),
+                                path.display()
+                            );
+                        }
+                    }
+                }
+                schema_derive = false;
+            }
+        }
+        assert!(seen.contains_key("CaseView"), "the scan found the schemas");
     }
 }

@@ -95,7 +95,7 @@ pub fn case_overview(
 pub struct TimelineSummary {
     pub student_id: Uuid,
     pub cases: Vec<CaseStateView>,
-    pub counts: Counts,
+    pub counts: SummaryCounts,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,7 +108,7 @@ pub struct CaseStateView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Counts {
+pub struct SummaryCounts {
     pub reports: usize,
     pub cases: usize,
     pub open_follow_ups: usize,
@@ -133,7 +133,7 @@ pub fn timeline_summary(
                 closed_at: c.closed_at,
             })
             .collect(),
-        counts: Counts {
+        counts: SummaryCounts {
             reports,
             cases: cases.len(),
             open_follow_ups: follow_ups.iter().filter(|f| f.done_at.is_none()).count(),
@@ -147,7 +147,7 @@ pub fn timeline_summary(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyPopulationOverview {
     pub students: Vec<FollowedStudent>,
-    pub watch_list: Vec<WatchedStudent>,
+    pub watch_list: Vec<WatchedStudentOverview>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -163,7 +163,7 @@ pub struct FollowedStudent {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WatchedStudent {
+pub struct WatchedStudentOverview {
     pub student_id: Uuid,
     pub class_code: Option<String>,
     pub since: DateTime<Utc>,

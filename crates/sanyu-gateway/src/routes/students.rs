@@ -108,7 +108,7 @@ impl From<KeyPopulation> for KeyPopulationOverview {
             watch_list: k
                 .watch_list
                 .into_iter()
-                .map(|w| oversight::WatchedStudent {
+                .map(|w| oversight::WatchedStudentOverview {
                     student_id: w.student_id,
                     class_code: w.class_code,
                     since: w.since,
