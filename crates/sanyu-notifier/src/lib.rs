@@ -37,13 +37,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    let pause = std::env::var(deliver::FAULT_PAUSE_AFTER_CLAIM_MS)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis);
+    let pause = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    };
     let deliverer = Deliverer::new(db.clone(), waker, mailer, &config)
         .map_err(|e| PlatformError::Config(e.to_string()))?
-        .with_pause_after_claim(pause);
+        .with_pause_after_claim(pause(deliver::FAULT_PAUSE_AFTER_CLAIM_MS))
+        .with_pause_after_send(pause(deliver::FAULT_PAUSE_AFTER_SEND_MS));
     if !deliverer.sms_enabled() {
         tracing::warn!(
             "no SMS provider configured (sms.primary): SMS is off, every notification goes by email"

@@ -16,6 +16,7 @@ mod m20261129_000010_create_decisions;
 mod m20261129_000011_allow_cases_without_student;
 mod m20261129_143000_add_screening_import_leases;
 mod m20261204_090000_seal_free_text;
+mod m20261205_110000_add_delivery_sending;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,6 +116,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000011_allow_cases_without_student::Migration),
             Box::new(m20261129_143000_add_screening_import_leases::Migration),
             Box::new(m20261204_090000_seal_free_text::Migration),
+            Box::new(m20261205_110000_add_delivery_sending::Migration),
         ]
     }
 }
