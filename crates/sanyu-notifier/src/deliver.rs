@@ -1,5 +1,6 @@
 //! Deliver: one notification request → one delivery per channel (SMS, email),
-//! each exactly once per key.
+//! each at least once per key, and more than once only as described under
+//! "Crash window".
 //!
 //! * **Channels.** The level decides the channels (`notify.channels`; by
 //!   default critical and high: SMS and email, elevated: email). Each channel

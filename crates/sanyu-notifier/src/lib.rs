@@ -1,5 +1,6 @@
 //! The notifier: the last link of the chain. It delivers each notification
-//! request exactly once per channel, by SMS (primary and secondary provider,
+//! request once per channel (at least once; a second copy only after a crash
+//! between the provider's acceptance and the commit, and then on record), by SMS (primary and secondary provider,
 //! `sanyu-sms`) and email (SMTP), as the level's policy says. (Who is told is
 //! decided where the case changes, in the same transaction: see
 //! `sanyu-escalation`.) See [`deliver`] for the guarantees.
