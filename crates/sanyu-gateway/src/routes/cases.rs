@@ -24,8 +24,8 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Path, Query};
 use crate::routes::oversight::{self, CaseOverview};
+use crate::extract::{Path, Query};
 use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]

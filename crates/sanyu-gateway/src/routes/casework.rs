@@ -682,11 +682,7 @@ pub async fn referral(
     let result = req.return_assessment.as_ref().map(|r| r.result.trim());
     if let Some(r) = &req.return_assessment {
         validate::date("return_assessment.assessed_on", r.assessed_on, now)?;
-        validate::text(
-            "return_assessment.result",
-            &r.result,
-            MAX_RETURN_ASSESSMENT_CHARS,
-        )?;
+        validate::text("return_assessment.result", &r.result, MAX_RETURN_ASSESSMENT_CHARS)?;
     }
     if let Some(result) = result
         && result.is_empty()

@@ -21,8 +21,8 @@ use crate::AppState;
 use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Path, Query};
 use crate::routes::oversight::{self, KeyPopulationOverview, TimelineSummary};
+use crate::extract::{Path, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct KeyPopulationQuery {
