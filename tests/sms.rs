@@ -307,3 +307,187 @@ async fn a_notifier_killed_between_claim_and_send_sends_each_notification_once_a
     let rows = delivery::Entity::find().all(&stack.conn).await.unwrap();
     assert!(rows.iter().all(|d| d.attempts == 2), "claimed twice each");
 }
+
+/// The notifier binary SIGKILLed over and over while it sends, with the gap
+/// between the providers' acceptance and the commit widened (fault
+/// injection) so that kills land in it. Nothing is lost: every key reaches
+/// its person by SMS and email. A duplicate happens only where a kill fell
+/// between acceptance and commit, and each one is identifiable: it carries
+/// the first send's idempotency key (SMS) and `Message-ID` (email), and the
+/// takeover is recorded on the delivery (issue #13, item 10).
+async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend(
+    db: TestDb,
+) {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    const KEYS: usize = 40;
+    let backend = db.url().split(':').next().unwrap_or("db").to_owned();
+    let sms = Sms::start().await;
+    let mut stack = Stack::new(db).await;
+    let mut env = sms.env();
+    env.push(("SANYU_NOTIFY__LEASE_SECS", "2".to_owned()));
+    env.push(("SANYU_NOTIFY__TAKEOVER_GRACE_MS", "200".to_owned()));
+    env.push(("SANYU_FAULT_PAUSE_AFTER_SEND_MS", "150".to_owned()));
+    // Every kill costs the messages in hand a delivery: enough of them that
+    // the kills do not use up a message's deliveries.
+    env.push(("SANYU_NATS__MAX_DELIVER", "100".to_owned()));
+    stack.start_notifier_with(&env);
+
+    let js = async_nats::jetstream::new(stack.nats.client().await);
+    eventually(Duration::from_secs(20), "the NOTIFY stream", || async {
+        js.get_stream(sanyu_events::subjects::NOTIFY_STREAM)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let staff: Vec<uuid::Uuid> = {
+        use sanyu_store::entities::staff;
+        let mut ids = Vec::new();
+        for no in ["K1", "X1"] {
+            let s = staff::Entity::find()
+                .filter(staff::Column::StaffNo.eq(no))
+                .filter(staff::Column::SchoolId.eq(stack_school_id(&stack).await))
+                .one(&stack.conn)
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(s.id);
+        }
+        ids
+    };
+    let mut keys = Vec::new();
+    for i in 0..KEYS {
+        let case_id = uuid::Uuid::now_v7();
+        let recipient = staff[i % staff.len()];
+        let key = format!("{case_id}:{recipient}:e1:r0");
+        let req = sanyu_events::v1::NotificationRequested {
+            notification_key: key.clone(),
+            case_id: case_id.to_string(),
+            case_reference: sanyu_domain::case_reference(case_id),
+            level: sanyu_events::level_to_proto(sanyu_domain::RiskLevel::Critical) as i32,
+            recipient_staff_id: recipient.to_string(),
+            channel: sanyu_events::v1::Channel::Email as i32,
+            reason: "case_opened".into(),
+            rung: 0,
+        };
+        let event_id = format!("notify.requested:{key}");
+        let payload = sanyu_events::encode(&sanyu_events::envelope(
+            event_id.clone(),
+            chrono::Utc::now(),
+            "SCH1",
+            0,
+            sanyu_events::Payload::NotificationRequested(req),
+        ));
+        js.send_publish(
+            sanyu_events::subjects::notification_requested("SCH1"),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .message_id(event_id),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        keys.push(key);
+    }
+
+    // Kill the notifier every 150–650 ms while deliveries are unfinished.
+    let mut kills = 0;
+    let conn = stack.conn.clone();
+    let unfinished = || async {
+        delivery::Entity::find()
+            .all(&conn)
+            .await
+            .map(|rows| rows.len() < 2 * KEYS || rows.iter().any(|d| d.status != "sent"))
+            .unwrap_or(true)
+    };
+    while kills < 12 && unfinished().await {
+        let wait = 150 + (uuid::Uuid::new_v4().as_u128() % 500) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        stack.notifier.as_mut().unwrap().kill();
+        kills += 1;
+        stack.start_notifier_with(&env);
+    }
+    let rows = eventually(Duration::from_secs(90), "every delivery sent", || async {
+        let rows = delivery::Entity::find().all(&stack.conn).await.ok()?;
+        (rows.len() == 2 * KEYS && rows.iter().all(|d| d.status == "sent")).then_some(rows)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // What the providers received, against the keys.
+    let sms_requests = sms.primary.received();
+    let sms_keys: BTreeSet<String> = sms_requests
+        .iter()
+        .filter_map(|r| r.idempotency_key.clone())
+        .collect();
+    let mails = stack.smtp.received();
+    let mut per_message_id: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &mails {
+        *per_message_id
+            .entry(m.message_id().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let takeovers: i32 = rows.iter().map(|d| d.takeovers).sum();
+    let takeover_attempts = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::Status.eq("takeover"))
+        .all(&stack.conn)
+        .await
+        .unwrap()
+        .len();
+    let sms_duplicates = sms_requests.len() - sms_keys.len();
+    // The webhook provider sends each Idempotency-Key once.
+    let handsets = sms.primary.handset_messages();
+    let email_duplicates = mails.len() - per_message_id.len();
+    eprintln!(
+        "{backend}: {KEYS} keys, {kills} SIGKILLs: SMS {} sent for {} keys ({sms_duplicates} duplicate(s), \
+         {handsets} reaching handsets), \
+         email {} sent for {} Message-IDs ({email_duplicates} duplicate(s)); takeovers recorded {takeovers} \
+         ({takeover_attempts} takeover attempts)",
+        sms_requests.len(),
+        sms_keys.len(),
+        mails.len(),
+        per_message_id.len(),
+    );
+    // Nothing lost: every key reached its person on both channels.
+    assert_eq!(sms_keys.len(), KEYS, "{backend}: an SMS per key");
+    assert_eq!(handsets, KEYS, "{backend}: the webhook sends each key once");
+    assert_eq!(per_message_id.len(), KEYS, "{backend}: an email per key");
+    // Every duplicate is on record as a takeover of an interrupted send.
+    assert!(
+        sms_duplicates + email_duplicates <= usize::try_from(takeovers).unwrap(),
+        "{backend}: a duplicate without a recorded takeover"
+    );
+    // (A notifier killed during its own takeover's grace counted the
+    // takeover but had no time to record its attempt.)
+    assert!(takeover_attempts <= usize::try_from(takeovers).unwrap());
+}
+
+async fn stack_school_id(stack: &Stack) -> uuid::Uuid {
+    use sanyu_store::entities::school;
+    school::Entity::find()
+        .filter(school::Column::Code.eq("SCH1"))
+        .one(&stack.conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend_on_sqlite()
+ {
+    a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend(
+        TestDb::sqlite(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend_on_postgres()
+ {
+    if let Some(db) = TestDb::postgres().await {
+        a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend(db).await;
+    }
+}

@@ -19,6 +19,9 @@ use sanyu_store::entities::{case, delivery, outbox, report, student};
 use sanyu_test_support::{NatsServer, SmtpServer, TestDb, fixtures, free_port};
 use sea_orm::EntityTrait;
 
+#[path = "settings.rs"]
+mod settings;
+
 /// Reports sent (and not measured) before the run.
 const WARMUP: usize = 50;
 
@@ -45,6 +48,16 @@ struct Args {
     /// instead of `sync_interval: always` (not production durability).
     #[arg(long)]
     relaxed_nats_sync: bool,
+    /// The provider rate limit for non-critical messages, per second
+    /// (`notify.provider_per_second`; 0 = off). Default: the configuration's
+    /// default (50). The bench's `high` reports are spread by it; they are
+    /// never held by the per-recipient limit.
+    #[arg(long)]
+    provider_per_second: Option<u32>,
+    /// A small run for CI: 20 reports at 20/s after 5 warm-up reports,
+    /// whatever `--reports` and `--rate` say.
+    #[arg(long)]
+    smoke: bool,
 }
 
 fn print_histogram(name: &str, h: &Histogram<u64>) {
@@ -63,7 +76,14 @@ fn print_histogram(name: &str, h: &Histogram<u64>) {
 #[tokio::main]
 async fn main() -> Result<()> {
     sanyu_platform::install_crypto_provider();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let warmup = if args.smoke {
+        args.reports = 20;
+        args.rate = 20.0;
+        5
+    } else {
+        WARMUP
+    };
     let db = if args.sqlite {
         TestDb::sqlite()
     } else {
@@ -73,7 +93,7 @@ async fn main() -> Result<()> {
     let smtp = SmtpServer::start();
     let conn = db.connect().await;
     fixtures::seed_school(&conn, "BENCH").await;
-    fixtures::add_students(&conn, "BENCH", args.reports + WARMUP).await;
+    fixtures::add_students(&conn, "BENCH", args.reports + warmup).await;
     let teacher = sanyu_store::tokens::issue(
         &conn,
         sanyu_store::tokens::TokenRequest {
@@ -99,6 +119,9 @@ async fn main() -> Result<()> {
     config.http.public_base_url = format!("http://127.0.0.1:{port}");
     config.telemetry.log_filter = "warn".into();
     config.telemetry.log_format = "pretty".into();
+    if let Some(limit) = args.provider_per_second {
+        config.notify.provider_per_second = limit;
+    }
     let telemetry = telemetry::init("sanyu-bench", &config.telemetry)?;
 
     let shutdown = Shutdown::new();
@@ -127,10 +150,11 @@ async fn main() -> Result<()> {
         args.reports,
         args.rate
     );
+    settings::print_changed(&config);
 
     // Warm up (connection pools, SMTP connections, consumers) with reports that
     // are not measured, about other students.
-    for i in args.reports..args.reports + WARMUP {
+    for i in args.reports..args.reports + warmup {
         let body = serde_json::json!({
             "student_no": format!("B{i:05}"),
             "category": "self_harm",
@@ -145,7 +169,7 @@ async fn main() -> Result<()> {
             .await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    smtp.wait_for(WARMUP, Duration::from_secs(60)).await;
+    smtp.wait_for(warmup, Duration::from_secs(60)).await;
 
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let started = Instant::now();
@@ -183,10 +207,10 @@ async fn main() -> Result<()> {
         sent_at.insert(no, sent);
     }
     let mails: Vec<_> = smtp
-        .wait_for(args.reports + WARMUP, Duration::from_secs(180))
+        .wait_for(args.reports + warmup, Duration::from_secs(180))
         .await
         .into_iter()
-        .skip(WARMUP)
+        .skip(warmup)
         .collect();
     let send_window = started.elapsed();
 

@@ -611,14 +611,14 @@ mod tests {
                         .or_else(|| line.strip_prefix("struct "))
                         .or_else(|| line.strip_prefix("enum "))
                         .and_then(|rest| rest.split([' ', '{', '(', '<', ';']).next());
-                    if let Some(name) = name {
-                        if let Some(other) = seen.insert(name.to_string(), path.clone()) {
-                            panic!(
-                                "schema `{name}` in {} and {}",
-                                other.display(),
-                                path.display()
-                            );
-                        }
+                    if let Some(name) = name
+                        && let Some(other) = seen.insert(name.to_string(), path.clone())
+                    {
+                        panic!(
+                            "schema `{name}` in {} and {}",
+                            other.display(),
+                            path.display()
+                        );
                     }
                 }
                 schema_derive = false;

@@ -1,5 +1,6 @@
 //! Deliver: one notification request → one delivery per channel (SMS, email),
-//! each exactly once per key.
+//! each at least once per key, and more than once only as described under
+//! "Crash window".
 //!
 //! * **Channels.** The level decides the channels (`notify.channels`; by
 //!   default critical and high: SMS and email, elevated: email). Each channel
@@ -8,11 +9,23 @@
 //!   notifier or a second replica never sends twice, and an email already sent
 //!   is not sent again when the SMS of the same request is retried. The
 //!   channels of a request are sent concurrently.
-//! * **Crash window.** Claim (commit) → send → one commit that records the
-//!   accepted attempt, finishes the row and enqueues the result event. A crash
-//!   between the provider's acceptance and that commit is the only way to a
-//!   duplicate; a crash before the send leaves a claimed row whose lease
-//!   expires, and the redelivered request sends it then: nothing is lost.
+//! * **Crash window.** Claim (commit) → mark the send in progress
+//!   (`sending_since`, commit) → send → one commit that records the accepted
+//!   attempt, finishes the row and enqueues the result event. A crash before
+//!   the send leaves a claimed row whose lease expires, and the redelivered
+//!   request sends it then: nothing is lost. A crash between the provider's
+//!   acceptance and that commit is the only way to a duplicate: the notifier
+//!   that takes the expired claim over finds the send marked, waits
+//!   `notify.takeover_grace_ms` (a slow holder may still record it), then
+//!   sends again with the same idempotency identity (the SMS provider's
+//!   idempotency key, the email's `Message-ID`) and records the takeover
+//!   (`deliveries.takeovers`, an attempt `takeover`): a possible duplicate is
+//!   always on record.
+//! * **The database away after the send.** The provider's acceptance is kept
+//!   in hand and its recording retried with backoff until the database
+//!   answers, for as long as the claim lasts; nothing is sent again while an
+//!   outcome is held. Only when the lease runs out first does the claim pass
+//!   to a takeover (above).
 //! * **Retries inside the handler.** Transient failures are retried on the
 //!   same provider with exponential backoff and jitter (`backon`), at most
 //!   `notify.attempts_per_provider` times, then the next provider (primary →
@@ -35,10 +48,12 @@
 //!   reached has only `failed` rows: the ladder auditor raises an alarm to the
 //!   crisis team, and the ladder moves on by its own timers.
 //! * **Critical is never held back.** Non-critical messages wait for the end
-//!   of quiet hours and respect per-recipient and per-provider rate limits (the
-//!   message is redelivered when they allow it); a critical message skips
-//!   both. On its last delivery a message skips them too: a limit never turns
-//!   into a loss.
+//!   of quiet hours and respect per-provider rate limits (the message is
+//!   redelivered when they allow it); a critical message skips both. The
+//!   per-recipient limit spreads only `elevated` and `watch` notices: a
+//!   warning about a `high` or `critical` case is never held back by it
+//!   ([`sanyu_domain::policy::recipient_limit_applies`]). On its last
+//!   delivery a message skips every limit: a limit never turns into a loss.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +75,7 @@ use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider};
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
 use sanyu_store::entities::{school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::EntityTrait;
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_store::{Db, StoreError, begin_write};
 use uuid::Uuid;
 
@@ -73,6 +88,16 @@ pub const CONSUMER: &str = "notifier-deliver";
 /// Fault injection for tests: pause this long after claiming a delivery and
 /// before sending it (the window a SIGKILL test aims at).
 pub const FAULT_PAUSE_AFTER_CLAIM_MS: &str = "SANYU_FAULT_PAUSE_AFTER_CLAIM_MS";
+
+/// Fault injection for tests: pause this long after the provider accepted a
+/// send and before recording it (the window a database outage or a SIGKILL
+/// test aims at).
+pub const FAULT_PAUSE_AFTER_SEND_MS: &str = "SANYU_FAULT_PAUSE_AFTER_SEND_MS";
+
+/// The first wait before recording an accepted send again, doubled up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(50);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// A provider-rate-limit wait up to this long is waited out in place; a
 /// longer one defers the message.
@@ -114,6 +139,8 @@ pub struct Deliverer {
     limits: Limits,
     clock: SharedClock,
     pause_after_claim: Option<Duration>,
+    pause_after_send: Option<Duration>,
+    takeover_grace: Duration,
     max_deliver: i64,
 }
 
@@ -156,6 +183,17 @@ enum Sent {
     },
     OutOfTime(String),
     Deferred(Duration, String),
+}
+
+/// A send the provider accepted, to be recorded.
+struct Accepted<'a> {
+    key: &'a str,
+    channel: NotifyChannel,
+    provider: &'static str,
+    message_id: Option<String>,
+    latency_ms: i64,
+    attempt: i32,
+    took: Duration,
 }
 
 /// One thing to send and where.
@@ -249,6 +287,8 @@ impl Deliverer {
             limits,
             clock,
             pause_after_claim: None,
+            pause_after_send: None,
+            takeover_grace: Duration::from_millis(config.notify.takeover_grace_ms),
             max_deliver: config.nats.max_deliver,
         })
     }
@@ -265,6 +305,12 @@ impl Deliverer {
     /// Pause after each claim, before the send (fault injection).
     pub fn with_pause_after_claim(mut self, pause: Option<Duration>) -> Self {
         self.pause_after_claim = pause;
+        self
+    }
+
+    /// Pause after each accepted send, before recording it (fault injection).
+    pub fn with_pause_after_send(mut self, pause: Option<Duration>) -> Self {
+        self.pause_after_send = pause;
         self
     }
 
@@ -403,7 +449,9 @@ impl Deliverer {
             let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1));
             return Some((wait, format!("quiet hours until {}", until.to_rfc3339())));
         }
-        if let Err(wait) = self.limits.recipient(ctx.staff_id, channel) {
+        if sanyu_domain::policy::recipient_limit_applies(ctx.level)
+            && let Err(wait) = self.limits.recipient(ctx.staff_id, channel)
+        {
             return Some((
                 wait.max(Duration::from_secs(1)),
                 "recipient rate limit".to_owned(),
@@ -444,7 +492,17 @@ impl Deliverer {
                     channel.as_str()
                 )));
             }
-            Claim::Claimed { attempt } => attempt,
+            Claim::Claimed {
+                attempt,
+                interrupted,
+            } => {
+                if let Some(since) = interrupted
+                    && let Some(status) = self.take_over(ctx, &key, channel, since).await?
+                {
+                    return Ok(ChannelResult::Done(status));
+                }
+                attempt
+            }
         };
         if let Some(pause) = self.pause_after_claim {
             tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the claim");
@@ -456,13 +514,19 @@ impl Deliverer {
             return Ok(ChannelResult::Deferred(wait, why));
         }
         // Sending stops at half the lease: the claim is still ours when it ends.
-        let deadline = claimed_at
-            + self
-                .policy
-                .lease
-                .to_std()
-                .unwrap_or(Duration::from_secs(60))
-                / 2;
+        let lease = self
+            .policy
+            .lease
+            .to_std()
+            .unwrap_or(Duration::from_secs(60));
+        let deadline = claimed_at + lease / 2;
+        // The send in progress, on record before the provider sees it.
+        if !self.mark_sending(&key).await? {
+            return Ok(ChannelResult::Retry(format!(
+                "the claim on {} was lost before the send",
+                channel.as_str()
+            )));
+        }
         let sent = match channel {
             NotifyChannel::Sms => self.send_sms(ctx, &key, deadline).await?,
             NotifyChannel::Email => self.send_email(ctx, &key, deadline).await?,
@@ -474,27 +538,22 @@ impl Deliverer {
                 message_id,
                 latency_ms,
             } => {
-                // The one write after the provider's acceptance.
-                let txn = begin_write(&self.db).await?;
-                deliveries::record_attempt(
-                    &*txn,
-                    NewAttempt {
-                        delivery_key: &key,
-                        case_id: ctx.case_id,
-                        channel: channel.as_str(),
-                        provider,
-                        status: deliveries::ACCEPTED,
-                        latency_ms,
-                        error: None,
-                        provider_message_id: message_id,
-                        at: Utc::now(),
-                    },
-                )
-                .await?;
-                deliveries::finish(&*txn, &key, deliveries::SENT, None).await?;
-                self.enqueue_result(&*txn, ctx, channel, &key, attempt, None, started)
-                    .await?;
-                txn.commit().await?;
+                if let Some(pause) = self.pause_after_send {
+                    tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the send");
+                    tokio::time::sleep(pause).await;
+                }
+                // The one write after the provider's acceptance: retried
+                // until the database takes it, while the claim lasts.
+                let accepted = Accepted {
+                    key: &key,
+                    channel,
+                    provider,
+                    message_id,
+                    latency_ms,
+                    attempt,
+                    took: started,
+                };
+                self.record_sent(ctx, &accepted, claimed_at + lease).await?;
                 self.waker.wake();
                 tracing::info!(key = %key, provider, latency_ms, "notification sent");
                 Ok(ChannelResult::Done(deliveries::SENT.to_owned()))
@@ -535,6 +594,122 @@ impl Deliverer {
                 Ok(ChannelResult::Deferred(wait, why))
             }
         }
+    }
+
+    /// Record an accepted send: the attempt, the row `sent`, the result
+    /// event, in one transaction. The outcome stays in hand and the write is
+    /// retried with backoff while the database is away, until `lease_end`
+    /// (after it the claim may pass to a takeover). Never sends.
+    async fn record_sent(
+        &self,
+        ctx: &Ctx<'_>,
+        a: &Accepted<'_>,
+        lease_end: Instant,
+    ) -> Result<(), StoreError> {
+        let mut wait = RECORD_RETRY_FIRST;
+        let mut failures = 0u32;
+        loop {
+            let left = lease_end.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, self.record_sent_once(ctx, a)).await {
+                Ok(Ok(())) => {
+                    if failures > 0 {
+                        tracing::info!(key = %a.key, failures, "accepted send recorded once the database answered");
+                    }
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
+                Err(_) => StoreError::Db(sanyu_store::sea_orm::DbErr::Custom(
+                    "recording an accepted send: the lease ran out".into(),
+                )),
+            };
+            failures += 1;
+            if Instant::now() + wait >= lease_end {
+                tracing::error!(key = %a.key, failures, error = %error, "accepted send not recorded within the lease; a takeover will send it again with the same idempotency identity");
+                return Err(error);
+            }
+            tracing::warn!(key = %a.key, failures, retry_ms = millis(wait), error = %error, "accepted send not recorded yet; holding the outcome and retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECORD_RETRY_MAX);
+        }
+    }
+
+    async fn record_sent_once(&self, ctx: &Ctx<'_>, a: &Accepted<'_>) -> Result<(), StoreError> {
+        let txn = begin_write(&self.db).await?;
+        deliveries::record_attempt(
+            &*txn,
+            NewAttempt {
+                delivery_key: a.key,
+                case_id: ctx.case_id,
+                channel: a.channel.as_str(),
+                provider: a.provider,
+                status: deliveries::ACCEPTED,
+                latency_ms: a.latency_ms,
+                error: None,
+                provider_message_id: a.message_id.clone(),
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        deliveries::finish(&*txn, a.key, deliveries::SENT, None).await?;
+        self.enqueue_result(&*txn, ctx, a.channel, a.key, a.attempt, None, a.took)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Mark the send in progress (committed before the provider is called).
+    async fn mark_sending(&self, key: &str) -> Result<bool, StoreError> {
+        let txn = begin_write(&self.db).await?;
+        let marked = deliveries::mark_sending(&*txn, key, &self.worker, Utc::now()).await?;
+        txn.commit().await?;
+        Ok(marked)
+    }
+
+    /// This worker took over a claim whose holder stopped during a send
+    /// started at `since`. Wait the grace (a slow holder may still record
+    /// its outcome): `Some(status)` when it did. Otherwise the takeover is
+    /// recorded (a possible duplicate) and the caller sends again with the
+    /// same idempotency identity.
+    async fn take_over(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        tokio::time::sleep(self.takeover_grace).await;
+        let row = sanyu_store::entities::delivery::Entity::find()
+            .filter(sanyu_store::entities::delivery::Column::NotificationKey.eq(key))
+            .one(&self.db)
+            .await?;
+        if let Some(row) = row
+            && row.status != deliveries::CLAIMED
+            && row.status != deliveries::PENDING
+        {
+            return Ok(Some(row.status));
+        }
+        let txn = begin_write(&self.db).await?;
+        deliveries::record_attempt(
+            &*txn,
+            NewAttempt {
+                delivery_key: key,
+                case_id: ctx.case_id,
+                channel: channel.as_str(),
+                provider: "none",
+                status: deliveries::TAKEOVER,
+                latency_ms: 0,
+                error: Some(format!(
+                    "a send started at {} has no recorded outcome (its notifier stopped); sending again with the same idempotency identity",
+                    since.to_rfc3339()
+                )),
+                provider_message_id: None,
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::warn!(key = %key, channel = channel.as_str(), "took over a send with no recorded outcome; sending again with the same idempotency identity");
+        Ok(None)
     }
 
     async fn release(&self, key: &str, why: String) -> Result<(), StoreError> {
@@ -685,7 +860,7 @@ impl Deliverer {
                 .await;
         };
         let composed = if ctx.req.case_id.is_empty() {
-            self.compose_notice(email, ctx.req)
+            self.compose_notice(email, ctx.req, message::message_id(key, &self.from))
         } else {
             message::staff_email(
                 self.policy.locale,
@@ -693,6 +868,7 @@ impl Deliverer {
                 &self.from,
                 email,
                 &ctx.req.reason,
+                message::message_id(key, &self.from),
             )
             .map_err(|e| e.to_string())
         };
@@ -866,7 +1042,12 @@ impl Handler for Deliverer {
 impl Deliverer {
     /// A notice about no case: a zero report missing, a watch-list follow-up
     /// due. The period or watch entry id and a link; no names.
-    fn compose_notice(&self, to: &str, req: &v1::NotificationRequested) -> Result<Message, String> {
+    fn compose_notice(
+        &self,
+        to: &str,
+        req: &v1::NotificationRequested,
+        message_id: String,
+    ) -> Result<Message, String> {
         use lettre::message::header::ContentType;
         let (what, link) = notice_lines(&req.reason, &req.case_reference, &self.base_url);
         let body = format!(
@@ -882,6 +1063,7 @@ impl Deliverer {
             .to(to
                 .parse()
                 .map_err(|e: lettre::address::AddressError| e.to_string())?)
+            .message_id(Some(message_id))
             .subject(format!("[Sanyu 三预] {} · {what}", req.case_reference))
             .header(ContentType::TEXT_PLAIN)
             .body(body)

@@ -1,5 +1,6 @@
 //! The notifier: the last link of the chain. It delivers each notification
-//! request exactly once per channel, by SMS (primary and secondary provider,
+//! request once per channel (at least once; a second copy only after a crash
+//! between the provider's acceptance and the commit, and then on record), by SMS (primary and secondary provider,
 //! `sanyu-sms`) and email (SMTP), as the level's policy says. (Who is told is
 //! decided where the case changes, in the same transaction: see
 //! `sanyu-escalation`.) See [`deliver`] for the guarantees.
@@ -44,13 +45,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let waker = Waker::default();
     let relay = OutboxRelay::new(db.clone(), backbone.clone(), waker.clone());
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
-    let pause = std::env::var(deliver::FAULT_PAUSE_AFTER_CLAIM_MS)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis);
+    let pause = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    };
     let deliverer = Deliverer::new(db.clone(), waker, mailer, &config)
         .map_err(|e| PlatformError::Config(e.to_string()))?
-        .with_pause_after_claim(pause);
+        .with_pause_after_claim(pause(deliver::FAULT_PAUSE_AFTER_CLAIM_MS))
+        .with_pause_after_send(pause(deliver::FAULT_PAUSE_AFTER_SEND_MS));
     if !deliverer.sms_enabled() {
         tracing::warn!(
             "no SMS provider configured (sms.primary): SMS is off, every notification goes by email"

@@ -107,12 +107,27 @@ pub fn reason_line(reason: &str) -> &'static str {
     }
 }
 
+/// The `Message-ID` of the email of delivery `key`: the same on every send
+/// of that key (a retry, a takeover after a crash), so that a mail system can
+/// recognise a second copy. A digest of the key, which carries only ids, at
+/// the sender's domain.
+pub fn message_id(key: &str, from: &Mailbox) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!(
+        "<{}.sanyu@{}>",
+        hex::encode(&digest[..16]),
+        from.email.domain()
+    )
+}
+
 pub fn staff_email(
     locale: Locale,
     facts: &Facts,
     from: &Mailbox,
     to: &str,
     reason: &str,
+    message_id: String,
 ) -> Result<Message, ComposeError> {
     let mut rendered = render_staff_email(locale, facts)?;
     rendered.body = format!("{}\n\n{}", reason_line(reason), rendered.body);
@@ -120,6 +135,7 @@ pub fn staff_email(
     Message::builder()
         .from(from.clone())
         .to(to)
+        .message_id(Some(message_id))
         .subject(rendered.subject)
         .header(ContentType::TEXT_PLAIN)
         .body(rendered.body)

@@ -495,24 +495,25 @@ async fn quiet_hours_hold_a_high_sms_until_morning_but_never_a_critical_one() {
 }
 
 #[tokio::test]
-async fn the_recipient_rate_limit_defers_non_critical_messages_but_never_critical_ones() {
+async fn the_recipient_rate_limit_defers_elevated_notices_but_never_high_or_critical_warnings() {
     let f = Fixture::new(TestDb::sqlite()).await;
     let mut config = f.config();
     config.notify.recipient_per_hour = 1;
     config.notify.quiet_hours.enabled = false;
+    config.notify.channels.elevated = vec![NotifyChannel::Sms];
     let clock = Arc::new(ManualClock::new(shanghai(30, 10, 0)));
     let deliverer = f.deliverer(&config).with_clock(clock.clone());
     let k1 = f.staff_id("K1").await;
 
-    let (env1, req1) = request(k1, RiskLevel::High);
+    let (env1, req1) = request(k1, RiskLevel::Elevated);
     assert_eq!(
         deliverer.deliver(&env1, &req1, 1).await.unwrap(),
         Outcome::Ack
     );
     assert_eq!(f.sms_count(), 1);
 
-    // A second high message to the same person within the hour waits.
-    let (env2, req2) = request(k1, RiskLevel::High);
+    // A second elevated notice to the same person within the hour waits.
+    let (env2, req2) = request(k1, RiskLevel::Elevated);
     match deliverer.deliver(&env2, &req2, 1).await.unwrap() {
         Outcome::Defer(wait, why) => {
             assert_eq!(wait, Duration::from_secs(3600));
@@ -539,7 +540,7 @@ async fn the_recipient_rate_limit_defers_non_critical_messages_but_never_critica
     assert_eq!(f.sms_count(), 3);
 
     // On its last delivery a message is never held back by a limit.
-    let (env4, req4) = request(k1, RiskLevel::High);
+    let (env4, req4) = request(k1, RiskLevel::Elevated);
     assert_eq!(
         deliverer
             .deliver(&env4, &req4, config.nats.max_deliver)
@@ -548,6 +549,49 @@ async fn the_recipient_rate_limit_defers_non_critical_messages_but_never_critica
         Outcome::Ack
     );
     assert_eq!(f.sms_count(), 4);
+}
+
+/// The limit that held the README's latency bench: a recipient over the
+/// per-recipient limit still gets a high case's first warning at once, by
+/// every channel of its level (issue #13, item 21).
+#[tokio::test]
+async fn a_high_cases_first_warning_is_sent_even_when_the_recipient_is_over_the_limit() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.recipient_per_hour = 2;
+    config.notify.quiet_hours.enabled = false;
+    config.notify.channels.elevated = vec![NotifyChannel::Sms, NotifyChannel::Email];
+    let clock = Arc::new(ManualClock::new(shanghai(30, 10, 0)));
+    let deliverer = f.deliverer(&config).with_clock(clock.clone());
+    let k1 = f.staff_id("K1").await;
+
+    // Two elevated notices use up the hour's limit; the third waits.
+    for _ in 0..2 {
+        let (env, req) = request(k1, RiskLevel::Elevated);
+        assert_eq!(
+            deliverer.deliver(&env, &req, 1).await.unwrap(),
+            Outcome::Ack
+        );
+    }
+    let (env, req) = request(k1, RiskLevel::Elevated);
+    assert!(matches!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Defer(..)
+    ));
+    assert_eq!(f.sms_count(), 2);
+    f.smtp.wait_for(2, Duration::from_secs(5)).await;
+
+    // A high case opens: its first warning goes at once, SMS and email.
+    let (env, req) = request(k1, RiskLevel::High);
+    assert_eq!(req.reason, "case_opened");
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 3);
+    f.smtp.wait_for(3, Duration::from_secs(5)).await;
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
 }
 
 #[tokio::test]
@@ -682,6 +726,134 @@ async fn nothing_sent_contains_the_students_name_the_narrative_or_a_denied_word(
         }
         for word in sanyu_sms::templates::denied_words(Audience::Staff) {
             assert!(!lower.contains(word), "denied word {word} in: {text}");
+        }
+    }
+}
+
+/// A database outage right after the providers accepted: the deliverer keeps
+/// the outcome in hand and records it once PostgreSQL is back; the
+/// redeliveries that follow, even after the lease ran out, send nothing
+/// again. Exactly one SMS and one email (issue #13, item 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_send_is_recorded_after_a_database_outage_and_never_sent_again() {
+    let Some(mut cluster) = sanyu_test_support::PgCluster::start().await else {
+        return;
+    };
+    let f = Fixture::new(TestDb::postgres_at(&cluster.admin_url()).await).await;
+    let mut config = f.config();
+    config.notify.lease_secs = 20;
+    let deliverer = f
+        .deliverer(&config)
+        .with_pause_after_send(Some(Duration::from_millis(1500)));
+    let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+
+    // PostgreSQL stops as soon as both providers have accepted, before the
+    // deliverer records it, and comes back 12 s later (longer than the
+    // pool's acquire timeout, so the recording fails at least once).
+    let outage = async {
+        sanyu_test_support::eventually(
+            Duration::from_secs(10),
+            "the SMS and the email accepted",
+            || async { (f.sms_count() == 1 && f.smtp.received().len() == 1).then_some(()) },
+        )
+        .await;
+        cluster.stop().await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        cluster.restart().await;
+    };
+    let claimed = std::time::Instant::now();
+    let (first, ()) = tokio::join!(deliverer.deliver(&env, &req, 1), outage);
+    eprintln!("first delivery: {first:?}");
+
+    // JetStream redelivers the request (once at once, once after the lease
+    // would have run out).
+    let _ = deliverer.deliver(&env, &req, 2).await;
+    tokio::time::sleep(Duration::from_secs(21).saturating_sub(claimed.elapsed())).await;
+    let last = deliverer.deliver(&env, &req, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eprintln!(
+        "after the outage: {} SMS, {} email(s); last delivery {last:?}",
+        f.sms_count(),
+        f.smtp.received().len()
+    );
+    assert_eq!(f.sms_count(), 1, "one SMS");
+    assert_eq!(f.smtp.received().len(), 1, "one email");
+    assert_eq!(first.unwrap(), Outcome::Ack);
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
+}
+
+/// A notifier that stopped between the provider's acceptance and its commit
+/// leaves the send marked: the one that takes the expired claim over waits
+/// the grace, sends again with the same idempotency identity (the SMS key,
+/// the email's Message-ID) and records the takeover (issue #13, item 10).
+#[tokio::test]
+async fn a_takeover_of_an_interrupted_send_resends_with_the_same_identity_and_is_recorded() {
+    for test_db in TestDb::all().await {
+        let f = Fixture::new(test_db).await;
+        let mut config = f.config();
+        config.notify.lease_secs = 2;
+        config.notify.takeover_grace_ms = 200;
+        config.sms.secondary = None;
+        let deliverer = f.deliverer(&config);
+        let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+        // A notifier claimed both channels, marked the sends and died.
+        for channel in ["sms", "email"] {
+            let key = deliveries::channel_key(&req.notification_key, channel);
+            let txn = sanyu_store::begin_write(&f.db).await.unwrap();
+            let claim = deliveries::claim(
+                &*txn,
+                &deliveries::DeliveryRequest {
+                    key: &key,
+                    case_id: Uuid::parse_str(&req.case_id).unwrap(),
+                    recipient_staff_id: Uuid::parse_str(&req.recipient_staff_id).unwrap(),
+                    channel,
+                    worker: "dead-notifier",
+                    lease: chrono::Duration::seconds(2),
+                },
+            )
+            .await
+            .unwrap();
+            assert!(matches!(
+                claim,
+                deliveries::Claim::Claimed {
+                    interrupted: None,
+                    ..
+                }
+            ));
+            assert!(
+                deliveries::mark_sending(&*txn, &key, "dead-notifier", Utc::now())
+                    .await
+                    .unwrap()
+            );
+            txn.commit().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            deliverer.deliver(&env, &req, 2).await.unwrap(),
+            Outcome::Ack
+        );
+        let sms = f.primary.received();
+        assert_eq!(sms.len(), 1);
+        assert_eq!(
+            sms[0].idempotency_key.as_deref(),
+            Some(req.notification_key.as_str())
+        );
+        let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
+        let from: lettre::message::Mailbox = config.smtp.from.parse().unwrap();
+        let expected_id = sanyu_notifier::message::message_id(&email_key(&req), &from);
+        assert_eq!(
+            mails[0].message_id().map(|id| format!("<{id}>")),
+            Some(expected_id)
+        );
+        for key in [sms_key(&req), email_key(&req)] {
+            let row = f.row(&key).await.unwrap();
+            assert_eq!(row.status, "sent", "{key}");
+            assert_eq!(row.takeovers, 1, "{key}");
+            assert_eq!(row.sending_since, None, "{key}");
+            let attempts = f.attempts(&key).await;
+            let statuses: Vec<&str> = attempts.iter().map(|a| a.1.as_str()).collect();
+            assert_eq!(statuses, ["takeover", "accepted"], "{key}");
         }
     }
 }

@@ -193,6 +193,11 @@ pub struct NotifyConfig {
     /// retries and failover) stops at half of it, so a send never runs on an
     /// expired lease.
     pub lease_secs: u64,
+    /// A notifier that takes over an expired claim whose holder stopped
+    /// during a send (the provider may have accepted it) waits this long
+    /// before sending again with the same idempotency identity, in case the
+    /// holder still records the outcome.
+    pub takeover_grace_ms: u64,
     /// Attempts on one provider before the next one (or the next channel) is tried.
     pub attempts_per_provider: u32,
     /// Exponential backoff between attempts, with jitter.
@@ -215,6 +220,7 @@ impl Default for NotifyConfig {
         Self {
             channels: ChannelsPerLevel::default(),
             lease_secs: 60,
+            takeover_grace_ms: 2000,
             attempts_per_provider: 3,
             backoff_initial_ms: 200,
             backoff_max_ms: 3000,

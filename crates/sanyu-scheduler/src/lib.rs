@@ -25,8 +25,11 @@ use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, timer};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use sanyu_store::{Db, StoreError, begin_write, deliveries, timers};
+use sanyu_store::sea_orm::{
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
+    IsolationLevel, QueryFilter, TransactionTrait,
+};
+use sanyu_store::{Db, StoreError, begin_write, cases, deliveries, timers};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -285,63 +288,124 @@ impl Scheduler {
     /// alarm for each (once per problem): a running ladder with no next rung
     /// scheduled, a rung overdue by more than the grace time, a notification
     /// that failed, a ladder that ran out without an acknowledgement.
+    ///
+    /// A case and its timers are always read together, in one transaction
+    /// that holds the case (an acknowledgement or a fired rung changes both in
+    /// one transaction of its own): a first look in a read transaction, and
+    /// where it finds a problem, a second look inside the write transaction
+    /// that raises the alarm, with the case locked. Read apart, an
+    /// acknowledgement committed between the two reads looked like a running
+    /// ladder without a next rung.
     pub async fn audit(&self, now: DateTime<Utc>) -> Result<AuditReport, SchedulerError> {
         let mut report = AuditReport::default();
-        let unacked = case::Entity::find()
+        let unacked: Vec<uuid::Uuid> = case::Entity::find()
             .filter(case::Column::LadderState.is_in([RUNNING, EXHAUSTED]))
             .all(&self.db)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         report.checked = unacked.len();
-        for c in unacked {
-            let pending = timers::pending_for_case(&self.db, c.id).await?;
-            let mut problems: Vec<(String, String)> = Vec::new();
-            if c.ladder_state == EXHAUSTED {
-                problems.push((
-                    format!("exhausted:e{}", c.ladder_epoch),
-                    "every rung of the escalation ladder fired and nobody acknowledged".into(),
-                ));
-            } else if !pending.iter().any(|t| t.kind == RUNG_TIMER) {
-                problems.push((
-                    format!("no_rung:e{}", c.ladder_epoch),
-                    "the escalation ladder is running but no next rung is scheduled".into(),
-                ));
+        for case_id in unacked {
+            // First look: cheap, takes no writer lock.
+            let txn = self.read_snapshot().await?;
+            let found = match cases::get(&txn, case_id).await? {
+                Some(c) => self.problems(&txn, &c, now).await?,
+                None => Vec::new(),
+            };
+            txn.rollback().await?;
+            if found.is_empty() {
+                continue;
             }
-            for t in pending.iter().filter(|t| t.due_at + self.grace < now) {
-                problems.push((
-                    format!("late:{}", t.key),
-                    format!(
-                        "an escalation rung due at {} has not fired (scheduler stopped or behind)",
-                        t.due_at.format("%Y-%m-%d %H:%M:%S UTC")
-                    ),
-                ));
-            }
-            // A failed channel whose person was reached on another channel is
-            // recorded on the case but raises no alarm.
-            let failed = deliveries::unreached_failures(&self.db, c.id, now - self.grace).await?;
-            for d in failed {
-                problems.push((
-                    format!("failed:{}", d.notification_key),
-                    format!(
-                        "a notification to staff {} could not be delivered",
-                        d.recipient_staff_id
-                    ),
-                ));
-            }
+            // Second look, in the transaction that writes the alarm: only
+            // what still holds with the case locked is raised.
+            let txn = begin_write(&self.db).await?;
+            let Some(c) = cases::get_for_update(&*txn, case_id).await? else {
+                txn.rollback().await?;
+                continue;
+            };
+            let problems = self.problems(&*txn, &c, now).await?;
+            let mut raised_here = Vec::new();
             for (key, what) in problems {
-                let txn = begin_write(&self.db).await?;
-                let raised = escalation::alarm(&*txn, &c, &key, &what, now).await?;
-                txn.commit().await?;
-                if raised {
-                    tracing::error!(case_id = %c.id, alarm = %key, "escalation alarm");
-                    self.alarms.add(1, &[]);
-                    report.alarms.push(key);
+                if escalation::alarm(&*txn, &c, &key, &what, now).await? {
+                    raised_here.push(key);
                 }
+            }
+            txn.commit().await?;
+            for key in raised_here {
+                tracing::error!(case_id = %c.id, alarm = %key, "escalation alarm");
+                self.alarms.add(1, &[]);
+                report.alarms.push(key);
             }
         }
         if !report.alarms.is_empty() {
             self.waker.wake();
         }
         Ok(report)
+    }
+
+    /// A read-only transaction that sees one snapshot: `REPEATABLE READ` on
+    /// PostgreSQL; on SQLite (WAL) a transaction reads one snapshot anyway.
+    async fn read_snapshot(&self) -> Result<DatabaseTransaction, SchedulerError> {
+        let txn = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            self.db
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await?
+        } else {
+            self.db.begin().await?
+        };
+        Ok(txn)
+    }
+
+    /// What is wrong with the ladder of case `c` at `now`, read through `conn`
+    /// (the transaction `c` was read in): (alarm key, what).
+    async fn problems(
+        &self,
+        conn: &impl ConnectionTrait,
+        c: &case::Model,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, SchedulerError> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        if c.ladder_state != RUNNING && c.ladder_state != EXHAUSTED {
+            return Ok(problems);
+        }
+        let pending = timers::pending_for_case(conn, c.id).await?;
+        if c.ladder_state == EXHAUSTED {
+            problems.push((
+                format!("exhausted:e{}", c.ladder_epoch),
+                "every rung of the escalation ladder fired and nobody acknowledged".into(),
+            ));
+        } else if !pending.iter().any(|t| t.kind == RUNG_TIMER) {
+            problems.push((
+                format!("no_rung:e{}", c.ladder_epoch),
+                "the escalation ladder is running but no next rung is scheduled".into(),
+            ));
+        }
+        for t in pending.iter().filter(|t| t.due_at + self.grace < now) {
+            problems.push((
+                format!("late:{}", t.key),
+                format!(
+                    "an escalation rung due at {} has not fired (scheduler stopped or behind)",
+                    t.due_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            ));
+        }
+        // A failed channel whose person was reached on another channel is
+        // recorded on the case but raises no alarm.
+        let failed = deliveries::unreached_failures(conn, c.id, now - self.grace).await?;
+        for d in failed {
+            problems.push((
+                format!("failed:{}", d.notification_key),
+                format!(
+                    "a notification to staff {} could not be delivered",
+                    d.recipient_staff_id
+                ),
+            ));
+        }
+        Ok(problems)
     }
 
     /// Tick until cancelled: every `poll` and whenever the next timer is due;

@@ -99,6 +99,8 @@ struct StateInner {
     rejections: Vec<String>,
     nonces: HashSet<String>,
     next_id: u64,
+    /// Webhook: the message id each accepted `Idempotency-Key` got first.
+    first_ids: HashMap<String, u64>,
 }
 
 impl Shared {
@@ -172,6 +174,29 @@ impl StandIn {
     /// Every authenticated request so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().received.clone()
+    }
+
+    /// The messages that would reach a handset: every request the provider
+    /// accepted, except that the signed webhook sends each `Idempotency-Key`
+    /// once (a repeated key answers the first message's id and sends nothing),
+    /// as its protocol asks of receivers. Alibaba Cloud's `OutId` and Tencent
+    /// Cloud's `SessionContext` are only echoed in receipts: those providers
+    /// send a repeated request again, and so does their stand-in.
+    pub fn handset_messages(&self) -> usize {
+        let received = self.received();
+        match self.shared.kind {
+            StandInKind::Webhook => {
+                let mut keys = HashSet::new();
+                received
+                    .iter()
+                    .filter(|r| match &r.idempotency_key {
+                        Some(k) if !k.is_empty() => keys.insert(k.clone()),
+                        _ => true,
+                    })
+                    .count()
+            }
+            StandInKind::Aliyun | StandInKind::Tencent => received.len(),
+        }
     }
 
     /// The error codes of requests refused before they were recorded (bad
@@ -267,9 +292,18 @@ async fn handle_webhook(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Re
         params: request.params.into_iter().collect(),
         text: Some(request.text),
         sign_name: None,
-        idempotency_key,
+        idempotency_key: idempotency_key.clone(),
     });
-    match settle(reply).await {
+    let reply = settle(reply).await;
+    // A key accepted before answers the first message's id (nothing is sent
+    // again; see `StandIn::handset_messages`).
+    let id = match (&reply, &idempotency_key) {
+        (Reply::Accept | Reply::Delay(_), Some(key)) if !key.is_empty() => {
+            *shared.lock().first_ids.entry(key.clone()).or_insert(id)
+        }
+        _ => id,
+    };
+    match reply {
         Reply::Accept | Reply::Delay(_) => Json(json!({"id": format!("wh-{id}")})).into_response(),
         Reply::ServerError => error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -341,6 +341,18 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::M
     Ok(case::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// The case, locked until the end of the caller's transaction on PostgreSQL
+/// (`FOR UPDATE`; a change to the case waits for it, and a change in flight is
+/// waited for and read). On SQLite the caller's write transaction
+/// (`BEGIN IMMEDIATE`) already excludes every other writer.
+pub async fn get_for_update(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::Model>> {
+    let mut query = case::Entity::find_by_id(id);
+    if crate::db::supports_row_locks(conn) {
+        query = query.lock_exclusive();
+    }
+    Ok(query.one(conn).await?)
+}
+
 pub async fn signals(
     conn: &impl ConnectionTrait,
     case_id: Uuid,

@@ -23,6 +23,10 @@ pub const DELIVERED: &str = "delivered";
 pub const ACCEPTED: &str = "accepted";
 pub const TRANSIENT_ERROR: &str = "transient_error";
 pub const PERMANENT_ERROR: &str = "permanent_error";
+/// Not a send: the record that this worker took over a claim whose holder
+/// stopped during a send (the provider may have accepted it), and is sending
+/// again with the same idempotency identity. A possible duplicate.
+pub const TAKEOVER: &str = "takeover";
 
 /// The delivery key of one channel of a notification request:
 /// `<notification_key>:<channel>`. Every channel of a request has its own row,
@@ -59,8 +63,14 @@ pub struct DeliveryRequest<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This worker holds the lease: send now.
-    Claimed { attempt: i32 },
+    /// This worker holds the lease: send now. `interrupted` is when the
+    /// previous holder started a send whose outcome it never recorded (it
+    /// stopped between the send and the commit, or during the send): the
+    /// provider may have accepted it.
+    Claimed {
+        attempt: i32,
+        interrupted: Option<DateTime<Utc>>,
+    },
     /// Already sent (or permanently failed): nothing to do.
     Done { status: String },
     /// Another worker holds a live lease until then.
@@ -84,6 +94,8 @@ pub async fn claim(conn: &impl ConnectionTrait, req: &DeliveryRequest<'_>) -> Re
         created_at: Set(now),
         updated_at: Set(now),
         sent_at: Set(None),
+        sending_since: Set(None),
+        takeovers: Set(0),
     })
     .on_conflict(
         OnConflict::column(delivery::Column::NotificationKey)
@@ -122,8 +134,22 @@ pub async fn claim(conn: &impl ConnectionTrait, req: &DeliveryRequest<'_>) -> Re
         .await?
         .ok_or(crate::StoreError::NotFound("delivery"))?;
     if taken.rows_affected == 1 {
+        // `sending_since` still set: the previous holder's send never had
+        // its outcome recorded. Count the takeover (the mark stays until this
+        // worker records an outcome or sets its own just before it sends).
+        if row.sending_since.is_some() {
+            delivery::Entity::update_many()
+                .col_expr(
+                    delivery::Column::Takeovers,
+                    Expr::col(delivery::Column::Takeovers).add(1),
+                )
+                .filter(delivery::Column::NotificationKey.eq(req.key))
+                .exec(conn)
+                .await?;
+        }
         return Ok(Claim::Claimed {
             attempt: row.attempts,
+            interrupted: row.sending_since,
         });
     }
     if row.status == CLAIMED {
@@ -132,6 +158,26 @@ pub async fn claim(conn: &impl ConnectionTrait, req: &DeliveryRequest<'_>) -> Re
         });
     }
     Ok(Claim::Done { status: row.status })
+}
+
+/// Record, before the provider is called, that `worker` is sending `key`
+/// (the caller commits it first). False when the claim is no longer this
+/// worker's.
+pub async fn mark_sending(
+    conn: &impl ConnectionTrait,
+    key: &str,
+    worker: &str,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = delivery::Entity::update_many()
+        .col_expr(delivery::Column::SendingSince, Expr::value(Some(at)))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(at))
+        .filter(delivery::Column::NotificationKey.eq(key))
+        .filter(delivery::Column::Status.eq(CLAIMED))
+        .filter(delivery::Column::ClaimedBy.eq(worker))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
 }
 
 /// Record the outcome of a send this worker claimed.
@@ -149,6 +195,10 @@ pub async fn finish(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(delivery::Column::LastError, Expr::value(error))
+        .col_expr(
+            delivery::Column::SendingSince,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(delivery::Column::UpdatedAt, Expr::value(now));
     if status == SENT {
         update = update.col_expr(delivery::Column::SentAt, Expr::value(now));
@@ -169,6 +219,10 @@ pub async fn release(conn: &impl ConnectionTrait, key: &str, error: String) -> R
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(delivery::Column::LastError, Expr::value(Some(error)))
+        .col_expr(
+            delivery::Column::SendingSince,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(delivery::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(delivery::Column::NotificationKey.eq(key))
         .exec(conn)

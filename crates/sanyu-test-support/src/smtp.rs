@@ -25,6 +25,13 @@ impl ReceivedMail {
             .unwrap_or_default()
     }
 
+    /// The `Message-ID` header, without its angle brackets.
+    pub fn message_id(&self) -> Option<String> {
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .and_then(|m| m.message_id().map(str::to_owned))
+    }
+
     /// The decoded text body.
     pub fn text(&self) -> String {
         mail_parser::MessageParser::default()

@@ -9,6 +9,9 @@
 //! the publish to the provider's acceptance as the notifier saw it (the
 //! accepted attempt's timestamp, written right after the provider answered).
 
+#[path = "../settings.rs"]
+mod settings;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -42,6 +45,9 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_url: String,
+    /// A small run for CI: 50 requests.
+    #[arg(long)]
+    smoke: bool,
 }
 
 fn print_histogram(name: &str, h: &Histogram<u64>) {
@@ -59,7 +65,10 @@ fn print_histogram(name: &str, h: &Histogram<u64>) {
 #[tokio::main]
 async fn main() -> Result<()> {
     sanyu_platform::install_crypto_provider();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.n = 50;
+    }
     let db = if args.sqlite {
         TestDb::sqlite()
     } else {
@@ -89,6 +98,7 @@ async fn main() -> Result<()> {
         "url": stand_in.base_url(),
         "secret": "bench-webhook-secret",
     }))?);
+    settings::print_changed(&config);
     let telemetry = telemetry::init("notify-bench", &config.telemetry)?;
     let shutdown = Shutdown::new();
     let notifier = tokio::spawn(sanyu_notifier::run(config.clone(), shutdown.clone()));

@@ -11,6 +11,9 @@
 #[path = "../common.rs"]
 mod common;
 
+#[path = "../settings.rs"]
+mod settings;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -48,6 +51,9 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_url: String,
+    /// A small run for CI: 500 signals over 200 students.
+    #[arg(long)]
+    smoke: bool,
 }
 
 /// xorshift: a reproducible mix.
@@ -275,7 +281,11 @@ async fn decision_rows_only(
 #[tokio::main]
 async fn main() -> Result<()> {
     sanyu_platform::install_crypto_provider();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.signals = 500;
+        args.students = 200;
+    }
     let db = TestDb::postgres_at(&args.pg_url).await;
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
@@ -294,6 +304,7 @@ async fn main() -> Result<()> {
     config.telemetry.log_format = "pretty".into();
     config.rules.max_batch = args.max_batch;
     config.rules.lanes = args.lanes;
+    settings::print_changed(&config);
     let telemetry = telemetry::init("sanyu-bench-rules", &config.telemetry)?;
 
     let backbone = sanyu_platform::nats::connect(&config.nats, "bench").await?;

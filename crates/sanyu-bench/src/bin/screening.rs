@@ -11,6 +11,9 @@
 #[path = "../common.rs"]
 mod common;
 
+#[path = "../settings.rs"]
+mod settings;
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -52,6 +55,9 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_url: String,
+    /// A small run for CI: 1,000 rows.
+    #[arg(long)]
+    smoke: bool,
 }
 
 /// A PHQ-9 file: most rows minimal, `positive_percent` moderate or worse,
@@ -177,7 +183,10 @@ async fn reference_publish(nats: &NatsServer, n: usize) -> Result<f64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     sanyu_platform::install_crypto_provider();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.rows = 1000;
+    }
     let db = TestDb::postgres_at(&args.pg_url).await;
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
@@ -195,6 +204,7 @@ async fn main() -> Result<()> {
     config.smtp.file_dir = dir.path().join("mail").display().to_string();
     config.telemetry.log_filter = "warn".into();
     config.telemetry.log_format = "pretty".into();
+    settings::print_changed(&config);
     let telemetry = telemetry::init("sanyu-bench-screening", &config.telemetry)?;
     let shutdown = Shutdown::new();
     let rules = tokio::spawn(sanyu_rules::run(config.clone(), shutdown.clone()));

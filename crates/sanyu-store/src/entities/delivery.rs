@@ -19,6 +19,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
+    /// Set (committed) just before a send, cleared when its outcome is recorded.
+    pub sending_since: Option<DateTimeUtc>,
+    /// Claims taken over from a notifier that stopped during a send.
+    pub takeovers: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
