@@ -103,6 +103,14 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 /// longer one defers the message.
 const INLINE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after another notifier's lease ends a held delivery is tried again.
+const BUSY_MARGIN: Duration = Duration::from_millis(250);
+
+/// The wait until a lease ending at `until` has ended, plus a margin.
+fn until_lease_ends(until: chrono::DateTime<Utc>) -> Duration {
+    (until - Utc::now()).to_std().unwrap_or_default() + BUSY_MARGIN
+}
+
 pub fn spec() -> ConsumerSpec {
     ConsumerSpec {
         stream: NOTIFY_STREAM,
@@ -149,9 +157,10 @@ pub struct Deliverer {
 enum ChannelResult {
     /// The row is final: `sent`, `delivered` or `failed`.
     Done(String),
-    /// Not now: quiet hours or a rate limit. Redeliver after this long.
+    /// Not now: quiet hours, a rate limit, or another notifier holds the
+    /// row until its lease ends. Redeliver after this long.
     Deferred(Duration, String),
-    /// Try again later (another worker holds it, or out of time).
+    /// Try again later (out of time).
     Retry(String),
     /// Every provider failed, at least one transiently: the row is released
     /// and the request will be redelivered (JetStream backoff) until its last
@@ -466,8 +475,8 @@ impl Deliverer {
         channel: NotifyChannel,
     ) -> Result<ChannelResult, StoreError> {
         let key = deliveries::channel_key(&ctx.req.notification_key, channel.as_str());
-        let claimed_at = Instant::now();
-        let claim = {
+        let mut waited_out = false;
+        let claim = loop {
             let txn = begin_write(&self.db).await?;
             let claim = deliveries::claim(
                 &*txn,
@@ -482,15 +491,31 @@ impl Deliverer {
             )
             .await?;
             txn.commit().await?;
-            claim
+            match claim {
+                // The last delivery of the request: nothing will come back
+                // for it, so wait for the holder's lease here (once) and claim
+                // again; a holder that died is then taken over.
+                Claim::Busy { until } if ctx.last_chance && !waited_out => {
+                    waited_out = true;
+                    let lease = self.policy.lease.to_std().unwrap_or(INLINE_WAIT);
+                    tokio::time::sleep(until_lease_ends(until).min(lease + BUSY_MARGIN)).await;
+                }
+                claim => break claim,
+            }
         };
+        let claimed_at = Instant::now();
         let attempt = match claim {
             Claim::Done { status } => return Ok(ChannelResult::Done(status)),
-            Claim::Busy { .. } => {
-                return Ok(ChannelResult::Retry(format!(
-                    "another notifier holds {}",
-                    channel.as_str()
-                )));
+            // Another notifier holds the row: alive, it finishes the send;
+            // dead, its lease ends at `until` and a later delivery takes over.
+            // Come back when the lease ends, not sooner: every redelivery
+            // before then is spent for nothing, and enough of them (crashes in
+            // a row) would exhaust the request's deliveries unsent.
+            Claim::Busy { until } => {
+                return Ok(ChannelResult::Deferred(
+                    until_lease_ends(until),
+                    format!("another notifier holds {}", channel.as_str()),
+                ));
             }
             Claim::Claimed {
                 attempt,

@@ -196,11 +196,11 @@ async fn a_critical_request_is_sent_by_sms_and_email_exactly_once_under_redelive
         let (a, b) = tokio::join!(one.deliver(&env, &req, 1), two.deliver(&env, &req, 1));
         let outcomes = [a.unwrap(), b.unwrap()];
         // Each replica may win one channel and find the other's held (both
-        // then retry): what matters is that nothing is sent twice, below.
+        // then come back when its lease ends): what matters is that nothing is sent twice, below.
         assert!(
             outcomes.iter().all(|o| match o {
                 Outcome::Ack => true,
-                Outcome::Retry(why) => why.starts_with("another notifier holds"),
+                Outcome::Defer(_, why) => why.starts_with("another notifier holds"),
                 _ => false,
             }),
             "{outcomes:?}"
@@ -436,10 +436,11 @@ async fn a_claimed_but_unsent_delivery_is_sent_once_its_lease_expires() {
         txn.commit().await.unwrap();
         assert!(matches!(claim, deliveries::Claim::Claimed { .. }));
     }
-    // While the lease lives, nothing is sent and the message is retried.
+    // While the lease lives, nothing is sent and the message comes back
+    // when the lease ends.
     assert!(matches!(
         deliverer.deliver(&env, &req, 2).await.unwrap(),
-        Outcome::Retry(_)
+        Outcome::Defer(..)
     ));
     assert_eq!(f.sms_count(), 0);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -854,6 +855,75 @@ async fn a_takeover_of_an_interrupted_send_resends_with_the_same_identity_and_is
             let attempts = f.attempts(&key).await;
             let statuses: Vec<&str> = attempts.iter().map(|a| a.1.as_str()).collect();
             assert_eq!(statuses, ["takeover", "accepted"], "{key}");
+        }
+    }
+}
+
+/// A notifier that claimed a delivery and died holds it until its lease ends.
+/// A request that finds the claim comes back when the lease ends (not after
+/// the first retry delay, spending a delivery for nothing), and on its last
+/// delivery waits the lease out and takes over: a request is never
+/// dead-lettered unsent because its holder died.
+#[tokio::test]
+async fn a_request_held_by_a_dead_notifier_comes_back_when_the_lease_ends_and_its_last_delivery_takes_over()
+ {
+    for test_db in TestDb::all().await {
+        let f = Fixture::new(test_db).await;
+        let mut config = f.config();
+        config.notify.lease_secs = 2;
+        config.notify.takeover_grace_ms = 200;
+        config.sms.secondary = None;
+        let deliverer = f.deliverer(&config);
+        let (env, req) = request(f.staff_id("K1").await, RiskLevel::Critical);
+        for channel in ["sms", "email"] {
+            let key = deliveries::channel_key(&req.notification_key, channel);
+            let txn = sanyu_store::begin_write(&f.db).await.unwrap();
+            deliveries::claim(
+                &*txn,
+                &deliveries::DeliveryRequest {
+                    key: &key,
+                    case_id: Uuid::parse_str(&req.case_id).unwrap(),
+                    recipient_staff_id: Uuid::parse_str(&req.recipient_staff_id).unwrap(),
+                    channel,
+                    worker: "dead-notifier",
+                    lease: chrono::Duration::seconds(2),
+                },
+            )
+            .await
+            .unwrap();
+            assert!(
+                deliveries::mark_sending(&*txn, &key, "dead-notifier", Utc::now())
+                    .await
+                    .unwrap()
+            );
+            txn.commit().await.unwrap();
+        }
+        // An early delivery: come back when the lease ends (about 2 s).
+        match deliverer.deliver(&env, &req, 1).await.unwrap() {
+            Outcome::Defer(wait, why) => {
+                assert!(why.starts_with("another notifier holds"), "{why}");
+                assert!(
+                    wait >= Duration::from_millis(1500) && wait <= Duration::from_millis(2600),
+                    "{wait:?}"
+                );
+            }
+            other => panic!("expected a deferral to the lease's end, got {other:?}"),
+        }
+        assert!(f.primary.received().is_empty());
+        // The last delivery waits the lease out and takes over.
+        assert_eq!(
+            deliverer
+                .deliver(&env, &req, config.nats.max_deliver)
+                .await
+                .unwrap(),
+            Outcome::Ack
+        );
+        assert_eq!(f.primary.received().len(), 1);
+        f.smtp.wait_for(1, Duration::from_secs(5)).await;
+        for key in [sms_key(&req), email_key(&req)] {
+            let row = f.row(&key).await.unwrap();
+            assert_eq!(row.status, "sent", "{key}");
+            assert_eq!(row.takeovers, 1, "{key}");
         }
     }
 }
