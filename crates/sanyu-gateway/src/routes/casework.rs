@@ -9,6 +9,10 @@
 //! the escalation ladder (stop on acknowledge, restart on a level raise or
 //! reopen) commit together. Illegal transitions answer 409 with the actions
 //! the case's status allows.
+//!
+//! (Over 600 lines because of the request types and their OpenAPI
+//! descriptions, which are the API's contract; no rule of the case work is
+//! left here: it is all in `sanyu-case`.)
 
 use axum::Json;
 use axum::extract::State;
