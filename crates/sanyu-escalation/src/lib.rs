@@ -4,13 +4,17 @@
 //! is due). Every function here runs inside the caller's write transaction, so
 //! the case change, its notifications (outbox) and its next timer commit
 //! together or not at all.
+//!
+//! A ladder's start is planned in one place, `sanyu_case::ladder::plan_start`
+//! (pure); [`start`] and [`plan_start`] here are thin wrappers around it for
+//! the rules engine and the tests, and the gateway's case work plans it
+//! through `sanyu_case::plan`.
 
 pub mod contacts;
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
-use sanyu_domain::policy::FALLBACK_ROLES;
-use sanyu_domain::{CaseSubject, RiskLevel, Role};
+use sanyu_domain::{RiskLevel, Role};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
@@ -23,13 +27,10 @@ use sanyu_store::{StoreError, cases, roster};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Timer kind of a ladder rung.
-pub const RUNG_TIMER: &str = "escalation_rung";
-
-pub const RUNNING: &str = "running";
-pub const STOPPED: &str = "stopped";
-/// Every rung fired and nobody acknowledged.
-pub const EXHAUSTED: &str = "exhausted";
+pub use sanyu_case::ladder::{
+    EXHAUSTED, FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RUNNING, RungTimer, STOPPED, ladder_for,
+    reason,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EscalationError {
@@ -37,6 +38,15 @@ pub enum EscalationError {
     Store(#[from] StoreError),
     #[error("corrupt case {case_id}: {detail}")]
     Corrupt { case_id: Uuid, detail: String },
+}
+
+impl From<sanyu_case::CaseError> for EscalationError {
+    fn from(e: sanyu_case::CaseError) -> Self {
+        match e {
+            sanyu_case::CaseError::Store(s) => Self::Store(s),
+            sanyu_case::CaseError::Corrupt { case_id, detail } => Self::Corrupt { case_id, detail },
+        }
+    }
 }
 
 impl From<sanyu_store::sea_orm::DbErr> for EscalationError {
@@ -52,33 +62,6 @@ impl EscalationError {
 }
 
 type Result<T> = std::result::Result<T, EscalationError>;
-
-/// The payload of a rung timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RungTimer {
-    pub case_id: Uuid,
-    pub epoch: i32,
-    pub rung: u32,
-}
-
-impl RungTimer {
-    fn key(&self) -> String {
-        format!("ladder:{}:e{}:r{}", self.case_id, self.epoch, self.rung)
-    }
-}
-
-/// Why people are being told (rendered by the notifier).
-pub mod reason {
-    pub const CASE_OPENED: &str = "case_opened";
-    pub const LEVEL_RAISED: &str = "level_raised";
-    pub const LEVEL_CHANGED: &str = "level_changed";
-    pub const REOPENED: &str = "case_reopened";
-    pub const UNACKNOWLEDGED: &str = "unacknowledged";
-    pub const LADDER_ALARM: &str = "ladder_alarm";
-    pub const FOLLOW_UP_DUE: &str = "follow_up_due";
-    /// A case about an unidentified hotline caller rated high or critical.
-    pub const UNIDENTIFIED_CALLER: &str = "unidentified_caller";
-}
 
 fn level_of(case: &case::Model) -> Result<RiskLevel> {
     case.level.parse().map_err(|_| EscalationError::Corrupt {
@@ -106,20 +89,11 @@ async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<sch
         .ok_or(StoreError::NotFound("school"))?)
 }
 
-/// The ladder a case runs at `level`. A case about an unidentified caller is
-/// for the crisis team on duty: they are its first contact (there is no
-/// student whose counsellor could be told); the later rungs are the level's.
-pub fn ladder_for(policy: &EscalationPolicy, level: RiskLevel, subject: CaseSubject) -> Ladder {
-    let mut ladder = policy.ladder(level).clone();
-    if subject == CaseSubject::UnidentifiedCaller {
-        ladder.first = vec![Role::CrisisTeam];
-    }
-    ladder
-}
-
 /// Start (or restart) the ladder of `case` at its current level: snapshot the
 /// ladder from `policy`, tell the first rung now, and schedule the next rung.
-/// Timers of an earlier ladder of this case are cancelled.
+/// Timers of an earlier ladder of this case are cancelled. The plan is
+/// `sanyu_case::ladder::plan_start`'s; this reads the school's reachable
+/// staff and writes it.
 pub async fn start(
     txn: &impl ConnectionTrait,
     case: &case::Model,
@@ -128,66 +102,18 @@ pub async fn start(
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<case::Model> {
-    let level = level_of(case)?;
-    let ladder = ladder_for(policy, level, case.subject());
-    let epoch = case.ladder_epoch + 1;
-    timers::cancel_for_case(txn, case.id, RUNG_TIMER).await?;
-    let snapshot = serde_json::to_string(&ladder).map_err(|e| EscalationError::Corrupt {
-        case_id: case.id,
-        detail: e.to_string(),
-    })?;
-    let case = cases::update(
-        txn,
+    let school = school_of(txn, case).await?;
+    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let planned = sanyu_case::ladder::plan_start(
         case,
-        case::ActiveModel {
-            ladder: Set(Some(snapshot)),
-            ladder_epoch: Set(epoch),
-            ladder_state: Set(RUNNING.to_owned()),
-            ladder_started_at: Set(Some(at)),
-            ack_deadline: Set(Some(ladder.ack_deadline(at))),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let school = school_of(txn, &case).await?;
-    let told = notify(
-        txn,
-        &Notice {
-            school: &school,
-            case: &case,
-            level,
-            roles: &ladder.first,
-            reason: why,
-            epoch,
-            rung: 0,
-            at,
-            traceparent: traceparent.clone(),
-        },
-    )
-    .await?;
-    if told == 0 {
-        // Nobody in the first roles: the fallback roles are told at once.
-        let told = notify(
-            txn,
-            &Notice {
-                school: &school,
-                case: &case,
-                level,
-                roles: &FALLBACK_ROLES,
-                reason: why,
-                epoch,
-                rung: 0,
-                at,
-                traceparent: traceparent.clone(),
-            },
-        )
-        .await?;
-        if told == 0 {
-            unreachable_alarm(txn, &case, epoch, 0).await?;
-        }
-    }
-    schedule_rung(txn, &case, &ladder, epoch, 1, at).await?;
-    Ok(case)
+        policy,
+        &school.code,
+        |roles| sanyu_case::ladder::people_in(&staff, roles),
+        why,
+        at,
+        traceparent,
+    )?;
+    Ok(sanyu_case::writer::apply_ladder(txn, case, &planned).await?)
 }
 
 async fn schedule_rung(
@@ -198,28 +124,10 @@ async fn schedule_rung(
     rung: u32,
     started: DateTime<Utc>,
 ) -> Result<bool> {
-    let Some(due_at) = ladder.rung_due(started, rung) else {
+    let Some(timer) = sanyu_case::ladder::rung_timer(case.id, ladder, epoch, rung, started)? else {
         return Ok(false);
     };
-    let t = RungTimer {
-        case_id: case.id,
-        epoch,
-        rung,
-    };
-    timers::schedule(
-        txn,
-        NewTimer {
-            key: t.key(),
-            kind: RUNG_TIMER.to_owned(),
-            case_id: Some(case.id),
-            due_at,
-            payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
-                case_id: case.id,
-                detail: e.to_string(),
-            })?,
-        },
-    )
-    .await?;
+    timers::schedule(txn, timer).await?;
     Ok(true)
 }
 
@@ -385,30 +293,19 @@ async fn request(
 
 /// The notification request for one person, as an outbox event.
 fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
-    let partition = n.case.partition();
-    let event_id = format!("notify.requested:{key}");
-    let payload = Payload::NotificationRequested(v1::NotificationRequested {
-        notification_key: key,
-        case_id: n.case.id.to_string(),
-        case_reference: n.case.reference.clone(),
-        level: sanyu_events::level_to_proto(n.level) as i32,
-        recipient_staff_id: recipient.to_string(),
-        channel: v1::Channel::Email as i32,
-        reason: n.reason.to_owned(),
-        rung: n.rung,
-    });
-    OutboxEvent {
-        subject: subjects::notification_requested(&n.school.code),
-        payload: sanyu_events::encode(&sanyu_events::envelope(
-            event_id.clone(),
-            n.at,
-            n.school.code.clone(),
-            partition,
-            payload,
-        )),
-        event_id,
-        traceparent: n.traceparent.clone(),
-    }
+    sanyu_case::ladder::request_event(
+        &sanyu_case::ladder::Notice {
+            school_code: &n.school.code,
+            case: n.case,
+            level: n.level,
+            reason: n.reason,
+            rung: n.rung,
+            at: n.at,
+            traceparent: n.traceparent.clone(),
+        },
+        recipient,
+        key,
+    )
 }
 
 /// What (re)starting the ladder of a case writes, computed without I/O so
@@ -426,12 +323,12 @@ pub struct PlannedLadder {
 }
 
 /// Plan the (re)start of the ladder of `case` at its level, as [`start`]
-/// would run it, given the reachable staff of its school by roles (see
-/// [`reachable_by_role`]). The caller writes the planned case, requests and
-/// timer, and, for a case that had a ladder before, cancels its pending rung
-/// timers first ([`timers::cancel_for_cases`] with [`RUNG_TIMER`]). `None`
-/// when nobody at all is reachable: the caller then takes [`start`], which
-/// raises the alarm.
+/// would run it (`sanyu_case::ladder::plan_start`), given the reachable
+/// staff of its school by roles (see [`reachable_by_role`]). The caller
+/// writes the planned case, requests and timer, and, for a case that had a
+/// ladder before, cancels its pending rung timers first
+/// ([`timers::cancel_for_cases`] with [`RUNG_TIMER`]). `None` when nobody at
+/// all is reachable: the caller then takes [`start`], which raises the alarm.
 pub fn plan_start(
     case: &case::Model,
     policy: &EscalationPolicy,
@@ -441,68 +338,22 @@ pub fn plan_start(
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<Option<PlannedLadder>> {
-    let level = level_of(case)?;
-    let ladder = ladder_for(policy, level, case.subject());
-    let epoch = case.ladder_epoch + 1;
-    let snapshot = serde_json::to_string(&ladder).map_err(|e| EscalationError::Corrupt {
-        case_id: case.id,
-        detail: e.to_string(),
-    })?;
-    let mut planned = case.clone();
-    planned.ladder = Some(snapshot);
-    planned.ladder_epoch = epoch;
-    planned.ladder_state = RUNNING.to_owned();
-    planned.ladder_started_at = Some(at);
-    planned.ack_deadline = Some(ladder.ack_deadline(at));
-    let mut people = reachable(&ladder.first);
-    if people.is_empty() {
-        people = reachable(&FALLBACK_ROLES);
-    }
-    if people.is_empty() {
-        return Ok(None);
-    }
-    let notice = Notice {
-        school,
-        case: &planned,
-        level,
-        roles: &ladder.first,
-        reason: why,
-        epoch,
-        rung: 0,
+    let planned = sanyu_case::ladder::plan_start(
+        case,
+        policy,
+        &school.code,
+        reachable,
+        why,
         at,
         traceparent,
-    };
-    let requests = people
-        .iter()
-        .map(|id| {
-            let key = format!("{}:{}:e{}:r{}", planned.id, id, epoch, 0);
-            request_event(&notice, *id, key)
-        })
-        .collect();
-    let timer = match ladder.rung_due(at, 1) {
-        Some(due_at) => {
-            let t = RungTimer {
-                case_id: planned.id,
-                epoch,
-                rung: 1,
-            };
-            Some(NewTimer {
-                key: t.key(),
-                kind: RUNG_TIMER.to_owned(),
-                case_id: Some(planned.id),
-                due_at,
-                payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
-                    case_id: planned.id,
-                    detail: e.to_string(),
-                })?,
-            })
-        }
-        None => None,
-    };
+    )?;
+    if planned.alarm.is_some() {
+        return Ok(None);
+    }
     Ok(Some(PlannedLadder {
-        case: planned,
-        requests,
-        timer,
+        case: planned.case,
+        requests: planned.requests,
+        timer: planned.timer,
     }))
 }
 
@@ -515,20 +366,7 @@ async fn unreachable_alarm(
     tracing::error!(case_id = %case.id, rung, "escalation rung reaches nobody");
     dead_letters::record(
         txn,
-        NewDeadLetter {
-            source_key: format!("unreachable:{}:e{epoch}:r{rung}", case.id),
-            stream: "CASE".into(),
-            consumer: "escalation".into(),
-            stream_seq: None,
-            subject: None,
-            event_id: Some(format!("case:{}", case.id)),
-            reason: format!(
-                "case {} ({}) has nobody to notify at escalation rung {rung}: no active staff in its roles (or the fallback crisis team and leaders) with an email address",
-                case.reference, case.level
-            ),
-            deliveries: None,
-            school_id: Some(case.school_id),
-        },
+        sanyu_case::ladder::unreachable_alarm(case, epoch, rung),
     )
     .await?;
     Ok(())
@@ -585,15 +423,6 @@ pub async fn alarm(
         request(txn, &notice, person.id, k).await?;
     }
     Ok(true)
-}
-
-/// Timer kind of a follow-up reminder.
-pub const FOLLOW_UP_TIMER: &str = "follow_up_due";
-
-/// The payload of a follow-up timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowUpTimer {
-    pub follow_up_id: Uuid,
 }
 
 /// Remind the case's assignee (or, with nobody assigned, the school's

@@ -1,0 +1,135 @@
+//! What a person asks to do to a case, typed. The caller (the API, the
+//! console) has already checked the shape of the request (lengths, control
+//! characters, plausible dates of the fields it checks before loading the
+//! case); the planner checks everything that depends on the case.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sanyu_domain::{CaseWork, Principal, RiskLevel};
+use uuid::Uuid;
+
+/// Free text about a student (a note, a reason, an outcome): sealed at rest
+/// by the writer, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who acts, and from where (the audit record's source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub principal: Principal,
+    /// Where the request came from (peer address).
+    pub source: String,
+}
+
+/// A guardian contact, or the recorded decision not to contact one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardianContact {
+    pub contacted: bool,
+    pub guardian_id: Option<Uuid>,
+    pub at: Option<DateTime<Utc>>,
+    /// `phone`, `in_person`, `sms`, `message`, `other`.
+    pub channel: Option<String>,
+    /// `reached`, `no_answer`, `declined`, `meeting_agreed`.
+    pub outcome: Option<String>,
+    pub reason: Option<Secret>,
+}
+
+/// A referral (转介), or an update of one (receipt, return assessment 复学评估).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    /// Set to update an earlier referral of the case.
+    pub referral_id: Option<Uuid>,
+    /// Trimmed.
+    pub institution: Secret,
+    pub referred_on: NaiveDate,
+    pub receipt_confirmed: bool,
+    /// The assessment date and its (trimmed) result.
+    pub return_assessment: Option<(NaiveDate, Secret)>,
+}
+
+/// A follow-up planned, or one recorded as done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    /// Set to record that an earlier follow-up was done.
+    pub follow_up_id: Option<Uuid>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub outcome: Option<Secret>,
+}
+
+/// A change a person makes to a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Someone has taken the case: the ladder stops.
+    Acknowledge,
+    Assign {
+        staff_id: Uuid,
+    },
+    Note {
+        text: Secret,
+    },
+    ContactGuardian(GuardianContact),
+    Refer(Referral),
+    FollowUp(FollowUp),
+    SetLevel {
+        level: RiskLevel,
+        reason: Secret,
+    },
+    Close {
+        /// Trimmed.
+        outcome: Secret,
+        summary: Option<Secret>,
+    },
+    Reopen {
+        reason: Secret,
+    },
+    /// Name the student of an unidentified caller's case; when the student
+    /// has an open case already, the caller's case merges into it.
+    LinkStudent {
+        student_no: String,
+    },
+}
+
+impl Command {
+    /// The work this command is, for the access rule
+    /// ([`Principal::may_work_case`]).
+    pub fn work(&self, actor: &Principal) -> CaseWork {
+        match self {
+            Command::Acknowledge => CaseWork::Acknowledge,
+            Command::Assign { staff_id } => CaseWork::Assign {
+                to_self: actor.staff_id == Some(*staff_id),
+            },
+            Command::Note { .. }
+            | Command::ContactGuardian(_)
+            | Command::Refer(_)
+            | Command::FollowUp(_) => CaseWork::Record,
+            Command::SetLevel { .. } => CaseWork::ChangeLevel,
+            Command::Close { .. } => CaseWork::Close,
+            Command::Reopen { .. } => CaseWork::Reopen,
+            Command::LinkStudent { .. } => CaseWork::LinkStudent,
+        }
+    }
+
+    /// Whether planning it may (re)start a ladder (its snapshot then holds
+    /// the school's reachable staff).
+    pub fn may_start_ladder(&self) -> bool {
+        matches!(
+            self,
+            Command::SetLevel { .. } | Command::Reopen { .. } | Command::LinkStudent { .. }
+        )
+    }
+}

@@ -1,0 +1,265 @@
+//! The escalation ladder of a case, planned without I/O: who is told when a
+//! ladder (re)starts, its acknowledge deadline, its next rung's timer, and the
+//! alarm when nobody at all can be told. This is the one implementation of a
+//! ladder start: the gateway's case work (a level change, a reopen, a merge)
+//! plans it here, and `sanyu_escalation::start`/`plan_start` (the rules
+//! engine's) are thin wrappers around [`plan_start`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sanyu_domain::escalation::{EscalationPolicy, Ladder};
+use sanyu_domain::policy::FALLBACK_ROLES;
+use sanyu_domain::{CaseSubject, RiskLevel, Role};
+use sanyu_events::{Payload, subjects, v1};
+use sanyu_store::dead_letters::NewDeadLetter;
+use sanyu_store::entities::case;
+use sanyu_store::outbox::OutboxEvent;
+use sanyu_store::timers::NewTimer;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::CaseError;
+
+/// Timer kind of a ladder rung.
+pub const RUNG_TIMER: &str = "escalation_rung";
+/// Timer kind of a follow-up reminder.
+pub const FOLLOW_UP_TIMER: &str = "follow_up_due";
+
+/// Ladder states of a case (`cases.ladder_state`).
+pub const RUNNING: &str = "running";
+pub const STOPPED: &str = "stopped";
+/// Every rung fired and nobody acknowledged.
+pub const EXHAUSTED: &str = "exhausted";
+
+/// Why people are being told (rendered by the notifier).
+pub mod reason {
+    pub const CASE_OPENED: &str = "case_opened";
+    pub const LEVEL_RAISED: &str = "level_raised";
+    pub const LEVEL_CHANGED: &str = "level_changed";
+    pub const REOPENED: &str = "case_reopened";
+    pub const UNACKNOWLEDGED: &str = "unacknowledged";
+    pub const LADDER_ALARM: &str = "ladder_alarm";
+    pub const FOLLOW_UP_DUE: &str = "follow_up_due";
+    /// A case about an unidentified hotline caller rated high or critical.
+    pub const UNIDENTIFIED_CALLER: &str = "unidentified_caller";
+}
+
+/// The payload of a rung timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RungTimer {
+    pub case_id: Uuid,
+    pub epoch: i32,
+    pub rung: u32,
+}
+
+impl RungTimer {
+    /// The timer's key: once per case, epoch and rung.
+    pub fn key(&self) -> String {
+        format!("ladder:{}:e{}:r{}", self.case_id, self.epoch, self.rung)
+    }
+}
+
+/// The payload of a follow-up timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpTimer {
+    pub follow_up_id: Uuid,
+}
+
+/// The level of a case row.
+pub fn level_of(case: &case::Model) -> Result<RiskLevel, CaseError> {
+    case.level.parse().map_err(|_| CaseError::Corrupt {
+        case_id: case.id,
+        detail: format!("level `{}`", case.level),
+    })
+}
+
+/// The ladder a case runs at `level`. A case about an unidentified caller is
+/// for the crisis team on duty: they are its first contact (there is no
+/// student whose counsellor could be told); the later rungs are the level's.
+pub fn ladder_for(policy: &EscalationPolicy, level: RiskLevel, subject: CaseSubject) -> Ladder {
+    let mut ladder = policy.ladder(level).clone();
+    if subject == CaseSubject::UnidentifiedCaller {
+        ladder.first = vec![Role::CrisisTeam];
+    }
+    ladder
+}
+
+/// The reachable staff (active, with an email address) of one school by role.
+pub type Reachable = HashMap<Role, Vec<Uuid>>;
+
+/// The people of `staff` in `roles`, each once, in role order.
+pub fn people_in(staff: &Reachable, roles: &[Role]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    for role in roles {
+        for id in staff.get(role).into_iter().flatten() {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+    }
+    ids
+}
+
+/// What a notification request is about.
+pub struct Notice<'a> {
+    pub school_code: &'a str,
+    pub case: &'a case::Model,
+    pub level: RiskLevel,
+    pub reason: &'a str,
+    pub rung: u32,
+    pub at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+/// The notification request for one person, as an outbox event; `key` makes
+/// it once per person and occasion.
+pub fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
+    let event_id = format!("notify.requested:{key}");
+    let payload = Payload::NotificationRequested(v1::NotificationRequested {
+        notification_key: key,
+        case_id: n.case.id.to_string(),
+        case_reference: n.case.reference.clone(),
+        level: sanyu_events::level_to_proto(n.level) as i32,
+        recipient_staff_id: recipient.to_string(),
+        channel: v1::Channel::Email as i32,
+        reason: n.reason.to_owned(),
+        rung: n.rung,
+    });
+    OutboxEvent {
+        subject: subjects::notification_requested(n.school_code),
+        payload: sanyu_events::encode(&sanyu_events::envelope(
+            event_id.clone(),
+            n.at,
+            n.school_code.to_owned(),
+            n.case.partition(),
+            payload,
+        )),
+        event_id,
+        traceparent: n.traceparent.clone(),
+    }
+}
+
+/// The key of rung `rung`'s notification to `person` in ladder `epoch`.
+pub fn rung_key(case_id: Uuid, person: Uuid, epoch: i32, rung: u32) -> String {
+    format!("{case_id}:{person}:e{epoch}:r{rung}")
+}
+
+/// The timer of rung `rung` of a ladder started at `started`; `None` past
+/// the ladder's end.
+pub fn rung_timer(
+    case_id: Uuid,
+    ladder: &Ladder,
+    epoch: i32,
+    rung: u32,
+    started: DateTime<Utc>,
+) -> Result<Option<NewTimer>, CaseError> {
+    let Some(due_at) = ladder.rung_due(started, rung) else {
+        return Ok(None);
+    };
+    let t = RungTimer {
+        case_id,
+        epoch,
+        rung,
+    };
+    Ok(Some(NewTimer {
+        key: t.key(),
+        kind: RUNG_TIMER.to_owned(),
+        case_id: Some(case_id),
+        due_at,
+        payload: serde_json::to_string(&t).map_err(|e| CaseError::Corrupt {
+            case_id,
+            detail: e.to_string(),
+        })?,
+    }))
+}
+
+/// The alarm for a rung that reaches nobody: a dead letter the crisis team
+/// and admins see, once per case, epoch and rung.
+pub fn unreachable_alarm(case: &case::Model, epoch: i32, rung: u32) -> NewDeadLetter {
+    NewDeadLetter {
+        source_key: format!("unreachable:{}:e{epoch}:r{rung}", case.id),
+        stream: "CASE".into(),
+        consumer: "escalation".into(),
+        stream_seq: None,
+        subject: None,
+        event_id: Some(format!("case:{}", case.id)),
+        reason: format!(
+            "case {} ({}) has nobody to notify at escalation rung {rung}: no active staff in its roles (or the fallback crisis team and leaders) with an email address",
+            case.reference, case.level
+        ),
+        deliveries: None,
+        school_id: Some(case.school_id),
+    }
+}
+
+/// A ladder (re)start: everything it writes, planned.
+#[derive(Debug, Clone)]
+pub struct LadderStart {
+    /// The case with its ladder snapshot, the next epoch, `running` and its
+    /// ack deadline.
+    pub case: case::Model,
+    /// Notification requests for the first contacts (outbox).
+    pub requests: Vec<OutboxEvent>,
+    /// The next rung's timer.
+    pub timer: Option<NewTimer>,
+    /// Set when nobody at all is reachable (first roles and fallback).
+    pub alarm: Option<NewDeadLetter>,
+}
+
+/// Plan the (re)start of `case`'s ladder at its level: snapshot the ladder
+/// from `policy` with a new epoch, tell the first roles now (or, with nobody
+/// reachable in them, the fallback roles; with nobody there either, an
+/// alarm), and schedule the next rung. The writer cancels the case's pending
+/// rung timers (of the earlier epochs) before writing the new ones.
+pub fn plan_start(
+    case: &case::Model,
+    policy: &EscalationPolicy,
+    school_code: &str,
+    reachable: impl Fn(&[Role]) -> Vec<Uuid>,
+    why: &str,
+    at: DateTime<Utc>,
+    traceparent: Option<String>,
+) -> Result<LadderStart, CaseError> {
+    let level = level_of(case)?;
+    let ladder = ladder_for(policy, level, case.subject());
+    let epoch = case.ladder_epoch + 1;
+    let snapshot = serde_json::to_string(&ladder).map_err(|e| CaseError::Corrupt {
+        case_id: case.id,
+        detail: e.to_string(),
+    })?;
+    let mut planned = case.clone();
+    planned.ladder = Some(snapshot);
+    planned.ladder_epoch = epoch;
+    planned.ladder_state = RUNNING.to_owned();
+    planned.ladder_started_at = Some(at);
+    planned.ack_deadline = Some(ladder.ack_deadline(at));
+    let mut people = reachable(&ladder.first);
+    if people.is_empty() {
+        // Nobody in the first roles: the fallback roles are told at once.
+        people = reachable(&FALLBACK_ROLES);
+    }
+    let alarm = people
+        .is_empty()
+        .then(|| unreachable_alarm(&planned, epoch, 0));
+    let notice = Notice {
+        school_code,
+        case: &planned,
+        level,
+        reason: why,
+        rung: 0,
+        at,
+        traceparent,
+    };
+    let requests = people
+        .iter()
+        .map(|id| request_event(&notice, *id, rung_key(planned.id, *id, epoch, 0)))
+        .collect();
+    let timer = rung_timer(planned.id, &ladder, epoch, 1, at)?;
+    Ok(LadderStart {
+        case: planned,
+        requests,
+        timer,
+        alarm,
+    })
+}

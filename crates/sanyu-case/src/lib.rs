@@ -1,0 +1,54 @@
+//! One home for every change the case work makes to a case and its ladder.
+//!
+//! A caller (the API, the console, any future door) expresses intent as a
+//! typed [`Command`] by an [`Actor`]; [`load`] reads the case and what the
+//! command needs ([`CaseSnapshot`]) inside the caller's write transaction;
+//! the pure [`plan`] turns command and snapshot into a [`Plan`] (case rows,
+//! timeline entries, case events, timers to start and cancel, notification
+//! requests, alarms, audit records) or a [`Refusal`]; and the one writer,
+//! [`apply`], writes the plan in that transaction. The ladder's start is
+//! planned in [`ladder::plan_start`], for the case work and for
+//! `sanyu_escalation::start`/`plan_start` (the rules engine's) alike.
+//!
+//! ```text
+//! load_case ─► access check (caller) ─► load ─► plan ─► apply ─► commit (caller)
+//! ```
+
+pub mod allowed;
+pub mod command;
+pub mod ladder;
+pub mod plan;
+pub mod planner;
+pub mod snapshot;
+pub mod writer;
+
+pub use allowed::{LINK_STUDENT, allowed_names};
+pub use command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+pub use plan::{Plan, PlanCtx, Refusal};
+pub use planner::plan;
+pub use snapshot::{CaseSnapshot, Related, load, load_case};
+pub use writer::{Keys, apply, apply_all};
+
+use sanyu_store::StoreError;
+use uuid::Uuid;
+
+/// Errors of loading and writing a case change.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt case {case_id}: {detail}")]
+    Corrupt { case_id: Uuid, detail: String },
+}
+
+impl From<sanyu_store::sea_orm::DbErr> for CaseError {
+    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl CaseError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_retryable())
+    }
+}

@@ -1,0 +1,576 @@
+//! The pure planner: a command and the case as it is → a [`Plan`] or a
+//! [`Refusal`]. No I/O, no clock (the time and new ids come in [`PlanCtx`]).
+//!
+//! Every plan that goes through [`finish`] has the command's timeline entry,
+//! its case event and its audit record; the checks come first, in the order
+//! the API has always answered them, so a refused command plans nothing.
+
+use sanyu_domain::lifecycle::{self, CaseAction, IllegalTransition};
+use sanyu_domain::{CaseStatus, RiskLevel, Role};
+use sanyu_events::{Payload, subjects, v1};
+use sanyu_store::audit::AuditEntry;
+use sanyu_store::entities::{case, follow_up};
+use sanyu_store::outbox::OutboxEvent;
+use sanyu_store::timers::NewTimer;
+
+use crate::allowed::{closed, require_student, require_taken, status_of};
+use crate::command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+use crate::ladder::{self, FOLLOW_UP_TIMER, RUNG_TIMER, STOPPED, people_in, reason};
+use crate::plan::{ActorRef, Plan, PlanCtx, RecordWrite, ReferralDraft, Refusal, TimelineEntry};
+use crate::snapshot::CaseSnapshot;
+
+mod link;
+
+/// Plan `cmd` by `actor` on the case of `state`.
+pub fn plan(
+    state: &CaseSnapshot,
+    actor: &Actor,
+    cmd: &Command,
+    ctx: &PlanCtx<'_>,
+) -> Result<Plan, Refusal> {
+    let p = Planner { state, actor, ctx };
+    match cmd {
+        Command::Acknowledge => p.acknowledge(),
+        Command::Assign { staff_id } => p.assign(*staff_id),
+        Command::Note { text } => p.note(text),
+        Command::ContactGuardian(c) => p.guardian_contact(c),
+        Command::Refer(r) => p.refer(r),
+        Command::FollowUp(f) => p.follow_up(f),
+        Command::SetLevel { level, reason } => p.set_level(*level, reason),
+        Command::Close { outcome, summary } => p.close(outcome, summary.as_ref()),
+        Command::Reopen { reason } => p.reopen(reason),
+        Command::LinkStudent { .. } => p.link_student(),
+    }
+}
+
+/// Move a case that has been acknowledged to `in_progress` when work starts.
+fn started(status: CaseStatus) -> CaseStatus {
+    if status == CaseStatus::Acknowledged {
+        CaseStatus::InProgress
+    } else {
+        status
+    }
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::invalid(field, "must not be empty"));
+    }
+    sanyu_domain::input::text(text, sanyu_domain::input::MAX_TEXT)
+        .map_err(|e| Refusal::invalid(field, e.to_string()))
+}
+
+fn level_of(c: &case::Model) -> Result<RiskLevel, Refusal> {
+    c.level
+        .parse()
+        .map_err(|_| Refusal::Corrupt(format!("case {} has level `{}`", c.id, c.level)))
+}
+
+/// What the command leaves on the timeline of its case.
+struct Entry {
+    action: &'static str,
+    detail: serde_json::Value,
+    sealed_detail: Option<serde_json::Value>,
+    text: Option<Secret>,
+    created_id: Option<uuid::Uuid>,
+}
+
+impl Entry {
+    fn new(action: &'static str, detail: serde_json::Value) -> Self {
+        Self {
+            action,
+            detail,
+            sealed_detail: None,
+            text: None,
+            created_id: None,
+        }
+    }
+
+    fn text(mut self, text: Option<&Secret>) -> Self {
+        self.text = text.cloned();
+        self
+    }
+}
+
+pub(crate) struct Planner<'a> {
+    state: &'a CaseSnapshot,
+    actor: &'a Actor,
+    ctx: &'a PlanCtx<'a>,
+}
+
+impl Planner<'_> {
+    fn case(&self) -> &case::Model {
+        &self.state.case
+    }
+
+    fn who(&self) -> ActorRef {
+        ActorRef::from(&self.actor.principal)
+    }
+
+    /// A case event of `case` (its school's subject and the case's partition).
+    fn event(
+        &self,
+        case: &case::Model,
+        id: String,
+        subject_event: &str,
+        payload: Payload,
+    ) -> OutboxEvent {
+        let partition = case.partition();
+        OutboxEvent {
+            subject: subjects::case_event(subject_event, &self.state.school_code, partition),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                id.clone(),
+                self.ctx.now,
+                self.state.school_code.clone(),
+                partition,
+                payload,
+            )),
+            event_id: id,
+            traceparent: self.ctx.traceparent.clone(),
+        }
+    }
+
+    /// Restart `case`'s ladder at its level (with `why` as the reason its
+    /// first contacts are told).
+    fn restart_ladder(
+        &self,
+        plan: &mut Plan,
+        case: &case::Model,
+        why: &str,
+    ) -> Result<case::Model, Refusal> {
+        let start = ladder::plan_start(
+            case,
+            self.ctx.policy,
+            &self.state.school_code,
+            |roles| people_in(&self.state.staff, roles),
+            why,
+            self.ctx.now,
+            self.ctx.traceparent.clone(),
+        )?;
+        Ok(plan.ladder(start))
+    }
+
+    /// Stop `case`'s ladder: its pending rungs are cancelled.
+    fn stop_ladder(plan: &mut Plan, case: &mut case::Model) {
+        plan.cancel(case.id, RUNG_TIMER);
+        STOPPED.clone_into(&mut case.ladder_state);
+    }
+
+    /// The command's case row (`after`), timeline entry, case event and
+    /// audit record.
+    fn finish(&self, mut plan: Plan, after: case::Model, entry: Entry) -> Result<Plan, Refusal> {
+        let before = self.case();
+        plan.write_case(before, &after);
+        let status = status_of(&after)?;
+        let entry_id = (self.ctx.ids)();
+        let p = &self.actor.principal;
+        let payload = match entry.action {
+            "acknowledge" => Payload::CaseAcknowledged(v1::CaseAcknowledged {
+                case_id: after.id.to_string(),
+                reference: after.reference.clone(),
+                staff_id: p.staff_id.map(|s| s.to_string()).unwrap_or_default(),
+            }),
+            "close" | "merge" => Payload::CaseClosed(v1::CaseClosed {
+                case_id: after.id.to_string(),
+                reference: after.reference.clone(),
+                outcome: if entry.action == "close" {
+                    "closed"
+                } else {
+                    "merged"
+                }
+                .into(),
+            }),
+            action => Payload::CaseAction(v1::CaseActionRecorded {
+                case_id: after.id.to_string(),
+                reference: after.reference.clone(),
+                action: action.to_owned(),
+                status: after.status.clone(),
+                level: sanyu_events::level_to_proto(level_of(&after)?) as i32,
+                actor_role: p.role.as_str().to_owned(),
+            }),
+        };
+        let subject_event = match entry.action {
+            "acknowledge" => "acknowledged",
+            "close" | "merge" => "closed",
+            _ => "action",
+        };
+        // One event per timeline entry: its id is the entry's.
+        let event = self.event(
+            &after,
+            format!("case.action:{entry_id}"),
+            subject_event,
+            payload,
+        );
+        plan.events.push(event);
+        plan.timeline.push(TimelineEntry {
+            id: entry_id,
+            case_id: after.id,
+            action: entry.action.to_owned(),
+            actor: self.who(),
+            status_after: status,
+            detail: entry.detail,
+            text: entry.text,
+            sealed_detail: entry.sealed_detail.map(|d| Secret(d.to_string())),
+            at: self.ctx.now,
+        });
+        plan.audit.push(AuditEntry {
+            actor_token_id: Some(p.token_id),
+            actor_role: p.role.as_str().to_owned(),
+            actor_staff_id: p.staff_id,
+            school_id: Some(p.school_id),
+            action: format!("case.{}", entry.action),
+            target: format!("case:{}", after.id),
+            source: self.actor.source.clone(),
+        });
+        plan.created_id = entry.created_id;
+        entry.action.clone_into(&mut plan.action);
+        plan.case = after;
+        Ok(plan)
+    }
+
+    fn acknowledge(&self) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = status_of(c)?;
+        let next = if status == CaseStatus::Open {
+            lifecycle::transition(status, CaseAction::Acknowledge)?
+        } else if status != CaseStatus::Closed && c.ladder_state != STOPPED {
+            // The level was raised after the case was taken: acknowledge again.
+            status
+        } else {
+            return Err(IllegalTransition {
+                from: status,
+                action: CaseAction::Acknowledge,
+                allowed: lifecycle::allowed_actions(status),
+            }
+            .into());
+        };
+        let p = &self.actor.principal;
+        let mut plan = Plan::about(c, "acknowledge");
+        let mut after = c.clone();
+        Self::stop_ladder(&mut plan, &mut after);
+        let assignee = match (after.assignee_staff_id, p.role) {
+            (None, Role::Counsellor) => p.staff_id,
+            (current, _) => current,
+        };
+        next.as_str().clone_into(&mut after.status);
+        after.acknowledged_at = Some(self.ctx.now);
+        after.acknowledged_by = p.staff_id;
+        after.assignee_staff_id = assignee;
+        let detail = serde_json::json!({ "assignee_staff_id": assignee });
+        self.finish(plan, after, Entry::new("acknowledge", detail))
+    }
+
+    fn assign(&self, to: uuid::Uuid) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = status_of(c)?;
+        if status == CaseStatus::Closed {
+            return Err(closed(c, "assign it"));
+        }
+        let person = self
+            .state
+            .related
+            .assignee
+            .as_ref()
+            .filter(|s| s.id == to)
+            .filter(|s| s.role == Role::Counsellor.as_str() || s.role == Role::CrisisTeam.as_str())
+            .ok_or_else(|| {
+                Refusal::invalid(
+                    "staff_id",
+                    "not an active counsellor or crisis-team member of this school",
+                )
+            })?;
+        let mut after = c.clone();
+        after.assignee_staff_id = Some(person.id);
+        started(status).as_str().clone_into(&mut after.status);
+        let detail = serde_json::json!({ "assignee_staff_id": person.id });
+        self.finish(
+            Plan::about(c, "assign"),
+            after,
+            Entry::new("assign", detail),
+        )
+    }
+
+    fn note(&self, text: &Secret) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = require_taken(c)?;
+        let mut after = c.clone();
+        started(status).as_str().clone_into(&mut after.status);
+        let entry = Entry::new("note", serde_json::json!({})).text(Some(text));
+        self.finish(Plan::about(c, "note"), after, entry)
+    }
+
+    fn guardian_contact(&self, req: &GuardianContact) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = require_taken(c)?;
+        let at = req.at.unwrap_or(self.ctx.now);
+        let detail = if req.contacted {
+            let gid = req
+                .guardian_id
+                .ok_or_else(|| Refusal::invalid("guardian_id", "required when contacted"))?;
+            let channel = req
+                .channel
+                .as_deref()
+                .ok_or_else(|| Refusal::invalid("channel", "required when contacted"))?;
+            let outcome = req
+                .outcome
+                .as_deref()
+                .ok_or_else(|| Refusal::invalid("outcome", "required when contacted"))?;
+            require_student(c)?;
+            self.state
+                .related
+                .guardian
+                .as_ref()
+                .filter(|g| g.id == gid)
+                .ok_or_else(|| Refusal::invalid("guardian_id", "not a guardian of this student"))?;
+            if let Some(r) = &req.reason {
+                check_text("reason", r.expose())?;
+            }
+            serde_json::json!({
+                "contacted": true,
+                "guardian_id": gid,
+                "at": at,
+                "channel": channel,
+                "outcome": outcome,
+            })
+        } else {
+            let reason = req.reason.as_ref().ok_or_else(|| {
+                Refusal::invalid("reason", "say why the guardians are not contacted")
+            })?;
+            check_text("reason", reason.expose())?;
+            serde_json::json!({ "contacted": false, "at": at })
+        };
+        let mut after = c.clone();
+        started(status).as_str().clone_into(&mut after.status);
+        let entry = Entry::new("guardian_contact", detail).text(req.reason.as_ref());
+        self.finish(Plan::about(c, "guardian_contact"), after, entry)
+    }
+
+    fn refer(&self, req: &Referral) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = require_taken(c)?;
+        let now = self.ctx.now;
+        let fields = ReferralDraft {
+            institution: req.institution.clone(),
+            referred_on: req.referred_on,
+            receipt_confirmed: req.receipt_confirmed,
+            return_assessed_on: req.return_assessment.as_ref().map(|r| r.0),
+            return_assessment: req.return_assessment.as_ref().map(|r| r.1.clone()),
+        };
+        let mut plan = Plan::about(c, "referral");
+        let mut after = c.clone();
+        let (id, action) = match req.referral_id {
+            Some(rid) => {
+                let current = self
+                    .state
+                    .related
+                    .referral
+                    .as_ref()
+                    .filter(|r| r.id == rid && r.case_id == c.id)
+                    .ok_or(Refusal::NotFound("referral"))?;
+                plan.records.push(RecordWrite::UpdateReferral {
+                    current: current.clone(),
+                    fields: fields.clone(),
+                    at: now,
+                });
+                (rid, "referral_update")
+            }
+            None => {
+                let next = lifecycle::transition(started(status), CaseAction::Refer)?;
+                let id = (self.ctx.ids)();
+                plan.records.push(RecordWrite::CreateReferral {
+                    id,
+                    case_id: c.id,
+                    fields: fields.clone(),
+                    at: now,
+                });
+                next.as_str().clone_into(&mut after.status);
+                (id, "referral")
+            }
+        };
+        let result = fields.return_assessment.as_ref().map(|r| r.expose());
+        let entry = Entry {
+            action,
+            detail: serde_json::json!({
+                "referral_id": id,
+                "referred_on": fields.referred_on,
+                "receipt_confirmed": fields.receipt_confirmed,
+                "return_assessed_on": fields.return_assessed_on,
+            }),
+            sealed_detail: Some(serde_json::json!({ "return_assessment": result })),
+            text: None,
+            created_id: Some(id),
+        };
+        self.finish(plan, after, entry)
+    }
+
+    fn follow_up(&self, req: &FollowUp) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let status = require_taken(c)?;
+        let now = self.ctx.now;
+        let mut plan = Plan::about(c, "follow_up");
+        let mut after = c.clone();
+        let entry = match req.follow_up_id {
+            Some(fid) => {
+                let outcome = req.outcome.as_ref().ok_or_else(|| {
+                    Refusal::invalid("outcome", "required to complete a follow-up")
+                })?;
+                check_text("outcome", outcome.expose())?;
+                let current = self
+                    .state
+                    .related
+                    .follow_up
+                    .as_ref()
+                    .filter(|f| f.id == fid && f.case_id == Some(c.id))
+                    .ok_or(Refusal::NotFound("follow-up"))?;
+                if current.done_at.is_some() {
+                    return Err(Refusal::Conflict {
+                        message: "this follow-up is already done".into(),
+                        allowed: vec![],
+                    });
+                }
+                // The outcome is sealed on the follow-up itself; the reminder
+                // timer, if still pending, finds it done and does nothing.
+                plan.records.push(RecordWrite::CompleteFollowUp {
+                    current: current.clone(),
+                    outcome: outcome.clone(),
+                    at: now,
+                });
+                Entry {
+                    created_id: Some(fid),
+                    ..Entry::new("follow_up_done", serde_json::json!({ "follow_up_id": fid }))
+                }
+            }
+            None => {
+                let due = req
+                    .due_at
+                    .ok_or_else(|| Refusal::invalid("due_at", "required for a new follow-up"))?;
+                sanyu_domain::input::time(due, now)
+                    .map_err(|e| Refusal::invalid("due_at", e.to_string()))?;
+                let student_id = require_student(c)?;
+                let next = if status == CaseStatus::Monitoring {
+                    status
+                } else {
+                    lifecycle::transition(started(status), CaseAction::Monitor)?
+                };
+                let id = (self.ctx.ids)();
+                plan.records
+                    .push(RecordWrite::CreateFollowUp(follow_up::Model {
+                        id,
+                        school_id: c.school_id,
+                        student_id,
+                        case_id: Some(c.id),
+                        due_at: due,
+                        created_by: self.actor.principal.staff_id,
+                        created_at: now,
+                        done_at: None,
+                        outcome_sealed: None,
+                    }));
+                plan.timers.push(NewTimer {
+                    key: format!("follow_up:{id}"),
+                    kind: FOLLOW_UP_TIMER.to_owned(),
+                    case_id: Some(c.id),
+                    due_at: due,
+                    payload: serde_json::json!({ "follow_up_id": id }).to_string(),
+                });
+                next.as_str().clone_into(&mut after.status);
+                Entry {
+                    created_id: Some(id),
+                    ..Entry::new(
+                        "follow_up",
+                        serde_json::json!({ "follow_up_id": id, "due_at": due }),
+                    )
+                }
+            }
+        };
+        self.finish(plan, after, entry)
+    }
+
+    fn set_level(&self, to: RiskLevel, why: &Secret) -> Result<Plan, Refusal> {
+        let c = self.case();
+        if status_of(c)? == CaseStatus::Closed {
+            return Err(closed(c, "change its level"));
+        }
+        let from = level_of(c)?;
+        if from == to {
+            return Err(Refusal::invalid(
+                "level",
+                format!("the case is already {from}"),
+            ));
+        }
+        let mut plan = Plan::about(c, "level");
+        let mut after = c.clone();
+        to.as_str().clone_into(&mut after.level);
+        after.level_rank = to.rank();
+        let ladder_running = after.ladder_state != STOPPED;
+        if to.rank() > from.rank() || ladder_running {
+            let reason = if to.rank() > from.rank() {
+                reason::LEVEL_RAISED
+            } else {
+                reason::LEVEL_CHANGED
+            };
+            after = self.restart_ladder(&mut plan, &after, reason)?;
+        }
+        let detail = serde_json::json!({ "from": from.as_str(), "to": to.as_str() });
+        self.finish(plan, after, Entry::new("level", detail).text(Some(why)))
+    }
+
+    fn close(&self, outcome: &Secret, summary: Option<&Secret>) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let next = lifecycle::transition(status_of(c)?, CaseAction::Close)?;
+        let mut plan = Plan::about(c, "close");
+        let mut after = c.clone();
+        Self::stop_ladder(&mut plan, &mut after);
+        next.as_str().clone_into(&mut after.status);
+        after.closed_at = Some(self.ctx.now);
+        let entry = Entry {
+            sealed_detail: Some(serde_json::json!({ "outcome": outcome.expose() })),
+            ..Entry::new("close", serde_json::json!({})).text(summary)
+        };
+        self.finish(plan, after, entry)
+    }
+
+    fn reopen(&self, why: &Secret) -> Result<Plan, Refusal> {
+        let c = self.case();
+        let next = lifecycle::transition(status_of(c)?, CaseAction::Reopen)?;
+        if c.merged_into.is_some() {
+            return Err(Refusal::Conflict {
+                message: format!(
+                    "this case was merged into the student's case {}; work that one instead",
+                    self.state
+                        .related
+                        .merged_into_reference
+                        .clone()
+                        .unwrap_or_default()
+                ),
+                allowed: vec![],
+            });
+        }
+        if let Some(other) = self
+            .state
+            .related
+            .open_case
+            .as_ref()
+            .filter(|o| c.student_id.is_some() && o.student_id == c.student_id && o.id != c.id)
+        {
+            return Err(Refusal::Conflict {
+                message: format!(
+                    "the student has another open case ({}); work that one instead",
+                    other.reference
+                ),
+                allowed: vec![],
+            });
+        }
+        let mut plan = Plan::about(c, "reopen");
+        let mut after = c.clone();
+        next.as_str().clone_into(&mut after.status);
+        after.closed_at = None;
+        after.acknowledged_at = None;
+        after.acknowledged_by = None;
+        let after = self.restart_ladder(&mut plan, &after, reason::REOPENED)?;
+        self.finish(
+            plan,
+            after,
+            Entry::new("reopen", serde_json::json!({})).text(Some(why)),
+        )
+    }
+}

@@ -1,0 +1,165 @@
+//! What the planner knows about a case: the row, its school's code, and what
+//! the command needs besides (the staff member to assign, the guardian, the
+//! referral or follow-up to update, the student to link and that student's
+//! open case, the reachable staff for a ladder start). Loaded by [`load`]
+//! inside the caller's write transaction, after the access check.
+
+use sanyu_domain::Role;
+use sanyu_store::entities::{case, case_signal, follow_up, guardian, referral, staff, student};
+use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sanyu_store::{StoreError, cases, casework, roster};
+use uuid::Uuid;
+
+use crate::CaseError;
+use crate::command::Command;
+use crate::ladder::Reachable;
+
+/// A case and what a command about it needs to be planned.
+#[derive(Debug, Clone)]
+pub struct CaseSnapshot {
+    pub case: case::Model,
+    pub school_code: String,
+    /// Reachable staff of the school by role (loaded for commands that may
+    /// start a ladder).
+    pub staff: Reachable,
+    pub related: Related,
+}
+
+/// Rows a command refers to, each `None` when absent (or not needed).
+#[derive(Debug, Clone, Default)]
+pub struct Related {
+    /// `Assign`: the staff member, if active in the case's school.
+    pub assignee: Option<staff::Model>,
+    /// `ContactGuardian`: the guardian, if one of the case's student.
+    pub guardian: Option<guardian::Model>,
+    /// `Refer` with an id: the referral, if of this case.
+    pub referral: Option<referral::Model>,
+    /// `FollowUp` with an id: the follow-up, if of this case.
+    pub follow_up: Option<follow_up::Model>,
+    /// `LinkStudent`: the student of the actor's school with that number.
+    pub student: Option<student::Model>,
+    /// `LinkStudent`: the signals of the case (they join a merge target).
+    pub signals: Vec<case_signal::Model>,
+    /// `LinkStudent`: the student's open case; `Reopen`: the case's
+    /// student's open case (another one).
+    pub open_case: Option<case::Model>,
+    /// `Reopen` of a merged case: the reference of the case it joined.
+    pub merged_into_reference: Option<String>,
+}
+
+impl CaseSnapshot {
+    /// A snapshot with nothing related (for tests and simple commands).
+    pub fn of(case: case::Model, school_code: impl Into<String>) -> Self {
+        Self {
+            case,
+            school_code: school_code.into(),
+            staff: Reachable::new(),
+            related: Related::default(),
+        }
+    }
+}
+
+/// The case, for the access check that comes before anything else is read.
+pub async fn load_case(
+    txn: &impl ConnectionTrait,
+    case_id: Uuid,
+) -> Result<Option<case::Model>, CaseError> {
+    Ok(cases::get(txn, case_id).await?)
+}
+
+/// Whether a staff member has an email address to be told at.
+pub fn has_email(s: &staff::Model) -> bool {
+    s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
+}
+
+/// The reachable staff (active, with an email address) of a school, by role.
+pub async fn reachable(
+    txn: &impl ConnectionTrait,
+    school_id: Uuid,
+) -> Result<Reachable, StoreError> {
+    let mut out = Reachable::new();
+    for s in roster::active_staff_of_schools(txn, &[school_id]).await? {
+        if !has_email(&s) {
+            continue;
+        }
+        let Ok(role) = s.role.parse::<Role>() else {
+            continue;
+        };
+        out.entry(role).or_default().push(s.id);
+    }
+    Ok(out)
+}
+
+/// Load what `cmd` about `case` needs (the actor's school is where a student
+/// number is looked up).
+pub async fn load(
+    txn: &impl ConnectionTrait,
+    case: case::Model,
+    actor_school: Uuid,
+    cmd: &Command,
+) -> Result<CaseSnapshot, CaseError> {
+    use sanyu_store::entities::school;
+    let school_code = school::Entity::find_by_id(case.school_id)
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound("school"))?
+        .code;
+    let mut related = Related::default();
+    match cmd {
+        Command::Assign { staff_id } => {
+            related.assignee = staff::Entity::find_by_id(*staff_id)
+                .filter(staff::Column::SchoolId.eq(case.school_id))
+                .filter(staff::Column::Active.eq(true))
+                .one(txn)
+                .await?;
+        }
+        Command::ContactGuardian(c) => {
+            if let (Some(gid), Some(student_id)) = (c.guardian_id, case.student_id) {
+                related.guardian = guardian::Entity::find_by_id(gid)
+                    .filter(guardian::Column::StudentId.eq(student_id))
+                    .one(txn)
+                    .await?;
+            }
+        }
+        Command::Refer(r) => {
+            if let Some(rid) = r.referral_id {
+                related.referral = casework::referral_of_case(txn, case.id, rid).await?;
+            }
+        }
+        Command::FollowUp(f) => {
+            if let Some(fid) = f.follow_up_id {
+                related.follow_up = casework::follow_up_of_case(txn, case.id, fid).await?;
+            }
+        }
+        Command::Reopen { .. } => {
+            if let Some(into) = case.merged_into {
+                related.merged_into_reference = cases::get(txn, into).await?.map(|c| c.reference);
+            }
+            if let Some(student_id) = case.student_id {
+                related.open_case = cases::active_for_student(txn, student_id).await?;
+            }
+        }
+        Command::LinkStudent { student_no } => {
+            related.student = roster::student_by_no(txn, actor_school, student_no).await?;
+            if let Some(student) = &related.student {
+                related.signals = cases::signals(txn, case.id).await?;
+                related.open_case = cases::active_for_student(txn, student.id).await?;
+            }
+        }
+        Command::Acknowledge
+        | Command::Note { .. }
+        | Command::SetLevel { .. }
+        | Command::Close { .. } => {}
+    }
+    let staff = if cmd.may_start_ladder() {
+        reachable(txn, case.school_id).await?
+    } else {
+        Reachable::new()
+    };
+    Ok(CaseSnapshot {
+        case,
+        school_code,
+        staff,
+        related,
+    })
+}

@@ -1,0 +1,291 @@
+//! The writer on SQLite and PostgreSQL: a plan's case row, timeline entry,
+//! event, audit record, timers and notifications commit together; a plan
+//! made from a case that changed meanwhile writes nothing.
+#![allow(clippy::unwrap_used)]
+
+use chrono::Utc;
+use sanyu_case::ladder::{self, RUNG_TIMER, RUNNING, STOPPED};
+use sanyu_case::{Actor, Command, Keys, PlanCtx, Secret};
+use sanyu_domain::escalation::EscalationPolicy;
+use sanyu_domain::{CaseSubject, Principal, RiskLevel, Role, case_reference};
+use sanyu_store::audit::AuditKey;
+use sanyu_store::cases::{self, NewCase};
+use sanyu_store::crypto::Sealer;
+use sanyu_store::entities::{audit_record, case, case_action, outbox, school, staff, student};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sanyu_store::{Db, begin_write, timers};
+use sanyu_test_support::TestDb;
+use sanyu_test_support::fixtures::seed_school;
+use uuid::Uuid;
+
+struct World {
+    db: Db,
+    school: school::Model,
+    counsellor: staff::Model,
+    sealer: Sealer,
+    audit_key: AuditKey,
+    policy: EscalationPolicy,
+    _test_db: TestDb,
+}
+
+impl World {
+    async fn new(test_db: TestDb) -> Self {
+        let db = test_db.connect().await;
+        seed_school(&db, "W1").await;
+        let school = school::Entity::find()
+            .filter(school::Column::Code.eq("W1"))
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        let counsellor = staff::Entity::find()
+            .filter(staff::Column::StaffNo.eq("K1"))
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        let key = Sealer::generate_key();
+        Self {
+            db,
+            school,
+            counsellor,
+            sealer: Sealer::from_base64(&key).unwrap(),
+            audit_key: AuditKey::from_data_key(&key).unwrap(),
+            policy: EscalationPolicy::default(),
+            _test_db: test_db,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            principal: Principal {
+                token_id: Uuid::now_v7(),
+                role: Role::Counsellor,
+                school_id: self.school.id,
+                class_id: None,
+                staff_id: Some(self.counsellor.id),
+            },
+            source: "127.0.0.1".into(),
+        }
+    }
+
+    fn keys(&self) -> Keys<'_> {
+        Keys {
+            sealer: &self.sealer,
+            audit_key: &self.audit_key,
+        }
+    }
+
+    /// A case about student `student_no` at `level` with its ladder running.
+    async fn open_case(&self, student_no: &str, level: RiskLevel) -> case::Model {
+        let s1 = student::Entity::find()
+            .filter(student::Column::StudentNo.eq(student_no))
+            .one(&self.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let id = Uuid::now_v7();
+        let txn = begin_write(&self.db).await.unwrap();
+        cases::open(
+            &*txn,
+            NewCase {
+                id,
+                reference: case_reference(id),
+                school_id: self.school.id,
+                class_id: Some(s1.class_id),
+                student_id: Some(s1.id),
+                subject: CaseSubject::Student,
+                level,
+                rule: "test".into(),
+                at: Utc::now(),
+            },
+        )
+        .await
+        .unwrap();
+        let opened = cases::get(&*txn, id).await.unwrap().unwrap();
+        let staff = sanyu_case::snapshot::reachable(&*txn, self.school.id)
+            .await
+            .unwrap();
+        let start = ladder::plan_start(
+            &opened,
+            &self.policy,
+            &self.school.code,
+            |roles| ladder::people_in(&staff, roles),
+            ladder::reason::CASE_OPENED,
+            Utc::now(),
+            None,
+        )
+        .unwrap();
+        let started = sanyu_case::writer::apply_ladder(&*txn, &opened, &start)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        started
+    }
+
+    /// Load, plan and write `cmd` on `case_id` in one transaction.
+    async fn act(&self, case_id: Uuid, cmd: Command) -> (sanyu_case::Plan, case::Model) {
+        let txn = begin_write(&self.db).await.unwrap();
+        let c = sanyu_case::load_case(&*txn, case_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = sanyu_case::load(&*txn, c, self.school.id, &cmd)
+            .await
+            .unwrap();
+        let plan = sanyu_case::plan(&snapshot, &self.actor(), &cmd, &self.ctx()).unwrap();
+        let written = sanyu_case::apply(&*txn, &plan, self.keys()).await.unwrap();
+        txn.commit().await.unwrap();
+        (plan, written)
+    }
+
+    fn ctx(&self) -> PlanCtx<'_> {
+        PlanCtx {
+            now: Utc::now(),
+            policy: &self.policy,
+            traceparent: None,
+            ids: &Uuid::now_v7,
+        }
+    }
+
+    async fn pending_rungs(&self, case_id: Uuid) -> Vec<String> {
+        timers::pending_for_case(&self.db, case_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.kind == RUNG_TIMER)
+            .map(|t| t.key)
+            .collect()
+    }
+
+    async fn has_event(&self, event_id: &str) -> bool {
+        outbox::Entity::find()
+            .filter(outbox::Column::EventId.eq(event_id))
+            .one(&self.db)
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stops_the_ladder(
+    w: &World,
+) {
+    let c = w.open_case("S1", RiskLevel::Critical).await;
+    assert_eq!(c.ladder_state, RUNNING);
+    assert_eq!(w.pending_rungs(c.id).await.len(), 1);
+    let audits_before = audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("case.acknowledge"))
+        .all(&w.db)
+        .await
+        .unwrap()
+        .len();
+
+    let (plan, written) = w.act(c.id, Command::Acknowledge).await;
+
+    assert_eq!(written.status, "acknowledged");
+    assert_eq!(written.ladder_state, STOPPED);
+    assert_eq!(written.version, c.version + 1);
+    assert_eq!(written.assignee_staff_id, Some(w.counsellor.id));
+    assert_eq!(written.acknowledged_by, Some(w.counsellor.id));
+    assert!(
+        w.pending_rungs(c.id).await.is_empty(),
+        "every rung cancelled"
+    );
+    let entry = case_action::Entity::find_by_id(plan.timeline[0].id)
+        .one(&w.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.action, "acknowledge");
+    assert_eq!(entry.status_after, "acknowledged");
+    assert!(
+        w.has_event(&format!("case.action:{}", entry.id)).await,
+        "the entry's event is in the outbox"
+    );
+    let audits_after = audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("case.acknowledge"))
+        .filter(audit_record::Column::Target.eq(format!("case:{}", c.id)))
+        .all(&w.db)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(audits_after, audits_before + 1);
+}
+
+async fn a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(w: &World) {
+    let c = w.open_case("S2", RiskLevel::Elevated).await;
+    let (_, acked) = w.act(c.id, Command::Acknowledge).await;
+    assert_eq!(acked.ladder_state, STOPPED);
+
+    let (plan, raised) = w
+        .act(
+            c.id,
+            Command::SetLevel {
+                level: RiskLevel::Critical,
+                reason: Secret::new("said goodbye to friends"),
+            },
+        )
+        .await;
+
+    assert_eq!(raised.level, "critical");
+    assert_eq!(raised.ladder_epoch, c.ladder_epoch + 1);
+    assert_eq!(raised.ladder_state, RUNNING);
+    assert_eq!(
+        w.pending_rungs(c.id).await,
+        vec![format!("ladder:{}:e{}:r1", c.id, raised.ladder_epoch)]
+    );
+    let first = format!(
+        "notify.requested:{}",
+        ladder::rung_key(c.id, w.counsellor.id, raised.ladder_epoch, 0)
+    );
+    assert!(w.has_event(&first).await, "the counsellor is told at once");
+    let entry = case_action::Entity::find_by_id(plan.timeline[0].id)
+        .one(&w.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed = entry.text_sealed.expect("the reason is sealed");
+    assert_eq!(w.sealer.open(&sealed).unwrap(), "said goodbye to friends");
+    assert!(!entry.detail.contains("goodbye"));
+}
+
+async fn a_plan_of_a_case_that_changed_meanwhile_writes_nothing(w: &World) {
+    let c = w.open_case("S3", RiskLevel::High).await;
+    // Plan an acknowledgement from the case as it is now…
+    let txn = begin_write(&w.db).await.unwrap();
+    let snapshot = sanyu_case::load(&*txn, c.clone(), w.school.id, &Command::Acknowledge)
+        .await
+        .unwrap();
+    drop(txn);
+    let plan = sanyu_case::plan(&snapshot, &w.actor(), &Command::Acknowledge, &w.ctx()).unwrap();
+    // …someone else acknowledges first…
+    w.act(c.id, Command::Acknowledge).await;
+    // …and the stale plan fails as a whole.
+    let txn = begin_write(&w.db).await.unwrap();
+    let err = sanyu_case::apply(&*txn, &plan, w.keys()).await.unwrap_err();
+    assert!(err.to_string().contains("version conflict"), "{err}");
+    drop(txn);
+    assert!(
+        case_action::Entity::find_by_id(plan.timeline[0].id)
+            .one(&w.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !w.has_event(&format!("case.action:{}", plan.timeline[0].id))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn the_writer_commits_a_plan_whole_on_sqlite_and_postgres() {
+    for test_db in TestDb::all().await {
+        let w = World::new(test_db).await;
+        an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stops_the_ladder(&w)
+            .await;
+        a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(&w).await;
+        a_plan_of_a_case_that_changed_meanwhile_writes_nothing(&w).await;
+    }
+}
