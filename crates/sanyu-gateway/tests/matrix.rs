@@ -758,6 +758,8 @@ async fn matrix_app(db: TestDb) -> App {
         config.zero_report.periods = calendar.periods;
     })
     .await;
+    app.add_numbered_students(Sch::A, 200).await;
+    app.add_numbered_students(Sch::B, 200).await;
     app.add_students(
         Sch::B,
         &format!("school_code,grade_code,class_code,student_no,student_name\nSCH2,G1,C1,{ONLY_B},Only B\n"),

@@ -190,10 +190,6 @@ impl App {
         let seed = db.connect().await;
         let a = seed_school(&seed, Sch::A.code()).await;
         let b = seed_school(&seed, Sch::B.code()).await;
-        // Students B00000… of class C1, so that every test can open as many
-        // cases as it needs (one open case per student).
-        add_students(&seed, Sch::A.code(), 400).await;
-        add_students(&seed, Sch::B.code(), 400).await;
         let deployment = sanyu_store::tokens::issue_deployment(
             &seed,
             Some("test".into()),
@@ -377,8 +373,14 @@ impl App {
     /// Open a case about student `no` of `sch` the way production does: a
     /// crisis team member's report, decided by the rules engine. Its id.
     pub async fn open_case(&self, sch: Sch, no: &str, level: &str) -> Uuid {
+        self.open_case_reported_by(Who::CrisisTeam, sch, no, level)
+            .await
+    }
+
+    /// As [`App::open_case`], reported by `who` of `sch`.
+    pub async fn open_case_reported_by(&self, who: Who, sch: Sch, no: &str, level: &str) -> Uuid {
         let r = self
-            .as_(Who::CrisisTeam, sch)
+            .as_(who, sch)
             .post("/v1/reports", report_body(no, level))
             .await;
         assert_eq!(r.status(), 202, "report on {no}: {}", r.text());
@@ -406,6 +408,12 @@ impl App {
             .await
             .expect("case")
             .expect("case row")
+    }
+
+    /// Students `B00000`… of class C1 at `sch`, for a test that opens many
+    /// cases (one open case per student).
+    pub async fn add_numbered_students(&self, sch: Sch, n: usize) {
+        add_students(&self.db, sch.code(), n).await;
     }
 
     /// Import students (a roster CSV) as the operator would.
@@ -485,6 +493,12 @@ impl Client<'_> {
             .body(Body::from(body))
             .expect("request");
         self.app.send(request).await
+    }
+
+    /// A CSV upload.
+    pub async fn post_csv(&self, path: &str, csv: &str) -> Answer {
+        self.post_bytes(path, "text/csv", csv.as_bytes().to_vec())
+            .await
     }
 
     /// A request with extra headers.
