@@ -24,7 +24,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use sanyu_domain::Role;
 use sanyu_gateway::AppState;
 use sanyu_platform::Config;
 use sanyu_platform::config::Secret;
@@ -539,19 +538,4 @@ pub fn multipart(fields: &[(&str, &str)], file_name: &str, file: &[u8]) -> (Stri
     body.extend_from_slice(file);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-/// A school role's name for messages.
-pub fn role_of(who: Who) -> Option<Role> {
-    Some(match who {
-        Who::Teacher | Who::TeacherOtherClass => Role::Teacher,
-        Who::Monitor => Role::Monitor,
-        Who::Counsellor | Who::OtherCounsellor => Role::Counsellor,
-        Who::CrisisTeam => Role::CrisisTeam,
-        Who::Leader => Role::Leader,
-        Who::District => Role::District,
-        Who::Admin => Role::Admin,
-        Who::Service => Role::Service,
-        Who::Nobody | Who::BadToken | Who::Deployment => return None,
-    })
 }
