@@ -243,6 +243,11 @@ impl App {
         }
     }
 
+    /// The database's URL (e.g. to read a SQLite file as bytes).
+    pub fn db_url(&self) -> String {
+        self._test_db.url().to_owned()
+    }
+
     pub fn school(&self, sch: Sch) -> &School {
         match sch {
             Sch::A => &self.a,

@@ -1,4 +1,6 @@
-//! Minimal disclosure, through the real gateway and rules engine (issue #13,
+//! Minimal disclosure, in-process: the router on a real database and the
+//! rules engine deciding in-process what the relay would carry to it (moved
+//! from the end-to-end `tests/disclosure.rs`, same assertions; issue #13,
 //! items 5–7):
 //!
 //! - head teachers and leaders see the state of a case, its level, who works
@@ -10,16 +12,96 @@
 //!   worked through every action and a hotline call logged, no planted text is
 //!   anywhere in the database; each field has a length limit;
 //! - another class's or school's student answers exactly as a student who does
-//!   not exist, on every route that looks a student up (in-process:
-//!   `crates/sanyu-gateway/tests/existence.rs`).
+//!   not exist, on every route that looks a student up (`existence.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sanyu_e2e::Stack;
-use sanyu_e2e::support::{TestDb, eventually};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sanyu_store::Db;
+use sanyu_store::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
+use support::{Answer, App};
+
+/// What the end-to-end tests called their stack: here the router in-process,
+/// with a key date (`midterm`) open now.
+struct Stack {
+    app: App,
+    conn: Db,
+    school: School,
+}
+
+impl Stack {
+    async fn new(db: TestDb) -> Self {
+        let now = chrono::Utc::now();
+        let periods = serde_json::from_value(json!([
+            {"id": "midterm", "name": "期中考试", "kind": "midterm_exam",
+             "opens_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+             "deadline": (now + chrono::Duration::hours(3)).to_rfc3339(),
+             "levels": ["class", "school"]},
+        ]))
+        .expect("periods");
+        let app = App::start_with(db, |config| config.zero_report.periods = periods).await;
+        Self {
+            conn: app.db.clone(),
+            school: app.a.clone(),
+            app,
+        }
+    }
+
+    fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
+        let mut body = support::report_body(student_no, level);
+        body["narrative"] = json!(narrative);
+        body
+    }
+
+    async fn post_report(&self, token: &str, body: &Value) -> Answer {
+        self.post_json(token, "/v1/reports", body).await
+    }
+
+    async fn get(&self, token: &str, path: &str) -> Answer {
+        self.app.with_token(Some(token)).get(path).await
+    }
+
+    async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
+        self.app
+            .with_token(Some(token))
+            .post(path, body.clone())
+            .await
+    }
+
+    /// `POST /v1/cases/{case}/{action}` with a JSON body.
+    async fn act(&self, token: &str, case: &str, action: &str, body: Value) -> Answer {
+        self.post_json(token, &format!("/v1/cases/{case}/{action}"), &body)
+            .await
+    }
+
+    /// Poll `check` until it returns `Some`, letting the rules engine decide
+    /// the intake written so far before each look (the end-to-end test
+    /// waited for the engine binary); screening imports run in the
+    /// background of the gateway's state, as in the binary.
+    async fn eventually<T, F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.app.decide_intake().await;
+            if let Some(value) = check().await {
+                return value;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for: {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
 
 /// Planted free text: every one starts with this.
 const CANARY: &str = "CANARY";
@@ -58,15 +140,6 @@ struct Planted {
     _spool: tempfile::TempDir,
 }
 
-fn periods() -> String {
-    let now = chrono::Utc::now();
-    format!(
-        r#"[{{id="midterm", name="期中考试", kind="midterm_exam", opens_at="{}", deadline="{}", levels=["class", "school"]}}]"#,
-        (now - chrono::Duration::hours(1)).to_rfc3339(),
-        (now + chrono::Duration::hours(3)).to_rfc3339(),
-    )
-}
-
 /// A `multipart/form-data` screening import body.
 fn screening_import(csv: &str) -> (String, Vec<u8>) {
     let boundary = "sanyu-disclosure-boundary";
@@ -92,62 +165,50 @@ fn screening_import(csv: &str) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn ok(r: reqwest::Response, what: &str) -> Value {
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
+async fn ok(r: Answer, what: &str) -> Value {
+    let status = r.status;
+    let body: Value = r.json();
     assert!(status.is_success(), "{what}: {status} {body}");
     body
 }
 
 /// Wait for an open case of `student_no` in the counsellor's queue.
 async fn case_of(stack: &Stack, student_no: &str) -> String {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{student_no}'s case"),
-        || async {
-            let v: Value = stack
-                .get(&stack.school.counsellor, "/v1/cases")
-                .await
-                .json()
-                .await
-                .ok()?;
-            v["cases"]
-                .as_array()?
-                .iter()
-                .find(|c| c["student_no"] == student_no && c["status"] != "closed")
-                .and_then(|c| c["id"].as_str().map(str::to_owned))
-        },
-    )
-    .await
+    stack
+        .eventually(
+            Duration::from_secs(30),
+            &format!("{student_no}'s case"),
+            || async {
+                let v: Value = stack
+                    .get(&stack.school.counsellor, "/v1/cases")
+                    .await
+                    .json();
+                v["cases"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["student_no"] == student_no && c["status"] != "closed")
+                    .and_then(|c| c["id"].as_str().map(str::to_owned))
+            },
+        )
+        .await
 }
 
 /// Wait until the counsellor's view of `case` satisfies `done`.
 async fn wait_case(stack: &Stack, case: &str, what: &str, done: impl Fn(&Value) -> bool) {
-    eventually(Duration::from_secs(30), what, || async {
-        let v: Value = stack
-            .get(&stack.school.counsellor, &format!("/v1/cases/{case}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        done(&v).then_some(())
-    })
-    .await
+    stack
+        .eventually(Duration::from_secs(30), what, || async {
+            let v: Value = stack
+                .get(&stack.school.counsellor, &format!("/v1/cases/{case}"))
+                .await
+                .json();
+            done(&v).then_some(())
+        })
+        .await
 }
 
 async fn plant(db: TestDb) -> Planted {
     let spool = tempfile::tempdir().expect("spool dir");
-    let mut stack = Stack::new(db).await;
-    stack
-        .start_gateway_with(&[
-            (
-                "SANYU_SCREENING__SPOOL_DIR",
-                spool.path().display().to_string(),
-            ),
-            ("SANYU_ZERO_REPORT__PERIODS", periods()),
-        ])
-        .await;
-    stack.start_rules(&[]);
+    let stack = Stack::new(db).await;
     let sch = stack.school.clone();
 
     // A head teacher's report about S1.
@@ -171,14 +232,10 @@ async fn plant(db: TestDb) -> Planted {
          S3,x,2,2,2,2,2,0,0,0,0\n",
     );
     let r = stack
-        .http
-        .post(format!("{}/v1/screening-imports", stack.base_url()))
-        .bearer_auth(&sch.counsellor)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("POST screening import");
+        .app
+        .with_token(Some(&sch.counsellor))
+        .post_bytes("/v1/screening-imports", &content_type, body)
+        .await;
     ok(r, "screening import").await;
     wait_case(&stack, &case_s1, "the screening joins S1's case", |v| {
         v.to_string().contains("suicide_item")
@@ -226,20 +283,16 @@ async fn plant(db: TestDb) -> Planted {
         "unidentified call",
     )
     .await;
-    let case_caller = eventually(Duration::from_secs(30), "the caller's case", || async {
-        let v: Value = stack
-            .get(&sch.crisis_team, "/v1/cases")
-            .await
-            .json()
-            .await
-            .ok()?;
-        v["cases"]
-            .as_array()?
-            .iter()
-            .find(|c| c["subject"] == "unidentified_caller")
-            .and_then(|c| c["id"].as_str().map(str::to_owned))
-    })
-    .await;
+    let case_caller = stack
+        .eventually(Duration::from_secs(30), "the caller's case", || async {
+            let v: Value = stack.get(&sch.crisis_team, "/v1/cases").await.json();
+            v["cases"]
+                .as_array()?
+                .iter()
+                .find(|c| c["subject"] == "unidentified_caller")
+                .and_then(|c| c["id"].as_str().map(str::to_owned))
+        })
+        .await;
 
     // Every kind of work on S1's case, each with its free text.
     let crisis = &sch.crisis_team;
@@ -309,34 +362,29 @@ async fn plant(db: TestDb) -> Planted {
     let case_s2 = case_of(&stack, "S2").await;
 
     // The watch list holds S3.
-    eventually(Duration::from_secs(30), "S3 on the watch list", || async {
-        let v: Value = stack
-            .get(&sch.counsellor, "/v1/key-population")
-            .await
-            .json()
-            .await
-            .ok()?;
-        (v["watch_list"]
-            .as_array()?
-            .iter()
-            .any(|w| w["student_no"] == "S3"))
-        .then_some(())
-    })
-    .await;
+    stack
+        .eventually(Duration::from_secs(30), "S3 on the watch list", || async {
+            let v: Value = stack
+                .get(&sch.counsellor, "/v1/key-population")
+                .await
+                .json();
+            (v["watch_list"]
+                .as_array()?
+                .iter()
+                .any(|w| w["student_no"] == "S3"))
+            .then_some(())
+        })
+        .await;
 
     let ids: Value = stack
         .get(&sch.counsellor, &format!("/v1/cases/{case_s1}"))
         .await
-        .json()
-        .await
-        .expect("case json");
+        .json();
     let s1 = ids["student_id"].as_str().expect("S1's id").to_owned();
     let kp: Value = stack
         .get(&sch.counsellor, "/v1/key-population")
         .await
-        .json()
-        .await
-        .expect("json");
+        .json();
     let s3 = kp["watch_list"]
         .as_array()
         .and_then(|w| w.iter().find(|w| w["student_no"] == "S3"))
@@ -481,7 +529,7 @@ fn assert_discloses_only(who: &str, route: &str, body: &Value, allowed: &[String
 async fn read(stack: &Stack, token: &str, path: &str) -> Value {
     let r = stack.get(token, path).await;
     let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let body: Value = r.json();
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
@@ -614,9 +662,7 @@ async fn head_teachers_and_leaders_see_state_level_who_and_when_only(db: TestDb)
             "/v1/zero-report-periods/midterm/compliance?format=csv",
         )
         .await
-        .text()
-        .await
-        .expect("csv");
+        .text();
     assert!(
         !csv.to_lowercase().contains(&CANARY.to_lowercase()),
         "{csv}"
@@ -707,7 +753,7 @@ async fn head_teachers_and_leaders_see_state_level_who_and_when_only_on_postgres
 async fn stored_anywhere(stack: &Stack, needle: &str) -> Vec<String> {
     let conn = &stack.conn;
     if conn.get_database_backend() == DatabaseBackend::Sqlite {
-        let url = stack.db.url();
+        let url = stack.app.db_url();
         let path = url
             .strip_prefix("sqlite://")
             .and_then(|p| p.split('?').next())
@@ -830,8 +876,8 @@ async fn free_text_about_a_student_is_stored_only_sealed(db: TestDb) {
         ("notes", json!({"text": long(20_001)}), "text"),
     ] {
         let r = stack.act(&sch.crisis_team, &p.case_s1, action, body).await;
-        let status = r.status().as_u16();
-        let reply: Value = r.json().await.unwrap_or(Value::Null);
+        let status = r.status();
+        let reply: Value = r.json();
         if action == "notes" {
             // Past the body limit of the test gateway: refused before parsing.
             assert!(matches!(status, 413 | 422), "{action}: {status} {reply}");
@@ -855,8 +901,8 @@ async fn free_text_about_a_student_is_stored_only_sealed(db: TestDb) {
         let r = stack
             .post_json(&sch.service, "/v1/hotline-calls", &body)
             .await;
-        let status = r.status().as_u16();
-        let reply: Value = r.json().await.unwrap_or(Value::Null);
+        let status = r.status();
+        let reply: Value = r.json();
         assert_eq!(status, 422, "{field}: {reply}");
         assert_eq!(reply["error"]["field"], field, "{reply}");
     }
