@@ -1,7 +1,7 @@
 //! The gateway binary's health, readiness (following NATS) and OpenAPI
 //! document. Authentication, role and scope on every route and bad input
 //! answered with a clear error are tested in-process:
-//! `crates/sanyu-gateway/tests/{api,matrix}.rs`.
+//! `crates/sanyu-gateway/tests/routes/{api,matrix}.rs`.
 
 use std::time::Duration;
 

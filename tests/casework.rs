@@ -2,7 +2,7 @@
 //! with every action, the timeline, the key population, the student's
 //! history, and the queue. Illegal transitions (409 with the allowed
 //! actions), the route × role × scope matrix of case work and watch entries
-//! are tested in-process: `crates/sanyu-gateway/tests/casework.rs`.
+//! are tested in-process: `crates/sanyu-gateway/tests/routes/casework.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! without a school are the deployment admin's; a role that reads cases
 //! given through the API waits for a second person of the school. (A
 //! school's first crisis team confirmed by the deployment admin is tested
-//! in-process: `crates/sanyu-gateway/tests/role_grants.rs`.)
+//! in-process: `crates/sanyu-gateway/tests/routes/role_grants.rs`.)
 
 use std::time::Duration;
 

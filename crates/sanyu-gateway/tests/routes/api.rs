@@ -3,23 +3,19 @@
 //!
 //! In-process (moved from the end-to-end `tests/api.rs`, same assertions):
 //! the router on a real database, cases opened by the rules engine in-process.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{Answer, App, Sch, Who};
 use axum::http::Method;
 use sanyu_store::entities::report;
 use sanyu_store::sea_orm::{EntityTrait, PaginatorTrait};
 use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
-use support::{Answer, App, Sch, Who};
 
 fn error_of(r: Answer) -> (u16, Value) {
     (r.status(), r.json())
 }
 
 fn report_body(student_no: &str, narrative: &str) -> Value {
-    let mut body = support::report_body(student_no, "high");
+    let mut body = crate::support::report_body(student_no, "high");
     body["narrative"] = json!(narrative);
     body
 }

@@ -3,16 +3,12 @@
 //! existence oracles). In-process (moved from the end-to-end
 //! `tests/disclosure.rs`, same assertions): the router on a real database, the
 //! rules engine deciding in-process what the relay would have carried to it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{Answer, App};
 use sanyu_store::Db;
 use sanyu_store::roster::{self, ImportScope};
 use sanyu_store::sea_orm::{ConnectionTrait, Statement};
 use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
-use support::{Answer, App};
 
 /// What the end-to-end tests called their stack: here the router in-process,
 /// with a key date (`midterm`) open now.
@@ -43,7 +39,7 @@ impl Stack {
     }
 
     fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
-        let mut body = support::report_body(student_no, level);
+        let mut body = crate::support::report_body(student_no, level);
         body["narrative"] = json!(narrative);
         body
     }

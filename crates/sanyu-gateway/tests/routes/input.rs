@@ -6,16 +6,12 @@
 //!
 //! In-process (moved from the end-to-end `tests/input.rs`, same assertions):
 //! the router on a real database, no binaries.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{Answer, App, Sch, Who, report_body};
 use axum::http::Method;
 use sanyu_store::entities::{hotline_call, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
-use support::{Answer, App, Sch, Who, report_body};
 
 fn answer(r: Answer) -> (u16, Value) {
     let status = r.status();

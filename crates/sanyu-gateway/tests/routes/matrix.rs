@@ -14,18 +14,14 @@
 //!   row (a new route without one fails [`every_route_has_a_row`]).
 //!
 //! Runs on SQLite and, with `SANYU_TEST_PG_URL`, on PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 
+use crate::support::{Answer, App, Sch, Who};
 use axum::http::Method;
 use sanyu_store::entities::case;
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
-use support::{Answer, App, Sch, Who};
 use uuid::Uuid;
 
 /// What a route's path or body names.
@@ -562,7 +558,7 @@ impl<'a> Matrix<'a> {
         let n = self.unique();
         let k1 = app.staff_id(Sch::A, "K1").await;
         let (content_type, body): (String, Vec<u8>) = match template {
-            "/v1/reports" => json_body(support::report_body(&record, "high")),
+            "/v1/reports" => json_body(crate::support::report_body(&record, "high")),
             "/v1/cases/{id}/acknowledge" => json_body(json!({})),
             "/v1/cases/{id}/assign" => json_body(json!({"staff_id": k1})),
             "/v1/cases/{id}/notes" => json_body(json!({"text": "called the family"})),
@@ -733,7 +729,7 @@ fn call(call_id: &str, student_no: Option<&str>, rating: &str) -> Value {
 
 /// A small PHQ-9 export of school `sch`.
 fn screening_upload(school: &str) -> (String, Vec<u8>) {
-    support::multipart(
+    crate::support::multipart(
         &[
             ("school", school),
             ("instrument", "PHQ-9"),
@@ -839,7 +835,7 @@ fn every_route_has_a_row() {
     }
     // Every path literal of the router's source: a route added to `router()`
     // but left out of the OpenAPI document is caught here.
-    let source = include_str!("../src/lib.rs");
+    let source = include_str!("../../src/lib.rs");
     let router_paths: BTreeSet<&str> = source
         .split('"')
         .skip(1)

@@ -15,7 +15,6 @@
 //!     .await;
 //! assert_eq!(r.status, 200);
 //! ```
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,22 +123,12 @@ impl Answer {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-
-    /// The error code of an error answer (`{"error": {"code": …}}`).
-    pub fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
 }
 
 /// The router on a real database, two seeded schools and their tokens.
 pub struct App {
     pub router: Router,
-    pub state: AppState,
     pub db: Db,
-    pub config: Config,
     pub a: School,
     pub b: School,
     /// A deployment-level admin's token.
@@ -227,9 +216,7 @@ impl App {
         );
         Self {
             router,
-            state,
             db: conn,
-            config,
             a,
             b,
             deployment,
@@ -406,14 +393,6 @@ impl App {
             .map(|c| c.id)
     }
 
-    pub async fn case(&self, id: Uuid) -> case::Model {
-        case::Entity::find_by_id(id)
-            .one(&self.db)
-            .await
-            .expect("case")
-            .expect("case row")
-    }
-
     /// Students `B00000`… of class C1 at `sch`, for a test that opens many
     /// cases (one open case per student).
     pub async fn add_numbered_students(&self, sch: Sch, n: usize) {
@@ -437,17 +416,6 @@ impl App {
             summary.errors
         );
         txn.commit().await.expect("commit");
-    }
-
-    /// How many audit records of `action` exist.
-    pub async fn audit_count(&self, action: &str) -> usize {
-        use sanyu_store::entities::audit_record;
-        audit_record::Entity::find()
-            .filter(audit_record::Column::Action.eq(action))
-            .all(&self.db)
-            .await
-            .expect("audit records")
-            .len()
     }
 }
 

@@ -2,10 +2,7 @@
 //! (moved from the end-to-end `tests/scope.rs`, same assertions): the
 //! deployment admin confirms a school's first crisis team, never once the
 //! school has one.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{Answer, App};
 use sanyu_domain::Role;
 use sanyu_store::Db;
 use sanyu_store::entities::staff;
@@ -14,7 +11,6 @@ use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sanyu_test_support::fixtures::staff_token;
 use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
-use support::{Answer, App};
 
 /// What the end-to-end tests called their stack: here the router in-process.
 struct Stack {

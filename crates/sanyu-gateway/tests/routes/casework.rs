@@ -3,12 +3,9 @@
 //! allowed actions), the route × role × scope matrix of case work, and a
 //! watch entry followed up through the API. The router on a real database;
 //! cases opened by the rules engine in-process.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::{Answer, App};
 use sanyu_domain::CaseStatus;
 use sanyu_domain::lifecycle::{self, CaseAction};
 use sanyu_store::Db;
@@ -18,7 +15,6 @@ use sanyu_store::sea_orm::{
 };
 use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
-use support::{Answer, App};
 use uuid::Uuid;
 
 /// What the end-to-end tests called their stack: here the router in-process.
@@ -109,7 +105,7 @@ async fn case_for(
     level: &str,
 ) -> String {
     let before = count_cases(stack, reader).await;
-    let mut body = support::report_body(student_no, level);
+    let mut body = crate::support::report_body(student_no, level);
     body["narrative"] = json!("CANARY-NARRATIVE");
     let r = stack.post_json(token, "/v1/reports", &body).await;
     assert_eq!(r.status(), 202);

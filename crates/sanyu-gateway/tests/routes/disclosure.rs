@@ -14,18 +14,14 @@
 //! - another class's or school's student answers exactly as a student who does
 //!   not exist, on every route that looks a student up (`existence.rs`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::{Answer, App};
 use sanyu_store::Db;
 use sanyu_store::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
-use support::{Answer, App};
 
 /// What the end-to-end tests called their stack: here the router in-process,
 /// with a key date (`midterm`) open now.
@@ -54,7 +50,7 @@ impl Stack {
     }
 
     fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
-        let mut body = support::report_body(student_no, level);
+        let mut body = crate::support::report_body(student_no, level);
         body["narrative"] = json!(narrative);
         body
     }
