@@ -13,7 +13,7 @@
 //! - `disclosure`, `existence`: what oversight roles see, free text sealed at
 //!   rest, no existence oracles;
 //! - `role_grants`: a school's first crisis team confirmed by the deployment
-//!   admin.
+//!   admin; `roster`: an admin imports the own school's rows only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -25,3 +25,4 @@ mod existence;
 mod input;
 mod matrix;
 mod role_grants;
+mod roster;
