@@ -358,7 +358,9 @@ impl Gateway {
 }
 
 impl AppState {
-    fn new(
+    /// The state the gateway serves with, from its configuration and its
+    /// connections (also how in-process route tests build the router).
+    pub fn new(
         config: &Config,
         db: Db,
         backbone: nats::Backbone,

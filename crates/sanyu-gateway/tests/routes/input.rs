@@ -3,42 +3,41 @@
 //! from PostgreSQL, never a half-written import), and every error the API
 //! gives, also for a bad path, a bad query, an unknown route or method and a
 //! body of the wrong kind, has the documented JSON body.
-
-use sanyu_e2e::Stack;
-use sanyu_e2e::support::TestDb;
+//!
+//! In-process (moved from the end-to-end `tests/input.rs`, same assertions):
+//! the router on a real database, no binaries.
+use crate::support::{Answer, App, Sch, Who, report_body};
+use axum::http::Method;
 use sanyu_store::entities::{hotline_call, student};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
 
-async fn answer(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
+fn answer(r: Answer) -> (u16, Value) {
+    let status = r.status();
+    let text = r.text();
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("answer {status} is not JSON: {text:?}"));
     (status, body)
 }
 
 /// Assert a 422 naming `field`.
-async fn refused(r: reqwest::Response, field: &str) {
-    let (status, body) = answer(r).await;
+fn refused(r: Answer, field: &str) {
+    let (status, body) = answer(r);
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "validation_failed", "{body}");
     assert_eq!(body["error"]["field"], field, "{body}");
 }
 
 /// A case about S1, acknowledged by the counsellor (so record work may follow).
-async fn acknowledged_case(stack: &Stack) -> String {
-    let r = stack
-        .post_report(
-            &stack.school.teacher_c1,
-            &Stack::report_body("S1", "high", "seen crying"),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let cases = stack.wait_for_cases(1).await;
-    let id = cases[0]["id"].as_str().expect("case id").to_owned();
-    let r = stack
-        .act(&stack.school.counsellor, &id, "acknowledge", json!({}))
+async fn acknowledged_case(app: &App) -> String {
+    let id = app
+        .open_case_reported_by(Who::Teacher, Sch::A, "S1", "high")
+        .await
+        .to_string();
+    let r = app
+        .as_(Who::Counsellor, Sch::A)
+        .post(&format!("/v1/cases/{id}/acknowledge"), json!({}))
         .await;
     assert_eq!(r.status(), 200);
     id
@@ -56,67 +55,59 @@ fn hotline_call(call_id: &str, counsellor: &str) -> Value {
 }
 
 async fn control_characters_are_refused_with_422_and_the_field_wherever_text_enters(db: TestDb) {
-    let stack = Stack::started(db).await;
-    let s = &stack.school;
-    let case = acknowledged_case(&stack).await;
+    let app = App::start(db).await;
+    let teacher = app.as_(Who::Teacher, Sch::A);
+    let counsellor = app.as_(Who::Counsellor, Sch::A);
+    let service = app.as_(Who::Service, Sch::A);
+    let case = acknowledged_case(&app).await;
+    let act = |action: &str| format!("/v1/cases/{case}/{action}");
 
-    let mut report = Stack::report_body("S1", "high", "x");
+    let mut report = report_body("S1", "high");
     report["student_no"] = json!("S\u{0}1");
-    refused(
-        stack.post_report(&s.teacher_c1, &report).await,
-        "student_no",
-    )
-    .await;
+    refused(teacher.post("/v1/reports", report).await, "student_no");
     // Free text keeps its line breaks, not a NUL.
-    let report = Stack::report_body("S1", "high", "line one\nline\u{0}two");
-    refused(stack.post_report(&s.teacher_c1, &report).await, "narrative").await;
+    let mut report = report_body("S1", "high");
+    report["narrative"] = json!("line one\nline\u{0}two");
+    refused(teacher.post("/v1/reports", report).await, "narrative");
 
     let path = "/v1/hotline-calls";
     let call = hotline_call("C\u{0}1", "Hotline One");
-    refused(stack.post_json(&s.service, path, &call).await, "call_id").await;
+    refused(service.post(path, call).await, "call_id");
     let call = hotline_call("C-1", "Hotline\u{0}One");
-    refused(stack.post_json(&s.service, path, &call).await, "counsellor").await;
+    refused(service.post(path, call).await, "counsellor");
 
     let referral =
         json!({"institution": "City\u{0}Hospital", "referred_on": chrono::Utc::now().date_naive()});
     refused(
-        stack.act(&s.counsellor, &case, "referrals", referral).await,
+        counsellor.post(&act("referrals"), referral).await,
         "institution",
-    )
-    .await;
+    );
     refused(
-        stack
-            .act(
-                &s.counsellor,
-                &case,
-                "notes",
-                json!({"text": "a\u{1b}[2Jb"}),
-            )
+        counsellor
+            .post(&act("notes"), json!({"text": "a\u{1b}[2Jb"}))
             .await,
         "text",
-    )
-    .await;
+    );
 
     // In a query string.
-    refused(
-        stack.get(&s.counsellor, "/v1/cases?status=op%00en").await,
-        "status",
-    )
-    .await;
+    refused(counsellor.get("/v1/cases?status=op%00en").await, "status");
 
     // The roster: the row with a NUL in a name is reported, the other imports.
     let csv = "school_code,grade_code,class_code,student_no,student_name\n\
                SCH1,G1,C1,S7,Student\u{0}Seven\n\
                SCH1,G1,C1,S8,Student Eight\n";
-    let r = stack.post_csv(&s.admin, "/v1/roster/students", csv).await;
-    let (status, summary) = answer(r).await;
+    let r = app
+        .as_(Who::Admin, Sch::A)
+        .post_csv("/v1/roster/students", csv)
+        .await;
+    let (status, summary) = answer(r);
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["created"], 1, "{summary}");
     assert_eq!(summary["errors"][0]["line"], 2, "{summary}");
     assert_eq!(summary["errors"][0]["field"], "student_name", "{summary}");
     let names = student::Entity::find()
         .filter(student::Column::StudentNo.is_in(["S7", "S8"]))
-        .count(&stack.conn)
+        .count(&app.db)
         .await
         .expect("count");
     assert_eq!(names, 1);
@@ -130,17 +121,15 @@ async fn control_characters_are_refused_with_422_and_the_field_wherever_text_ent
          H-2,{now},student,S2,watch,Hotline\u{0}Two\n\
          H-3,{now},anonymous,,watch,Hotline Three\n"
     );
-    let r = stack
-        .post_csv(&s.service, "/v1/hotline-calls/import", &csv)
-        .await;
-    let (status, summary) = answer(r).await;
+    let r = service.post_csv("/v1/hotline-calls/import", &csv).await;
+    let (status, summary) = answer(r);
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["rows"], 3, "{summary}");
     assert_eq!(summary["created"], 2, "{summary}");
     assert_eq!(summary["errors"][0]["line"], 3, "{summary}");
     assert_eq!(summary["errors"][0]["field"], "counsellor", "{summary}");
     let stored: Vec<String> = hotline_call::Entity::find()
-        .all(&stack.conn)
+        .all(&app.db)
         .await
         .expect("calls")
         .into_iter()
@@ -164,46 +153,41 @@ async fn control_characters_are_refused_with_422_and_the_field_wherever_text_ent
 }
 
 async fn implausible_dates_and_lengths_are_refused_with_422_and_the_field(db: TestDb) {
-    let stack = Stack::started(db).await;
-    let s = &stack.school;
-    let case = acknowledged_case(&stack).await;
+    let app = App::start(db).await;
+    let teacher = app.as_(Who::Teacher, Sch::A);
+    let counsellor = app.as_(Who::Counsellor, Sch::A);
+    let case = acknowledged_case(&app).await;
+    let act = |action: &str| format!("/v1/cases/{case}/{action}");
 
-    let mut report = Stack::report_body("S1", "high", "x");
+    let mut report = report_body("S1", "high");
     report["observed_at"] = json!("0001-01-01T00:00:00Z");
-    refused(
-        stack.post_report(&s.teacher_c1, &report).await,
-        "observed_at",
-    )
-    .await;
+    refused(teacher.post("/v1/reports", report).await, "observed_at");
 
     for due in ["0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z"] {
         refused(
-            stack
-                .act(&s.counsellor, &case, "follow-ups", json!({"due_at": due}))
+            counsellor
+                .post(&act("follow-ups"), json!({"due_at": due}))
                 .await,
             "due_at",
-        )
-        .await;
+        );
     }
     let referral = json!({"institution": "City Hospital", "referred_on": "9999-12-31"});
     refused(
-        stack.act(&s.counsellor, &case, "referrals", referral).await,
+        counsellor.post(&act("referrals"), referral).await,
         "referred_on",
-    )
-    .await;
+    );
     let mut call = hotline_call("C-9", "Hotline One");
     call["started_at"] = json!("0001-01-01T00:00:00Z");
     refused(
-        stack
-            .post_json(&s.service, "/v1/hotline-calls", &call)
+        app.as_(Who::Service, Sch::A)
+            .post("/v1/hotline-calls", call)
             .await,
         "started_at",
-    )
-    .await;
+    );
     // A plausible follow-up still plans.
     let due = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
-    let r = stack
-        .act(&s.counsellor, &case, "follow-ups", json!({"due_at": due}))
+    let r = counsellor
+        .post(&act("follow-ups"), json!({"due_at": due}))
         .await;
     assert_eq!(r.status(), 200);
 
@@ -212,21 +196,19 @@ async fn implausible_dates_and_lengths_are_refused_with_422_and_the_field(db: Te
         "school_code,grade_code,class_code,student_no,student_name\nSCH1,G1,C1,S9,{}\n",
         "名".repeat(100_000)
     );
-    let r = stack.post_csv(&s.admin, "/v1/roster/students", &csv).await;
-    let (status, summary) = answer(r).await;
+    let r = app
+        .as_(Who::Admin, Sch::A)
+        .post_csv("/v1/roster/students", &csv)
+        .await;
+    let (status, summary) = answer(r);
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["created"], 0, "{summary}");
     assert_eq!(summary["errors"][0]["field"], "student_name", "{summary}");
     // A long free-text field is bounded too.
-    let r = stack
-        .act(
-            &s.counsellor,
-            &case,
-            "close",
-            json!({"outcome": "x".repeat(65)}),
-        )
+    let r = counsellor
+        .post(&act("close"), json!({"outcome": "x".repeat(65)}))
         .await;
-    refused(r, "outcome").await;
+    refused(r, "outcome");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,49 +224,32 @@ async fn implausible_dates_and_lengths_are_refused_with_422_and_the_field_on_pos
 }
 
 async fn every_error_answer_has_the_documented_json_body(db: TestDb) {
-    let mut stack = Stack::new(db).await;
-    stack.start_gateway().await;
-    let s = &stack.school;
+    let app = App::start(db).await;
     let not_found = |(status, body): (u16, Value)| {
         assert_eq!(status, 404, "{body}");
         assert_eq!(body["error"]["code"], "not_found", "{body}");
     };
+    let counsellor = app.as_(Who::Counsellor, Sch::A);
 
-    // A path id that does not parse names nothing.
-    let post = |token: &str, path: &str| {
-        stack
-            .http
-            .post(format!("{}{path}", stack.base_url()))
-            .bearer_auth(token)
-            .send()
+    // A path id that does not parse names nothing (a POST without a body).
+    let app = &app;
+    let post = |who: Who, path: &'static str| async move {
+        app.as_(who, Sch::A)
+            .send(Method::POST, path, &[], Vec::new())
+            .await
     };
-    not_found(
-        answer(
-            post(&s.crisis_team, "/v1/dead-letters/x/resolve")
-                .await
-                .expect("send"),
-        )
-        .await,
-    );
-    not_found(
-        answer(
-            post(&s.counsellor, "/v1/key-population/watch/x/done")
-                .await
-                .expect("send"),
-        )
-        .await,
-    );
-    not_found(answer(stack.get(&s.counsellor, "/v1/screening-imports/x").await).await);
+    not_found(answer(
+        post(Who::CrisisTeam, "/v1/dead-letters/x/resolve").await,
+    ));
+    not_found(answer(
+        post(Who::Counsellor, "/v1/key-population/watch/x/done").await,
+    ));
+    not_found(answer(counsellor.get("/v1/screening-imports/x").await));
     // A path segment that is not UTF-8.
-    not_found(answer(stack.get(&s.counsellor, "/v1/cases/%FF").await).await);
-    not_found(
-        answer(
-            post(&s.service, "/v1/sms/receipts/webhook/%FF")
-                .await
-                .expect("send"),
-        )
-        .await,
-    );
+    not_found(answer(counsellor.get("/v1/cases/%FF").await));
+    not_found(answer(
+        post(Who::Service, "/v1/sms/receipts/webhook/%FF").await,
+    ));
 
     // Query values that do not parse, or are given twice.
     for (query, field) in [
@@ -295,18 +260,14 @@ async fn every_error_answer_has_the_documented_json_body(db: TestDb) {
         ("/v1/cases?level=high&level=critical", "level"),
         ("/v1/key-population?limit=5000", "limit"),
     ] {
-        refused(stack.get(&s.counsellor, query).await, field).await;
+        refused(counsellor.get(query).await, field);
     }
 
     // A body that is not multipart where a file is expected.
-    let r = stack
-        .post_json(
-            &s.counsellor,
-            "/v1/screening-imports",
-            &json!({"file": "x"}),
-        )
+    let r = counsellor
+        .post("/v1/screening-imports", json!({"file": "x"}))
         .await;
-    let (status, body) = answer(r).await;
+    let (status, body) = answer(r);
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (415, Some("unsupported_media_type")),
@@ -314,17 +275,13 @@ async fn every_error_answer_has_the_documented_json_body(db: TestDb) {
     );
 
     // Unknown routes and methods.
-    not_found(answer(stack.get(&s.counsellor, "/v1/nothing-here").await).await);
-    not_found(answer(stack.get(&s.counsellor, "/nothing").await).await);
-    let r = stack
-        .http
-        .delete(format!("{}/v1/cases", stack.base_url()))
-        .bearer_auth(&s.counsellor)
-        .send()
-        .await
-        .expect("send");
-    assert!(r.headers().contains_key("allow"));
-    let (status, body) = answer(r).await;
+    not_found(answer(counsellor.get("/v1/nothing-here").await));
+    not_found(answer(counsellor.get("/nothing").await));
+    let r = counsellor
+        .send(Method::DELETE, "/v1/cases", &[], Vec::new())
+        .await;
+    assert!(r.headers.contains_key("allow"));
+    let (status, body) = answer(r);
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (405, Some("method_not_allowed")),
@@ -337,11 +294,10 @@ async fn every_error_answer_has_the_documented_json_body(db: TestDb) {
         "x".repeat(16 * 1024 * 1024 + 1)
     );
     let (status, body) = answer(
-        stack
-            .post_csv(&s.service, "/v1/hotline-calls/import", &big)
+        app.as_(Who::Service, Sch::A)
+            .post_csv("/v1/hotline-calls/import", &big)
             .await,
-    )
-    .await;
+    );
     assert_eq!(status, 413, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("16777216"), "{message}");
@@ -361,35 +317,39 @@ async fn every_error_answer_has_the_documented_json_body_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_reference_is_served_at_docs_with_nothing_from_elsewhere() {
-    let mut stack = Stack::new(TestDb::sqlite()).await;
-    stack.start_gateway().await;
-    let get = |path: &str| stack.http.get(format!("{}{path}", stack.base_url())).send();
-    let r = get("/docs/").await.expect("docs");
+    let app = App::start(TestDb::sqlite()).await;
+    let anyone = app.as_(Who::Nobody, Sch::A);
+    let r = anyone.get("/docs/").await;
     assert_eq!(r.status(), 200);
     let csp = r
-        .headers()
+        .headers
         .get("content-security-policy")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    let page = r.text().await.expect("page");
+    let page = r.text();
     assert!(page.contains("swagger-ui"), "{page}");
     // Everything the page loads comes from here.
     for needle in ["http://", "https://", "//cdn", "unpkg", "jsdelivr"] {
         assert!(!page.contains(needle), "the page refers to {needle}");
     }
-    let init = get("/docs/swagger-initializer.js")
-        .await
-        .expect("initializer")
-        .text()
-        .await
-        .expect("js");
+    let init = anyone.get("/docs/swagger-initializer.js").await.text();
     assert!(init.contains("/openapi.json"), "{init}");
     assert!(init.contains("\"validatorUrl\": \"none\""), "{init}");
     for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"] {
-        assert_eq!(get(asset).await.expect("asset").status(), 200, "{asset}");
+        assert_eq!(anyone.get(asset).await.status(), 200, "{asset}");
     }
-    let r = get("/docs").await.expect("redirect");
-    assert!(r.status().is_success(), "{}", r.status());
+    // `/docs` leads to the page (an HTTP client follows the redirect).
+    let mut r = anyone.get("/docs").await;
+    if r.status.is_redirection() {
+        let location = r
+            .headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("a redirect's location")
+            .to_owned();
+        r = anyone.get(&location).await;
+    }
+    assert!(r.status.is_success(), "{}", r.status());
 }

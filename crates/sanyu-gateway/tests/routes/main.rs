@@ -1,0 +1,28 @@
+//! The gateway's routes, in-process (issue #14): the router
+//! (`sanyu_gateway::router`) on a real database — SQLite, and PostgreSQL when
+//! `SANYU_TEST_PG_URL` is set — called with `tower::ServiceExt::oneshot`, no
+//! binaries, no HTTP socket. One test binary, so that its tests run in
+//! parallel and link once. End-to-end flows across the binaries stay in the
+//! workspace's `tests/`.
+//!
+//! - `matrix`: every route × every role × own/another class and school, as a
+//!   table to read against the README's routes table;
+//! - `api`, `input`: authentication, validation and the error body;
+//! - `casework`: illegal transitions, the case-work role × scope matrix,
+//!   watch entries;
+//! - `disclosure`, `existence`: what oversight roles see, free text sealed at
+//!   rest, no existence oracles;
+//! - `role_grants`: a school's first crisis team confirmed by the deployment
+//!   admin; `roster`: an admin imports the own school's rows only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod api;
+mod casework;
+mod disclosure;
+mod existence;
+mod input;
+mod matrix;
+mod role_grants;
+mod roster;
