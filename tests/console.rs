@@ -511,7 +511,11 @@ async fn browser(driver: &Driver) -> fantoccini::Client {
     if std::env::var_os("SANYU_CONSOLE_BROWSER_HEADFUL").is_some() {
         args.retain(|a| !a.starts_with("--headless"));
     }
-    let mut opts = serde_json::json!({ "args": args });
+    let mut opts = serde_json::json!({
+        "args": args,
+        // Chinese first, as a school's phone would ask.
+        "prefs": { "intl.accept_languages": "zh-CN,zh" },
+    });
     if let Some(bin) = on_path("chromium") {
         opts["binary"] = Value::String(bin.display().to_string());
     }
@@ -609,6 +613,28 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
     wait_for_path(&c, &format!("/cases/{case_id}")).await;
     let html = c.source().await.expect("source");
     assert!(!html.contains("<script>alert(1)</script>"));
+    // The queue, with the case waiting for an acknowledgement; then back.
+    c.goto(&format!("{}/queue", stack.base_url()))
+        .await
+        .expect("queue");
+    wait_for_path(&c, "/queue").await;
+    let queue = c
+        .find(Locator::Id("queue"))
+        .await
+        .expect("queue")
+        .text()
+        .await
+        .expect("text");
+    assert!(queue.contains("待确认"), "{queue}");
+    shoot(&c, "queue").await;
+    c.goto(&format!("{}/queue?lang=en", stack.base_url()))
+        .await
+        .expect("queue en");
+    shoot(&c, "queue-en").await;
+    c.goto(&format!("{link}?lang=zh"))
+        .await
+        .expect("case again");
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
     shoot(&c, "case").await;
 
     c.find(Locator::Css("form.ack button"))
@@ -637,15 +663,6 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
     assert!(c.find(Locator::Css("form.ack")).await.is_err());
     shoot(&c, "case-acknowledged").await;
 
-    c.goto(&format!("{}/queue", stack.base_url()))
-        .await
-        .expect("queue");
-    wait_for_path(&c, "/queue").await;
-    shoot(&c, "queue").await;
-    c.goto(&format!("{}/queue?lang=en", stack.base_url()))
-        .await
-        .expect("queue en");
-    shoot(&c, "queue-en").await;
     c.close().await.expect("close the browser");
 
     let case = case_status(&stack, &case_id).await;
