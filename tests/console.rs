@@ -677,3 +677,107 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
     );
     eprintln!("console screenshots: {}", screenshot_dir().display());
 }
+
+async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
+    let mut agent = Agent::new(&stack.base_url());
+    let asked = agent.ask_code(email, "/").await;
+    assert_eq!(asked.status, 303);
+    let code = nth_code(stack, email, nth).await;
+    let r = agent.type_code(&code).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_teachers_and_leaders_see_the_overview_and_sessions_end_when_idle_or_the_role_changes()
+{
+    use sanyu_store::entities::{audit_record, console_session};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+
+    let stack = stack_with(TestDb::sqlite(), 3600).await;
+    let case_id = open_high_case(&stack).await;
+    let lc = stack.school.code.to_lowercase();
+    let path = format!("/cases/{case_id}");
+
+    // The class's head teacher: the overview, with the student's name; no
+    // narrative, no acknowledge.
+    let mut teacher = signed_in_agent(&stack, &format!("t1@{lc}.test"), 1).await;
+    let page = teacher.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Student One"));
+    assert!(!page.body.contains("CANARY"));
+    assert!(!page.body.contains("report.high"));
+    assert!(!page.body.contains("class=\"ack\""));
+    // Another class's head teacher: not found.
+    let mut other_teacher = signed_in_agent(&stack, &format!("t2@{lc}.test"), 1).await;
+    assert_eq!(other_teacher.get(&path).await.status, 404);
+
+    // A leader: the overview without names.
+    let mut leader = signed_in_agent(&stack, &format!("leader@{lc}.test"), 1).await;
+    let page = leader.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("Student One"));
+    assert!(!page.body.contains("CANARY"));
+    assert!(!page.body.contains("class=\"ack\""));
+
+    // Idle for longer than the idle timeout: the session ends, audited.
+    let sessions = console_session::Entity::find()
+        .filter(console_session::Column::EndedAt.is_null())
+        .all(&stack.conn)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 3);
+    let teachers_session = {
+        let t1 = sanyu_store::console::find_staff(&stack.conn, &format!("t1@{lc}.test"))
+            .await
+            .expect("find")
+            .expect("t1");
+        sessions
+            .iter()
+            .find(|s| s.staff_id == t1.id)
+            .expect("t1's session")
+            .clone()
+    };
+    let mut idle: console_session::ActiveModel = teachers_session.clone().into();
+    idle.last_seen_at = Set(chrono::Utc::now() - chrono::Duration::minutes(31));
+    idle.update(&stack.conn).await.expect("age the session");
+    let after = teacher.get("/queue").await;
+    assert_eq!(after.status, 303);
+    assert!(after.location().starts_with("/sign-in"));
+    let ended = console_session::Entity::find_by_id(teachers_session.id)
+        .one(&stack.conn)
+        .await
+        .expect("session")
+        .expect("row");
+    assert_eq!(ended.end_reason.as_deref(), Some("idle"));
+    let expired = audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("console.session_expired"))
+        .all(&stack.conn)
+        .await
+        .expect("audit");
+    assert_eq!(expired.len(), 1);
+
+    // The leader's role is taken away through the roster API: their
+    // sessions end at once.
+    let csv = format!(
+        "school_code,staff_no,name,role,class_code,phone,email\n\
+         {code},L1,Leader One,teacher,C2,13900000005,leader@{lc}.test\n",
+        code = stack.school.code
+    );
+    let r = stack
+        .post_csv(&stack.school.admin, "/v1/roster/staff", &csv)
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let open: Vec<_> = console_session::Entity::find()
+        .filter(console_session::Column::EndedAt.is_null())
+        .all(&stack.conn)
+        .await
+        .expect("sessions");
+    assert_eq!(
+        open.len(),
+        1,
+        "only the second head teacher's session is left"
+    );
+    let gone = leader.get(&path).await;
+    assert_eq!(gone.status, 303);
+}
