@@ -245,8 +245,19 @@ fn assert_console_headers(a: &Answer) {
 // ---------------------------------------------------------------- HTTP tests
 
 #[tokio::test(flavor = "multi_thread")]
-async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once() {
-    let stack = stack_with(TestDb::sqlite(), 3600).await;
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once_on_sqlite() {
+    five_wrong_codes_lock_the_code_and_a_right_code_works_once(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        five_wrong_codes_lock_the_code_and_a_right_code_works_once(db).await;
+    }
+}
+
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
     let email = stack.school.counsellor_email.clone();
     let mut agent = Agent::new(&stack.base_url());
 
@@ -323,8 +334,19 @@ async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing() {
-    let stack = stack_with(TestDb::sqlite(), 3600).await;
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing_on_sqlite() {
+    console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db).await;
+    }
+}
+
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
     let case_id = open_high_case(&stack).await;
     let email = stack.school.counsellor_email.clone();
 

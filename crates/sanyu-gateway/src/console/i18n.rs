@@ -139,6 +139,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("overdue_by", "已超时", "Overdue by"),
     ("time_left", "剩余", "Left:"),
     ("minutes", "分钟", "min"),
+    ("seconds", "秒", "s"),
     (
         "refresh_note",
         "本页每 15 秒自动刷新。",
@@ -197,6 +198,13 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "已全部上报，仍未确认",
         "exhausted, still unacknowledged",
     ),
+    (
+        "ladder_plan",
+        "逐级上报计划（未确认时）",
+        "Escalation plan (while unacknowledged)",
+    ),
+    ("ladder_first", "立即通知", "At once"),
+    ("ladder_repeat", "重复轮数：", "Rounds: "),
     ("why", "开案原因", "Why this case"),
     ("rule", "规则", "Rule"),
     ("signals", "信号", "Signals"),
