@@ -685,8 +685,6 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
     assert!(c.find(Locator::Css("form.ack")).await.is_err());
     shoot(&c, "case-acknowledged").await;
 
-    c.close().await.expect("close the browser");
-
     let case = case_status(&stack, &case_id).await;
     assert_eq!(case["status"], "acknowledged");
     assert_eq!(case["ladder_state"], "stopped");
@@ -697,6 +695,45 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         to(&stack.smtp.received(), &crisis).is_empty(),
         "a second rung was emailed after the acknowledgement"
     );
+
+    // The open queue shows a new case without a reload (htmx polling, ≤ 15 s).
+    c.goto(&format!("{}/queue", stack.base_url()))
+        .await
+        .expect("queue");
+    wait_for_path(&c, "/queue").await;
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S2", "high", "x"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(2).await;
+    let reference = cases
+        .iter()
+        .find(|v| v["id"].as_str() != Some(case_id.as_str()))
+        .and_then(|v| v["reference"].as_str())
+        .expect("the new case's reference")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let shown = c
+            .find(Locator::Id("queue"))
+            .await
+            .expect("queue")
+            .text()
+            .await
+            .unwrap_or_default();
+        if shown.contains(&reference) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never showed the new case without a reload: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.close().await.expect("close the browser");
     eprintln!("console screenshots: {}", screenshot_dir().display());
 }
 
