@@ -26,6 +26,23 @@ else
     echo "schemathesis: SKIPPED (could not be installed); tests/openapi.rs will skip" >&2
 fi
 
+# Debian's chromium and chromedriver for the console's browser test
+# (tests/console.rs), with a CJK font for its screenshots. Installed under CI;
+# elsewhere the test uses them from PATH, or skips loudly without them.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ]; then
+        apt_get=(apt-get)
+        [ "$(id -u)" = "0" ] || apt_get=(sudo apt-get)
+        "${apt_get[@]}" update -qq
+        DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq chromium chromium-driver fonts-wqy-zenhei
+    else
+        echo "browser tests: SKIPPED (no chromium/chromedriver on PATH; apt-get install chromium chromium-driver fonts-wqy-zenhei)" >&2
+    fi
+fi
+if command -v chromedriver >/dev/null 2>&1; then
+    echo "chromedriver: $(chromedriver --version 2>/dev/null | head -n1)"
+fi
+
 if pg_url="$(bash scripts/ensure-postgres.sh)" && [ -n "$pg_url" ]; then
     export SANYU_TEST_PG_URL="$pg_url"
     echo "PostgreSQL suite: on ($pg_url)"

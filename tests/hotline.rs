@@ -128,7 +128,7 @@ async fn hotline_calls_become_signals_and_cases(db: TestDb) {
     .await;
     assert!(!mail.text().contains("confidential summary"));
     assert!(
-        mail.text().contains(&format!("/v1/cases/{case_id}")),
+        mail.text().contains(&format!("/cases/{case_id}")) && !mail.text().contains("/v1/cases/"),
         "{}",
         mail.text()
     );

@@ -42,7 +42,7 @@ async fn a_teacher_report_reaches_the_counsellor_by_email(db: TestDb) {
     );
     assert!(text.contains(&reference), "body: {text}");
     assert!(
-        text.contains(&format!("https://sanyu.test/v1/cases/{case_id}")),
+        text.contains(&format!("https://sanyu.test/cases/{case_id}")),
         "body: {text}"
     );
     for secret in ["CANARY-NARRATIVE", "不想活", "Student One"] {

@@ -57,6 +57,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     if config.security.data_key.is_empty() {
         config.security.data_key = Secret::new(dev_data_key(&data_dir)?);
     }
+    // The dev address is plain HTTP: a `Secure` cookie would never come back.
+    if std::env::var_os("SANYU_CONSOLE__SECURE_COOKIE").is_none() {
+        config.console.secure_cookie = false;
+    }
     let telemetry = telemetry::init("sanyu-dev", &config.telemetry)?;
 
     let _nats = ensure_nats(&args, &data_dir).await?;
@@ -245,6 +249,7 @@ async fn print_welcome(db: &sanyu_store::Db, config: &Config) -> Result<String> 
     Ok(format!(
         "\n\
          ── Sanyu dev is running ─────────────────────────────────────────────\n\
+         console        {base}/   (sign in as counsellor C001: the code arrives by email)\n\
          API            {base}   (OpenAPI: {base}/openapi.json)\n\
          demo school    {DEMO_SCHOOL}: class G7-1 has students 20250101, 20250102\n\
          tokens (valid 24 h, shown once):\n\

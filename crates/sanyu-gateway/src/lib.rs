@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub receipts: std::sync::Arc<routes::receipts::ReceiptSettings>,
     /// What `/readyz` reports.
     pub readiness: Readiness,
+    /// The staff console's sessions and sign-in.
+    pub console: Arc<console::session::Settings>,
 }
 
 #[derive(OpenApi)]
@@ -221,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
+        .merge(console::router())
         // Unknown routes and methods answer with the error body too.
         .fallback(extract::no_route)
         .method_not_allowed_fallback(extract::no_method)
@@ -264,6 +268,7 @@ pub struct Gateway {
     config: Config,
     sealer: Sealer,
     audit_key: sanyu_store::audit::AuditKey,
+    console: Arc<console::session::Settings>,
 }
 
 impl Gateway {
@@ -272,6 +277,9 @@ impl Gateway {
         let audit_key =
             sanyu_store::audit::AuditKey::from_data_key(config.security.data_key.expose())
                 .map_err(|e| PlatformError::Config(e.to_string()))?;
+        let console = Arc::new(
+            console::session::Settings::from_config(config).map_err(PlatformError::Config)?,
+        );
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {
@@ -282,6 +290,7 @@ impl Gateway {
             config: config.clone(),
             sealer,
             audit_key,
+            console,
         })
     }
 
@@ -298,6 +307,7 @@ impl Gateway {
             config,
             sealer,
             audit_key,
+            console,
         } = self;
         let readiness = Readiness::new();
         let app: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
@@ -312,7 +322,15 @@ impl Gateway {
             runner::connect(&config, "sanyu-gateway", &readiness, &shutdown.token).await;
         let mut stopping = None;
         if let Some((db, backbone)) = connected {
-            let state = AppState::new(&config, db, backbone, sealer, audit_key, readiness.clone());
+            let state = AppState::new(
+                &config,
+                db,
+                backbone,
+                sealer,
+                audit_key,
+                readiness.clone(),
+                console,
+            );
             let _ = app.set(router(state.clone()));
             let relay = OutboxRelay::new(
                 state.db.clone(),
@@ -367,6 +385,7 @@ impl AppState {
         sealer: Sealer,
         audit_key: sanyu_store::audit::AuditKey,
         readiness: Readiness,
+        console: Arc<console::session::Settings>,
     ) -> Self {
         let waker = Waker::default();
         let imports = sanyu_importer::Runner::new(
@@ -393,6 +412,7 @@ impl AppState {
             zero_report: config.zero_report.clone(),
             receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(config)),
             readiness,
+            console,
         }
     }
 }

@@ -150,6 +150,8 @@ pub struct Deliverer {
     pause_after_send: Option<Duration>,
     takeover_grace: Duration,
     max_deliver: i64,
+    /// Opens the sealed code of a console sign-in notice (none without a data key).
+    sealer: Option<sanyu_store::crypto::Sealer>,
 }
 
 /// How one channel of a request ended (for now).
@@ -299,6 +301,7 @@ impl Deliverer {
             pause_after_send: None,
             takeover_grace: Duration::from_millis(config.notify.takeover_grace_ms),
             max_deliver: config.nats.max_deliver,
+            sealer: config.sealer().ok(),
         })
     }
 
@@ -884,7 +887,9 @@ impl Deliverer {
                 )
                 .await;
         };
-        let composed = if ctx.req.case_id.is_empty() {
+        let composed = if ctx.req.reason == sanyu_store::console::SIGN_IN_CODE_REASON {
+            self.compose_sign_in_code(email, ctx.req, message::message_id(key, &self.from))
+        } else if ctx.req.case_id.is_empty() {
             self.compose_notice(email, ctx.req, message::message_id(key, &self.from))
         } else {
             message::staff_email(
@@ -1065,6 +1070,40 @@ impl Handler for Deliverer {
 }
 
 impl Deliverer {
+    /// A console sign-in code: the request carries it sealed with the data
+    /// key (in the reference field), so that the outbox row and the NOTIFY
+    /// stream never hold it in clear; it is opened only to write this email.
+    fn compose_sign_in_code(
+        &self,
+        to: &str,
+        req: &v1::NotificationRequested,
+        message_id: String,
+    ) -> Result<Message, String> {
+        use lettre::message::header::ContentType;
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or("no data key: a sign-in code cannot be opened")?;
+        let code = sanyu_store::console::open_code(sealer, &req.case_reference)
+            .map_err(|e| e.to_string())?;
+        let minutes = sanyu_store::console::CODE_TTL_MINUTES;
+        let body = format!(
+            "三预 Sanyu 登录验证码 / sign-in code:\n\n    {code}\n\n\
+             {minutes} 分钟内有效，只能使用一次。如果不是您本人申请，请忽略本邮件。\n\
+             Valid for {minutes} minutes, once. If you did not ask for it, ignore this message.\n"
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to
+                .parse()
+                .map_err(|e: lettre::address::AddressError| e.to_string())?)
+            .message_id(Some(message_id))
+            .subject("[Sanyu 三预] 登录验证码 / sign-in code")
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| e.to_string())
+    }
+
     /// A notice about no case: a zero report missing, a watch-list follow-up
     /// due. The period or watch entry id and a link; no names.
     fn compose_notice(

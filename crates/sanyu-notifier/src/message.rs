@@ -42,7 +42,7 @@ impl Facts {
                 RiskLevel::High => AlertLevel::High,
                 RiskLevel::Elevated | RiskLevel::Watch => AlertLevel::Elevated,
             },
-            case_link: format!("{}/v1/cases/{case_id}", base_url.trim_end_matches('/')),
+            case_link: format!("{}/cases/{case_id}", base_url.trim_end_matches('/')),
             occurred_at: occurred_at.with_timezone(&tz).fixed_offset(),
         }
     }

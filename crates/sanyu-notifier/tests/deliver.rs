@@ -230,7 +230,7 @@ async fn a_critical_request_is_sent_by_sms_and_email_exactly_once_under_redelive
         assert!(
             mails[0]
                 .text()
-                .contains(&format!("https://sanyu.test/v1/cases/{}", req.case_id))
+                .contains(&format!("https://sanyu.test/cases/{}", req.case_id))
         );
 
         assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));

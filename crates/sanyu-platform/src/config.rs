@@ -58,6 +58,32 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The rules engine: the rules file in force, its reload, batching.
     pub rules: RulesConfig,
+    /// The staff console served by the gateway: sessions and their cookie.
+    pub console: ConsoleConfig,
+}
+
+/// The staff console (issue 15): server-side sessions opened with a
+/// one-time code sent by email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The session cookie is `Secure` (sent over HTTPS only). `sanyu dev`
+    /// turns it off for its plain-HTTP address; nothing else should.
+    pub secure_cookie: bool,
+    /// A session with no request from its person for this long ends.
+    pub idle_timeout_minutes: i64,
+    /// A session ends this long after sign-in, whatever happens.
+    pub absolute_timeout_hours: i64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookie: true,
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 12,
+        }
+    }
 }
 
 /// The rules engine (issue 4).

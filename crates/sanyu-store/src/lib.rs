@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod cases;
 pub mod casework;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod dead_letters;

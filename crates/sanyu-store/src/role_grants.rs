@@ -218,6 +218,8 @@ pub async fn decide(
             .one(conn)
             .await?
             .ok_or(StoreError::NotFound("staff"))?;
+        // The role changes: the person's console sessions end.
+        crate::console::end_sessions_of_staff(conn, person.id, at).await?;
         let mut a: staff::ActiveModel = person.into();
         a.role = Set(grant.role.clone());
         a.active = Set(true);

@@ -678,6 +678,10 @@ async fn import_staff_row(
             } else {
                 RowGrant::None
             };
+            if s.role != role.as_str() || s.class_id != class_id || !s.active {
+                // A changed role or scope ends the person's console sessions.
+                crate::console::end_sessions_of_staff(conn, s.id, now).await?;
+            }
             let mut a: staff::ActiveModel = s.into();
             a.name = Set(name);
             a.role = Set(role.as_str().to_owned());

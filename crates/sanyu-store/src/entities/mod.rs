@@ -6,6 +6,8 @@ pub mod case;
 pub mod case_action;
 pub mod case_signal;
 pub mod class;
+pub mod console_session;
+pub mod console_sign_in_code;
 pub mod dead_letter;
 pub mod decision;
 pub mod delivery;

@@ -20,6 +20,7 @@ mod m20261205_100001_add_dead_letter_school;
 mod m20261205_100002_allow_deployment_tokens;
 mod m20261205_100003_create_role_grants;
 mod m20261205_110000_add_delivery_sending;
+mod m20261205_120000_create_console_sessions;
 mod sqlite_rebuild;
 
 use std::sync::Arc;
@@ -124,6 +125,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_100002_allow_deployment_tokens::Migration),
             Box::new(m20261205_100003_create_role_grants::Migration),
             Box::new(m20261205_110000_add_delivery_sending::Migration),
+            Box::new(m20261205_120000_create_console_sessions::Migration),
         ]
     }
 }

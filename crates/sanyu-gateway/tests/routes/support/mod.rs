@@ -206,6 +206,10 @@ impl App {
             sealer,
             audit_key,
             readiness,
+            std::sync::Arc::new(
+                sanyu_gateway::console::session::Settings::from_config(&config)
+                    .expect("console settings"),
+            ),
         );
         let router = sanyu_gateway::router(state.clone());
         let engine = RulesEngine::new(

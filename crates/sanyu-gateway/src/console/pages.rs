@@ -1,0 +1,472 @@
+//! The queue and the case page. Both call the API's own handlers with the
+//! signed-in staff member as the caller: `routes::cases::list` and
+//! `routes::cases::get` (role, scope, the view type of the role, the audit
+//! record) and `routes::casework::acknowledge` (the one acknowledge). A page
+//! shows what those answer, nothing they did not.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use minijinja::{Value, context};
+use sanyu_store::entities::{case, staff};
+use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::i18n::{Lang, t};
+use super::session::{self, Signed};
+use super::sign_in::CsrfForm;
+use super::view;
+use crate::AppState;
+use crate::audit::Peer;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::cases::{CaseList, CaseQuery, CaseView};
+
+#[derive(Debug, Deserialize)]
+pub struct QueueQuery {
+    show: Option<String>,
+    lang: Option<String>,
+}
+
+/// Who is signed in, or the answer that sends them to sign in first.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: &Peer,
+    lang: Lang,
+    here: &str,
+) -> Result<Signed, Response> {
+    match session::current(state, headers, method, peer).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(view::see_other(&match super::safe_return(Some(here)) {
+            Some(next) => format!("/sign-in?next={next}"),
+            None => "/sign-in".to_owned(),
+        })),
+        Err(e) => Err(view::error_page(lang, e)),
+    }
+}
+
+fn level_rank(level: &str) -> u8 {
+    match level {
+        "critical" => 0,
+        "high" => 1,
+        "elevated" => 2,
+        _ => 3,
+    }
+}
+
+/// Minutes from now to `deadline` (negative: overdue).
+fn minutes_left(deadline: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let secs = (deadline - now).num_seconds();
+    if secs >= 0 {
+        (secs + 59) / 60
+    } else {
+        secs / 60
+    }
+}
+
+/// The names of staff members of the caller's school (colleagues, never students).
+async fn staff_names(
+    state: &AppState,
+    school_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<HashMap<String, String>, ApiError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(staff::Entity::find()
+        .filter(staff::Column::Id.is_in(ids))
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.to_string(), s.name))
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+struct QueueRow {
+    id: Uuid,
+    reference: String,
+    level: String,
+    status: String,
+    subject: String,
+    student_no: Option<String>,
+    student_name: Option<String>,
+    class_code: Option<String>,
+    unacknowledged: bool,
+    overdue: bool,
+    /// Minutes to the acknowledge deadline (absolute value when overdue).
+    minutes: Option<i64>,
+    assignee: Option<String>,
+    opened_at: DateTime<Utc>,
+}
+
+/// `GET /` and `GET /queue`: the open cases of my school (a head teacher:
+/// own class), unacknowledged first by time left, overdue highlighted.
+pub async fn queue(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let show = match q.show.as_deref() {
+        Some("mine") => "mine",
+        Some("unassigned") => "unassigned",
+        _ => "all",
+    };
+    let query = CaseQuery {
+        status: None,
+        level: None,
+        school: None,
+        assignee: (show == "mine").then(|| "me".to_owned()),
+        overdue: None,
+        limit: Some(500),
+    };
+    let listed = crate::routes::cases::list(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Query(query),
+    )
+    .await;
+    let rows = match listed {
+        Ok(Json(CaseList { cases })) => queue_rows(&state, &signed, cases, show).await,
+        Err(e) => Err(e),
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let page = view::page(
+        "queue.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            rows => Value::from(minijinja::value::Serde(&rows)),
+            show => show,
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => "/queue",
+        },
+    );
+    with_lang(&state, page, q.lang.as_deref())
+}
+
+fn with_lang(state: &AppState, mut response: Response, query_lang: Option<&str>) -> Response {
+    if let Some(l) = query_lang.and_then(Lang::parse) {
+        response.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            session::set_cookie(
+                &state.console,
+                session::LANG_COOKIE,
+                l.short(),
+                "/",
+                Some(365 * 24 * 3600),
+            ),
+        );
+    }
+    response
+}
+
+async fn queue_rows(
+    state: &AppState,
+    signed: &Signed,
+    cases: Vec<crate::routes::cases::CaseSummary>,
+    show: &str,
+) -> Result<Vec<QueueRow>, ApiError> {
+    // The list's own rows, read again for their deadlines: ids the API
+    // answered, nothing else.
+    let ids: Vec<Uuid> = cases.iter().map(|c| c.id).collect();
+    let models: HashMap<Uuid, case::Model> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        case::Entity::find()
+            .filter(case::Column::Id.is_in(ids))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    let assignees: Vec<Uuid> = models
+        .values()
+        .filter_map(|c| c.assignee_staff_id)
+        .collect();
+    let names = staff_names(state, signed.principal.school_id, assignees).await?;
+    let now = Utc::now();
+    let mut rows: Vec<QueueRow> = cases
+        .into_iter()
+        .filter(|c| c.status != "closed")
+        .filter_map(|c| {
+            let m = models.get(&c.id)?;
+            if show == "unassigned" && m.assignee_staff_id.is_some() {
+                return None;
+            }
+            let unacknowledged = m.ladder_state == "running" || m.acknowledged_at.is_none();
+            let minutes = m
+                .ack_deadline
+                .filter(|_| unacknowledged)
+                .map(|d| minutes_left(d, now));
+            Some(QueueRow {
+                id: c.id,
+                reference: c.reference,
+                level: c.level,
+                status: c.status,
+                subject: c.subject,
+                student_no: c.student_no,
+                student_name: c.student_name,
+                class_code: c.class_code,
+                unacknowledged,
+                overdue: minutes.is_some_and(|m| m < 0),
+                minutes: minutes.map(i64::abs),
+                assignee: m
+                    .assignee_staff_id
+                    .and_then(|id| names.get(&id.to_string()).cloned()),
+                opened_at: c.opened_at,
+            })
+        })
+        .collect();
+    let deadline_of = |r: &QueueRow| {
+        models
+            .get(&r.id)
+            .and_then(|m| m.ack_deadline)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
+    // Unacknowledged first, the nearest deadline first; then by level and age.
+    rows.sort_by(|a, b| match (a.unacknowledged, b.unacknowledged) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (true, true) => (deadline_of(a), level_rank(&a.level), a.opened_at).cmp(&(
+            deadline_of(b),
+            level_rank(&b.level),
+            b.opened_at,
+        )),
+        (false, false) => {
+            (level_rank(&a.level), a.opened_at).cmp(&(level_rank(&b.level), b.opened_at))
+        }
+    });
+    Ok(rows)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CasePageQuery {
+    done: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET /cases/{id}`: the case as the API shows it to my role, acknowledge
+/// first. A GET changes nothing (a chat app's link preview included).
+pub async fn case(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<CasePageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = format!("/cases/{id}");
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let notice = (q.done.as_deref() == Some("acknowledged")).then_some("acknowledged_ok");
+    let page = render_case(&state, &signed, &peer, lang, id, notice, None).await;
+    with_lang(&state, page, q.lang.as_deref())
+}
+
+async fn render_case(
+    state: &AppState,
+    signed: &Signed,
+    peer: &Peer,
+    lang: Lang,
+    id: String,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let read = crate::routes::cases::get(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    let view = match read {
+        Ok(Json(v)) => v,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let (kind, can_acknowledge, ack_deadline, acknowledged_at, ladder_state, case_id) = match &view
+    {
+        CaseView::Casework(d) => (
+            "casework",
+            d.allowed_actions.iter().any(|a| a == "acknowledge"),
+            d.ack_deadline,
+            d.acknowledged_at,
+            d.ladder_state.clone(),
+            d.case.id,
+        ),
+        CaseView::Oversight(o) => (
+            "oversight",
+            false,
+            o.ack_deadline,
+            o.acknowledged_at,
+            o.ladder_state.clone(),
+            o.case.id,
+        ),
+    };
+    let value = match serde_json::to_value(&view) {
+        Ok(v) => v,
+        Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
+    };
+    let mut people: Vec<Uuid> = Vec::new();
+    collect_staff_ids(&value, &mut people);
+    let names = match staff_names(state, signed.principal.school_id, people).await {
+        Ok(n) => n,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let unacknowledged = ladder_state == "running" || acknowledged_at.is_none();
+    let minutes = ack_deadline
+        .filter(|_| unacknowledged)
+        .map(|d| minutes_left(d, Utc::now()));
+    let status = if error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    view::page(
+        "case.html",
+        lang,
+        status,
+        context! {
+            case => Value::from(minijinja::value::Serde(&value)),
+            case_id => case_id.to_string(),
+            kind => kind,
+            can_acknowledge => can_acknowledge,
+            overdue => minutes.is_some_and(|m| m < 0),
+            minutes => minutes.map(i64::abs),
+            names => Value::from(minijinja::value::Serde(&names)),
+            notice => notice,
+            error => error,
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => format!("/cases/{case_id}"),
+        },
+    )
+}
+
+/// Every `*staff_id` value of an answer (assignee, actors, recipients).
+fn collect_staff_ids(v: &serde_json::Value, out: &mut Vec<Uuid>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k.ends_with("staff_id")
+                    && let Some(id) = v.as_str().and_then(|s| Uuid::parse_str(s).ok())
+                {
+                    out.push(id);
+                } else {
+                    collect_staff_ids(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                collect_staff_ids(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `POST /cases/{id}/acknowledge`: the API's acknowledge
+/// (`routes::casework::acknowledge`) for the signed-in staff member, behind
+/// the session's CSRF token. A conflict (acknowledged already, closed) is
+/// shown in words on the case page.
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let here = format!("/cases/{id}");
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !signed.csrf_ok(&f.csrf) {
+        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+    }
+    let done = crate::routes::casework::acknowledge(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id.clone()),
+    )
+    .await;
+    match done {
+        Ok(_) => match super::safe_return(Some(&here)) {
+            Some(path) => view::see_other(&format!("{path}?done=acknowledged")),
+            None => view::see_other("/"),
+        },
+        Err(ApiError::Conflict { .. }) => {
+            render_case(
+                &state,
+                &signed,
+                &peer,
+                lang,
+                id,
+                None,
+                Some("conflict_acknowledge"),
+            )
+            .await
+        }
+        Err(e) => view::error_page(lang, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_left_round_up_and_overdue_is_negative() {
+        let now = Utc::now();
+        assert_eq!(minutes_left(now + chrono::Duration::seconds(61), now), 2);
+        assert_eq!(minutes_left(now - chrono::Duration::seconds(125), now), -2);
+    }
+
+    #[test]
+    fn staff_ids_are_found_anywhere_in_an_answer() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let v = serde_json::json!({
+            "assignee_staff_id": a.to_string(),
+            "timeline": [{"actor_staff_id": b.to_string(), "text": "x"}],
+            "student_id": Uuid::now_v7().to_string(),
+        });
+        let mut out = Vec::new();
+        collect_staff_ids(&v, &mut out);
+        out.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(out, want);
+    }
+}

@@ -1,0 +1,170 @@
+//! Rendering: the templates (compiled into the binary, HTML auto-escaped),
+//! the common context of every page, redirects and error pages.
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use minijinja::{Environment, Value, context};
+
+use super::i18n::{Lang, catalogue};
+use crate::error::ApiError;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("sign_in.html", include_str!("templates/sign_in.html")),
+    ("code.html", include_str!("templates/code.html")),
+    ("queue.html", include_str!("templates/queue.html")),
+    ("case.html", include_str!("templates/case.html")),
+    ("message.html", include_str!("templates/message.html")),
+];
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // `.html` templates escape every value (the default callback).
+        for (name, source) in TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "console template does not parse");
+            }
+        }
+        env.add_filter("dt", format_time);
+        env
+    })
+}
+
+/// `{{ value|dt(tz) }}`: an RFC 3339 time as `YYYY-MM-DD HH:MM` in the zone.
+fn format_time(value: Option<String>, tz: Option<String>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let zone: chrono_tz::Tz = tz
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    chrono::DateTime::parse_from_rfc3339(&value)
+        .map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or(value)
+}
+
+/// A page: the template `name` with the common context (strings, language)
+/// and the page's own.
+pub fn page(name: &str, lang: Lang, status: StatusCode, ctx: Value) -> Response {
+    let other = match lang {
+        Lang::Zh => Lang::En,
+        Lang::En => Lang::Zh,
+    };
+    let full = context! {
+        t => Value::from(minijinja::value::Serde(catalogue(lang))),
+        lang => lang.code(),
+        other_lang => other.short(),
+        htmx => super::HTMX_FILE,
+        ..ctx
+    };
+    match env()
+        .get_template(name)
+        .and_then(|template| template.render(full))
+    {
+        Ok(html) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "console template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A message page (errors, notices) with a link back.
+pub fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Response {
+    let t = catalogue(lang);
+    page(
+        "message.html",
+        lang,
+        status,
+        context! {
+            title => t.get(title).copied().unwrap_or(title),
+            text => t.get(text).copied().unwrap_or(text),
+        },
+    )
+}
+
+/// The page for an error of the API's functions. Not found and out of scope
+/// are one page (the API already answers both as 404).
+pub fn error_page(lang: Lang, err: ApiError) -> Response {
+    match err {
+        ApiError::NotFound(_) => message(
+            lang,
+            StatusCode::NOT_FOUND,
+            "not_found_title",
+            "not_found_text",
+        ),
+        ApiError::Forbidden(_) | ApiError::Unauthorized => message(
+            lang,
+            StatusCode::FORBIDDEN,
+            "forbidden_title",
+            "forbidden_text",
+        ),
+        ApiError::Unavailable(_) => message(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable_title",
+            "unavailable_text",
+        ),
+        ApiError::Internal(detail) => {
+            tracing::error!(detail, "console: internal error");
+            message(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error_title",
+                "error_text",
+            )
+        }
+        other => {
+            let (status, _) = other.status_and_code();
+            message(lang, status, "error_title", "error_text")
+        }
+    }
+}
+
+/// `303 See Other` to a path of this console.
+pub fn see_other(to: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            header::LOCATION,
+            HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/")),
+        )],
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses() {
+        for (name, _) in TEMPLATES {
+            assert!(env().get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn times_show_in_the_schools_zone() {
+        assert_eq!(
+            format_time(
+                Some("2026-12-05T01:02:03Z".into()),
+                Some("Asia/Shanghai".into())
+            ),
+            "2026-12-05 09:02"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Table `console_sign_in_codes`: one-time sign-in codes of the console.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "console_sign_in_codes")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub challenge_hash: String,
+    pub identifier_hash: String,
+    pub staff_id: Option<Uuid>,
+    pub code_hash: String,
+    pub client_addr: String,
+    pub return_to: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTimeUtc,
+    pub expires_at: DateTimeUtc,
+    pub used_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

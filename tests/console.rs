@@ -1,0 +1,842 @@
+//! The staff console end to end, across the real binaries, NATS, a database
+//! and the SMTP server:
+//!
+//! - in a real browser (Debian's `chromium` driven through `chromedriver` by
+//!   fantoccini): a teacher's report through the API → the counsellor's alert
+//!   email → its link → sign in with the emailed code → the case page →
+//!   acknowledge → the ladder stops (no second rung email); screenshots at
+//!   375 px and 1280 px under `target/console-screenshots/`;
+//! - over HTTP: five wrong codes lock a code, a code works once, a POST
+//!   without the session's CSRF token changes nothing, a GET of the link
+//!   changes nothing, another school's case is "not found" like a missing
+//!   one, the answer does not tell whether an account exists, and every
+//!   console answer carries the security headers.
+//!
+//! Without `chromedriver` on PATH the browser test is skipped with a loud
+//! message (and fails under `CI=true`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sanyu_e2e::Stack;
+use sanyu_e2e::support::{ReceivedMail, TestDb, eventually, free_port};
+use sea_orm::EntityTrait;
+use serde_json::Value;
+
+const CODE_SUBJECT: &str = "登录验证码";
+const NARRATIVE: &str = "CANARY <script>alert(1)</script> 他说最近不想活了";
+
+/// A high-level ladder: the counsellor at once, the crisis team after
+/// `after` seconds unless someone acknowledges.
+fn settings(base_url: &str, after: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("SANYU_CONSOLE__SECURE_COOKIE", "false".to_owned()),
+        ("SANYU_HTTP__PUBLIC_BASE_URL", base_url.to_owned()),
+        ("SANYU_ESCALATION__HIGH__ACK_WITHIN_SECS", after.to_string()),
+        (
+            "SANYU_ESCALATION__HIGH__RUNGS",
+            format!(r#"[{{after_secs={after}, roles=["crisis_team"]}}]"#),
+        ),
+        ("SANYU_ESCALATION__HIGH__REPEAT", "1".to_owned()),
+        ("SANYU_SCHEDULER__POLL_INTERVAL_MS", "100".to_owned()),
+        ("SANYU_SCHEDULER__AUDIT_INTERVAL_SECS", "3600".to_owned()),
+    ]
+}
+
+async fn stack_with(db: TestDb, after: u64) -> Stack {
+    let mut stack = Stack::new(db).await;
+    let s = settings(&stack.base_url(), after);
+    stack.start_gateway_with(&s).await;
+    stack.start_rules(&s);
+    stack.start_notifier_with(&s);
+    stack.start_scheduler(&s);
+    stack
+}
+
+fn to(mails: &[ReceivedMail], who: &str) -> Vec<ReceivedMail> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == who))
+        .cloned()
+        .collect()
+}
+
+/// The code of the `n`-th sign-in email (1-based) to `who`.
+async fn nth_code(stack: &Stack, who: &str, n: usize) -> String {
+    eventually(Duration::from_secs(30), "a sign-in code email", || async {
+        let mails: Vec<ReceivedMail> = to(&stack.smtp.received(), who)
+            .into_iter()
+            .filter(|m| m.subject().contains(CODE_SUBJECT))
+            .collect();
+        let mail = mails.get(n - 1)?;
+        mail.text()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 6 && l.chars().all(|c| c.is_ascii_digit()))
+            .map(str::to_owned)
+    })
+    .await
+}
+
+async fn open_high_case(stack: &Stack) -> String {
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "high", NARRATIVE),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(1).await;
+    cases[0]["id"].as_str().expect("case id").to_owned()
+}
+
+async fn case_status(stack: &Stack, id: &str) -> Value {
+    stack
+        .get(&stack.school.counsellor, &format!("/v1/cases/{id}"))
+        .await
+        .json()
+        .await
+        .expect("case json")
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+/// A cookie-keeping HTTP client that does not follow redirects.
+struct Agent {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The value of hidden field `name` in the page.
+    fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker).map(|i| i + marker.len());
+        start
+            .and_then(|s| {
+                self.body[s..]
+                    .find('"')
+                    .map(|e| self.body[s..s + e].to_owned())
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Agent {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn answer(&mut self, r: reqwest::Response) -> Answer {
+        for v in r.headers().get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let pair = v.split(';').next().unwrap_or("");
+            if let Some((k, val)) = pair.split_once('=') {
+                if val.is_empty() || v.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), val.to_owned());
+                }
+            }
+        }
+        Answer {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.answer(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .await
+            .expect("POST");
+        self.answer(r).await
+    }
+
+    /// Ask for a code for `identifier`; the answer of the POST.
+    async fn ask_code(&mut self, identifier: &str, next: &str) -> Answer {
+        let form = self.get(&format!("/sign-in?next={next}")).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let pre = form.field("pre");
+        self.post(
+            "/sign-in",
+            &[("identifier", identifier), ("next", next), ("pre", &pre)],
+        )
+        .await
+    }
+
+    async fn type_code(&mut self, code: &str) -> Answer {
+        let pre = self.cookies.get("sanyu_pre").cloned().unwrap_or_default();
+        self.post("/sign-in/code", &[("code", code), ("pre", &pre)])
+            .await
+    }
+}
+
+fn assert_console_headers(a: &Answer) {
+    let h = |n: &str| {
+        a.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let csp = h("content-security-policy");
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h("x-frame-options"), "DENY");
+    assert_eq!(h("referrer-policy"), "no-referrer");
+    assert_eq!(h("cache-control"), "no-store");
+    assert_eq!(h("x-content-type-options"), "nosniff");
+}
+
+// ---------------------------------------------------------------- HTTP tests
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once_on_sqlite() {
+    five_wrong_codes_lock_the_code_and_a_right_code_works_once(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        five_wrong_codes_lock_the_code_and_a_right_code_works_once(db).await;
+    }
+}
+
+async fn five_wrong_codes_lock_the_code_and_a_right_code_works_once(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
+    let email = stack.school.counsellor_email.clone();
+    let mut agent = Agent::new(&stack.base_url());
+
+    let asked = agent.ask_code(&email, "/").await;
+    assert_eq!(asked.status, 303);
+    assert_eq!(asked.location(), "/sign-in/code");
+    let code = nth_code(&stack, &email, 1).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for i in 1..=4 {
+        let a = agent.type_code(wrong).await;
+        assert_eq!(a.status, 401, "try {i}");
+        assert!(
+            a.body.contains(&format!("剩余尝试次数：{}", 5 - i)),
+            "try {i}: {}",
+            a.body
+        );
+    }
+    let fifth = agent.type_code(wrong).await;
+    assert_eq!(fifth.status, 401);
+    assert!(fifth.body.contains("此验证码已失效"), "{}", fifth.body);
+    // Locked: even the right code is refused now, and no session opened.
+    let right_too_late = agent.type_code(&code).await;
+    assert_eq!(right_too_late.status, 401);
+    assert!(!agent.cookies.contains_key("sanyu_session"));
+
+    // A new code works, once.
+    let asked = agent.ask_code(&email, "/").await;
+    assert_eq!(asked.status, 303);
+    let code = nth_code(&stack, &email, 2).await;
+    let challenge = agent.cookies.get("sanyu_challenge").cloned();
+    let signed_in = agent.type_code(&code).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), "/");
+    assert!(agent.cookies.contains_key("sanyu_session"));
+    let set = signed_in
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sanyu_session="))
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    // The same code again (the challenge cookie put back): refused.
+    let mut replay = Agent::new(&stack.base_url());
+    replay.cookies.insert(
+        "sanyu_challenge".into(),
+        challenge.expect("challenge cookie"),
+    );
+    replay.cookies.insert("sanyu_pre".into(), "p".repeat(43));
+    let again = replay.type_code(&code).await;
+    assert_eq!(again.status, 401);
+    assert!(again.body.contains("已经使用过"), "{}", again.body);
+    assert!(!replay.cookies.contains_key("sanyu_session"));
+
+    // Sign-in, failures and the lock are in the audit log, without the code.
+    let audit = sanyu_store::entities::audit_record::Entity::find()
+        .all(&stack.conn)
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert!(actions.contains(&"console.sign_in"));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "console.sign_in_failed")
+            .count(),
+        7
+    );
+    assert!(audit.iter().all(|a| !a.target.contains(&code)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing_on_sqlite() {
+    console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db).await;
+    }
+}
+
+async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
+    let case_id = open_high_case(&stack).await;
+    let email = stack.school.counsellor_email.clone();
+
+    // The alert link without a session: sign in first, nothing changes.
+    let mut agent = Agent::new(&stack.base_url());
+    let link = agent.get(&format!("/cases/{case_id}")).await;
+    assert_eq!(link.status, 303);
+    assert_eq!(link.location(), format!("/sign-in?next=/cases/{case_id}"));
+    assert_console_headers(&link);
+    assert_eq!(case_status(&stack, &case_id).await["status"], "open");
+
+    // Nobody and somebody get the same answer.
+    let mut stranger = Agent::new(&stack.base_url());
+    let nobody = stranger.ask_code("nobody@nowhere.test", "/").await;
+    assert_eq!(nobody.status, 303);
+    assert_eq!(nobody.location(), "/sign-in/code");
+    let nobody_page = stranger.get("/sign-in/code").await;
+
+    let asked = agent.ask_code(&email, &format!("/cases/{case_id}")).await;
+    assert_eq!((asked.status, asked.location()), (303, nobody.location()));
+    let page = agent.get("/sign-in/code").await;
+    assert_eq!(page.status, nobody_page.status);
+    assert_eq!(
+        page.body.replace(&page.field("pre"), ""),
+        nobody_page.body.replace(&nobody_page.field("pre"), "")
+    );
+    let code = nth_code(&stack, &email, 1).await;
+    let signed_in = agent.type_code(&code).await;
+    assert_eq!(signed_in.location(), format!("/cases/{case_id}"));
+
+    let case_page = agent.get(&format!("/cases/{case_id}")).await;
+    assert_eq!(case_page.status, 200);
+    assert_console_headers(&case_page);
+    // The narrative is text, never markup.
+    assert!(!case_page.body.contains("<script>alert(1)</script>"));
+    assert!(case_page.body.contains("&lt;script&gt;"));
+    let csrf = case_page.field("csrf");
+    assert!(!csrf.is_empty());
+
+    // Without the token, or with another: refused, and the case is still open.
+    let path = format!("/cases/{case_id}/acknowledge");
+    assert_eq!(agent.post(&path, &[]).await.status, 403);
+    assert_eq!(agent.post(&path, &[("csrf", "forged")]).await.status, 403);
+    assert_eq!(case_status(&stack, &case_id).await["status"], "open");
+
+    // With it: acknowledged through the API's own acknowledge.
+    let done = agent.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303);
+    assert_eq!(
+        done.location(),
+        format!("/cases/{case_id}?done=acknowledged")
+    );
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "acknowledged");
+    assert_eq!(case["ladder_state"], "stopped");
+    // Again: a conflict, in words.
+    let again = agent.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("无法确认"), "{}", again.body);
+
+    // Another school's case and a missing one answer the same page.
+    let r = stack
+        .post_report(
+            &stack.other_school.teacher_c1,
+            &Stack::report_body("S1", "high", "x"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let other_case = eventually(
+        Duration::from_secs(20),
+        "the other school's case",
+        || async {
+            let v: Value = stack
+                .get(&stack.other_school.counsellor, "/v1/cases")
+                .await
+                .json()
+                .await
+                .ok()?;
+            v["cases"][0]["id"].as_str().map(str::to_owned)
+        },
+    )
+    .await;
+    let other = agent.get(&format!("/cases/{other_case}")).await;
+    let missing = agent.get(&format!("/cases/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!((other.status, missing.status), (404, 404));
+    assert_eq!(other.body, missing.body);
+
+    // The queue lists my school's case; sign-out ends the session.
+    let queue = agent.get("/queue").await;
+    assert_eq!(queue.status, 200);
+    assert!(queue.body.contains(&case_id));
+    assert!(!queue.body.contains(&other_case));
+    let csrf = queue.field("csrf");
+    assert_eq!(agent.post("/sign-out", &[]).await.status, 403);
+    let out = agent.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    let session = agent.cookies.get("sanyu_session").cloned();
+    assert!(session.is_none());
+    let after = agent.get("/queue").await;
+    assert_eq!(after.status, 303);
+    assert!(after.location().starts_with("/sign-in"));
+}
+
+// ---------------------------------------------------------------- browser
+
+fn screenshot_dir() -> PathBuf {
+    // `<target>/tmp` for integration tests: the folder beside it.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|p| p.join("console-screenshots"))
+        .unwrap_or_else(|| PathBuf::from("console-screenshots"));
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Option<Driver> {
+    let (Some(driver), Some(_)) = (
+        on_path("chromedriver"),
+        on_path("chromium").or_else(|| on_path("chromium-browser")),
+    ) else {
+        let message = "\n\n!!!!! console browser test SKIPPED: `chromium` and `chromedriver` are not on PATH \
+             (Debian: apt-get install chromium chromium-driver fonts-wqy-zenhei) !!!!!\n";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}");
+        }
+        eprintln!("{message}");
+        return None;
+    };
+    let port = free_port();
+    let child = std::process::Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let d = Driver { child, port };
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "chromedriver ready", || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/status"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    Some(d)
+}
+
+async fn browser(driver: &Driver) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--lang=zh-CN",
+        "--window-size=375,812",
+    ];
+    if std::env::var_os("SANYU_CONSOLE_BROWSER_HEADFUL").is_some() {
+        args.retain(|a| !a.starts_with("--headless"));
+    }
+    let mut opts = serde_json::json!({
+        "args": args,
+        // Chinese first, as a school's phone would ask.
+        "prefs": { "intl.accept_languages": "zh-CN,zh" },
+    });
+    if let Some(bin) = on_path("chromium") {
+        opts["binary"] = Value::String(bin.display().to_string());
+    }
+    caps.insert("goog:chromeOptions".into(), opts);
+    fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("connect to chromedriver")
+}
+
+/// Screenshots of the current page at phone and desktop width.
+async fn shoot(c: &fantoccini::Client, name: &str) {
+    let dir = screenshot_dir();
+    for (w, h) in [(375u32, 812u32), (1280, 900)] {
+        c.set_window_size(w, h).await.expect("window size");
+        let png = c.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{name}-{w}.png")), png).expect("write screenshot");
+    }
+    c.set_window_size(375, 812).await.expect("window size");
+}
+
+async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.path().starts_with(prefix) {
+            return url.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached {prefix}: at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_browser() {
+    use fantoccini::Locator;
+
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    // The crisis team is the next rung, 40 s after the case opens.
+    let after = 40;
+    let stack = stack_with(TestDb::sqlite(), after).await;
+    let opened = Instant::now();
+    let case_id = open_high_case(&stack).await;
+    let email = stack.school.counsellor_email.clone();
+    let crisis = format!("crisis@{}.test", stack.school.code.to_lowercase());
+
+    // The alert email links to the console's case page.
+    let alert = eventually(Duration::from_secs(30), "the alert email", || async {
+        to(&stack.smtp.received(), &email)
+            .into_iter()
+            .find(|m| !m.subject().contains(CODE_SUBJECT))
+    })
+    .await;
+    let link = format!("{}/cases/{case_id}", stack.base_url());
+    assert!(alert.text().contains(&link), "{}", alert.text());
+
+    let c = browser(&driver).await;
+    c.goto(&link).await.expect("open the link");
+    wait_for_path(&c, "/sign-in").await;
+    shoot(&c, "sign-in").await;
+    c.find(Locator::Id("identifier"))
+        .await
+        .expect("identifier field")
+        .send_keys(&email)
+        .await
+        .expect("type email");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("send button")
+        .click()
+        .await
+        .expect("send");
+    wait_for_path(&c, "/sign-in/code").await;
+    let code = nth_code(&stack, &email, 1).await;
+    shoot(&c, "code").await;
+    c.find(Locator::Id("code"))
+        .await
+        .expect("code field")
+        .send_keys(&code)
+        .await
+        .expect("type code");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+    // Landed on the case from the email.
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
+    let html = c.source().await.expect("source");
+    assert!(!html.contains("<script>alert(1)</script>"));
+    // The queue, with the case waiting for an acknowledgement; then back.
+    c.goto(&format!("{}/queue", stack.base_url()))
+        .await
+        .expect("queue");
+    wait_for_path(&c, "/queue").await;
+    let queue = c
+        .find(Locator::Id("queue"))
+        .await
+        .expect("queue")
+        .text()
+        .await
+        .expect("text");
+    assert!(queue.contains("待确认"), "{queue}");
+    shoot(&c, "queue").await;
+    c.goto(&format!("{}/queue?lang=en", stack.base_url()))
+        .await
+        .expect("queue en");
+    shoot(&c, "queue-en").await;
+    c.goto(&format!("{link}?lang=zh"))
+        .await
+        .expect("case again");
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
+    shoot(&c, "case").await;
+
+    c.find(Locator::Css("form.ack button"))
+        .await
+        .expect("acknowledge button")
+        .click()
+        .await
+        .expect("acknowledge");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.query().is_some_and(|q| q.contains("done=acknowledged")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no acknowledgement: at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(body.contains("已确认"), "{body}");
+    assert!(c.find(Locator::Css("form.ack")).await.is_err());
+    shoot(&c, "case-acknowledged").await;
+
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "acknowledged");
+    assert_eq!(case["ladder_state"], "stopped");
+    // The rung's time passes: the crisis team is never emailed.
+    let wait = Duration::from_secs(after + 5).saturating_sub(opened.elapsed());
+    tokio::time::sleep(wait).await;
+    assert!(
+        to(&stack.smtp.received(), &crisis).is_empty(),
+        "a second rung was emailed after the acknowledgement"
+    );
+
+    // The open queue shows a new case without a reload (htmx polling, ≤ 15 s).
+    c.goto(&format!("{}/queue", stack.base_url()))
+        .await
+        .expect("queue");
+    wait_for_path(&c, "/queue").await;
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S2", "high", "x"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(2).await;
+    let reference = cases
+        .iter()
+        .find(|v| v["id"].as_str() != Some(case_id.as_str()))
+        .and_then(|v| v["reference"].as_str())
+        .expect("the new case's reference")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let shown = c
+            .find(Locator::Id("queue"))
+            .await
+            .expect("queue")
+            .text()
+            .await
+            .unwrap_or_default();
+        if shown.contains(&reference) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never showed the new case without a reload: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.close().await.expect("close the browser");
+    eprintln!("console screenshots: {}", screenshot_dir().display());
+}
+
+async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
+    let mut agent = Agent::new(&stack.base_url());
+    let asked = agent.ask_code(email, "/").await;
+    assert_eq!(asked.status, 303);
+    let code = nth_code(stack, email, nth).await;
+    let r = agent.type_code(&code).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_teachers_and_leaders_see_the_overview_and_sessions_end_when_idle_or_the_role_changes()
+{
+    use sanyu_store::entities::{audit_record, console_session};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+
+    let stack = stack_with(TestDb::sqlite(), 3600).await;
+    let case_id = open_high_case(&stack).await;
+    let lc = stack.school.code.to_lowercase();
+    let path = format!("/cases/{case_id}");
+
+    // The class's head teacher: the overview, with the student's name; no
+    // narrative, no acknowledge.
+    let mut teacher = signed_in_agent(&stack, &format!("t1@{lc}.test"), 1).await;
+    let page = teacher.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Student One"));
+    assert!(!page.body.contains("CANARY"));
+    assert!(!page.body.contains("report.high"));
+    assert!(!page.body.contains("class=\"ack\""));
+    // Another class's head teacher: not found.
+    let mut other_teacher = signed_in_agent(&stack, &format!("t2@{lc}.test"), 1).await;
+    assert_eq!(other_teacher.get(&path).await.status, 404);
+
+    // A leader: the overview without names.
+    let mut leader = signed_in_agent(&stack, &format!("leader@{lc}.test"), 1).await;
+    let page = leader.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("Student One"));
+    assert!(!page.body.contains("CANARY"));
+    assert!(!page.body.contains("class=\"ack\""));
+
+    // Idle for longer than the idle timeout: the session ends, audited.
+    let sessions = console_session::Entity::find()
+        .filter(console_session::Column::EndedAt.is_null())
+        .all(&stack.conn)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 3);
+    let teachers_session = {
+        let t1 = sanyu_store::console::find_staff(&stack.conn, &format!("t1@{lc}.test"))
+            .await
+            .expect("find")
+            .expect("t1");
+        sessions
+            .iter()
+            .find(|s| s.staff_id == t1.id)
+            .expect("t1's session")
+            .clone()
+    };
+    let mut idle: console_session::ActiveModel = teachers_session.clone().into();
+    idle.last_seen_at = Set(chrono::Utc::now() - chrono::Duration::minutes(31));
+    idle.update(&stack.conn).await.expect("age the session");
+    let after = teacher.get("/queue").await;
+    assert_eq!(after.status, 303);
+    assert!(after.location().starts_with("/sign-in"));
+    let ended = console_session::Entity::find_by_id(teachers_session.id)
+        .one(&stack.conn)
+        .await
+        .expect("session")
+        .expect("row");
+    assert_eq!(ended.end_reason.as_deref(), Some("idle"));
+    let expired = audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("console.session_expired"))
+        .all(&stack.conn)
+        .await
+        .expect("audit");
+    assert_eq!(expired.len(), 1);
+
+    // The leader's role is taken away through the roster API: their
+    // sessions end at once.
+    let csv = format!(
+        "school_code,staff_no,name,role,class_code,phone,email\n\
+         {code},L1,Leader One,teacher,C2,13900000005,leader@{lc}.test\n",
+        code = stack.school.code
+    );
+    let r = stack
+        .post_csv(&stack.school.admin, "/v1/roster/staff", &csv)
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let open: Vec<_> = console_session::Entity::find()
+        .filter(console_session::Column::EndedAt.is_null())
+        .all(&stack.conn)
+        .await
+        .expect("sessions");
+    assert_eq!(
+        open.len(),
+        1,
+        "only the second head teacher's session is left"
+    );
+    let gone = leader.get(&path).await;
+    assert_eq!(gone.status, 303);
+}
