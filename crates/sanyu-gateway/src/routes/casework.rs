@@ -95,6 +95,11 @@ pub async fn act(
     case_id: Uuid,
     cmd: Command,
 ) -> Result<CaseState, ApiError> {
+    // Before the case is looked up: a role that may not work cases learns
+    // nothing about which case ids exist.
+    if !caller.may_read_cases() {
+        return Err(ApiError::Forbidden("your role may not work cases"));
+    }
     let txn = begin_write(&state.db).await?;
     let case = sanyu_case::load_case(&*txn, case_id)
         .await

@@ -75,8 +75,9 @@ struct Row {
     own: [u16; 13],
     elsewhere: Option<[u16; 13]>,
     /// Callers to whom a record that does not exist answers otherwise than
-    /// another school's (its status for them). Empty for every row but those
-    /// marked FINDING, and the deployment admin's, who belongs to no school.
+    /// another school's (its status for them). Empty for every row but the
+    /// deployment admin's, who belongs to no school, and the admin's roster
+    /// rows of a school that does not exist.
     missing: &'static [(Who, u16)],
 }
 
@@ -137,31 +138,30 @@ const MATRIX: &[Row] = &[
     unscoped("GET /v1/cases",                              T::Nothing,       [401, 401, 200, 200, 403, 200, 200, 200, 200, 403, 403, 403, 403]),
     row("GET /v1/cases/{id}",                              T::OpenCase,      [401, 401, 200, 404, 403, 200, 200, 200, 200, 403, 403, 403, 403],
                                                                              [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
-    // FINDING: case work loads the case before it checks the role, so to a
-    // monitor, district officer, admin or service another school's case
-    // answers 403 and a case that does not exist 404 (CASE_ID_ORACLE).
-    row_but("POST /v1/cases/{id}/acknowledge",             T::OpenCase,      [401, 401, 403, 404, 403, 200, 200, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
+    // A role that may not work cases is refused before the case is looked
+    // up: another school's case and one that does not exist answer alike.
+    row("POST /v1/cases/{id}/acknowledge",             T::OpenCase,      [401, 401, 403, 404, 403, 200, 200, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
     // The body names K1: K1 takes the unassigned case; K2 may not give it to K1.
-    row_but("POST /v1/cases/{id}/assign",                  T::OpenCase,      [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/notes",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/guardian-contacts",       T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/referrals",               T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/follow-ups",              T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/level",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/close",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
-    row_but("POST /v1/cases/{id}/reopen",                  T::ClosedCase,    [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
+    row("POST /v1/cases/{id}/assign",                  T::OpenCase,      [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/notes",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/guardian-contacts",       T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/referrals",               T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/follow-ups",              T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/level",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/close",                   T::AssignedCase,  [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
+    row("POST /v1/cases/{id}/reopen",                  T::ClosedCase,    [401, 401, 403, 404, 403, 200, 403, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
     // A case about nobody: head teachers, bound to a class, do not learn it exists.
-    row_but("POST /v1/cases/{id}/link-student",            T::CallerCase,    [401, 401, 404, 404, 403, 200, 200, 200, 403, 403, 403, 403, 403],
-                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403], CASE_ID_ORACLE),
+    row("POST /v1/cases/{id}/link-student",            T::CallerCase,    [401, 401, 404, 404, 403, 200, 200, 200, 403, 403, 403, 403, 403],
+                                                                             [401, 401, 404, 404, 403, 404, 404, 404, 404, 403, 403, 403, 403]),
     unscoped("GET /v1/key-population",                     T::Nothing,       [401, 401, 403, 403, 403, 200, 200, 200, 200, 403, 403, 403, 403]),
     row("POST /v1/key-population/watch/{id}/done",         T::Watch,         [401, 401, 403, 403, 403, 200, 200, 200, 403, 403, 403, 403, 403],
                                                                              [401, 401, 403, 403, 403, 404, 404, 404, 403, 403, 403, 403, 403]),
@@ -222,16 +222,6 @@ enum Scope {
     /// One that does not exist.
     Missing,
 }
-
-/// To a monitor, district officer, admin or service, another school's case
-/// answers 403 (the role may not work cases) but a case that does not exist
-/// 404 (FINDING, above): the answer tells whether a case id exists.
-const CASE_ID_ORACLE: &[(Who, u16)] = &[
-    (Who::Monitor, 404),
-    (Who::District, 404),
-    (Who::Admin, 404),
-    (Who::Service, 404),
-];
 
 /// The deployment admin belongs to no school: another school's grant is
 /// like the own school's (refused: the school has a leader), and a grant
