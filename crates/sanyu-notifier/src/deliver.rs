@@ -65,7 +65,7 @@ use lettre::Message;
 use lettre::message::Mailbox;
 use sanyu_domain::RiskLevel;
 use sanyu_events::subjects::{self, NOTIFY_STREAM};
-use sanyu_events::{Payload, v1};
+use sanyu_events::{NotificationReason, Payload, v1};
 use sanyu_platform::Config;
 use sanyu_platform::config::NotifyChannel;
 use sanyu_platform::consumer::{Delivery, Handler, Outcome};
@@ -245,6 +245,7 @@ impl Target<'_> {
 struct Ctx<'a> {
     envelope: &'a sanyu_events::Envelope,
     req: &'a v1::NotificationRequested,
+    reason: NotificationReason,
     case_id: Uuid,
     staff_id: Uuid,
     level: RiskLevel,
@@ -359,6 +360,15 @@ impl Deliverer {
         if req.notification_key.is_empty() {
             return Ok(Outcome::Reject("notification key is empty".into()));
         }
+        // A reason this build does not know is never sent as a generic
+        // notice: the request becomes a dead letter a person reviews.
+        let Some(reason) = sanyu_events::reason_of(req) else {
+            return Ok(Outcome::Reject(format!(
+                "notification reason unknown (reason_code {}, reason {:?})",
+                req.reason_code,
+                req.reason.chars().take(64).collect::<String>()
+            )));
+        };
         let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Critical);
         let recipient = staff::Entity::find_by_id(staff_id).one(&self.db).await?;
         let facts = match &recipient {
@@ -388,6 +398,7 @@ impl Deliverer {
         let ctx = Ctx {
             envelope,
             req,
+            reason,
             case_id,
             staff_id,
             level,
@@ -887,17 +898,22 @@ impl Deliverer {
                 )
                 .await;
         };
-        let composed = if ctx.req.reason == sanyu_store::console::SIGN_IN_CODE_REASON {
+        let composed = if ctx.reason == NotificationReason::SignInCode {
             self.compose_sign_in_code(email, ctx.req, message::message_id(key, &self.from))
         } else if ctx.req.case_id.is_empty() {
-            self.compose_notice(email, ctx.req, message::message_id(key, &self.from))
+            self.compose_notice(
+                email,
+                ctx.req,
+                ctx.reason,
+                message::message_id(key, &self.from),
+            )
         } else {
             message::staff_email(
                 self.policy.locale,
                 facts,
                 &self.from,
                 email,
-                &ctx.req.reason,
+                ctx.reason,
                 message::message_id(key, &self.from),
             )
             .map_err(|e| e.to_string())
@@ -1071,8 +1087,9 @@ impl Handler for Deliverer {
 
 impl Deliverer {
     /// A console sign-in code: the request carries it sealed with the data
-    /// key (in the reference field), so that the outbox row and the NOTIFY
-    /// stream never hold it in clear; it is opened only to write this email.
+    /// key (in `sign_in_code`; requests queued before that field, in the
+    /// reference field), so that the outbox row and the NOTIFY stream never
+    /// hold it in clear; it is opened only to write this email.
     fn compose_sign_in_code(
         &self,
         to: &str,
@@ -1084,8 +1101,12 @@ impl Deliverer {
             .sealer
             .as_ref()
             .ok_or("no data key: a sign-in code cannot be opened")?;
-        let code = sanyu_store::console::open_code(sealer, &req.case_reference)
-            .map_err(|e| e.to_string())?;
+        let sealed = if req.sign_in_code.is_empty() {
+            &req.case_reference
+        } else {
+            &req.sign_in_code
+        };
+        let code = sanyu_store::console::open_code(sealer, sealed).map_err(|e| e.to_string())?;
         let minutes = sanyu_store::console::CODE_TTL_MINUTES;
         let body = format!(
             "三预 Sanyu 登录验证码 / sign-in code:\n\n    {code}\n\n\
@@ -1110,10 +1131,11 @@ impl Deliverer {
         &self,
         to: &str,
         req: &v1::NotificationRequested,
+        reason: NotificationReason,
         message_id: String,
     ) -> Result<Message, String> {
         use lettre::message::header::ContentType;
-        let (what, link) = notice_lines(&req.reason, &req.case_reference, &self.base_url);
+        let (what, link) = notice_lines(reason, &req.case_reference, &self.base_url);
         let body = format!(
             "{what}\n\n\
              编号 / Reference: {reference}\n\n\
@@ -1137,78 +1159,61 @@ impl Deliverer {
 
 /// What a notice about no case says, and where it links: a fixed line per
 /// reason (a code's words, never data) and a link with the period id.
-fn notice_lines(reason: &str, reference: &str, base_url: &str) -> (&'static str, String) {
-    match reason {
-        "zero_report_due" => (
-            "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
-            format!("{}/v1/zero-report-periods", base_url),
+fn notice_lines(
+    reason: NotificationReason,
+    reference: &str,
+    base_url: &str,
+) -> (&'static str, String) {
+    use NotificationReason as R;
+    let link = match reason {
+        R::ZeroReportDue => format!("{}/v1/zero-report-periods", base_url),
+        R::ZeroReportOverdue | R::ZeroReportEscalated => format!(
+            "{}/v1/zero-report-periods/{}/compliance",
+            base_url, reference
         ),
-        "zero_report_overdue" => (
-            "零报告已逾期未提交 / zero report overdue",
-            format!(
-                "{}/v1/zero-report-periods/{}/compliance",
-                base_url, reference
-            ),
-        ),
-        "zero_report_escalated" => (
-            "零报告逾期未提交，逐级上报 / zero report still missing (escalation)",
-            format!(
-                "{}/v1/zero-report-periods/{}/compliance",
-                base_url, reference
-            ),
-        ),
-        "watch_follow_up_due" => (
-            "重点关注学生随访到期 / a student on the key-population list is due for follow-up",
-            format!("{}/v1/key-population", base_url),
-        ),
-        "role_grant_requested" => (
-            "有人申请可查看个案的角色，须由领导或危机干预小组另一人确认 / a role that reads cases was asked for: a leader or crisis-team member (another person) must confirm or refuse it",
-            format!("{}/v1/roster/role-grants", base_url),
-        ),
-        "role_granted" => (
-            "可查看个案的角色已确认生效 / a role that reads cases was confirmed and is now in effect",
-            format!("{}/v1/roster/role-grants", base_url),
-        ),
-        _ => ("三预通知 / Sanyu notice", base_url.to_owned()),
-    }
+        R::WatchFollowUpDue => format!("{}/v1/key-population", base_url),
+        R::RoleGrantRequested | R::RoleGranted => format!("{}/v1/roster/role-grants", base_url),
+        _ => base_url.to_owned(),
+    };
+    (message::reason_line(reason), link)
 }
 
 #[cfg(test)]
 mod notice_tests {
-    use super::notice_lines;
+    use super::{NotificationReason as R, notice_lines};
 
     #[test]
     fn every_notice_links_to_what_it_is_about() {
         let base = "https://sanyu.example";
         for (reason, link) in [
             (
-                "zero_report_due",
+                R::ZeroReportDue,
                 "https://sanyu.example/v1/zero-report-periods",
             ),
             (
-                "zero_report_overdue",
+                R::ZeroReportOverdue,
                 "https://sanyu.example/v1/zero-report-periods/P1/compliance",
             ),
             (
-                "zero_report_escalated",
+                R::ZeroReportEscalated,
                 "https://sanyu.example/v1/zero-report-periods/P1/compliance",
             ),
             (
-                "watch_follow_up_due",
+                R::WatchFollowUpDue,
                 "https://sanyu.example/v1/key-population",
             ),
             (
-                "role_grant_requested",
+                R::RoleGrantRequested,
                 "https://sanyu.example/v1/roster/role-grants",
             ),
             (
-                "role_granted",
+                R::RoleGranted,
                 "https://sanyu.example/v1/roster/role-grants",
             ),
         ] {
             let (what, got) = notice_lines(reason, "P1", base);
-            assert_eq!(got, link, "{reason}");
-            assert_ne!(what, notice_lines("unknown", "P1", base).0, "{reason}");
+            assert_eq!(got, link, "{reason:?}");
+            assert_ne!(what, crate::message::GENERIC_LINE, "{reason:?}");
         }
     }
 }
