@@ -11,6 +11,9 @@
 //! through `sanyu_case::plan`.
 
 pub mod contacts;
+pub mod timer;
+
+pub use timer::{Timer, TimerError};
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sanyu_escalation::{
-    self as escalation, EXHAUSTED, FOLLOW_UP_TIMER, Fired, FollowUpTimer, RUNG_TIMER, RUNNING,
-};
+use sanyu_escalation::{self as escalation, EXHAUSTED, Fired, RUNG_TIMER, RUNNING, Timer};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
@@ -183,57 +181,10 @@ impl Scheduler {
             txn.rollback().await?;
             return Ok(None);
         }
-        let effect = match t.kind.as_str() {
-            RUNG_TIMER => match escalation::parse_timer(&t.payload) {
-                Ok(rung) => matches!(
-                    escalation::fire(&*txn, &rung, now).await?,
-                    Fired::Notified { .. }
-                ),
-                Err(e) => {
-                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                        .await?;
-                    false
-                }
-            },
-            FOLLOW_UP_TIMER => match serde_json::from_str::<FollowUpTimer>(&t.payload) {
-                Ok(f) => matches!(
-                    escalation::remind_follow_up(&*txn, &f, now).await?,
-                    Fired::Notified { .. }
-                ),
-                Err(e) => {
-                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                        .await?;
-                    false
-                }
-            },
-            escalation::WATCH_FOLLOW_UP_TIMER => {
-                match serde_json::from_str::<escalation::WatchTimer>(&t.payload) {
-                    Ok(w) => matches!(
-                        escalation::remind_watch(&*txn, &w, now).await?,
-                        Fired::Notified { .. }
-                    ),
-                    Err(e) => {
-                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                            .await?;
-                        false
-                    }
-                }
-            }
-            zero_report::ZERO_REPORT_TIMER => {
-                match serde_json::from_str::<zero_report::ZeroReportTimer>(&t.payload) {
-                    Ok(z) => zero_report::fire(&*txn, &self.zero_report, &z, now)
-                        .await?
-                        .is_some(),
-                    Err(e) => {
-                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                            .await?;
-                        false
-                    }
-                }
-            }
-            other => {
-                self.unknown_timer(&*txn, t, &format!("unknown timer kind `{other}`"))
-                    .await?;
+        let effect = match Timer::parse(&t.kind, &t.payload) {
+            Ok(timer) => self.fire_timer(&*txn, &timer, now).await?,
+            Err(e) => {
+                self.unknown_timer(&*txn, t, &e.to_string()).await?;
                 false
             }
         };
@@ -248,6 +199,33 @@ impl Scheduler {
         self.fired
             .add(1, &[opentelemetry::KeyValue::new("kind", t.kind.clone())]);
         Ok(Some(effect))
+    }
+
+    /// The effect of one timer, in `txn`: whether it told anybody (`false`
+    /// for a stale timer).
+    async fn fire_timer(
+        &self,
+        txn: &impl ConnectionTrait,
+        timer: &Timer,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        Ok(match timer {
+            Timer::Rung(rung) => matches!(
+                escalation::fire(txn, rung, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::FollowUp(f) => matches!(
+                escalation::remind_follow_up(txn, f, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::Watch(w) => matches!(
+                escalation::remind_watch(txn, w, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::ZeroReport(z) => zero_report::fire(txn, &self.zero_report, z, now)
+                .await?
+                .is_some(),
+        })
     }
 
     async fn unknown_timer(

@@ -25,33 +25,9 @@ use sanyu_store::entities::{school, staff};
 use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use sanyu_store::timers::{self, NewTimer};
 use sanyu_store::zero_reports::{self, SCHOOL_UNIT};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Timer kind of a zero-report reminder.
-pub const ZERO_REPORT_TIMER: &str = "zero_report_due";
-
-/// The payload of a zero-report timer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZeroReportTimer {
-    pub period_id: String,
-    pub school_id: Uuid,
-    pub stage: Stage,
-    /// The reminder's offset before the deadline, or the delay after it.
-    pub secs: u64,
-}
-
-impl ZeroReportTimer {
-    pub fn key(&self) -> String {
-        format!(
-            "zero:{}:{}:{}:{}",
-            self.period_id,
-            self.school_id,
-            self.stage.as_str(),
-            self.secs
-        )
-    }
-}
+pub use sanyu_domain::zero_report::{ZERO_REPORT_TIMER, ZeroReportTimer};
 
 /// Whether a period still has timers worth scheduling at `now`.
 fn live(calendar: &Calendar, p: &Period, now: DateTime<Utc>) -> bool {
