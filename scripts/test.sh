@@ -14,7 +14,7 @@ SANYU_NATS_SERVER="$(bash scripts/ensure-nats.sh)"
 export SANYU_NATS_SERVER
 echo "nats-server: $("$SANYU_NATS_SERVER" --version)"
 
-# schemathesis for tests/openapi.rs (PyPI, pinned); the test skips without it
+# schemathesis for tests/e2e/openapi.rs (PyPI, pinned); the test skips without it
 # outside CI and fails without it under CI.
 if st="$(bash scripts/ensure-schemathesis.sh)"; then
     export SANYU_SCHEMATHESIS="$st"
@@ -23,11 +23,11 @@ elif [ "${CI:-}" = "true" ]; then
     echo "CI=true requires schemathesis, and it could not be installed" >&2
     exit 1
 else
-    echo "schemathesis: SKIPPED (could not be installed); tests/openapi.rs will skip" >&2
+    echo "schemathesis: SKIPPED (could not be installed); tests/e2e/openapi.rs will skip" >&2
 fi
 
 # Debian's chromium and chromedriver for the console's browser test
-# (tests/console.rs), with a CJK font for its screenshots. Installed under CI;
+# (tests/e2e/console.rs), with a CJK font for its screenshots. Installed under CI;
 # elsewhere the test uses them from PATH, or skips loudly without them.
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     if [ "${CI:-}" = "true" ]; then

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the document utoipa derives from the handlers, made to
 //! say exactly what the server accepts and answers (schemathesis checks it:
-//! `tests/openapi.rs`).
+//! `tests/e2e/openapi.rs`).
 //!
 //! The derive cannot say some of it, so it is added here, in one place:
 //! - every operation documents the error answers of the shared extractors:

@@ -1,0 +1,23 @@
+//! End-to-end flows across the real binaries, NATS, SMTP and databases: one
+//! test binary, a module per flow. Run one flow with
+//! `cargo test -p sanyu-e2e --test e2e <module>::`.
+
+mod api;
+mod audit;
+mod availability;
+mod casework;
+mod console;
+mod docs;
+mod escalation;
+mod exactly_once;
+mod hotline;
+mod openapi;
+mod replicas;
+mod report_to_email;
+mod roster_and_tokens;
+mod rules;
+mod scope;
+mod screening;
+mod sms;
+mod telemetry;
+mod zero_reports;
