@@ -840,3 +840,299 @@ async fn head_teachers_and_leaders_see_the_overview_and_sessions_end_when_idle_o
     let gone = leader.get(&path).await;
     assert_eq!(gone.status, 303);
 }
+
+/// The values of the options of the select `name` in a page.
+fn options(body: &str, name: &str) -> Vec<String> {
+    let Some(start) = body.find(&format!("name=\"{name}\"")) else {
+        return Vec::new();
+    };
+    let end = body[start..]
+        .find("</select>")
+        .map_or(body.len(), |e| start + e);
+    body[start..end]
+        .split("<option value=\"")
+        .skip(1)
+        .filter_map(|o| o.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_case_work_action_is_a_form_on_the_case_page_on_sqlite() {
+    every_case_work_action_is_a_form_on_the_case_page(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_case_work_action_is_a_form_on_the_case_page_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        every_case_work_action_is_a_form_on_the_case_page(db).await;
+    }
+}
+
+async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
+    let case_id = open_high_case(&stack).await;
+    let lc = stack.school.code.to_lowercase();
+    let page_path = format!("/cases/{case_id}");
+    let act = |a: &str| format!("/cases/{case_id}/do/{a}");
+    let mut agent = signed_in_agent(&stack, &stack.school.counsellor_email.clone(), 1).await;
+
+    // An open case offers acknowledge, and no work on the record yet.
+    let page = agent.get(&page_path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.field("csrf");
+    assert!(page.body.contains("class=\"ack\""));
+    for form in ["/do/note", "/do/close", "/do/reopen", "/do/link_student"] {
+        assert!(!page.body.contains(form), "{form} offered on an open case");
+    }
+    // Posted anyway: refused in words, nothing written. The counsellor has
+    // not taken the case (403); the crisis team may work it, but not before
+    // someone acknowledged it (409).
+    let refused = agent
+        .post(&act("note"), &[("csrf", &csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("您的角色不能"), "{}", refused.body);
+    let mut crisis = signed_in_agent(&stack, &format!("crisis@{lc}.test"), 1).await;
+    let crisis_csrf = crisis.get(&page_path).await.field("csrf");
+    let refused = crisis
+        .post(&act("note"), &[("csrf", &crisis_csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("请先确认接手"), "{}", refused.body);
+    // Without the session's token: refused before anything is looked at.
+    let forged = agent.post(&act("note"), &[("text", "x")]).await;
+    assert_eq!(forged.status, 403);
+    let unknown = agent.post(&act("explode"), &[("csrf", &csrf)]).await;
+    assert_eq!(unknown.status, 404);
+
+    let done = agent
+        .post(&format!("{page_path}/acknowledge"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303);
+    let page = agent.get(&page_path).await;
+    for form in [
+        "/do/note",
+        "/do/guardian_contact",
+        "/do/no_contact",
+        "/do/referral",
+        "/do/follow_up",
+        "/do/level",
+        "/do/close",
+    ] {
+        assert!(
+            page.body.contains(form),
+            "{form} not offered: {}",
+            page.body
+        );
+    }
+    assert!(!page.body.contains("/do/reopen"));
+    assert!(!page.body.contains("/do/link_student"));
+
+    // Every action through its form, POST-redirect-GET.
+    let ok = |a: &Answer, action: &str| {
+        assert_eq!(a.status, 303, "{action}: {}", a.body);
+        assert_eq!(a.location(), format!("/cases/{case_id}?done={action}"));
+    };
+    let empty = agent
+        .post(&act("note"), &[("csrf", &csrf), ("text", "  ")])
+        .await;
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("填写有误"), "{}", empty.body);
+    let note = "CANARY-NOTE <script>alert(1)</script> 谈话记录";
+    ok(
+        &agent
+            .post(&act("note"), &[("csrf", &csrf), ("text", note)])
+            .await,
+        "note",
+    );
+    let guardian = options(&page.body, "guardian_id");
+    assert!(!guardian.is_empty(), "the student's guardians are offered");
+    ok(
+        &agent
+            .post(
+                &act("guardian_contact"),
+                &[
+                    ("csrf", &csrf),
+                    ("guardian_id", &guardian[0]),
+                    ("channel", "phone"),
+                    ("outcome", "reached"),
+                ],
+            )
+            .await,
+        "guardian_contact",
+    );
+    ok(
+        &agent
+            .post(
+                &act("no_contact"),
+                &[("csrf", &csrf), ("reason", "risk from home")],
+            )
+            .await,
+        "no_contact",
+    );
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    ok(
+        &agent
+            .post(
+                &act("referral"),
+                &[
+                    ("csrf", &csrf),
+                    ("institution", "市精神卫生中心"),
+                    ("referred_on", &yesterday),
+                ],
+            )
+            .await,
+        "referral",
+    );
+    let page = agent.get(&format!("{page_path}?done=referral")).await;
+    assert!(page.body.contains("转介已记录"), "{}", page.body);
+    let referral_id = page.field("referral_id");
+    ok(
+        &agent
+            .post(
+                &act("referral_update"),
+                &[
+                    ("csrf", &csrf),
+                    ("referral_id", &referral_id),
+                    ("institution", "市精神卫生中心"),
+                    ("referred_on", &yesterday),
+                    ("receipt_confirmed", "1"),
+                    ("assessed_on", &yesterday),
+                    ("result", "fit_to_return"),
+                ],
+            )
+            .await,
+        "referral_update",
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT09:00")
+        .to_string();
+    ok(
+        &agent
+            .post(&act("follow_up"), &[("csrf", &csrf), ("due_at", &tomorrow)])
+            .await,
+        "follow_up",
+    );
+    let page = agent.get(&page_path).await;
+    let follow_up_id = page.field("follow_up_id");
+    assert!(!follow_up_id.is_empty(), "{}", page.body);
+    ok(
+        &agent
+            .post(
+                &act("follow_up_done"),
+                &[
+                    ("csrf", &csrf),
+                    ("follow_up_id", &follow_up_id),
+                    ("outcome", "stable"),
+                ],
+            )
+            .await,
+        "follow_up_done",
+    );
+    ok(
+        &agent
+            .post(
+                &act("level"),
+                &[("csrf", &csrf), ("level", "elevated"), ("reason", "calmer")],
+            )
+            .await,
+        "level",
+    );
+    let page = agent.get(&page_path).await;
+    // The note is text, never markup.
+    assert!(
+        page.body.contains("CANARY-NOTE &lt;script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("CANARY-NOTE <script>"));
+
+    // A crisis-team member may assign; the counsellor may not choose others.
+    assert!(!page.body.contains("id=\"assign-staff\""));
+    let crisis_page = crisis.get(&page_path).await;
+    let staff = options(&crisis_page.body, "staff_id");
+    assert!(!staff.is_empty(), "{}", crisis_page.body);
+    ok(
+        &crisis
+            .post(
+                &act("assign"),
+                &[("csrf", &crisis_csrf), ("staff_id", &staff[0])],
+            )
+            .await,
+        "assign",
+    );
+
+    // The head teacher sees the overview: no forms, no note, no narrative.
+    let mut teacher = signed_in_agent(&stack, &format!("t1@{lc}.test"), 1).await;
+    let overview = teacher.get(&page_path).await;
+    assert_eq!(overview.status, 200);
+    assert!(!overview.body.contains("/do/"));
+    assert!(!overview.body.contains("CANARY"));
+    let teacher_csrf = overview.field("csrf");
+    let refused = teacher
+        .post(&act("note"), &[("csrf", &teacher_csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    // Close with an outcome (by the crisis team: the case is theirs now or
+    // the counsellor's, the crisis team works any), then reopen.
+    ok(
+        &crisis
+            .post(
+                &act("close"),
+                &[
+                    ("csrf", &crisis_csrf),
+                    ("outcome", "resolved"),
+                    ("summary", "stable"),
+                ],
+            )
+            .await,
+        "close",
+    );
+    let closed = crisis.get(&page_path).await;
+    assert!(closed.body.contains("/do/reopen"));
+    assert!(!closed.body.contains("/do/note"));
+    let again = crisis
+        .post(
+            &act("close"),
+            &[("csrf", &crisis_csrf), ("outcome", "resolved")],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("无法操作"), "{}", again.body);
+    ok(
+        &crisis
+            .post(
+                &act("reopen"),
+                &[("csrf", &crisis_csrf), ("reason", "again")],
+            )
+            .await,
+        "reopen",
+    );
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "open");
+    let actions: Vec<&str> = case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    for a in [
+        "acknowledge",
+        "note",
+        "guardian_contact",
+        "referral",
+        "referral_update",
+        "follow_up",
+        "follow_up_done",
+        "level",
+        "assign",
+        "close",
+        "reopen",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+}

@@ -8,6 +8,7 @@
 //! Templates, the stylesheet and htmx (vendored, pinned) are compiled into
 //! the binary.
 
+mod actions;
 pub mod i18n;
 mod pages;
 pub mod session;
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(pages::queue))
         .route("/cases/{id}", get(pages::case))
         .route("/cases/{id}/acknowledge", post(pages::acknowledge))
+        .route("/cases/{id}/do/{action}", post(actions::act))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
             "/sign-in/code",
