@@ -4,7 +4,8 @@
 //! - in a real browser (Debian's `chromium` driven through `chromedriver` by
 //!   fantoccini): a teacher's report through the API → the counsellor's alert
 //!   email → its link → sign in with the emailed code → the case page →
-//!   acknowledge → the ladder stops (no second rung email); screenshots at
+//!   acknowledge → the ladder stops (no second rung email) → a note holding
+//!   `<script>` (shown as text, no alert) → close with an outcome; screenshots at
 //!   375 px and 1280 px under `target/console-screenshots/`;
 //! - over HTTP: five wrong codes lock a code, a code works once, a POST
 //!   without the session's CSRF token changes nothing, a GET of the link
@@ -575,6 +576,18 @@ async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
     }
 }
 
+async fn wait_for_query(c: &fantoccini::Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.query().is_some_and(|q| q.contains(part)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never reached ?{part}: at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_browser() {
     use fantoccini::Locator;
@@ -695,6 +708,73 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         to(&stack.smtp.received(), &crisis).is_empty(),
         "a second rung was emailed after the acknowledgement"
     );
+
+    // A note through the form: text, never markup, and no alert fires.
+    c.goto(&link).await.expect("case");
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
+    let note = "BROWSER-NOTE <script>alert(1)</script> 已与学生谈话";
+    c.find(Locator::Id("note-text"))
+        .await
+        .expect("note field")
+        .send_keys(note)
+        .await
+        .expect("type note");
+    c.find(Locator::Css("#act-note button[type=submit]"))
+        .await
+        .expect("save note")
+        .click()
+        .await
+        .expect("save");
+    wait_for_query(&c, "done=note").await;
+    let html = c.source().await.expect("source");
+    assert!(html.contains("BROWSER-NOTE &lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("BROWSER-NOTE <script>"));
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(main.contains(note), "the note is shown as text: {main}");
+    assert!(
+        c.get_alert_text().await.is_err(),
+        "an alert fired from the note"
+    );
+    shoot(&c, "case-note").await;
+
+    // Close with an outcome.
+    c.find(Locator::Css("#act-close summary"))
+        .await
+        .expect("close summary")
+        .click()
+        .await
+        .expect("open close form");
+    c.find(Locator::Id("close-summary"))
+        .await
+        .expect("summary field")
+        .send_keys("危机已解除，转入常规关注")
+        .await
+        .expect("type summary");
+    c.find(Locator::Css("#act-close button[type=submit]"))
+        .await
+        .expect("close button")
+        .click()
+        .await
+        .expect("close");
+    wait_for_query(&c, "done=close").await;
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(main.contains("已结案"), "{main}");
+    assert!(c.find(Locator::Id("act-reopen")).await.is_ok());
+    shoot(&c, "case-closed").await;
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "closed");
 
     // The open queue shows a new case without a reload (htmx polling, ≤ 15 s).
     c.goto(&format!("{}/queue", stack.base_url()))
