@@ -1157,6 +1157,57 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 
+    // Head teacher and leader, on every page they can open: nothing sealed
+    // (narrative, note, reasons, referral, assessment), no screening or rule
+    // detail; another school's case is the page of a missing one.
+    let r = stack
+        .post_report(
+            &stack.other_school.teacher_c1,
+            &Stack::report_body("S1", "high", "OTHER-SCHOOL"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let other_case = eventually(
+        Duration::from_secs(20),
+        "the other school's case",
+        || async {
+            let v: Value = stack
+                .get(&stack.other_school.counsellor, "/v1/cases")
+                .await
+                .json()
+                .await
+                .ok()?;
+            v["cases"][0]["id"].as_str().map(str::to_owned)
+        },
+    )
+    .await;
+    let mut leader = signed_in_agent(&stack, &format!("leader@{lc}.test"), 1).await;
+    let sealed = [
+        "CANARY",
+        "谈话记录",
+        "risk from home",
+        "市精神卫生中心",
+        "fit_to_return",
+        "calmer",
+        "report.high",
+        "suicidal_ideation",
+        "OTHER-SCHOOL",
+    ];
+    for (who, agent) in [("head teacher", &mut teacher), ("leader", &mut leader)] {
+        for path in ["/queue", "/queue?show=all", page_path.as_str()] {
+            let page = agent.get(path).await;
+            assert_eq!(page.status, 200, "{who} {path}: {}", page.body);
+            for word in sealed {
+                assert!(!page.body.contains(word), "{who} {path} shows {word}");
+            }
+            assert!(!page.body.contains("/do/"), "{who} {path} offers case work");
+        }
+        let other = agent.get(&format!("/cases/{other_case}")).await;
+        let missing = agent.get(&format!("/cases/{}", uuid::Uuid::now_v7())).await;
+        assert_eq!((other.status, missing.status), (404, 404), "{who}");
+        assert_eq!(other.body, missing.body, "{who}");
+    }
+
     // Close with an outcome (by the crisis team: the case is theirs now or
     // the counsellor's, the crisis team works any), then reopen.
     ok(
