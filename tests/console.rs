@@ -1121,7 +1121,32 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
             .await,
         "level",
     );
+    // Another follow-up, left open: the key population lists it, and the
+    // student's archive holds the whole history.
+    ok(
+        &agent
+            .post(&act("follow_up"), &[("csrf", &csrf), ("due_at", &tomorrow)])
+            .await,
+        "follow_up",
+    );
+    let student_id = case_status(&stack, &case_id).await["student_id"]
+        .as_str()
+        .expect("student id")
+        .to_owned();
+    let kp = agent.get("/key-population").await;
+    assert_eq!(kp.status, 200, "{}", kp.body);
+    assert!(kp.body.contains("Student One"), "{}", kp.body);
+    assert!(
+        kp.body
+            .contains(&format!("/cases/{case_id}/do/follow_up_done"))
+    );
+    let archive = agent.get(&format!("/students/{student_id}")).await;
+    assert_eq!(archive.status, 200, "{}", archive.body);
+    assert!(archive.body.contains("Student One"));
+    assert!(archive.body.contains("CANARY-NOTE &lt;script&gt;"));
+    assert!(!archive.body.contains("<script>alert"));
     let page = agent.get(&page_path).await;
+    assert!(page.body.contains(&format!("/students/{student_id}")));
     // The note is text, never markup.
     assert!(
         page.body.contains("CANARY-NOTE &lt;script&gt;"),
@@ -1207,6 +1232,53 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
         assert_eq!((other.status, missing.status), (404, 404), "{who}");
         assert_eq!(other.body, missing.body, "{who}");
     }
+    // The leader: the key population and the archive as counts and states,
+    // without names; the head teacher: neither (the API answers 403).
+    for path in ["/key-population", &format!("/students/{student_id}")] {
+        let page = leader.get(path).await;
+        assert_eq!(page.status, 200, "leader {path}: {}", page.body);
+        for word in sealed.iter().chain(&["Student One"]) {
+            assert!(!page.body.contains(word), "leader {path} shows {word}");
+        }
+        assert!(!page.body.contains("/do/") && !page.body.contains("/done\""));
+        assert_eq!(teacher.get(path).await.status, 403, "head teacher {path}");
+    }
+    // Another school's student is the page of a missing one.
+    let other_student: Value = stack
+        .get(
+            &stack.other_school.counsellor,
+            &format!("/v1/cases/{other_case}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("other case");
+    let other_student = other_student["student_id"].as_str().expect("student id");
+    let other = leader.get(&format!("/students/{other_student}")).await;
+    let missing = leader
+        .get(&format!("/students/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!((other.status, missing.status), (404, 404));
+    assert_eq!(other.body, missing.body);
+
+    // "Done" from the key population, back to the list.
+    let kp = agent.get("/key-population").await;
+    let follow_up_id = kp.field("follow_up_id");
+    let done = agent
+        .post(
+            &act("follow_up_done"),
+            &[
+                ("csrf", &csrf),
+                ("follow_up_id", &follow_up_id),
+                ("outcome", "seen"),
+                ("back", "key-population"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/key-population?done=follow_up_done");
+    let kp = agent.get("/key-population?done=follow_up_done").await;
+    assert!(!kp.body.contains(&follow_up_id), "{}", kp.body);
 
     // Close with an outcome (by the crisis team: the case is theirs now or
     // the counsellor's, the crisis team works any), then reopen.

@@ -80,6 +80,8 @@ pub struct ActionForm {
     pub level: Option<String>,
     pub summary: Option<String>,
     pub student_no: Option<String>,
+    /// `key-population`: go back there after a follow-up is done.
+    pub back: Option<String>,
 }
 
 /// Which forms the page shows.
@@ -439,7 +441,9 @@ pub async fn act(
     let Some(action) = ACTIONS.iter().find(|a| **a == action).copied() else {
         return view::error_page(lang, ApiError::NotFound("case"));
     };
+    let back_to_list = f.back.as_deref() == Some("key-population");
     match call(&state, &signed, &peer, &id, action, f).await {
+        Ok(_) if back_to_list => view::see_other(&format!("/key-population?done={action}")),
         Ok(done) => {
             // A caller's case merged into the student's open case: go there.
             let to = done.merged_into.unwrap_or(done.id);

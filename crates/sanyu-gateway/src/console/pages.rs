@@ -159,6 +159,7 @@ pub async fn queue(
         context! {
             rows => Value::from(minijinja::value::Serde(&rows)),
             show => show,
+            kp => may_key_population(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -168,7 +169,11 @@ pub async fn queue(
     with_lang(&state, page, q.lang.as_deref())
 }
 
-fn with_lang(state: &AppState, mut response: Response, query_lang: Option<&str>) -> Response {
+pub(super) fn with_lang(
+    state: &AppState,
+    mut response: Response,
+    query_lang: Option<&str>,
+) -> Response {
     if let Some(l) = query_lang.and_then(Lang::parse) {
         response.headers_mut().append(
             axum::http::header::SET_COOKIE,
@@ -335,6 +340,11 @@ pub(super) async fn render_case(
             o.case.id,
         ),
     };
+    let case_student = match &view {
+        CaseView::Casework(d) => d.case.student_id,
+        CaseView::Oversight(o) => o.case.student_id,
+    }
+    .map(|s| s.to_string());
     let value = match serde_json::to_value(&view) {
         Ok(v) => v,
         Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
@@ -382,11 +392,24 @@ pub(super) async fn render_case(
             contact_outcomes => ["reached", "no_answer", "declined", "meeting_agreed"],
             today => Utc::now().with_timezone(&state.console.tz).format("%Y-%m-%d").to_string(),
             me => signed.principal.staff_id.map(|s| s.to_string()),
+            kp => may_key_population(signed),
+            archive => case_student.filter(|_| may_key_population(signed)),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
             here => format!("/cases/{case_id}"),
         },
+    )
+}
+
+/// Whether the role reads the key population and student archives (the API
+/// answers the others 403): the pages link there only for them.
+pub(super) fn may_key_population(signed: &Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        sanyu_domain::Role::Counsellor
+            | sanyu_domain::Role::CrisisTeam
+            | sanyu_domain::Role::Leader
     )
 }
 

@@ -17,6 +17,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("templates/queue.html")),
     ("case.html", include_str!("templates/case.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("archive.html", include_str!("templates/archive.html")),
+    (
+        "key_population.html",
+        include_str!("templates/key_population.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -100,11 +105,15 @@ pub fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Respo
 /// are one page (the API already answers both as 404).
 pub fn error_page(lang: Lang, err: ApiError) -> Response {
     match err {
-        ApiError::NotFound(_) => message(
+        ApiError::NotFound(what) => message(
             lang,
             StatusCode::NOT_FOUND,
             "not_found_title",
-            "not_found_text",
+            match what {
+                "student" => "not_found_student_text",
+                "case" => "not_found_text",
+                _ => "not_found_other_text",
+            },
         ),
         ApiError::Forbidden(_) | ApiError::Unauthorized => message(
             lang,
