@@ -5,8 +5,12 @@
 //!   fantoccini): a teacher's report through the API → the counsellor's alert
 //!   email → its link → sign in with the emailed code → the case page →
 //!   acknowledge → the ladder stops (no second rung email) → a note holding
-//!   `<script>` (shown as text, no alert) → close with an outcome; screenshots at
-//!   375 px and 1280 px under `target/console-screenshots/`;
+//!   `<script>` (shown as text, no alert) → close with an outcome; then the
+//!   key population and the archive, and every page as a leader and as a head
+//!   teacher (nothing sealed in the HTML); axe-core (pinned, fetched by
+//!   `scripts/ensure-axe.sh`) on every page: 0 serious or critical
+//!   violations; screenshots at 375 px and 1280 px of every page and role
+//!   under `target/console-screenshots/`;
 //! - over HTTP: five wrong codes lock a code, a code works once, a POST
 //!   without the session's CSRF token changes nothing, a GET of the link
 //!   changes nothing, another school's case is "not found" like a missing
@@ -550,8 +554,79 @@ async fn browser(driver: &Driver) -> fantoccini::Client {
         .expect("connect to chromedriver")
 }
 
-/// Screenshots of the current page at phone and desktop width.
+/// `axe.min.js` of the pinned axe-core (`scripts/ensure-axe.sh`), or `None`
+/// (loudly; a failure under `CI=true`) when it cannot be had.
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("scripts/ensure-axe.sh");
+        let found = std::process::Command::new("bash")
+            .arg(&script)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|path| std::fs::read_to_string(path.trim()).ok());
+        if found.is_none() {
+            let message = "\n\n!!!!! axe-core unavailable (scripts/ensure-axe.sh failed): \
+                 the console's accessibility checks are SKIPPED !!!!!\n";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+        }
+        found
+    })
+    .as_deref()
+}
+
+/// axe-core on the current page: no serious or critical violation.
+async fn check_accessibility(c: &fantoccini::Client, name: &str) {
+    let Some(axe) = axe_source() else { return };
+    // WebDriver scripts run outside the page's Content-Security-Policy.
+    c.execute(&format!("{axe}\n;return true;"), vec![])
+        .await
+        .expect("inject axe-core");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document)
+               .then(r => done({
+                 passes: r.passes.length,
+                 minor: r.violations.filter(v => v.impact !== 'serious' && v.impact !== 'critical')
+                   .map(v => v.id),
+                 serious: r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }))
+               .catch(e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    assert!(found["error"].is_null(), "{name}: axe-core failed: {found}");
+    assert!(
+        found["passes"].as_u64().is_some_and(|n| n > 0),
+        "{name}: axe-core checked nothing: {found}"
+    );
+    let serious = found["serious"].as_array().expect("axe-core's violations");
+    assert!(
+        serious.is_empty(),
+        "{name}: serious or critical accessibility violations: {found:#}"
+    );
+    eprintln!(
+        "axe-core {name}: {} checks pass, 0 serious or critical; minor or moderate: {}",
+        found["passes"], found["minor"]
+    );
+}
+
+/// The current page checked with axe-core, then screenshots of it at phone
+/// and desktop width.
 async fn shoot(c: &fantoccini::Client, name: &str) {
+    check_accessibility(c, name).await;
     let dir = screenshot_dir();
     for (w, h) in [(375u32, 812u32), (1280, 900)] {
         c.set_window_size(w, h).await.expect("window size");
@@ -813,8 +888,102 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    shoot(&c, "queue-two").await;
+
+    // The counsellor's key population and the student's archive.
+    c.goto(&format!("{}/key-population", stack.base_url()))
+        .await
+        .expect("key population");
+    wait_for_path(&c, "/key-population").await;
+    shoot(&c, "key-population").await;
+    let student_id = case_status(&stack, &case_id).await["student_id"]
+        .as_str()
+        .expect("student id")
+        .to_owned();
+    c.goto(&format!("{}/students/{student_id}", stack.base_url()))
+        .await
+        .expect("archive");
+    wait_for_path(&c, "/students/").await;
+    shoot(&c, "archive").await;
+
+    // Every page as a school leader and as the class's head teacher.
+    let lc = stack.school.code.to_lowercase();
+    for (role, email) in [
+        ("leader", format!("leader@{lc}.test")),
+        ("teacher", format!("t1@{lc}.test")),
+    ] {
+        c.find(Locator::Css("form[action='/sign-out'] button"))
+            .await
+            .expect("sign-out button")
+            .click()
+            .await
+            .expect("sign out");
+        wait_for_path(&c, "/sign-in").await;
+        browser_sign_in(&c, &stack, &email).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .starts_with("/sign-in")
+        {
+            assert!(Instant::now() < deadline, "{role} never signed in");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut pages = vec![
+            ("queue", "/queue".to_owned()),
+            ("case", format!("/cases/{case_id}")),
+        ];
+        if role == "leader" {
+            pages.push(("key-population", "/key-population".to_owned()));
+            pages.push(("archive", format!("/students/{student_id}")));
+        }
+        for (page, path) in pages {
+            c.goto(&format!("{}{path}", stack.base_url()))
+                .await
+                .expect("page");
+            wait_for_path(&c, path.split('?').next().unwrap_or("/")).await;
+            let html = c.source().await.expect("source");
+            for sealed in ["CANARY", "BROWSER-NOTE", "危机已解除", "suicidal_ideation"] {
+                assert!(!html.contains(sealed), "{role} {page} shows {sealed}");
+            }
+            shoot(&c, &format!("{role}-{page}")).await;
+        }
+    }
     c.close().await.expect("close the browser");
     eprintln!("console screenshots: {}", screenshot_dir().display());
+}
+
+/// Sign in on the sign-in page with the first code emailed to `email`.
+async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
+    use fantoccini::Locator;
+    c.find(Locator::Id("identifier"))
+        .await
+        .expect("identifier field")
+        .send_keys(email)
+        .await
+        .expect("type email");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("send button")
+        .click()
+        .await
+        .expect("send");
+    wait_for_path(c, "/sign-in/code").await;
+    let code = nth_code(stack, email, 1).await;
+    c.find(Locator::Id("code"))
+        .await
+        .expect("code field")
+        .send_keys(&code)
+        .await
+        .expect("type code");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
 }
 
 async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
