@@ -123,8 +123,10 @@ pub fn offer(p: &Principal, d: &CaseDetail) -> Offer {
     let taken = allowed("close");
     let has_student = d.case.student_id.is_some();
     let record = taken && may(CaseWork::Record);
+    // Acknowledging assigns a counsellor already: "take" is for a taken case.
     let take = p.role == Role::Counsellor
         && !closed
+        && !allowed("acknowledge")
         && d.assignee_staff_id.is_none()
         && may(CaseWork::Assign { to_self: true });
     Offer {

@@ -473,6 +473,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("action_referral", "转介", "Referral"),
     ("action_referral_update", "转介更新", "Referral update"),
     ("action_follow_up", "随访", "Follow-up"),
+    ("action_work", "处理工作", "Case work"),
     ("action_follow_up_done", "随访完成", "Follow-up done"),
     ("action_level", "调整等级", "Level changed"),
     ("action_close", "结案", "Closed"),

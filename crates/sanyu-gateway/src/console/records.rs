@@ -68,6 +68,7 @@ pub async fn archive(
         context! {
             archive => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
+            kp => super::pages::may_key_population(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -130,6 +131,7 @@ pub async fn key_population(
             list => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
             notice => notice,
+            kp => super::pages::may_key_population(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
