@@ -908,9 +908,11 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
 
     // Every page as a school leader and as the class's head teacher.
     let lc = stack.school.code.to_lowercase();
+    dead_letter(&stack, &stack.school.code, "unknown student S9 (roster)").await;
     for (role, email) in [
         ("leader", format!("leader@{lc}.test")),
         ("teacher", format!("t1@{lc}.test")),
+        ("crisis", format!("crisis@{lc}.test")),
     ] {
         c.find(Locator::Css("form[action='/sign-out'] button"))
             .await
@@ -939,6 +941,9 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
             pages.push(("key-population", "/key-population".to_owned()));
             pages.push(("archive", format!("/students/{student_id}")));
         }
+        if role == "crisis" {
+            pages.push(("dead-letters", "/dead-letters".to_owned()));
+        }
         for (page, path) in pages {
             c.goto(&format!("{}{path}", stack.base_url()))
                 .await
@@ -946,7 +951,10 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
             wait_for_path(&c, path.split('?').next().unwrap_or("/")).await;
             let html = c.source().await.expect("source");
             for sealed in ["CANARY", "BROWSER-NOTE", "危机已解除", "suicidal_ideation"] {
-                assert!(!html.contains(sealed), "{role} {page} shows {sealed}");
+                assert!(
+                    role == "crisis" || !html.contains(sealed),
+                    "{role} {page} shows {sealed}"
+                );
             }
             shoot(&c, &format!("{role}-{page}")).await;
         }
@@ -1088,6 +1096,37 @@ async fn head_teachers_and_leaders_see_the_overview_and_sessions_end_when_idle_o
     );
     let gone = leader.get(&path).await;
     assert_eq!(gone.status, 303);
+}
+
+/// A dead letter of the school `code`, as the recorder writes one.
+async fn dead_letter(stack: &Stack, code: &str, reason: &str) -> uuid::Uuid {
+    use sanyu_store::entities::{dead_letter, school};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq(code))
+        .one(&stack.conn)
+        .await
+        .expect("school")
+        .expect("the school");
+    let id = uuid::Uuid::now_v7();
+    dead_letter::ActiveModel {
+        id: Set(id),
+        source_key: Set(format!("test:{id}")),
+        stream: Set("SANYU_REPORTS".into()),
+        consumer: Set("rules".into()),
+        stream_seq: Set(Some(1)),
+        subject: Set(None),
+        event_id: Set(Some(format!("report:{id}"))),
+        reason: Set(reason.to_owned()),
+        deliveries: Set(Some(5)),
+        received_at: Set(chrono::Utc::now()),
+        resolved_at: Set(None),
+        school_id: Set(Some(school.id)),
+    }
+    .insert(&stack.conn)
+    .await
+    .expect("insert a dead letter");
+    id
 }
 
 /// The values of the options of the select `name` in a page.
@@ -1484,6 +1523,26 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
             .await,
         "reopen",
     );
+    // The dead-letter review list, with resolve: the crisis team's school's
+    // letters only; another school's is not found; a counsellor is refused.
+    let mine = dead_letter(&stack, &stack.school.code, "DL-MINE unknown student S9").await;
+    let theirs = dead_letter(&stack, &stack.other_school.code, "DL-THEIRS").await;
+    let list = crisis.get("/dead-letters").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("DL-MINE") && !list.body.contains("DL-THEIRS"));
+    assert_eq!(agent.get("/dead-letters").await.status, 403);
+    let resolve = |id: uuid::Uuid| format!("/dead-letters/{id}/resolve");
+    assert_eq!(crisis.post(&resolve(mine), &[]).await.status, 403);
+    let other = crisis
+        .post(&resolve(theirs), &[("csrf", &crisis_csrf)])
+        .await;
+    assert_eq!(other.status, 404);
+    let done = crisis.post(&resolve(mine), &[("csrf", &crisis_csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/dead-letters?done=resolved");
+    let list = crisis.get("/dead-letters?done=resolved").await;
+    assert!(!list.body.contains("DL-MINE"), "{}", list.body);
+
     let case = case_status(&stack, &case_id).await;
     assert_eq!(case["status"], "open");
     let actions: Vec<&str> = case["timeline"]

@@ -300,6 +300,16 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("kp_since", "列入时间", "Since"),
     ("kp_watch_done", "已跟进（移出名单）", "Followed up (done)"),
     ("done_watch", "已记录跟进。", "The follow-up is recorded."),
+    ("dead_letters_title", "待复核消息", "Dead letters (review)"),
+    (
+        "dead_letters_intro",
+        "系统未能处理的消息（例如名册中没有的学生）。处理后（例如补录名册并重新提交）标记为已处理。",
+        "Messages the services could not handle (e.g. a student missing from the roster). Mark one resolved once dealt with (e.g. the roster fixed and the report sent again).",
+    ),
+    ("dl_received", "收到时间", "Received"),
+    ("dl_deliveries", "投递次数：", "Deliveries: "),
+    ("dl_resolve", "标记为已处理", "Mark resolved"),
+    ("done_resolved", "已标记为已处理。", "Marked resolved."),
     ("work_title", "处理", "Work on this case"),
     (
         "take_case",

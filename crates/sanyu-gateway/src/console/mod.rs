@@ -47,6 +47,11 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}/do/{action}", post(actions::act))
         .route("/students/{id}", get(records::archive))
         .route("/key-population", get(records::key_population))
+        .route("/dead-letters", get(records::dead_letters))
+        .route(
+            "/dead-letters/{id}/resolve",
+            post(records::resolve_dead_letter),
+        )
         .route("/key-population/watch/{id}/done", post(records::watch_done))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
@@ -91,7 +96,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// own pages (a case or the queue): never a redirect elsewhere.
 pub fn safe_return(next: Option<&str>) -> Option<String> {
     let next = next?.trim();
-    if next == "/" || next == "/queue" || next == "/key-population" {
+    if next == "/" || next == "/queue" || next == "/key-population" || next == "/dead-letters" {
         return Some(next.to_owned());
     }
     let (prefix, id) = if let Some(id) = next.strip_prefix("/cases/") {

@@ -69,6 +69,7 @@ pub async fn archive(
             archive => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
             kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -132,6 +133,7 @@ pub async fn key_population(
             kind => kind,
             notice => notice,
             kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -170,6 +172,90 @@ pub async fn watch_done(
     .await;
     match done {
         Ok(_) => view::see_other("/key-population?done=watch"),
+        Err(e) => view::error_page(lang, e),
+    }
+}
+
+/// `GET /dead-letters`: the messages the services gave up on, for the crisis
+/// team (and admins) of the school to act on (`routes::ops::dead_letters`).
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = "/dead-letters";
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = crate::routes::ops::dead_letters(
+        State(state.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
+        Peer(peer.0.clone()),
+    )
+    .await;
+    let letters = match read {
+        Ok(Json(letters)) => letters,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let page = view::page(
+        "dead_letters.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            letters => Value::from(minijinja::value::Serde(&letters)),
+            notice => (q.done.as_deref() == Some("resolved")).then_some("done_resolved"),
+            kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => here,
+        },
+    );
+    super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// Whether the role reviews dead letters (the API answers the others 403).
+pub(super) fn may_dead_letters(signed: &super::session::Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        sanyu_domain::Role::CrisisTeam | sanyu_domain::Role::Admin
+    )
+}
+
+/// `POST /dead-letters/{id}/resolve`: the API's `resolve_dead_letter`.
+pub async fn resolve_dead_letter(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/dead-letters").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !signed.csrf_ok(&f.csrf) {
+        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return view::error_page(lang, ApiError::NotFound("dead letter"));
+    };
+    let done = crate::routes::ops::resolve_dead_letter(
+        State(state.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    match done {
+        Ok(_) => view::see_other("/dead-letters?done=resolved"),
         Err(e) => view::error_page(lang, e),
     }
 }

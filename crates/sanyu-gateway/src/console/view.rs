@@ -19,6 +19,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("archive.html", include_str!("templates/archive.html")),
     (
+        "dead_letters.html",
+        include_str!("templates/dead_letters.html"),
+    ),
+    (
         "key_population.html",
         include_str!("templates/key_population.html"),
     ),
