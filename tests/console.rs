@@ -1567,3 +1567,64 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unidentified_callers_case_is_linked_to_a_student_from_the_case_page() {
+    let stack = stack_with(TestDb::sqlite(), 3600).await;
+    let call = serde_json::json!({
+        "call_id": "CALL-CONSOLE",
+        "started_at": chrono::Utc::now().to_rfc3339(),
+        "caller_type": "anonymous",
+        "rating": "critical",
+        "summary": "confidential summary",
+        "counsellor": "duty counsellor",
+    });
+    let r = stack
+        .post_json(&stack.school.service, "/v1/hotline-calls", &call)
+        .await;
+    assert_eq!(r.status(), 202);
+    let case_id = eventually(Duration::from_secs(30), "the caller's case", || async {
+        let v: Value = stack
+            .get(&stack.school.crisis_team, "/v1/cases")
+            .await
+            .json()
+            .await
+            .ok()?;
+        v["cases"]
+            .as_array()?
+            .iter()
+            .find(|c| c["subject"] == "unidentified_caller")
+            .and_then(|c| c["id"].as_str().map(str::to_owned))
+    })
+    .await;
+    let lc = stack.school.code.to_lowercase();
+    let mut crisis = signed_in_agent(&stack, &format!("crisis@{lc}.test"), 1).await;
+    let path = format!("/cases/{case_id}");
+    let page = crisis.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("/do/link_student"), "{}", page.body);
+    let csrf = page.field("csrf");
+    let link = format!("{path}/do/link_student");
+
+    // A student number nobody has: refused in words, nothing changes.
+    let unknown = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", "S404")])
+        .await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.body.contains("没有找到"), "{}", unknown.body);
+    let empty = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", " ")])
+        .await;
+    assert_eq!(empty.status, 422);
+
+    let done = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", "S2")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), format!("{path}?done=link_student"));
+    let page = crisis.get(&format!("{path}?done=link_student")).await;
+    assert!(page.body.contains("已关联学生"), "{}", page.body);
+    assert!(!page.body.contains("/do/link_student"));
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["subject"], "student", "{case}");
+}
