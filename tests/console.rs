@@ -1627,4 +1627,68 @@ async fn an_unidentified_callers_case_is_linked_to_a_student_from_the_case_page(
     assert!(!page.body.contains("/do/link_student"));
     let case = case_status(&stack, &case_id).await;
     assert_eq!(case["subject"], "student", "{case}");
+
+    // The watch list of the key population: overdue first, "done" as a form.
+    let later = watch(&stack, &stack.school.code, "S1", "rule.later", 3).await;
+    let overdue = watch(&stack, &stack.school.code, "S2", "rule.overdue", -2).await;
+    let theirs = watch(&stack, &stack.other_school.code, "S1", "rule.theirs", -1).await;
+    let kp = crisis.get("/key-population").await;
+    assert_eq!(kp.status, 200, "{}", kp.body);
+    let (a, b) = (
+        kp.body.find("rule.overdue").expect("the overdue entry"),
+        kp.body.find("rule.later").expect("the later entry"),
+    );
+    assert!(a < b, "overdue first");
+    assert!(!kp.body.contains("rule.theirs"));
+    let done = |id: uuid::Uuid| format!("/key-population/watch/{id}/done");
+    assert_eq!(crisis.post(&done(overdue), &[]).await.status, 403);
+    assert_eq!(
+        crisis.post(&done(theirs), &[("csrf", &csrf)]).await.status,
+        404
+    );
+    let r = crisis.post(&done(overdue), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), "/key-population?done=watch");
+    let kp = crisis.get("/key-population?done=watch").await;
+    assert!(kp.body.contains("已记录跟进"), "{}", kp.body);
+    assert!(!kp.body.contains("rule.overdue") && kp.body.contains("rule.later"));
+    assert!(kp.body.contains(&later.to_string()));
+}
+
+/// A watch-list entry for student `no` of school `code`, due in `days`.
+async fn watch(stack: &Stack, code: &str, no: &str, rule: &str, days: i64) -> uuid::Uuid {
+    use sanyu_store::entities::{school, student, watch_entry};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq(code))
+        .one(&stack.conn)
+        .await
+        .expect("school")
+        .expect("the school");
+    let s = student::Entity::find()
+        .filter(student::Column::SchoolId.eq(school.id))
+        .filter(student::Column::StudentNo.eq(no))
+        .one(&stack.conn)
+        .await
+        .expect("student")
+        .expect("the student");
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    watch_entry::ActiveModel {
+        id: Set(id),
+        student_id: Set(s.id),
+        school_id: Set(school.id),
+        class_id: Set(s.class_id),
+        since: Set(now - chrono::Duration::days(7)),
+        follow_up_on: Set((now + chrono::Duration::days(days)).date_naive()),
+        signal_id: Set(format!("signal:{id}")),
+        rule_id: Set(rule.to_owned()),
+        rules_version: Set("test".into()),
+        done_at: Set(None),
+        done_by: Set(None),
+    }
+    .insert(&stack.conn)
+    .await
+    .expect("insert a watch entry");
+    id
 }
