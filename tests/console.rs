@@ -1227,6 +1227,7 @@ async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
         .await;
     assert_eq!(empty.status, 422);
     assert!(empty.body.contains("填写有误"), "{}", empty.body);
+    assert!(empty.body.contains("请检查：记录内容"), "{}", empty.body);
     let note = "CANARY-NOTE <script>alert(1)</script> 谈话记录";
     ok(
         &agent

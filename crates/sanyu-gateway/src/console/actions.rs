@@ -194,6 +194,29 @@ pub struct Refused {
     pub status: StatusCode,
     pub key: &'static str,
     pub detail: Option<String>,
+    /// The catalogue key of the label of the field at fault (422).
+    pub field: Option<&'static str>,
+}
+
+/// The label of a form field the API named.
+fn field_label(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "text" => "note_label",
+        "reason" => "reason",
+        "staff_id" => "assign_to",
+        "guardian_id" => "guardian",
+        "channel" => "channel",
+        "outcome" => "close_outcome",
+        "institution" => "institution",
+        "referred_on" => "referred_on",
+        "assessed_on" | "return_assessment.assessed_on" => "return_assessed_on",
+        "result" | "return_assessment.result" => "return_assessment",
+        "due_at" => "due_at",
+        "level" => "new_level",
+        "summary" => "close_summary",
+        "student_no" => "student_no",
+        _ => return None,
+    })
 }
 
 /// The words for an answer of the API's case work, or `None` for an error
@@ -216,9 +239,11 @@ pub fn refused(e: &ApiError) -> Option<Refused> {
                 status: StatusCode::CONFLICT,
                 key,
                 detail: Some(message.clone()),
+                field: None,
             })
         }
         ApiError::Validation { field, message } => Some(Refused {
+            field: field_label(field),
             status: StatusCode::UNPROCESSABLE_ENTITY,
             key: "refused_invalid",
             detail: Some(if field.is_empty() {
@@ -231,11 +256,13 @@ pub fn refused(e: &ApiError) -> Option<Refused> {
             status: StatusCode::FORBIDDEN,
             key: "refused_forbidden",
             detail: Some((*why).to_owned()),
+            field: None,
         }),
         ApiError::NotFound(what) if *what != "case" => Some(Refused {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             key: "refused_no_such",
             detail: Some(format!("{what}: not found")),
+            field: None,
         }),
         _ => None,
     }
@@ -478,6 +505,7 @@ mod tests {
         let r = refused(&ApiError::validation("text", "must not be empty")).expect("invalid");
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(r.detail.as_deref(), Some("text: must not be empty"));
+        assert_eq!(r.field, Some("note_label"));
         assert!(refused(&ApiError::NotFound("case")).is_none());
         assert!(refused(&ApiError::NotFound("student")).is_some());
     }

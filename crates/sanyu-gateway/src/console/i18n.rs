@@ -310,6 +310,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("dl_deliveries", "投递次数：", "Deliveries: "),
     ("dl_resolve", "标记为已处理", "Mark resolved"),
     ("done_resolved", "已标记为已处理。", "Marked resolved."),
+    ("field_at_fault", "请检查：", "Check: "),
     ("work_title", "处理", "Work on this case"),
     (
         "take_case",

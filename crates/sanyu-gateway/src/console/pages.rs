@@ -382,6 +382,7 @@ pub(super) async fn render_case(
             names => Value::from(minijinja::value::Serde(&names)),
             notice => notice,
             error => error.as_ref().map(|r| r.key),
+            error_field => error.as_ref().and_then(|r| r.field),
             error_detail => error.and_then(|r| r.detail),
             offer => Value::from(minijinja::value::Serde(&forms.offer)),
             any_form => forms.offer.any(),
@@ -513,6 +514,7 @@ pub async fn acknowledge(
                     status: StatusCode::CONFLICT,
                     key: "conflict_acknowledge",
                     detail: None,
+                    field: None,
                 }),
             )
             .await
