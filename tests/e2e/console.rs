@@ -4,8 +4,13 @@
 //! - in a real browser (Debian's `chromium` driven through `chromedriver` by
 //!   fantoccini): a teacher's report through the API → the counsellor's alert
 //!   email → its link → sign in with the emailed code → the case page →
-//!   acknowledge → the ladder stops (no second rung email); screenshots at
-//!   375 px and 1280 px under `target/console-screenshots/`;
+//!   acknowledge → the ladder stops (no second rung email) → a note holding
+//!   `<script>` (shown as text, no alert) → close with an outcome; then the
+//!   key population and the archive, and every page as a leader and as a head
+//!   teacher (nothing sealed in the HTML); axe-core (pinned, fetched by
+//!   `scripts/ensure-axe.sh`) on every page: 0 serious or critical
+//!   violations; screenshots at 375 px and 1280 px of every page and role
+//!   under `target/console-screenshots/`;
 //! - over HTTP: five wrong codes lock a code, a code works once, a POST
 //!   without the session's CSRF token changes nothing, a GET of the link
 //!   changes nothing, another school's case is "not found" like a missing
@@ -549,8 +554,79 @@ async fn browser(driver: &Driver) -> fantoccini::Client {
         .expect("connect to chromedriver")
 }
 
-/// Screenshots of the current page at phone and desktop width.
+/// `axe.min.js` of the pinned axe-core (`scripts/ensure-axe.sh`), or `None`
+/// (loudly; a failure under `CI=true`) when it cannot be had.
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("scripts/ensure-axe.sh");
+        let found = std::process::Command::new("bash")
+            .arg(&script)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|path| std::fs::read_to_string(path.trim()).ok());
+        if found.is_none() {
+            let message = "\n\n!!!!! axe-core unavailable (scripts/ensure-axe.sh failed): \
+                 the console's accessibility checks are SKIPPED !!!!!\n";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+        }
+        found
+    })
+    .as_deref()
+}
+
+/// axe-core on the current page: no serious or critical violation.
+async fn check_accessibility(c: &fantoccini::Client, name: &str) {
+    let Some(axe) = axe_source() else { return };
+    // WebDriver scripts run outside the page's Content-Security-Policy.
+    c.execute(&format!("{axe}\n;return true;"), vec![])
+        .await
+        .expect("inject axe-core");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document)
+               .then(r => done({
+                 passes: r.passes.length,
+                 minor: r.violations.filter(v => v.impact !== 'serious' && v.impact !== 'critical')
+                   .map(v => v.id),
+                 serious: r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }))
+               .catch(e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    assert!(found["error"].is_null(), "{name}: axe-core failed: {found}");
+    assert!(
+        found["passes"].as_u64().is_some_and(|n| n > 0),
+        "{name}: axe-core checked nothing: {found}"
+    );
+    let serious = found["serious"].as_array().expect("axe-core's violations");
+    assert!(
+        serious.is_empty(),
+        "{name}: serious or critical accessibility violations: {found:#}"
+    );
+    eprintln!(
+        "axe-core {name}: {} checks pass, 0 serious or critical; minor or moderate: {}",
+        found["passes"], found["minor"]
+    );
+}
+
+/// The current page checked with axe-core, then screenshots of it at phone
+/// and desktop width.
 async fn shoot(c: &fantoccini::Client, name: &str) {
+    check_accessibility(c, name).await;
     let dir = screenshot_dir();
     for (w, h) in [(375u32, 812u32), (1280, 900)] {
         c.set_window_size(w, h).await.expect("window size");
@@ -571,6 +647,18 @@ async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
             Instant::now() < deadline,
             "never reached {prefix}: at {url}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_query(c: &fantoccini::Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.query().is_some_and(|q| q.contains(part)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never reached ?{part}: at {url}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -696,6 +784,73 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         "a second rung was emailed after the acknowledgement"
     );
 
+    // A note through the form: text, never markup, and no alert fires.
+    c.goto(&link).await.expect("case");
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
+    let note = "BROWSER-NOTE <script>alert(1)</script> 已与学生谈话";
+    c.find(Locator::Id("note-text"))
+        .await
+        .expect("note field")
+        .send_keys(note)
+        .await
+        .expect("type note");
+    c.find(Locator::Css("#act-note button[type=submit]"))
+        .await
+        .expect("save note")
+        .click()
+        .await
+        .expect("save");
+    wait_for_query(&c, "done=note").await;
+    let html = c.source().await.expect("source");
+    assert!(html.contains("BROWSER-NOTE &lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("BROWSER-NOTE <script>"));
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(main.contains(note), "the note is shown as text: {main}");
+    assert!(
+        c.get_alert_text().await.is_err(),
+        "an alert fired from the note"
+    );
+    shoot(&c, "case-note").await;
+
+    // Close with an outcome.
+    c.find(Locator::Css("#act-close summary"))
+        .await
+        .expect("close summary")
+        .click()
+        .await
+        .expect("open close form");
+    c.find(Locator::Id("close-summary"))
+        .await
+        .expect("summary field")
+        .send_keys("危机已解除，转入常规关注")
+        .await
+        .expect("type summary");
+    c.find(Locator::Css("#act-close button[type=submit]"))
+        .await
+        .expect("close button")
+        .click()
+        .await
+        .expect("close");
+    wait_for_query(&c, "done=close").await;
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(main.contains("已结案"), "{main}");
+    assert!(c.find(Locator::Id("act-reopen")).await.is_ok());
+    shoot(&c, "case-closed").await;
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "closed");
+
     // The open queue shows a new case without a reload (htmx polling, ≤ 15 s).
     c.goto(&format!("{}/queue", stack.base_url()))
         .await
@@ -733,8 +888,110 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    shoot(&c, "queue-two").await;
+
+    // The counsellor's key population and the student's archive.
+    c.goto(&format!("{}/key-population", stack.base_url()))
+        .await
+        .expect("key population");
+    wait_for_path(&c, "/key-population").await;
+    shoot(&c, "key-population").await;
+    let student_id = case_status(&stack, &case_id).await["student_id"]
+        .as_str()
+        .expect("student id")
+        .to_owned();
+    c.goto(&format!("{}/students/{student_id}", stack.base_url()))
+        .await
+        .expect("archive");
+    wait_for_path(&c, "/students/").await;
+    shoot(&c, "archive").await;
+
+    // Every page as a school leader and as the class's head teacher.
+    let lc = stack.school.code.to_lowercase();
+    dead_letter(&stack, &stack.school.code, "unknown student S9 (roster)").await;
+    for (role, email) in [
+        ("leader", format!("leader@{lc}.test")),
+        ("teacher", format!("t1@{lc}.test")),
+        ("crisis", format!("crisis@{lc}.test")),
+    ] {
+        c.find(Locator::Css("form[action='/sign-out'] button"))
+            .await
+            .expect("sign-out button")
+            .click()
+            .await
+            .expect("sign out");
+        wait_for_path(&c, "/sign-in").await;
+        browser_sign_in(&c, &stack, &email).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .starts_with("/sign-in")
+        {
+            assert!(Instant::now() < deadline, "{role} never signed in");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut pages = vec![
+            ("queue", "/queue".to_owned()),
+            ("case", format!("/cases/{case_id}")),
+        ];
+        if role == "leader" {
+            pages.push(("key-population", "/key-population".to_owned()));
+            pages.push(("archive", format!("/students/{student_id}")));
+        }
+        if role == "crisis" {
+            pages.push(("dead-letters", "/dead-letters".to_owned()));
+        }
+        for (page, path) in pages {
+            c.goto(&format!("{}{path}", stack.base_url()))
+                .await
+                .expect("page");
+            wait_for_path(&c, path.split('?').next().unwrap_or("/")).await;
+            let html = c.source().await.expect("source");
+            for sealed in ["CANARY", "BROWSER-NOTE", "危机已解除", "suicidal_ideation"] {
+                assert!(
+                    role == "crisis" || !html.contains(sealed),
+                    "{role} {page} shows {sealed}"
+                );
+            }
+            shoot(&c, &format!("{role}-{page}")).await;
+        }
+    }
     c.close().await.expect("close the browser");
     eprintln!("console screenshots: {}", screenshot_dir().display());
+}
+
+/// Sign in on the sign-in page with the first code emailed to `email`.
+async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
+    use fantoccini::Locator;
+    c.find(Locator::Id("identifier"))
+        .await
+        .expect("identifier field")
+        .send_keys(email)
+        .await
+        .expect("type email");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("send button")
+        .click()
+        .await
+        .expect("send");
+    wait_for_path(c, "/sign-in/code").await;
+    let code = nth_code(stack, email, 1).await;
+    c.find(Locator::Id("code"))
+        .await
+        .expect("code field")
+        .send_keys(&code)
+        .await
+        .expect("type code");
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
 }
 
 async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
@@ -839,4 +1096,600 @@ async fn head_teachers_and_leaders_see_the_overview_and_sessions_end_when_idle_o
     );
     let gone = leader.get(&path).await;
     assert_eq!(gone.status, 303);
+}
+
+/// A dead letter of the school `code`, as the recorder writes one.
+async fn dead_letter(stack: &Stack, code: &str, reason: &str) -> uuid::Uuid {
+    use sanyu_store::entities::{dead_letter, school};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq(code))
+        .one(&stack.conn)
+        .await
+        .expect("school")
+        .expect("the school");
+    let id = uuid::Uuid::now_v7();
+    dead_letter::ActiveModel {
+        id: Set(id),
+        source_key: Set(format!("test:{id}")),
+        stream: Set("SANYU_REPORTS".into()),
+        consumer: Set("rules".into()),
+        stream_seq: Set(Some(1)),
+        subject: Set(None),
+        event_id: Set(Some(format!("report:{id}"))),
+        reason: Set(reason.to_owned()),
+        deliveries: Set(Some(5)),
+        received_at: Set(chrono::Utc::now()),
+        resolved_at: Set(None),
+        school_id: Set(Some(school.id)),
+    }
+    .insert(&stack.conn)
+    .await
+    .expect("insert a dead letter");
+    id
+}
+
+/// The values of the options of the select `name` in a page.
+fn options(body: &str, name: &str) -> Vec<String> {
+    let Some(start) = body.find(&format!("name=\"{name}\"")) else {
+        return Vec::new();
+    };
+    let end = body[start..]
+        .find("</select>")
+        .map_or(body.len(), |e| start + e);
+    body[start..end]
+        .split("<option value=\"")
+        .skip(1)
+        .filter_map(|o| o.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_case_work_action_is_a_form_on_the_case_page_on_sqlite() {
+    every_case_work_action_is_a_form_on_the_case_page(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_case_work_action_is_a_form_on_the_case_page_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        every_case_work_action_is_a_form_on_the_case_page(db).await;
+    }
+}
+
+async fn every_case_work_action_is_a_form_on_the_case_page(db: TestDb) {
+    let stack = stack_with(db, 3600).await;
+    let case_id = open_high_case(&stack).await;
+    let lc = stack.school.code.to_lowercase();
+    let page_path = format!("/cases/{case_id}");
+    let act = |a: &str| format!("/cases/{case_id}/do/{a}");
+    let mut agent = signed_in_agent(&stack, &stack.school.counsellor_email.clone(), 1).await;
+
+    // An open case offers acknowledge, and no work on the record yet.
+    let page = agent.get(&page_path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.field("csrf");
+    assert!(page.body.contains("class=\"ack\""));
+    for form in ["/do/note", "/do/close", "/do/reopen", "/do/link_student"] {
+        assert!(!page.body.contains(form), "{form} offered on an open case");
+    }
+    // Posted anyway: refused in words, nothing written. The counsellor has
+    // not taken the case (403); the crisis team may work it, but not before
+    // someone acknowledged it (409).
+    let refused = agent
+        .post(&act("note"), &[("csrf", &csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("您的角色不能"), "{}", refused.body);
+    let mut crisis = signed_in_agent(&stack, &format!("crisis@{lc}.test"), 1).await;
+    let crisis_csrf = crisis.get(&page_path).await.field("csrf");
+    let refused = crisis
+        .post(&act("note"), &[("csrf", &crisis_csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("请先确认接手"), "{}", refused.body);
+    // Without the session's token: refused before anything is looked at.
+    let forged = agent.post(&act("note"), &[("text", "x")]).await;
+    assert_eq!(forged.status, 403);
+    let unknown = agent.post(&act("explode"), &[("csrf", &csrf)]).await;
+    assert_eq!(unknown.status, 404);
+
+    let done = agent
+        .post(&format!("{page_path}/acknowledge"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303);
+    let page = agent.get(&page_path).await;
+    for form in [
+        "/do/note",
+        "/do/guardian_contact",
+        "/do/no_contact",
+        "/do/referral",
+        "/do/follow_up",
+        "/do/level",
+        "/do/close",
+    ] {
+        assert!(
+            page.body.contains(form),
+            "{form} not offered: {}",
+            page.body
+        );
+    }
+    assert!(!page.body.contains("/do/reopen"));
+    assert!(!page.body.contains("/do/link_student"));
+
+    // Every action through its form, POST-redirect-GET.
+    let ok = |a: &Answer, action: &str| {
+        assert_eq!(a.status, 303, "{action}: {}", a.body);
+        assert_eq!(a.location(), format!("/cases/{case_id}?done={action}"));
+    };
+    let empty = agent
+        .post(&act("note"), &[("csrf", &csrf), ("text", "  ")])
+        .await;
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("填写有误"), "{}", empty.body);
+    assert!(empty.body.contains("请检查：记录内容"), "{}", empty.body);
+    let note = "CANARY-NOTE <script>alert(1)</script> 谈话记录";
+    ok(
+        &agent
+            .post(&act("note"), &[("csrf", &csrf), ("text", note)])
+            .await,
+        "note",
+    );
+    let guardian = options(&page.body, "guardian_id");
+    assert!(!guardian.is_empty(), "the student's guardians are offered");
+    ok(
+        &agent
+            .post(
+                &act("guardian_contact"),
+                &[
+                    ("csrf", &csrf),
+                    ("guardian_id", &guardian[0]),
+                    ("channel", "phone"),
+                    ("outcome", "reached"),
+                ],
+            )
+            .await,
+        "guardian_contact",
+    );
+    ok(
+        &agent
+            .post(
+                &act("no_contact"),
+                &[("csrf", &csrf), ("reason", "risk from home")],
+            )
+            .await,
+        "no_contact",
+    );
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    ok(
+        &agent
+            .post(
+                &act("referral"),
+                &[
+                    ("csrf", &csrf),
+                    ("institution", "市精神卫生中心"),
+                    ("referred_on", &yesterday),
+                ],
+            )
+            .await,
+        "referral",
+    );
+    let page = agent.get(&format!("{page_path}?done=referral")).await;
+    assert!(page.body.contains("转介已记录"), "{}", page.body);
+    let referral_id = page.field("referral_id");
+    ok(
+        &agent
+            .post(
+                &act("referral_update"),
+                &[
+                    ("csrf", &csrf),
+                    ("referral_id", &referral_id),
+                    ("institution", "市精神卫生中心"),
+                    ("referred_on", &yesterday),
+                    ("receipt_confirmed", "1"),
+                    ("assessed_on", &yesterday),
+                    ("result", "fit_to_return"),
+                ],
+            )
+            .await,
+        "referral_update",
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT09:00")
+        .to_string();
+    ok(
+        &agent
+            .post(&act("follow_up"), &[("csrf", &csrf), ("due_at", &tomorrow)])
+            .await,
+        "follow_up",
+    );
+    let page = agent.get(&page_path).await;
+    let follow_up_id = page.field("follow_up_id");
+    assert!(!follow_up_id.is_empty(), "{}", page.body);
+    ok(
+        &agent
+            .post(
+                &act("follow_up_done"),
+                &[
+                    ("csrf", &csrf),
+                    ("follow_up_id", &follow_up_id),
+                    ("outcome", "stable"),
+                ],
+            )
+            .await,
+        "follow_up_done",
+    );
+    ok(
+        &agent
+            .post(
+                &act("level"),
+                &[("csrf", &csrf), ("level", "elevated"), ("reason", "calmer")],
+            )
+            .await,
+        "level",
+    );
+    // Another follow-up, left open: the key population lists it, and the
+    // student's archive holds the whole history.
+    ok(
+        &agent
+            .post(&act("follow_up"), &[("csrf", &csrf), ("due_at", &tomorrow)])
+            .await,
+        "follow_up",
+    );
+    let student_id = case_status(&stack, &case_id).await["student_id"]
+        .as_str()
+        .expect("student id")
+        .to_owned();
+    let kp = agent.get("/key-population").await;
+    assert_eq!(kp.status, 200, "{}", kp.body);
+    assert!(kp.body.contains("Student One"), "{}", kp.body);
+    assert!(
+        kp.body
+            .contains(&format!("/cases/{case_id}/do/follow_up_done"))
+    );
+    let archive = agent.get(&format!("/students/{student_id}")).await;
+    assert_eq!(archive.status, 200, "{}", archive.body);
+    assert!(archive.body.contains("Student One"));
+    assert!(archive.body.contains("CANARY-NOTE &lt;script&gt;"));
+    assert!(!archive.body.contains("<script>alert"));
+    let page = agent.get(&page_path).await;
+    assert!(page.body.contains(&format!("/students/{student_id}")));
+    // The note is text, never markup.
+    assert!(
+        page.body.contains("CANARY-NOTE &lt;script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("CANARY-NOTE <script>"));
+
+    // A crisis-team member may assign; the counsellor may not choose others.
+    assert!(!page.body.contains("id=\"assign-staff\""));
+    let crisis_page = crisis.get(&page_path).await;
+    let staff = options(&crisis_page.body, "staff_id");
+    assert!(!staff.is_empty(), "{}", crisis_page.body);
+    ok(
+        &crisis
+            .post(
+                &act("assign"),
+                &[("csrf", &crisis_csrf), ("staff_id", &staff[0])],
+            )
+            .await,
+        "assign",
+    );
+
+    // The head teacher sees the overview: no forms, no note, no narrative.
+    let mut teacher = signed_in_agent(&stack, &format!("t1@{lc}.test"), 1).await;
+    let overview = teacher.get(&page_path).await;
+    assert_eq!(overview.status, 200);
+    assert!(!overview.body.contains("/do/"));
+    assert!(!overview.body.contains("CANARY"));
+    let teacher_csrf = overview.field("csrf");
+    let refused = teacher
+        .post(&act("note"), &[("csrf", &teacher_csrf), ("text", "x")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    // Head teacher and leader, on every page they can open: nothing sealed
+    // (narrative, note, reasons, referral, assessment), no screening or rule
+    // detail; another school's case is the page of a missing one.
+    let r = stack
+        .post_report(
+            &stack.other_school.teacher_c1,
+            &Stack::report_body("S1", "high", "OTHER-SCHOOL"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let other_case = eventually(
+        Duration::from_secs(20),
+        "the other school's case",
+        || async {
+            let v: Value = stack
+                .get(&stack.other_school.counsellor, "/v1/cases")
+                .await
+                .json()
+                .await
+                .ok()?;
+            v["cases"][0]["id"].as_str().map(str::to_owned)
+        },
+    )
+    .await;
+    let mut leader = signed_in_agent(&stack, &format!("leader@{lc}.test"), 1).await;
+    let sealed = [
+        "CANARY",
+        "谈话记录",
+        "risk from home",
+        "市精神卫生中心",
+        "fit_to_return",
+        "calmer",
+        "report.high",
+        "suicidal_ideation",
+        "OTHER-SCHOOL",
+    ];
+    for (who, agent) in [("head teacher", &mut teacher), ("leader", &mut leader)] {
+        for path in ["/queue", "/queue?show=all", page_path.as_str()] {
+            let page = agent.get(path).await;
+            assert_eq!(page.status, 200, "{who} {path}: {}", page.body);
+            for word in sealed {
+                assert!(!page.body.contains(word), "{who} {path} shows {word}");
+            }
+            assert!(!page.body.contains("/do/"), "{who} {path} offers case work");
+        }
+        let other = agent.get(&format!("/cases/{other_case}")).await;
+        let missing = agent.get(&format!("/cases/{}", uuid::Uuid::now_v7())).await;
+        assert_eq!((other.status, missing.status), (404, 404), "{who}");
+        assert_eq!(other.body, missing.body, "{who}");
+    }
+    // The leader: the key population and the archive as counts and states,
+    // without names; the head teacher: neither (the API answers 403).
+    for path in ["/key-population", &format!("/students/{student_id}")] {
+        let page = leader.get(path).await;
+        assert_eq!(page.status, 200, "leader {path}: {}", page.body);
+        for word in sealed.iter().chain(&["Student One"]) {
+            assert!(!page.body.contains(word), "leader {path} shows {word}");
+        }
+        assert!(!page.body.contains("/do/") && !page.body.contains("/done\""));
+        assert_eq!(teacher.get(path).await.status, 403, "head teacher {path}");
+    }
+    // Another school's student is the page of a missing one.
+    let other_student: Value = stack
+        .get(
+            &stack.other_school.counsellor,
+            &format!("/v1/cases/{other_case}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("other case");
+    let other_student = other_student["student_id"].as_str().expect("student id");
+    let other = leader.get(&format!("/students/{other_student}")).await;
+    let missing = leader
+        .get(&format!("/students/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!((other.status, missing.status), (404, 404));
+    assert_eq!(other.body, missing.body);
+
+    // "Done" from the key population, back to the list.
+    let kp = agent.get("/key-population").await;
+    let follow_up_id = kp.field("follow_up_id");
+    let done = agent
+        .post(
+            &act("follow_up_done"),
+            &[
+                ("csrf", &csrf),
+                ("follow_up_id", &follow_up_id),
+                ("outcome", "seen"),
+                ("back", "key-population"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/key-population?done=follow_up_done");
+    let kp = agent.get("/key-population?done=follow_up_done").await;
+    assert!(!kp.body.contains(&follow_up_id), "{}", kp.body);
+
+    // Close with an outcome (by the crisis team: the case is theirs now or
+    // the counsellor's, the crisis team works any), then reopen.
+    ok(
+        &crisis
+            .post(
+                &act("close"),
+                &[
+                    ("csrf", &crisis_csrf),
+                    ("outcome", "resolved"),
+                    ("summary", "stable"),
+                ],
+            )
+            .await,
+        "close",
+    );
+    let closed = crisis.get(&page_path).await;
+    assert!(closed.body.contains("/do/reopen"));
+    assert!(!closed.body.contains("/do/note"));
+    let again = crisis
+        .post(
+            &act("close"),
+            &[("csrf", &crisis_csrf), ("outcome", "resolved")],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("无法操作"), "{}", again.body);
+    ok(
+        &crisis
+            .post(
+                &act("reopen"),
+                &[("csrf", &crisis_csrf), ("reason", "again")],
+            )
+            .await,
+        "reopen",
+    );
+    // The dead-letter review list, with resolve: the crisis team's school's
+    // letters only; another school's is not found; a counsellor is refused.
+    let mine = dead_letter(&stack, &stack.school.code, "DL-MINE unknown student S9").await;
+    let theirs = dead_letter(&stack, &stack.other_school.code, "DL-THEIRS").await;
+    let list = crisis.get("/dead-letters").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("DL-MINE") && !list.body.contains("DL-THEIRS"));
+    assert_eq!(agent.get("/dead-letters").await.status, 403);
+    let resolve = |id: uuid::Uuid| format!("/dead-letters/{id}/resolve");
+    assert_eq!(crisis.post(&resolve(mine), &[]).await.status, 403);
+    let other = crisis
+        .post(&resolve(theirs), &[("csrf", &crisis_csrf)])
+        .await;
+    assert_eq!(other.status, 404);
+    let done = crisis.post(&resolve(mine), &[("csrf", &crisis_csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/dead-letters?done=resolved");
+    let list = crisis.get("/dead-letters?done=resolved").await;
+    assert!(!list.body.contains("DL-MINE"), "{}", list.body);
+
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["status"], "open");
+    let actions: Vec<&str> = case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    for a in [
+        "acknowledge",
+        "note",
+        "guardian_contact",
+        "referral",
+        "referral_update",
+        "follow_up",
+        "follow_up_done",
+        "level",
+        "assign",
+        "close",
+        "reopen",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unidentified_callers_case_is_linked_to_a_student_from_the_case_page() {
+    let stack = stack_with(TestDb::sqlite(), 3600).await;
+    let call = serde_json::json!({
+        "call_id": "CALL-CONSOLE",
+        "started_at": chrono::Utc::now().to_rfc3339(),
+        "caller_type": "anonymous",
+        "rating": "critical",
+        "summary": "confidential summary",
+        "counsellor": "duty counsellor",
+    });
+    let r = stack
+        .post_json(&stack.school.service, "/v1/hotline-calls", &call)
+        .await;
+    assert_eq!(r.status(), 202);
+    let case_id = eventually(Duration::from_secs(30), "the caller's case", || async {
+        let v: Value = stack
+            .get(&stack.school.crisis_team, "/v1/cases")
+            .await
+            .json()
+            .await
+            .ok()?;
+        v["cases"]
+            .as_array()?
+            .iter()
+            .find(|c| c["subject"] == "unidentified_caller")
+            .and_then(|c| c["id"].as_str().map(str::to_owned))
+    })
+    .await;
+    let lc = stack.school.code.to_lowercase();
+    let mut crisis = signed_in_agent(&stack, &format!("crisis@{lc}.test"), 1).await;
+    let path = format!("/cases/{case_id}");
+    let page = crisis.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("/do/link_student"), "{}", page.body);
+    let csrf = page.field("csrf");
+    let link = format!("{path}/do/link_student");
+
+    // A student number nobody has: refused in words, nothing changes.
+    let unknown = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", "S404")])
+        .await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.body.contains("没有找到"), "{}", unknown.body);
+    let empty = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", " ")])
+        .await;
+    assert_eq!(empty.status, 422);
+
+    let done = crisis
+        .post(&link, &[("csrf", &csrf), ("student_no", "S2")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), format!("{path}?done=link_student"));
+    let page = crisis.get(&format!("{path}?done=link_student")).await;
+    assert!(page.body.contains("已关联学生"), "{}", page.body);
+    assert!(!page.body.contains("/do/link_student"));
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["subject"], "student", "{case}");
+
+    // The watch list of the key population: overdue first, "done" as a form.
+    let later = watch(&stack, &stack.school.code, "S1", "rule.later", 3).await;
+    let overdue = watch(&stack, &stack.school.code, "S2", "rule.overdue", -2).await;
+    let theirs = watch(&stack, &stack.other_school.code, "S1", "rule.theirs", -1).await;
+    let kp = crisis.get("/key-population").await;
+    assert_eq!(kp.status, 200, "{}", kp.body);
+    let (a, b) = (
+        kp.body.find("rule.overdue").expect("the overdue entry"),
+        kp.body.find("rule.later").expect("the later entry"),
+    );
+    assert!(a < b, "overdue first");
+    assert!(!kp.body.contains("rule.theirs"));
+    let done = |id: uuid::Uuid| format!("/key-population/watch/{id}/done");
+    assert_eq!(crisis.post(&done(overdue), &[]).await.status, 403);
+    assert_eq!(
+        crisis.post(&done(theirs), &[("csrf", &csrf)]).await.status,
+        404
+    );
+    let r = crisis.post(&done(overdue), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), "/key-population?done=watch");
+    let kp = crisis.get("/key-population?done=watch").await;
+    assert!(kp.body.contains("已记录跟进"), "{}", kp.body);
+    assert!(!kp.body.contains("rule.overdue") && kp.body.contains("rule.later"));
+    assert!(kp.body.contains(&later.to_string()));
+}
+
+/// A watch-list entry for student `no` of school `code`, due in `days`.
+async fn watch(stack: &Stack, code: &str, no: &str, rule: &str, days: i64) -> uuid::Uuid {
+    use sanyu_store::entities::{school, student, watch_entry};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq(code))
+        .one(&stack.conn)
+        .await
+        .expect("school")
+        .expect("the school");
+    let s = student::Entity::find()
+        .filter(student::Column::SchoolId.eq(school.id))
+        .filter(student::Column::StudentNo.eq(no))
+        .one(&stack.conn)
+        .await
+        .expect("student")
+        .expect("the student");
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    watch_entry::ActiveModel {
+        id: Set(id),
+        student_id: Set(s.id),
+        school_id: Set(school.id),
+        class_id: Set(s.class_id),
+        since: Set(now - chrono::Duration::days(7)),
+        follow_up_on: Set((now + chrono::Duration::days(days)).date_naive()),
+        signal_id: Set(format!("signal:{id}")),
+        rule_id: Set(rule.to_owned()),
+        rules_version: Set("test".into()),
+        done_at: Set(None),
+        done_by: Set(None),
+    }
+    .insert(&stack.conn)
+    .await
+    .expect("insert a watch entry");
+    id
 }

@@ -8,8 +8,10 @@
 //! Templates, the stylesheet and htmx (vendored, pinned) are compiled into
 //! the binary.
 
+mod actions;
 pub mod i18n;
 mod pages;
+mod records;
 pub mod session;
 mod sign_in;
 mod view;
@@ -42,6 +44,15 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(pages::queue))
         .route("/cases/{id}", get(pages::case))
         .route("/cases/{id}/acknowledge", post(pages::acknowledge))
+        .route("/cases/{id}/do/{action}", post(actions::act))
+        .route("/students/{id}", get(records::archive))
+        .route("/key-population", get(records::key_population))
+        .route("/dead-letters", get(records::dead_letters))
+        .route(
+            "/dead-letters/{id}/resolve",
+            post(records::resolve_dead_letter),
+        )
+        .route("/key-population/watch/{id}/done", post(records::watch_done))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
             "/sign-in/code",
@@ -85,14 +96,18 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// own pages (a case or the queue): never a redirect elsewhere.
 pub fn safe_return(next: Option<&str>) -> Option<String> {
     let next = next?.trim();
-    if next == "/" || next == "/queue" {
+    if next == "/" || next == "/queue" || next == "/key-population" || next == "/dead-letters" {
         return Some(next.to_owned());
     }
-    let id = next.strip_prefix("/cases/")?;
+    let (prefix, id) = if let Some(id) = next.strip_prefix("/cases/") {
+        ("/cases/", id)
+    } else {
+        ("/students/", next.strip_prefix("/students/")?)
+    };
     uuid::Uuid::parse_str(id)
         .ok()
         .filter(|u| u.to_string() == id)
-        .map(|u| format!("/cases/{u}"))
+        .map(|u| format!("{prefix}{u}"))
 }
 
 #[cfg(test)]
@@ -107,6 +122,14 @@ mod tests {
             Some(format!("/cases/{id}"))
         );
         assert_eq!(safe_return(Some("/")), Some("/".into()));
+        assert_eq!(
+            safe_return(Some(&format!("/students/{id}"))),
+            Some(format!("/students/{id}"))
+        );
+        assert_eq!(
+            safe_return(Some("/key-population")),
+            Some("/key-population".into())
+        );
         for bad in [
             "//evil.example/",
             "https://evil.example/",

@@ -18,6 +18,7 @@ use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::actions::{self, Refused};
 use super::i18n::{Lang, t};
 use super::session::{self, Signed};
 use super::sign_in::CsrfForm;
@@ -35,7 +36,7 @@ pub struct QueueQuery {
 }
 
 /// Who is signed in, or the answer that sends them to sign in first.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -158,6 +159,8 @@ pub async fn queue(
         context! {
             rows => Value::from(minijinja::value::Serde(&rows)),
             show => show,
+            kp => may_key_population(&signed),
+            dl => super::records::may_dead_letters(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -167,7 +170,11 @@ pub async fn queue(
     with_lang(&state, page, q.lang.as_deref())
 }
 
-fn with_lang(state: &AppState, mut response: Response, query_lang: Option<&str>) -> Response {
+pub(super) fn with_lang(
+    state: &AppState,
+    mut response: Response,
+    query_lang: Option<&str>,
+) -> Response {
     if let Some(l) = query_lang.and_then(Lang::parse) {
         response.headers_mut().append(
             axum::http::header::SET_COOKIE,
@@ -285,19 +292,24 @@ pub async fn case(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let notice = (q.done.as_deref() == Some("acknowledged")).then_some("acknowledged_ok");
+    let notice = match q.done.as_deref() {
+        Some("acknowledged") => Some("acknowledged_ok".to_owned()),
+        Some(done) if actions::ACTIONS.contains(&done) => Some(format!("done_{done}")),
+        _ => None,
+    };
     let page = render_case(&state, &signed, &peer, lang, id, notice, None).await;
     with_lang(&state, page, q.lang.as_deref())
 }
 
-async fn render_case(
+/// The case page, with a notice (what was just done) or a refusal in words.
+pub(super) async fn render_case(
     state: &AppState,
     signed: &Signed,
     peer: &Peer,
     lang: Lang,
     id: String,
-    notice: Option<&str>,
-    error: Option<&str>,
+    notice: Option<String>,
+    error: Option<Refused>,
 ) -> Response {
     let read = crate::routes::cases::get(
         State(state.clone()),
@@ -329,6 +341,11 @@ async fn render_case(
             o.case.id,
         ),
     };
+    let case_student = match &view {
+        CaseView::Casework(d) => d.case.student_id,
+        CaseView::Oversight(o) => o.case.student_id,
+    }
+    .map(|s| s.to_string());
     let value = match serde_json::to_value(&view) {
         Ok(v) => v,
         Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
@@ -343,10 +360,13 @@ async fn render_case(
     let minutes = ack_deadline
         .filter(|_| unacknowledged)
         .map(|d| minutes_left(d, Utc::now()));
-    let status = if error.is_some() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::OK
+    let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
+    let forms = match &view {
+        CaseView::Casework(d) => match case_forms(state, &signed.principal, d).await {
+            Ok(f) => f,
+            Err(e) => return view::error_page(lang, e),
+        },
+        CaseView::Oversight(_) => CaseForms::default(),
     };
     view::page(
         "case.html",
@@ -361,13 +381,69 @@ async fn render_case(
             minutes => minutes.map(i64::abs),
             names => Value::from(minijinja::value::Serde(&names)),
             notice => notice,
-            error => error,
+            error => error.as_ref().map(|r| r.key),
+            error_field => error.as_ref().and_then(|r| r.field),
+            error_detail => error.and_then(|r| r.detail),
+            offer => Value::from(minijinja::value::Serde(&forms.offer)),
+            any_form => forms.offer.any(),
+            staff => Value::from(minijinja::value::Serde(&forms.staff)),
+            guardians => Value::from(minijinja::value::Serde(&forms.guardians)),
+            close_outcomes => actions::CLOSE_OUTCOMES.to_vec(),
+            levels => ["watch", "elevated", "high", "critical"],
+            channels => ["phone", "in_person", "sms", "message", "other"],
+            contact_outcomes => ["reached", "no_answer", "declined", "meeting_agreed"],
+            today => Utc::now().with_timezone(&state.console.tz).format("%Y-%m-%d").to_string(),
+            me => signed.principal.staff_id.map(|s| s.to_string()),
+            kp => may_key_population(signed),
+            dl => super::records::may_dead_letters(signed),
+            archive => case_student.filter(|_| may_key_population(signed)),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
             here => format!("/cases/{case_id}"),
         },
     )
+}
+
+/// Whether the role reads the key population and student archives (the API
+/// answers the others 403): the pages link there only for them.
+pub(super) fn may_key_population(signed: &Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        sanyu_domain::Role::Counsellor
+            | sanyu_domain::Role::CrisisTeam
+            | sanyu_domain::Role::Leader
+    )
+}
+
+/// The forms of a case page and the choices they need.
+#[derive(Default)]
+struct CaseForms {
+    offer: actions::Offer,
+    staff: Vec<actions::Choice>,
+    guardians: Vec<actions::Choice>,
+}
+
+async fn case_forms(
+    state: &AppState,
+    principal: &sanyu_domain::Principal,
+    d: &crate::routes::cases::CaseDetail,
+) -> Result<CaseForms, ApiError> {
+    let offer = actions::offer(principal, d);
+    let staff = if offer.assign {
+        actions::assignable(state, principal.school_id).await?
+    } else {
+        Vec::new()
+    };
+    let guardians = match (offer.contact, d.case.student_id) {
+        (true, Some(student)) => actions::guardians(state, student).await?,
+        _ => Vec::new(),
+    };
+    Ok(CaseForms {
+        offer,
+        staff,
+        guardians,
+    })
 }
 
 /// Every `*staff_id` value of an answer (assignee, actors, recipients).
@@ -434,7 +510,12 @@ pub async fn acknowledge(
                 lang,
                 id,
                 None,
-                Some("conflict_acknowledge"),
+                Some(Refused {
+                    status: StatusCode::CONFLICT,
+                    key: "conflict_acknowledge",
+                    detail: None,
+                    field: None,
+                }),
             )
             .await
         }

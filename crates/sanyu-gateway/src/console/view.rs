@@ -17,6 +17,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("templates/queue.html")),
     ("case.html", include_str!("templates/case.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("archive.html", include_str!("templates/archive.html")),
+    (
+        "dead_letters.html",
+        include_str!("templates/dead_letters.html"),
+    ),
+    (
+        "key_population.html",
+        include_str!("templates/key_population.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -100,11 +109,15 @@ pub fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Respo
 /// are one page (the API already answers both as 404).
 pub fn error_page(lang: Lang, err: ApiError) -> Response {
     match err {
-        ApiError::NotFound(_) => message(
+        ApiError::NotFound(what) => message(
             lang,
             StatusCode::NOT_FOUND,
             "not_found_title",
-            "not_found_text",
+            match what {
+                "student" => "not_found_student_text",
+                "case" => "not_found_text",
+                _ => "not_found_other_text",
+            },
         ),
         ApiError::Forbidden(_) | ApiError::Unauthorized => message(
             lang,
@@ -154,6 +167,40 @@ mod tests {
     fn every_template_parses() {
         for (name, _) in TEMPLATES {
             assert!(env().get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_case_page_renders_with_every_form_and_the_ladder_either_side() {
+        for ladder_state in ["running", "stopped"] {
+            let case = serde_json::json!({
+                "id": "01934b8e-8f4e-7c3a-9d1b-2f3c4d5e6f70", "reference": "C-1",
+                "level": "high", "status": "in_progress", "subject": "student",
+                "opened_at": "2026-12-05T01:02:03Z", "ladder_state": ladder_state,
+                "ladder": {"first": ["counsellor"], "rungs": [{"after_secs": 600, "roles": ["crisis_team"]}], "repeat": 2},
+                "signals": [], "notifications": [], "timeline": [{"action": "note", "actor_role": "counsellor", "at": "2026-12-05T01:02:03Z", "text": "<b>x</b>"}],
+                "referrals": [{"id": "r", "institution": "i", "referred_on": "2026-12-01", "receipt_confirmed": false}],
+                "follow_ups": [{"id": "f", "due_at": "2026-12-05T01:02:03Z"}],
+            });
+            let offer = serde_json::json!({"assign": true, "take": true, "record": true,
+                "contact": true, "refer": true, "follow_up": true, "level": true,
+                "close": true, "reopen": true, "link_student": true});
+            let r = page(
+                "case.html",
+                Lang::Zh,
+                StatusCode::OK,
+                context! {
+                    case => Value::from(minijinja::value::Serde(&case)),
+                    offer => Value::from(minijinja::value::Serde(&offer)),
+                    kind => "casework",
+                    any_form => true,
+                    case_id => "c",
+                    csrf => "t",
+                    levels => ["high"],
+                    close_outcomes => ["resolved"],
+                },
+            );
+            assert_eq!(r.status(), StatusCode::OK, "{ladder_state}");
         }
     }
 

@@ -1,0 +1,261 @@
+//! The student archive (心理档案) and the key population (重点关注). Both
+//! call the API's own handlers with the signed-in staff member as the caller
+//! (`routes::students::timeline`, `routes::students::key_population` and
+//! `routes::students::finish_watch`): the same role checks, the same view
+//! type per role (full for counsellors and the crisis team, counts and
+//! states without names for leaders), the same audit records.
+
+use axum::Form;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use minijinja::{Value, context};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::i18n::{Lang, t};
+use super::pages::signed_in;
+use super::sign_in::CsrfForm;
+use super::view;
+use crate::AppState;
+use crate::audit::Peer;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::students::{KeyPopulationQuery, KeyPopulationView, TimelineView};
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    done: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET /students/{id}`: a student's archive as the API shows it to my role.
+pub async fn archive(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = format!("/students/{id}");
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = crate::routes::students::timeline(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    let (kind, value) = match read {
+        Ok(Json(TimelineView::Casework(full))) => ("casework", serde_json::to_value(&full)),
+        Ok(Json(TimelineView::Oversight(summary))) => ("oversight", serde_json::to_value(&summary)),
+        Err(e) => return view::error_page(lang, e),
+    };
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
+    };
+    let page = view::page(
+        "archive.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            archive => Value::from(minijinja::value::Serde(&value)),
+            kind => kind,
+            kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => here,
+        },
+    );
+    super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// `GET /key-population`: follow-ups and the watch list, overdue first.
+pub async fn key_population(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = "/key-population";
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = crate::routes::students::key_population(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Query(KeyPopulationQuery { limit: Some(500) }),
+    )
+    .await;
+    let (kind, value) = match read {
+        Ok(Json(KeyPopulationView::Casework(mut full))) => {
+            // Overdue first, then by when they fall due (the API's order for
+            // follow-ups; the watch list comes by date only).
+            full.watch_list
+                .sort_by_key(|w| (!w.overdue, w.follow_up_on, w.since));
+            ("casework", serde_json::to_value(&full))
+        }
+        Ok(Json(KeyPopulationView::Oversight(mut o))) => {
+            o.watch_list
+                .sort_by_key(|w| (!w.overdue, w.follow_up_on, w.since));
+            ("oversight", serde_json::to_value(&o))
+        }
+        Err(e) => return view::error_page(lang, e),
+    };
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
+    };
+    let notice = match q.done.as_deref() {
+        Some("watch") => Some("done_watch"),
+        Some("follow_up_done") => Some("done_follow_up_done"),
+        _ => None,
+    };
+    let page = view::page(
+        "key_population.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            list => Value::from(minijinja::value::Serde(&value)),
+            kind => kind,
+            notice => notice,
+            kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => here,
+        },
+    );
+    super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// `POST /key-population/watch/{id}/done`: the API's `finish_watch`.
+pub async fn watch_done(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/key-population").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !signed.csrf_ok(&f.csrf) {
+        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return view::error_page(lang, ApiError::NotFound("watch entry"));
+    };
+    let done = crate::routes::students::finish_watch(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    match done {
+        Ok(_) => view::see_other("/key-population?done=watch"),
+        Err(e) => view::error_page(lang, e),
+    }
+}
+
+/// `GET /dead-letters`: the messages the services gave up on, for the crisis
+/// team (and admins) of the school to act on (`routes::ops::dead_letters`).
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = "/dead-letters";
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = crate::routes::ops::dead_letters(
+        State(state.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
+        Peer(peer.0.clone()),
+    )
+    .await;
+    let letters = match read {
+        Ok(Json(letters)) => letters,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let page = view::page(
+        "dead_letters.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            letters => Value::from(minijinja::value::Serde(&letters)),
+            notice => (q.done.as_deref() == Some("resolved")).then_some("done_resolved"),
+            kp => super::pages::may_key_population(&signed),
+            dl => may_dead_letters(&signed),
+            csrf => signed.session.csrf_token.clone(),
+            role => t(lang, &format!("role_{}", signed.session.role)),
+            tz => state.console.tz.name(),
+            here => here,
+        },
+    );
+    super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// Whether the role reviews dead letters (the API answers the others 403).
+pub(super) fn may_dead_letters(signed: &super::session::Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        sanyu_domain::Role::CrisisTeam | sanyu_domain::Role::Admin
+    )
+}
+
+/// `POST /dead-letters/{id}/resolve`: the API's `resolve_dead_letter`.
+pub async fn resolve_dead_letter(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/dead-letters").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !signed.csrf_ok(&f.csrf) {
+        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return view::error_page(lang, ApiError::NotFound("dead letter"));
+    };
+    let done = crate::routes::ops::resolve_dead_letter(
+        State(state.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    match done {
+        Ok(_) => view::see_other("/dead-letters?done=resolved"),
+        Err(e) => view::error_page(lang, e),
+    }
+}
