@@ -2,8 +2,9 @@
 //! ladder (re)starts, its acknowledge deadline, its next rung's timer, and the
 //! alarm when nobody at all can be told. This is the one implementation of a
 //! ladder start: the gateway's case work (a level change, a reopen, a merge)
-//! plans it here, and `sanyu_escalation::start`/`plan_start` (the rules
-//! engine's) are thin wrappers around [`plan_start`].
+//! and the rules engine (a case opened or raised, [`crate::rule`]) plan it
+//! here, and `sanyu_escalation::start` is a thin wrapper around
+//! [`plan_start`].
 
 use std::collections::HashMap;
 

@@ -6,9 +6,10 @@
 //! together or not at all.
 //!
 //! A ladder's start is planned in one place, `sanyu_case::ladder::plan_start`
-//! (pure); [`start`] and [`plan_start`] here are thin wrappers around it for
-//! the rules engine and the tests, and the gateway's case work plans it
-//! through `sanyu_case::plan`.
+//! (pure): the rules engine plans it through `sanyu_case::plan_rule`, the
+//! gateway's case work through `sanyu_case::plan`, and [`start`] here is a
+//! thin wrapper that reads the school's staff and writes it (for tests and
+//! tools that set up a case).
 
 pub mod contacts;
 
@@ -251,26 +252,6 @@ pub async fn reachable(
     Ok(out)
 }
 
-/// The reachable staff (as [`reachable`]) of several schools, by school and
-/// role, in one query.
-pub async fn reachable_by_role(
-    txn: &impl ConnectionTrait,
-    school_ids: &[Uuid],
-) -> std::result::Result<std::collections::HashMap<(Uuid, Role), Vec<Uuid>>, StoreError> {
-    let mut out: std::collections::HashMap<(Uuid, Role), Vec<Uuid>> =
-        std::collections::HashMap::new();
-    for s in roster::active_staff_of_schools(txn, school_ids).await? {
-        if !has_email(&s) {
-            continue;
-        }
-        let Ok(role) = s.role.parse::<Role>() else {
-            continue;
-        };
-        out.entry((s.school_id, role)).or_default().push(s.id);
-    }
-    Ok(out)
-}
-
 /// Enqueue one notification request per reachable person in `roles`.
 async fn notify(txn: &impl ConnectionTrait, n: &Notice<'_>) -> Result<usize> {
     let recipients = reachable(txn, n.school.id, n.roles).await?;
@@ -306,55 +287,6 @@ fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
         recipient,
         key,
     )
-}
-
-/// What (re)starting the ladder of a case writes, computed without I/O so
-/// that a batch of openings and raises can be written together
-/// ([`plan_start`]).
-#[derive(Debug, Clone)]
-pub struct PlannedLadder {
-    /// The case with its ladder snapshot, the next epoch, `running` and its
-    /// ack deadline.
-    pub case: case::Model,
-    /// Notification requests for the first contacts (outbox).
-    pub requests: Vec<OutboxEvent>,
-    /// The next rung's timer.
-    pub timer: Option<NewTimer>,
-}
-
-/// Plan the (re)start of the ladder of `case` at its level, as [`start`]
-/// would run it (`sanyu_case::ladder::plan_start`), given the reachable
-/// staff of its school by roles (see [`reachable_by_role`]). The caller
-/// writes the planned case, requests and timer, and, for a case that had a
-/// ladder before, cancels its pending rung timers first
-/// ([`timers::cancel_for_cases`] with [`RUNG_TIMER`]). `None` when nobody at
-/// all is reachable: the caller then takes [`start`], which raises the alarm.
-pub fn plan_start(
-    case: &case::Model,
-    policy: &EscalationPolicy,
-    school: &school::Model,
-    reachable: impl Fn(&[Role]) -> Vec<Uuid>,
-    why: &str,
-    at: DateTime<Utc>,
-    traceparent: Option<String>,
-) -> Result<Option<PlannedLadder>> {
-    let planned = sanyu_case::ladder::plan_start(
-        case,
-        policy,
-        &school.code,
-        reachable,
-        why,
-        at,
-        traceparent,
-    )?;
-    if planned.alarm.is_some() {
-        return Ok(None);
-    }
-    Ok(Some(PlannedLadder {
-        case: planned.case,
-        requests: planned.requests,
-        timer: planned.timer,
-    }))
 }
 
 async fn unreachable_alarm(
