@@ -38,6 +38,15 @@ pub async fn apply(
     write(txn, plan, Some(keys)).await
 }
 
+/// Write `plan`, which seals no text and chains no audit record (a ladder
+/// stopped, a rung fired), in `txn`; the plan's case as written.
+pub async fn apply_unsealed(
+    txn: &impl ConnectionTrait,
+    plan: &Plan,
+) -> Result<case::Model, CaseError> {
+    write(txn, plan, None).await
+}
+
 /// Write several plans in `txn` (the rules engine's batch), as if one by
 /// one in order, but in as few statements as that allows: plans are merged
 /// into one write until a plan rewrites a case (or restarts its ladder) that
