@@ -2,8 +2,9 @@
 //! ladder (re)starts, its acknowledge deadline, its next rung's timer, and the
 //! alarm when nobody at all can be told. This is the one implementation of a
 //! ladder start: the gateway's case work (a level change, a reopen, a merge)
-//! plans it here, and `sanyu_escalation::start`/`plan_start` (the rules
-//! engine's) are thin wrappers around [`plan_start`].
+//! and the rules engine (a case opened or raised, [`crate::rule`]) plan it
+//! here, and `sanyu_escalation::start` is a thin wrapper around
+//! [`plan_start`].
 
 use std::collections::HashMap;
 
@@ -268,4 +269,99 @@ pub fn plan_start(
         timer,
         alarm,
     })
+}
+
+/// The ladder snapshotted on a case.
+pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>, CaseError> {
+    case.ladder
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| CaseError::Corrupt {
+            case_id: case.id,
+            detail: format!("ladder: {e}"),
+        })
+}
+
+/// A rung that fired, planned: who is told, the next rung (or the ladder
+/// exhausted), the alarm when the rung reaches nobody.
+#[derive(Debug, Clone)]
+pub struct RungFiring {
+    /// The notification requests, the next rung's timer, the alarm, and (when
+    /// no rung follows) the case row with its ladder `exhausted`.
+    pub plan: crate::Plan,
+    pub told: usize,
+    /// Whether another rung is scheduled.
+    pub next: bool,
+}
+
+/// Plan the firing of rung timer `t` on `case`: `None` when the ladder
+/// stopped or restarted since the timer was set (nothing to do). The rung's
+/// roles are told (each reachable person once, keyed by case, person, epoch
+/// and rung); nobody reachable is an alarm; the next rung is scheduled, or,
+/// past the ladder's end, the ladder is `exhausted`.
+pub fn plan_rung(
+    case: &case::Model,
+    t: &RungTimer,
+    school_code: &str,
+    reachable: impl Fn(&[Role]) -> Vec<Uuid>,
+    at: DateTime<Utc>,
+) -> Result<Option<RungFiring>, CaseError> {
+    if case.ladder_epoch != t.epoch || case.ladder_state != RUNNING {
+        return Ok(None);
+    }
+    let (Some(ladder), Some(started)) = (ladder_of(case)?, case.ladder_started_at) else {
+        return Ok(None);
+    };
+    let Some(roles) = ladder.rung_roles(t.rung) else {
+        return Ok(None);
+    };
+    let level = level_of(case)?;
+    let mut plan = crate::Plan::about(case, "rung");
+    let people = reachable(roles);
+    let notice = Notice {
+        school_code,
+        case,
+        level,
+        reason: reason::UNACKNOWLEDGED,
+        rung: t.rung,
+        at,
+        traceparent: None,
+    };
+    plan.notifications.extend(
+        people
+            .iter()
+            .map(|id| request_event(&notice, *id, rung_key(case.id, *id, t.epoch, t.rung))),
+    );
+    if people.is_empty() {
+        plan.alarms.push(unreachable_alarm(case, t.epoch, t.rung));
+    }
+    let timer = rung_timer(case.id, &ladder, t.epoch, t.rung + 1, started)?;
+    let next = timer.is_some();
+    plan.timers.extend(timer);
+    if !next {
+        let mut after = case.clone();
+        EXHAUSTED.clone_into(&mut after.ladder_state);
+        plan.write_case(case, &after);
+        plan.case = after;
+    }
+    Ok(Some(RungFiring {
+        plan,
+        told: people.len(),
+        next,
+    }))
+}
+
+/// Plan stopping `case`'s ladder (acknowledged or closed): its pending rungs
+/// cancelled, the case `stopped`.
+pub fn plan_stop(case: &case::Model) -> crate::Plan {
+    let mut plan = crate::Plan::about(case, "stop");
+    plan.cancel(case.id, RUNG_TIMER);
+    if case.ladder_state != STOPPED {
+        let mut after = case.clone();
+        STOPPED.clone_into(&mut after.ladder_state);
+        plan.write_case(case, &after);
+        plan.case = after;
+    }
+    plan
 }

@@ -7,18 +7,25 @@
 //! timeline entries, case events, timers to start and cancel, notification
 //! requests, alarms, audit records) or a [`Refusal`]; and the one writer,
 //! [`apply`], writes the plan in that transaction. The ladder's start is
-//! planned in [`ladder::plan_start`], for the case work and for
-//! `sanyu_escalation::start`/`plan_start` (the rules engine's) alike.
+//! planned in [`ladder::plan_start`], for every caller.
 //!
 //! ```text
 //! load_case ─► access check (caller) ─► load ─► plan ─► apply ─► commit (caller)
 //! ```
+//!
+//! The rules engine asks for its changes the same way: a [`RuleCommand`]
+//! (open, attach, raise) for a [`RuleSignal`], planned by the pure
+//! [`plan_rule`] on what the engine already read for its batch
+//! ([`RuleSnapshot`]) and written with the batch's other plans by
+//! [`apply_all`]. Opening, attaching and raising have this one
+//! implementation.
 
 pub mod allowed;
 pub mod command;
 pub mod ladder;
 pub mod plan;
 pub mod planner;
+pub mod rule;
 pub mod snapshot;
 pub mod writer;
 
@@ -26,6 +33,7 @@ pub use allowed::{LINK_STUDENT, allowed_names};
 pub use command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
 pub use plan::{Plan, PlanCtx, Refusal};
 pub use planner::plan;
+pub use rule::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};
 pub use snapshot::{CaseSnapshot, Related, load, load_case};
 pub use writer::{Keys, apply, apply_all};
 

@@ -177,6 +177,8 @@ pub struct Plan {
     pub action: String,
     /// Timers cancelled first, so a restarted ladder's new rung survives.
     pub cancel_timers: Vec<TimerCancel>,
+    /// New case rows (a rule opened them), inserted before any case write.
+    pub opened: Vec<case::Model>,
     /// Case rows rewritten (version-checked), in order.
     pub cases: Vec<CaseWrite>,
     pub records: Vec<RecordWrite>,
@@ -201,6 +203,7 @@ impl Plan {
             created_id: None,
             action: action.to_owned(),
             cancel_timers: Vec::new(),
+            opened: Vec::new(),
             cases: Vec::new(),
             records: Vec::new(),
             signals: Vec::new(),
@@ -211,6 +214,58 @@ impl Plan {
             alarms: Vec::new(),
             audit: Vec::new(),
         }
+    }
+
+    /// The plan's case as the writer leaves it: its version one up when the
+    /// plan rewrites it (a caller that plans again on it before reading it
+    /// back, as the rules engine's batch does, plans on this).
+    pub fn case_as_written(&self) -> case::Model {
+        let mut c = self.case.clone();
+        if let Some(w) = self.cases.iter().rev().find(|w| w.after.id == c.id) {
+            c.version = w.before.version + 1;
+        }
+        c
+    }
+
+    /// The cases the plan writes rows of (opens, rewrites, cancels rungs of).
+    pub fn written_cases(&self) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.opened
+            .iter()
+            .map(|c| c.id)
+            .chain(self.cases.iter().map(|w| w.after.id))
+            .chain(self.cancel_timers.iter().map(|c| c.case_id))
+    }
+
+    /// Whether the plan writes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.cancel_timers.is_empty()
+            && self.opened.is_empty()
+            && self.cases.is_empty()
+            && self.records.is_empty()
+            && self.signals.is_empty()
+            && self.timeline.is_empty()
+            && self.events.is_empty()
+            && self.notifications.is_empty()
+            && self.timers.is_empty()
+            && self.alarms.is_empty()
+            && self.audit.is_empty()
+    }
+
+    /// Take in the writes of `other` (a later plan of the same batch).
+    pub fn absorb(&mut self, other: Plan) {
+        for c in other.cancel_timers {
+            self.cancel(c.case_id, c.kind);
+        }
+        self.opened.extend(other.opened);
+        self.cases.extend(other.cases);
+        self.records.extend(other.records);
+        self.signals.extend(other.signals);
+        self.timeline.extend(other.timeline);
+        self.events.extend(other.events);
+        self.notifications.extend(other.notifications);
+        self.timers.extend(other.timers);
+        self.alarms.extend(other.alarms);
+        self.audit.extend(other.audit);
     }
 
     /// Rewrite a case (`before` as loaded): nothing when unchanged.

@@ -90,6 +90,29 @@ pub async fn reachable(
     Ok(out)
 }
 
+/// The reachable staff (as [`reachable`]) of several schools, by school, in
+/// one query (the rules engine's batch).
+pub async fn reachable_of_schools(
+    txn: &impl ConnectionTrait,
+    school_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Reachable>, StoreError> {
+    let mut out: std::collections::HashMap<Uuid, Reachable> = std::collections::HashMap::new();
+    for s in roster::active_staff_of_schools(txn, school_ids).await? {
+        if !has_email(&s) {
+            continue;
+        }
+        let Ok(role) = s.role.parse::<Role>() else {
+            continue;
+        };
+        out.entry(s.school_id)
+            .or_default()
+            .entry(role)
+            .or_default()
+            .push(s.id);
+    }
+    Ok(out)
+}
+
 /// Load what `cmd` about `case` needs (the actor's school is where a student
 /// number is looked up).
 pub async fn load(

@@ -3,6 +3,8 @@
 //! its events, its timers, its notifications, its alarms and its audit
 //! record commit together or not at all.
 
+use std::collections::HashSet;
+
 use sanyu_store::audit::AuditKey;
 use sanyu_store::crypto::Sealer;
 use sanyu_store::entities::{case, case_action, follow_up, hotline_call, referral};
@@ -12,6 +14,8 @@ use sanyu_store::sea_orm::{
     QueryFilter,
 };
 use sanyu_store::{StoreError, cases, dead_letters, outbox, timers};
+
+use uuid::Uuid;
 
 use crate::CaseError;
 use crate::ladder::LadderStart;
@@ -31,9 +35,85 @@ pub async fn apply(
     plan: &Plan,
     keys: Keys<'_>,
 ) -> Result<case::Model, CaseError> {
+    write(txn, plan, Some(keys)).await
+}
+
+/// Write `plan`, which seals no text and chains no audit record (a ladder
+/// stopped, a rung fired), in `txn`; the plan's case as written.
+pub async fn apply_unsealed(
+    txn: &impl ConnectionTrait,
+    plan: &Plan,
+) -> Result<case::Model, CaseError> {
+    write(txn, plan, None).await
+}
+
+/// Write several plans in `txn` (the rules engine's batch), as if one by
+/// one in order, but in as few statements as that allows: plans are merged
+/// into one write until a plan rewrites a case (or restarts its ladder) that
+/// an earlier plan of the merge wrote, and that merge is written first, so a
+/// case is always rewritten at the version it has in the database and a
+/// restarted ladder's old rungs are cancelled after they are written.
+/// `keys` may be `None` when no plan seals text or chains an audit record.
+pub async fn apply_all(
+    txn: &impl ConnectionTrait,
+    plans: Vec<Plan>,
+    keys: Option<Keys<'_>>,
+) -> Result<(), CaseError> {
+    let mut merged: Option<Plan> = None;
+    let mut touched: HashSet<Uuid> = HashSet::new();
+    for plan in plans {
+        if plan.is_empty() {
+            continue;
+        }
+        let rewrites: Vec<Uuid> = plan
+            .cases
+            .iter()
+            .map(|w| w.after.id)
+            .chain(plan.cancel_timers.iter().map(|c| c.case_id))
+            .collect();
+        if rewrites.iter().any(|id| touched.contains(id))
+            && let Some(m) = merged.take()
+        {
+            write(txn, &m, keys).await?;
+            touched.clear();
+        }
+        touched.extend(plan.written_cases());
+        touched.extend(plan.signals.iter().map(|s| s.case_id));
+        match merged.as_mut() {
+            Some(m) => m.absorb(plan),
+            None => merged = Some(plan),
+        }
+    }
+    if let Some(m) = merged {
+        write(txn, &m, keys).await?;
+    }
+    Ok(())
+}
+
+/// Everything of `plan`, in order: old rungs cancelled, new cases, case
+/// rewrites, records, signals, timeline, events, notifications, timers,
+/// alarms, audit.
+async fn write(
+    txn: &impl ConnectionTrait,
+    plan: &Plan,
+    keys: Option<Keys<'_>>,
+) -> Result<case::Model, CaseError> {
+    let keys = match keys {
+        Some(k) => Some(k),
+        None if plan.records.is_empty() && plan.timeline.is_empty() && plan.audit.is_empty() => {
+            None
+        }
+        None => {
+            return Err(CaseError::Corrupt {
+                case_id: plan.case.id,
+                detail: "a plan with sealed text or audit records needs the keys".into(),
+            });
+        }
+    };
     for c in &plan.cancel_timers {
         timers::cancel_for_case(txn, c.case_id, c.kind).await?;
     }
+    cases::insert_many(txn, plan.opened.clone()).await?;
     let mut main = plan.case.clone();
     for w in &plan.cases {
         let written = write_case(txn, w).await?;
@@ -41,12 +121,16 @@ pub async fn apply(
             main = written;
         }
     }
-    for r in &plan.records {
-        write_record(txn, r, keys.sealer).await?;
+    if let Some(keys) = keys {
+        for r in &plan.records {
+            write_record(txn, r, keys.sealer).await?;
+        }
     }
     cases::attach_many(txn, plan.signals.clone()).await?;
-    for e in &plan.timeline {
-        write_entry(txn, e, keys.sealer).await?;
+    if let Some(keys) = keys {
+        for e in &plan.timeline {
+            write_entry(txn, e, keys.sealer).await?;
+        }
     }
     outbox::enqueue_all(txn, plan.events.clone()).await?;
     outbox::enqueue_all(txn, plan.notifications.clone()).await?;
@@ -55,23 +139,12 @@ pub async fn apply(
         tracing::error!(alarm = %a.source_key, "escalation rung reaches nobody");
         dead_letters::record(txn, a.clone()).await?;
     }
-    for entry in &plan.audit {
-        sanyu_store::audit::append_in(txn, keys.audit_key, entry.clone()).await?;
+    if let Some(keys) = keys {
+        for entry in &plan.audit {
+            sanyu_store::audit::append_in(txn, keys.audit_key, entry.clone()).await?;
+        }
     }
     Ok(main)
-}
-
-/// Write several plans in `txn`, in order; the cases as written.
-pub async fn apply_all(
-    txn: &impl ConnectionTrait,
-    plans: &[Plan],
-    keys: Keys<'_>,
-) -> Result<Vec<case::Model>, CaseError> {
-    let mut out = Vec::with_capacity(plans.len());
-    for plan in plans {
-        out.push(apply(txn, plan, keys).await?);
-    }
-    Ok(out)
 }
 
 /// Write a ladder (re)start of `before` (as [`crate::ladder::plan_start`]

@@ -279,6 +279,93 @@ async fn a_plan_of_a_case_that_changed_meanwhile_writes_nothing(w: &World) {
     );
 }
 
+/// A batch of rule plans (open, raise, attach of one student) written with
+/// `apply_all` in one transaction: the case as the last plan left it, only
+/// the newest ladder's rung pending, every event and signal written.
+async fn a_batch_of_rule_plans_is_written_as_if_one_by_one(w: &World) {
+    use sanyu_case::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};
+    // A school of its own: its students have no case yet.
+    seed_school(&w.db, "W2").await;
+    let school = school::Entity::find()
+        .filter(school::Column::Code.eq("W2"))
+        .one(&w.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let s4 = student::Entity::find()
+        .filter(student::Column::SchoolId.eq(school.id))
+        .filter(student::Column::StudentNo.eq("S1"))
+        .one(&w.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let txn = begin_write(&w.db).await.unwrap();
+    let staff = sanyu_case::snapshot::reachable(&*txn, school.id)
+        .await
+        .unwrap();
+    let ctx = w.ctx();
+    let signal = |n: u32, level| RuleSignal {
+        event_id: format!("batch-signal:{n}:{}", Uuid::now_v7()),
+        kind: "report_submitted".into(),
+        source_id: Some(Uuid::now_v7()),
+        level,
+        rule_id: "rule.test".into(),
+    };
+    let mut open: Option<case::Model> = None;
+    let mut plans = Vec::new();
+    let mut ids = Vec::new();
+    for (n, cmd) in [
+        RuleCommand::Open {
+            level: RiskLevel::Elevated,
+        },
+        RuleCommand::Raise {
+            to: RiskLevel::High,
+        },
+        RuleCommand::Raise {
+            to: RiskLevel::Critical,
+        },
+        RuleCommand::Attach,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let snap = RuleSnapshot {
+            school_id: school.id,
+            school_code: &school.code,
+            student: Some(StudentRef {
+                id: s4.id,
+                class_id: s4.class_id,
+            }),
+            open_case: open.as_ref(),
+            staff: &staff,
+        };
+        let sig = signal(n as u32, RiskLevel::High);
+        let plan = plan_rule(&snap, &sig, cmd, &ctx).unwrap();
+        ids.extend(plan.events.iter().map(|e| e.event_id.clone()));
+        ids.extend(plan.notifications.iter().map(|e| e.event_id.clone()));
+        open = Some(plan.case_as_written());
+        plans.push(plan);
+    }
+    // A rule's plans seal nothing: no keys needed.
+    sanyu_case::apply_all(&*txn, plans, None).await.unwrap();
+    txn.commit().await.unwrap();
+    let expected = open.unwrap();
+    let written = cases::get(&w.db, expected.id).await.unwrap().unwrap();
+    assert_eq!(written.level, "critical");
+    assert_eq!(written.version, expected.version);
+    assert_eq!(written.ladder_epoch, 3);
+    assert_eq!(
+        w.pending_rungs(written.id).await,
+        vec![format!("ladder:{}:e3:r1", written.id)],
+        "the earlier ladders' rungs are cancelled"
+    );
+    assert_eq!(ids.iter().filter(|i| i.starts_with("case.")).count(), 4);
+    for id in &ids {
+        assert!(w.has_event(id).await, "{id} in the outbox");
+    }
+    assert_eq!(cases::signals(&w.db, written.id).await.unwrap().len(), 4);
+}
+
 #[tokio::test]
 async fn the_writer_commits_a_plan_whole_on_sqlite_and_postgres() {
     for test_db in TestDb::all().await {
@@ -287,5 +374,6 @@ async fn the_writer_commits_a_plan_whole_on_sqlite_and_postgres() {
             .await;
         a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(&w).await;
         a_plan_of_a_case_that_changed_meanwhile_writes_nothing(&w).await;
+        a_batch_of_rule_plans_is_written_as_if_one_by_one(&w).await;
     }
 }

@@ -6,9 +6,10 @@
 //! together or not at all.
 //!
 //! A ladder's start is planned in one place, `sanyu_case::ladder::plan_start`
-//! (pure); [`start`] and [`plan_start`] here are thin wrappers around it for
-//! the rules engine and the tests, and the gateway's case work plans it
-//! through `sanyu_case::plan`.
+//! (pure): the rules engine plans it through `sanyu_case::plan_rule`, the
+//! gateway's case work through `sanyu_case::plan`, and [`start`] here is a
+//! thin wrapper that reads the school's staff and writes it (for tests and
+//! tools that set up a case).
 
 pub mod contacts;
 pub mod timer;
@@ -22,10 +23,8 @@ use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
-use sanyu_store::timers::{self, NewTimer};
+use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sanyu_store::timers::NewTimer;
 use sanyu_store::{StoreError, cases, roster};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -75,14 +74,7 @@ fn level_of(case: &case::Model) -> Result<RiskLevel> {
 
 /// The ladder snapshotted on a case.
 pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>> {
-    case.ladder
-        .as_deref()
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|e| EscalationError::Corrupt {
-            case_id: case.id,
-            detail: format!("ladder: {e}"),
-        })
+    Ok(sanyu_case::ladder::ladder_of(case)?)
 }
 
 async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<school::Model> {
@@ -119,36 +111,11 @@ pub async fn start(
     Ok(sanyu_case::writer::apply_ladder(txn, case, &planned).await?)
 }
 
-async fn schedule_rung(
-    txn: &impl ConnectionTrait,
-    case: &case::Model,
-    ladder: &Ladder,
-    epoch: i32,
-    rung: u32,
-    started: DateTime<Utc>,
-) -> Result<bool> {
-    let Some(timer) = sanyu_case::ladder::rung_timer(case.id, ladder, epoch, rung, started)? else {
-        return Ok(false);
-    };
-    timers::schedule(txn, timer).await?;
-    Ok(true)
-}
-
-/// Stop the ladder (acknowledged or closed): cancel its pending rungs.
+/// Stop the ladder (acknowledged or closed): cancel its pending rungs
+/// (`sanyu_case::ladder::plan_stop`, written by the case crate's writer).
 pub async fn stop(txn: &impl ConnectionTrait, case: &case::Model) -> Result<case::Model> {
-    timers::cancel_for_case(txn, case.id, RUNG_TIMER).await?;
-    if case.ladder_state == STOPPED {
-        return Ok(case.clone());
-    }
-    Ok(cases::update(
-        txn,
-        case,
-        case::ActiveModel {
-            ladder_state: Set(STOPPED.to_owned()),
-            ..Default::default()
-        },
-    )
-    .await?)
+    let plan = sanyu_case::ladder::plan_stop(case);
+    Ok(sanyu_case::writer::apply_unsealed(txn, &plan).await?)
 }
 
 /// What firing a rung timer did.
@@ -160,58 +127,34 @@ pub enum Fired {
     Stale,
 }
 
-/// Fire a rung timer (the caller has taken it with [`timers::take`] in `txn`).
+/// Fire a rung timer (the caller has taken it with `sanyu_store::timers::take` in `txn`):
+/// planned by `sanyu_case::ladder::plan_rung` on the case and its school's
+/// reachable staff, written by the case crate's writer.
 pub async fn fire(txn: &impl ConnectionTrait, t: &RungTimer, at: DateTime<Utc>) -> Result<Fired> {
     let Some(case) = cases::get(txn, t.case_id).await? else {
         return Ok(Fired::Stale);
     };
-    if case.ladder_epoch != t.epoch || case.ladder_state != RUNNING {
-        return Ok(Fired::Stale);
-    }
-    let (Some(ladder), Some(started)) = (ladder_of(&case)?, case.ladder_started_at) else {
-        return Ok(Fired::Stale);
-    };
-    let Some(roles) = ladder.rung_roles(t.rung) else {
-        return Ok(Fired::Stale);
-    };
-    let level = level_of(&case)?;
     let school = school_of(txn, &case).await?;
-    let told = notify(
-        txn,
-        &Notice {
-            school: &school,
-            case: &case,
-            level,
-            roles,
-            reason: reason::UNACKNOWLEDGED,
-            epoch: t.epoch,
-            rung: t.rung,
-            at,
-            traceparent: None,
-        },
-    )
-    .await?;
-    if told == 0 {
-        unreachable_alarm(txn, &case, t.epoch, t.rung).await?;
-    }
-    let next = schedule_rung(txn, &case, &ladder, t.epoch, t.rung + 1, started).await?;
-    if !next {
-        cases::update(
-            txn,
-            &case,
-            case::ActiveModel {
-                ladder_state: Set(EXHAUSTED.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let Some(firing) = sanyu_case::ladder::plan_rung(
+        &case,
+        t,
+        &school.code,
+        |roles| sanyu_case::ladder::people_in(&staff, roles),
+        at,
+    )?
+    else {
+        return Ok(Fired::Stale);
+    };
+    sanyu_case::writer::apply_unsealed(txn, &firing.plan).await?;
+    if !firing.next {
         tracing::error!(case_id = %case.id, "escalation ladder exhausted without acknowledgement");
     }
-    tracing::info!(case_id = %case.id, rung = t.rung, told, "escalation rung fired");
+    tracing::info!(case_id = %case.id, rung = t.rung, told = firing.told, "escalation rung fired");
     Ok(Fired::Notified {
         rung: t.rung,
-        told,
-        next,
+        told: firing.told,
+        next: firing.next,
     })
 }
 
@@ -224,9 +167,7 @@ struct Notice<'a> {
     school: &'a school::Model,
     case: &'a case::Model,
     level: RiskLevel,
-    roles: &'a [Role],
     reason: &'a str,
-    epoch: i32,
     rung: u32,
     at: DateTime<Utc>,
     traceparent: Option<String>,
@@ -254,36 +195,6 @@ pub async fn reachable(
     Ok(out)
 }
 
-/// The reachable staff (as [`reachable`]) of several schools, by school and
-/// role, in one query.
-pub async fn reachable_by_role(
-    txn: &impl ConnectionTrait,
-    school_ids: &[Uuid],
-) -> std::result::Result<std::collections::HashMap<(Uuid, Role), Vec<Uuid>>, StoreError> {
-    let mut out: std::collections::HashMap<(Uuid, Role), Vec<Uuid>> =
-        std::collections::HashMap::new();
-    for s in roster::active_staff_of_schools(txn, school_ids).await? {
-        if !has_email(&s) {
-            continue;
-        }
-        let Ok(role) = s.role.parse::<Role>() else {
-            continue;
-        };
-        out.entry((s.school_id, role)).or_default().push(s.id);
-    }
-    Ok(out)
-}
-
-/// Enqueue one notification request per reachable person in `roles`.
-async fn notify(txn: &impl ConnectionTrait, n: &Notice<'_>) -> Result<usize> {
-    let recipients = reachable(txn, n.school.id, n.roles).await?;
-    for person in &recipients {
-        let key = format!("{}:{}:e{}:r{}", n.case.id, person.id, n.epoch, n.rung);
-        request(txn, n, person.id, key).await?;
-    }
-    Ok(recipients.len())
-}
-
 async fn request(
     txn: &impl ConnectionTrait,
     n: &Notice<'_>,
@@ -309,70 +220,6 @@ fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
         recipient,
         key,
     )
-}
-
-/// What (re)starting the ladder of a case writes, computed without I/O so
-/// that a batch of openings and raises can be written together
-/// ([`plan_start`]).
-#[derive(Debug, Clone)]
-pub struct PlannedLadder {
-    /// The case with its ladder snapshot, the next epoch, `running` and its
-    /// ack deadline.
-    pub case: case::Model,
-    /// Notification requests for the first contacts (outbox).
-    pub requests: Vec<OutboxEvent>,
-    /// The next rung's timer.
-    pub timer: Option<NewTimer>,
-}
-
-/// Plan the (re)start of the ladder of `case` at its level, as [`start`]
-/// would run it (`sanyu_case::ladder::plan_start`), given the reachable
-/// staff of its school by roles (see [`reachable_by_role`]). The caller
-/// writes the planned case, requests and timer, and, for a case that had a
-/// ladder before, cancels its pending rung timers first
-/// ([`timers::cancel_for_cases`] with [`RUNG_TIMER`]). `None` when nobody at
-/// all is reachable: the caller then takes [`start`], which raises the alarm.
-pub fn plan_start(
-    case: &case::Model,
-    policy: &EscalationPolicy,
-    school: &school::Model,
-    reachable: impl Fn(&[Role]) -> Vec<Uuid>,
-    why: &str,
-    at: DateTime<Utc>,
-    traceparent: Option<String>,
-) -> Result<Option<PlannedLadder>> {
-    let planned = sanyu_case::ladder::plan_start(
-        case,
-        policy,
-        &school.code,
-        reachable,
-        why,
-        at,
-        traceparent,
-    )?;
-    if planned.alarm.is_some() {
-        return Ok(None);
-    }
-    Ok(Some(PlannedLadder {
-        case: planned.case,
-        requests: planned.requests,
-        timer: planned.timer,
-    }))
-}
-
-async fn unreachable_alarm(
-    txn: &impl ConnectionTrait,
-    case: &case::Model,
-    epoch: i32,
-    rung: u32,
-) -> Result<()> {
-    tracing::error!(case_id = %case.id, rung, "escalation rung reaches nobody");
-    dead_letters::record(
-        txn,
-        sanyu_case::ladder::unreachable_alarm(case, epoch, rung),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Raise an alarm about a case's ladder: a record the crisis team and admins
@@ -414,9 +261,7 @@ pub async fn alarm(
         school: &school,
         case,
         level,
-        roles: &[Role::CrisisTeam, Role::Leader],
         reason: reason::LADDER_ALARM,
-        epoch: case.ladder_epoch,
         rung: 0,
         at,
         traceparent: None,
@@ -453,9 +298,7 @@ pub async fn remind_follow_up(
         school: &school,
         case: &case,
         level,
-        roles: &[Role::Counsellor],
         reason: reason::FOLLOW_UP_DUE,
-        epoch: case.ladder_epoch,
         rung: 0,
         at,
         traceparent: None,

@@ -6,6 +6,14 @@
 //! the signals it used (`decisions`), and those rows are the per-student
 //! history the next decisions look back over.
 //!
+//! **Cases.** The engine changes no case itself: a decision about a case is a
+//! `sanyu_case::RuleCommand` (open, attach, raise), planned by the case
+//! crate's pure planner (the case row, its signal, its event, its ladder's
+//! first notifications and next rung, and the alarm when nobody is
+//! reachable) and written by its one writer with the batch
+//! (`sanyu_case::apply_all`). A hotline caller nobody identified is decided
+//! in the same batch: a case of its own at high or critical.
+//!
 //! **Batches.** A lane hands the engine every message it already holds (up to
 //! `rules.max_batch`); they are decided in one transaction: the decisions, the
 //! case changes, the case events (outbox), the first notifications and the
@@ -22,34 +30,27 @@
 //! under that lock. The partial unique index (one active case per student)
 //! stays as the last guard.
 
+mod batch;
 pub mod facts;
 pub mod ruleset;
+mod watch;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use sanyu_domain::hotline::{RULE_HOTLINE_UNIDENTIFIED_CALLER, unidentified_caller_case};
-use sanyu_domain::{
-    CaseSubject, EscalationPolicy, RiskLevel, Role, case_reference, student_partition,
-};
-use sanyu_escalation::{self as escalation, EscalationError};
+use sanyu_domain::{EscalationPolicy, RiskLevel};
+use sanyu_escalation::EscalationError;
 use sanyu_events::subjects::{self, INTAKE_STREAM};
-use sanyu_events::{Envelope, Payload, v1};
+use sanyu_events::{Payload, v1};
 use sanyu_platform::consumer::{self, Delivery, Handler, Outcome};
 use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::trace::TRACEPARENT;
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
-use sanyu_ruleset::{Decision, RuleSet, Signal, Source, StudentState};
-use sanyu_store::cases::{self, NewCase, NewSignal};
-use sanyu_store::decisions::{self, NewDecision, NewWatch};
-use sanyu_store::entities::{case, school, student, watch_entry};
-use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::{Db, StoreError, begin_write, processed};
+use sanyu_store::{Db, StoreError, begin_write};
 use uuid::Uuid;
 
+pub use batch::signal_of_row;
+use batch::{Pending, Work};
 pub use facts::{Facts, SUICIDE_FLAGS};
 pub use ruleset::Rules;
 
@@ -146,14 +147,6 @@ pub struct RulesEngine {
 /// exactly that window. Never set in production.
 pub const FAULT_PAUSE_BEFORE_ACK_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_ACK_MS";
 
-/// A message of a batch on its way through the transaction.
-struct Pending {
-    index: usize,
-    envelope: Envelope,
-    facts: Vec<Facts>,
-    traceparent: Option<String>,
-}
-
 impl RulesEngine {
     pub fn new(db: Db, waker: Waker, policy: EscalationPolicy, rules: Arc<Rules>) -> Self {
         let pause_before_ack = std::env::var(FAULT_PAUSE_BEFORE_ACK_MS)
@@ -214,10 +207,15 @@ impl RulesEngine {
             if let Some(Payload::HotlineCall(call)) = &envelope.payload
                 && call.student_id.is_empty()
             {
-                results[index] = Some(
-                    self.decide_unidentified(&envelope, call, incoming.traceparent.clone())
-                        .await,
-                );
+                match unidentified_call(call) {
+                    Ok((level, source_id)) => pending.push(Pending {
+                        index,
+                        envelope,
+                        work: Work::Unidentified { level, source_id },
+                        traceparent: incoming.traceparent.clone(),
+                    }),
+                    Err(e) => results[index] = Some(Err(e)),
+                }
                 continue;
             }
             match facts::of_envelope(&envelope) {
@@ -225,7 +223,7 @@ impl RulesEngine {
                 Ok(facts) => pending.push(Pending {
                     index,
                     envelope,
-                    facts,
+                    work: Work::Signals(facts),
                     traceparent: incoming.traceparent.clone(),
                 }),
                 Err(e) => results[index] = Some(Err(e)),
@@ -245,752 +243,15 @@ impl RulesEngine {
             .map(|r| r.unwrap_or(Ok(Vec::new())))
             .collect())
     }
-
-    /// A hotline caller nobody identified, rated `high` or `critical`: an
-    /// `unidentified_caller` case for the school's crisis team (linked to a
-    /// student later); a lower rating opens nothing. Its own transaction:
-    /// processed record, case, first signal, CaseOpened (outbox), ladder.
-    async fn decide_unidentified(
-        &self,
-        envelope: &Envelope,
-        call: &v1::HotlineCallLogged,
-        traceparent: Option<String>,
-    ) -> MessageResult {
-        let level = sanyu_events::level_from_proto(call.risk_level)
-            .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?;
-        let source_id = Uuid::parse_str(&call.record_id)
-            .map_err(|_| RulesError::Malformed("record_id is not a uuid".into()))?;
-        let txn = begin_write(&self.db).await?;
-        if !processed::record(&*txn, CONSUMER, &envelope.event_id).await? {
-            txn.rollback().await?;
-            return Ok(vec![Decided::Duplicate]);
-        }
-        let Some(level) = unidentified_caller_case(level) else {
-            txn.commit().await?;
-            return Ok(vec![Decided::NoAction]);
-        };
-        let school = school::Entity::find()
-            .filter(school::Column::Code.eq(envelope.school.clone()))
-            .one(&*txn)
-            .await?
-            .ok_or_else(|| RulesError::UnknownSchool(envelope.school.clone()))?;
-        let now = Utc::now();
-        let case_id = Uuid::now_v7();
-        let reference = case_reference(case_id);
-        let rule = RULE_HOTLINE_UNIDENTIFIED_CALLER;
-        cases::open(
-            &*txn,
-            NewCase {
-                id: case_id,
-                reference: reference.clone(),
-                school_id: school.id,
-                class_id: None,
-                student_id: None,
-                subject: CaseSubject::UnidentifiedCaller,
-                level,
-                rule: rule.to_owned(),
-                at: now,
-            },
-        )
-        .await?;
-        cases::attach_signal(
-            &*txn,
-            NewSignal {
-                case_id,
-                event_id: envelope.event_id.clone(),
-                kind: envelope.kind.clone(),
-                source_id: Some(source_id),
-                level,
-                decision: "opened".to_owned(),
-                rule_id: rule.to_owned(),
-                at: now,
-            },
-        )
-        .await?;
-        let opened = cases::get(&*txn, case_id)
-            .await?
-            .ok_or(StoreError::NotFound("case"))?;
-        let partition = opened.partition();
-        let event_id = format!("case.opened:{case_id}");
-        outbox::enqueue(
-            &*txn,
-            OutboxEvent {
-                subject: subjects::case_event("opened", &school.code, partition),
-                payload: sanyu_events::encode(&sanyu_events::envelope(
-                    event_id.clone(),
-                    now,
-                    school.code.clone(),
-                    partition,
-                    Payload::CaseOpened(v1::CaseOpened {
-                        case_id: case_id.to_string(),
-                        reference,
-                        student_id: String::new(),
-                        level: sanyu_events::level_to_proto(level) as i32,
-                        signal_event_id: envelope.event_id.clone(),
-                        rule_id: rule.to_owned(),
-                        subject: CaseSubject::UnidentifiedCaller.as_str().to_owned(),
-                    }),
-                )),
-                event_id,
-                traceparent: traceparent.clone(),
-            },
-        )
-        .await?;
-        escalation::start(
-            &*txn,
-            &opened,
-            &self.policy,
-            escalation::reason::UNIDENTIFIED_CALLER,
-            now,
-            traceparent,
-        )
-        .await?;
-        txn.commit().await?;
-        self.waker.wake();
-        tracing::info!(%case_id, level = level.as_str(), rule, subject = "unidentified_caller", "case opened");
-        Ok(vec![Decided::Opened { case_id, level }])
-    }
-
-    /// The batch inside its transaction; `true` when events were emitted.
-    async fn decide_in(
-        &self,
-        txn: &impl ConnectionTrait,
-        rules: &RuleSet,
-        pending: Vec<Pending>,
-        results: &mut [Option<MessageResult>],
-    ) -> Result<bool, RulesError> {
-        let now = Utc::now();
-        let t0 = std::time::Instant::now();
-        // 1. Lock the students (the per-student mutual exclusion of replicas).
-        let student_ids: Vec<Uuid> = pending
-            .iter()
-            .flat_map(|p| p.facts.iter().map(|f| f.student_id))
-            .collect();
-        let students = decisions::lock_students(txn, &student_ids).await?;
-        let mut pending: Vec<Pending> = pending
-            .into_iter()
-            .filter(|p| {
-                match p
-                    .facts
-                    .iter()
-                    .find(|f| !students.contains_key(&f.student_id))
-                {
-                    Some(unknown) => {
-                        results[p.index] =
-                            Some(Err(RulesError::UnknownStudent(unknown.student_id)));
-                        false
-                    }
-                    None => true,
-                }
-            })
-            .collect();
-        // 2. Messages and signals decided before (redelivery, duplicate publish).
-        let message_ids: Vec<String> = pending
-            .iter()
-            .map(|p| p.envelope.event_id.clone())
-            .collect();
-        let seen_messages = processed::already(txn, CONSUMER, &message_ids).await?;
-        let mut fresh_messages = HashSet::new();
-        pending.retain(|p| {
-            let fresh = !seen_messages.contains(&p.envelope.event_id)
-                && fresh_messages.insert(p.envelope.event_id.clone());
-            if !fresh {
-                results[p.index] = Some(Ok(vec![Decided::Duplicate]));
-            }
-            fresh
-        });
-        if pending.is_empty() {
-            return Ok(false);
-        }
-        let signal_ids: Vec<String> = pending
-            .iter()
-            .flat_map(|p| p.facts.iter().map(|f| f.signal_id.clone()))
-            .collect();
-        let mut decided = decisions::decided(txn, &signal_ids).await?;
-        let t_lock = t0.elapsed();
-        // 3. The students' state: open cases, recent signals, watch list.
-        let ids: Vec<Uuid> = students.keys().copied().collect();
-        let mut open = cases::active_for_students(txn, &ids).await?;
-        let since = now - chrono::Duration::days(i64::from(rules.lookback_days()) + 1);
-        let mut recent: HashMap<Uuid, Vec<Signal>> = HashMap::new();
-        for row in decisions::recent_for_students(txn, &ids, since).await? {
-            if let Some(signal) = signal_of_row(&row) {
-                recent.entry(row.student_id).or_default().push(signal);
-            }
-        }
-        let mut watches = decisions::active_watches(txn, &ids).await?;
-        let school_ids: HashSet<Uuid> = students.values().map(|s| s.school_id).collect();
-        let schools: HashMap<Uuid, school::Model> = school::Entity::find()
-            .filter(school::Column::Id.is_in(school_ids))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
-        // The reachable staff of each school, by role, for the first ladders.
-        let school_list: Vec<Uuid> = schools.keys().copied().collect();
-        let staff = escalation::reachable_by_role(txn, &school_list).await?;
-        let mut deferred = Deferred::default();
-        let t_state = t0.elapsed();
-        let (mut slow_raises, mut slow_watches) = (0u32, 0u32);
-        // 4. Decide, in stream order.
-        let mut rows = Vec::new();
-        let mut emitted = false;
-        for p in &pending {
-            let mut out = Vec::with_capacity(p.facts.len());
-            for f in &p.facts {
-                if !decided.insert(f.signal_id.clone()) {
-                    out.push(Decided::Duplicate);
-                    continue;
-                }
-                let student = students
-                    .get(&f.student_id)
-                    .ok_or(RulesError::UnknownStudent(f.student_id))?;
-                let school = schools
-                    .get(&student.school_id)
-                    .ok_or(StoreError::NotFound("school"))?;
-                let history = recent.entry(f.student_id).or_default();
-                let state = StudentState {
-                    open_case: open.get(&f.student_id).map(level_of).transpose()?,
-                    recent: history.clone(),
-                    watched: watches.contains_key(&f.student_id),
-                };
-                let outcome = rules.decide(&f.signal, &state, now);
-                let ctx = Ctx {
-                    txn,
-                    policy: &self.policy,
-                    facts: f,
-                    student,
-                    school,
-                    now,
-                    rule_id: &outcome.rule_id,
-                    traceparent: p.traceparent.clone(),
-                };
-                let (did, row_case, follow_up_on) = match outcome.decision {
-                    Decision::NoAction => (Decided::NoAction, None, None),
-                    Decision::Watch { follow_up_days } => {
-                        let on =
-                            (now + chrono::Duration::days(i64::from(follow_up_days))).date_naive();
-                        match watches.get_mut(&f.student_id) {
-                            // On the list since earlier in this batch: not written yet.
-                            Some(w) if deferred.watches.contains_key(&f.student_id) => {
-                                w.follow_up_on = w.follow_up_on.min(on);
-                                if let Some(pending) = deferred.watches.get_mut(&f.student_id) {
-                                    pending.follow_up_on = w.follow_up_on;
-                                }
-                            }
-                            // On the list: an earlier follow-up date stands.
-                            Some(w) => {
-                                if on < w.follow_up_on {
-                                    slow_watches += 1;
-                                    let moved = decisions::watch(
-                                        txn,
-                                        Some(w),
-                                        NewWatch {
-                                            student_id: f.student_id,
-                                            school_id: student.school_id,
-                                            class_id: student.class_id,
-                                            since: now,
-                                            follow_up_on: on,
-                                            signal_id: f.signal_id.clone(),
-                                            rule_id: outcome.rule_id.clone(),
-                                            rules_version: outcome.rules_version.clone(),
-                                        },
-                                    )
-                                    .await?;
-                                    if let Some(moved) = moved {
-                                        // A reminder for the new date; the
-                                        // old one finds the date moved.
-                                        sanyu_store::timers::schedule(
-                                            txn,
-                                            escalation::WatchTimer::of(&moved)?,
-                                        )
-                                        .await?;
-                                    }
-                                    w.follow_up_on = on;
-                                }
-                            }
-                            None => {
-                                let entry = watch_entry::Model {
-                                    id: Uuid::now_v7(),
-                                    student_id: f.student_id,
-                                    school_id: student.school_id,
-                                    class_id: student.class_id,
-                                    since: now,
-                                    follow_up_on: on,
-                                    signal_id: f.signal_id.clone(),
-                                    rule_id: outcome.rule_id.clone(),
-                                    rules_version: outcome.rules_version.clone(),
-                                    done_at: None,
-                                    done_by: None,
-                                };
-                                deferred.watches.insert(f.student_id, entry.clone());
-                                watches.insert(f.student_id, entry);
-                            }
-                        }
-                        (Decided::Watched { follow_up_on: on }, None, Some(on))
-                    }
-                    Decision::Open { level } => {
-                        let case = match ctx.plan_open(level, &staff, &mut deferred)? {
-                            Some(case) => case,
-                            None => {
-                                // Nobody reachable: the slow path raises the alarm.
-                                deferred.flush(txn).await?;
-                                ctx.open(level).await?
-                            }
-                        };
-                        emitted = true;
-                        let did = Decided::Opened {
-                            case_id: case.id,
-                            level,
-                        };
-                        let snapshot = (case.id, case.level.clone());
-                        open.insert(f.student_id, case);
-                        (did, Some(snapshot), None)
-                    }
-                    Decision::Attach { raise_to } => {
-                        let Some(case) = open.get(&f.student_id) else {
-                            return Err(RulesError::Corrupt("attach without an open case".into()));
-                        };
-                        emitted = true;
-                        let (did, case) = match raise_to {
-                            Some(to) => {
-                                if deferred.touches(case.id) {
-                                    deferred.flush(txn).await?;
-                                }
-                                match ctx.plan_raise(case, to, &staff, &mut deferred)? {
-                                    Some(raised) => raised,
-                                    None => {
-                                        // Nobody reachable: the slow path raises the alarm.
-                                        slow_raises += 1;
-                                        deferred.flush(txn).await?;
-                                        ctx.raise(case, to).await?
-                                    }
-                                }
-                            }
-                            None => ctx.attach_deferred(case, &mut deferred),
-                        };
-                        let snapshot = (case.id, case.level.clone());
-                        open.insert(f.student_id, case);
-                        (did, Some(snapshot), None)
-                    }
-                };
-                rows.push(NewDecision {
-                    signal_id: f.signal_id.clone(),
-                    message_id: p.envelope.event_id.clone(),
-                    student_id: f.student_id,
-                    school_id: student.school_id,
-                    source: f.signal.source.as_str().to_owned(),
-                    signal_at: f.signal.at,
-                    level: f.signal.level.map(|l| l.as_str().to_owned()),
-                    instrument: f.signal.instrument.clone(),
-                    band: f.signal.band.clone(),
-                    flags: f.signal.flags.clone(),
-                    category: f.signal.category.clone(),
-                    decision: decision_name(&did).to_owned(),
-                    case_id: row_case.as_ref().map(|c| c.0),
-                    case_level: row_case.map(|c| c.1),
-                    follow_up_on,
-                    rule_id: outcome.rule_id.clone(),
-                    rules_version: outcome.rules_version.clone(),
-                    used: outcome.used.clone(),
-                    decided_at: now,
-                });
-                history.push(f.signal.clone());
-                out.push(did);
-            }
-            results[p.index] = Some(Ok(out));
-        }
-        let t_decide = t0.elapsed();
-        deferred.flush(txn).await?;
-        decisions::insert_many(txn, rows).await?;
-        let fresh: Vec<String> = pending
-            .iter()
-            .map(|p| p.envelope.event_id.clone())
-            .collect();
-        processed::record_many(txn, CONSUMER, &fresh).await?;
-        tracing::debug!(
-            lock_ms = t_lock.as_millis() as u64,
-            state_ms = (t_state - t_lock).as_millis() as u64,
-            decide_ms = (t_decide - t_state).as_millis() as u64,
-            write_ms = (t0.elapsed() - t_decide).as_millis() as u64,
-            slow_raises,
-            slow_watches,
-            "batch phases"
-        );
-        Ok(emitted)
-    }
 }
 
-fn decision_name(d: &Decided) -> &'static str {
-    match d {
-        Decided::Opened { .. } => "opened",
-        Decided::Raised { .. } => "raised",
-        Decided::Attached { .. } => "attached",
-        Decided::Watched { .. } => "watch",
-        Decided::NoAction => "no_action",
-        Decided::Duplicate => "duplicate",
-        Decided::Ignored => "ignored",
-    }
-}
-
-fn level_of(case: &case::Model) -> Result<RiskLevel, RulesError> {
-    case.level.parse().map_err(|_| {
-        RulesError::Store(StoreError::Corrupt {
-            table: "cases",
-            detail: format!("level `{}`", case.level),
-        })
-    })
-}
-
-/// A stored decision as a signal of the student's history.
-pub fn signal_of_row(row: &sanyu_store::entities::decision::Model) -> Option<Signal> {
-    Some(Signal {
-        id: row.signal_id.clone(),
-        source: Source::parse(&row.source)?,
-        at: row.signal_at,
-        level: row.level.as_deref().and_then(|l| l.parse().ok()),
-        instrument: row.instrument.clone(),
-        band: row.band.clone(),
-        flags: decisions::flags_of(row),
-        category: row.category.clone(),
-    })
-}
-
-/// Writes of a batch kept back to be written together (multi-row inserts) at
-/// the end of the batch, or before a step that needs them in the database.
-/// Still inside the batch transaction: nothing is committed any earlier or
-/// later than before.
-#[derive(Default)]
-struct Deferred {
-    cases: Vec<case::Model>,
-    /// Raised cases, rewritten with their new ladders.
-    rewrites: Vec<cases::Rewrite>,
-    /// Cases whose pending rung timers are cancelled (their ladder restarts).
-    restarted: Vec<Uuid>,
-    signals: Vec<NewSignal>,
-    events: Vec<OutboxEvent>,
-    timers: Vec<sanyu_store::timers::NewTimer>,
-    /// New watch-list entries, by student.
-    watches: HashMap<Uuid, watch_entry::Model>,
-    /// Cases with writes kept back.
-    touched: HashSet<Uuid>,
-}
-
-impl Deferred {
-    /// Keep back a planned ladder's requests and timer; its case.
-    fn ladder(&mut self, planned: escalation::PlannedLadder) -> case::Model {
-        self.events.extend(planned.requests);
-        self.timers.extend(planned.timer);
-        planned.case
-    }
-
-    fn touches(&self, case_id: Uuid) -> bool {
-        self.touched.contains(&case_id)
-    }
-
-    async fn flush(&mut self, txn: &impl ConnectionTrait) -> Result<(), RulesError> {
-        // The old ladders' timers go before the new ones are written.
-        sanyu_store::timers::cancel_for_cases(
-            txn,
-            &std::mem::take(&mut self.restarted),
-            escalation::RUNG_TIMER,
-        )
-        .await?;
-        cases::insert_many(txn, std::mem::take(&mut self.cases)).await?;
-        cases::rewrite_many(txn, &std::mem::take(&mut self.rewrites)).await?;
-        cases::attach_many(txn, std::mem::take(&mut self.signals)).await?;
-        outbox::enqueue_all(txn, std::mem::take(&mut self.events)).await?;
-        sanyu_store::timers::schedule_all(txn, std::mem::take(&mut self.timers)).await?;
-        // New entries, each with its follow-up reminder (at the date the
-        // batch settled on).
-        let watches: Vec<watch_entry::Model> =
-            std::mem::take(&mut self.watches).into_values().collect();
-        let reminders = watches
-            .iter()
-            .map(escalation::WatchTimer::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        decisions::insert_watches(txn, watches).await?;
-        sanyu_store::timers::schedule_all(txn, reminders).await?;
-        self.touched.clear();
-        Ok(())
-    }
-}
-
-/// The effects of one decision on cases, inside the batch transaction.
-struct Ctx<'a, C: ConnectionTrait> {
-    txn: &'a C,
-    policy: &'a EscalationPolicy,
-    facts: &'a Facts,
-    student: &'a student::Model,
-    school: &'a school::Model,
-    now: DateTime<Utc>,
-    rule_id: &'a str,
-    traceparent: Option<String>,
-}
-
-impl<C: ConnectionTrait> Ctx<'_, C> {
-    fn emit(&self, event_id: String, subject_event: &str, payload: Payload) -> OutboxEvent {
-        let partition = student_partition(self.facts.student_id);
-        OutboxEvent {
-            subject: subjects::case_event(subject_event, &self.school.code, partition),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                self.now,
-                self.school.code.clone(),
-                partition,
-                payload,
-            )),
-            event_id,
-            traceparent: self.traceparent.clone(),
-        }
-    }
-
-    fn signal(&self, case_id: Uuid, decision: &str) -> NewSignal {
-        NewSignal {
-            case_id,
-            event_id: self.facts.signal_id.clone(),
-            kind: self.facts.kind.clone(),
-            source_id: Some(self.facts.source_id),
-            level: self.facts.level,
-            decision: decision.to_owned(),
-            rule_id: self.rule_id.to_owned(),
-            at: self.now,
-        }
-    }
-
-    fn new_case(&self, level: RiskLevel) -> NewCase {
-        let case_id = Uuid::now_v7();
-        NewCase {
-            id: case_id,
-            reference: case_reference(case_id),
-            school_id: self.student.school_id,
-            class_id: Some(self.student.class_id),
-            student_id: Some(self.facts.student_id),
-            subject: CaseSubject::Student,
-            level,
-            rule: self.rule_id.to_owned(),
-            at: self.now,
-        }
-    }
-
-    fn opened_event(&self, case: &case::Model, level: RiskLevel) -> OutboxEvent {
-        self.emit(
-            format!("case.opened:{}", case.id),
-            "opened",
-            Payload::CaseOpened(v1::CaseOpened {
-                case_id: case.id.to_string(),
-                reference: case.reference.clone(),
-                student_id: self.facts.student_id.to_string(),
-                level: sanyu_events::level_to_proto(level) as i32,
-                signal_event_id: self.facts.signal_id.clone(),
-                rule_id: self.rule_id.to_owned(),
-                subject: CaseSubject::Student.as_str().to_owned(),
-            }),
-        )
-    }
-
-    /// Open a case with writes kept back for the batch: the case row (with its
-    /// first ladder), its first signal, CaseOpened, the first contacts'
-    /// notification requests and the next rung's timer. `None` when nobody is
-    /// reachable (the caller opens it the slow way, which raises the alarm).
-    fn plan_open(
-        &self,
-        level: RiskLevel,
-        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
-        deferred: &mut Deferred,
-    ) -> Result<Option<case::Model>, RulesError> {
-        let new = cases::new_model(self.new_case(level));
-        let Some(first) = self.plan_ladder(&new, escalation::reason::CASE_OPENED, staff)? else {
-            return Ok(None);
-        };
-        deferred.touched.insert(new.id);
-        deferred.signals.push(self.signal(new.id, "opened"));
-        deferred.events.push(self.opened_event(&new, level));
-        let opened = deferred.ladder(first);
-        deferred.cases.push(opened.clone());
-        tracing::info!(case_id = %new.id, level = level.as_str(), rule = self.rule_id, "case opened");
-        Ok(Some(opened))
-    }
-
-    /// The (re)start of `case`'s ladder, planned with the batch's reachable
-    /// staff; `None` when nobody is reachable.
-    fn plan_ladder(
-        &self,
-        case: &case::Model,
-        why: &str,
-        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
-    ) -> Result<Option<escalation::PlannedLadder>, RulesError> {
-        Ok(escalation::plan_start(
-            case,
-            self.policy,
-            self.school,
-            |roles| reachable_in(staff, self.school.id, roles),
-            why,
-            self.now,
-            self.traceparent.clone(),
-        )?)
-    }
-
-    /// Raise the level of an open case (not written in this batch yet) with
-    /// writes kept back for the batch: the case row with the new level's
-    /// ladder (restarted: its first contacts are told and someone must
-    /// acknowledge again), the old ladder's timers cancelled, the signal,
-    /// CaseEscalated, the notification requests and the next rung's timer.
-    /// `None` when nobody is reachable (the caller raises it the slow way,
-    /// which raises the alarm).
-    fn plan_raise(
-        &self,
-        case: &case::Model,
-        to: RiskLevel,
-        staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
-        deferred: &mut Deferred,
-    ) -> Result<Option<(Decided, case::Model)>, RulesError> {
-        let from = level_of(case)?;
-        let mut next = case.clone();
-        next.level = to.as_str().to_owned();
-        next.level_rank = to.rank();
-        next.version = case.version + 1;
-        next.updated_at = self.now;
-        let Some(planned) = self.plan_ladder(&next, escalation::reason::LEVEL_RAISED, staff)?
-        else {
-            return Ok(None);
-        };
-        deferred.touched.insert(case.id);
-        deferred.restarted.push(case.id);
-        deferred.signals.push(self.signal(case.id, "raised"));
-        deferred.events.push(self.escalated_event(case, from, to));
-        let raised = deferred.ladder(planned);
-        deferred.rewrites.push(cases::Rewrite {
-            expected_version: case.version,
-            case: raised.clone(),
-        });
-        tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule = self.rule_id, "case level raised");
-        Ok(Some((
-            Decided::Raised {
-                case_id: case.id,
-                from,
-                to,
-            },
-            raised,
-        )))
-    }
-
-    fn escalated_event(&self, case: &case::Model, from: RiskLevel, to: RiskLevel) -> OutboxEvent {
-        self.emit(
-            format!("case.escalated:{}:{}", case.id, self.facts.signal_id),
-            "escalated",
-            Payload::CaseEscalated(v1::CaseEscalated {
-                case_id: case.id.to_string(),
-                reference: case.reference.clone(),
-                student_id: self.facts.student_id.to_string(),
-                previous_level: sanyu_events::level_to_proto(from) as i32,
-                level: sanyu_events::level_to_proto(to) as i32,
-                signal_event_id: self.facts.signal_id.clone(),
-                rule_id: self.rule_id.to_owned(),
-            }),
-        )
-    }
-
-    /// Attach to an open case with writes kept back for the batch.
-    fn attach_deferred(
-        &self,
-        case: &case::Model,
-        deferred: &mut Deferred,
-    ) -> (Decided, case::Model) {
-        deferred.touched.insert(case.id);
-        deferred.signals.push(self.signal(case.id, "attached"));
-        deferred.events.push(self.attached_event(case));
-        (Decided::Attached { case_id: case.id }, case.clone())
-    }
-
-    fn attached_event(&self, case: &case::Model) -> OutboxEvent {
-        self.emit(
-            format!("case.signal_attached:{}:{}", case.id, self.facts.signal_id),
-            "signal_attached",
-            Payload::CaseSignalAttached(v1::CaseSignalAttached {
-                case_id: case.id.to_string(),
-                reference: case.reference.clone(),
-                signal_event_id: self.facts.signal_id.clone(),
-                level: sanyu_events::level_to_proto(self.facts.level) as i32,
-            }),
-        )
-    }
-
-    /// Open a case the slow way, write by write (used when nobody is
-    /// reachable: `escalation::start` then raises the alarm).
-    async fn open(&self, level: RiskLevel) -> Result<case::Model, RulesError> {
-        let new = self.new_case(level);
-        let case_id = new.id;
-        cases::open(self.txn, new).await?;
-        cases::attach_signal(self.txn, self.signal(case_id, "opened")).await?;
-        let opened = cases::get(self.txn, case_id)
-            .await?
-            .ok_or(StoreError::NotFound("case"))?;
-        outbox::enqueue(self.txn, self.opened_event(&opened, level)).await?;
-        let started = escalation::start(
-            self.txn,
-            &opened,
-            self.policy,
-            escalation::reason::CASE_OPENED,
-            self.now,
-            self.traceparent.clone(),
-        )
-        .await?;
-        tracing::info!(%case_id, level = level.as_str(), rule = self.rule_id, "case opened");
-        Ok(started)
-    }
-
-    async fn raise(
-        &self,
-        case: &case::Model,
-        to: RiskLevel,
-    ) -> Result<(Decided, case::Model), RulesError> {
-        let from = level_of(case)?;
-        cases::raise_level(self.txn, case, to).await?;
-        cases::attach_signal(self.txn, self.signal(case.id, "raised")).await?;
-        outbox::enqueue(self.txn, self.escalated_event(case, from, to)).await?;
-        // The new level's ladder starts over: its first contacts are told and
-        // someone must acknowledge again.
-        let raised = cases::get(self.txn, case.id)
-            .await?
-            .ok_or(StoreError::NotFound("case"))?;
-        let started = escalation::start(
-            self.txn,
-            &raised,
-            self.policy,
-            escalation::reason::LEVEL_RAISED,
-            self.now,
-            self.traceparent.clone(),
-        )
-        .await?;
-        tracing::info!(case_id = %case.id, from = from.as_str(), to = to.as_str(), rule = self.rule_id, "case level raised");
-        Ok((
-            Decided::Raised {
-                case_id: case.id,
-                from,
-                to,
-            },
-            started,
-        ))
-    }
-}
-
-/// The reachable staff of `school_id` in `roles`, each once, in role order.
-fn reachable_in(
-    staff: &HashMap<(Uuid, Role), Vec<Uuid>>,
-    school_id: Uuid,
-    roles: &[Role],
-) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = Vec::new();
-    for role in roles {
-        for id in staff.get(&(school_id, *role)).into_iter().flatten() {
-            if !ids.contains(id) {
-                ids.push(*id);
-            }
-        }
-    }
-    ids
+/// The rating and call record of a call about nobody identified.
+fn unidentified_call(call: &v1::HotlineCallLogged) -> Result<(RiskLevel, Uuid), RulesError> {
+    let level = sanyu_events::level_from_proto(call.risk_level)
+        .ok_or_else(|| RulesError::Malformed("risk_level is unspecified".into()))?;
+    let source_id = Uuid::parse_str(&call.record_id)
+        .map_err(|_| RulesError::Malformed("record_id is not a uuid".into()))?;
+    Ok((level, source_id))
 }
 
 /// The consumer outcome of a message's result.
