@@ -60,7 +60,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ConfigError, PermanentKind, ReceiptError, SmsError, TransientKind};
 use crate::message::{SmsAccepted, SmsMessage};
 use crate::provider::{
-    ApprovedTemplate, HttpSettings, SendFuture, SmsProvider, TemplateTable, excerpt, parse_endpoint,
+    ApprovedTemplate, HttpSettings, SendFuture, SmsProvider, TemplateTable, excerpt, exchange,
+    parse_endpoint,
 };
 use crate::receipt::{DeliveryReceipt, DeliveryStatus, non_empty, parse_provider_time};
 use crate::secret::Secret;
@@ -271,7 +272,7 @@ impl TencentProvider {
         let signature = signature(self.secret_key.expose(), &date, SERVICE, &to_sign);
         let authorization =
             authorization(&self.secret_id, &date, SERVICE, &signed_headers, &signature);
-        let response = self
+        let request = self
             .client
             .post(self.endpoint.clone())
             .header(reqwest::header::AUTHORIZATION, authorization)
@@ -280,16 +281,8 @@ impl TencentProvider {
             .header("X-TC-Timestamp", timestamp.to_string())
             .header("X-TC-Version", API_VERSION)
             .header("X-TC-Region", self.region.as_str())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        interpret_response(status, &body)
+            .body(body);
+        exchange(PROVIDER, request, interpret_response).await
     }
 }
 
