@@ -360,12 +360,8 @@ async fn log_call(
     if let Some(event) = event {
         outbox::enqueue(conn, event).await?;
     }
-    sanyu_store::audit::append_in(
-        conn,
-        &state.audit_key,
-        audit::entry(caller, peer, "hotline.log", format!("hotline_call:{id}")),
-    )
-    .await?;
+    let entry = audit::entry(caller, peer, "hotline.log", format!("hotline_call:{id}"));
+    audit::record_in(conn, state, entry).await?;
     let row = hotline_call::Entity::find_by_id(id)
         .one(conn)
         .await?
@@ -803,12 +799,8 @@ pub async fn link(
     update.event_id = Set(Some(event.event_id.clone()));
     let row = update.update(&*txn).await?;
     outbox::enqueue(&*txn, event).await?;
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::entry(&caller, &peer, "hotline.link", format!("hotline_call:{id}")),
-    )
-    .await?;
+    let entry = audit::entry(&caller, &peer, "hotline.link", format!("hotline_call:{id}"));
+    audit::record_in(&*txn, &state, entry).await?;
     txn.commit().await?;
     state.waker.wake();
     tracing::info!("hotline call linked to a student");

@@ -489,17 +489,13 @@ pub async fn submit(
         },
     )
     .await?;
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::entry(
-            &caller,
-            &peer,
-            "zero_report.submit",
-            format!("zero_report:{id}"),
-        ),
-    )
-    .await?;
+    let entry = audit::entry(
+        &caller,
+        &peer,
+        "zero_report.submit",
+        format!("zero_report:{id}"),
+    );
+    audit::record_in(&*txn, &state, entry).await?;
     let row = zero_report::Entity::find_by_id(id)
         .one(&*txn)
         .await?
