@@ -370,6 +370,8 @@ async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_ev
             channel: sanyu_events::v1::Channel::Email as i32,
             reason: "case_opened".into(),
             rung: 0,
+            reason_code: sanyu_events::v1::NotificationReason::CaseOpened as i32,
+            sign_in_code: String::new(),
         };
         let event_id = format!("notify.requested:{key}");
         let payload = sanyu_events::encode(&sanyu_events::envelope(

@@ -33,16 +33,19 @@ pub const STOPPED: &str = "stopped";
 pub const EXHAUSTED: &str = "exhausted";
 
 /// Why people are being told (rendered by the notifier).
+/// The names of `sanyu_events::NotificationReason` values, so that a
+/// reason here is always one the notifier knows.
 pub mod reason {
-    pub const CASE_OPENED: &str = "case_opened";
-    pub const LEVEL_RAISED: &str = "level_raised";
-    pub const LEVEL_CHANGED: &str = "level_changed";
-    pub const REOPENED: &str = "case_reopened";
-    pub const UNACKNOWLEDGED: &str = "unacknowledged";
-    pub const LADDER_ALARM: &str = "ladder_alarm";
-    pub const FOLLOW_UP_DUE: &str = "follow_up_due";
+    use sanyu_events::NotificationReason as R;
+    pub const CASE_OPENED: &str = R::CaseOpened.name();
+    pub const LEVEL_RAISED: &str = R::LevelRaised.name();
+    pub const LEVEL_CHANGED: &str = R::LevelChanged.name();
+    pub const REOPENED: &str = R::CaseReopened.name();
+    pub const UNACKNOWLEDGED: &str = R::Unacknowledged.name();
+    pub const LADDER_ALARM: &str = R::LadderAlarm.name();
+    pub const FOLLOW_UP_DUE: &str = R::FollowUpDue.name();
     /// A case about an unidentified hotline caller rated high or critical.
-    pub const UNIDENTIFIED_CALLER: &str = "unidentified_caller";
+    pub const UNIDENTIFIED_CALLER: &str = R::UnidentifiedCaller.name();
 }
 
 /// The payload of a rung timer.
@@ -116,6 +119,7 @@ pub struct Notice<'a> {
 /// it once per person and occasion.
 pub fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
     let event_id = format!("notify.requested:{key}");
+    let (reason_code, reason) = sanyu_events::reason_fields(n.reason);
     let payload = Payload::NotificationRequested(v1::NotificationRequested {
         notification_key: key,
         case_id: n.case.id.to_string(),
@@ -123,8 +127,10 @@ pub fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEven
         level: sanyu_events::level_to_proto(n.level) as i32,
         recipient_staff_id: recipient.to_string(),
         channel: v1::Channel::Email as i32,
-        reason: n.reason.to_owned(),
+        reason,
         rung: n.rung,
+        reason_code,
+        sign_in_code: String::new(),
     });
     OutboxEvent {
         subject: subjects::notification_requested(n.school_code),

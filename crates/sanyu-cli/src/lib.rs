@@ -337,7 +337,6 @@ async fn simulate_rules(
     to: chrono::NaiveDate,
 ) -> Result<ExitCode> {
     use sanyu_ruleset::simulate::{self, Replayed};
-    use sanyu_store::sea_orm::EntityTrait;
     let candidate = read_rules(candidate)?;
     let in_force = match against {
         Some(file) => read_rules(file)?,
@@ -352,13 +351,11 @@ async fn simulate_rules(
         .and_time(chrono::NaiveTime::MIN)
         .and_utc();
     let rows = sanyu_store::decisions::in_range(db, start, end).await?;
-    let schools: std::collections::HashMap<Uuid, String> =
-        sanyu_store::entities::school::Entity::find()
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s.code))
-            .collect();
+    let schools: std::collections::HashMap<Uuid, String> = sanyu_store::roster::schools(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.code))
+        .collect();
     let history: Vec<Replayed> = rows
         .iter()
         .filter_map(|row| {

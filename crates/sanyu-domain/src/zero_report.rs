@@ -134,6 +134,32 @@ impl Stage {
     }
 }
 
+/// Timer kind of a zero-report reminder (`timers.kind`).
+pub const ZERO_REPORT_TIMER: &str = "zero_report_due";
+
+/// The payload of a zero-report timer (`timers.payload`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroReportTimer {
+    pub period_id: String,
+    pub school_id: uuid::Uuid,
+    pub stage: Stage,
+    /// The reminder's offset before the deadline, or the delay after it.
+    pub secs: u64,
+}
+
+impl ZeroReportTimer {
+    /// The timer's key: once per period, school, stage and offset.
+    pub fn key(&self) -> String {
+        format!(
+            "zero:{}:{}:{}:{}",
+            self.period_id,
+            self.school_id,
+            self.stage.as_str(),
+            self.secs
+        )
+    }
+}
+
 impl Period {
     /// Whether the school `school_code` (of district `district_code`) reports
     /// for this period: every school, its district's, or its own.

@@ -11,6 +11,9 @@
 //! through `sanyu_case::plan`.
 
 pub mod contacts;
+pub mod timer;
+
+pub use timer::{Timer, TimerError};
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
@@ -482,19 +485,20 @@ pub async fn remind_follow_up(
 /// Reasons of notices about no case (rendered by the notifier). An
 /// unidentified hotline caller is a case (`reason::UNIDENTIFIED_CALLER`).
 pub mod notice_reason {
+    use sanyu_events::NotificationReason as R;
     /// A zero report is due soon and still missing.
-    pub const ZERO_REPORT_DUE: &str = "zero_report_due";
+    pub const ZERO_REPORT_DUE: &str = R::ZeroReportDue.name();
     /// A zero report is past its deadline and missing.
-    pub const ZERO_REPORT_OVERDUE: &str = "zero_report_overdue";
+    pub const ZERO_REPORT_OVERDUE: &str = R::ZeroReportOverdue.name();
     /// A zero report is still missing after the further delay: the next level up.
-    pub const ZERO_REPORT_ESCALATED: &str = "zero_report_escalated";
+    pub const ZERO_REPORT_ESCALATED: &str = R::ZeroReportEscalated.name();
     /// A student on the key-population watch list is due for follow-up.
-    pub const WATCH_FOLLOW_UP_DUE: &str = "watch_follow_up_due";
+    pub const WATCH_FOLLOW_UP_DUE: &str = R::WatchFollowUpDue.name();
     /// Somebody asked for a role that reads cases for a staff member of the
     /// school: a leader or crisis-team member must confirm it (or refuse).
-    pub const ROLE_GRANT_REQUESTED: &str = "role_grant_requested";
+    pub const ROLE_GRANT_REQUESTED: &str = R::RoleGrantRequested.name();
     /// A role that reads cases was confirmed and is in effect.
-    pub const ROLE_GRANTED: &str = "role_granted";
+    pub const ROLE_GRANTED: &str = R::RoleGranted.name();
 }
 
 /// Timer kind of a watch-list follow-up reminder.
@@ -631,6 +635,7 @@ pub async fn request_plain(
     key: String,
 ) -> Result<()> {
     let event_id = format!("notify.requested:{key}");
+    let (reason_code, reason) = sanyu_events::reason_fields(n.reason);
     let payload = Payload::NotificationRequested(v1::NotificationRequested {
         notification_key: key,
         case_id: String::new(),
@@ -638,8 +643,10 @@ pub async fn request_plain(
         level: sanyu_events::level_to_proto(n.level) as i32,
         recipient_staff_id: recipient.to_string(),
         channel: v1::Channel::Email as i32,
-        reason: n.reason.to_owned(),
+        reason,
         rung: 0,
+        reason_code,
+        sign_in_code: String::new(),
     });
     outbox::enqueue(
         txn,

@@ -11,7 +11,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/sanyu.events.v1.rs"));
 }
 
+pub mod reason;
 pub mod subjects;
+
+pub use reason::{NotificationReason, reason_fields, reason_of};
 
 pub use v1::Envelope;
 pub use v1::envelope::Payload;

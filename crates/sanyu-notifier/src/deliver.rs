@@ -65,7 +65,7 @@ use lettre::Message;
 use lettre::message::Mailbox;
 use sanyu_domain::RiskLevel;
 use sanyu_events::subjects::{self, NOTIFY_STREAM};
-use sanyu_events::{Payload, v1};
+use sanyu_events::{NotificationReason, Payload, v1};
 use sanyu_platform::Config;
 use sanyu_platform::config::NotifyChannel;
 use sanyu_platform::consumer::{Delivery, Handler, Outcome};
@@ -73,15 +73,21 @@ use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
 use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider};
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
-use sanyu_store::entities::{school, staff};
+use sanyu_store::entities::staff;
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use sanyu_store::{Db, StoreError, begin_write};
+use sanyu_store::{Db, StoreError, begin_write, roster};
 use uuid::Uuid;
 
 use crate::mailer::{Mailer, SendError};
 use crate::message::{self, Facts};
 use crate::policy::{Clock, Limits, Policy, PolicyError, SharedClock, SystemClock};
+
+mod channel;
+mod compose;
+mod record;
+mod send;
+
+use send::Sent;
 
 pub const CONSUMER: &str = "notifier-deliver";
 
@@ -180,22 +186,6 @@ impl ChannelResult {
     }
 }
 
-/// The outcome of sending on one channel (all providers, all attempts).
-enum Sent {
-    Accepted {
-        provider: &'static str,
-        message_id: Option<String>,
-        latency_ms: i64,
-    },
-    /// Every provider failed; `transient` when one of them may still work later.
-    Failed {
-        error: String,
-        transient: bool,
-    },
-    OutOfTime(String),
-    Deferred(Duration, String),
-}
-
 /// A send the provider accepted, to be recorded.
 struct Accepted<'a> {
     key: &'a str,
@@ -207,44 +197,11 @@ struct Accepted<'a> {
     took: Duration,
 }
 
-/// One thing to send and where.
-enum Target<'a> {
-    Sms(&'a dyn SmsProvider, &'a SmsMessage),
-    Email(&'a Mailer, &'a Message),
-}
-
-impl Target<'_> {
-    fn provider(&self) -> &'static str {
-        match self {
-            Target::Sms(p, _) => p.name(),
-            Target::Email(m, _) => m.provider_name(),
-        }
-    }
-
-    /// One attempt: the provider's message id, or (transient?, reason).
-    async fn send(&self) -> Result<Option<String>, (bool, String)> {
-        match self {
-            Target::Sms(p, m) => p
-                .send(m)
-                .await
-                .map(|a| Some(a.provider_message_id))
-                .map_err(|e| (e.is_transient(), e.to_string())),
-            Target::Email(mailer, message) => mailer
-                .send((*message).clone())
-                .await
-                .map(|()| None)
-                .map_err(|e| match e {
-                    SendError::Transient(r) => (true, r),
-                    SendError::Permanent(r) => (false, r),
-                }),
-        }
-    }
-}
-
 /// What one request is about, loaded once.
 struct Ctx<'a> {
     envelope: &'a sanyu_events::Envelope,
     req: &'a v1::NotificationRequested,
+    reason: NotificationReason,
     case_id: Uuid,
     staff_id: Uuid,
     level: RiskLevel,
@@ -359,13 +316,20 @@ impl Deliverer {
         if req.notification_key.is_empty() {
             return Ok(Outcome::Reject("notification key is empty".into()));
         }
+        // A reason this build does not know is never sent as a generic
+        // notice: the request becomes a dead letter a person reviews.
+        let Some(reason) = sanyu_events::reason_of(req) else {
+            return Ok(Outcome::Reject(format!(
+                "notification reason unknown (reason_code {}, reason {:?})",
+                req.reason_code,
+                req.reason.chars().take(64).collect::<String>()
+            )));
+        };
         let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Critical);
-        let recipient = staff::Entity::find_by_id(staff_id).one(&self.db).await?;
+        let recipient = roster::staff_by_id(&self.db, staff_id).await?;
         let facts = match &recipient {
             Some(person) => {
-                let school = school::Entity::find_by_id(person.school_id)
-                    .one(&self.db)
-                    .await?;
+                let school = roster::school_by_id(&self.db, person.school_id).await?;
                 let at = envelope
                     .occurred_at
                     .as_ref()
@@ -388,6 +352,7 @@ impl Deliverer {
         let ctx = Ctx {
             envelope,
             req,
+            reason,
             case_id,
             staff_id,
             level,
@@ -471,586 +436,6 @@ impl Deliverer {
         }
         None
     }
-
-    async fn run_channel(
-        &self,
-        ctx: &Ctx<'_>,
-        channel: NotifyChannel,
-    ) -> Result<ChannelResult, StoreError> {
-        let key = deliveries::channel_key(&ctx.req.notification_key, channel.as_str());
-        let mut waited_out = false;
-        let claim = loop {
-            let txn = begin_write(&self.db).await?;
-            let claim = deliveries::claim(
-                &*txn,
-                &DeliveryRequest {
-                    key: &key,
-                    case_id: ctx.case_id,
-                    recipient_staff_id: ctx.staff_id,
-                    channel: channel.as_str(),
-                    worker: &self.worker,
-                    lease: self.policy.lease,
-                },
-            )
-            .await?;
-            txn.commit().await?;
-            match claim {
-                // The last delivery of the request: nothing will come back
-                // for it, so wait for the holder's lease here (once) and claim
-                // again; a holder that died is then taken over.
-                Claim::Busy { until } if ctx.last_chance && !waited_out => {
-                    waited_out = true;
-                    let lease = self.policy.lease.to_std().unwrap_or(INLINE_WAIT);
-                    tokio::time::sleep(until_lease_ends(until).min(lease + BUSY_MARGIN)).await;
-                }
-                claim => break claim,
-            }
-        };
-        let claimed_at = Instant::now();
-        let attempt = match claim {
-            Claim::Done { status } => return Ok(ChannelResult::Done(status)),
-            // Another notifier holds the row: alive, it finishes the send;
-            // dead, its lease ends at `until` and a later delivery takes over.
-            // Come back when the lease ends, not sooner: every redelivery
-            // before then is spent for nothing, and enough of them (crashes in
-            // a row) would exhaust the request's deliveries unsent.
-            Claim::Busy { until } => {
-                return Ok(ChannelResult::Deferred(
-                    until_lease_ends(until),
-                    format!("another notifier holds {}", channel.as_str()),
-                ));
-            }
-            Claim::Claimed {
-                attempt,
-                interrupted,
-            } => {
-                if let Some(since) = interrupted
-                    && let Some(status) = self.take_over(ctx, &key, channel, since).await?
-                {
-                    return Ok(ChannelResult::Done(status));
-                }
-                attempt
-            }
-        };
-        if let Some(pause) = self.pause_after_claim {
-            tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the claim");
-            tokio::time::sleep(pause).await;
-        }
-        if let Some((wait, why)) = self.gate(ctx, channel) {
-            self.release(&key, format!("deferred: {why}")).await?;
-            tracing::info!(key = %key, wait_ms = millis(wait), reason = %why, "delivery deferred");
-            return Ok(ChannelResult::Deferred(wait, why));
-        }
-        // Sending stops at half the lease: the claim is still ours when it ends.
-        let lease = self
-            .policy
-            .lease
-            .to_std()
-            .unwrap_or(Duration::from_secs(60));
-        let deadline = claimed_at + lease / 2;
-        // The send in progress, on record before the provider sees it.
-        if !self.mark_sending(&key).await? {
-            return Ok(ChannelResult::Retry(format!(
-                "the claim on {} was lost before the send",
-                channel.as_str()
-            )));
-        }
-        let sent = match channel {
-            NotifyChannel::Sms => self.send_sms(ctx, &key, deadline).await?,
-            NotifyChannel::Email => self.send_email(ctx, &key, deadline).await?,
-        };
-        let started = claimed_at.elapsed();
-        match sent {
-            Sent::Accepted {
-                provider,
-                message_id,
-                latency_ms,
-            } => {
-                if let Some(pause) = self.pause_after_send {
-                    tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the send");
-                    tokio::time::sleep(pause).await;
-                }
-                // The one write after the provider's acceptance: retried
-                // until the database takes it, while the claim lasts.
-                let accepted = Accepted {
-                    key: &key,
-                    channel,
-                    provider,
-                    message_id,
-                    latency_ms,
-                    attempt,
-                    took: started,
-                };
-                self.record_sent(ctx, &accepted, claimed_at + lease).await?;
-                self.waker.wake();
-                tracing::info!(key = %key, provider, latency_ms, "notification sent");
-                Ok(ChannelResult::Done(deliveries::SENT.to_owned()))
-            }
-            Sent::Failed {
-                error,
-                transient: true,
-            } if !ctx.last_chance => {
-                self.release(&key, error.clone()).await?;
-                tracing::warn!(key = %key, channel = channel.as_str(), error = %error, "every provider failed for now; the request will be redelivered");
-                Ok(ChannelResult::Failing(error))
-            }
-            Sent::Failed { error, .. } => {
-                let txn = begin_write(&self.db).await?;
-                deliveries::finish(&*txn, &key, deliveries::FAILED, Some(error.clone())).await?;
-                self.enqueue_result(
-                    &*txn,
-                    ctx,
-                    channel,
-                    &key,
-                    attempt,
-                    Some(error.clone()),
-                    started,
-                )
-                .await?;
-                txn.commit().await?;
-                self.waker.wake();
-                tracing::error!(key = %key, channel = channel.as_str(), error = %error, "notification could not be delivered on this channel");
-                Ok(ChannelResult::Done(deliveries::FAILED.to_owned()))
-            }
-            Sent::OutOfTime(error) => {
-                self.release(&key, error.clone()).await?;
-                tracing::warn!(key = %key, error = %error, "send out of time; released for a retry");
-                Ok(ChannelResult::Retry(error))
-            }
-            Sent::Deferred(wait, why) => {
-                self.release(&key, format!("deferred: {why}")).await?;
-                Ok(ChannelResult::Deferred(wait, why))
-            }
-        }
-    }
-
-    /// Record an accepted send: the attempt, the row `sent`, the result
-    /// event, in one transaction. The outcome stays in hand and the write is
-    /// retried with backoff while the database is away, until `lease_end`
-    /// (after it the claim may pass to a takeover). Never sends.
-    async fn record_sent(
-        &self,
-        ctx: &Ctx<'_>,
-        a: &Accepted<'_>,
-        lease_end: Instant,
-    ) -> Result<(), StoreError> {
-        let mut wait = RECORD_RETRY_FIRST;
-        let mut failures = 0u32;
-        loop {
-            let left = lease_end.saturating_duration_since(Instant::now());
-            let error = match tokio::time::timeout(left, self.record_sent_once(ctx, a)).await {
-                Ok(Ok(())) => {
-                    if failures > 0 {
-                        tracing::info!(key = %a.key, failures, "accepted send recorded once the database answered");
-                    }
-                    return Ok(());
-                }
-                Ok(Err(e)) => e,
-                Err(_) => StoreError::Db(sanyu_store::sea_orm::DbErr::Custom(
-                    "recording an accepted send: the lease ran out".into(),
-                )),
-            };
-            failures += 1;
-            if Instant::now() + wait >= lease_end {
-                tracing::error!(key = %a.key, failures, error = %error, "accepted send not recorded within the lease; a takeover will send it again with the same idempotency identity");
-                return Err(error);
-            }
-            tracing::warn!(key = %a.key, failures, retry_ms = millis(wait), error = %error, "accepted send not recorded yet; holding the outcome and retrying");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(RECORD_RETRY_MAX);
-        }
-    }
-
-    async fn record_sent_once(&self, ctx: &Ctx<'_>, a: &Accepted<'_>) -> Result<(), StoreError> {
-        let txn = begin_write(&self.db).await?;
-        deliveries::record_attempt(
-            &*txn,
-            NewAttempt {
-                delivery_key: a.key,
-                case_id: ctx.case_id,
-                channel: a.channel.as_str(),
-                provider: a.provider,
-                status: deliveries::ACCEPTED,
-                latency_ms: a.latency_ms,
-                error: None,
-                provider_message_id: a.message_id.clone(),
-                at: Utc::now(),
-            },
-        )
-        .await?;
-        deliveries::finish(&*txn, a.key, deliveries::SENT, None).await?;
-        self.enqueue_result(&*txn, ctx, a.channel, a.key, a.attempt, None, a.took)
-            .await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    /// Mark the send in progress (committed before the provider is called).
-    async fn mark_sending(&self, key: &str) -> Result<bool, StoreError> {
-        let txn = begin_write(&self.db).await?;
-        let marked = deliveries::mark_sending(&*txn, key, &self.worker, Utc::now()).await?;
-        txn.commit().await?;
-        Ok(marked)
-    }
-
-    /// This worker took over a claim whose holder stopped during a send
-    /// started at `since`. Wait the grace (a slow holder may still record
-    /// its outcome): `Some(status)` when it did. Otherwise the takeover is
-    /// recorded (a possible duplicate) and the caller sends again with the
-    /// same idempotency identity.
-    async fn take_over(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        channel: NotifyChannel,
-        since: chrono::DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
-        tokio::time::sleep(self.takeover_grace).await;
-        let row = sanyu_store::entities::delivery::Entity::find()
-            .filter(sanyu_store::entities::delivery::Column::NotificationKey.eq(key))
-            .one(&self.db)
-            .await?;
-        if let Some(row) = row
-            && row.status != deliveries::CLAIMED
-            && row.status != deliveries::PENDING
-        {
-            return Ok(Some(row.status));
-        }
-        let txn = begin_write(&self.db).await?;
-        deliveries::record_attempt(
-            &*txn,
-            NewAttempt {
-                delivery_key: key,
-                case_id: ctx.case_id,
-                channel: channel.as_str(),
-                provider: "none",
-                status: deliveries::TAKEOVER,
-                latency_ms: 0,
-                error: Some(format!(
-                    "a send started at {} has no recorded outcome (its notifier stopped); sending again with the same idempotency identity",
-                    since.to_rfc3339()
-                )),
-                provider_message_id: None,
-                at: Utc::now(),
-            },
-        )
-        .await?;
-        txn.commit().await?;
-        tracing::warn!(key = %key, channel = channel.as_str(), "took over a send with no recorded outcome; sending again with the same idempotency identity");
-        Ok(None)
-    }
-
-    async fn release(&self, key: &str, why: String) -> Result<(), StoreError> {
-        let txn = begin_write(&self.db).await?;
-        deliveries::release(&*txn, key, why).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    /// A send that could not even start (no address, nothing to render):
-    /// recorded as a permanent failure of provider `none`.
-    async fn impossible(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        channel: NotifyChannel,
-        why: String,
-    ) -> Result<Sent, StoreError> {
-        self.record_failure(ctx, key, channel, "none", false, &why, 0)
-            .await?;
-        Ok(Sent::Failed {
-            error: why,
-            transient: false,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn record_failure(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        channel: NotifyChannel,
-        provider: &str,
-        transient: bool,
-        error: &str,
-        latency_ms: i64,
-    ) -> Result<(), StoreError> {
-        let txn = begin_write(&self.db).await?;
-        deliveries::record_attempt(
-            &*txn,
-            NewAttempt {
-                delivery_key: key,
-                case_id: ctx.case_id,
-                channel: channel.as_str(),
-                provider,
-                status: if transient {
-                    deliveries::TRANSIENT_ERROR
-                } else {
-                    deliveries::PERMANENT_ERROR
-                },
-                latency_ms,
-                error: Some(error.to_owned()),
-                provider_message_id: None,
-                at: Utc::now(),
-            },
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    async fn send_sms(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        deadline: Instant,
-    ) -> Result<Sent, StoreError> {
-        let channel = NotifyChannel::Sms;
-        let Some(person) = &ctx.recipient else {
-            return self
-                .impossible(ctx, key, channel, "recipient not found".into())
-                .await;
-        };
-        let phone = match person.phone.as_deref().map(PhoneNumber::parse) {
-            Some(Ok(phone)) => phone,
-            Some(Err(_)) => {
-                return self
-                    .impossible(
-                        ctx,
-                        key,
-                        channel,
-                        "recipient has no valid mobile number".into(),
-                    )
-                    .await;
-            }
-            None => {
-                return self
-                    .impossible(ctx, key, channel, "recipient has no mobile number".into())
-                    .await;
-            }
-        };
-        let Some(facts) = &ctx.facts else {
-            return self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await;
-        };
-        let content = match message::staff_sms(self.policy.locale, facts) {
-            Ok(c) => c,
-            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
-        };
-        let message = SmsMessage {
-            phone,
-            content,
-            // The notification key: providers that honour idempotency
-            // (webhook `Idempotency-Key`, Alibaba `OutId`, Tencent
-            // `SessionContext`) see the same key on every retry.
-            idempotency_key: ctx.req.notification_key.clone(),
-        };
-        let targets: Vec<Target<'_>> = self
-            .sms
-            .iter()
-            .map(|p| Target::Sms(p.as_ref(), &message))
-            .collect();
-        self.send_with_failover(ctx, key, channel, &targets, deadline)
-            .await
-    }
-
-    async fn send_email(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        deadline: Instant,
-    ) -> Result<Sent, StoreError> {
-        let channel = NotifyChannel::Email;
-        let Some(person) = &ctx.recipient else {
-            return self
-                .impossible(ctx, key, channel, "recipient not found".into())
-                .await;
-        };
-        let Some(email) = person.email.as_deref().filter(|e| !e.trim().is_empty()) else {
-            return self
-                .impossible(ctx, key, channel, "recipient has no email address".into())
-                .await;
-        };
-        let Some(facts) = &ctx.facts else {
-            return self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await;
-        };
-        let composed = if ctx.req.reason == sanyu_store::console::SIGN_IN_CODE_REASON {
-            self.compose_sign_in_code(email, ctx.req, message::message_id(key, &self.from))
-        } else if ctx.req.case_id.is_empty() {
-            self.compose_notice(email, ctx.req, message::message_id(key, &self.from))
-        } else {
-            message::staff_email(
-                self.policy.locale,
-                facts,
-                &self.from,
-                email,
-                &ctx.req.reason,
-                message::message_id(key, &self.from),
-            )
-            .map_err(|e| e.to_string())
-        };
-        let message = match composed {
-            Ok(m) => m,
-            Err(e) => return self.impossible(ctx, key, channel, e).await,
-        };
-        let targets = [Target::Email(&self.mailer, &message)];
-        self.send_with_failover(ctx, key, channel, &targets, deadline)
-            .await
-    }
-
-    /// Each target in turn, with retries of transient failures (exponential
-    /// backoff with jitter), until one accepts. Each target gets an equal share
-    /// of the time left, so the secondary always gets its turn.
-    async fn send_with_failover(
-        &self,
-        ctx: &Ctx<'_>,
-        key: &str,
-        channel: NotifyChannel,
-        targets: &[Target<'_>],
-        deadline: Instant,
-    ) -> Result<Sent, StoreError> {
-        let start = Instant::now();
-        let budget = deadline.saturating_duration_since(start);
-        let n = u32::try_from(targets.len().max(1)).unwrap_or(1);
-        let mut last_error = String::from("no provider configured");
-        let mut any_transient = false;
-        for (i, target) in targets.iter().enumerate() {
-            let share_end = start + budget * (u32::try_from(i).unwrap_or(0) + 1) / n;
-            let mut delays = backon::ExponentialBuilder::new()
-                .with_min_delay(self.policy.backoff_initial)
-                .with_max_delay(self.policy.backoff_max)
-                .with_jitter()
-                .with_max_times(
-                    usize::try_from(self.policy.attempts_per_provider.saturating_sub(1))
-                        .unwrap_or(0),
-                )
-                .build();
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(Sent::OutOfTime(format!("out of time after: {last_error}")));
-                }
-                if ctx.level != RiskLevel::Critical
-                    && !ctx.last_chance
-                    && let Err(wait) = self.limits.provider(target.provider())
-                {
-                    if wait > INLINE_WAIT {
-                        return Ok(Sent::Deferred(wait, "provider rate limit".into()));
-                    }
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                let t0 = Instant::now();
-                let result =
-                    tokio::time::timeout(deadline.saturating_duration_since(t0), target.send())
-                        .await;
-                let latency_ms = millis(t0.elapsed());
-                let (transient, error) = match result {
-                    Ok(Ok(message_id)) => {
-                        return Ok(Sent::Accepted {
-                            provider: target.provider(),
-                            message_id,
-                            latency_ms,
-                        });
-                    }
-                    Ok(Err(e)) => e,
-                    Err(_) => (true, "timed out at the end of the send budget".to_owned()),
-                };
-                tracing::warn!(
-                    key = %key,
-                    provider = target.provider(),
-                    transient,
-                    error = %error,
-                    "send attempt failed"
-                );
-                self.record_failure(
-                    ctx,
-                    key,
-                    channel,
-                    target.provider(),
-                    transient,
-                    &error,
-                    latency_ms,
-                )
-                .await?;
-                last_error = format!("{}: {error}", target.provider());
-                if !transient {
-                    break;
-                }
-                any_transient = true;
-                match delays.next() {
-                    Some(delay) if Instant::now() + delay < share_end => {
-                        tokio::time::sleep(delay).await;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(Sent::Failed {
-            error: last_error,
-            transient: any_transient,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn enqueue_result(
-        &self,
-        txn: &impl sanyu_store::sea_orm::ConnectionTrait,
-        ctx: &Ctx<'_>,
-        channel: NotifyChannel,
-        key: &str,
-        attempt: i32,
-        error: Option<String>,
-        took: Duration,
-    ) -> Result<(), StoreError> {
-        let status = if error.is_none() {
-            v1::DeliveryStatus::Sent
-        } else {
-            v1::DeliveryStatus::Failed
-        };
-        let event_id = format!("notify.result:{key}:{attempt}");
-        outbox::enqueue(
-            txn,
-            OutboxEvent {
-                subject: subjects::notification_result(&ctx.envelope.school),
-                payload: sanyu_events::encode(&sanyu_events::envelope(
-                    event_id.clone(),
-                    Utc::now(),
-                    ctx.envelope.school.clone(),
-                    ctx.envelope.partition,
-                    Payload::NotificationResult(v1::NotificationResult {
-                        notification_key: ctx.req.notification_key.clone(),
-                        case_id: ctx.req.case_id.clone(),
-                        channel: match channel {
-                            NotifyChannel::Sms => v1::Channel::Sms,
-                            NotifyChannel::Email => v1::Channel::Email,
-                        } as i32,
-                        status: status as i32,
-                        error: error.unwrap_or_default(),
-                        attempt: u32::try_from(attempt).unwrap_or(0),
-                        latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    }),
-                )),
-                event_id,
-                traceparent: sanyu_platform::trace::current_traceparent(),
-            },
-        )
-        .await?;
-        Ok(())
-    }
 }
 
 impl Handler for Deliverer {
@@ -1065,150 +450,6 @@ impl Handler for Deliverer {
         match self.deliver(&envelope, req, delivery.delivered).await {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Retry(e.to_string()),
-        }
-    }
-}
-
-impl Deliverer {
-    /// A console sign-in code: the request carries it sealed with the data
-    /// key (in the reference field), so that the outbox row and the NOTIFY
-    /// stream never hold it in clear; it is opened only to write this email.
-    fn compose_sign_in_code(
-        &self,
-        to: &str,
-        req: &v1::NotificationRequested,
-        message_id: String,
-    ) -> Result<Message, String> {
-        use lettre::message::header::ContentType;
-        let sealer = self
-            .sealer
-            .as_ref()
-            .ok_or("no data key: a sign-in code cannot be opened")?;
-        let code = sanyu_store::console::open_code(sealer, &req.case_reference)
-            .map_err(|e| e.to_string())?;
-        let minutes = sanyu_store::console::CODE_TTL_MINUTES;
-        let body = format!(
-            "三预 Sanyu 登录验证码 / sign-in code:\n\n    {code}\n\n\
-             {minutes} 分钟内有效，只能使用一次。如果不是您本人申请，请忽略本邮件。\n\
-             Valid for {minutes} minutes, once. If you did not ask for it, ignore this message.\n"
-        );
-        Message::builder()
-            .from(self.from.clone())
-            .to(to
-                .parse()
-                .map_err(|e: lettre::address::AddressError| e.to_string())?)
-            .message_id(Some(message_id))
-            .subject("[Sanyu 三预] 登录验证码 / sign-in code")
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| e.to_string())
-    }
-
-    /// A notice about no case: a zero report missing, a watch-list follow-up
-    /// due. The period or watch entry id and a link; no names.
-    fn compose_notice(
-        &self,
-        to: &str,
-        req: &v1::NotificationRequested,
-        message_id: String,
-    ) -> Result<Message, String> {
-        use lettre::message::header::ContentType;
-        let (what, link) = notice_lines(&req.reason, &req.case_reference, &self.base_url);
-        let body = format!(
-            "{what}\n\n\
-             编号 / Reference: {reference}\n\n\
-             查看 / Open: {link}\n\n\
-             本邮件不含学生姓名与报告内容；请登录系统查看。\n\
-             This message carries no student name or report text; sign in to see more.\n",
-            reference = req.case_reference,
-        );
-        Message::builder()
-            .from(self.from.clone())
-            .to(to
-                .parse()
-                .map_err(|e: lettre::address::AddressError| e.to_string())?)
-            .message_id(Some(message_id))
-            .subject(format!("[Sanyu 三预] {} · {what}", req.case_reference))
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// What a notice about no case says, and where it links: a fixed line per
-/// reason (a code's words, never data) and a link with the period id.
-fn notice_lines(reason: &str, reference: &str, base_url: &str) -> (&'static str, String) {
-    match reason {
-        "zero_report_due" => (
-            "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
-            format!("{}/v1/zero-report-periods", base_url),
-        ),
-        "zero_report_overdue" => (
-            "零报告已逾期未提交 / zero report overdue",
-            format!(
-                "{}/v1/zero-report-periods/{}/compliance",
-                base_url, reference
-            ),
-        ),
-        "zero_report_escalated" => (
-            "零报告逾期未提交，逐级上报 / zero report still missing (escalation)",
-            format!(
-                "{}/v1/zero-report-periods/{}/compliance",
-                base_url, reference
-            ),
-        ),
-        "watch_follow_up_due" => (
-            "重点关注学生随访到期 / a student on the key-population list is due for follow-up",
-            format!("{}/v1/key-population", base_url),
-        ),
-        "role_grant_requested" => (
-            "有人申请可查看个案的角色，须由领导或危机干预小组另一人确认 / a role that reads cases was asked for: a leader or crisis-team member (another person) must confirm or refuse it",
-            format!("{}/v1/roster/role-grants", base_url),
-        ),
-        "role_granted" => (
-            "可查看个案的角色已确认生效 / a role that reads cases was confirmed and is now in effect",
-            format!("{}/v1/roster/role-grants", base_url),
-        ),
-        _ => ("三预通知 / Sanyu notice", base_url.to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod notice_tests {
-    use super::notice_lines;
-
-    #[test]
-    fn every_notice_links_to_what_it_is_about() {
-        let base = "https://sanyu.example";
-        for (reason, link) in [
-            (
-                "zero_report_due",
-                "https://sanyu.example/v1/zero-report-periods",
-            ),
-            (
-                "zero_report_overdue",
-                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
-            ),
-            (
-                "zero_report_escalated",
-                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
-            ),
-            (
-                "watch_follow_up_due",
-                "https://sanyu.example/v1/key-population",
-            ),
-            (
-                "role_grant_requested",
-                "https://sanyu.example/v1/roster/role-grants",
-            ),
-            (
-                "role_granted",
-                "https://sanyu.example/v1/roster/role-grants",
-            ),
-        ] {
-            let (what, got) = notice_lines(reason, "P1", base);
-            assert_eq!(got, link, "{reason}");
-            assert_ne!(what, notice_lines("unknown", "P1", base).0, "{reason}");
         }
     }
 }

@@ -9,6 +9,7 @@ use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use sanyu_domain::RiskLevel;
+use sanyu_events::NotificationReason;
 use sanyu_sms::{
     AlertLevel, Audience, Locale, NotificationFacts, RenderedSms, TemplateError, render_sms,
     render_staff_email,
@@ -91,21 +92,42 @@ pub enum ComposeError {
 /// The staff email: subject and plain-text body from the templates, with the
 /// case reference, level, time and the link.
 /// Why a staff member is told, as a fixed line (a code's words, never data).
-pub fn reason_line(reason: &str) -> &'static str {
+/// Every reason has its own line; a request without a known reason never
+/// gets here (the deliverer dead-letters it).
+pub fn reason_line(reason: NotificationReason) -> &'static str {
+    use NotificationReason as R;
     match reason {
-        "case_opened" => "新的个案 / new case",
-        "unacknowledged" => "个案尚未确认，逐级上报 / case not yet acknowledged (escalation)",
-        "case_reopened" => "个案已重新打开 / case reopened",
-        "level_changed" => "个案风险等级已调整 / case level changed",
-        "level_raised" => "个案风险等级已升高 / case level raised",
-        "ladder_alarm" => "预警升级流程异常 / escalation ladder alarm",
-        "follow_up_due" => "随访到期 / follow-up due",
-        "unidentified_caller" => {
+        R::CaseOpened => "新的个案 / new case",
+        R::Unacknowledged => "个案尚未确认，逐级上报 / case not yet acknowledged (escalation)",
+        R::CaseReopened => "个案已重新打开 / case reopened",
+        R::LevelChanged => "个案风险等级已调整 / case level changed",
+        R::LevelRaised => "个案风险等级已升高 / case level raised",
+        R::LadderAlarm => "预警升级流程异常 / escalation ladder alarm",
+        R::FollowUpDue => "随访到期 / follow-up due",
+        R::UnidentifiedCaller => {
             "热线来电：身份未识别的来电者，新的个案 / hotline: unidentified caller, new case"
         }
-        _ => "三预通知 / Sanyu notice",
+        R::ZeroReportDue => "零报告即将截止，尚未提交 / zero report due soon and not yet submitted",
+        R::ZeroReportOverdue => "零报告已逾期未提交 / zero report overdue",
+        R::ZeroReportEscalated => {
+            "零报告逾期未提交，逐级上报 / zero report still missing (escalation)"
+        }
+        R::WatchFollowUpDue => {
+            "重点关注学生随访到期 / a student on the key-population list is due for follow-up"
+        }
+        R::RoleGrantRequested => {
+            "有人申请可查看个案的角色，须由领导或危机干预小组另一人确认 / a role that reads cases was asked for: a leader or crisis-team member (another person) must confirm or refuse it"
+        }
+        R::RoleGranted => {
+            "可查看个案的角色已确认生效 / a role that reads cases was confirmed and is now in effect"
+        }
+        R::SignInCode => "三预 Sanyu 登录验证码 / sign-in code",
+        R::Unspecified => GENERIC_LINE,
     }
 }
+
+/// The line of no reason: never sent (see [`reason_line`]).
+pub const GENERIC_LINE: &str = "三预通知 / Sanyu notice";
 
 /// The `Message-ID` of the email of delivery `key`: the same on every send
 /// of that key (a retry, a takeover after a crash), so that a mail system can
@@ -126,7 +148,7 @@ pub fn staff_email(
     facts: &Facts,
     from: &Mailbox,
     to: &str,
-    reason: &str,
+    reason: NotificationReason,
     message_id: String,
 ) -> Result<Message, ComposeError> {
     let mut rendered = render_staff_email(locale, facts)?;
@@ -144,25 +166,39 @@ pub fn staff_email(
 
 #[cfg(test)]
 mod reason_tests {
-    use super::reason_line;
+    use super::{GENERIC_LINE, NotificationReason, reason_line};
 
     #[test]
     fn every_reason_line_passes_the_deny_list() {
-        for reason in [
-            "case_opened",
-            "unacknowledged",
-            "case_reopened",
-            "level_changed",
-            "level_raised",
-            "ladder_alarm",
-            "follow_up_due",
-            "unidentified_caller",
-            "anything else",
-        ] {
+        // The lines of case notices go into the staff email beside the
+        // templates' text (notices about no case have their own body).
+        let all = NotificationReason::ALL
+            .into_iter()
+            .filter(|r| r.is_about_a_case())
+            .chain([NotificationReason::Unspecified]);
+        for reason in all {
             let line = reason_line(reason).to_lowercase();
             for word in sanyu_sms::templates::denied_words(sanyu_sms::Audience::Staff) {
-                assert!(!line.contains(word), "{reason}: {word}");
+                assert!(!line.contains(word), "{reason:?}: {word}");
             }
         }
+    }
+
+    #[test]
+    fn every_known_reason_has_a_line_of_its_own() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in NotificationReason::ALL {
+            let line = reason_line(reason);
+            assert_ne!(line, GENERIC_LINE, "{reason:?}");
+            assert!(seen.insert(line), "{reason:?} shares its line");
+        }
+    }
+
+    #[test]
+    fn the_sign_in_reason_is_the_name_the_console_writes() {
+        assert_eq!(
+            NotificationReason::SignInCode.name(),
+            sanyu_store::console::SIGN_IN_CODE_REASON
+        );
     }
 }

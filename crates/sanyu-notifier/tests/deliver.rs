@@ -155,6 +155,8 @@ fn request(staff_id: Uuid, level: RiskLevel) -> (Envelope, v1::NotificationReque
         channel: v1::Channel::Email as i32,
         reason: "case_opened".into(),
         rung: 0,
+        reason_code: v1::NotificationReason::CaseOpened as i32,
+        sign_in_code: String::new(),
     };
     let envelope = sanyu_events::envelope(
         format!("notify.requested:{key}"),
@@ -925,5 +927,52 @@ async fn a_request_held_by_a_dead_notifier_comes_back_when_the_lease_ends_and_it
             assert_eq!(row.status, "sent", "{key}");
             assert_eq!(row.takeovers, 1, "{key}");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_an_unknown_reason_is_dead_lettered_and_nothing_is_sent() {
+    for test_db in TestDb::all().await {
+        let f = Fixture::new(test_db).await;
+        let config = f.config();
+        let one = f.deliverer(&config);
+        let k1 = f.staff_id("K1").await;
+        for (code, name) in [(0, ""), (0, "no_such_reason"), (999, "no_such_reason")] {
+            let (env, mut req) = request(k1, RiskLevel::Critical);
+            req.reason_code = code;
+            req.reason = name.into();
+            let outcome = one.deliver(&env, &req, 1).await.unwrap();
+            assert!(
+                matches!(&outcome, Outcome::Reject(why) if why.contains("notification reason unknown")),
+                "{code}/{name}: {outcome:?}"
+            );
+            assert_eq!(f.row(&sms_key(&req)).await, None);
+            assert_eq!(f.row(&email_key(&req)).await, None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(f.sms_count(), 0);
+        assert!(f.smtp.received().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_request_queued_by_an_older_producer_is_read_by_its_reason_name() {
+    for test_db in TestDb::all().await {
+        let f = Fixture::new(test_db).await;
+        let config = f.config();
+        let one = f.deliverer(&config);
+        let k1 = f.staff_id("K1").await;
+        let (env, mut req) = request(k1, RiskLevel::Critical);
+        // What requests carried before `reason_code`: the name only.
+        req.reason_code = 0;
+        req.reason = "unacknowledged".into();
+        assert_eq!(one.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+        let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
+        assert!(
+            mails[0].text().contains("case not yet acknowledged"),
+            "{}",
+            mails[0].text()
+        );
+        assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
     }
 }

@@ -18,18 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sanyu_escalation::{
-    self as escalation, EXHAUSTED, FOLLOW_UP_TIMER, Fired, FollowUpTimer, RUNG_TIMER, RUNNING,
-};
+use sanyu_escalation::{self as escalation, EXHAUSTED, Fired, RUNG_TIMER, RUNNING, Timer};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, timer};
-use sanyu_store::sea_orm::{
-    AccessMode, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
-    IsolationLevel, QueryFilter, TransactionTrait,
+use sanyu_store::{
+    Conn, Db, DbErr, StoreError, begin_read_snapshot, begin_write, cases, deliveries, timers,
 };
-use sanyu_store::{Db, StoreError, begin_write, cases, deliveries, timers};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +36,8 @@ pub enum SchedulerError {
     Escalation(#[from] escalation::EscalationError),
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for SchedulerError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+impl From<DbErr> for SchedulerError {
+    fn from(e: DbErr) -> Self {
         Self::Store(e.into())
     }
 }
@@ -183,57 +179,10 @@ impl Scheduler {
             txn.rollback().await?;
             return Ok(None);
         }
-        let effect = match t.kind.as_str() {
-            RUNG_TIMER => match escalation::parse_timer(&t.payload) {
-                Ok(rung) => matches!(
-                    escalation::fire(&*txn, &rung, now).await?,
-                    Fired::Notified { .. }
-                ),
-                Err(e) => {
-                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                        .await?;
-                    false
-                }
-            },
-            FOLLOW_UP_TIMER => match serde_json::from_str::<FollowUpTimer>(&t.payload) {
-                Ok(f) => matches!(
-                    escalation::remind_follow_up(&*txn, &f, now).await?,
-                    Fired::Notified { .. }
-                ),
-                Err(e) => {
-                    self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                        .await?;
-                    false
-                }
-            },
-            escalation::WATCH_FOLLOW_UP_TIMER => {
-                match serde_json::from_str::<escalation::WatchTimer>(&t.payload) {
-                    Ok(w) => matches!(
-                        escalation::remind_watch(&*txn, &w, now).await?,
-                        Fired::Notified { .. }
-                    ),
-                    Err(e) => {
-                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                            .await?;
-                        false
-                    }
-                }
-            }
-            zero_report::ZERO_REPORT_TIMER => {
-                match serde_json::from_str::<zero_report::ZeroReportTimer>(&t.payload) {
-                    Ok(z) => zero_report::fire(&*txn, &self.zero_report, &z, now)
-                        .await?
-                        .is_some(),
-                    Err(e) => {
-                        self.unknown_timer(&*txn, t, &format!("unreadable payload: {e}"))
-                            .await?;
-                        false
-                    }
-                }
-            }
-            other => {
-                self.unknown_timer(&*txn, t, &format!("unknown timer kind `{other}`"))
-                    .await?;
+        let effect = match Timer::parse(&t.kind, &t.payload) {
+            Ok(timer) => self.fire_timer(&*txn, &timer, now).await?,
+            Err(e) => {
+                self.unknown_timer(&*txn, t, &e.to_string()).await?;
                 false
             }
         };
@@ -250,9 +199,36 @@ impl Scheduler {
         Ok(Some(effect))
     }
 
+    /// The effect of one timer, in `txn`: whether it told anybody (`false`
+    /// for a stale timer).
+    async fn fire_timer(
+        &self,
+        txn: &impl Conn,
+        timer: &Timer,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        Ok(match timer {
+            Timer::Rung(rung) => matches!(
+                escalation::fire(txn, rung, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::FollowUp(f) => matches!(
+                escalation::remind_follow_up(txn, f, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::Watch(w) => matches!(
+                escalation::remind_watch(txn, w, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::ZeroReport(z) => zero_report::fire(txn, &self.zero_report, z, now)
+                .await?
+                .is_some(),
+        })
+    }
+
     async fn unknown_timer(
         &self,
-        txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+        txn: &impl Conn,
         t: &timer::Model,
         reason: &str,
     ) -> Result<(), SchedulerError> {
@@ -260,10 +236,7 @@ impl Scheduler {
         // The school of a case's timer is the case's; a timer without a case
         // (or whose case is gone) is the deployment's to see.
         let school_id = match t.case_id {
-            Some(case_id) => sanyu_store::entities::case::Entity::find_by_id(case_id)
-                .one(txn)
-                .await?
-                .map(|c| c.school_id),
+            Some(case_id) => cases::get(txn, case_id).await?.map(|c| c.school_id),
             None => None,
         };
         dead_letters::record(
@@ -298,17 +271,11 @@ impl Scheduler {
     /// ladder without a next rung.
     pub async fn audit(&self, now: DateTime<Utc>) -> Result<AuditReport, SchedulerError> {
         let mut report = AuditReport::default();
-        let unacked: Vec<uuid::Uuid> = case::Entity::find()
-            .filter(case::Column::LadderState.is_in([RUNNING, EXHAUSTED]))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let unacked = cases::ids_with_ladder_in(&self.db, &[RUNNING, EXHAUSTED]).await?;
         report.checked = unacked.len();
         for case_id in unacked {
             // First look: cheap, takes no writer lock.
-            let txn = self.read_snapshot().await?;
+            let txn = begin_read_snapshot(&self.db).await?;
             let found = match cases::get(&txn, case_id).await? {
                 Some(c) => self.problems(&txn, &c, now).await?,
                 None => Vec::new(),
@@ -344,27 +311,11 @@ impl Scheduler {
         Ok(report)
     }
 
-    /// A read-only transaction that sees one snapshot: `REPEATABLE READ` on
-    /// PostgreSQL; on SQLite (WAL) a transaction reads one snapshot anyway.
-    async fn read_snapshot(&self) -> Result<DatabaseTransaction, SchedulerError> {
-        let txn = if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            self.db
-                .begin_with_config(
-                    Some(IsolationLevel::RepeatableRead),
-                    Some(AccessMode::ReadOnly),
-                )
-                .await?
-        } else {
-            self.db.begin().await?
-        };
-        Ok(txn)
-    }
-
     /// What is wrong with the ladder of case `c` at `now`, read through `conn`
     /// (the transaction `c` was read in): (alarm key, what).
     async fn problems(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Conn,
         c: &case::Model,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, SchedulerError> {

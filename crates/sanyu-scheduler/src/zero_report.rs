@@ -20,38 +20,13 @@ use chrono::{DateTime, Duration, Utc};
 use sanyu_domain::zero_report::{Calendar, Level, Period, Stage};
 use sanyu_domain::{RiskLevel, Role};
 use sanyu_escalation::{self as escalation, PlainNotice, notice_reason};
-use sanyu_store::StoreError;
-use sanyu_store::entities::{school, staff};
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sanyu_store::entities::staff;
 use sanyu_store::timers::{self, NewTimer};
 use sanyu_store::zero_reports::{self, SCHOOL_UNIT};
-use serde::{Deserialize, Serialize};
+use sanyu_store::{Conn, StoreError, roster};
 use uuid::Uuid;
 
-/// Timer kind of a zero-report reminder.
-pub const ZERO_REPORT_TIMER: &str = "zero_report_due";
-
-/// The payload of a zero-report timer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZeroReportTimer {
-    pub period_id: String,
-    pub school_id: Uuid,
-    pub stage: Stage,
-    /// The reminder's offset before the deadline, or the delay after it.
-    pub secs: u64,
-}
-
-impl ZeroReportTimer {
-    pub fn key(&self) -> String {
-        format!(
-            "zero:{}:{}:{}:{}",
-            self.period_id,
-            self.school_id,
-            self.stage.as_str(),
-            self.secs
-        )
-    }
-}
+pub use sanyu_domain::zero_report::{ZERO_REPORT_TIMER, ZeroReportTimer};
 
 /// Whether a period still has timers worth scheduling at `now`.
 fn live(calendar: &Calendar, p: &Period, now: DateTime<Utc>) -> bool {
@@ -64,7 +39,7 @@ fn live(calendar: &Calendar, p: &Period, now: DateTime<Utc>) -> bool {
 /// Schedule the timers of every live period for every school it applies to;
 /// `done` holds the (period, school) pairs already materialised by this worker.
 pub async fn materialise(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     calendar: &Calendar,
     now: DateTime<Utc>,
     done: &mut std::collections::HashSet<(String, Uuid)>,
@@ -77,7 +52,7 @@ pub async fn materialise(
     if periods.is_empty() {
         return Ok(0);
     }
-    let schools = school::Entity::find().all(conn).await?;
+    let schools = roster::schools(conn).await?;
     let mut scheduled = 0;
     for p in periods {
         for s in schools
@@ -116,27 +91,10 @@ pub async fn materialise(
     Ok(scheduled)
 }
 
-async fn reachable_teachers(
-    conn: &impl ConnectionTrait,
-    school_id: Uuid,
-    class_id: Uuid,
-) -> Result<Vec<staff::Model>, StoreError> {
-    Ok(staff::Entity::find()
-        .filter(staff::Column::SchoolId.eq(school_id))
-        .filter(staff::Column::ClassId.eq(class_id))
-        .filter(staff::Column::Role.eq(Role::Teacher.as_str()))
-        .filter(staff::Column::Active.eq(true))
-        .all(conn)
-        .await?
-        .into_iter()
-        .filter(|s| s.email.as_deref().is_some_and(|e| !e.trim().is_empty()))
-        .collect())
-}
-
 /// Fire a zero-report timer: `Ok(Some(n))` told `n` people, `Ok(None)` stale
 /// (period gone from the calendar, a reminder after the deadline, or nothing missing).
 pub async fn fire(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     calendar: &Calendar,
     t: &ZeroReportTimer,
     now: DateTime<Utc>,
@@ -147,7 +105,7 @@ pub async fn fire(
     if t.stage == Stage::Reminder && period.is_late(now) {
         return Ok(None);
     }
-    let Some(school) = school::Entity::find_by_id(t.school_id).one(txn).await? else {
+    let Some(school) = roster::school_by_id(txn, t.school_id).await? else {
         return Ok(None);
     };
     let current = zero_reports::current_for_school(txn, &period.id, school.id).await?;
@@ -176,7 +134,7 @@ pub async fn fire(
     match t.stage {
         Stage::Reminder => {
             for c in &missing_classes {
-                add(reachable_teachers(txn, school.id, c.id).await?);
+                add(roster::reachable_teachers(txn, school.id, c.id).await?);
             }
             if school_missing {
                 add(escalation::reachable(txn, school.id, &[Role::Leader]).await?);

@@ -337,6 +337,17 @@ pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<cas
         .await?)
 }
 
+/// The ids of the cases whose ladder is in one of `states`.
+pub async fn ids_with_ladder_in(conn: &impl ConnectionTrait, states: &[&str]) -> Result<Vec<Uuid>> {
+    Ok(case::Entity::find()
+        .filter(case::Column::LadderState.is_in(states.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect())
+}
+
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::Model>> {
     Ok(case::Entity::find_by_id(id).one(conn).await?)
 }

@@ -166,6 +166,23 @@ impl WriteTxn {
     }
 }
 
+/// A read-only transaction that sees one snapshot.
+pub type ReadTxn = DatabaseTransaction;
+
+/// Start a read-only transaction that sees one snapshot: `REPEATABLE READ`
+/// on PostgreSQL; on SQLite (WAL) a transaction reads one snapshot anyway.
+pub async fn begin_read_snapshot(db: &Db) -> Result<ReadTxn, DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.begin_with_config(
+            Some(sea_orm::IsolationLevel::RepeatableRead),
+            Some(sea_orm::AccessMode::ReadOnly),
+        )
+        .await
+    } else {
+        db.begin().await
+    }
+}
+
 /// SQLite has one writer at a time. Writers of one process queue here, in
 /// order and without sleeping; only writers of other processes meet SQLite's
 /// busy handler (which sleeps in steps of up to 100 ms).

@@ -160,6 +160,14 @@ pub async fn claim(conn: &impl ConnectionTrait, req: &DeliveryRequest<'_>) -> Re
     Ok(Claim::Done { status: row.status })
 }
 
+/// The delivery row of `key` (a channel key, `<notification_key>:<channel>`).
+pub async fn get(conn: &impl ConnectionTrait, key: &str) -> Result<Option<delivery::Model>> {
+    Ok(delivery::Entity::find()
+        .filter(delivery::Column::NotificationKey.eq(key))
+        .one(conn)
+        .await?)
+}
+
 /// Record, before the provider is called, that `worker` is sending `key`
 /// (the caller commits it first). False when the claim is no longer this
 /// worker's.

@@ -24,8 +24,14 @@ pub mod timers;
 pub mod tokens;
 pub mod zero_reports;
 
-pub use db::{Db, DbConfig, WriteTxn, begin_write};
+pub use db::{Db, DbConfig, ReadTxn, WriteTxn, begin_read_snapshot, begin_write};
 pub use sea_orm;
+/// What the repositories run on: the database handle or a transaction
+/// ([`WriteTxn`], [`ReadTxn`]). Services pass it through and call the
+/// repositories; they write no queries of their own.
+pub use sea_orm::ConnectionTrait as Conn;
+/// The database's error, as [`WriteTxn::commit`] returns it.
+pub use sea_orm::DbErr;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

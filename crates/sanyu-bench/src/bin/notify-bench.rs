@@ -141,6 +141,8 @@ async fn main() -> Result<()> {
                 channel: v1::Channel::Email as i32,
                 reason: "case_opened".into(),
                 rung: 0,
+                reason_code: v1::NotificationReason::CaseOpened as i32,
+                sign_in_code: String::new(),
             }),
         );
         published.insert(key, Utc::now());

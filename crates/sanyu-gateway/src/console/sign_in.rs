@@ -253,13 +253,15 @@ async fn enqueue_code(
     let payload = Payload::NotificationRequested(v1::NotificationRequested {
         notification_key: key,
         case_id: String::new(),
-        case_reference: store::seal_code(&state.sealer, code)?,
+        case_reference: String::new(),
         // Sent at once: no quiet hours, no rate limit (the console limits codes).
         level: sanyu_events::level_to_proto(RiskLevel::Critical) as i32,
         recipient_staff_id: person.id.to_string(),
         channel: v1::Channel::Email as i32,
         reason: store::SIGN_IN_CODE_REASON.to_owned(),
         rung: 0,
+        reason_code: v1::NotificationReason::SignInCode as i32,
+        sign_in_code: store::seal_code(&state.sealer, code)?,
     });
     outbox::enqueue(
         txn,

@@ -307,6 +307,37 @@ pub async fn school_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Optio
     Ok(school::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// Every school, in code order.
+pub async fn schools(conn: &impl ConnectionTrait) -> Result<Vec<school::Model>> {
+    Ok(school::Entity::find()
+        .order_by_asc(school::Column::Code)
+        .all(conn)
+        .await?)
+}
+
+/// Find a staff member by id (active or not).
+pub async fn staff_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<staff::Model>> {
+    Ok(staff::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The active head teachers of a class with an email address.
+pub async fn reachable_teachers(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    class_id: Uuid,
+) -> Result<Vec<staff::Model>> {
+    Ok(staff::Entity::find()
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .filter(staff::Column::ClassId.eq(class_id))
+        .filter(staff::Column::Role.eq(Role::Teacher.as_str()))
+        .filter(staff::Column::Active.eq(true))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(|s| s.email.as_deref().is_some_and(|e| !e.trim().is_empty()))
+        .collect())
+}
+
 /// Find a school by code.
 pub async fn school_by_code(
     conn: &impl ConnectionTrait,

@@ -1,0 +1,137 @@
+//! What a notice about no case and a sign-in code say (the case alerts are
+//! rendered by `crate::message`).
+
+use super::*;
+
+impl Deliverer {
+    /// A console sign-in code: the request carries it sealed with the data
+    /// key (in `sign_in_code`; requests queued before that field, in the
+    /// reference field), so that the outbox row and the NOTIFY stream never
+    /// hold it in clear; it is opened only to write this email.
+    pub(super) fn compose_sign_in_code(
+        &self,
+        to: &str,
+        req: &v1::NotificationRequested,
+        message_id: String,
+    ) -> Result<Message, String> {
+        use lettre::message::header::ContentType;
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or("no data key: a sign-in code cannot be opened")?;
+        let sealed = if req.sign_in_code.is_empty() {
+            &req.case_reference
+        } else {
+            &req.sign_in_code
+        };
+        let code = sanyu_store::console::open_code(sealer, sealed).map_err(|e| e.to_string())?;
+        let minutes = sanyu_store::console::CODE_TTL_MINUTES;
+        let body = format!(
+            "三预 Sanyu 登录验证码 / sign-in code:\n\n    {code}\n\n\
+             {minutes} 分钟内有效，只能使用一次。如果不是您本人申请，请忽略本邮件。\n\
+             Valid for {minutes} minutes, once. If you did not ask for it, ignore this message.\n"
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to
+                .parse()
+                .map_err(|e: lettre::address::AddressError| e.to_string())?)
+            .message_id(Some(message_id))
+            .subject("[Sanyu 三预] 登录验证码 / sign-in code")
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A notice about no case: a zero report missing, a watch-list follow-up
+    /// due. The period or watch entry id and a link; no names.
+    pub(super) fn compose_notice(
+        &self,
+        to: &str,
+        req: &v1::NotificationRequested,
+        reason: NotificationReason,
+        message_id: String,
+    ) -> Result<Message, String> {
+        use lettre::message::header::ContentType;
+        let (what, link) = notice_lines(reason, &req.case_reference, &self.base_url);
+        let body = format!(
+            "{what}\n\n\
+             编号 / Reference: {reference}\n\n\
+             查看 / Open: {link}\n\n\
+             本邮件不含学生姓名与报告内容；请登录系统查看。\n\
+             This message carries no student name or report text; sign in to see more.\n",
+            reference = req.case_reference,
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to
+                .parse()
+                .map_err(|e: lettre::address::AddressError| e.to_string())?)
+            .message_id(Some(message_id))
+            .subject(format!("[Sanyu 三预] {} · {what}", req.case_reference))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What a notice about no case says, and where it links: a fixed line per
+/// reason (a code's words, never data) and a link with the period id.
+fn notice_lines(
+    reason: NotificationReason,
+    reference: &str,
+    base_url: &str,
+) -> (&'static str, String) {
+    use NotificationReason as R;
+    let link = match reason {
+        R::ZeroReportDue => format!("{}/v1/zero-report-periods", base_url),
+        R::ZeroReportOverdue | R::ZeroReportEscalated => format!(
+            "{}/v1/zero-report-periods/{}/compliance",
+            base_url, reference
+        ),
+        R::WatchFollowUpDue => format!("{}/v1/key-population", base_url),
+        R::RoleGrantRequested | R::RoleGranted => format!("{}/v1/roster/role-grants", base_url),
+        _ => base_url.to_owned(),
+    };
+    (message::reason_line(reason), link)
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::{NotificationReason as R, notice_lines};
+
+    #[test]
+    fn every_notice_links_to_what_it_is_about() {
+        let base = "https://sanyu.example";
+        for (reason, link) in [
+            (
+                R::ZeroReportDue,
+                "https://sanyu.example/v1/zero-report-periods",
+            ),
+            (
+                R::ZeroReportOverdue,
+                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
+            ),
+            (
+                R::ZeroReportEscalated,
+                "https://sanyu.example/v1/zero-report-periods/P1/compliance",
+            ),
+            (
+                R::WatchFollowUpDue,
+                "https://sanyu.example/v1/key-population",
+            ),
+            (
+                R::RoleGrantRequested,
+                "https://sanyu.example/v1/roster/role-grants",
+            ),
+            (
+                R::RoleGranted,
+                "https://sanyu.example/v1/roster/role-grants",
+            ),
+        ] {
+            let (what, got) = notice_lines(reason, "P1", base);
+            assert_eq!(got, link, "{reason:?}");
+            assert_ne!(what, crate::message::GENERIC_LINE, "{reason:?}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Sending: the SMS and the email of a request, each through its providers in
+//! turn with retries and backoff (failover).
+
+use super::*;
+
+/// The outcome of sending on one channel (all providers, all attempts).
+pub(super) enum Sent {
+    Accepted {
+        provider: &'static str,
+        message_id: Option<String>,
+        latency_ms: i64,
+    },
+    /// Every provider failed; `transient` when one of them may still work later.
+    Failed {
+        error: String,
+        transient: bool,
+    },
+    OutOfTime(String),
+    Deferred(Duration, String),
+}
+
+/// One thing to send and where.
+pub(super) enum Target<'a> {
+    Sms(&'a dyn SmsProvider, &'a SmsMessage),
+    Email(&'a Mailer, &'a Message),
+}
+
+impl Target<'_> {
+    pub(super) fn provider(&self) -> &'static str {
+        match self {
+            Target::Sms(p, _) => p.name(),
+            Target::Email(m, _) => m.provider_name(),
+        }
+    }
+
+    /// One attempt: the provider's message id, or (transient?, reason).
+    pub(super) async fn send(&self) -> Result<Option<String>, (bool, String)> {
+        match self {
+            Target::Sms(p, m) => p
+                .send(m)
+                .await
+                .map(|a| Some(a.provider_message_id))
+                .map_err(|e| (e.is_transient(), e.to_string())),
+            Target::Email(mailer, message) => mailer
+                .send((*message).clone())
+                .await
+                .map(|()| None)
+                .map_err(|e| match e {
+                    SendError::Transient(r) => (true, r),
+                    SendError::Permanent(r) => (false, r),
+                }),
+        }
+    }
+}
+
+impl Deliverer {
+    pub(super) async fn send_sms(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Sms;
+        let Some(person) = &ctx.recipient else {
+            return self
+                .impossible(ctx, key, channel, "recipient not found".into())
+                .await;
+        };
+        let phone = match person.phone.as_deref().map(PhoneNumber::parse) {
+            Some(Ok(phone)) => phone,
+            Some(Err(_)) => {
+                return self
+                    .impossible(
+                        ctx,
+                        key,
+                        channel,
+                        "recipient has no valid mobile number".into(),
+                    )
+                    .await;
+            }
+            None => {
+                return self
+                    .impossible(ctx, key, channel, "recipient has no mobile number".into())
+                    .await;
+            }
+        };
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
+        };
+        let content = match message::staff_sms(self.policy.locale, facts) {
+            Ok(c) => c,
+            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
+        };
+        let message = SmsMessage {
+            phone,
+            content,
+            // The notification key: providers that honour idempotency
+            // (webhook `Idempotency-Key`, Alibaba `OutId`, Tencent
+            // `SessionContext`) see the same key on every retry.
+            idempotency_key: ctx.req.notification_key.clone(),
+        };
+        let targets: Vec<Target<'_>> = self
+            .sms
+            .iter()
+            .map(|p| Target::Sms(p.as_ref(), &message))
+            .collect();
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    pub(super) async fn send_email(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Email;
+        let Some(person) = &ctx.recipient else {
+            return self
+                .impossible(ctx, key, channel, "recipient not found".into())
+                .await;
+        };
+        let Some(email) = person.email.as_deref().filter(|e| !e.trim().is_empty()) else {
+            return self
+                .impossible(ctx, key, channel, "recipient has no email address".into())
+                .await;
+        };
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
+        };
+        let composed = if ctx.reason == NotificationReason::SignInCode {
+            self.compose_sign_in_code(email, ctx.req, message::message_id(key, &self.from))
+        } else if ctx.req.case_id.is_empty() {
+            self.compose_notice(
+                email,
+                ctx.req,
+                ctx.reason,
+                message::message_id(key, &self.from),
+            )
+        } else {
+            message::staff_email(
+                self.policy.locale,
+                facts,
+                &self.from,
+                email,
+                ctx.reason,
+                message::message_id(key, &self.from),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let message = match composed {
+            Ok(m) => m,
+            Err(e) => return self.impossible(ctx, key, channel, e).await,
+        };
+        let targets = [Target::Email(&self.mailer, &message)];
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    /// Each target in turn, with retries of transient failures (exponential
+    /// backoff with jitter), until one accepts. Each target gets an equal share
+    /// of the time left, so the secondary always gets its turn.
+    pub(super) async fn send_with_failover(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+        targets: &[Target<'_>],
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let start = Instant::now();
+        let budget = deadline.saturating_duration_since(start);
+        let n = u32::try_from(targets.len().max(1)).unwrap_or(1);
+        let mut last_error = String::from("no provider configured");
+        let mut any_transient = false;
+        for (i, target) in targets.iter().enumerate() {
+            let share_end = start + budget * (u32::try_from(i).unwrap_or(0) + 1) / n;
+            let mut delays = backon::ExponentialBuilder::new()
+                .with_min_delay(self.policy.backoff_initial)
+                .with_max_delay(self.policy.backoff_max)
+                .with_jitter()
+                .with_max_times(
+                    usize::try_from(self.policy.attempts_per_provider.saturating_sub(1))
+                        .unwrap_or(0),
+                )
+                .build();
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(Sent::OutOfTime(format!("out of time after: {last_error}")));
+                }
+                if ctx.level != RiskLevel::Critical
+                    && !ctx.last_chance
+                    && let Err(wait) = self.limits.provider(target.provider())
+                {
+                    if wait > INLINE_WAIT {
+                        return Ok(Sent::Deferred(wait, "provider rate limit".into()));
+                    }
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                let t0 = Instant::now();
+                let result =
+                    tokio::time::timeout(deadline.saturating_duration_since(t0), target.send())
+                        .await;
+                let latency_ms = millis(t0.elapsed());
+                let (transient, error) = match result {
+                    Ok(Ok(message_id)) => {
+                        return Ok(Sent::Accepted {
+                            provider: target.provider(),
+                            message_id,
+                            latency_ms,
+                        });
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => (true, "timed out at the end of the send budget".to_owned()),
+                };
+                tracing::warn!(
+                    key = %key,
+                    provider = target.provider(),
+                    transient,
+                    error = %error,
+                    "send attempt failed"
+                );
+                self.record_failure(
+                    ctx,
+                    key,
+                    channel,
+                    target.provider(),
+                    transient,
+                    &error,
+                    latency_ms,
+                )
+                .await?;
+                last_error = format!("{}: {error}", target.provider());
+                if !transient {
+                    break;
+                }
+                any_transient = true;
+                match delays.next() {
+                    Some(delay) if Instant::now() + delay < share_end => {
+                        tokio::time::sleep(delay).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(Sent::Failed {
+            error: last_error,
+            transient: any_transient,
+        })
+    }
+}
