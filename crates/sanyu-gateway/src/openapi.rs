@@ -35,6 +35,14 @@ const LINE_NONEMPTY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\s\\x00
 const TEXT_NONEMPTY: &str = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$";
 const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
+/// Add the answer `status` (the error body, described as `description`) to
+/// the responses at `pointer`.
+fn add_error_response(doc: &mut Value, pointer: &str, status: &str, description: &str) {
+    if let Some(responses) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        responses.insert(status.into(), error_response(description));
+    }
+}
+
 /// The document served at `/openapi.json`.
 pub fn document() -> &'static Value {
     static DOC: LazyLock<Value> = LazyLock::new(|| {
@@ -52,15 +60,12 @@ fn complete(doc: &mut Value) {
     operations(doc);
     uploads(doc);
     role_views(doc);
-    if let Some(responses) = doc
-        .pointer_mut("/paths/~1v1~1cases/get/responses")
-        .and_then(Value::as_object_mut)
-    {
-        responses.insert(
-            "404".into(),
-            error_response("`school` names another school"),
-        );
-    }
+    add_error_response(
+        doc,
+        "/paths/~1v1~1cases/get/responses",
+        "404",
+        "`school` names another school",
+    );
 }
 
 /// The answers that depend on the caller's role (`CaseView`: `CaseDetail` or
@@ -98,15 +103,12 @@ fn uploads(doc: &mut Value) {
             "profile": {"type": "string", "description": "column profile (JSON)"}
         }
     });
-    if let Some(responses) = doc
-        .pointer_mut("/paths/~1v1~1screening-imports/post/responses")
-        .and_then(Value::as_object_mut)
-    {
-        responses.insert(
-            "415".into(),
-            error_response("The body is not multipart/form-data"),
-        );
-    }
+    add_error_response(
+        doc,
+        "/paths/~1v1~1screening-imports/post/responses",
+        "415",
+        "The body is not multipart/form-data",
+    );
 }
 
 fn error_response(description: &str) -> Value {
