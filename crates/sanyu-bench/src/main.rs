@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use pg_args::PgArgs;
 use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_store::entities::{case, delivery, outbox, report, student};
 use sanyu_test_support::{NatsServer, SmtpServer, TestDb, fixtures, free_port};
 use sea_orm::EntityTrait;
 
+#[path = "pg_args.rs"]
+mod pg_args;
 #[path = "settings.rs"]
 mod settings;
 
@@ -37,13 +40,8 @@ struct Args {
     /// Use SQLite instead of PostgreSQL.
     #[arg(long)]
     sqlite: bool,
-    /// PostgreSQL server (a URL allowed to create databases); a fresh database is made on it.
-    #[arg(
-        long,
-        env = "SANYU_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: PgArgs,
     /// Diagnosis only: run JetStream with its default 2-minute sync interval
     /// instead of `sync_interval: always` (not production durability).
     #[arg(long)]
@@ -87,7 +85,7 @@ async fn main() -> Result<()> {
     let db = if args.sqlite {
         TestDb::sqlite()
     } else {
-        TestDb::postgres_at(&args.pg_url).await
+        TestDb::postgres_at(&args.pg.pg_url).await
     };
     let nats = NatsServer::start_with(!args.relaxed_nats_sync).await;
     let smtp = SmtpServer::start();

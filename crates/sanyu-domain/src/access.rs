@@ -2,12 +2,9 @@
 //! school, and for class-bound roles a class.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use crate::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,20 +64,12 @@ impl fmt::Display for Role {
     }
 }
 
-impl FromStr for Role {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| ParseError {
-                kind: "role",
-                value: s.to_owned(),
-                expected: "teacher, monitor, counsellor, crisis_team, leader, district, admin, service",
-            })
-    }
-}
+from_str_by_name!(
+    Role,
+    Self::ALL,
+    "role",
+    "teacher, monitor, counsellor, crisis_team, leader, district, admin, service"
+);
 
 /// Work on a case, for [`Principal::may_work_case`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,6 @@
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-use crate::ParseError;
 
 /// Number of student partitions in subjects (`sanyu.intake.<kind>.<school>.<partition>`).
 pub const PARTITIONS: u32 = 16;
@@ -48,20 +44,12 @@ impl CaseStatus {
     }
 }
 
-impl FromStr for CaseStatus {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| ParseError {
-                kind: "case status",
-                value: s.to_owned(),
-                expected: "open, acknowledged, in_progress, referred, monitoring, closed",
-            })
-    }
-}
+from_str_by_name!(
+    CaseStatus,
+    Self::ALL,
+    "case status",
+    "open, acknowledged, in_progress, referred, monitoring, closed"
+);
 
 /// Who a case is about.
 ///
@@ -85,20 +73,12 @@ impl CaseSubject {
     }
 }
 
-impl FromStr for CaseSubject {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Student, Self::UnidentifiedCaller]
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| ParseError {
-                kind: "case subject",
-                value: s.to_owned(),
-                expected: "student, unidentified_caller",
-            })
-    }
-}
+from_str_by_name!(
+    CaseSubject,
+    [Self::Student, Self::UnidentifiedCaller],
+    "case subject",
+    "student, unidentified_caller"
+);
 
 /// The opaque, human-quotable reference of a case (e.g. `C-7KQ2M9XA`), derived
 /// from its id. It says nothing about the student and is safe in an SMS.

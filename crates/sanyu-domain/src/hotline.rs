@@ -2,11 +2,10 @@
 //! C-SSRS screener answers and/or the hotline counsellor's rating.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ParseError, RiskLevel};
+use crate::RiskLevel;
 
 /// Rule id: a hotline caller nobody could identify, rated high or critical,
 /// opens an `unidentified_caller` case for the crisis team. (There is no
@@ -46,25 +45,17 @@ impl fmt::Display for CallerType {
     }
 }
 
-impl FromStr for CallerType {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Student,
-            Self::Guardian,
-            Self::Teacher,
-            Self::Anonymous,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .ok_or_else(|| ParseError {
-            kind: "caller type",
-            value: s.to_owned(),
-            expected: "student, guardian, teacher, anonymous",
-        })
-    }
-}
+from_str_by_name!(
+    CallerType,
+    [
+        Self::Student,
+        Self::Guardian,
+        Self::Teacher,
+        Self::Anonymous
+    ],
+    "caller type",
+    "student, guardian, teacher, anonymous"
+);
 
 /// The C-SSRS screener: six yes/no items and whether the behaviour of item 6
 /// happened within the last 3 months.

@@ -1,9 +1,6 @@
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::ParseError;
 
 /// How urgent a student's situation is. Ordered: `Watch < Elevated < High < Critical`.
 ///
@@ -57,20 +54,7 @@ impl fmt::Display for RiskLevel {
     }
 }
 
-impl FromStr for RiskLevel {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| ParseError {
-                kind: "risk level",
-                value: s.to_owned(),
-                expected: Self::EXPECTED,
-            })
-    }
-}
+from_str_by_name!(RiskLevel, Self::ALL, "risk level", Self::EXPECTED);
 
 #[cfg(test)]
 mod tests {

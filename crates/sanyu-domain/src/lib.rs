@@ -1,6 +1,28 @@
 //! The pure domain of Sanyu: risk levels, roles and scope, cases and the first
 //! rule. No I/O lives here, so everything can be tested as plain functions.
 
+/// `FromStr` for a closed set of values: the one of `$values` whose
+/// `as_str()` is the input, or a [`ParseError`] naming `$kind` and what was
+/// `$expected`.
+macro_rules! from_str_by_name {
+    ($ty:ty, $values:expr, $kind:literal, $expected:expr) => {
+        impl std::str::FromStr for $ty {
+            type Err = $crate::ParseError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $values
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| $crate::ParseError {
+                        kind: $kind,
+                        value: s.to_owned(),
+                        expected: $expected,
+                    })
+            }
+        }
+    };
+}
+
 pub mod access;
 pub mod case;
 pub mod escalation;

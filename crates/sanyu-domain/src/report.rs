@@ -1,8 +1,4 @@
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::ParseError;
 
 /// What a head teacher or class monitor observed. A closed list, so that
 /// reports can be counted and routed; free text goes in the narrative.
@@ -46,20 +42,7 @@ impl ReportCategory {
     }
 }
 
-impl FromStr for ReportCategory {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| ParseError {
-                kind: "report category",
-                value: s.to_owned(),
-                expected: Self::EXPECTED,
-            })
-    }
-}
+from_str_by_name!(ReportCategory, Self::ALL, "report category", Self::EXPECTED);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use sanyu_domain::{Holder, Principal, Role};
 use sanyu_store::audit::{self, AuditEntry};
+use sanyu_store::sea_orm::ConnectionTrait;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -57,6 +58,12 @@ pub fn holder_entry(holder: &Holder, peer: &Peer, action: &str, target: String) 
     }
 }
 
+/// The answer when the audit log cannot be written: the request is refused.
+fn refused(action: &str, e: sanyu_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, action, "audit log write failed");
+    ApiError::Unavailable("the audit log cannot be written; try again".into())
+}
+
 /// Record `entry` in its own transaction (reads); the request is refused
 /// when the log cannot be written.
 pub async fn record_entry(state: &AppState, entry: AuditEntry) -> Result<(), ApiError> {
@@ -64,10 +71,7 @@ pub async fn record_entry(state: &AppState, entry: AuditEntry) -> Result<(), Api
     audit::append(&state.db, &state.audit_key, entry)
         .await
         .map(|_| ())
-        .map_err(|e| {
-            tracing::error!(error = %e, action, "audit log write failed");
-            ApiError::Unavailable("the audit log cannot be written; try again".into())
-        })
+        .map_err(|e| refused(&action, e))
 }
 
 /// Record `action` on `target` by `caller` in its own transaction (reads).
@@ -78,15 +82,29 @@ pub async fn record(
     action: &str,
     target: String,
 ) -> Result<(), ApiError> {
-    audit::append(
-        &state.db,
-        &state.audit_key,
-        entry(caller, peer, action, target),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| {
-        tracing::error!(error = %e, action, "audit log write failed");
-        ApiError::Unavailable("the audit log cannot be written; try again".into())
-    })
+    record_entry(state, entry(caller, peer, action, target)).await
+}
+
+/// Record `entry` in the caller's write transaction, so that the action and
+/// its record commit together; a failed write is a database error.
+pub async fn record_in(
+    txn: &impl ConnectionTrait,
+    state: &AppState,
+    entry: AuditEntry,
+) -> Result<(), ApiError> {
+    audit::append_in(txn, &state.audit_key, entry).await?;
+    Ok(())
+}
+
+/// As [`record_in`], but a failed write refuses the request as [`record_entry`] does.
+pub async fn record_in_or_refuse(
+    txn: &impl ConnectionTrait,
+    state: &AppState,
+    entry: AuditEntry,
+) -> Result<(), ApiError> {
+    let action = entry.action.clone();
+    audit::append_in(txn, &state.audit_key, entry)
+        .await
+        .map(|_| ())
+        .map_err(|e| refused(&action, e))
 }

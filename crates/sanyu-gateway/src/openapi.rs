@@ -35,6 +35,14 @@ const LINE_NONEMPTY: &str = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\s\\x00
 const TEXT_NONEMPTY: &str = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$";
 const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
+/// Add the answer `status` (the error body, described as `description`) to
+/// the responses at `pointer`.
+fn add_error_response(doc: &mut Value, pointer: &str, status: &str, description: &str) {
+    if let Some(responses) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        responses.insert(status.into(), error_response(description));
+    }
+}
+
 /// The document served at `/openapi.json`.
 pub fn document() -> &'static Value {
     static DOC: LazyLock<Value> = LazyLock::new(|| {
@@ -52,15 +60,12 @@ fn complete(doc: &mut Value) {
     operations(doc);
     uploads(doc);
     role_views(doc);
-    if let Some(responses) = doc
-        .pointer_mut("/paths/~1v1~1cases/get/responses")
-        .and_then(Value::as_object_mut)
-    {
-        responses.insert(
-            "404".into(),
-            error_response("`school` names another school"),
-        );
-    }
+    add_error_response(
+        doc,
+        "/paths/~1v1~1cases/get/responses",
+        "404",
+        "`school` names another school",
+    );
 }
 
 /// The answers that depend on the caller's role (`CaseView`: `CaseDetail` or
@@ -98,15 +103,12 @@ fn uploads(doc: &mut Value) {
             "profile": {"type": "string", "description": "column profile (JSON)"}
         }
     });
-    if let Some(responses) = doc
-        .pointer_mut("/paths/~1v1~1screening-imports/post/responses")
-        .and_then(Value::as_object_mut)
-    {
-        responses.insert(
-            "415".into(),
-            error_response("The body is not multipart/form-data"),
-        );
-    }
+    add_error_response(
+        doc,
+        "/paths/~1v1~1screening-imports/post/responses",
+        "415",
+        "The body is not multipart/form-data",
+    );
 }
 
 fn error_response(description: &str) -> Value {
@@ -526,104 +528,4 @@ fn operations(doc: &mut Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_secured_operation_documents_401_and_strings_have_the_input_rules() {
-        let doc = document();
-        for (path, item) in doc["paths"].as_object().expect("paths") {
-            for (method, op) in item.as_object().expect("item") {
-                if op.get("security").is_some() {
-                    assert!(
-                        op["responses"].get("401").is_some(),
-                        "{method} {path} lacks 401"
-                    );
-                }
-            }
-        }
-        let report = &doc["components"]["schemas"]["ReportRequest"];
-        assert_eq!(report["properties"]["student_no"]["maxLength"], MAX_CODE);
-        assert!(
-            report["required"]
-                .as_array()
-                .expect("required")
-                .contains(&json!("narrative"))
-        );
-        let note = &doc["components"]["schemas"]["NoteRequest"]["properties"]["text"];
-        assert_eq!(note["pattern"], TEXT_NONEMPTY);
-    }
-
-    #[test]
-    fn case_work_answers_are_documented_with_the_case_work_state() {
-        let doc = document();
-        let ack = &doc["paths"]["/v1/cases/{id}/acknowledge"]["post"]["responses"]["200"];
-        let schema = ack["content"]["application/json"]["schema"]["$ref"]
-            .as_str()
-            .expect("ref");
-        let name = schema.trim_start_matches("#/components/schemas/");
-        let props = &doc["components"]["schemas"][name]["properties"];
-        assert!(
-            props.get("allowed_actions").is_some(),
-            "{name} is not the case-work state"
-        );
-    }
-
-    /// utoipa names a schema after its type and keeps the last of two types
-    /// with one name: the other's answers are then documented wrongly (two
-    /// `CaseState`s, two `Counts` once). Every schema type has its own name.
-    #[test]
-    fn no_two_schema_types_share_a_name() {
-        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    files(&path, out);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    out.push(path);
-                }
-            }
-        }
-        let mut paths = Vec::new();
-        files(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut paths,
-        );
-        let mut seen = std::collections::BTreeMap::new();
-        for path in paths {
-            let text = std::fs::read_to_string(&path).expect("source");
-            let mut schema_derive = false;
-            for line in text.lines().map(str::trim) {
-                if line.starts_with("#[derive(") {
-                    schema_derive = line.contains("ToSchema");
-                    continue;
-                }
-                if line.starts_with("#[schema(as") {
-                    schema_derive = false;
-                }
-                if line.starts_with("#[") || line.starts_with("///") {
-                    continue;
-                }
-                if schema_derive {
-                    let name = line
-                        .strip_prefix("pub struct ")
-                        .or_else(|| line.strip_prefix("pub enum "))
-                        .or_else(|| line.strip_prefix("struct "))
-                        .or_else(|| line.strip_prefix("enum "))
-                        .and_then(|rest| rest.split([' ', '{', '(', '<', ';']).next());
-                    if let Some(name) = name
-                        && let Some(other) = seen.insert(name.to_string(), path.clone())
-                    {
-                        panic!(
-                            "schema `{name}` in {} and {}",
-                            other.display(),
-                            path.display()
-                        );
-                    }
-                }
-                schema_derive = false;
-            }
-        }
-        assert!(seen.contains_key("CaseView"), "the scan found the schemas");
-    }
-}
+mod tests;

@@ -65,7 +65,8 @@ use sha1::Sha1;
 use crate::error::{ConfigError, PermanentKind, ReceiptError, SmsError, TransientKind};
 use crate::message::{SmsAccepted, SmsMessage};
 use crate::provider::{
-    ApprovedTemplate, HttpSettings, SendFuture, SmsProvider, TemplateTable, excerpt, parse_endpoint,
+    ApprovedTemplate, HttpSettings, SendFuture, SmsProvider, TemplateTable, excerpt, exchange,
+    parse_endpoint,
 };
 use crate::receipt::{DeliveryReceipt, DeliveryStatus, non_empty, parse_provider_time};
 use crate::secret::Secret;
@@ -229,7 +230,7 @@ impl AliyunProvider {
             .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let response = self
+        let request = self
             .client
             .post(self.endpoint.clone())
             .header(
@@ -237,16 +238,8 @@ impl AliyunProvider {
                 "application/x-www-form-urlencoded",
             )
             .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        interpret_response(status, &body)
+            .body(body);
+        exchange(PROVIDER, request, interpret_response).await
     }
 }
 

@@ -16,6 +16,25 @@ use crate::webhook::{WebhookConfig, WebhookProvider};
 /// The future a provider returns from [`SmsProvider::send`].
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<SmsAccepted, SmsError>> + Send + 'a>>;
 
+/// Sends one provider request and lets `interpret` read the reply (each provider
+/// answers in its own shape); failing to send it or to read the reply is a transport error.
+pub(crate) async fn exchange(
+    provider: &'static str,
+    request: reqwest::RequestBuilder,
+    interpret: fn(u16, &[u8]) -> Result<SmsAccepted, SmsError>,
+) -> Result<SmsAccepted, SmsError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| SmsError::from_transport(provider, &e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| SmsError::from_transport(provider, &e))?;
+    interpret(status, &body)
+}
+
 /// Something that sends one SMS. Object-safe: the notifier holds a
 /// `Box<dyn SmsProvider>` built by [`build_provider`].
 pub trait SmsProvider: Send + Sync {

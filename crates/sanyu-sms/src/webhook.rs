@@ -46,7 +46,7 @@ use sha2::Sha256;
 
 use crate::error::{ConfigError, PermanentKind, ReceiptError, SmsError, TransientKind};
 use crate::message::{SmsAccepted, SmsMessage};
-use crate::provider::{HttpSettings, SendFuture, SmsProvider, excerpt, parse_endpoint};
+use crate::provider::{HttpSettings, SendFuture, SmsProvider, excerpt, exchange, parse_endpoint};
 use crate::receipt::{DeliveryReceipt, DeliveryStatus, non_empty};
 use crate::secret::Secret;
 
@@ -170,23 +170,15 @@ impl WebhookProvider {
         })?;
         let timestamp = Utc::now().timestamp();
         let signature = sign(self.secret.expose().as_bytes(), timestamp, &body);
-        let response = self
+        let request = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
             .header(SIGNATURE_HEADER, signature)
             .header(IDEMPOTENCY_HEADER, message.idempotency_key.as_str())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SmsError::from_transport(PROVIDER, &e))?;
-        interpret_response(status, &body)
+            .body(body);
+        exchange(PROVIDER, request, interpret_response).await
     }
 }
 

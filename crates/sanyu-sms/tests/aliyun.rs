@@ -3,14 +3,15 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{approved_templates, message, quick_http, staff_message};
+use common::{
+    Class, approved_templates, assert_class, assert_permanent_failures,
+    assert_slow_reply_times_out, assert_transient_failures, message, quick_http, send_staff_err,
+    staff_message,
+};
 use sanyu_sms::aliyun::{AliyunConfig, AliyunProvider};
-use sanyu_sms::stand_in::{Reply, StandIn, StandInKind};
+use sanyu_sms::stand_in::{StandIn, StandInKind};
 use sanyu_sms::{
     ApprovedTemplate, Audience, ConfigError, Locale, PermanentKind, Secret, SmsProvider,
-    TransientKind,
 };
 
 const KEY_ID: &str = "LTAI5tStandInKeyId";
@@ -28,12 +29,17 @@ fn config(endpoint: &str, key_id: &str, secret: &str) -> AliyunConfig {
     }
 }
 
-async fn setup() -> (StandIn, AliyunProvider) {
+/// The stand-in knows `KEY_ID` and `KEY_SECRET`; the provider signs with `key_id` and `secret`.
+async fn setup_signing_with(key_id: &str, secret: &str) -> (StandIn, AliyunProvider) {
     let stand_in = StandIn::start(StandInKind::Aliyun, KEY_ID, KEY_SECRET)
         .await
         .unwrap();
-    let provider = AliyunProvider::new(config(stand_in.base_url(), KEY_ID, KEY_SECRET)).unwrap();
+    let provider = AliyunProvider::new(config(stand_in.base_url(), key_id, secret)).unwrap();
     (stand_in, provider)
+}
+
+async fn setup() -> (StandIn, AliyunProvider) {
+    setup_signing_with(KEY_ID, KEY_SECRET).await
 }
 
 #[tokio::test]
@@ -68,91 +74,46 @@ async fn every_send_uses_a_fresh_nonce() {
 
 #[tokio::test]
 async fn a_wrong_access_key_secret_is_refused_as_a_permanent_auth_failure() {
-    let stand_in = StandIn::start(StandInKind::Aliyun, KEY_ID, KEY_SECRET)
-        .await
-        .unwrap();
-    let provider = AliyunProvider::new(config(stand_in.base_url(), KEY_ID, "wrong")).unwrap();
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::AuthFailure),
-        "{err}"
-    );
+    let (stand_in, provider) = setup_signing_with(KEY_ID, "wrong").await;
+    let err = send_staff_err(&provider).await;
+    assert_class(&err, Class::Permanent(PermanentKind::AuthFailure));
     assert_eq!(err.code(), "SignatureDoesNotMatch");
     assert!(stand_in.received().is_empty());
 }
 
 #[tokio::test]
 async fn an_unknown_access_key_id_is_a_permanent_auth_failure() {
-    let stand_in = StandIn::start(StandInKind::Aliyun, KEY_ID, KEY_SECRET)
-        .await
-        .unwrap();
-    let provider =
-        AliyunProvider::new(config(stand_in.base_url(), "LTAIother", KEY_SECRET)).unwrap();
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::AuthFailure),
-        "{err}"
-    );
+    let (_stand_in, provider) = setup_signing_with("LTAIother", KEY_SECRET).await;
+    let err = send_staff_err(&provider).await;
+    assert_class(&err, Class::Permanent(PermanentKind::AuthFailure));
     assert_eq!(err.code(), "InvalidAccessKeyId.NotFound");
 }
 
 #[tokio::test]
 async fn system_errors_5xx_and_business_limit_control_are_transient() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::ServerError);
-    stand_in.script(Reply::HttpStatus(503));
-    stand_in.script(Reply::Throttled);
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{err}"
-    );
-    assert_eq!(err.code(), "isp.SYSTEM_ERROR");
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{err}"
-    );
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::Throttled),
-        "{err}"
-    );
-    assert_eq!(err.code(), "isv.BUSINESS_LIMIT_CONTROL");
+    let codes = [
+        Some("isp.SYSTEM_ERROR"),
+        None,
+        Some("isv.BUSINESS_LIMIT_CONTROL"),
+    ];
+    assert_transient_failures(&stand_in, &provider, 503, codes).await;
 }
 
 #[tokio::test]
 async fn an_illegal_number_and_an_illegal_template_are_permanent() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::InvalidNumber);
-    stand_in.script(Reply::TemplateRejected);
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::InvalidNumber),
-        "{err}"
-    );
-    assert_eq!(err.code(), "isv.MOBILE_NUMBER_ILLEGAL");
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::TemplateRejected),
-        "{err}"
-    );
-    assert_eq!(err.code(), "isv.SMS_TEMPLATE_ILLEGAL");
+    let codes = [
+        Some("isv.MOBILE_NUMBER_ILLEGAL"),
+        Some("isv.SMS_TEMPLATE_ILLEGAL"),
+    ];
+    assert_permanent_failures(&stand_in, &provider, codes).await;
 }
 
 #[tokio::test]
 async fn a_reply_slower_than_the_client_timeout_is_a_transient_timeout() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::Delay(Duration::from_secs(3)));
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(err.transient_kind(), Some(TransientKind::Timeout), "{err}");
+    assert_slow_reply_times_out(&stand_in, &provider).await;
 }
 
 #[tokio::test]
@@ -162,11 +123,7 @@ async fn a_locale_without_an_approved_template_fails_permanently_without_a_reque
         .send(&message(Audience::Staff, Locale::En, common::PHONE))
         .await
         .unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::BadRequest),
-        "{err}"
-    );
+    assert_class(&err, Class::Permanent(PermanentKind::BadRequest));
     assert_eq!(err.code(), "template_not_configured");
     assert!(stand_in.received().is_empty());
 }

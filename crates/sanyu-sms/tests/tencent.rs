@@ -3,12 +3,14 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{approved_templates, message, quick_http, staff_message};
-use sanyu_sms::stand_in::{Reply, StandIn, StandInKind};
+use common::{
+    Class, approved_templates, assert_class, assert_permanent_failures,
+    assert_slow_reply_times_out, assert_transient_failures, message, quick_http, send_staff_err,
+    staff_message,
+};
+use sanyu_sms::stand_in::{StandIn, StandInKind};
 use sanyu_sms::tencent::{TencentConfig, TencentProvider};
-use sanyu_sms::{Audience, Locale, PermanentKind, Secret, SmsProvider, TransientKind};
+use sanyu_sms::{Audience, Locale, PermanentKind, Secret, SmsProvider};
 
 const SECRET_ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE";
 const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
@@ -26,13 +28,19 @@ fn config(endpoint: &str, secret_id: &str, secret_key: &str) -> TencentConfig {
     }
 }
 
-async fn setup() -> (StandIn, TencentProvider) {
+/// The stand-in knows `SECRET_ID` and `SECRET_KEY`; the provider signs with `secret_id` and
+/// `secret_key`.
+async fn setup_signing_with(secret_id: &str, secret_key: &str) -> (StandIn, TencentProvider) {
     let stand_in = StandIn::start(StandInKind::Tencent, SECRET_ID, SECRET_KEY)
         .await
         .unwrap();
     let provider =
-        TencentProvider::new(config(stand_in.base_url(), SECRET_ID, SECRET_KEY)).unwrap();
+        TencentProvider::new(config(stand_in.base_url(), secret_id, secret_key)).unwrap();
     (stand_in, provider)
+}
+
+async fn setup() -> (StandIn, TencentProvider) {
+    setup_signing_with(SECRET_ID, SECRET_KEY).await
 }
 
 #[tokio::test]
@@ -75,16 +83,9 @@ async fn guardian_parameters_follow_the_configured_order() {
 
 #[tokio::test]
 async fn a_wrong_secret_key_is_refused_as_a_permanent_auth_failure() {
-    let stand_in = StandIn::start(StandInKind::Tencent, SECRET_ID, SECRET_KEY)
-        .await
-        .unwrap();
-    let provider = TencentProvider::new(config(stand_in.base_url(), SECRET_ID, "wrong")).unwrap();
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::AuthFailure),
-        "{err}"
-    );
+    let (stand_in, provider) = setup_signing_with(SECRET_ID, "wrong").await;
+    let err = send_staff_err(&provider).await;
+    assert_class(&err, Class::Permanent(PermanentKind::AuthFailure));
     assert_eq!(err.code(), "AuthFailure.SignatureFailure");
     assert!(stand_in.received().is_empty());
     assert_eq!(stand_in.rejections(), ["AuthFailure.SignatureFailure"]);
@@ -92,12 +93,8 @@ async fn a_wrong_secret_key_is_refused_as_a_permanent_auth_failure() {
 
 #[tokio::test]
 async fn an_unknown_secret_id_is_a_permanent_auth_failure() {
-    let stand_in = StandIn::start(StandInKind::Tencent, SECRET_ID, SECRET_KEY)
-        .await
-        .unwrap();
-    let provider =
-        TencentProvider::new(config(stand_in.base_url(), "AKIDother", SECRET_KEY)).unwrap();
-    let err = provider.send(&staff_message()).await.unwrap_err();
+    let (_stand_in, provider) = setup_signing_with("AKIDother", SECRET_KEY).await;
+    let err = send_staff_err(&provider).await;
     assert_eq!(err.code(), "AuthFailure.SecretIdNotFound");
     assert!(err.is_permanent());
 }
@@ -105,59 +102,31 @@ async fn an_unknown_secret_id_is_a_permanent_auth_failure() {
 #[tokio::test]
 async fn internal_errors_5xx_and_daily_limits_are_transient() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::ServerError);
-    stand_in.script(Reply::HttpStatus(500));
-    stand_in.script(Reply::Throttled);
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{err}"
-    );
-    assert_eq!(err.code(), "InternalError.Timeout");
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{err}"
-    );
-    assert_eq!(err.code(), "http_500");
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::Throttled),
-        "{err}"
-    );
-    assert_eq!(err.code(), "LimitExceeded.PhoneNumberDailyLimit");
+    let codes = [
+        "InternalError.Timeout",
+        "http_500",
+        "LimitExceeded.PhoneNumberDailyLimit",
+    ];
+    assert_transient_failures(&stand_in, &provider, 500, codes.map(Some)).await;
 }
 
 #[tokio::test]
 async fn an_incorrect_number_and_an_unapproved_template_are_permanent() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::InvalidNumber);
-    stand_in.script(Reply::TemplateRejected);
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::InvalidNumber),
-        "{err}"
-    );
-    assert_eq!(err.code(), "InvalidParameterValue.IncorrectPhoneNumber");
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::TemplateRejected),
-        "{err}"
-    );
-    assert_eq!(err.code(), "FailedOperation.TemplateIncorrectOrUnapproved");
+    let invalid_number = "InvalidParameterValue.IncorrectPhoneNumber";
+    let unapproved = "FailedOperation.TemplateIncorrectOrUnapproved";
+    assert_permanent_failures(
+        &stand_in,
+        &provider,
+        [Some(invalid_number), Some(unapproved)],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_reply_slower_than_the_client_timeout_is_a_transient_timeout() {
     let (stand_in, provider) = setup().await;
-    stand_in.script(Reply::Delay(Duration::from_secs(3)));
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(err.transient_kind(), Some(TransientKind::Timeout), "{err}");
+    assert_slow_reply_times_out(&stand_in, &provider).await;
 }
 
 #[tokio::test]

@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{PHONE, quick_http, staff_message};
+use common::{
+    Class, PHONE, assert_class, assert_permanent_failures, assert_slow_reply_times_out,
+    assert_transient_failures, quick_http, send_staff_err, staff_message,
+};
 use sanyu_sms::stand_in::{Reply, StandIn, StandInKind};
 use sanyu_sms::webhook::{WebhookConfig, WebhookProvider};
 use sanyu_sms::{PermanentKind, Secret, SmsProvider, TransientKind};
@@ -49,12 +50,8 @@ async fn a_signed_message_is_accepted_and_arrives_with_text_params_and_key() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused_as_a_permanent_auth_failure() {
     let (stand_in, provider) = setup("not-the-secret").await;
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::AuthFailure),
-        "{err}"
-    );
+    let err = send_staff_err(&provider).await;
+    assert_class(&err, Class::Permanent(PermanentKind::AuthFailure));
     assert_eq!(err.code(), "bad_signature");
     assert!(stand_in.received().is_empty());
     assert_eq!(stand_in.rejections(), ["bad_signature"]);
@@ -63,28 +60,7 @@ async fn a_wrong_secret_is_refused_as_a_permanent_auth_failure() {
 #[tokio::test]
 async fn server_errors_and_throttling_are_transient() {
     let (stand_in, provider) = setup(SECRET).await;
-    stand_in.script(Reply::ServerError);
-    stand_in.script(Reply::HttpStatus(502));
-    stand_in.script(Reply::Throttled);
-    let first = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        first.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{first}"
-    );
-    let second = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        second.transient_kind(),
-        Some(TransientKind::ServerError),
-        "{second}"
-    );
-    assert_eq!(second.code(), "http_502");
-    let third = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        third.transient_kind(),
-        Some(TransientKind::Throttled),
-        "{third}"
-    );
+    assert_transient_failures(&stand_in, &provider, 502, [None, Some("http_502"), None]).await;
     // The queue is empty again: the next send succeeds.
     provider.send(&staff_message()).await.unwrap();
 }
@@ -92,20 +68,7 @@ async fn server_errors_and_throttling_are_transient() {
 #[tokio::test]
 async fn an_invalid_number_and_a_rejected_template_are_permanent() {
     let (stand_in, provider) = setup(SECRET).await;
-    stand_in.script(Reply::InvalidNumber);
-    stand_in.script(Reply::TemplateRejected);
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::InvalidNumber),
-        "{err}"
-    );
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.permanent_kind(),
-        Some(PermanentKind::TemplateRejected),
-        "{err}"
-    );
+    assert_permanent_failures(&stand_in, &provider, [None, None]).await;
 }
 
 #[tokio::test]
@@ -127,9 +90,7 @@ async fn a_rule_for_one_number_applies_to_every_spelling_of_it() {
 #[tokio::test]
 async fn a_reply_slower_than_the_client_timeout_is_a_transient_timeout() {
     let (stand_in, provider) = setup(SECRET).await;
-    stand_in.script(Reply::Delay(Duration::from_secs(3)));
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(err.transient_kind(), Some(TransientKind::Timeout), "{err}");
+    assert_slow_reply_times_out(&stand_in, &provider).await;
 }
 
 #[tokio::test]
@@ -145,10 +106,6 @@ async fn a_refused_connection_is_transient() {
         http: quick_http(),
     })
     .unwrap();
-    let err = provider.send(&staff_message()).await.unwrap_err();
-    assert_eq!(
-        err.transient_kind(),
-        Some(TransientKind::Connection),
-        "{err}"
-    );
+    let err = send_staff_err(&provider).await;
+    assert_class(&err, Class::Transient(TransientKind::Connection));
 }

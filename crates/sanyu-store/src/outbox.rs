@@ -23,24 +23,7 @@ pub struct OutboxEvent {
 /// Write an event inside the caller's transaction. Writing the same event id
 /// twice is a no-op: the first write wins.
 pub async fn enqueue(conn: &impl ConnectionTrait, event: OutboxEvent) -> Result<()> {
-    let row = outbox::ActiveModel {
-        event_id: Set(event.event_id),
-        subject: Set(event.subject),
-        payload: Set(event.payload),
-        traceparent: Set(event.traceparent),
-        created_at: Set(Utc::now()),
-        published_at: Set(None),
-        ..Default::default()
-    };
-    outbox::Entity::insert(row)
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(outbox::Column::EventId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    enqueue_all(conn, vec![event]).await
 }
 
 /// Write several events inside the caller's transaction, in multi-row

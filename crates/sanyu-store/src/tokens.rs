@@ -114,29 +114,13 @@ pub async fn issue(
         }
         None => None,
     };
-    let secret = new_secret();
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    let expires_at = now + req.ttl;
-    api_token::Entity::insert(api_token::ActiveModel {
-        id: Set(id),
-        token_hash: Set(hash(&secret)),
-        role: Set(req.role.as_str().to_owned()),
-        school_id: Set(Some(school.id)),
-        class_id: Set(class_id),
-        staff_id: Set(staff_id),
-        label: Set(req.label),
-        created_at: Set(now),
-        expires_at: Set(expires_at),
-        revoked_at: Set(None),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(IssuedToken {
-        id,
-        secret,
-        expires_at,
-    })
+    let holder = NewToken {
+        role: req.role,
+        school_id: Some(school.id),
+        class_id,
+        staff_id,
+    };
+    Ok(insert(conn, holder, req.label, req.ttl).await?)
 }
 
 /// Whether `person` holds `role` for a token naming them: a role that reads
@@ -155,6 +139,31 @@ pub async fn issue_deployment(
     label: Option<String>,
     ttl: Duration,
 ) -> std::result::Result<IssuedToken, IssueError> {
+    let holder = NewToken {
+        role: Role::Admin,
+        school_id: None,
+        class_id: None,
+        staff_id: None,
+    };
+    Ok(insert(conn, holder, label, ttl).await?)
+}
+
+/// Whom a new token speaks for.
+struct NewToken {
+    role: Role,
+    school_id: Option<Uuid>,
+    class_id: Option<Uuid>,
+    staff_id: Option<Uuid>,
+}
+
+/// Store a new token for `holder` (only its secret's hash) and answer the
+/// secret, which is shown this once.
+async fn insert(
+    conn: &impl ConnectionTrait,
+    holder: NewToken,
+    label: Option<String>,
+    ttl: Duration,
+) -> Result<IssuedToken> {
     let secret = new_secret();
     let now = Utc::now();
     let id = Uuid::now_v7();
@@ -162,10 +171,10 @@ pub async fn issue_deployment(
     api_token::Entity::insert(api_token::ActiveModel {
         id: Set(id),
         token_hash: Set(hash(&secret)),
-        role: Set(Role::Admin.as_str().to_owned()),
-        school_id: Set(None),
-        class_id: Set(None),
-        staff_id: Set(None),
+        role: Set(holder.role.as_str().to_owned()),
+        school_id: Set(holder.school_id),
+        class_id: Set(holder.class_id),
+        staff_id: Set(holder.staff_id),
         label: Set(label),
         created_at: Set(now),
         expires_at: Set(expires_at),

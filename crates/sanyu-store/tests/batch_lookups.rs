@@ -3,6 +3,8 @@
 //! decisions and their active watch entries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
@@ -12,12 +14,7 @@ use sanyu_test_support::{TestDb, seed_school};
 use uuid::Uuid;
 
 async fn student(db: &Db, no: &str) -> Uuid {
-    let school = roster::school_by_code(db, "LKP1").await.unwrap().unwrap();
-    roster::student_by_no(db, school.id, no)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
+    common::student_id(db, "LKP1", no).await
 }
 
 fn decision(signal: &str, student: Uuid, school: Uuid, days_ago: i64) -> NewDecision {

@@ -2,14 +2,16 @@
 //! signals and timeline survive; foreign keys and the one-active-case-per-student
 //! index still hold; a case may now be about no student.
 
+mod common;
+
 use chrono::Utc;
+use sanyu_store::cases;
 use sanyu_store::entities::{case, student};
 use sanyu_store::migration::Migrator;
 use sanyu_store::sea_orm::sea_query::Query;
 use sanyu_store::sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement,
 };
-use sanyu_store::{DbConfig, cases};
 use sanyu_test_support::TestDb;
 use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
@@ -18,12 +20,7 @@ use uuid::Uuid;
 const BEFORE: u32 = 9;
 
 async fn existing_cases_survive_and_new_ones_need_no_student(db: TestDb) {
-    let conn = sanyu_store::db::connect(&DbConfig::new(db.url()))
-        .await
-        .expect("connect");
-    Migrator::up(&conn, Some(BEFORE))
-        .await
-        .expect("migrate to 000009");
+    let conn = common::migrated_up_to(&db, BEFORE).await;
     sanyu_test_support::seed_school(&conn, "MIG1").await;
     let s = student::Entity::find()
         .one(&conn)

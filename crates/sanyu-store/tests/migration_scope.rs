@@ -4,13 +4,15 @@
 //! be stored, and dead letters get the school their old subject could name
 //! unambiguously; the rest stay school-less.
 
+mod common;
+
 use chrono::Utc;
 use sanyu_domain::Holder;
 use sanyu_store::entities::{api_token, dead_letter};
 use sanyu_store::migration::Migrator;
 use sanyu_store::sea_orm::sea_query::Query;
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
-use sanyu_store::{DbConfig, roster, tokens};
+use sanyu_store::{roster, tokens};
 use sanyu_test_support::TestDb;
 use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
@@ -46,12 +48,7 @@ async fn old_dead_letter(conn: &impl ConnectionTrait, key: &str, subject: Option
 }
 
 async fn tokens_and_dead_letters_survive(db: TestDb) {
-    let conn = sanyu_store::db::connect(&DbConfig::new(db.url()))
-        .await
-        .expect("connect");
-    Migrator::up(&conn, Some(BEFORE))
-        .await
-        .expect("migrate to m20261204");
+    let conn = common::migrated_up_to(&db, BEFORE).await;
     let school = sanyu_test_support::seed_school(&conn, "MIG3").await;
     let before = api_token::Entity::find()
         .all(&conn)

@@ -4,15 +4,15 @@
 //! and changes nothing; with it, the raw columns hold no clear text, the
 //! clear columns are gone, and the sealed values open to what was stored.
 
+mod common;
+
 use chrono::Utc;
 use sanyu_store::crypto::Sealer;
 use sanyu_store::entities::{case_action, hotline_call, referral, student};
-use sanyu_store::migration::Migrator;
 use sanyu_store::sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sanyu_store::sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
-use sanyu_store::{Db, DbConfig, cases};
+use sanyu_store::{Db, cases};
 use sanyu_test_support::TestDb;
-use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 /// Every migration before the sealing one.
@@ -254,12 +254,7 @@ async fn column_names(conn: &Db, table: &str) -> Vec<String> {
 }
 
 async fn clear_free_text_is_sealed_by_the_migration(db: TestDb) {
-    let conn = sanyu_store::db::connect(&DbConfig::new(db.url()))
-        .await
-        .expect("connect");
-    Migrator::up(&conn, Some(BEFORE))
-        .await
-        .expect("migrate to the one before");
+    let conn = common::migrated_up_to(&db, BEFORE).await;
     let old = old_rows(&conn).await;
 
     // Without the data key there is nothing to seal with: refused, and the

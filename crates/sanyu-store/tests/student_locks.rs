@@ -3,18 +3,15 @@
 //! student until it commits, and does not hold up other students.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use sanyu_store::sea_orm::{ConnectionTrait, TransactionTrait};
-use sanyu_store::{Db, decisions, roster};
+use sanyu_store::{Db, decisions};
 use sanyu_test_support::{TestDb, seed_school};
 use uuid::Uuid;
 
 async fn student(db: &Db, no: &str) -> Uuid {
-    let school = roster::school_by_code(db, "LCK1").await.unwrap().unwrap();
-    roster::student_by_no(db, school.id, no)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
+    common::student_id(db, "LCK1", no).await
 }
 
 /// Try to lock `ids` in a new transaction that waits at most 200 ms for a

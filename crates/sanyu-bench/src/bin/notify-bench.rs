@@ -9,6 +9,8 @@
 //! the publish to the provider's acceptance as the notifier saw it (the
 //! accepted attempt's timestamp, written right after the provider answered).
 
+#[path = "../pg_args.rs"]
+mod pg_args;
 #[path = "../settings.rs"]
 mod settings;
 
@@ -19,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use pg_args::PgArgs;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, nats, telemetry};
@@ -39,12 +42,8 @@ struct Args {
     /// Use SQLite instead of PostgreSQL.
     #[arg(long)]
     sqlite: bool,
-    #[arg(
-        long,
-        env = "SANYU_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: PgArgs,
     /// A small run for CI: 50 requests.
     #[arg(long)]
     smoke: bool,
@@ -72,7 +71,7 @@ async fn main() -> Result<()> {
     let db = if args.sqlite {
         TestDb::sqlite()
     } else {
-        TestDb::postgres_at(&args.pg_url).await
+        TestDb::postgres_at(&args.pg.pg_url).await
     };
     let nats_server = NatsServer::start_with(true).await;
     let smtp = SmtpServer::start();

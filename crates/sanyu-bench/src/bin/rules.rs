@@ -11,6 +11,8 @@
 #[path = "../common.rs"]
 mod common;
 
+#[path = "../pg_args.rs"]
+mod pg_args;
 #[path = "../settings.rs"]
 mod settings;
 
@@ -21,6 +23,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use chrono::Utc;
 use clap::Parser;
 use futures::StreamExt;
+use pg_args::PgArgs;
 use sanyu_domain::{RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::config::Secret;
@@ -45,12 +48,8 @@ struct Args {
     /// Lanes of the engine (rules.lanes).
     #[arg(long, default_value_t = 2)]
     lanes: usize,
-    #[arg(
-        long,
-        env = "SANYU_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: PgArgs,
     /// A small run for CI: 500 signals over 200 students.
     #[arg(long)]
     smoke: bool,
@@ -286,7 +285,7 @@ async fn main() -> Result<()> {
         args.signals = 500;
         args.students = 200;
     }
-    let db = TestDb::postgres_at(&args.pg_url).await;
+    let db = TestDb::postgres_at(&args.pg.pg_url).await;
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
     fixtures::seed_school(&conn, "RULES").await;
@@ -331,7 +330,8 @@ async fn main() -> Result<()> {
 
     let reference = ack_only(&js, args.signals).await?;
     println!("reference: ack-only consumer {reference:.0} messages/s");
-    let floor = decision_rows_only(&args.pg_url, args.signals, args.max_batch, args.lanes).await?;
+    let floor =
+        decision_rows_only(&args.pg.pg_url, args.signals, args.max_batch, args.lanes).await?;
     println!(
         "reference: decision rows only (one INSERT of {} rows per committed transaction, {} connections, nothing else) {floor:.0} rows/s = {:.2} of the ack-only rate",
         args.max_batch,

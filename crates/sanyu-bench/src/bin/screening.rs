@@ -11,6 +11,8 @@
 #[path = "../common.rs"]
 mod common;
 
+#[path = "../pg_args.rs"]
+mod pg_args;
 #[path = "../settings.rs"]
 mod settings;
 
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
+use pg_args::PgArgs;
 use sanyu_importer::{Declaration, NewJob, ProcessOptions};
 use sanyu_platform::config::Secret;
 use sanyu_platform::relay::Waker;
@@ -49,12 +52,8 @@ struct Args {
     /// Skip the end-to-end wait for the rules engine (import only).
     #[arg(long)]
     import_only: bool,
-    #[arg(
-        long,
-        env = "SANYU_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: PgArgs,
     /// A small run for CI: 1,000 rows.
     #[arg(long)]
     smoke: bool,
@@ -187,7 +186,7 @@ async fn main() -> Result<()> {
     if args.smoke {
         args.rows = 1000;
     }
-    let db = TestDb::postgres_at(&args.pg_url).await;
+    let db = TestDb::postgres_at(&args.pg.pg_url).await;
     let nats = NatsServer::start_with(true).await;
     let conn = db.connect().await;
     fixtures::seed_school(&conn, "SCREEN").await;

@@ -5,6 +5,10 @@
 //! One case answers in the type of the caller's disclosure: [`CaseDetail`]
 //! for counsellors and the crisis team, [`CaseOverview`] (state, level, who
 //! and when) for head teachers and leaders.
+//!
+//! Why this file is over 600 lines: about 250 of them are the response types
+//! of the case record (`ToSchema` types the OpenAPI document publishes), kept
+//! beside the two handlers that fill them in.
 
 use std::collections::HashMap;
 

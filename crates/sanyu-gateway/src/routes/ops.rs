@@ -155,21 +155,13 @@ pub async fn resolve_dead_letter(
     }
     let txn = sanyu_store::begin_write(&state.db).await?;
     dead_letters::resolve(&*txn, id).await?;
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::holder_entry(
-            &holder,
-            &peer,
-            "dead_letters.resolve",
-            format!("dead_letter:{id}"),
-        ),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "audit log write failed");
-        ApiError::Unavailable("the audit log cannot be written; try again".into())
-    })?;
+    let entry = audit::holder_entry(
+        &holder,
+        &peer,
+        "dead_letters.resolve",
+        format!("dead_letter:{id}"),
+    );
+    audit::record_in_or_refuse(&*txn, &state, entry).await?;
     txn.commit().await?;
     let d = dead_letters::get(&state.db, id)
         .await?

@@ -273,17 +273,13 @@ pub async fn submit(
         .await?;
     }
     // The report and its audit record commit together.
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::entry(
-            &caller,
-            &peer,
-            "report.submit",
-            format!("report:{report_id}"),
-        ),
-    )
-    .await?;
+    let entry = audit::entry(
+        &caller,
+        &peer,
+        "report.submit",
+        format!("report:{report_id}"),
+    );
+    audit::record_in(&*txn, &state, entry).await?;
     txn.commit().await?;
     state.waker.wake();
     tracing::info!(level = report.level.as_str(), "report accepted");

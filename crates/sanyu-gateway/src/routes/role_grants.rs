@@ -219,16 +219,8 @@ async fn decide(
     } else {
         "role_grants.refuse"
     };
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::holder_entry(&holder, &peer, action, format!("role_grant:{id}")),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "audit log write failed");
-        ApiError::Unavailable("the audit log cannot be written; try again".into())
-    })?;
+    let entry = audit::holder_entry(&holder, &peer, action, format!("role_grant:{id}"));
+    audit::record_in_or_refuse(&*txn, &state, entry).await?;
     if confirm {
         let school = school::Entity::find_by_id(decided.school_id)
             .one(&*txn)

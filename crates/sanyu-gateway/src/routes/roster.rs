@@ -65,28 +65,20 @@ async fn import(
         Kind::Students => "roster.import_students",
         Kind::Staff => "roster.import_staff",
     };
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::entry(&caller, &peer, action, format!("school:{}", school.id)),
-    )
-    .await?;
+    let entry = audit::entry(&caller, &peer, action, format!("school:{}", school.id));
+    audit::record_in(&*txn, &state, entry).await?;
     // A role that reads cases waits for a second person: each grant asked
     // for is in the audit log and announced to the leaders and crisis team
     // at once, in this transaction.
     let now = chrono::Utc::now();
     for pending in &summary.pending_role_grants {
-        sanyu_store::audit::append_in(
-            &*txn,
-            &state.audit_key,
-            audit::entry(
-                &caller,
-                &peer,
-                "role_grants.request",
-                format!("role_grant:{}", pending.grant_id),
-            ),
-        )
-        .await?;
+        let entry = audit::entry(
+            &caller,
+            &peer,
+            "role_grants.request",
+            format!("role_grant:{}", pending.grant_id),
+        );
+        audit::record_in(&*txn, &state, entry).await?;
         let grant = sanyu_store::role_grants::get(&*txn, pending.grant_id)
             .await?
             .ok_or(ApiError::NotFound("role grant"))?;

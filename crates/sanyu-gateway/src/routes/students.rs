@@ -157,21 +157,13 @@ pub async fn finish_watch(
         .ok_or_else(not_found)?;
     let txn = sanyu_store::begin_write(&state.db).await?;
     decisions::finish_watch(&*txn, id, caller.staff_id, Utc::now()).await?;
-    sanyu_store::audit::append_in(
-        &*txn,
-        &state.audit_key,
-        audit::entry(
-            &caller,
-            &peer,
-            "key_population.watch_done",
-            format!("watch:{id}"),
-        ),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "audit log write failed");
-        ApiError::Unavailable("the audit log cannot be written; try again".into())
-    })?;
+    let entry = audit::entry(
+        &caller,
+        &peer,
+        "key_population.watch_done",
+        format!("watch:{id}"),
+    );
+    audit::record_in_or_refuse(&*txn, &state, entry).await?;
     txn.commit().await?;
     let entry = decisions::watch_entry(&state.db, id)
         .await?

@@ -5,54 +5,17 @@
 //! cases opened by the rules engine in-process.
 use std::collections::HashMap;
 
-use crate::support::{Answer, App};
+use crate::support::Answer;
+use crate::support::stack::Stack;
 use sanyu_domain::CaseStatus;
 use sanyu_domain::lifecycle::{self, CaseAction};
-use sanyu_store::Db;
 use sanyu_store::entities::{audit_record, case, staff, student};
 use sanyu_store::sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
 };
-use sanyu_test_support::{School, TestDb};
+use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-/// What the end-to-end tests called their stack: here the router in-process.
-struct Stack {
-    app: App,
-    conn: Db,
-    school: School,
-    other_school: School,
-}
-
-impl Stack {
-    async fn new(db: TestDb) -> Self {
-        let app = App::start(db).await;
-        Self {
-            conn: app.db.clone(),
-            school: app.a.clone(),
-            other_school: app.b.clone(),
-            app,
-        }
-    }
-
-    async fn get(&self, token: &str, path: &str) -> Answer {
-        self.app.with_token(Some(token)).get(path).await
-    }
-
-    async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
-        self.app
-            .with_token(Some(token))
-            .post(path, body.clone())
-            .await
-    }
-
-    /// `POST /v1/cases/{case}/{action}` with a JSON body.
-    async fn act(&self, token: &str, case: &str, action: &str, body: Value) -> Answer {
-        self.post_json(token, &format!("/v1/cases/{case}/{action}"), &body)
-            .await
-    }
-}
 
 /// Ids of the seeded people and places.
 struct Ids {

@@ -17,65 +17,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{Answer, App};
-use sanyu_store::Db;
+use crate::support::Answer;
+use crate::support::stack::Stack;
 use sanyu_store::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-use sanyu_test_support::{School, TestDb};
+use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
 
-/// What the end-to-end tests called their stack: here the router in-process,
-/// with a key date (`midterm`) open now.
-struct Stack {
-    app: App,
-    conn: Db,
-    school: School,
-}
-
 impl Stack {
-    async fn new(db: TestDb) -> Self {
-        let now = chrono::Utc::now();
-        let periods = serde_json::from_value(json!([
-            {"id": "midterm", "name": "期中考试", "kind": "midterm_exam",
-             "opens_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
-             "deadline": (now + chrono::Duration::hours(3)).to_rfc3339(),
-             "levels": ["class", "school"]},
-        ]))
-        .expect("periods");
-        let app = App::start_with(db, |config| config.zero_report.periods = periods).await;
-        Self {
-            conn: app.db.clone(),
-            school: app.a.clone(),
-            app,
-        }
-    }
-
-    fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
-        let mut body = crate::support::report_body(student_no, level);
-        body["narrative"] = json!(narrative);
-        body
-    }
-
-    async fn post_report(&self, token: &str, body: &Value) -> Answer {
-        self.post_json(token, "/v1/reports", body).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> Answer {
-        self.app.with_token(Some(token)).get(path).await
-    }
-
-    async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
-        self.app
-            .with_token(Some(token))
-            .post(path, body.clone())
-            .await
-    }
-
-    /// `POST /v1/cases/{case}/{action}` with a JSON body.
-    async fn act(&self, token: &str, case: &str, action: &str, body: Value) -> Answer {
-        self.post_json(token, &format!("/v1/cases/{case}/{action}"), &body)
-            .await
-    }
-
     /// Poll `check` until it returns `Some`, letting the rules engine decide
     /// the intake written so far before each look (the end-to-end test
     /// waited for the engine binary); screening imports run in the
@@ -204,7 +152,7 @@ async fn wait_case(stack: &Stack, case: &str, what: &str, done: impl Fn(&Value) 
 
 async fn plant(db: TestDb) -> Planted {
     let spool = tempfile::tempdir().expect("spool dir");
-    let stack = Stack::new(db).await;
+    let stack = Stack::with_midterm(db).await;
     let sch = stack.school.clone();
 
     // A head teacher's report about S1.

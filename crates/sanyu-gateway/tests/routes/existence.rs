@@ -3,62 +3,14 @@
 //! existence oracles). In-process (moved from the end-to-end
 //! `tests/disclosure.rs`, same assertions): the router on a real database, the
 //! rules engine deciding in-process what the relay would have carried to it.
-use crate::support::{Answer, App};
-use sanyu_store::Db;
+use crate::support::Answer;
+use crate::support::stack::Stack;
 use sanyu_store::roster::{self, ImportScope};
 use sanyu_store::sea_orm::{ConnectionTrait, Statement};
-use sanyu_test_support::{School, TestDb};
+use sanyu_test_support::TestDb;
 use serde_json::{Value, json};
 
-/// What the end-to-end tests called their stack: here the router in-process,
-/// with a key date (`midterm`) open now.
-struct Stack {
-    app: App,
-    conn: Db,
-    school: School,
-    other_school: School,
-}
-
 impl Stack {
-    async fn new(db: TestDb) -> Self {
-        let now = chrono::Utc::now();
-        let periods = serde_json::from_value(json!([
-            {"id": "midterm", "name": "期中考试", "kind": "midterm_exam",
-             "opens_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
-             "deadline": (now + chrono::Duration::hours(3)).to_rfc3339(),
-             "levels": ["class", "school"]},
-        ]))
-        .expect("periods");
-        let app = App::start_with(db, |config| config.zero_report.periods = periods).await;
-        Self {
-            conn: app.db.clone(),
-            school: app.a.clone(),
-            other_school: app.b.clone(),
-            app,
-        }
-    }
-
-    fn report_body(student_no: &str, level: &str, narrative: &str) -> Value {
-        let mut body = crate::support::report_body(student_no, level);
-        body["narrative"] = json!(narrative);
-        body
-    }
-
-    async fn post_report(&self, token: &str, body: &Value) -> Answer {
-        self.post_json(token, "/v1/reports", body).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> Answer {
-        self.app.with_token(Some(token)).get(path).await
-    }
-
-    async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
-        self.app
-            .with_token(Some(token))
-            .post(path, body.clone())
-            .await
-    }
-
     /// What the rules engine makes of the intake so far, then `check` (the
     /// end-to-end test waited for the engine binary instead).
     async fn decided<T, F, Fut>(&self, what: &str, mut check: F) -> T
@@ -89,7 +41,7 @@ fn indistinguishable(what: &str, a: &(u16, Value), b: &(u16, Value)) {
 }
 
 async fn another_class_or_schools_student_is_answered_as_one_that_does_not_exist(db: TestDb) {
-    let stack = Stack::new(db).await;
+    let stack = Stack::with_midterm(db).await;
     let sch = stack.school.clone();
     let other = stack.other_school.clone();
     // S7 exists only in the other school.

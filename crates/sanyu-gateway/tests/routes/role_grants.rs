@@ -2,45 +2,17 @@
 //! (moved from the end-to-end `tests/scope.rs`, same assertions): the
 //! deployment admin confirms a school's first crisis team, never once the
 //! school has one.
-use crate::support::{Answer, App};
+use crate::support::Answer;
+use crate::support::stack::Stack;
 use sanyu_domain::Role;
-use sanyu_store::Db;
 use sanyu_store::entities::staff;
 use sanyu_store::roster::{self, ImportScope};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sanyu_test_support::TestDb;
 use sanyu_test_support::fixtures::staff_token;
-use sanyu_test_support::{School, TestDb};
 use serde_json::{Value, json};
 
-/// What the end-to-end tests called their stack: here the router in-process.
-struct Stack {
-    app: App,
-    conn: Db,
-    school: School,
-}
-
 impl Stack {
-    async fn new(db: TestDb) -> Self {
-        let app = App::start(db).await;
-        Self {
-            conn: app.db.clone(),
-            school: app.a.clone(),
-            app,
-        }
-    }
-
-    async fn get(&self, token: &str, path: &str) -> Answer {
-        let token = (!token.is_empty()).then_some(token);
-        self.app.with_token(token).get(path).await
-    }
-
-    async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
-        self.app
-            .with_token(Some(token))
-            .post(path, body.clone())
-            .await
-    }
-
     async fn post_csv(&self, token: &str, path: &str, csv: &str) -> Answer {
         self.app.with_token(Some(token)).post_csv(path, csv).await
     }

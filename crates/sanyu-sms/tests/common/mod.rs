@@ -1,10 +1,13 @@
 //! Shared fixtures for the adapter tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use chrono::{DateTime, FixedOffset};
+use sanyu_sms::stand_in::{Reply, StandIn};
 use sanyu_sms::{
-    AlertLevel, ApprovedTemplate, Audience, HttpSettings, Locale, NotificationFacts, PhoneNumber,
-    SmsMessage, render_sms,
+    AlertLevel, ApprovedTemplate, Audience, HttpSettings, Locale, NotificationFacts, PermanentKind,
+    PhoneNumber, SmsError, SmsMessage, SmsProvider, TransientKind, render_sms,
 };
 
 pub const PHONE: &str = "13800138000";
@@ -81,4 +84,92 @@ pub fn quick_http() -> HttpSettings {
         connect_timeout_ms: 1_000,
         request_timeout_ms: 500,
     }
+}
+
+/// The class a failed send must fall in.
+#[derive(Debug, Clone, Copy)]
+pub enum Class {
+    Permanent(PermanentKind),
+    Transient(TransientKind),
+}
+
+/// Fails unless `err` is of `class`.
+pub fn assert_class(err: &SmsError, class: Class) {
+    match class {
+        Class::Permanent(kind) => assert_eq!(err.permanent_kind(), Some(kind), "{err}"),
+        Class::Transient(kind) => assert_eq!(err.transient_kind(), Some(kind), "{err}"),
+    }
+}
+
+/// Sends the staff message and returns its failure.
+pub async fn send_staff_err(provider: &dyn SmsProvider) -> SmsError {
+    provider.send(&staff_message()).await.unwrap_err()
+}
+
+/// Scripts each reply on the stand-in, then sends the staff message once per reply and checks
+/// the failures in order: their class, and their provider code where one is given.
+async fn assert_scripted_failures<const N: usize>(
+    stand_in: &StandIn,
+    provider: &dyn SmsProvider,
+    cases: [(Reply, Class, Option<&str>); N],
+) {
+    for (reply, _, _) in &cases {
+        stand_in.script(reply.clone());
+    }
+    for (_, class, code) in cases {
+        let err = send_staff_err(provider).await;
+        assert_class(&err, class);
+        if let Some(code) = code {
+            assert_eq!(err.code(), code);
+        }
+    }
+}
+
+/// A server error, HTTP `status` and throttling are transient (server error, server error,
+/// throttled), with these provider codes where given.
+pub async fn assert_transient_failures(
+    stand_in: &StandIn,
+    provider: &dyn SmsProvider,
+    status: u16,
+    [server_error, http_status, throttled]: [Option<&str>; 3],
+) {
+    let server = Class::Transient(TransientKind::ServerError);
+    let cases = [
+        (Reply::ServerError, server, server_error),
+        (Reply::HttpStatus(status), server, http_status),
+        (
+            Reply::Throttled,
+            Class::Transient(TransientKind::Throttled),
+            throttled,
+        ),
+    ];
+    assert_scripted_failures(stand_in, provider, cases).await;
+}
+
+/// An invalid number and a rejected template are permanent, with these provider codes where given.
+pub async fn assert_permanent_failures(
+    stand_in: &StandIn,
+    provider: &dyn SmsProvider,
+    [invalid_number, template_rejected]: [Option<&str>; 2],
+) {
+    let cases = [
+        (
+            Reply::InvalidNumber,
+            Class::Permanent(PermanentKind::InvalidNumber),
+            invalid_number,
+        ),
+        (
+            Reply::TemplateRejected,
+            Class::Permanent(PermanentKind::TemplateRejected),
+            template_rejected,
+        ),
+    ];
+    assert_scripted_failures(stand_in, provider, cases).await;
+}
+
+/// A reply slower than the client's timeout ([`quick_http`]) is a transient timeout.
+pub async fn assert_slow_reply_times_out(stand_in: &StandIn, provider: &dyn SmsProvider) {
+    stand_in.script(Reply::Delay(Duration::from_secs(3)));
+    let err = send_staff_err(provider).await;
+    assert_class(&err, Class::Transient(TransientKind::Timeout));
 }

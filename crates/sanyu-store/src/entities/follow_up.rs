@@ -16,7 +16,4 @@ pub struct Model {
     pub outcome_sealed: Option<Vec<u8>>,
 }
 
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
+no_relations!();

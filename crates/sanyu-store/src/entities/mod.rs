@@ -1,4 +1,16 @@
 //! sea-orm entities, one module per table.
+
+/// The tail every table module shares: no sea-orm relations (the repositories write their joins as
+/// queries) and the default `ActiveModelBehavior`.
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
 pub mod api_token;
 pub mod audit_head;
 pub mod audit_record;

@@ -16,6 +16,8 @@
 //! assert_eq!(r.status, 200);
 //! ```
 
+pub mod stack;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,0 +1,261 @@
+//! Stand-ins for the SMS providers, for tests (feature `stand-in`).
+//!
+//! Each [`StandIn`] is a small axum server on `127.0.0.1:0` that speaks one
+//! provider's protocol: it recomputes the request signature from what it
+//! actually received (method, query, headers, body) with the known secret,
+//! exactly as the provider documents it, and refuses a mismatch with that
+//! provider's own error body. Accepted requests are recorded
+//! ([`StandIn::received`]) and answered as scripted ([`StandIn::script`],
+//! [`StandIn::script_for`]); without a script they succeed.
+//!
+//! | | refusal of a bad signature | scripted answers |
+//! |---|---|---|
+//! | webhook | 401 `{"code":"bad_signature"}` | 500, 429 `throttled`, 422 `invalid_number` / `template_rejected` |
+//! | Alibaba Cloud | 400 `SignatureDoesNotMatch` (404 `InvalidAccessKeyId.NotFound` for an unknown key id) | 500 `isp.SYSTEM_ERROR`, `isv.BUSINESS_LIMIT_CONTROL`, `isv.MOBILE_NUMBER_ILLEGAL`, `isv.SMS_TEMPLATE_ILLEGAL` |
+//! | Tencent Cloud | 200 `Response.Error` `AuthFailure.SignatureFailure` (`AuthFailure.SecretIdNotFound`, `AuthFailure.SignatureExpire`) | `InternalError.Timeout`, per-number `LimitExceeded.PhoneNumberDailyLimit` / `InvalidParameterValue.IncorrectPhoneNumber`, `FailedOperation.TemplateIncorrectOrUnapproved` |
+//!
+//! The error bodies follow the shapes the providers document; their message
+//! texts are paraphrased where the documentation does not give them.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDateTime, Utc};
+use serde_json::json;
+
+use crate::message::PhoneNumber;
+use aliyun::handle_aliyun;
+use tencent::handle_tencent;
+use webhook::handle_webhook;
+mod aliyun;
+mod tencent;
+mod webhook;
+
+/// Which provider a stand-in plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInKind {
+    Webhook,
+    Aliyun,
+    Tencent,
+}
+
+/// How the stand-in answers an authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Success, with a fresh provider message id.
+    Accept,
+    /// The provider's own server-side failure (see the module table).
+    ServerError,
+    /// A bare HTTP status with a plain-text body (e.g. 502 from a gateway).
+    HttpStatus(u16),
+    /// The provider's throttling code.
+    Throttled,
+    /// The provider's invalid-number code.
+    InvalidNumber,
+    /// The provider's template-rejected code.
+    TemplateRejected,
+    /// Wait this long, then accept (for client timeouts).
+    Delay(Duration),
+}
+
+/// One request the stand-in authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The number as the provider received it (`+86…`, or 11 digits for Alibaba Cloud).
+    pub phone: String,
+    /// Webhook template name, Alibaba `TemplateCode` or Tencent `TemplateId`.
+    pub template: String,
+    /// Named parameters (Tencent's positional ones are named `1`, `2`, …).
+    pub params: Vec<(String, String)>,
+    /// The rendered text (webhook only).
+    pub text: Option<String>,
+    /// `SignName` (Alibaba Cloud, Tencent Cloud).
+    pub sign_name: Option<String>,
+    /// `Idempotency-Key`, `OutId` or `SessionContext`.
+    pub idempotency_key: Option<String>,
+}
+
+/// A running stand-in. Dropping it stops the server.
+pub struct StandIn {
+    base_url: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    kind: StandInKind,
+    key_id: String,
+    secret: String,
+    state: Mutex<StateInner>,
+}
+
+#[derive(Default)]
+struct StateInner {
+    queue: VecDeque<Reply>,
+    rules: HashMap<String, Reply>,
+    received: Vec<Received>,
+    rejections: Vec<String>,
+    nonces: HashSet<String>,
+    next_id: u64,
+    /// Webhook: the message id each accepted `Idempotency-Key` got first.
+    first_ids: HashMap<String, u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, StateInner> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reject(&self, code: &str) {
+        self.lock().rejections.push(code.to_owned());
+    }
+
+    /// Records the request and picks the reply: a rule for the number first,
+    /// then the queue, then `Accept`.
+    fn record(&self, received: Received) -> (Reply, u64) {
+        let key = normalize(&received.phone);
+        let mut state = self.lock();
+        state.received.push(received);
+        state.next_id += 1;
+        let id = state.next_id;
+        let reply = match state.rules.get(&key) {
+            Some(reply) => reply.clone(),
+            None => state.queue.pop_front().unwrap_or(Reply::Accept),
+        };
+        (reply, id)
+    }
+}
+
+fn normalize(phone: &str) -> String {
+    PhoneNumber::parse(phone)
+        .map(|p| p.e164().to_owned())
+        .unwrap_or_else(|_| phone.to_owned())
+}
+
+impl StandIn {
+    /// Starts a stand-in for `kind` that accepts requests signed with
+    /// `key_id`/`secret` (`AccessKeyId`/`AccessKeySecret`, `SecretId`/`SecretKey`;
+    /// the webhook uses only `secret`).
+    pub async fn start(kind: StandInKind, key_id: &str, secret: &str) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            kind,
+            key_id: key_id.to_owned(),
+            secret: secret.to_owned(),
+            state: Mutex::new(StateInner::default()),
+        });
+        let router = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::warn!(%error, "SMS stand-in stopped");
+            }
+        });
+        Ok(Self {
+            base_url: format!("http://{addr}/"),
+            shared,
+            server,
+        })
+    }
+
+    pub fn kind(&self) -> StandInKind {
+        self.shared.kind
+    }
+
+    /// `http://127.0.0.1:<port>/` — the endpoint/URL to configure.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Every authenticated request so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().received.clone()
+    }
+
+    /// The messages that would reach a handset: every request the provider
+    /// accepted, except that the signed webhook sends each `Idempotency-Key`
+    /// once (a repeated key answers the first message's id and sends nothing),
+    /// as its protocol asks of receivers. Alibaba Cloud's `OutId` and Tencent
+    /// Cloud's `SessionContext` are only echoed in receipts: those providers
+    /// send a repeated request again, and so does their stand-in.
+    pub fn handset_messages(&self) -> usize {
+        let received = self.received();
+        match self.shared.kind {
+            StandInKind::Webhook => {
+                let mut keys = HashSet::new();
+                received
+                    .iter()
+                    .filter(|r| match &r.idempotency_key {
+                        Some(k) if !k.is_empty() => keys.insert(k.clone()),
+                        _ => true,
+                    })
+                    .count()
+            }
+            StandInKind::Aliyun | StandInKind::Tencent => received.len(),
+        }
+    }
+
+    /// The error codes of requests refused before they were recorded (bad
+    /// signature, unknown key id, expired timestamp, reused nonce).
+    pub fn rejections(&self) -> Vec<String> {
+        self.shared.lock().rejections.clone()
+    }
+
+    /// Answers the next authenticated request (not covered by a rule) with `reply`.
+    pub fn script(&self, reply: Reply) {
+        self.shared.lock().queue.push_back(reply);
+    }
+
+    /// Answers every request for `phone` (any spelling) with `reply`.
+    pub fn script_for(&self, phone: &str, reply: Reply) {
+        self.shared.lock().rules.insert(normalize(phone), reply);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match shared.kind {
+        StandInKind::Webhook => handle_webhook(&shared, &headers, &body).await,
+        StandInKind::Aliyun => handle_aliyun(&shared, &method, &uri, &headers, &body).await,
+        StandInKind::Tencent => handle_tencent(&shared, &method, &uri, &headers, &body).await,
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn settle(reply: Reply) -> Reply {
+    match reply {
+        Reply::Delay(wait) => {
+            tokio::time::sleep(wait).await;
+            Reply::Accept
+        }
+        other => other,
+    }
+}
+
+fn plain_status(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, "stand-in: scripted HTTP status").into_response()
+}

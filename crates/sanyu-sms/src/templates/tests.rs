@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+/// The facts of a case, with the values most tests use ([`facts`]).
+struct Facts {
+    case_ref: &'static str,
+    level: AlertLevel,
+    link: &'static str,
+    counsellor: &'static str,
+    counsellor_phone: &'static str,
+}
+
+fn facts() -> Facts {
+    Facts {
+        case_ref: "C-7F3K2Q",
+        level: AlertLevel::Critical,
+        link: "https://sanyu.example.edu.cn/cases/C-7F3K2Q",
+        counsellor: "王老师",
+        counsellor_phone: "010-6275 1234",
+    }
+}
+
+impl NotificationFacts for Facts {
+    fn school_name(&self) -> &str {
+        "第一中学"
+    }
+    fn case_reference(&self) -> &str {
+        self.case_ref
+    }
+    fn level(&self) -> AlertLevel {
+        self.level
+    }
+    fn case_link(&self) -> &str {
+        self.link
+    }
+    fn occurred_at(&self) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339("2025-03-01T14:05:00+08:00").unwrap()
+    }
+    fn counsellor_display_name(&self) -> &str {
+        self.counsellor
+    }
+    fn counsellor_phone(&self) -> &str {
+        self.counsellor_phone
+    }
+}
+
+#[test]
+fn staff_sms_in_chinese_names_the_level_in_words() {
+    let sms = render_sms(Audience::Staff, Locale::ZhCn, &facts()).unwrap();
+    assert_eq!(
+        sms.text,
+        "第一中学：个案 C-7F3K2Q 待处理，级别 一级（紧急），时间 2025-03-01 14:05。请登录查看：https://sanyu.example.edu.cn/cases/C-7F3K2Q"
+    );
+    assert_eq!(sms.param("level"), Some("一级（紧急）"));
+    assert_eq!(sms.template_name(), "staff.zh-CN");
+}
+
+#[test]
+fn guardian_sms_has_the_counsellor_and_no_level() {
+    let sms = render_sms(Audience::Guardian, Locale::ZhCn, &facts()).unwrap();
+    assert_eq!(
+        sms.text,
+        "第一中学：王老师希望尽快与您通话，请致电 010-6275 1234，并告知编号 C-7F3K2Q（2025-03-01 14:05）。"
+    );
+    assert_eq!(sms.param("level"), None);
+    let names: Vec<&str> = sms.params.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, Audience::Guardian.param_names());
+}
+
+#[test]
+fn staff_email_has_subject_and_body_in_both_locales() {
+    let zh = render_staff_email(Locale::ZhCn, &facts()).unwrap();
+    assert_eq!(
+        zh.subject,
+        "【一级（紧急）】个案 C-7F3K2Q 待处理 · 第一中学"
+    );
+    assert!(
+        zh.body
+            .contains("https://sanyu.example.edu.cn/cases/C-7F3K2Q")
+    );
+    let en = render_staff_email(Locale::En, &facts()).unwrap();
+    assert_eq!(
+        en.subject,
+        "[critical] Case C-7F3K2Q needs attention · 第一中学"
+    );
+}
+
+#[test]
+fn a_case_reference_that_is_not_opaque_is_refused() {
+    let named = Facts {
+        case_ref: "张三",
+        level: AlertLevel::High,
+        link: "https://sanyu.example.edu.cn/",
+        counsellor_phone: "13800138000",
+        ..facts()
+    };
+    for audience in Audience::ALL {
+        let err = render_sms(audience, Locale::ZhCn, &named).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TemplateError::InvalidField {
+                    field: "case_ref",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_counsellor_title_with_a_denied_word_stops_the_guardian_sms() {
+    let titled = Facts {
+        level: AlertLevel::High,
+        link: "https://sanyu.example.edu.cn/",
+        counsellor: "心理老师王老师",
+        counsellor_phone: "13800138000",
+        ..facts()
+    };
+    let err = render_sms(Audience::Guardian, Locale::ZhCn, &titled).unwrap_err();
+    assert!(
+        matches!(err, TemplateError::DeniedWord { word: "心理", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_random_reference_that_happens_to_spell_a_denied_word_still_renders() {
+    let unlucky = |case_ref| Facts {
+        case_ref,
+        link: "https://sanyu.example.edu.cn/v1/cases/01a2276b-00e9-71ca-882e-34b7db0768ac",
+        counsellor_phone: "13800138000",
+        ..facts()
+    };
+    for reference in ["C-7PHQ2K", "C-GAD7XY"] {
+        for audience in Audience::ALL {
+            let sms = render_sms(audience, Locale::ZhCn, &unlucky(reference)).unwrap();
+            assert!(sms.text.contains(reference));
+        }
+        let email = render_staff_email(Locale::En, &unlucky(reference)).unwrap();
+        assert!(email.subject.contains(reference));
+    }
+}
+
+#[test]
+fn rendered_sms_debug_shows_no_values() {
+    let sms = render_sms(Audience::Guardian, Locale::ZhCn, &facts()).unwrap();
+    let shown = format!("{sms:?}");
+    assert!(!shown.contains("王老师"));
+    assert!(!shown.contains("6275"));
+    assert!(shown.contains("counsellor_phone"));
+}
