@@ -14,7 +14,7 @@
 //! [`NotificationFacts`], whose methods are exactly those fields. A caller's
 //! case type may well hold the student's name, the narrative or a score —
 //! there is no method through which a template could reach them. The canary
-//! test in `tests/template_privacy.rs` proves it with such a type.
+//! test in `tests/it/template_privacy.rs` proves it with such a type.
 //!
 //! # The deny-list
 //!

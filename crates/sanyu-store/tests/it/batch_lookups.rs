@@ -3,7 +3,7 @@
 //! decisions and their active watch entries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -1,7 +1,7 @@
 //! The webhook adapter against the webhook stand-in.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     Class, PHONE, assert_class, assert_permanent_failures, assert_slow_reply_times_out,

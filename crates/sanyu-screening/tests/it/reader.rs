@@ -2,7 +2,7 @@
 //! and streaming.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::io::{Cursor, Read};

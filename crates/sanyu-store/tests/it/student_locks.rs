@@ -3,7 +3,7 @@
 //! student until it commits, and does not hold up other students.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use sanyu_store::sea_orm::{ConnectionTrait, TransactionTrait};
 use sanyu_store::{Db, decisions};

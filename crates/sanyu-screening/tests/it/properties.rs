@@ -1,7 +1,7 @@
 //! Property tests of the scoring rules over every instrument of the catalogue.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::inst;
 use proptest::prelude::*;

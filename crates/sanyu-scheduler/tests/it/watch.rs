@@ -5,7 +5,7 @@
 //! and the old date's timer does nothing.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! signals and timeline survive; foreign keys and the one-active-case-per-student
 //! index still hold; a case may now be about no student.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use sanyu_store::cases;

@@ -4,7 +4,7 @@
 //! and changes nothing; with it, the raw columns hold no clear text, the
 //! clear columns are gone, and the sealed values open to what was stored.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use sanyu_store::crypto::Sealer;

@@ -5,7 +5,7 @@
 //! late and exhausted ladders.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! be stored, and dead letters get the school their old subject could name
 //! unambiguously; the rest stay school-less.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use sanyu_domain::Holder;

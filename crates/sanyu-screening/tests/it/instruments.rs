@@ -2,7 +2,7 @@
 //! reverse scoring, prorating, skip logic, and the alert of rejected rows.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{encoded, inst, rejected, scored, spread};
 use sanyu_screening::{

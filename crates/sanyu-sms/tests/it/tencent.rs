@@ -1,7 +1,7 @@
 //! The Tencent Cloud adapter against the Tencent Cloud stand-in.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     Class, approved_templates, assert_class, assert_permanent_failures,

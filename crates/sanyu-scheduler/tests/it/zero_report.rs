@@ -6,7 +6,7 @@
 //! the deadline is stale.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,6 @@
+//! The tests of `sanyu-case`: one test binary, a module per subject.
+
+mod ladder;
+mod planner;
+mod rule_planner;
+mod writer;

@@ -1,0 +1,7 @@
+//! The tests of `sanyu-sms`: one test binary, a module per subject.
+
+mod aliyun;
+mod common;
+mod template_privacy;
+mod tencent;
+mod webhook;

@@ -1,0 +1,9 @@
+//! The tests of `sanyu-store`: one test binary, a module per subject.
+
+mod batch_lookups;
+mod common;
+mod migration_cases_without_student;
+mod migration_scope;
+mod migration_seal_free_text;
+mod student_locks;
+mod unavailable;
