@@ -459,14 +459,13 @@ pub async fn act(
 ) -> Response {
     let lang = Lang::of(&headers, None);
     let here = format!("/cases/{id}");
-    let signed = match super::pages::signed_in(&state, &headers, &method, &peer, lang, &here).await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !signed.csrf_ok(&f.csrf) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
-    }
+    let signed =
+        match super::pages::signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf)
+            .await
+        {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
     let Some(action) = ACTIONS.iter().find(|a| **a == action).copied() else {
         return view::error_page(lang, ApiError::NotFound("case"));
     };

@@ -54,6 +54,29 @@ pub(super) async fn signed_in(
     }
 }
 
+/// A state-changing form: who is signed in (or the way to sign in), and the
+/// session's CSRF token checked, before the form is looked at.
+pub(super) async fn signed_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: &Peer,
+    lang: Lang,
+    here: &str,
+    csrf: &str,
+) -> Result<Signed, Response> {
+    let signed = signed_in(state, headers, method, peer, lang, here).await?;
+    if !signed.csrf_ok(csrf) {
+        return Err(view::message(
+            lang,
+            StatusCode::FORBIDDEN,
+            "error_title",
+            "csrf_failed",
+        ));
+    }
+    Ok(signed)
+}
+
 fn level_rank(level: &str) -> u8 {
     match level {
         "critical" => 0,
@@ -483,13 +506,10 @@ pub async fn acknowledge(
 ) -> Response {
     let lang = Lang::of(&headers, None);
     let here = format!("/cases/{id}");
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
+    let signed = match signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !signed.csrf_ok(&f.csrf) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
-    }
     let done = crate::routes::casework::acknowledge(
         State(state.clone()),
         Caller(signed.principal.clone()),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::{Lang, t};
-use super::pages::signed_in;
+use super::pages::{signed_in, signed_post};
 use super::sign_in::CsrfForm;
 use super::view;
 use crate::AppState;
@@ -153,13 +153,20 @@ pub async fn watch_done(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     let lang = Lang::of(&headers, None);
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/key-population").await {
+    let signed = match signed_post(
+        &state,
+        &headers,
+        &method,
+        &peer,
+        lang,
+        "/key-population",
+        &f.csrf,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !signed.csrf_ok(&f.csrf) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
-    }
     let Ok(id) = Uuid::parse_str(&id) else {
         return view::error_page(lang, ApiError::NotFound("watch entry"));
     };
@@ -237,13 +244,20 @@ pub async fn resolve_dead_letter(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     let lang = Lang::of(&headers, None);
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/dead-letters").await {
+    let signed = match signed_post(
+        &state,
+        &headers,
+        &method,
+        &peer,
+        lang,
+        "/dead-letters",
+        &f.csrf,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !signed.csrf_ok(&f.csrf) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
-    }
     let Ok(id) = Uuid::parse_str(&id) else {
         return view::error_page(lang, ApiError::NotFound("dead letter"));
     };
