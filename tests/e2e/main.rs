@@ -5,6 +5,7 @@
 mod api;
 mod audit;
 mod availability;
+mod backup;
 mod casework;
 mod console;
 mod docs;

@@ -1,6 +1,7 @@
 //! The operator's CLI: `migrate`, `roster import`, `token issue|revoke`,
-//! `import` (screening files), and `dev` (every service in one process on
-//! embedded defaults).
+//! `import` (screening files), `audit verify`, `contacts check`, `rules
+//! check|simulate`, `outbox status|replay` (recovery from a backup), and `dev`
+//! (every service in one process on embedded defaults).
 
 mod dev;
 mod screening;
@@ -55,6 +56,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The transactional outbox: what waits to be published, and the replay
+    /// step of a recovery from a database backup (deploy/README.md).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Import a screening file (CSV in UTF-8 or GBK, or XLSX): score every row,
     /// record the results, and raise signals for results past the cut-offs
     /// (written to the outbox; the running services publish them).
@@ -100,6 +107,24 @@ pub enum ContactsCommand {
 pub enum AuditCommand {
     /// Walk the hash chain: finds an edited, deleted or truncated record (exit 1).
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// How many events wait to be published.
+    Status,
+    /// After restoring the database from a backup onto a NATS store that did
+    /// not survive (or is older than the backup): publish again every event
+    /// published at or after `--since` (take the backup's start time minus the
+    /// longest consumer lag you allow, e.g. one hour). Consumers record the
+    /// event ids they processed with their effects, so what was already
+    /// handled does nothing twice; what was published but not yet handled is
+    /// handled now.
+    Replay {
+        /// RFC 3339 time, e.g. 2026-12-06T02:00:00Z.
+        #[arg(long)]
+        since: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +321,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         ExitCode::FAILURE
                     }
+                }
+                Command::Outbox {
+                    command: OutboxCommand::Status,
+                } => {
+                    let waiting = sanyu_store::outbox::pending_count(&db).await?;
+                    println!("{waiting} events wait to be published");
+                    ExitCode::SUCCESS
+                }
+                Command::Outbox {
+                    command: OutboxCommand::Replay { since },
+                } => {
+                    let again = sanyu_store::outbox::republish_since(&db, since).await?;
+                    println!(
+                        "{again} events published since {} wait to be published again; \
+                         the running services publish them",
+                        since.to_rfc3339()
+                    );
+                    ExitCode::SUCCESS
                 }
                 Command::Import(args) => screening::run(&db, args, &config.screening).await?,
                 Command::Rules {

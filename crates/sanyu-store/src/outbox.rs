@@ -1,7 +1,7 @@
 //! The transactional outbox: events are written in the same transaction as the
 //! state change that emits them, and a relay publishes them to JetStream.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -81,6 +81,25 @@ pub async fn mark_published(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// After a database restore: mark every event published at or after `since`
+/// as waiting again, so that the relays publish it once more. Safe because
+/// publishes carry the event id as `Nats-Msg-Id` and every consumer records
+/// the message ids it processed in the same transaction as their effect: an
+/// event that was already handled before the backup does nothing twice, and
+/// one that was published but not yet handled (it was in a NATS store that
+/// did not survive) is handled now. Returns how many events wait again.
+pub async fn republish_since(conn: &impl ConnectionTrait, since: DateTime<Utc>) -> Result<u64> {
+    let done = outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::PublishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(outbox::Column::PublishedAt.gte(since))
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 /// Number of events still waiting (for readiness and metrics).
