@@ -12,6 +12,7 @@ mod docs;
 mod escalation;
 mod exactly_once;
 mod hotline;
+mod metrics;
 mod openapi;
 mod replicas;
 mod report_to_email;

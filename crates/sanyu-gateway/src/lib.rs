@@ -228,6 +228,10 @@ pub fn router(state: AppState) -> Router {
         // Unknown routes and methods answer with the error body too.
         .fallback(extract::no_route)
         .method_not_allowed_fallback(extract::no_method)
+        // Latency by route template (ids never become labels).
+        .layer(axum::middleware::from_fn(
+            sanyu_platform::metrics::track_http,
+        ))
         .layer(
             tower::ServiceBuilder::new()
                 // Every response carries an `x-request-id` (the caller's, or a new one),
@@ -318,6 +322,8 @@ impl Gateway {
             sanyu_platform::http::Limits::from_config(&config.http),
             shutdown.token.clone(),
         ));
+        // `/metrics` (and health) on the internal `health.listen`, if set.
+        runner::serve_health(&config, &readiness, &shutdown).await?;
         let connected =
             runner::connect(&config, "sanyu-gateway", &readiness, &shutdown.token).await;
         let mut stopping = None;

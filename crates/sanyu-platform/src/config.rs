@@ -354,9 +354,10 @@ pub struct HttpConfig {
     pub max_connections: usize,
 }
 
-/// The health listener of a headless service (rules engine, notifier,
-/// scheduler): `GET /healthz` (the process is alive) and `GET /readyz`
-/// (its database and NATS are reachable and its consumers run).
+/// The health listener of a service: `GET /healthz` (the process is alive),
+/// `GET /readyz` (its database and NATS are reachable and its consumers run)
+/// and `GET /metrics` (Prometheus). An internal address: the gateway serves
+/// its API on `http.listen` and these on this one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod deadletter;
 pub mod http;
+pub mod metrics;
 pub mod nats;
 pub mod relay;
 pub mod runner;

@@ -251,10 +251,53 @@ impl Backbone {
         self.client.server_info().version
     }
 
+    /// How far behind every durable consumer of every Sanyu stream is (for
+    /// `/metrics`).
+    pub async fn consumer_lag(&self) -> Result<Vec<ConsumerLag>> {
+        use futures::TryStreamExt;
+        let mut lags = Vec::new();
+        for config in self.stream_configs() {
+            let stream = self
+                .js
+                .get_stream(&config.name)
+                .await
+                .map_err(|e| nats_err("stream info", e))?;
+            let names: Vec<String> = stream
+                .consumer_names()
+                .try_collect()
+                .await
+                .map_err(|e| nats_err("consumer names", e))?;
+            for name in names {
+                let info = stream
+                    .consumer_info(&name)
+                    .await
+                    .map_err(|e| nats_err("consumer info", e))?;
+                lags.push(ConsumerLag {
+                    stream: config.name.clone(),
+                    consumer: name,
+                    pending: info.num_pending,
+                    ack_pending: info.num_ack_pending as u64,
+                });
+            }
+        }
+        Ok(lags)
+    }
+
     /// Whether the connection is up (for `/readyz`).
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
+}
+
+/// One durable consumer's backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLag {
+    pub stream: String,
+    pub consumer: String,
+    /// Not delivered yet.
+    pub pending: u64,
+    /// Delivered, not acknowledged yet.
+    pub ack_pending: u64,
 }
 
 /// The stream a Sanyu subject belongs to.

@@ -62,6 +62,11 @@ impl Readiness {
         self.0.consumers.store(true, Ordering::SeqCst);
     }
 
+    /// The database and NATS, once connected.
+    pub fn backends(&self) -> Option<&(Db, Backbone)> {
+        self.0.backends.get()
+    }
+
     fn set_connected(&self, db: Db, backbone: Backbone) {
         let _ = self.0.backends.set((db, backbone));
     }
@@ -106,11 +111,19 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The health listener's routes.
+/// `GET /metrics`: Prometheus' text format (see [`crate::metrics`]).
+pub async fn metrics(State(readiness): State<Readiness>) -> axum::response::Response {
+    crate::metrics::render(readiness.backends()).await
+}
+
+/// The health listener's routes: liveness, readiness and metrics (an
+/// internal port: never the public API's).
 pub fn health_router(readiness: Readiness) -> Router {
+    crate::metrics::install();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(readiness)
 }
 

@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod entities;
 pub mod idempotency;
 pub mod migration;
+pub mod ops;
 pub mod outbox;
 pub mod processed;
 pub mod reports;

@@ -87,10 +87,26 @@ impl Deliverer {
                 channel.as_str()
             )));
         }
+        let send_started = std::time::Instant::now();
         let sent = match channel {
             NotifyChannel::Sms => self.send_sms(ctx, &key, deadline).await?,
             NotifyChannel::Email => self.send_email(ctx, &key, deadline).await?,
         };
+        let (provider, outcome) = match &sent {
+            Sent::Accepted { provider, .. } => (*provider, "sent"),
+            Sent::Failed {
+                transient: true, ..
+            } if !ctx.last_chance => ("any", "retry"),
+            Sent::Failed { .. } => ("any", "failed"),
+            Sent::OutOfTime(_) => ("any", "retry"),
+            Sent::Deferred(..) => ("any", "deferred"),
+        };
+        sanyu_platform::metrics::record_delivery(
+            channel.as_str(),
+            provider,
+            outcome,
+            send_started.elapsed(),
+        );
         let started = claimed_at.elapsed();
         match sent {
             Sent::Accepted {
