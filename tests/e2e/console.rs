@@ -11,6 +11,9 @@
 //!   `scripts/ensure-axe.sh`) on every page: 0 serious or critical
 //!   violations; screenshots at 375 px and 1280 px of every page and role
 //!   under `target/console-screenshots/`;
+//! - in a browser too: hotline calls logged through the API on the calls
+//!   page (newest first, filters), a caller nobody identified linked to a
+//!   student from the call's page (its case becomes the student's);
 //! - over HTTP: five wrong codes lock a code, a code works once, a POST
 //!   without the session's CSRF token changes nothing, a GET of the link
 //!   changes nothing, another school's case is "not found" like a missing
@@ -1654,6 +1657,170 @@ async fn an_unidentified_callers_case_is_linked_to_a_student_from_the_case_page(
     assert!(kp.body.contains("已记录跟进"), "{}", kp.body);
     assert!(!kp.body.contains("rule.overdue") && kp.body.contains("rule.later"));
     assert!(kp.body.contains(&later.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hotline_calls_logged_through_the_api_are_listed_and_a_caller_is_linked_in_a_browser() {
+    use fantoccini::Locator;
+
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let stack = stack_with(TestDb::sqlite(), 3600).await;
+    // Through the API, as the school's hotline system: a named student's
+    // call, and a critical caller nobody identified (who gets a case).
+    let mut ids = Vec::new();
+    for (call_id, student_no, rating, minutes_ago) in [
+        ("CALL-NAMED", Some("S1"), "high", 30),
+        ("CALL-ANON", None, "critical", 2),
+    ] {
+        let call = serde_json::json!({
+            "call_id": call_id,
+            "started_at": (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc3339(),
+            "caller_type": if student_no.is_some() { "student" } else { "anonymous" },
+            "student_no": student_no,
+            "rating": rating,
+            "summary": format!("CALL-SUMMARY {call_id} <script>alert(1)</script>"),
+            "counsellor": "duty counsellor",
+        });
+        let r = stack
+            .post_json(&stack.school.service, "/v1/hotline-calls", &call)
+            .await;
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.expect("accepted");
+        ids.push(v["id"].as_str().expect("id").to_owned());
+    }
+    let (named, anon) = (ids[0].clone(), ids[1].clone());
+    let case_id = eventually(Duration::from_secs(30), "the caller's case", || async {
+        let v: Value = stack
+            .get(
+                &stack.school.crisis_team,
+                &format!("/v1/hotline-calls/{anon}"),
+            )
+            .await
+            .json()
+            .await
+            .ok()?;
+        v["case_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let listed: Value = stack
+        .get(&stack.school.crisis_team, "/v1/hotline-calls")
+        .await
+        .json()
+        .await
+        .expect("the list");
+    let reference = |id: &str| {
+        listed["calls"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["id"] == id))
+            .and_then(|c| c["reference"].as_str())
+            .expect("listed")
+            .to_owned()
+    };
+
+    // The crisis team opens the calls page (signing in on the way).
+    let base = stack.base_url();
+    let c = browser(&driver).await;
+    c.goto(&format!("{base}/hotline-calls"))
+        .await
+        .expect("calls");
+    wait_for_path(&c, "/sign-in").await;
+    let lc = stack.school.code.to_lowercase();
+    browser_sign_in(&c, &stack, &format!("crisis@{lc}.test")).await;
+    wait_for_path(&c, "/hotline-calls").await;
+    let shown = c
+        .find(Locator::Id("calls"))
+        .await
+        .expect("the list")
+        .text()
+        .await
+        .expect("text");
+    let (a, b) = (
+        shown.find(&reference(&anon)).expect("the caller's call"),
+        shown.find(&reference(&named)).expect("the named call"),
+    );
+    assert!(a < b, "newest first: {shown}");
+    assert!(
+        shown.contains("身份未识别") && shown.contains("查看个案"),
+        "{shown}"
+    );
+    assert!(!shown.contains("CALL-SUMMARY"), "the list opens no summary");
+    c.find(Locator::Css(&format!("#calls a[href='/cases/{case_id}']")))
+        .await
+        .expect("a link to the caller's case");
+    shoot(&c, "calls").await;
+    c.goto(&format!("{base}/hotline-calls?unidentified=true&lang=en"))
+        .await
+        .expect("filtered");
+    let shown = c
+        .find(Locator::Id("calls"))
+        .await
+        .expect("the list")
+        .text()
+        .await
+        .expect("text");
+    assert!(shown.contains(&reference(&anon)) && !shown.contains(&reference(&named)));
+    shoot(&c, "calls-unidentified-en").await;
+
+    // The caller's call: its record (text, never markup), and the link form.
+    c.goto(&format!("{base}/hotline-calls?lang=zh"))
+        .await
+        .expect("calls");
+    c.find(Locator::Css(&format!(
+        "#calls a[href='/hotline-calls/{anon}']"
+    )))
+    .await
+    .expect("the call's link")
+    .click()
+    .await
+    .expect("open the call");
+    wait_for_path(&c, &format!("/hotline-calls/{anon}")).await;
+    let html = c.source().await.expect("source");
+    assert!(
+        html.contains("CALL-SUMMARY CALL-ANON &lt;script&gt;"),
+        "{html}"
+    );
+    assert!(c.get_alert_text().await.is_err(), "an alert fired");
+    shoot(&c, "call").await;
+    c.find(Locator::Id("link-no"))
+        .await
+        .expect("student number field")
+        .send_keys("S2")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#form-link button[type=submit]"))
+        .await
+        .expect("link button")
+        .click()
+        .await
+        .expect("link");
+    wait_for_query(&c, "done=link").await;
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text");
+    assert!(main.contains("已关联学生"), "{main}");
+    assert!(c.find(Locator::Id("form-link")).await.is_err());
+    shoot(&c, "call-linked").await;
+    let call: Value = stack
+        .get(
+            &stack.school.crisis_team,
+            &format!("/v1/hotline-calls/{anon}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("call");
+    assert!(call["student_id"].is_string(), "{call}");
+    let case = case_status(&stack, &case_id).await;
+    assert_eq!(case["subject"], "student", "{case}");
+    assert_eq!(case["student_no"], "S2", "{case}");
+    c.close().await.expect("close the browser");
+    eprintln!("console screenshots: {}", screenshot_dir().display());
 }
 
 /// A watch-list entry for student `no` of school `code`, due in `days`.

@@ -88,6 +88,7 @@ pub struct AppState {
         routes::screening::results,
         routes::screening::errors,
         routes::hotline::log,
+        routes::hotline::list,
         routes::hotline::import,
         routes::hotline::link,
         routes::hotline::get,
@@ -205,7 +206,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/screening-imports/{id}/errors",
             get(routes::screening::errors),
         )
-        .route("/v1/hotline-calls", post(routes::hotline::log))
+        .route(
+            "/v1/hotline-calls",
+            post(routes::hotline::log).get(routes::hotline::list),
+        )
         .route("/v1/hotline-calls/{id}/link", post(routes::hotline::link))
         .route("/v1/hotline-calls/{id}", get(routes::hotline::get))
         .route(

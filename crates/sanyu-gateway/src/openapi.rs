@@ -454,6 +454,24 @@ fn query_codes(doc: &mut Value) {
     );
     set(
         doc,
+        "/v1/hotline-calls",
+        "level",
+        json!({"type": "string", "enum": levels}),
+    );
+    set(
+        doc,
+        "/v1/hotline-calls",
+        "since",
+        json!({"type": "string", "format": "date-time", "maxLength": MAX_CODE}),
+    );
+    set(
+        doc,
+        "/v1/hotline-calls",
+        "before",
+        json!({"type": "string", "format": "uuid", "pattern": UUID}),
+    );
+    set(
+        doc,
         "/v1/zero-report-periods/{id}/compliance",
         "format",
         json!({"type": "string", "enum": ["json", "csv"]}),

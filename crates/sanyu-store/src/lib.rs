@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod decisions;
 pub mod deliveries;
 pub mod entities;
+pub mod hotline;
 pub mod idempotency;
 pub mod migration;
 pub mod ops;

@@ -9,6 +9,7 @@
 //! the binary.
 
 mod actions;
+mod calls;
 pub mod i18n;
 mod pages;
 mod records;
@@ -53,6 +54,9 @@ pub fn router() -> Router<AppState> {
             post(records::resolve_dead_letter),
         )
         .route("/key-population/watch/{id}/done", post(records::watch_done))
+        .route("/hotline-calls", get(calls::list))
+        .route("/hotline-calls/{id}", get(calls::call))
+        .route("/hotline-calls/{id}/link", post(calls::link))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
             "/sign-in/code",
@@ -93,17 +97,23 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 }
 
 /// A return path after sign-in, kept only when it is one of the console's
-/// own pages (a case or the queue): never a redirect elsewhere.
+/// own pages (a list, a case, a student, a call): never a redirect elsewhere.
 pub fn safe_return(next: Option<&str>) -> Option<String> {
     let next = next?.trim();
-    if next == "/" || next == "/queue" || next == "/key-population" || next == "/dead-letters" {
+    if [
+        "/",
+        "/queue",
+        "/key-population",
+        "/dead-letters",
+        "/hotline-calls",
+    ]
+    .contains(&next)
+    {
         return Some(next.to_owned());
     }
-    let (prefix, id) = if let Some(id) = next.strip_prefix("/cases/") {
-        ("/cases/", id)
-    } else {
-        ("/students/", next.strip_prefix("/students/")?)
-    };
+    let (prefix, id) = ["/cases/", "/students/", "/hotline-calls/"]
+        .into_iter()
+        .find_map(|prefix| next.strip_prefix(prefix).map(|id| (prefix, id)))?;
     uuid::Uuid::parse_str(id)
         .ok()
         .filter(|u| u.to_string() == id)
@@ -130,6 +140,14 @@ mod tests {
             safe_return(Some("/key-population")),
             Some("/key-population".into())
         );
+        assert_eq!(
+            safe_return(Some(&format!("/hotline-calls/{id}"))),
+            Some(format!("/hotline-calls/{id}"))
+        );
+        assert_eq!(
+            safe_return(Some("/hotline-calls")),
+            Some("/hotline-calls".into())
+        );
         for bad in [
             "//evil.example/",
             "https://evil.example/",
@@ -137,6 +155,7 @@ mod tests {
             "/cases/not-a-uuid",
             "/\\evil.example",
             "/cases/01934B8E-8F4E-7C3A-9D1B-2F3C4D5E6F70",
+            "/hotline-calls/x",
             "",
         ] {
             assert_eq!(safe_return(Some(bad)), None, "{bad}");

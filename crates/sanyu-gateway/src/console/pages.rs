@@ -147,11 +147,12 @@ pub async fn queue(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let show = match q.show.as_deref() {
-        Some("mine") => "mine",
-        Some("unassigned") => "unassigned",
-        _ => "all",
-    };
+    let filters = queue_filters(&signed.principal);
+    let show = q
+        .show
+        .as_deref()
+        .and_then(|s| filters.iter().find(|f| **f == s).copied())
+        .unwrap_or("all");
     let query = CaseQuery {
         status: None,
         level: None,
@@ -182,8 +183,10 @@ pub async fn queue(
         context! {
             rows => Value::from(minijinja::value::Serde(&rows)),
             show => show,
+            filters => filters.to_vec(),
             kp => may_key_population(&signed),
             dl => super::records::may_dead_letters(&signed),
+            hl => super::calls::may_calls(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -191,6 +194,18 @@ pub async fn queue(
         },
     );
     with_lang(&state, page, q.lang.as_deref())
+}
+
+/// The queue's filters a role can use: "assigned to me" and "unassigned"
+/// mean something only to those who take and are given cases (counsellors
+/// and the crisis team: `Disclosure::Casework`). Head teachers and leaders
+/// read the queue, never take a case: all of it, no filter.
+pub(super) fn queue_filters(p: &sanyu_domain::Principal) -> &'static [&'static str] {
+    if p.disclosure() == Some(sanyu_domain::Disclosure::Casework) {
+        &["all", "mine", "unassigned"]
+    } else {
+        &[]
+    }
 }
 
 pub(super) fn with_lang(
@@ -384,6 +399,11 @@ pub(super) async fn render_case(
         .filter(|_| unacknowledged)
         .map(|d| minutes_left(d, Utc::now()));
     let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
+    // A closed case: what its ladder did, not the plan it would follow.
+    let ladder_record = match &view {
+        CaseView::Casework(d) if d.case.status == "closed" => Some(ladder_record(d)),
+        _ => None,
+    };
     let forms = match &view {
         CaseView::Casework(d) => match case_forms(state, &signed.principal, d).await {
             Ok(f) => f,
@@ -399,6 +419,7 @@ pub(super) async fn render_case(
             case => Value::from(minijinja::value::Serde(&value)),
             case_id => case_id.to_string(),
             kind => kind,
+            ladder_record => ladder_record.as_ref().map(|r| Value::from(minijinja::value::Serde(r))),
             can_acknowledge => can_acknowledge,
             overdue => minutes.is_some_and(|m| m < 0),
             minutes => minutes.map(i64::abs),
@@ -419,6 +440,7 @@ pub(super) async fn render_case(
             me => signed.principal.staff_id.map(|s| s.to_string()),
             kp => may_key_population(signed),
             dl => super::records::may_dead_letters(signed),
+            hl => super::calls::may_calls(signed),
             archive => case_student.filter(|_| may_key_population(signed)),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
@@ -426,6 +448,49 @@ pub(super) async fn render_case(
             here => format!("/cases/{case_id}"),
         },
     )
+}
+
+/// What the escalation of a closed case did: who was told (and how many
+/// of those messages failed), when it was acknowledged, when it closed.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct LadderRecord {
+    opened_at: DateTime<Utc>,
+    /// Messages sent (or delivered) to people on the ladder.
+    told: usize,
+    failed: usize,
+    acknowledged_at: Option<DateTime<Utc>>,
+    /// Minutes from opening to the acknowledgement.
+    minutes_to_acknowledge: Option<i64>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+fn ladder_record(d: &crate::routes::cases::CaseDetail) -> LadderRecord {
+    let told = d
+        .notifications
+        .iter()
+        .filter(|n| matches!(n.status.as_str(), "sent" | "delivered"))
+        .count();
+    let failed = d
+        .notifications
+        .iter()
+        .filter(|n| n.status == "failed")
+        .count();
+    LadderRecord {
+        opened_at: d.case.opened_at,
+        told,
+        failed,
+        acknowledged_at: d.acknowledged_at,
+        minutes_to_acknowledge: d
+            .acknowledged_at
+            .map(|a| (a - d.case.opened_at).num_minutes().max(0)),
+        // The last close (a case reopened and closed again closed then).
+        closed_at: d
+            .timeline
+            .iter()
+            .filter(|a| matches!(a.action.as_str(), "close" | "merge"))
+            .map(|a| a.at)
+            .max(),
+    }
 }
 
 /// Whether the role reads the key population and student archives (the API

@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::audit::Peer;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::routes::ops::DeadLetterView;
 use crate::routes::students::{KeyPopulationQuery, KeyPopulationView, TimelineView};
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +71,7 @@ pub async fn archive(
             kind => kind,
             kp => super::pages::may_key_population(&signed),
             dl => may_dead_letters(&signed),
+            hl => super::calls::may_calls(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -134,6 +136,7 @@ pub async fn key_population(
             notice => notice,
             kp => super::pages::may_key_population(&signed),
             dl => may_dead_letters(&signed),
+            hl => super::calls::may_calls(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -204,8 +207,8 @@ pub async fn dead_letters(
         Peer(peer.0.clone()),
     )
     .await;
-    let letters = match read {
-        Ok(Json(letters)) => letters,
+    let letters: Vec<LetterRow> = match read {
+        Ok(Json(letters)) => letters.into_iter().map(LetterRow::of).collect(),
         Err(e) => return view::error_page(lang, e),
     };
     let page = view::page(
@@ -217,6 +220,7 @@ pub async fn dead_letters(
             notice => (q.done.as_deref() == Some("resolved")).then_some("done_resolved"),
             kp => super::pages::may_key_population(&signed),
             dl => may_dead_letters(&signed),
+            hl => super::calls::may_calls(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -224,6 +228,46 @@ pub async fn dead_letters(
         },
     );
     super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// A dead letter as the review list shows it. Its title is what kind of
+/// message could not be handled, never the recorded reason: a reason is
+/// free text of whichever service gave up and may name a student (a student
+/// number is an identifier). The reason stays one tap away, for whoever
+/// follows it up.
+#[derive(Debug, serde::Serialize)]
+struct LetterRow {
+    #[serde(flatten)]
+    letter: DeadLetterView,
+    /// The catalogue key of the title.
+    kind: &'static str,
+    /// The case an alarm is about (`case:<id>`), to open it.
+    case_id: Option<Uuid>,
+}
+
+impl LetterRow {
+    fn of(letter: DeadLetterView) -> Self {
+        use sanyu_events::subjects;
+        let kind = match (letter.stream.as_str(), letter.consumer.as_str()) {
+            (subjects::INTAKE_STREAM, sanyu_importer::DEAD_LETTER_CONSUMER) => "dl_kind_screening",
+            (subjects::INTAKE_STREAM, _) => "dl_kind_signal",
+            (subjects::CASE_STREAM, _) => "dl_kind_case",
+            (subjects::NOTIFY_STREAM, _) => "dl_kind_notify",
+            (subjects::ZERO_STREAM, _) => "dl_kind_zero_report",
+            ("TIMERS", _) => "dl_kind_timer",
+            _ => "dl_kind_other",
+        };
+        let case_id = letter
+            .event_id
+            .as_deref()
+            .and_then(|e| e.strip_prefix("case:"))
+            .and_then(|id| Uuid::parse_str(id).ok());
+        Self {
+            letter,
+            kind,
+            case_id,
+        }
+    }
 }
 
 /// Whether the role reviews dead letters (the API answers the others 403).

@@ -18,6 +18,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("case.html", include_str!("templates/case.html")),
     ("message.html", include_str!("templates/message.html")),
     ("archive.html", include_str!("templates/archive.html")),
+    ("calls.html", include_str!("templates/calls.html")),
+    ("call.html", include_str!("templates/call.html")),
     (
         "dead_letters.html",
         include_str!("templates/dead_letters.html"),

@@ -4,6 +4,9 @@
 //!   call. The hotline's call id makes it idempotent: the same call id again
 //!   answers the first record and logs nothing new.
 //! - `POST /v1/hotline-calls/import`: the same, for a CSV export of call logs.
+//! - `GET /v1/hotline-calls`: the school's calls, newest first, a page at a
+//!   time, for the crisis team and counsellors (the query is the store's,
+//!   `sanyu_store::hotline`).
 //! - An identified student's call becomes a `HotlineCallLogged` event on INTAKE
 //!   (outbox, same transaction); the rules engine decides it like a report.
 //! - An unidentified caller rated high or critical goes to INTAKE as well (no
@@ -27,14 +30,14 @@ use chrono::{DateTime, Utc};
 use sanyu_domain::hotline::{CallerType, CssrsScreener, call_level};
 use sanyu_domain::{Principal, RiskLevel, Role, student_partition};
 use sanyu_events::{Payload, subjects, v1};
-use sanyu_store::entities::{case_signal, hotline_call, school, student};
+use sanyu_store::entities::{hotline_call, school, student};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
 use sanyu_store::{begin_write, roster};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -42,7 +45,7 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::{JsonBody, raw_body};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::validate;
 
 const MAX_SUMMARY_CHARS: usize = validate::MAX_NARRATIVE;
@@ -599,8 +602,146 @@ fn row_error(line: u64, e: ApiError) -> RowError {
     }
 }
 
-fn may_work_calls(caller: &Principal) -> bool {
+/// Who reads and links hotline calls: the school's crisis team and
+/// counsellors (the console shows its calls pages to them alone).
+pub fn may_work_calls(caller: &Principal) -> bool {
     matches!(caller.role, Role::CrisisTeam | Role::Counsellor)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HotlineCallQuery {
+    /// `true`: only calls about nobody identified (no student yet).
+    pub unidentified: Option<bool>,
+    /// Only calls decided at this level: watch, elevated, high, critical.
+    pub level: Option<String>,
+    /// Only calls that started at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// The next page: calls older than this call (`next_before` of the page before).
+    pub before: Option<String>,
+    /// At most this many calls (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u64>,
+}
+
+/// A call in the list: when, how urgent, whether anyone is identified and
+/// the case it opened. No summary, no screener answers, no student (those
+/// are opened one call at a time, audited: `GET /v1/hotline-calls/{id}`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HotlineCallSummary {
+    pub id: Uuid,
+    pub reference: String,
+    pub call_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// student, guardian, teacher or anonymous.
+    pub caller_type: String,
+    /// The level the call was decided at.
+    pub level: String,
+    pub student_identified: bool,
+    /// The case the call's signal opened or joined, if any.
+    pub case_id: Option<Uuid>,
+    /// When an unidentified caller was named (linked to a student).
+    pub linked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HotlineCallList {
+    pub calls: Vec<HotlineCallSummary>,
+    /// More calls are older than this page: pass this as `before`.
+    pub next_before: Option<Uuid>,
+}
+
+/// The school's hotline calls, newest first, a page at a time (another
+/// school's calls are never listed).
+#[utoipa::path(get, path = "/v1/hotline-calls", tag = "hotline", params(HotlineCallQuery),
+    responses((status = 200, body = HotlineCallList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(token_id))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Query(q): Query<HotlineCallQuery>,
+) -> Result<Json<HotlineCallList>, ApiError> {
+    if !may_work_calls(&caller) {
+        return Err(ApiError::Forbidden(
+            "only the crisis team and counsellors read hotline calls",
+        ));
+    }
+    let level = q
+        .level
+        .as_deref()
+        .map(str::parse::<RiskLevel>)
+        .transpose()
+        .map_err(|e| ApiError::validation("level", e.to_string()))?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|v| {
+            validate::line("since", v, validate::MAX_CODE)?;
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ApiError::validation("since", format!("not an RFC 3339 time: {e}")))
+        })
+        .transpose()?;
+    let limit = validate::limit(q.limit, 50, 200)?;
+    // The cursor is a call of the caller's school; any other id (another
+    // school's included) is refused alike.
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(v) => {
+            let not_yours = || ApiError::validation("before", "not a call of your school");
+            let id = Uuid::parse_str(v).map_err(|_| not_yours())?;
+            let call = sanyu_store::hotline::get_of_school(&state.db, caller.school_id, id)
+                .await?
+                .ok_or_else(not_yours)?;
+            Some((call.started_at, call.id))
+        }
+    };
+    let filter = sanyu_store::hotline::CallFilter {
+        school_id: caller.school_id,
+        unidentified_only: q.unidentified.unwrap_or(false),
+        level,
+        since,
+        before,
+        // One more than asked: whether there is a next page.
+        limit: limit + 1,
+    };
+    let mut rows = sanyu_store::hotline::list(&state.db, &filter).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let cases = sanyu_store::hotline::cases_of(&state.db, &rows).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "hotline.list",
+        format!("school:{}", caller.school_id),
+    )
+    .await?;
+    let next_before = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(HotlineCallList {
+        calls: rows
+            .into_iter()
+            .map(|r| HotlineCallSummary {
+                reference: call_reference(r.id),
+                case_id: cases.get(&r.id).copied(),
+                student_identified: r.student_id.is_some(),
+                id: r.id,
+                call_id: r.call_id,
+                started_at: r.started_at,
+                ended_at: r.ended_at,
+                caller_type: r.caller_type,
+                level: r.level,
+                linked_at: r.linked_at,
+            })
+            .collect(),
+        next_before,
+    }))
 }
 
 /// One call in full, for the crisis team and counsellors of the school: the
@@ -644,10 +785,8 @@ pub async fn get(
         ));
     }
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("hotline call"))?;
-    let row = hotline_call::Entity::find_by_id(id)
-        .one(&state.db)
+    let row = sanyu_store::hotline::get_of_school(&state.db, caller.school_id, id)
         .await?
-        .filter(|r| r.school_id == caller.school_id)
         .ok_or(ApiError::NotFound("hotline call"))?;
     let open =
         |sealed: &Option<Vec<u8>>| sealed.as_deref().map(|s| state.sealer.open(s)).transpose();
@@ -695,18 +834,11 @@ async fn case_of_call(
     conn: &impl ConnectionTrait,
     row: &hotline_call::Model,
 ) -> Result<Option<Uuid>, ApiError> {
-    let Some(event_id) = &row.event_id else {
-        return Ok(None);
-    };
-    let signals = case_signal::Entity::find()
-        .filter(case_signal::Column::EventId.eq(event_id.clone()))
-        .filter(case_signal::Column::SourceId.eq(row.id))
-        .all(conn)
-        .await?;
-    Ok(signals
-        .into_iter()
-        .max_by_key(|s| s.attached_at)
-        .map(|s| s.case_id))
+    Ok(
+        sanyu_store::hotline::cases_of(conn, std::slice::from_ref(row))
+            .await?
+            .remove(&row.id),
+    )
 }
 
 /// Link an unidentified call to a student. A call that opened an

@@ -13,16 +13,21 @@
 //! - `disclosure`, `existence`: what oversight roles see, free text sealed at
 //!   rest, no existence oracles;
 //! - `role_grants`: a school's first crisis team confirmed by the deployment
-//!   admin; `roster`: an admin imports the own school's rows only.
+//!   admin; `roster`: an admin imports the own school's rows only;
+//! - `calls`: the hotline calls list (API) and the console's calls pages;
+//!   `mends`: the queue's filters by role, a closed case's ladder record, a
+//!   dead letter's neutral title.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod api;
+mod calls;
 mod casework;
 mod disclosure;
 mod existence;
 mod input;
 mod matrix;
+mod mends;
 mod role_grants;
 mod roster;

@@ -193,6 +193,7 @@ const MATRIX: &[Row] = &[
     row("POST /v1/hotline-calls",                          T::StudentNo,     [401, 401, 403, 403, 403, 403, 403, 403, 403, 403, 403, 202, 403],
                                                                              [401, 401, 403, 403, 403, 403, 403, 403, 403, 403, 403, 404, 403]),
     unscoped("POST /v1/hotline-calls/import",              T::Nothing,       [401, 401, 403, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403]),
+    unscoped("GET /v1/hotline-calls",                      T::Nothing,       [401, 401, 403, 403, 403, 200, 200, 200, 403, 403, 403, 403, 403]),
     row("POST /v1/hotline-calls/{id}/link",                T::Call,          [401, 401, 403, 403, 403, 200, 200, 200, 403, 403, 403, 403, 403],
                                                                              [401, 401, 403, 403, 403, 404, 404, 404, 403, 403, 403, 403, 403]),
     row("GET /v1/hotline-calls/{id}",                      T::Call,          [401, 401, 403, 403, 403, 200, 200, 200, 403, 403, 403, 403, 403],
@@ -306,6 +307,20 @@ impl<'a> Matrix<'a> {
             .any(|(s, k, id)| *s == Sch::A && *k == T::OpenCase && own.contains(&id.to_string()))
         {
             wrong.push("GET /v1/cases as SCH1's crisis team lists none of its cases".into());
+        }
+        let calls = self
+            .app
+            .as_(Who::CrisisTeam, Sch::A)
+            .get("/v1/hotline-calls")
+            .await
+            .text();
+        if !self
+            .created
+            .iter()
+            .any(|(s, k, id)| *s == Sch::A && *k == T::Call && calls.contains(&id.to_string()))
+        {
+            wrong
+                .push("GET /v1/hotline-calls as SCH1's crisis team lists none of its calls".into());
         }
         let lists = MATRIX
             .iter()

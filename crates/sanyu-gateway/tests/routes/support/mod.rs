@@ -16,6 +16,7 @@
 //! assert_eq!(r.status, 200);
 //! ```
 
+pub mod console;
 pub mod stack;
 
 use std::net::SocketAddr;
