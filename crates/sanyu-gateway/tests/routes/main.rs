@@ -13,7 +13,9 @@
 //! - `disclosure`, `existence`: what oversight roles see, free text sealed at
 //!   rest, no existence oracles;
 //! - `role_grants`: a school's first crisis team confirmed by the deployment
-//!   admin; `roster`: an admin imports the own school's rows only.
+//!   admin; `roster`: an admin imports the own school's rows only;
+//! - `sign_in`: the console's one-time sign-in link (a preview changes
+//!   nothing, the button works once) and the choice of SMS for a code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -26,3 +28,4 @@ mod input;
 mod matrix;
 mod role_grants;
 mod roster;
+mod sign_in;
