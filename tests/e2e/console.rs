@@ -32,12 +32,12 @@ use sanyu_e2e::support::{ReceivedMail, TestDb, eventually, free_port};
 use sea_orm::EntityTrait;
 use serde_json::Value;
 
-const CODE_SUBJECT: &str = "登录验证码";
+pub(crate) const CODE_SUBJECT: &str = "登录验证码";
 const NARRATIVE: &str = "CANARY <script>alert(1)</script> 他说最近不想活了";
 
 /// A high-level ladder: the counsellor at once, the crisis team after
 /// `after` seconds unless someone acknowledges.
-fn settings(base_url: &str, after: u64) -> Vec<(&'static str, String)> {
+pub(crate) fn settings(base_url: &str, after: u64) -> Vec<(&'static str, String)> {
     vec![
         ("SANYU_CONSOLE__SECURE_COOKIE", "false".to_owned()),
         ("SANYU_HTTP__PUBLIC_BASE_URL", base_url.to_owned()),
@@ -62,7 +62,7 @@ async fn stack_with(db: TestDb, after: u64) -> Stack {
     stack
 }
 
-fn to(mails: &[ReceivedMail], who: &str) -> Vec<ReceivedMail> {
+pub(crate) fn to(mails: &[ReceivedMail], who: &str) -> Vec<ReceivedMail> {
     mails
         .iter()
         .filter(|m| m.to.iter().any(|t| t == who))
@@ -71,7 +71,7 @@ fn to(mails: &[ReceivedMail], who: &str) -> Vec<ReceivedMail> {
 }
 
 /// The code of the `n`-th sign-in email (1-based) to `who`.
-async fn nth_code(stack: &Stack, who: &str, n: usize) -> String {
+pub(crate) async fn nth_code(stack: &Stack, who: &str, n: usize) -> String {
     eventually(Duration::from_secs(30), "a sign-in code email", || async {
         let mails: Vec<ReceivedMail> = to(&stack.smtp.received(), who)
             .into_iter()
@@ -87,7 +87,7 @@ async fn nth_code(stack: &Stack, who: &str, n: usize) -> String {
     .await
 }
 
-async fn open_high_case(stack: &Stack) -> String {
+pub(crate) async fn open_high_case(stack: &Stack) -> String {
     let r = stack
         .post_report(
             &stack.school.teacher_c1,
@@ -111,20 +111,20 @@ async fn case_status(stack: &Stack, id: &str) -> Value {
 // ---------------------------------------------------------------- HTTP client
 
 /// A cookie-keeping HTTP client that does not follow redirects.
-struct Agent {
+pub(crate) struct Agent {
     http: reqwest::Client,
     base: String,
-    cookies: HashMap<String, String>,
+    pub(crate) cookies: HashMap<String, String>,
 }
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.headers
             .get("location")
             .and_then(|v| v.to_str().ok())
@@ -133,7 +133,7 @@ impl Answer {
     }
 
     /// The value of hidden field `name` in the page.
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self.body.find(&marker).map(|i| i + marker.len());
         start
@@ -147,7 +147,7 @@ impl Answer {
 }
 
 impl Agent {
-    fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -185,7 +185,7 @@ impl Agent {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Answer {
+    pub(crate) async fn get(&mut self, path: &str) -> Answer {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -196,7 +196,7 @@ impl Agent {
         self.answer(r).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -225,14 +225,14 @@ impl Agent {
         .await
     }
 
-    async fn type_code(&mut self, code: &str) -> Answer {
+    pub(crate) async fn type_code(&mut self, code: &str) -> Answer {
         let pre = self.cookies.get("sanyu_pre").cloned().unwrap_or_default();
         self.post("/sign-in/code", &[("code", code), ("pre", &pre)])
             .await
     }
 }
 
-fn assert_console_headers(a: &Answer) {
+pub(crate) fn assert_console_headers(a: &Answer) {
     let h = |n: &str| {
         a.headers
             .get(n)
@@ -460,7 +460,7 @@ async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db
 
 // ---------------------------------------------------------------- browser
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     // `<target>/tmp` for integration tests: the folder beside it.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -479,7 +479,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: std::process::Child,
     port: u16,
 }
@@ -491,7 +491,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver() -> Option<Driver> {
+pub(crate) async fn start_driver() -> Option<Driver> {
     let (Some(driver), Some(_)) = (
         on_path("chromedriver"),
         on_path("chromium").or_else(|| on_path("chromium-browser")),
@@ -528,7 +528,7 @@ async fn start_driver() -> Option<Driver> {
     Some(d)
 }
 
-async fn browser(driver: &Driver) -> fantoccini::Client {
+pub(crate) async fn browser(driver: &Driver) -> fantoccini::Client {
     let mut caps = serde_json::Map::new();
     let mut args = vec![
         "--headless=new",
@@ -628,7 +628,7 @@ async fn check_accessibility(c: &fantoccini::Client, name: &str) {
 
 /// The current page checked with axe-core, then screenshots of it at phone
 /// and desktop width.
-async fn shoot(c: &fantoccini::Client, name: &str) {
+pub(crate) async fn shoot(c: &fantoccini::Client, name: &str) {
     check_accessibility(c, name).await;
     let dir = screenshot_dir();
     for (w, h) in [(375u32, 812u32), (1280, 900)] {
@@ -639,7 +639,7 @@ async fn shoot(c: &fantoccini::Client, name: &str) {
     c.set_window_size(375, 812).await.expect("window size");
 }
 
-async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
+pub(crate) async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let url = c.current_url().await.expect("url");

@@ -20,6 +20,7 @@ mod roster_and_tokens;
 mod rules;
 mod scope;
 mod screening;
+mod sign_in;
 mod sms;
 mod telemetry;
 mod zero_reports;

@@ -372,6 +372,7 @@ async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_ev
             rung: 0,
             reason_code: sanyu_events::v1::NotificationReason::CaseOpened as i32,
             sign_in_code: String::new(),
+            sign_in_link: String::new(),
         };
         let event_id = format!("notify.requested:{key}");
         let payload = sanyu_events::encode(&sanyu_events::envelope(

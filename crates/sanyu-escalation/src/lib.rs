@@ -490,6 +490,7 @@ pub async fn request_plain(
         rung: 0,
         reason_code,
         sign_in_code: String::new(),
+        sign_in_link: String::new(),
     });
     outbox::enqueue(
         txn,

@@ -249,10 +249,13 @@ pub fn router(state: AppState) -> Router {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
                         // Path only: ids, never query strings or bodies; the
-                        // receipt routes' path secret is not logged.
+                        // receipt routes' path secret and a sign-in link's
+                        // token are not logged.
                         let path = req.uri().path();
                         let path = if path.starts_with(routes::receipts::PREFIX) {
                             routes::receipts::PREFIX
+                        } else if path.starts_with(console::SIGN_IN_LINK_PREFIX) {
+                            console::SIGN_IN_LINK_PREFIX
                         } else {
                             path
                         };

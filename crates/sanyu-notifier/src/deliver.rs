@@ -367,9 +367,17 @@ impl Deliverer {
             .copied()
             .filter(|c| self.enabled(*c))
             .collect();
-        // Case-less notices go by email only (their text names a period or a
-        // call reference, which SMS templates approved for cases do not carry).
-        let planned = if planned.is_empty() || req.case_id.is_empty() {
+        // A sign-in code goes by the channel the console chose (SMS only
+        // while a provider is configured). Other case-less notices go by
+        // email only (their text names a period or a call reference, which
+        // SMS templates approved for cases do not carry).
+        let planned = if reason == NotificationReason::SignInCode {
+            if req.channel == v1::Channel::Sms as i32 && self.sms_enabled() {
+                vec![NotifyChannel::Sms]
+            } else {
+                vec![NotifyChannel::Email]
+            }
+        } else if planned.is_empty() || req.case_id.is_empty() {
             vec![NotifyChannel::Email]
         } else {
             planned

@@ -157,6 +157,7 @@ fn request(staff_id: Uuid, level: RiskLevel) -> (Envelope, v1::NotificationReque
         rung: 0,
         reason_code: v1::NotificationReason::CaseOpened as i32,
         sign_in_code: String::new(),
+        sign_in_link: String::new(),
     };
     let envelope = sanyu_events::envelope(
         format!("notify.requested:{key}"),
@@ -975,4 +976,104 @@ async fn a_request_queued_by_an_older_producer_is_read_by_its_reason_name() {
         );
         assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
     }
+}
+
+/// A console sign-in request as the gateway writes it: the code (and, by
+/// email, the link's token) sealed with the data key.
+fn sign_in_request(
+    sealer: &sanyu_store::crypto::Sealer,
+    staff_id: Uuid,
+    channel: v1::Channel,
+    code: &str,
+    link: Option<&str>,
+) -> (Envelope, v1::NotificationRequested) {
+    let key = format!("sign_in:{}", Uuid::now_v7());
+    let req = v1::NotificationRequested {
+        notification_key: key.clone(),
+        case_id: String::new(),
+        case_reference: String::new(),
+        level: sanyu_events::level_to_proto(RiskLevel::Critical) as i32,
+        recipient_staff_id: staff_id.to_string(),
+        channel: channel as i32,
+        reason: "sign_in_code".into(),
+        rung: 0,
+        reason_code: v1::NotificationReason::SignInCode as i32,
+        sign_in_code: sanyu_store::console::seal_code(sealer, code).unwrap(),
+        sign_in_link: link
+            .map(|t| sanyu_store::console::seal_code(sealer, t).unwrap())
+            .unwrap_or_default(),
+    };
+    let envelope = sanyu_events::envelope(
+        format!("notify.requested:{key}"),
+        Utc::now(),
+        "NTF1",
+        0,
+        Payload::NotificationRequested(req.clone()),
+    );
+    (envelope, req)
+}
+
+#[tokio::test]
+async fn a_sign_in_code_goes_by_sms_when_asked_and_by_email_with_its_link_otherwise() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    let key = sanyu_store::crypto::Sealer::generate_key();
+    config.security.data_key = Secret::new(key.clone());
+    let sealer = sanyu_store::crypto::Sealer::from_base64(&key).unwrap();
+    let deliverer = f.deliverer(&config);
+    let k1 = f.staff_id("K1").await;
+
+    // By SMS: the code is the template's parameter, and no email goes.
+    let (env, req) = sign_in_request(&sealer, k1, v1::Channel::Sms, "042917", None);
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    let sms = f.primary.received();
+    assert_eq!(sms.len(), 1);
+    assert_eq!(sms[0].phone, "+8613900000003");
+    assert_eq!(sms[0].template, "sign_in.zh-CN");
+    assert_eq!(
+        sms[0].params,
+        [
+            ("code".to_owned(), "042917".to_owned()),
+            ("minutes".to_owned(), "10".to_owned())
+        ]
+    );
+    let text = sms[0].text.clone().unwrap();
+    assert!(text.contains("042917"), "{text}");
+    assert!(!text.contains("http") && !text.contains("NTF1"), "{text}");
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("sent"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(f.smtp.received().is_empty(), "no email for an SMS code");
+
+    // By email: the code and the one-time link.
+    let token = "tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    let (env, req) = sign_in_request(&sealer, k1, v1::Channel::Email, "135790", Some(token));
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    let mails = f.smtp.wait_for(1, Duration::from_secs(5)).await;
+    let body = mails[0].text();
+    assert!(body.contains("135790"), "{body}");
+    assert!(
+        body.contains(&format!("https://sanyu.test/sign-in/link/{token}")),
+        "{body}"
+    );
+    assert_eq!(f.sms_count(), 1, "no SMS for an emailed code");
+
+    // The SMS providers refuse the number (the secondary has no sign-in
+    // template either): the code goes by email instead.
+    f.primary.script_for("13900000003", Reply::InvalidNumber);
+    let (env, req) = sign_in_request(&sealer, k1, v1::Channel::Sms, "246801", None);
+    assert_eq!(
+        deliverer.deliver(&env, &req, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    let mails = f.smtp.wait_for(2, Duration::from_secs(5)).await;
+    assert!(mails[1].text().contains("246801"));
+    assert!(!mails[1].text().contains("/sign-in/link/"));
+    assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
+    assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
 }

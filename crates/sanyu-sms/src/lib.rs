@@ -39,5 +39,5 @@ pub use receipt::{DeliveryReceipt, DeliveryStatus};
 pub use secret::Secret;
 pub use templates::{
     AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail, RenderedSms,
-    render_sms, render_staff_email,
+    render_sign_in_sms, render_sms, render_staff_email,
 };

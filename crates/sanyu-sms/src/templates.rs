@@ -55,15 +55,22 @@ use crate::error::TemplateError;
 pub enum Audience {
     Staff,
     Guardian,
+    /// A staff member signing in to the console: the one-time code and how
+    /// long it holds, nothing else (see [`render_sign_in_sms`]).
+    SignIn,
 }
 
 impl Audience {
+    /// The audiences of messages about a case (rendered from
+    /// [`NotificationFacts`] by [`render_sms`]); [`Audience::SignIn`] has its
+    /// own renderer.
     pub const ALL: [Audience; 2] = [Self::Staff, Self::Guardian];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Staff => "staff",
             Self::Guardian => "guardian",
+            Self::SignIn => "sign_in",
         }
     }
 
@@ -72,6 +79,7 @@ impl Audience {
         match self {
             Self::Staff => &STAFF_PARAMS,
             Self::Guardian => &GUARDIAN_PARAMS,
+            Self::SignIn => &SIGN_IN_PARAMS,
         }
     }
 }
@@ -172,6 +180,7 @@ pub trait NotificationFacts {
 }
 
 const STAFF_PARAMS: [&str; 5] = ["school", "case_ref", "level", "link", "time"];
+const SIGN_IN_PARAMS: [&str; 2] = ["code", "minutes"];
 const GUARDIAN_PARAMS: [&str; 5] = [
     "school",
     "counsellor",
@@ -244,6 +253,12 @@ pub fn render_sms(
     let params = match audience {
         Audience::Staff => staff_params(locale, facts)?,
         Audience::Guardian => guardian_params(facts)?,
+        Audience::SignIn => {
+            return Err(TemplateError::InvalidField {
+                field: "audience",
+                rule: "a sign-in SMS is rendered by render_sign_in_sms",
+            });
+        }
     };
     let name = template_name(Channel::Sms, audience, locale, None);
     let text = render(&name, &params)?;
@@ -252,6 +267,42 @@ pub fn render_sms(
     for (_, value) in &params {
         check_privacy(audience, Channel::Sms, &mask_reference(value, reference))?;
     }
+    Ok(RenderedSms {
+        audience,
+        locale,
+        text,
+        params,
+    })
+}
+
+/// Renders the console sign-in SMS in `locale`: the one-time `code` (4 to 10
+/// digits) and the `minutes` it holds. The only parameter an approved
+/// template needs is `code` (Alibaba Cloud `${code}`, Tencent Cloud `{1}`);
+/// there is no case, no student and no link in it.
+pub fn render_sign_in_sms(
+    locale: Locale,
+    code: &str,
+    minutes: i64,
+) -> Result<RenderedSms, TemplateError> {
+    if !(4..=10).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TemplateError::InvalidField {
+            field: "code",
+            rule: "must be 4 to 10 digits",
+        });
+    }
+    if !(1..=1440).contains(&minutes) {
+        return Err(TemplateError::InvalidField {
+            field: "minutes",
+            rule: "must be between 1 and 1440",
+        });
+    }
+    let params = vec![("code", code.to_owned()), ("minutes", minutes.to_string())];
+    let audience = Audience::SignIn;
+    let text = render(
+        &template_name(Channel::Sms, audience, locale, None),
+        &params,
+    )?;
+    check_privacy(audience, Channel::Sms, &text)?;
     Ok(RenderedSms {
         audience,
         locale,
@@ -346,7 +397,7 @@ pub const DENIED_FOR_GUARDIANS: &[&str] = &[
 /// The deny-list for an audience.
 pub fn denied_words(audience: Audience) -> impl Iterator<Item = &'static str> {
     let extra: &[&str] = match audience {
-        Audience::Staff => &[],
+        Audience::Staff | Audience::SignIn => &[],
         Audience::Guardian => DENIED_FOR_GUARDIANS,
     };
     DENIED_FOR_EVERYONE.iter().chain(extra.iter()).copied()
@@ -536,6 +587,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "sms/guardian.en",
         "{{ school }}: {{ counsellor }} would like to speak with you soon. Please call {{ counsellor_phone }} and quote reference {{ case_ref }} ({{ time }}).",
+    ),
+    (
+        "sms/sign_in.zh-CN",
+        "三预登录验证码：{{ code }}，{{ minutes }} 分钟内有效，只能使用一次。如非本人操作，请忽略。",
+    ),
+    (
+        "sms/sign_in.en",
+        "Sanyu sign-in code: {{ code }}. Valid for {{ minutes }} minutes, once. If you did not ask for it, ignore this message.",
     ),
     (
         "email/staff.zh-CN.subject",

@@ -8,6 +8,12 @@
 //!   browser's challenge secret as a SHA-256 hash; what was typed is kept
 //!   only as a keyed hash, for the rate limits.
 //! - A code is single use, expires, and allows [`MAX_ATTEMPTS`] tries.
+//! - The code goes by email, or by SMS when the deployment has an SMS
+//!   provider, the person has a phone and chose SMS (or has no email):
+//!   [`pick_channel`]. An emailed code comes with a one-time sign-in link:
+//!   a random token stored as a keyed hash on the same challenge, so it
+//!   expires with the code and is used up with it ([`use_link`]); looking
+//!   at it ([`peek_link`]) changes nothing.
 //! - Sessions are rows; the cookie's token is stored as a SHA-256 hash. A
 //!   session holds only while its staff member is active in the role it was
 //!   opened with: a revoked staff member or a changed role ends it at once.
@@ -102,6 +108,10 @@ impl ConsoleKey {
             .is_ok()
     }
 
+    fn link_hash(&self, token: &str) -> String {
+        self.hex(&[b"link", token.as_bytes()])
+    }
+
     fn identifier_hash(&self, identifier: &str) -> String {
         self.hex(&[b"identifier", normalize(identifier).as_bytes()])
     }
@@ -150,24 +160,93 @@ impl Default for CodeLimits {
     }
 }
 
+/// How a code goes to its person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeChannel {
+    Email,
+    Sms,
+}
+
+impl CodeChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+        }
+    }
+
+    /// `sms` is SMS; anything else is email (the default).
+    pub fn parse(s: &str) -> Self {
+        if s.trim() == "sms" {
+            Self::Sms
+        } else {
+            Self::Email
+        }
+    }
+}
+
+/// The channel a code for `person` goes by: the one asked for when the person
+/// can be reached on it, else the other one they can be reached on (SMS only
+/// when the deployment has an SMS provider); `None` when neither.
+pub fn pick_channel(
+    person: &staff::Model,
+    wanted: CodeChannel,
+    sms_enabled: bool,
+) -> Option<CodeChannel> {
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let email = has(&person.email);
+    let sms = sms_enabled && has(&person.phone);
+    match wanted {
+        CodeChannel::Sms if sms => Some(CodeChannel::Sms),
+        _ if email => Some(CodeChannel::Email),
+        _ if sms => Some(CodeChannel::Sms),
+        _ => None,
+    }
+}
+
+/// What a person asked a code for.
+#[derive(Debug, Clone)]
+pub struct CodeAsk<'a> {
+    /// Staff number, email or phone, as typed.
+    pub identifier: &'a str,
+    pub client_addr: &'a str,
+    /// The console page to land on after sign-in.
+    pub return_to: Option<String>,
+    /// The channel chosen on the form.
+    pub wanted: CodeChannel,
+    /// Whether the deployment has an SMS provider.
+    pub sms_enabled: bool,
+}
+
+/// A code to send: to whom, how, and (by email) the token of its link.
+#[derive(Debug)]
+pub struct CodeSend {
+    pub staff: staff::Model,
+    pub code: String,
+    pub channel: CodeChannel,
+    /// The one-time sign-in link's token (an emailed code only).
+    pub link_token: Option<String>,
+}
+
 /// The answer to asking for a code.
 #[derive(Debug)]
 pub enum CodeRequest {
-    /// A challenge exists: the browser keeps `secret`. `send` is the staff
-    /// member and the code to send them, when somebody matched (and is not
-    /// over their own limit).
+    /// A challenge exists: the browser keeps `secret`. `send` is what to
+    /// send to whom, when somebody matched, can be reached and is not over
+    /// their own limit.
     Issued {
         challenge_id: Uuid,
         secret: String,
-        send: Option<Box<(staff::Model, String)>>,
+        send: Option<Box<CodeSend>>,
     },
     /// Too many codes for what was typed or from this address.
     RateLimited,
 }
 
-/// The one active staff member with an email address whom `identifier`
-/// names (staff number, email or phone); `None` when nobody or more than
-/// one person matches (a staff number is unique only within a school).
+/// The one active staff member with an email address or a phone whom
+/// `identifier` names (staff number, email or phone); `None` when nobody or
+/// more than one person matches (a staff number is unique only within a
+/// school).
 pub async fn find_staff(
     conn: &impl ConnectionTrait,
     identifier: &str,
@@ -189,7 +268,7 @@ pub async fn find_staff(
         .all(conn)
         .await?
         .into_iter()
-        .filter(|s| s.email.as_deref().is_some_and(|e| !e.trim().is_empty()))
+        .filter(|s| pick_channel(s, CodeChannel::Email, true).is_some())
         .collect();
     Ok(match found.as_slice() {
         [one] => Some(one.clone()),
@@ -198,16 +277,21 @@ pub async fn find_staff(
 }
 
 /// Ask for a code (see the module's notes). Runs in the caller's write
-/// transaction, where the caller also enqueues the email.
+/// transaction, where the caller also enqueues the message.
 pub async fn request_code(
     txn: &impl ConnectionTrait,
     key: &ConsoleKey,
-    identifier: &str,
-    client_addr: &str,
-    return_to: Option<String>,
+    ask: CodeAsk<'_>,
     limits: CodeLimits,
     now: DateTime<Utc>,
 ) -> Result<CodeRequest> {
+    let CodeAsk {
+        identifier,
+        client_addr,
+        return_to,
+        wanted,
+        sms_enabled,
+    } = ask;
     let since = now - limits.window;
     let identifier_hash = key.identifier_hash(identifier);
     let by_identifier = console_sign_in_code::Entity::find()
@@ -234,6 +318,9 @@ pub async fn request_code(
             person = None;
         }
     }
+    let send = person.and_then(|p| pick_channel(&p, wanted, sms_enabled).map(|c| (p, c)));
+    let channel = send.as_ref().map_or(CodeChannel::Email, |(_, c)| *c);
+    let link_token = (channel == CodeChannel::Email && send.is_some()).then(random_secret);
     let challenge_id = Uuid::now_v7();
     let secret = random_secret();
     let code = random_code();
@@ -241,7 +328,7 @@ pub async fn request_code(
         id: Set(challenge_id),
         challenge_hash: Set(sha256_hex(&secret)),
         identifier_hash: Set(identifier_hash),
-        staff_id: Set(person.as_ref().map(|p| p.id)),
+        staff_id: Set(send.as_ref().map(|(p, _)| p.id)),
         code_hash: Set(key.code_hash(challenge_id, &code)),
         client_addr: Set(client_addr.to_owned()),
         return_to: Set(return_to),
@@ -249,13 +336,22 @@ pub async fn request_code(
         created_at: Set(now),
         expires_at: Set(now + Duration::minutes(CODE_TTL_MINUTES)),
         used_at: Set(None),
+        link_hash: Set(link_token.as_deref().map(|t| key.link_hash(t))),
+        channel: Set(channel.as_str().to_owned()),
     })
     .exec_without_returning(txn)
     .await?;
     Ok(CodeRequest::Issued {
         challenge_id,
         secret,
-        send: person.map(|p| Box::new((p, code))),
+        send: send.map(|(staff, channel)| {
+            Box::new(CodeSend {
+                staff,
+                code,
+                channel,
+                link_token,
+            })
+        }),
     })
 }
 
@@ -267,6 +363,8 @@ pub enum CodeCheck {
         challenge_id: Uuid,
         staff: Box<staff::Model>,
         return_to: Option<String>,
+        /// How the code went (for the audit record).
+        channel: CodeChannel,
     },
     /// Wrong (or nobody matched): `left` tries remain.
     Wrong {
@@ -357,6 +455,124 @@ pub async fn check_code(
     }
     Ok(CodeCheck::Accepted {
         challenge_id,
+        staff: Box::new(person),
+        return_to: row.return_to,
+        channel: CodeChannel::parse(&row.channel),
+    })
+}
+
+/// The answer to a sign-in link used.
+#[derive(Debug)]
+pub enum LinkCheck {
+    /// The link's challenge is used up now; open a session for `staff`.
+    Accepted {
+        challenge_id: Uuid,
+        staff: Box<staff::Model>,
+        return_to: Option<String>,
+    },
+    /// No such link, or it is used, expired, locked, or its person is no
+    /// longer active: `why` (for the audit record only; every refusal gets
+    /// the same answer).
+    Refused {
+        challenge_id: Option<Uuid>,
+        why: &'static str,
+    },
+}
+
+async fn link_row(
+    conn: &impl ConnectionTrait,
+    key: &ConsoleKey,
+    token: &str,
+) -> Result<Option<console_sign_in_code::Model>> {
+    let token = token.trim();
+    // A token is 43 base64url characters; anything else is nobody's.
+    if token.len() != 43
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Ok(None);
+    }
+    Ok(console_sign_in_code::Entity::find()
+        .filter(console_sign_in_code::Column::LinkHash.eq(key.link_hash(token)))
+        .one(conn)
+        .await?)
+}
+
+/// Why a link's challenge no longer signs anybody in, if it does not.
+fn link_refusal(row: &console_sign_in_code::Model, now: DateTime<Utc>) -> Option<&'static str> {
+    if row.used_at.is_some() {
+        Some("used")
+    } else if row.expires_at <= now {
+        Some("expired")
+    } else if row.attempts >= MAX_ATTEMPTS {
+        Some("locked")
+    } else if row.staff_id.is_none() {
+        Some("unknown")
+    } else {
+        None
+    }
+}
+
+/// Whether sign-in link `token` would sign somebody in now. Reads only: the
+/// page a link opens (and a chat app's preview of it) uses nothing up.
+pub async fn peek_link(
+    conn: &impl ConnectionTrait,
+    key: &ConsoleKey,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    Ok(link_row(conn, key, token)
+        .await?
+        .is_some_and(|row| link_refusal(&row, now).is_none()))
+}
+
+/// Use sign-in link `token`, in the caller's write transaction: once, before
+/// its challenge expires, and only while the challenge is unused (the code
+/// and the link are one challenge: either signs in, once).
+pub async fn use_link(
+    txn: &impl ConnectionTrait,
+    key: &ConsoleKey,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<LinkCheck> {
+    let Some(row) = link_row(txn, key, token).await? else {
+        return Ok(LinkCheck::Refused {
+            challenge_id: None,
+            why: "unknown",
+        });
+    };
+    let challenge_id = Some(row.id);
+    if let Some(why) = link_refusal(&row, now) {
+        return Ok(LinkCheck::Refused { challenge_id, why });
+    }
+    let person = match row.staff_id {
+        Some(id) => staff::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .filter(|s| s.active),
+        None => None,
+    };
+    let Some(person) = person else {
+        return Ok(LinkCheck::Refused {
+            challenge_id,
+            why: "inactive",
+        });
+    };
+    let used = console_sign_in_code::Entity::update_many()
+        .col_expr(console_sign_in_code::Column::UsedAt, Expr::value(now))
+        .filter(console_sign_in_code::Column::Id.eq(row.id))
+        .filter(console_sign_in_code::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?;
+    if used.rows_affected != 1 {
+        return Ok(LinkCheck::Refused {
+            challenge_id,
+            why: "used",
+        });
+    }
+    Ok(LinkCheck::Accepted {
+        challenge_id: row.id,
         staff: Box::new(person),
         return_to: row.return_to,
     })
@@ -549,6 +765,51 @@ mod tests {
             assert_eq!(c.len(), CODE_DIGITS);
             assert!(c.chars().all(|c| c.is_ascii_digit()));
         }
+    }
+
+    fn person(email: Option<&str>, phone: Option<&str>) -> staff::Model {
+        staff::Model {
+            id: Uuid::now_v7(),
+            school_id: Uuid::now_v7(),
+            staff_no: "K1".into(),
+            name: "K".into(),
+            role: "counsellor".into(),
+            class_id: None,
+            phone: phone.map(str::to_owned),
+            email: email.map(str::to_owned),
+            active: true,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_code_goes_by_the_channel_asked_for_when_the_person_has_it_else_the_other() {
+        use CodeChannel::{Email, Sms};
+        let both = person(Some("k@x.test"), Some("13900000003"));
+        let email_only = person(Some("k@x.test"), None);
+        let phone_only = person(None, Some("13900000003"));
+        let neither = person(Some(" "), Some(""));
+        assert_eq!(pick_channel(&both, Sms, true), Some(Sms));
+        assert_eq!(pick_channel(&both, Email, true), Some(Email));
+        // No SMS provider: email, whatever was asked.
+        assert_eq!(pick_channel(&both, Sms, false), Some(Email));
+        assert_eq!(pick_channel(&email_only, Sms, true), Some(Email));
+        assert_eq!(pick_channel(&phone_only, Email, true), Some(Sms));
+        assert_eq!(pick_channel(&phone_only, Sms, false), None);
+        assert_eq!(pick_channel(&neither, Sms, true), None);
+    }
+
+    #[test]
+    fn a_link_hash_is_keyed_and_holds_no_token() {
+        let k = key();
+        let other = ConsoleKey::from_data_key(&STANDARD.encode([8u8; 32])).expect("key");
+        let token = random_secret();
+        assert_eq!(token.len(), 43);
+        assert_eq!(k.link_hash(&token), k.link_hash(&token));
+        assert_ne!(k.link_hash(&token), other.link_hash(&token));
+        assert_ne!(k.link_hash(&token), k.identifier_hash(&token));
+        assert!(!k.link_hash(&token).contains(&token));
     }
 
     #[test]

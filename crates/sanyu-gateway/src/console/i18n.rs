@@ -74,8 +74,37 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("sign_in_title", "登录", "Sign in"),
     (
         "sign_in_intro",
-        "输入您的工号、邮箱或手机号，我们会把一次性验证码发到您登记的邮箱。",
-        "Enter your staff number, email or phone; a one-time code goes to your registered email.",
+        "输入您的工号、邮箱或手机号，我们会把一次性验证码和一次性登录链接发到您登记的邮箱。",
+        "Enter your staff number, email or phone; a one-time code and a one-time sign-in link go to your registered email.",
+    ),
+    (
+        "sign_in_intro_sms",
+        "输入您的工号、邮箱或手机号，我们会把一次性验证码发到您登记的邮箱（附一次性登录链接）或手机。",
+        "Enter your staff number, email or phone; a one-time code goes to your registered email (with a one-time sign-in link) or phone.",
+    ),
+    ("code_by_label", "验证码发送方式", "Send the code by"),
+    (
+        "code_by_email",
+        "邮件（附一次性登录链接）",
+        "Email (with a one-time sign-in link)",
+    ),
+    ("code_by_sms", "短信", "SMS"),
+    ("link_title", "通过链接登录", "Sign in with a link"),
+    (
+        "link_intro",
+        "点击下面的按钮即可登录。此链接只能使用一次，发出后 10 分钟内有效。",
+        "Press the button below to sign in. This link works once, for 10 minutes after it was sent.",
+    ),
+    ("link_button", "登录", "Sign in"),
+    (
+        "link_use_code",
+        "改用验证码登录",
+        "Sign in with a code instead",
+    ),
+    (
+        "link_invalid",
+        "此登录链接无效、已过期或已使用。请重新获取验证码。",
+        "This sign-in link is not valid, has expired or was used already. Ask for a new code.",
     ),
     (
         "identifier_label",
@@ -85,8 +114,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("send_code", "发送验证码", "Send a code"),
     (
         "code_sent",
-        "如果该账号存在，验证码已发送到其登记的邮箱，10 分钟内有效，只能使用一次。",
-        "If the account exists, a code was sent to its email. It works once, for 10 minutes.",
+        "如果该账号存在，验证码已发送到其登记的邮箱或手机，10 分钟内有效，只能使用一次。邮件中的登录链接也可直接使用。",
+        "If the account exists, a code was sent to its email or phone. It works once, for 10 minutes. The link in the email works too.",
     ),
     ("code_label", "验证码（6 位数字）", "Code (6 digits)"),
     ("sign_in_button", "登录", "Sign in"),

@@ -1,6 +1,6 @@
 //! The staff console (issue 15): server-rendered pages served by the gateway
-//! beside the API. Staff sign in with a one-time code sent by email through
-//! the notifier; the pages read and act through the API's own handlers (the
+//! beside the API. Staff sign in with a one-time code sent through the
+//! notifier (email, or SMS where configured) or a one-time link by email; the pages read and act through the API's own handlers (the
 //! same access rules, the same audit), never a second copy of them.
 //!
 //! Every console response carries a strict Content-Security-Policy (no inline
@@ -38,6 +38,10 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
      object-src 'none'";
 
+/// The path of the one-time sign-in links; what follows it is a credential
+/// and is never logged.
+pub const SIGN_IN_LINK_PREFIX: &str = "/sign-in/link/";
+
 /// The console's routes (merged into the gateway's router).
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,6 +65,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/sign-in/code",
             get(sign_in::code_form).post(sign_in::verify),
+        )
+        .route(
+            "/sign-in/link/{token}",
+            get(sign_in::link_form).post(sign_in::link_use),
         )
         .route("/sign-out", post(sign_in::sign_out))
         .route("/console/static/{file}", get(static_file))

@@ -37,6 +37,8 @@ pub struct Settings {
     pub limits: store::CodeLimits,
     /// Dates are shown in this zone.
     pub tz: chrono_tz::Tz,
+    /// An SMS provider is configured: a code may go by SMS.
+    pub sms_enabled: bool,
 }
 
 impl Settings {
@@ -54,6 +56,7 @@ impl Settings {
                 .time_zone
                 .parse()
                 .unwrap_or(chrono_tz::Asia::Shanghai),
+            sms_enabled: config.sms.primary.is_some(),
         })
     }
 }

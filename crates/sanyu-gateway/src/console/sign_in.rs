@@ -1,13 +1,18 @@
-//! Sign-in with a one-time code, and sign-out.
+//! Sign-in with a one-time code or a one-time link, and sign-out.
 //!
-//! The code goes by email through Sanyu's own notifier: a notification
+//! The code goes through Sanyu's own notifier, by email or (when an SMS
+//! provider is configured and the person has a phone) by SMS: a notification
 //! request (reason `sign_in_code`, no case) written to the outbox in the same
 //! transaction as the challenge, with the code sealed by the data key so
-//! that neither the outbox row nor the NOTIFY stream holds it in clear. The
-//! answer is the same whether or not anybody matched.
+//! that neither the outbox row nor the NOTIFY stream holds it in clear. An
+//! emailed code comes with a one-time link, `/sign-in/link/{token}`, sealed
+//! the same way: opening it (GET) shows one button and changes nothing (a
+//! chat app's preview of the link signs nobody in); the button's POST
+//! (CSRF-checked) signs in. The answer is the same whether or not anybody
+//! matched, and says nothing of the channels a person has.
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -16,7 +21,9 @@ use sanyu_domain::RiskLevel;
 use sanyu_events::Payload;
 use sanyu_events::v1;
 use sanyu_store::audit::AuditEntry;
-use sanyu_store::console::{self as store, CodeCheck, CodeRequest};
+use sanyu_store::console::{
+    self as store, CodeAsk, CodeChannel, CodeCheck, CodeRequest, LinkCheck,
+};
 use sanyu_store::entities::school;
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::EntityTrait;
@@ -96,7 +103,13 @@ pub async fn form(
         "sign_in.html",
         lang,
         StatusCode::OK,
-        context! { pre => pre.clone(), next => next, notice => notice, here => "/sign-in" },
+        context! {
+            pre => pre.clone(),
+            next => next,
+            notice => notice,
+            here => "/sign-in",
+            sms => state.console.sms_enabled,
+        },
     );
     with_lang(
         &state,
@@ -109,6 +122,9 @@ pub async fn form(
 pub struct CodeRequestForm {
     #[serde(default)]
     identifier: String,
+    /// `email` (the default) or `sms`.
+    #[serde(default)]
+    channel: String,
     #[serde(default)]
     next: String,
     #[serde(default)]
@@ -146,7 +162,14 @@ pub async fn request_code(
     if identifier.is_empty() || identifier.len() > 200 || identifier.chars().any(char::is_control) {
         return view::see_other("/sign-in");
     }
-    match issue(&state, &peer, identifier, super::safe_return(Some(&f.next))).await {
+    let ask = CodeAsk {
+        identifier,
+        client_addr: &peer.0,
+        return_to: super::safe_return(Some(&f.next)),
+        wanted: CodeChannel::parse(&f.channel),
+        sms_enabled: state.console.sms_enabled,
+    };
+    match issue(&state, &peer, ask).await {
         Ok(Some(secret)) => {
             let mut r = view::see_other("/sign-in/code");
             r.headers_mut().append(
@@ -176,21 +199,12 @@ pub async fn request_code(
 async fn issue(
     state: &AppState,
     peer: &Peer,
-    identifier: &str,
-    return_to: Option<String>,
+    ask: CodeAsk<'_>,
 ) -> Result<Option<String>, ApiError> {
     let now = Utc::now();
     let txn = begin_write(&state.db).await?;
-    let asked = store::request_code(
-        &*txn,
-        &state.console.key,
-        identifier,
-        &peer.0,
-        return_to,
-        state.console.limits,
-        now,
-    )
-    .await?;
+    let asked =
+        store::request_code(&*txn, &state.console.key, ask, state.console.limits, now).await?;
     let (challenge_id, secret, send) = match asked {
         CodeRequest::RateLimited => {
             sanyu_store::audit::append_in(
@@ -215,10 +229,10 @@ async fn issue(
         format!("sign_in:{challenge_id}"),
     );
     if let Some(send) = &send {
-        let (person, code) = &**send;
-        entry.actor_staff_id = Some(person.id);
-        entry.school_id = Some(person.school_id);
-        enqueue_code(state, &*txn, person, challenge_id, code, now).await?;
+        entry.actor_staff_id = Some(send.staff.id);
+        entry.school_id = Some(send.staff.school_id);
+        entry.target = format!("sign_in:{challenge_id}:{}", send.channel.as_str());
+        enqueue_code(state, &*txn, send, challenge_id, now).await?;
     }
     sanyu_store::audit::append_in(&*txn, &state.audit_key, entry)
         .await
@@ -235,15 +249,24 @@ fn audit_failed(e: sanyu_store::StoreError) -> ApiError {
     ApiError::Unavailable("the audit log cannot be written; try again".into())
 }
 
-/// The notification request that carries the code (sealed) to `person`.
+/// The notification request that carries the code (sealed), and by email
+/// the link's token (sealed), to the person.
 async fn enqueue_code(
     state: &AppState,
     txn: &impl sanyu_store::sea_orm::ConnectionTrait,
-    person: &staff::Model,
+    send: &store::CodeSend,
     challenge_id: uuid::Uuid,
-    code: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), ApiError> {
+    let person = &send.staff;
+    let sign_in_link = match &send.link_token {
+        Some(token) => store::seal_code(&state.sealer, token)?,
+        None => String::new(),
+    };
+    let channel = match send.channel {
+        CodeChannel::Email => v1::Channel::Email,
+        CodeChannel::Sms => v1::Channel::Sms,
+    };
     let school = school::Entity::find_by_id(person.school_id)
         .one(txn)
         .await?
@@ -257,11 +280,12 @@ async fn enqueue_code(
         // Sent at once: no quiet hours, no rate limit (the console limits codes).
         level: sanyu_events::level_to_proto(RiskLevel::Critical) as i32,
         recipient_staff_id: person.id.to_string(),
-        channel: v1::Channel::Email as i32,
+        channel: channel as i32,
         reason: store::SIGN_IN_CODE_REASON.to_owned(),
         rung: 0,
         reason_code: v1::NotificationReason::SignInCode as i32,
-        sign_in_code: store::seal_code(&state.sealer, code)?,
+        sign_in_code: store::seal_code(&state.sealer, &send.code)?,
+        sign_in_link,
     });
     outbox::enqueue(
         txn,
@@ -346,31 +370,59 @@ pub async fn verify(
     };
     let code: String = f.code.chars().take(32).collect();
     match check(&state, &peer, &secret, &code).await {
-        Ok(Checked::SignedIn { token, return_to }) => {
-            let mut r = view::see_other(return_to.as_deref().unwrap_or("/"));
-            let h = r.headers_mut();
-            h.append(
-                header::SET_COOKIE,
-                session::set_cookie(
-                    &state.console,
-                    SESSION_COOKIE,
-                    &token,
-                    "/",
-                    Some(state.console.absolute.num_seconds()),
-                ),
-            );
-            h.append(
-                header::SET_COOKIE,
-                session::clear_cookie(&state.console, CHALLENGE_COOKIE, "/sign-in"),
-            );
-            r
-        }
+        Ok(Checked::SignedIn { token, return_to }) => signed_in(&state, &token, return_to),
         Ok(Checked::Refused { message, left }) => {
             code_page(lang, StatusCode::UNAUTHORIZED, &f.pre, Some(message), left)
         }
         Ok(Checked::Restart) => view::see_other("/sign-in"),
         Err(e) => view::error_page(lang, e),
     }
+}
+
+/// The answer that signs in: the session cookie, the challenge's cleared,
+/// and on to the page the person was going to.
+fn signed_in(state: &AppState, token: &str, return_to: Option<String>) -> Response {
+    let mut r = view::see_other(return_to.as_deref().unwrap_or("/"));
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        session::set_cookie(
+            &state.console,
+            SESSION_COOKIE,
+            token,
+            "/",
+            Some(state.console.absolute.num_seconds()),
+        ),
+    );
+    h.append(
+        header::SET_COOKIE,
+        session::clear_cookie(&state.console, CHALLENGE_COOKIE, "/sign-in"),
+    );
+    r
+}
+
+/// Open a session for `staff` in the caller's transaction; its audit record
+/// (`console.sign_in`, the challenge and the method) and the cookie's token.
+async fn open_session(
+    state: &AppState,
+    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    peer: &Peer,
+    staff: &staff::Model,
+    challenge_id: uuid::Uuid,
+    method: &str,
+) -> Result<(AuditEntry, String), ApiError> {
+    let opened =
+        store::open_session(txn, staff, &peer.0, state.console.absolute, Utc::now()).await?;
+    let entry = AuditEntry {
+        actor_token_id: Some(opened.session.id),
+        actor_role: opened.session.role.clone(),
+        actor_staff_id: Some(staff.id),
+        school_id: Some(staff.school_id),
+        action: "console.sign_in".into(),
+        target: format!("sign_in:{challenge_id}:{method}"),
+        source: peer.0.clone(),
+    };
+    Ok((entry, opened.token))
 }
 
 enum Checked {
@@ -406,25 +458,12 @@ async fn check(
             challenge_id,
             staff,
             return_to,
+            channel,
         } => {
-            let opened =
-                store::open_session(&*txn, &staff, &peer.0, state.console.absolute, now).await?;
-            let entry = AuditEntry {
-                actor_token_id: Some(opened.session.id),
-                actor_role: opened.session.role.clone(),
-                actor_staff_id: Some(staff.id),
-                school_id: Some(staff.school_id),
-                action: "console.sign_in".into(),
-                target: format!("sign_in:{challenge_id}"),
-                source: peer.0.clone(),
-            };
-            (
-                entry,
-                Checked::SignedIn {
-                    token: opened.token,
-                    return_to,
-                },
-            )
+            let method = format!("{}_code", channel.as_str());
+            let (entry, token) =
+                open_session(state, &*txn, peer, &staff, challenge_id, &method).await?;
+            (entry, Checked::SignedIn { token, return_to })
         }
         CodeCheck::Wrong { challenge_id, left } => (
             failed(challenge_id, "wrong"),
@@ -464,6 +503,98 @@ async fn check(
         .map_err(audit_failed)?;
     txn.commit().await?;
     Ok(answer)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    lang: Option<String>,
+}
+
+/// Every refused link gets this one page, whatever the reason.
+fn link_refused(lang: Lang) -> Response {
+    view::message(lang, StatusCode::GONE, "link_title", "link_invalid")
+}
+
+/// `GET /sign-in/link/{token}`: the page of an emailed sign-in link, with
+/// one button. Reads only: a link preview uses nothing up.
+pub async fn link_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    match store::peek_link(&state.db, &state.console.key, &token, Utc::now()).await {
+        Ok(true) => {}
+        Ok(false) => return link_refused(lang),
+        Err(e) => return view::error_page(lang, e.into()),
+    }
+    let (pre, fresh) = pre_token(&headers);
+    let page = view::page(
+        "link.html",
+        lang,
+        StatusCode::OK,
+        context! { pre => pre.clone(), token => token.clone(), here => format!("/sign-in/link/{token}") },
+    );
+    with_lang(
+        &state,
+        with_pre(&state, page, &pre, fresh),
+        q.lang.as_deref(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    pre: String,
+}
+
+/// `POST /sign-in/link/{token}`: the button of the link's page: use the
+/// link (once) and sign in, on to the page the person was going to.
+pub async fn link_use(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<LinkForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    if !pre_ok(&headers, &f.pre) {
+        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+    }
+    let used = async {
+        let txn = begin_write(&state.db).await?;
+        let checked = store::use_link(&*txn, &state.console.key, &token, Utc::now()).await?;
+        let (entry, answer) = match checked {
+            LinkCheck::Accepted {
+                challenge_id,
+                staff,
+                return_to,
+            } => {
+                let (entry, token) =
+                    open_session(&state, &*txn, &peer, &staff, challenge_id, "email_link").await?;
+                (entry, Some((token, return_to)))
+            }
+            LinkCheck::Refused { challenge_id, why } => {
+                let target = match challenge_id {
+                    Some(id) => format!("sign_in:{id}:link_{why}"),
+                    None => format!("sign_in:link_{why}"),
+                };
+                (anonymous(&peer, "console.sign_in_failed", target), None)
+            }
+        };
+        sanyu_store::audit::append_in(&*txn, &state.audit_key, entry)
+            .await
+            .map_err(audit_failed)?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(answer)
+    }
+    .await;
+    match used {
+        Ok(Some((token, return_to))) => signed_in(&state, &token, return_to),
+        Ok(None) => link_refused(lang),
+        Err(e) => view::error_page(lang, e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("templates/layout.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("code.html", include_str!("templates/code.html")),
+    ("link.html", include_str!("templates/link.html")),
     ("queue.html", include_str!("templates/queue.html")),
     ("case.html", include_str!("templates/case.html")),
     ("message.html", include_str!("templates/message.html")),

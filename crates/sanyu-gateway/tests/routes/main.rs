@@ -17,6 +17,8 @@
 //! - `calls`: the hotline calls list (API) and the console's calls pages;
 //!   `mends`: the queue's filters by role, a closed case's ladder record, a
 //!   dead letter's neutral title.
+//! - `sign_in`: the console's one-time sign-in link (a preview changes
+//!   nothing, the button works once) and the choice of SMS for a code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -31,3 +33,4 @@ mod matrix;
 mod mends;
 mod role_grants;
 mod roster;
+mod sign_in;

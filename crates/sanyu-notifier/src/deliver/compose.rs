@@ -26,8 +26,22 @@ impl Deliverer {
         };
         let code = sanyu_store::console::open_code(sealer, sealed).map_err(|e| e.to_string())?;
         let minutes = sanyu_store::console::CODE_TTL_MINUTES;
+        // The one-time link of the same challenge, when the console sent one.
+        let link = if req.sign_in_link.is_empty() {
+            String::new()
+        } else {
+            let token = sanyu_store::console::open_code(sealer, &req.sign_in_link)
+                .map_err(|e| e.to_string())?;
+            format!(
+                "或打开下面的一次性登录链接（同样 {minutes} 分钟内有效，只能使用一次）：\n\
+                 Or open this one-time sign-in link (also valid for {minutes} minutes, once):\n\n\
+                 {}/sign-in/link/{token}\n\n",
+                self.base_url
+            )
+        };
         let body = format!(
             "三预 Sanyu 登录验证码 / sign-in code:\n\n    {code}\n\n\
+             {link}\
              {minutes} 分钟内有效，只能使用一次。如果不是您本人申请，请忽略本邮件。\n\
              Valid for {minutes} minutes, once. If you did not ask for it, ignore this message.\n"
         );
@@ -41,6 +55,26 @@ impl Deliverer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| e.to_string())
+    }
+
+    /// The SMS of a console sign-in code: the code (opened from the request)
+    /// and how long it holds; no link, no case, no name.
+    pub(super) fn sign_in_sms(
+        &self,
+        req: &v1::NotificationRequested,
+    ) -> Result<sanyu_sms::RenderedSms, String> {
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or("no data key: a sign-in code cannot be opened")?;
+        let code = sanyu_store::console::open_code(sealer, &req.sign_in_code)
+            .map_err(|e| e.to_string())?;
+        sanyu_sms::render_sign_in_sms(
+            self.policy.locale,
+            &code,
+            sanyu_store::console::CODE_TTL_MINUTES,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// A notice about no case: a zero report missing, a watch-list follow-up

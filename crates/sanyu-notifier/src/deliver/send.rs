@@ -84,19 +84,24 @@ impl Deliverer {
                     .await;
             }
         };
-        let Some(facts) = &ctx.facts else {
-            return self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await;
+        let content = if ctx.reason == NotificationReason::SignInCode {
+            self.sign_in_sms(ctx.req)
+        } else {
+            let Some(facts) = &ctx.facts else {
+                return self
+                    .impossible(
+                        ctx,
+                        key,
+                        channel,
+                        "school of the recipient not found".into(),
+                    )
+                    .await;
+            };
+            message::staff_sms(self.policy.locale, facts).map_err(|e| e.to_string())
         };
-        let content = match message::staff_sms(self.policy.locale, facts) {
+        let content = match content {
             Ok(c) => c,
-            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
+            Err(e) => return self.impossible(ctx, key, channel, e).await,
         };
         let message = SmsMessage {
             phone,

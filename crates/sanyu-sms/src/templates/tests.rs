@@ -151,3 +151,42 @@ fn rendered_sms_debug_shows_no_values() {
     assert!(!shown.contains("6275"));
     assert!(shown.contains("counsellor_phone"));
 }
+
+#[test]
+fn the_sign_in_sms_carries_the_code_and_nothing_about_a_case() {
+    for locale in Locale::ALL {
+        let sms = render_sign_in_sms(locale, "042917", 10).unwrap();
+        assert_eq!(sms.audience, Audience::SignIn);
+        assert_eq!(sms.template_name(), format!("sign_in.{locale}"));
+        assert!(sms.text.contains("042917"), "{}", sms.text);
+        assert!(sms.text.contains("10"), "{}", sms.text);
+        assert_eq!(sms.param("code"), Some("042917"));
+        let names: Vec<&str> = sms.params.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, Audience::SignIn.param_names());
+        let lower = sms.text.to_lowercase();
+        for word in denied_words(Audience::Guardian) {
+            assert!(!lower.contains(word), "{locale}: {word}");
+        }
+        assert!(!sms.text.contains("http"), "no link in a code SMS");
+    }
+}
+
+#[test]
+fn a_sign_in_sms_refuses_what_is_not_a_code() {
+    for bad in ["", "12", "12345678901", "12a456", "１２３４５６"] {
+        let err = render_sign_in_sms(Locale::ZhCn, bad, 10).unwrap_err();
+        assert!(
+            matches!(err, TemplateError::InvalidField { field: "code", .. }),
+            "{bad}: {err}"
+        );
+    }
+    assert!(render_sign_in_sms(Locale::ZhCn, "123456", 0).is_err());
+    // Case facts never render as a sign-in message.
+    assert!(matches!(
+        render_sms(Audience::SignIn, Locale::ZhCn, &facts()).unwrap_err(),
+        TemplateError::InvalidField {
+            field: "audience",
+            ..
+        }
+    ));
+}

@@ -144,6 +144,33 @@ async fn guardian_parameters_are_only_the_configured_ones() {
     );
 }
 
+#[tokio::test]
+async fn a_sign_in_code_goes_to_its_approved_template_as_the_code_parameter() {
+    let (stand_in, provider) = setup().await;
+    provider.send(&common::sign_in_message()).await.unwrap();
+    let got = &stand_in.received()[0];
+    assert_eq!(got.template, "SMS_100003");
+    assert_eq!(got.params, [("code".to_owned(), "042917".to_owned())]);
+}
+
+#[test]
+fn a_sign_in_template_may_name_only_the_code_and_its_minutes() {
+    let mut templates = approved_templates();
+    templates.push(ApprovedTemplate {
+        audience: Audience::SignIn,
+        locale: Locale::En,
+        id: "SMS_10".into(),
+        params: vec!["code".into(), "case_ref".into()],
+    });
+    let mut c = config("https://dysmsapi.aliyuncs.com/", KEY_ID, KEY_SECRET);
+    c.templates = templates;
+    let err = AliyunProvider::new(c).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::UnknownTemplateParam { ref param, .. } if param == "case_ref"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_guardian_template_may_not_name_the_level() {
     let mut templates = approved_templates();

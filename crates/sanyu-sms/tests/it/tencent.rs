@@ -67,6 +67,16 @@ async fn a_tc3_signed_send_sms_is_accepted_with_the_serial_no() {
 }
 
 #[tokio::test]
+async fn a_sign_in_code_goes_to_its_approved_template_with_the_code_as_its_parameter() {
+    let (stand_in, provider) = setup().await;
+    provider.send(&common::sign_in_message()).await.unwrap();
+    let got = &stand_in.received()[0];
+    assert_eq!(got.template, "SMS_100003");
+    let values: Vec<&str> = got.params.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["042917"]);
+}
+
+#[tokio::test]
 async fn guardian_parameters_follow_the_configured_order() {
     let (stand_in, provider) = setup().await;
     provider

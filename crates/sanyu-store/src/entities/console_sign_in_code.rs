@@ -16,6 +16,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
+    /// The keyed hash of the sign-in link's token (an emailed code only).
+    pub link_hash: Option<String>,
+    /// How the code went: `email` or `sms`.
+    pub channel: String,
 }
 
 no_relations!();

@@ -75,7 +75,22 @@ pub fn approved_templates() -> Vec<ApprovedTemplate> {
                 "case_ref".into(),
             ],
         },
+        ApprovedTemplate {
+            audience: Audience::SignIn,
+            locale: Locale::ZhCn,
+            id: "SMS_100003".into(),
+            params: vec!["code".into()],
+        },
     ]
+}
+
+/// A console sign-in code for `PHONE`.
+pub fn sign_in_message() -> SmsMessage {
+    SmsMessage {
+        phone: PhoneNumber::parse(PHONE).unwrap(),
+        content: sanyu_sms::render_sign_in_sms(Locale::ZhCn, "042917", 10).unwrap(),
+        idempotency_key: "sign_in:challenge".into(),
+    }
 }
 
 /// Short timeouts so the timeout test is quick.

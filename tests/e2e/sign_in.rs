@@ -1,0 +1,313 @@
+//! Signing in to the console without typing an emailed code, across the real
+//! binaries:
+//!
+//! - by SMS: a counsellor chooses SMS on the form; the code goes through the
+//!   notifier to the SMS provider (the signed webhook's stand-in, which
+//!   checks the signature), carries nothing but the code, and signs in once;
+//! - by the one-time link in the sign-in email (real SMTP): opening it twice
+//!   (a chat app's preview, then the person) changes nothing, its button
+//!   signs in and lands on the case of the alert link, and the link then
+//!   answers one neutral page; in chromium when it is on PATH, with axe-core
+//!   and screenshots of the link's page at 375 px and 1280 px.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sanyu_e2e::Stack;
+use sanyu_e2e::support::{ReceivedMail, TestDb, eventually};
+use sanyu_sms::stand_in::{StandIn, StandInKind};
+use sea_orm::EntityTrait;
+
+use crate::console::{self, Agent};
+
+const WEBHOOK_SECRET: &str = "whsec-e2e-sign-in";
+const COUNSELLOR_PHONE: &str = "13900000003";
+
+/// A configuration file with the webhook stand-in as the SMS provider.
+struct SmsConfig {
+    path: PathBuf,
+}
+
+impl SmsConfig {
+    fn write(stand_in: &StandIn) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("sanyu-sign-in-{}.toml", uuid::Uuid::now_v7()));
+        let toml = format!(
+            r#"
+[sms.primary]
+kind = "webhook"
+url = "{url}"
+secret = "{WEBHOOK_SECRET}"
+http = {{ connect_timeout_ms = 1000, request_timeout_ms = 2000 }}
+"#,
+            url = stand_in.base_url(),
+        );
+        std::fs::write(&path, toml).unwrap();
+        Self { path }
+    }
+}
+
+impl Drop for SmsConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Ask for a code for `identifier` by `channel`, going on to `next`.
+async fn ask(agent: &mut Agent, identifier: &str, channel: &str, next: &str) {
+    let form = agent.get(&format!("/sign-in?next={next}")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let pre = form.field("pre");
+    let asked = agent
+        .post(
+            "/sign-in",
+            &[
+                ("identifier", identifier),
+                ("channel", channel),
+                ("next", next),
+                ("pre", &pre),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (asked.status, asked.location()),
+        (303, "/sign-in/code".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_counsellor_signs_in_with_a_code_sent_by_sms_through_the_provider() {
+    let stand_in = StandIn::start(StandInKind::Webhook, "", WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let config = SmsConfig::write(&stand_in);
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let mut s = console::settings(&stack.base_url(), 3600);
+    s.push(("SANYU_CONFIG", config.path.display().to_string()));
+    stack.start_gateway_with(&s).await;
+    stack.start_notifier_with(&s);
+    let email = stack.school.counsellor_email.clone();
+
+    let mut agent = Agent::new(&stack.base_url());
+    let form = agent.get("/sign-in").await;
+    assert!(
+        form.body.contains("name=\"channel\" value=\"sms\""),
+        "{}",
+        form.body
+    );
+    ask(&mut agent, &email, "sms", "/queue").await;
+
+    // The SMS the provider took: the code, as the template's one parameter.
+    let sms = eventually(Duration::from_secs(30), "the sign-in SMS", || async {
+        stand_in.received().into_iter().next()
+    })
+    .await;
+    assert!(sms.phone.ends_with(COUNSELLOR_PHONE), "{}", sms.phone);
+    assert_eq!(sms.template, "sign_in.zh-CN");
+    let code = sms
+        .params
+        .iter()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.clone())
+        .expect("the code parameter");
+    assert_eq!(code.len(), 6);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    let text = sms.text.clone().unwrap_or_default();
+    assert!(text.contains(&code), "{text}");
+    // Nothing about a student, a case, a school or a link.
+    for word in ["Student", "个案", "C-", "http", "SCH1", &stack.school.code] {
+        assert!(!text.contains(word), "{word} in {text}");
+    }
+    assert_eq!(stand_in.received().len(), 1, "one SMS");
+
+    let signed_in = agent.type_code(&code).await;
+    assert_eq!(
+        (signed_in.status, signed_in.location()),
+        (303, "/queue".into()),
+        "{}",
+        signed_in.body
+    );
+    assert_eq!(agent.get("/queue").await.status, 200);
+    assert!(!agent.cookies.contains_key("sanyu_challenge"), "cleared");
+    // No email carried the code.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(console::to(&stack.smtp.received(), &email).is_empty());
+    // The delivery log has the SMS, sent.
+    let deliveries = sanyu_store::entities::delivery::Entity::find()
+        .all(&stack.conn)
+        .await
+        .unwrap();
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d.notification_key.starts_with("sign_in:")
+                && d.channel == "sms"
+                && d.status == "sent"),
+        "{deliveries:?}"
+    );
+}
+
+/// The one-time link of the `n`-th sign-in email (1-based) to `who`, as a path.
+async fn nth_link(stack: &Stack, who: &str, n: usize) -> String {
+    eventually(
+        Duration::from_secs(30),
+        "a sign-in email with a link",
+        || async {
+            let mails: Vec<ReceivedMail> = console::to(&stack.smtp.received(), who)
+                .into_iter()
+                .filter(|m| m.subject().contains(console::CODE_SUBJECT))
+                .collect();
+            let text = mails.get(n - 1)?.text();
+            let at = text.find("/sign-in/link/")?;
+            let link: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            Some(link)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_counsellor_signs_in_with_the_emailed_link_and_lands_on_the_case() {
+    let stack = console_stack().await;
+    let case_id = console::open_high_case(&stack).await;
+    let email = stack.school.counsellor_email.clone();
+    let case_path = format!("/cases/{case_id}");
+
+    // The alert link, not signed in: on to sign-in, and a code by email.
+    let mut asker = Agent::new(&stack.base_url());
+    ask(&mut asker, &email, "email", &case_path).await;
+    let link = nth_link(&stack, &email, 1).await;
+    let mail = console::to(&stack.smtp.received(), &email)
+        .into_iter()
+        .find(|m| m.subject().contains(console::CODE_SUBJECT))
+        .unwrap();
+    assert!(
+        mail.text().contains(&format!("{}{link}", stack.base_url())),
+        "the link is absolute: {}",
+        mail.text()
+    );
+    // The same email carries the code too.
+    assert!(console::nth_code(&stack, &email, 1).await.len() == 6);
+
+    // A chat app's preview, then the person's phone: GETs use nothing up.
+    let mut preview = Agent::new(&stack.base_url());
+    let mut phone = Agent::new(&stack.base_url());
+    for agent in [&mut preview, &mut phone] {
+        let page = agent.get(&link).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        console::assert_console_headers(&page);
+        assert!(!agent.cookies.contains_key("sanyu_session"));
+    }
+    // The button: signed in, on the case of the alert link.
+    let pre = phone.cookies.get("sanyu_pre").cloned().unwrap_or_default();
+    let signed_in = phone.post(&link, &[("pre", &pre)]).await;
+    assert_eq!(
+        (signed_in.status, signed_in.location()),
+        (303, case_path.clone()),
+        "{}",
+        signed_in.body
+    );
+    let case = phone.get(&case_path).await;
+    assert_eq!(case.status, 200);
+
+    // Used: the link answers one neutral page, the preview's button too.
+    let pre = preview
+        .cookies
+        .get("sanyu_pre")
+        .cloned()
+        .unwrap_or_default();
+    let late = preview.post(&link, &[("pre", &pre)]).await;
+    assert_eq!(late.status, 410);
+    assert!(
+        late.body.contains("此登录链接无效、已过期或已使用"),
+        "{}",
+        late.body
+    );
+    assert!(!preview.cookies.contains_key("sanyu_session"));
+    assert_eq!(preview.get(&link).await.status, 410);
+
+    // Audited with the method; no token in the audit log.
+    let token = link.trim_start_matches("/sign-in/link/");
+    let audit = sanyu_store::entities::audit_record::Entity::find()
+        .all(&stack.conn)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "console.sign_in" && a.target.ends_with(":email_link"))
+    );
+    assert!(audit.iter().all(|a| !a.target.contains(token)));
+
+    in_a_browser(&stack, &email, &case_path).await;
+}
+
+async fn console_stack() -> Stack {
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let s = console::settings(&stack.base_url(), 3600);
+    stack.start_gateway_with(&s).await;
+    stack.start_rules(&s);
+    stack.start_notifier_with(&s);
+    stack.start_scheduler(&s);
+    stack
+}
+
+/// The link's page in chromium: axe-core, screenshots, its button; then the
+/// used link's page.
+async fn in_a_browser(stack: &Stack, email: &str, case_path: &str) {
+    use fantoccini::Locator;
+    let Some(driver) = console::start_driver().await else {
+        return;
+    };
+    let c = console::browser(&driver).await;
+    c.goto(&format!("{}{case_path}", stack.base_url()))
+        .await
+        .unwrap();
+    console::wait_for_path(&c, "/sign-in").await;
+    c.find(Locator::Id("identifier"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console::wait_for_path(&c, "/sign-in/code").await;
+    let link = nth_link(stack, email, 2).await;
+    // Opened from the mail app: a browser without this one's cookies.
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&format!("{}{link}", stack.base_url()))
+        .await
+        .unwrap();
+    console::wait_for_path(&c, "/sign-in/link/").await;
+    console::shoot(&c, "sign-in-link").await;
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    console::wait_for_path(&c, case_path).await;
+    c.goto(&format!("{}{link}", stack.base_url()))
+        .await
+        .unwrap();
+    console::wait_for_path(&c, "/sign-in/link/").await;
+    let main = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(main.contains("此登录链接无效、已过期或已使用"), "{main}");
+    console::shoot(&c, "sign-in-link-used").await;
+    c.close().await.unwrap();
+}
