@@ -12,6 +12,7 @@ mod actions;
 pub mod i18n;
 mod pages;
 mod records;
+mod screening;
 pub mod session;
 mod sign_in;
 mod view;
@@ -37,8 +38,9 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
      object-src 'none'";
 
-/// The console's routes (merged into the gateway's router).
-pub fn router() -> Router<AppState> {
+/// The console's routes (merged into the gateway's router); a screening
+/// file may be as large as `upload_limit` bytes.
+pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(pages::queue))
         .route("/queue", get(pages::queue))
@@ -53,6 +55,15 @@ pub fn router() -> Router<AppState> {
             post(records::resolve_dead_letter),
         )
         .route("/key-population/watch/{id}/done", post(records::watch_done))
+        .route(
+            "/screening",
+            get(screening::list)
+                .post(screening::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/screening/{id}", get(screening::import))
+        .route("/screening/{id}/progress", get(screening::progress))
+        .route("/screening/{id}/errors.csv", get(screening::errors_csv))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
             "/sign-in/code",
@@ -96,11 +107,18 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// own pages (a case or the queue): never a redirect elsewhere.
 pub fn safe_return(next: Option<&str>) -> Option<String> {
     let next = next?.trim();
-    if next == "/" || next == "/queue" || next == "/key-population" || next == "/dead-letters" {
+    if next == "/"
+        || next == "/queue"
+        || next == "/key-population"
+        || next == "/dead-letters"
+        || next == "/screening"
+    {
         return Some(next.to_owned());
     }
     let (prefix, id) = if let Some(id) = next.strip_prefix("/cases/") {
         ("/cases/", id)
+    } else if let Some(id) = next.strip_prefix("/screening/") {
+        ("/screening/", id)
     } else {
         ("/students/", next.strip_prefix("/students/")?)
     };
@@ -129,6 +147,11 @@ mod tests {
         assert_eq!(
             safe_return(Some("/key-population")),
             Some("/key-population".into())
+        );
+        assert_eq!(safe_return(Some("/screening")), Some("/screening".into()));
+        assert_eq!(
+            safe_return(Some(&format!("/screening/{id}"))),
+            Some(format!("/screening/{id}"))
         );
         for bad in [
             "//evil.example/",

@@ -12,6 +12,8 @@
 //!   watch entries;
 //! - `disclosure`, `existence`: what oversight roles see, free text sealed at
 //!   rest, no existence oracles;
+//! - `console_screening`: the console's screening pages — roles, another
+//!   school's import, the upload form's CSRF token and refusals;
 //! - `role_grants`: a school's first crisis team confirmed by the deployment
 //!   admin; `roster`: an admin imports the own school's rows only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +22,7 @@ mod support;
 
 mod api;
 mod casework;
+mod console_screening;
 mod disclosure;
 mod existence;
 mod input;
