@@ -457,7 +457,7 @@ async fn console_posts_need_the_sessions_csrf_token_and_a_get_changes_nothing(db
 
 // ---------------------------------------------------------------- browser
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     // `<target>/tmp` for integration tests: the folder beside it.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -476,7 +476,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: std::process::Child,
     port: u16,
 }
@@ -488,7 +488,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver() -> Option<Driver> {
+pub(crate) async fn start_driver() -> Option<Driver> {
     let (Some(driver), Some(_)) = (
         on_path("chromedriver"),
         on_path("chromium").or_else(|| on_path("chromium-browser")),
@@ -525,7 +525,7 @@ async fn start_driver() -> Option<Driver> {
     Some(d)
 }
 
-async fn browser(driver: &Driver) -> fantoccini::Client {
+pub(crate) async fn browser(driver: &Driver) -> fantoccini::Client {
     let mut caps = serde_json::Map::new();
     let mut args = vec![
         "--headless=new",
@@ -625,7 +625,7 @@ async fn check_accessibility(c: &fantoccini::Client, name: &str) {
 
 /// The current page checked with axe-core, then screenshots of it at phone
 /// and desktop width.
-async fn shoot(c: &fantoccini::Client, name: &str) {
+pub(crate) async fn shoot(c: &fantoccini::Client, name: &str) {
     check_accessibility(c, name).await;
     let dir = screenshot_dir();
     for (w, h) in [(375u32, 812u32), (1280, 900)] {
@@ -636,7 +636,7 @@ async fn shoot(c: &fantoccini::Client, name: &str) {
     c.set_window_size(375, 812).await.expect("window size");
 }
 
-async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
+pub(crate) async fn wait_for_path(c: &fantoccini::Client, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let url = c.current_url().await.expect("url");
@@ -964,7 +964,7 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
 }
 
 /// Sign in on the sign-in page with the first code emailed to `email`.
-async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
+pub(crate) async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
     use fantoccini::Locator;
     c.find(Locator::Id("identifier"))
         .await

@@ -7,6 +7,7 @@ mod audit;
 mod availability;
 mod casework;
 mod console;
+mod console_screening;
 mod docs;
 mod escalation;
 mod exactly_once;

@@ -313,7 +313,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("sc_back", "返回导入记录", "Back to the imports"),
     ("sc_created", "上传时间", "Uploaded"),
     ("sc_progress", "进度", "Progress"),
-    ("sc_percent", "已完成", "Done"),
+    ("sc_percent", "完成百分比", "Percent done"),
     ("sc_read", "已读取行数", "Rows read"),
     ("sc_accepted", "有效", "Accepted"),
     ("sc_rejected", "无效", "Rejected"),

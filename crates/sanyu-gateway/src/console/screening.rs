@@ -39,6 +39,10 @@ use crate::routes::screening::{
     self as api, BandDistribution, ImportStatus, ListQuery, ResultPage, ResultQuery,
 };
 
+/// The codings of the form, the most common first (every one the catalogue
+/// knows; `sanyu_screening::Coding`).
+const CODINGS: [&str; 7] = ["0-3", "1-4", "0-4", "1-5", "0-2", "yes1-no0", "yes1-no2"];
+
 /// Imports listed on the page.
 const LISTED: u64 = 100;
 /// Results per page.
@@ -132,7 +136,7 @@ async fn render_list(
             imports => Value::from(minijinja::value::Serde(&imports)),
             instruments => Value::from(minijinja::value::Serde(&instrument_choices())),
             names => Value::from(minijinja::value::Serde(&instrument_names())),
-            codings => sanyu_screening::Coding::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            codings => CODINGS,
             today => chrono::Utc::now().with_timezone(&state.console.tz).format("%Y-%m-%d").to_string(),
             error => error.as_ref().map(|r| r.key),
             error_field => error.as_ref().and_then(|r| r.field),
@@ -493,6 +497,18 @@ pub async fn errors_csv(
 mod tests {
     use super::*;
     use crate::routes::screening::BandView;
+
+    #[test]
+    fn the_form_offers_every_coding_of_the_catalogue() {
+        let mut all: Vec<&str> = sanyu_screening::Coding::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        let mut offered = CODINGS.to_vec();
+        all.sort_unstable();
+        offered.sort_unstable();
+        assert_eq!(all, offered);
+    }
 
     #[test]
     fn every_band_of_the_catalogue_is_a_bar_in_its_order_with_its_share() {

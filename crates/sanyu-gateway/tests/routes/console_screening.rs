@@ -26,13 +26,17 @@ struct Browser<'a> {
     csrf: String,
 }
 
-async fn sign_in<'a>(app: &'a App, sch: Sch, staff_no: &str) -> Browser<'a> {
+async fn staff_member(app: &App, sch: Sch, staff_no: &str) -> staff::Model {
     let id = app.staff_id(sch, staff_no).await;
-    let person = staff::Entity::find_by_id(id)
+    staff::Entity::find_by_id(id)
         .one(&app.db)
         .await
         .expect("staff")
-        .expect("staff row");
+        .expect("staff row")
+}
+
+async fn sign_in<'a>(app: &'a App, sch: Sch, staff_no: &str) -> Browser<'a> {
+    let person = staff_member(app, sch, staff_no).await;
     let opened = sanyu_store::console::open_session(
         &app.db,
         &person,
@@ -225,6 +229,67 @@ async fn the_screening_pages_show_each_role_what_the_api_allows(db: TestDb) {
     let theirs_csv = other_school.get(&format!("{to}/errors.csv")).await;
     assert_eq!(theirs_csv.status(), 404);
     assert!(!other_school.get("/screening").await.text().contains(&id));
+
+    // The live part: a finished import's progress fragment asks htmx for a
+    // full reload (its results); a queued import's page polls the fragment.
+    let fragment = format!("{to}/progress");
+    let hx = [
+        ("cookie", counsellor.cookie.as_str()),
+        ("hx-request", "true"),
+    ];
+    let r = app
+        .with_token(None)
+        .send(Method::GET, &fragment, &hx, Vec::new())
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.headers["hx-refresh"], "true");
+    assert!(r.text().contains("<progress"), "{}", r.text());
+    let r = counsellor.get(&fragment).await;
+    assert_eq!(
+        (r.status(), location(&r)),
+        (303, to.clone()),
+        "without htmx"
+    );
+    let queued = uuid::Uuid::now_v7();
+    sanyu_store::screening::create(
+        &app.db,
+        sanyu_store::screening::NewImport {
+            id: queued,
+            school_id: staff_member(&app, Sch::A, "K1").await.school_id,
+            instrument: "phq9".into(),
+            coding: "0-3".into(),
+            administered_on: chrono::Utc::now().date_naive(),
+            file_name: "later.csv".into(),
+            file_format: "csv".into(),
+            sheet: None,
+            profile: None,
+            spool_path: None,
+            state: sanyu_store::screening::state::QUEUED,
+            error: None,
+            rows_total: Some(40),
+            created_by: None,
+        },
+    )
+    .await
+    .expect("a queued import");
+    let page = counsellor.get(&format!("/screening/{queued}")).await.text();
+    assert!(
+        page.contains(&format!(
+            "hx-get=\"/screening/{queued}/progress\" hx-trigger=\"every 1s\""
+        )),
+        "{page}"
+    );
+    let r = app
+        .with_token(None)
+        .send(
+            Method::GET,
+            &format!("/screening/{queued}/progress"),
+            &hx,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers.get("hx-refresh").is_none(), "still polling");
 
     // The counsellor's CSV of row errors.
     let csv = counsellor.get(&format!("{to}/errors.csv")).await;
