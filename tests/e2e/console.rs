@@ -967,7 +967,7 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
 }
 
 /// Sign in on the sign-in page with the first code emailed to `email`.
-async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
+pub(crate) async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email: &str) {
     use fantoccini::Locator;
     c.find(Locator::Id("identifier"))
         .await

@@ -8,6 +8,7 @@ mod availability;
 mod backup;
 mod casework;
 mod console;
+mod console_screening;
 mod docs;
 mod escalation;
 mod exactly_once;

@@ -15,7 +15,7 @@ use serde_json::Value;
 /// Students S1–S3 are on SCH1's roster; S8 and S9 are not. Row 2: S1's item 9
 /// is positive. Row 3: S2's item 2 is invalid, item 9 valid and positive.
 /// Row 4: S3 moderately severe. Row 5: unknown S9 with a positive item 9.
-const MIXED_PHQ9: &str = "学号,姓名,题1,题2,题3,题4,题5,题6,题7,题8,题9\n\
+pub(crate) const MIXED_PHQ9: &str = "学号,姓名,题1,题2,题3,题4,题5,题6,题7,题8,题9\n\
 S1,张三,0,0,0,0,0,0,0,0,1\n\
 S2,李四,0,x,0,0,0,0,0,0,2\n\
 S3,王五,2,2,2,2,2,2,2,2,0\n\

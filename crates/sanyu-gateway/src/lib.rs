@@ -87,6 +87,8 @@ pub struct AppState {
         routes::screening::status,
         routes::screening::results,
         routes::screening::errors,
+        routes::screening::list,
+        routes::screening::bands,
         routes::hotline::log,
         routes::hotline::list,
         routes::hotline::import,
@@ -197,7 +199,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/dead-letters/{id}/resolve",
             post(routes::ops::resolve_dead_letter),
         )
+        .route("/v1/screening-imports", get(routes::screening::list))
         .route("/v1/screening-imports/{id}", get(routes::screening::status))
+        .route(
+            "/v1/screening-imports/{id}/bands",
+            get(routes::screening::bands),
+        )
         .route(
             "/v1/screening-imports/{id}/results",
             get(routes::screening::results),
@@ -228,7 +235,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
-        .merge(console::router())
+        .merge(console::router(
+            state.imports.upload_limit_bytes.max(body_limit),
+        ))
         // Unknown routes and methods answer with the error body too.
         .fallback(extract::no_route)
         .method_not_allowed_fallback(extract::no_method)

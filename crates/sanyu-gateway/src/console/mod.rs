@@ -13,6 +13,7 @@ mod calls;
 pub mod i18n;
 mod pages;
 mod records;
+mod screening;
 pub mod session;
 mod sign_in;
 mod view;
@@ -42,8 +43,9 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// and is never logged.
 pub const SIGN_IN_LINK_PREFIX: &str = "/sign-in/link/";
 
-/// The console's routes (merged into the gateway's router).
-pub fn router() -> Router<AppState> {
+/// The console's routes (merged into the gateway's router); a screening
+/// file may be as large as `upload_limit` bytes.
+pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(pages::queue))
         .route("/queue", get(pages::queue))
@@ -61,6 +63,15 @@ pub fn router() -> Router<AppState> {
         .route("/hotline-calls", get(calls::list))
         .route("/hotline-calls/{id}", get(calls::call))
         .route("/hotline-calls/{id}/link", post(calls::link))
+        .route(
+            "/screening",
+            get(screening::list)
+                .post(screening::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/screening/{id}", get(screening::import))
+        .route("/screening/{id}/progress", get(screening::progress))
+        .route("/screening/{id}/errors.csv", get(screening::errors_csv))
         .route("/sign-in", get(sign_in::form).post(sign_in::request_code))
         .route(
             "/sign-in/code",
@@ -114,12 +125,13 @@ pub fn safe_return(next: Option<&str>) -> Option<String> {
         "/key-population",
         "/dead-letters",
         "/hotline-calls",
+        "/screening",
     ]
     .contains(&next)
     {
         return Some(next.to_owned());
     }
-    let (prefix, id) = ["/cases/", "/students/", "/hotline-calls/"]
+    let (prefix, id) = ["/cases/", "/students/", "/hotline-calls/", "/screening/"]
         .into_iter()
         .find_map(|prefix| next.strip_prefix(prefix).map(|id| (prefix, id)))?;
     uuid::Uuid::parse_str(id)
@@ -155,6 +167,11 @@ mod tests {
         assert_eq!(
             safe_return(Some("/hotline-calls")),
             Some("/hotline-calls".into())
+        );
+        assert_eq!(safe_return(Some("/screening")), Some("/screening".into()));
+        assert_eq!(
+            safe_return(Some(&format!("/screening/{id}"))),
+            Some(format!("/screening/{id}"))
         );
         for bad in [
             "//evil.example/",

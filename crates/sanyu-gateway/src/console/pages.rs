@@ -77,6 +77,48 @@ pub(super) async fn signed_post(
     Ok(signed)
 }
 
+/// A state-changing multipart form (a file upload): who is signed in, and
+/// the session's CSRF token checked before anything else of the body is
+/// read. The token is the form's first field, `csrf` (a browser sends the
+/// fields in the form's order); a body that does not start with it is
+/// refused, and no file of it is spooled.
+pub(super) async fn signed_multipart(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: &Peer,
+    lang: Lang,
+    here: &str,
+    multipart: &mut axum::extract::Multipart,
+) -> Result<Signed, Response> {
+    let signed = signed_in(state, headers, method, peer, lang, here).await?;
+    let token = match multipart.next_field().await {
+        Ok(Some(field)) if field.name() == Some("csrf") => short_field(field).await,
+        _ => None,
+    };
+    if !token.is_some_and(|t| signed.csrf_ok(&t)) {
+        return Err(view::message(
+            lang,
+            StatusCode::FORBIDDEN,
+            "error_title",
+            "csrf_failed",
+        ));
+    }
+    Ok(signed)
+}
+
+/// A multipart field of at most 256 bytes of UTF-8, or `None`.
+async fn short_field(mut field: axum::extract::multipart::Field<'_>) -> Option<String> {
+    let mut bytes = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= 256 => bytes.extend_from_slice(&chunk),
+            Ok(None) => return String::from_utf8(bytes).ok(),
+            Ok(Some(_)) | Err(_) => return None,
+        }
+    }
+}
+
 fn level_rank(level: &str) -> u8 {
     match level {
         "critical" => 0,
@@ -187,6 +229,7 @@ pub async fn queue(
             kp => may_key_population(&signed),
             dl => super::records::may_dead_letters(&signed),
             hl => super::calls::may_calls(&signed),
+            sc => super::screening::may_screening(&signed),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),
             tz => state.console.tz.name(),
@@ -441,6 +484,7 @@ pub(super) async fn render_case(
             kp => may_key_population(signed),
             dl => super::records::may_dead_letters(signed),
             hl => super::calls::may_calls(signed),
+            sc => super::screening::may_screening(signed),
             archive => case_student.filter(|_| may_key_population(signed)),
             csrf => signed.session.csrf_token.clone(),
             role => t(lang, &format!("role_{}", signed.session.role)),

@@ -29,6 +29,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "key_population.html",
         include_str!("templates/key_population.html"),
     ),
+    ("screening.html", include_str!("templates/screening.html")),
+    (
+        "screening_import.html",
+        include_str!("templates/screening_import.html"),
+    ),
+    (
+        "screening_progress.html",
+        include_str!("templates/screening_progress.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

@@ -40,8 +40,10 @@ use crate::validate;
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 const RESULTS_PAGE_DEFAULT: u64 = 1000;
 const RESULTS_PAGE_MAX: u64 = 10_000;
+const LIST_DEFAULT: u64 = 50;
+const LIST_MAX: u64 = 500;
 
-fn may_import(caller: &Principal) -> bool {
+pub(crate) fn may_import(caller: &Principal) -> bool {
     matches!(
         caller.role,
         Role::Counsellor | Role::CrisisTeam | Role::Admin | Role::Service
@@ -49,7 +51,7 @@ fn may_import(caller: &Principal) -> bool {
 }
 
 /// Scores are for the people who work cases.
-fn may_read_results(caller: &Principal) -> bool {
+pub(crate) fn may_read_results(caller: &Principal) -> bool {
     matches!(caller.role, Role::Counsellor | Role::CrisisTeam)
 }
 
@@ -218,7 +220,21 @@ pub async fn create(
     peer: Peer,
     Multipart(mut multipart): Multipart,
 ) -> Result<Response, ApiError> {
-    if !may_import(&caller) {
+    let accepted = start(&state, &caller, &peer, &mut multipart).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Start an import from a multipart body, reading its fields from where the
+/// caller left the stream: the one path of the API's `create` and of the
+/// console's upload form (which reads its CSRF field first). Role, school,
+/// declaration, the file's header (422 when it does not fit), audit, queue.
+pub(crate) async fn start(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    multipart: &mut axum::extract::Multipart,
+) -> Result<ImportAccepted, ApiError> {
+    if !may_import(caller) {
         return Err(ApiError::Forbidden(
             "only counsellors, the crisis team, admins and service tokens may import screenings",
         ));
@@ -322,9 +338,9 @@ pub async fn create(
     };
 
     audit::record(
-        &state,
-        &caller,
-        &peer,
+        state,
+        caller,
+        peer,
         "screening.import",
         format!("screening_import:{import_id}"),
     )
@@ -352,15 +368,11 @@ pub async fn create(
     spooled.keep = true;
     state.imports.spawn(job.id);
     tracing::info!("screening import queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(ImportAccepted {
-            import_id: job.id,
-            state: job.state,
-            status_url: format!("/v1/screening-imports/{}", job.id),
-        }),
-    )
-        .into_response())
+    Ok(ImportAccepted {
+        import_id: job.id,
+        state: job.state,
+        status_url: format!("/v1/screening-imports/{}", job.id),
+    })
 }
 
 fn import_error(e: ImportError) -> ApiError {
@@ -422,14 +434,18 @@ pub async fn status(
         format!("screening_import:{id}"),
     )
     .await?;
-    Ok(Json(ImportStatus {
+    Ok(Json(status_view(job, school.code)))
+}
+
+fn status_view(job: screening_import::Model, school: String) -> ImportStatus {
+    ImportStatus {
         import_id: job.id,
-        school: school.code,
-        instrument: job.instrument.clone(),
-        coding: job.coding.clone(),
-        administered_on: job.administered_on,
-        file_name: job.file_name.clone(),
+        school,
         percent_done: sanyu_importer::percent_done(&job),
+        instrument: job.instrument,
+        coding: job.coding,
+        administered_on: job.administered_on,
+        file_name: job.file_name,
         state: job.state,
         rows_total: job.rows_total,
         rows_read: job.rows_read,
@@ -439,6 +455,128 @@ pub async fn status(
         error: job.error,
         created_at: job.created_at,
         finished_at: job.finished_at,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportList {
+    /// The school's imports, the newest first.
+    pub imports: Vec<ImportStatus>,
+}
+
+/// The school's imports, the newest first: state, counts, alerts raised.
+#[utoipa::path(
+    get,
+    path = "/v1/screening-imports",
+    tag = "screening",
+    params(("limit" = Option<u64>, Query, minimum = 1, maximum = 500, description = "At most this many imports (default 50, at most 500)")),
+    responses((status = 200, body = ImportList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ImportList>, ApiError> {
+    if !may_import(&caller) {
+        return Err(ApiError::Forbidden(
+            "your role may not follow screening imports",
+        ));
+    }
+    let limit = validate::limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
+    let school = school::Entity::find_by_id(caller.school_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("school"))?;
+    let jobs = screening::list(&state.db, caller.school_id, limit).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.imports_list",
+        format!("school:{}", caller.school_id),
+    )
+    .await?;
+    Ok(Json(ImportList {
+        imports: jobs
+            .into_iter()
+            .map(|job| status_view(job, school.code.clone()))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BandView {
+    /// Catalogue id of the instrument (`phq9`).
+    pub instrument: String,
+    pub band: String,
+    /// Accepted rows in the band.
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BandDistribution {
+    pub import_id: Uuid,
+    /// Per instrument, its bands in the catalogue's order (mildest first);
+    /// bands no row fell in are left out.
+    pub bands: Vec<BandView>,
+}
+
+/// How the accepted rows of an import fall into the bands of each instrument.
+#[utoipa::path(
+    get,
+    path = "/v1/screening-imports/{id}/bands",
+    tag = "screening",
+    params(("id" = Uuid, Path, description = "Import id")),
+    responses((status = 200, body = BandDistribution), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn bands(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<Json<BandDistribution>, ApiError> {
+    if !may_read_results(&caller) {
+        return Err(ApiError::Forbidden(
+            "only counsellors and the crisis team read screening results",
+        ));
+    }
+    let job = job_in_scope(&state, &caller, id).await?;
+    let mut counts = screening::band_counts(&state.db, job.id).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "screening.bands_read",
+        format!("screening_import:{id}"),
+    )
+    .await?;
+    // The catalogue's order of bands (unknown ones last, by name).
+    let rank = |c: &screening::BandCount| {
+        sanyu_screening::instrument(&c.instrument)
+            .ok()
+            .and_then(|i| i.bands().iter().position(|b| b.name == c.band))
+            .unwrap_or(usize::MAX)
+    };
+    counts
+        .sort_by(|a, b| (&a.instrument, rank(a), &a.band).cmp(&(&b.instrument, rank(b), &b.band)));
+    Ok(Json(BandDistribution {
+        import_id: job.id,
+        bands: counts
+            .into_iter()
+            .map(|c| BandView {
+                instrument: c.instrument,
+                band: c.band,
+                count: c.count,
+            })
+            .collect(),
     }))
 }
 
@@ -521,20 +659,7 @@ pub async fn errors(
     peer: Peer,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    if !may_import(&caller) {
-        return Err(ApiError::Forbidden(
-            "your role may not read screening imports",
-        ));
-    }
-    let job = job_in_scope(&state, &caller, id).await?;
-    audit::record(
-        &state,
-        &caller,
-        &peer,
-        "screening.errors_read",
-        format!("screening_import:{id}"),
-    )
-    .await?;
+    let job = errors_in_scope(&state, &caller, &peer, id).await?;
     let csv = sanyu_importer::errors_csv(&state.db, job.id)
         .await
         .map_err(import_error)?;
@@ -552,6 +677,60 @@ pub async fn errors(
         .into_response())
 }
 
+/// The import whose row errors the caller may read (role, school), the
+/// read audited.
+async fn errors_in_scope(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    id: Uuid,
+) -> Result<screening_import::Model, ApiError> {
+    if !may_import(caller) {
+        return Err(ApiError::Forbidden(
+            "your role may not read screening imports",
+        ));
+    }
+    let job = job_in_scope(state, caller, id).await?;
+    audit::record(
+        state,
+        caller,
+        peer,
+        "screening.errors_read",
+        format!("screening_import:{id}"),
+    )
+    .await?;
+    Ok(job)
+}
+
+/// One row error (the CSV's `row,column,reason`).
+#[derive(Debug, Serialize)]
+pub struct RowErrorView {
+    pub row: i64,
+    pub column: String,
+    pub reason: String,
+}
+
+/// The first `limit` row errors of an import, in file order, for the
+/// console: the same role, scope and audit as [`errors`].
+pub(crate) async fn error_rows(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    id: Uuid,
+    limit: u64,
+) -> Result<Vec<RowErrorView>, ApiError> {
+    let job = errors_in_scope(state, caller, peer, id).await?;
+    Ok(screening::row_errors(&state.db, job.id, (0, 0), limit)
+        .await?
+        .into_iter()
+        .map(|e| RowErrorView {
+            row: e.row_number,
+            column: e.column,
+            reason: e.reason,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use utoipa::OpenApi;
@@ -564,6 +743,7 @@ mod tests {
             "/v1/screening-imports/{id}",
             "/v1/screening-imports/{id}/results",
             "/v1/screening-imports/{id}/errors",
+            "/v1/screening-imports/{id}/bands",
         ] {
             assert!(doc.paths.paths.contains_key(path), "openapi lacks {path}");
         }

@@ -12,6 +12,8 @@
 //!   watch entries;
 //! - `disclosure`, `existence`: what oversight roles see, free text sealed at
 //!   rest, no existence oracles;
+//! - `console_screening`: the console's screening pages — roles, another
+//!   school's import, the upload form's CSRF token and refusals;
 //! - `role_grants`: a school's first crisis team confirmed by the deployment
 //!   admin; `roster`: an admin imports the own school's rows only;
 //! - `calls`: the hotline calls list (API) and the console's calls pages;
@@ -26,6 +28,7 @@ mod support;
 mod api;
 mod calls;
 mod casework;
+mod console_screening;
 mod disclosure;
 mod existence;
 mod input;

@@ -506,3 +506,56 @@ pub async fn row_errors(
         .all(conn)
         .await?)
 }
+
+/// A school's imports, the newest first, at most `limit`.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    limit: u64,
+) -> Result<Vec<screening_import::Model>> {
+    Ok(screening_import::Entity::find()
+        .filter(screening_import::Column::SchoolId.eq(school_id))
+        .order_by_desc(screening_import::Column::CreatedAt)
+        .order_by_desc(screening_import::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// How many accepted rows of an import fell in one band of one instrument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BandCount {
+    pub instrument: String,
+    pub band: String,
+    pub count: i64,
+}
+
+/// The accepted rows of an import counted per instrument and band (rows
+/// without a band, and rejected rows, are not counted), by instrument and
+/// band name; the caller orders bands as its catalogue does.
+pub async fn band_counts(conn: &impl ConnectionTrait, import_id: Uuid) -> Result<Vec<BandCount>> {
+    use screening_result::Column as C;
+    let rows: Vec<(String, String, i64)> = screening_result::Entity::find()
+        .select_only()
+        .column(C::Instrument)
+        .column(C::Band)
+        .column_as(Expr::col(C::Id).count(), "n")
+        .filter(C::ImportId.eq(import_id))
+        .filter(C::Outcome.eq(outcome::OK))
+        .filter(C::Band.is_not_null())
+        .group_by(C::Instrument)
+        .group_by(C::Band)
+        .order_by_asc(C::Instrument)
+        .order_by_asc(C::Band)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(instrument, band, count)| BandCount {
+            instrument,
+            band,
+            count,
+        })
+        .collect())
+}
