@@ -140,13 +140,8 @@ pub async fn list(
             error => error.as_ref().map(|r| r.key),
             error_field => error.as_ref().and_then(|r| r.field),
             error_detail => error.and_then(|r| r.detail),
-            kp => super::pages::may_key_population(&signed),
-            dl => super::records::may_dead_letters(&signed),
-            hl => may_calls(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     with_lang(&state, page, q.lang.as_deref())
@@ -236,13 +231,8 @@ async fn render_call(
             error => error.as_ref().map(|r| r.key),
             error_field => error.as_ref().and_then(|r| r.field),
             error_detail => error.and_then(|r| r.detail),
-            kp => super::pages::may_key_population(signed),
-            dl => super::records::may_dead_letters(signed),
-            hl => may_calls(signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(state, lang, signed),
         },
     )
 }

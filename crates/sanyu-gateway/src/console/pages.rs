@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::actions::{self, Refused};
-use super::i18n::{Lang, t};
+use super::i18n::Lang;
 use super::session::{self, Signed};
 use super::sign_in::CsrfForm;
 use super::view;
@@ -226,14 +226,8 @@ pub async fn queue(
             rows => Value::from(minijinja::value::Serde(&rows)),
             show => show,
             filters => filters.to_vec(),
-            kp => may_key_population(&signed),
-            dl => super::records::may_dead_letters(&signed),
-            hl => super::calls::may_calls(&signed),
-            sc => super::screening::may_screening(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => "/queue",
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     with_lang(&state, page, q.lang.as_deref())
@@ -481,15 +475,9 @@ pub(super) async fn render_case(
             contact_outcomes => ["reached", "no_answer", "declined", "meeting_agreed"],
             today => Utc::now().with_timezone(&state.console.tz).format("%Y-%m-%d").to_string(),
             me => signed.principal.staff_id.map(|s| s.to_string()),
-            kp => may_key_population(signed),
-            dl => super::records::may_dead_letters(signed),
-            hl => super::calls::may_calls(signed),
-            sc => super::screening::may_screening(signed),
             archive => case_student.filter(|_| may_key_population(signed)),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => format!("/cases/{case_id}"),
+            ..super::view::chrome(state, lang, signed),
         },
     )
 }

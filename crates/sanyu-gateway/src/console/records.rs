@@ -14,7 +14,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::i18n::{Lang, t};
+use super::i18n::Lang;
 use super::pages::{signed_in, signed_post};
 use super::sign_in::CsrfForm;
 use super::view;
@@ -69,14 +69,8 @@ pub async fn archive(
         context! {
             archive => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
-            kp => super::pages::may_key_population(&signed),
-            dl => may_dead_letters(&signed),
-            hl => super::calls::may_calls(&signed),
-            sc => super::screening::may_screening(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     super::pages::with_lang(&state, page, q.lang.as_deref())
@@ -135,14 +129,8 @@ pub async fn key_population(
             list => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
             notice => notice,
-            kp => super::pages::may_key_population(&signed),
-            dl => may_dead_letters(&signed),
-            hl => super::calls::may_calls(&signed),
-            sc => super::screening::may_screening(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     super::pages::with_lang(&state, page, q.lang.as_deref())
@@ -220,14 +208,8 @@ pub async fn dead_letters(
         context! {
             letters => Value::from(minijinja::value::Serde(&letters)),
             notice => (q.done.as_deref() == Some("resolved")).then_some("done_resolved"),
-            kp => super::pages::may_key_population(&signed),
-            dl => may_dead_letters(&signed),
-            hl => super::calls::may_calls(&signed),
-            sc => super::screening::may_screening(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     super::pages::with_lang(&state, page, q.lang.as_deref())

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::actions::Refused;
-use super::i18n::{Lang, t};
+use super::i18n::Lang;
 use super::pages::{signed_in, signed_multipart, with_lang};
 use super::session::Signed;
 use super::view;
@@ -141,13 +141,8 @@ async fn render_list(
             error => error.as_ref().map(|r| r.key),
             error_field => error.as_ref().and_then(|r| r.field),
             error_detail => error.and_then(|r| r.detail),
-            kp => super::pages::may_key_population(signed),
-            dl => super::records::may_dead_letters(signed),
-            sc => may_screening(signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => "/screening",
+            ..super::view::chrome(state, lang, signed),
         },
     )
 }
@@ -407,13 +402,8 @@ pub async fn import(
             after_row => q.after_row.filter(|r| *r > 0),
             errors => errors.map(|e| Value::from(minijinja::value::Serde(e))),
             errors_shown => ERRORS_SHOWN,
-            kp => super::pages::may_key_population(&signed),
-            dl => super::records::may_dead_letters(&signed),
-            sc => may_screening(&signed),
-            csrf => signed.session.csrf_token.clone(),
-            role => t(lang, &format!("role_{}", signed.session.role)),
-            tz => state.console.tz.name(),
             here => here,
+            ..super::view::chrome(&state, lang, &signed),
         },
     );
     with_lang(&state, page, q.lang.as_deref())

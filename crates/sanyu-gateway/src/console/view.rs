@@ -171,6 +171,22 @@ pub fn see_other(to: &str) -> Response {
         .into_response()
 }
 
+/// What every signed-in page's layout needs, in one place: the CSRF token of
+/// its forms, the role in words, the time zone, and which pages the nav links
+/// to (only those the role may open). Merged into a page's context with
+/// `..chrome(…)`.
+pub fn chrome(state: &crate::AppState, lang: Lang, signed: &super::session::Signed) -> Value {
+    context! {
+        kp => super::pages::may_key_population(signed),
+        dl => super::records::may_dead_letters(signed),
+        hl => super::calls::may_calls(signed),
+        sc => super::screening::may_screening(signed),
+        csrf => signed.session.csrf_token.clone(),
+        role => super::i18n::t(lang, &format!("role_{}", signed.session.role)),
+        tz => state.console.tz.name(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
