@@ -19,7 +19,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sanyu_domain::zero_report::{Calendar, Level, Period, Stage};
 use sanyu_domain::{RiskLevel, Role};
-use sanyu_escalation::{self as escalation, PlainNotice, notice_reason};
+use sanyu_escalation::{self as escalation, PlainNotice};
+use sanyu_events::NotificationReason;
 use sanyu_store::entities::staff;
 use sanyu_store::timers::{self, NewTimer};
 use sanyu_store::zero_reports::{self, SCHOOL_UNIT};
@@ -152,9 +153,9 @@ pub async fn fire(
         }
     }
     let reason = match t.stage {
-        Stage::Reminder => notice_reason::ZERO_REPORT_DUE,
-        Stage::Overdue => notice_reason::ZERO_REPORT_OVERDUE,
-        Stage::Escalated => notice_reason::ZERO_REPORT_ESCALATED,
+        Stage::Reminder => NotificationReason::ZeroReportDue,
+        Stage::Overdue => NotificationReason::ZeroReportOverdue,
+        Stage::Escalated => NotificationReason::ZeroReportEscalated,
     };
     let notice = PlainNotice {
         school: &school,
