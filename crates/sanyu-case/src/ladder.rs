@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::CaseError;
+use crate::timer::Timer;
 
 /// Timer kind of a ladder rung.
 pub const RUNG_TIMER: &str = "escalation_rung";
@@ -135,21 +136,17 @@ pub fn rung_timer(
     let Some(due_at) = ladder.rung_due(started, rung) else {
         return Ok(None);
     };
-    let t = RungTimer {
+    let t = Timer::Rung(RungTimer {
         case_id,
         epoch,
         rung,
-    };
-    Ok(Some(NewTimer {
-        key: t.key(),
-        kind: RUNG_TIMER.to_owned(),
-        case_id: Some(case_id),
-        due_at,
-        payload: serde_json::to_string(&t).map_err(|e| CaseError::Corrupt {
+    });
+    t.at(due_at, Some(case_id))
+        .map(Some)
+        .map_err(|e| CaseError::Corrupt {
             case_id,
             detail: e.to_string(),
-        })?,
-    }))
+        })
 }
 
 /// The alarm for a rung that reaches nobody: a dead letter the crisis team

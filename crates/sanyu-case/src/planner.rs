@@ -12,13 +12,13 @@ use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::audit::AuditEntry;
 use sanyu_store::entities::{case, follow_up};
 use sanyu_store::outbox::OutboxEvent;
-use sanyu_store::timers::NewTimer;
 
 use crate::allowed::{closed, require_student, require_taken};
 use crate::command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
-use crate::ladder::{self, FOLLOW_UP_TIMER, RUNG_TIMER, people_in};
+use crate::ladder::{self, FollowUpTimer, RUNG_TIMER, people_in};
 use crate::plan::{ActorRef, Plan, PlanCtx, RecordWrite, ReferralDraft, Refusal, TimelineEntry};
 use crate::snapshot::CaseSnapshot;
+use crate::timer::Timer;
 
 mod link;
 
@@ -460,13 +460,11 @@ impl Planner<'_> {
                         done_at: None,
                         outcome_sealed: None,
                     }));
-                plan.timers.push(NewTimer {
-                    key: format!("follow_up:{id}"),
-                    kind: FOLLOW_UP_TIMER.to_owned(),
-                    case_id: Some(c.id),
-                    due_at: due,
-                    payload: serde_json::json!({ "follow_up_id": id }).to_string(),
-                });
+                plan.timers.push(
+                    Timer::FollowUp(FollowUpTimer { follow_up_id: id })
+                        .at(due, Some(c.id))
+                        .map_err(|e| Refusal::Corrupt(e.to_string()))?,
+                );
                 after.status = next;
                 Entry {
                     created_id: Some(id),

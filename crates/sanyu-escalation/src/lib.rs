@@ -12,9 +12,8 @@
 //! tools that set up a case).
 
 pub mod contacts;
-pub mod timer;
 
-pub use timer::{Timer, TimerError};
+pub use sanyu_case::timer::{Timer, TimerError, WATCH_FOLLOW_UP_TIMER, WatchTimer};
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
@@ -25,9 +24,7 @@ use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::timers::NewTimer;
 use sanyu_store::{StoreError, cases, roster};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use sanyu_case::ladder::{FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer, ladder_for};
@@ -315,42 +312,6 @@ pub async fn remind_follow_up(
         told: people.len(),
         next: false,
     })
-}
-
-/// Timer kind of a watch-list follow-up reminder.
-pub const WATCH_FOLLOW_UP_TIMER: &str = "watch_follow_up";
-
-/// The payload of a watch-list follow-up timer: the entry and the follow-up
-/// date it was set for (a date brought forward gets a timer of its own; the
-/// old one then finds the date changed and does nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatchTimer {
-    pub watch_id: Uuid,
-    pub on: chrono::NaiveDate,
-}
-
-impl WatchTimer {
-    /// The reminder of a watch entry, due on its follow-up date at 00:00 UTC
-    /// (08:00 in China), scheduled once per entry and date.
-    pub fn of(entry: &sanyu_store::entities::watch_entry::Model) -> Result<NewTimer> {
-        let t = WatchTimer {
-            watch_id: entry.id,
-            on: entry.follow_up_on,
-        };
-        Ok(NewTimer {
-            key: format!("watch:{}:{}", entry.id, entry.follow_up_on),
-            kind: WATCH_FOLLOW_UP_TIMER.to_owned(),
-            case_id: None,
-            due_at: entry
-                .follow_up_on
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc(),
-            payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
-                case_id: entry.id,
-                detail: e.to_string(),
-            })?,
-        })
-    }
 }
 
 /// Remind the school's counsellors (or, with none reachable, its crisis team)
