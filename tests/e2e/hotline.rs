@@ -360,7 +360,7 @@ async fn hotline_calls_become_signals_and_cases(db: TestDb) {
                 .as_str()
                 .and_then(|s| s.parse::<uuid::Uuid>().ok())),
         )
-        .filter(case::Column::Status.ne("closed"))
+        .filter(case::Column::Status.ne(sanyu_domain::CaseStatus::Closed))
         .count(&stack.conn)
         .await
         .expect("count");

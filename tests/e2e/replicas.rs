@@ -59,7 +59,7 @@ async fn two_replicas_of_each_consumer_never_double_process(db: TestDb) {
     for c in &cases {
         let no = students[&c.student_id.expect("a student's case")].as_str();
         assert_eq!(
-            c.level,
+            c.level.as_str(),
             expected[no].as_str(),
             "the case of {no} ends at the highest level reported"
         );

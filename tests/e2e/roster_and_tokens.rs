@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use sanyu_domain::{CaseStatus, RiskLevel};
 use sanyu_e2e::support::{TestDb, binary, fixtures};
 use sanyu_store::entities::{api_token, case, student};
 use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
@@ -190,15 +191,15 @@ async fn the_database_allows_one_open_case_per_student(db: TestDb) {
         .await
         .expect("q")
         .expect("student");
-    let open = |status: &str| case::ActiveModel {
+    let open = |status: CaseStatus| case::ActiveModel {
         id: Set(uuid::Uuid::now_v7()),
         reference: Set(format!("C-{}", uuid::Uuid::new_v4().simple())),
         school_id: Set(s.school_id),
         class_id: Set(Some(s.class_id)),
         student_id: Set(Some(s.id)),
-        level: Set("high".into()),
+        level: Set(RiskLevel::High),
         level_rank: Set(3),
-        status: Set(status.into()),
+        status: Set(status),
         opened_rule: Set("test".into()),
         opened_at: Set(chrono::Utc::now()),
         updated_at: Set(chrono::Utc::now()),
@@ -207,15 +208,15 @@ async fn the_database_allows_one_open_case_per_student(db: TestDb) {
         // The ladder columns take their database defaults.
         ..Default::default()
     };
-    case::Entity::insert(open("closed"))
+    case::Entity::insert(open(CaseStatus::Closed))
         .exec_without_returning(&conn)
         .await
         .expect("closed case");
-    case::Entity::insert(open("open"))
+    case::Entity::insert(open(CaseStatus::Open))
         .exec_without_returning(&conn)
         .await
         .expect("first open case");
-    let second = case::Entity::insert(open("in_progress"))
+    let second = case::Entity::insert(open(CaseStatus::InProgress))
         .exec_without_returning(&conn)
         .await;
     let err = second.expect_err("a second active case must be refused");

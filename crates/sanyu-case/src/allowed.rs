@@ -1,11 +1,10 @@
 //! What a case allows next, as names (for answers and 409 bodies), and the
 //! refusals that name them.
 
-use sanyu_domain::CaseStatus;
 use sanyu_domain::lifecycle::{self, CaseAction};
+use sanyu_domain::{CaseStatus, LadderState};
 use sanyu_store::entities::case;
 
-use crate::ladder::STOPPED;
 use crate::plan::Refusal;
 
 /// The action that names the student of an unidentified caller's case.
@@ -13,15 +12,13 @@ pub const LINK_STUDENT: &str = "link_student";
 
 /// The lifecycle actions a case allows, as names.
 pub fn allowed_names(c: &case::Model) -> Vec<String> {
-    let Ok(status) = c.status.parse::<CaseStatus>() else {
-        return Vec::new();
-    };
+    let status = c.status;
     let mut names: Vec<String> = lifecycle::allowed_actions(status)
         .into_iter()
         .map(|a| a.as_str().to_owned())
         .collect();
     // A re-escalated case (level raised after it was taken) is acknowledged again.
-    if status != CaseStatus::Open && c.ladder_state != STOPPED {
+    if status != CaseStatus::Open && c.ladder_state != LadderState::Stopped {
         names.insert(0, CaseAction::Acknowledge.as_str().to_owned());
     }
     // A case merged into the student's open case stays closed: work that one.
@@ -42,17 +39,10 @@ pub(crate) fn closed(c: &case::Model, to: &str) -> Refusal {
     }
 }
 
-/// The status of a case row.
-pub(crate) fn status_of(c: &case::Model) -> Result<CaseStatus, Refusal> {
-    c.status
-        .parse()
-        .map_err(|_| Refusal::Corrupt(format!("case {} has status `{}`", c.id, c.status)))
-}
-
 /// Work on the record (notes, contacts, referrals, follow-ups) needs a case
 /// that someone has taken and that is not closed.
 pub(crate) fn require_taken(c: &case::Model) -> Result<CaseStatus, Refusal> {
-    match status_of(c)? {
+    match c.status {
         CaseStatus::Open => Err(Refusal::Conflict {
             message: "acknowledge the case before working on it".into(),
             allowed: allowed_names(c),

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
 use sanyu_domain::policy::FALLBACK_ROLES;
-use sanyu_domain::{CaseSubject, RiskLevel, Role};
+use sanyu_domain::{CaseSubject, LadderState, RiskLevel, Role};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::dead_letters::NewDeadLetter;
 use sanyu_store::entities::case;
@@ -21,33 +22,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::CaseError;
+use crate::timer::Timer;
 
 /// Timer kind of a ladder rung.
 pub const RUNG_TIMER: &str = "escalation_rung";
 /// Timer kind of a follow-up reminder.
 pub const FOLLOW_UP_TIMER: &str = "follow_up_due";
-
-/// Ladder states of a case (`cases.ladder_state`).
-pub const RUNNING: &str = "running";
-pub const STOPPED: &str = "stopped";
-/// Every rung fired and nobody acknowledged.
-pub const EXHAUSTED: &str = "exhausted";
-
-/// Why people are being told (rendered by the notifier).
-/// The names of `sanyu_events::NotificationReason` values, so that a
-/// reason here is always one the notifier knows.
-pub mod reason {
-    use sanyu_events::NotificationReason as R;
-    pub const CASE_OPENED: &str = R::CaseOpened.name();
-    pub const LEVEL_RAISED: &str = R::LevelRaised.name();
-    pub const LEVEL_CHANGED: &str = R::LevelChanged.name();
-    pub const REOPENED: &str = R::CaseReopened.name();
-    pub const UNACKNOWLEDGED: &str = R::Unacknowledged.name();
-    pub const LADDER_ALARM: &str = R::LadderAlarm.name();
-    pub const FOLLOW_UP_DUE: &str = R::FollowUpDue.name();
-    /// A case about an unidentified hotline caller rated high or critical.
-    pub const UNIDENTIFIED_CALLER: &str = R::UnidentifiedCaller.name();
-}
 
 /// The payload of a rung timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,14 +48,6 @@ impl RungTimer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUpTimer {
     pub follow_up_id: Uuid,
-}
-
-/// The level of a case row.
-pub fn level_of(case: &case::Model) -> Result<RiskLevel, CaseError> {
-    case.level.parse().map_err(|_| CaseError::Corrupt {
-        case_id: case.id,
-        detail: format!("level `{}`", case.level),
-    })
 }
 
 /// The ladder a case runs at `level`. A case about an unidentified caller is
@@ -110,7 +82,7 @@ pub struct Notice<'a> {
     pub school_code: &'a str,
     pub case: &'a case::Model,
     pub level: RiskLevel,
-    pub reason: &'a str,
+    pub reason: NotificationReason,
     pub rung: u32,
     pub at: DateTime<Utc>,
     pub traceparent: Option<String>,
@@ -165,21 +137,17 @@ pub fn rung_timer(
     let Some(due_at) = ladder.rung_due(started, rung) else {
         return Ok(None);
     };
-    let t = RungTimer {
+    let t = Timer::Rung(RungTimer {
         case_id,
         epoch,
         rung,
-    };
-    Ok(Some(NewTimer {
-        key: t.key(),
-        kind: RUNG_TIMER.to_owned(),
-        case_id: Some(case_id),
-        due_at,
-        payload: serde_json::to_string(&t).map_err(|e| CaseError::Corrupt {
+    });
+    t.at(due_at, Some(case_id))
+        .map(Some)
+        .map_err(|e| CaseError::Corrupt {
             case_id,
             detail: e.to_string(),
-        })?,
-    }))
+        })
 }
 
 /// The alarm for a rung that reaches nobody: a dead letter the crisis team
@@ -225,11 +193,11 @@ pub fn plan_start(
     policy: &EscalationPolicy,
     school_code: &str,
     reachable: impl Fn(&[Role]) -> Vec<Uuid>,
-    why: &str,
+    why: NotificationReason,
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<LadderStart, CaseError> {
-    let level = level_of(case)?;
+    let level = case.level;
     let ladder = ladder_for(policy, level, case.subject());
     let epoch = case.ladder_epoch + 1;
     let snapshot = serde_json::to_string(&ladder).map_err(|e| CaseError::Corrupt {
@@ -239,7 +207,7 @@ pub fn plan_start(
     let mut planned = case.clone();
     planned.ladder = Some(snapshot);
     planned.ladder_epoch = epoch;
-    planned.ladder_state = RUNNING.to_owned();
+    planned.ladder_state = LadderState::Running;
     planned.ladder_started_at = Some(at);
     planned.ack_deadline = Some(ladder.ack_deadline(at));
     let mut people = reachable(&ladder.first);
@@ -308,7 +276,7 @@ pub fn plan_rung(
     reachable: impl Fn(&[Role]) -> Vec<Uuid>,
     at: DateTime<Utc>,
 ) -> Result<Option<RungFiring>, CaseError> {
-    if case.ladder_epoch != t.epoch || case.ladder_state != RUNNING {
+    if case.ladder_epoch != t.epoch || case.ladder_state != LadderState::Running {
         return Ok(None);
     }
     let (Some(ladder), Some(started)) = (ladder_of(case)?, case.ladder_started_at) else {
@@ -317,14 +285,14 @@ pub fn plan_rung(
     let Some(roles) = ladder.rung_roles(t.rung) else {
         return Ok(None);
     };
-    let level = level_of(case)?;
+    let level = case.level;
     let mut plan = crate::Plan::about(case, "rung");
     let people = reachable(roles);
     let notice = Notice {
         school_code,
         case,
         level,
-        reason: reason::UNACKNOWLEDGED,
+        reason: NotificationReason::Unacknowledged,
         rung: t.rung,
         at,
         traceparent: None,
@@ -342,7 +310,7 @@ pub fn plan_rung(
     plan.timers.extend(timer);
     if !next {
         let mut after = case.clone();
-        EXHAUSTED.clone_into(&mut after.ladder_state);
+        after.ladder_state = LadderState::Exhausted;
         plan.write_case(case, &after);
         plan.case = after;
     }
@@ -358,9 +326,9 @@ pub fn plan_rung(
 pub fn plan_stop(case: &case::Model) -> crate::Plan {
     let mut plan = crate::Plan::about(case, "stop");
     plan.cancel(case.id, RUNG_TIMER);
-    if case.ladder_state != STOPPED {
+    if case.ladder_state != LadderState::Stopped {
         let mut after = case.clone();
-        STOPPED.clone_into(&mut after.ladder_state);
+        after.ladder_state = LadderState::Stopped;
         plan.write_case(case, &after);
         plan.case = after;
     }

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod planner;
 pub mod rule;
 pub mod snapshot;
+pub mod timer;
 pub mod writer;
 
 pub use allowed::{LINK_STUDENT, allowed_names};
@@ -35,6 +36,7 @@ pub use plan::{Plan, PlanCtx, Refusal};
 pub use planner::plan;
 pub use rule::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};
 pub use snapshot::{CaseSnapshot, Related, load, load_case};
+pub use timer::{Timer, TimerError, WatchTimer};
 pub use writer::{Keys, apply, apply_all};
 
 use sanyu_store::StoreError;

@@ -6,18 +6,19 @@
 //! the API has always answered them, so a refused command plans nothing.
 
 use sanyu_domain::lifecycle::{self, CaseAction, IllegalTransition};
-use sanyu_domain::{CaseStatus, RiskLevel, Role};
+use sanyu_domain::{CaseStatus, LadderState, RiskLevel, Role};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::audit::AuditEntry;
 use sanyu_store::entities::{case, follow_up};
 use sanyu_store::outbox::OutboxEvent;
-use sanyu_store::timers::NewTimer;
 
-use crate::allowed::{closed, require_student, require_taken, status_of};
+use crate::allowed::{closed, require_student, require_taken};
 use crate::command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
-use crate::ladder::{self, FOLLOW_UP_TIMER, RUNG_TIMER, STOPPED, people_in, reason};
+use crate::ladder::{self, FollowUpTimer, RUNG_TIMER, people_in};
 use crate::plan::{ActorRef, Plan, PlanCtx, RecordWrite, ReferralDraft, Refusal, TimelineEntry};
 use crate::snapshot::CaseSnapshot;
+use crate::timer::Timer;
 
 mod link;
 
@@ -58,12 +59,6 @@ fn check_text(field: &str, text: &str) -> Result<(), Refusal> {
     }
     sanyu_domain::input::text(text, sanyu_domain::input::MAX_TEXT)
         .map_err(|e| Refusal::invalid(field, e.to_string()))
-}
-
-fn level_of(c: &case::Model) -> Result<RiskLevel, Refusal> {
-    c.level
-        .parse()
-        .map_err(|_| Refusal::Corrupt(format!("case {} has level `{}`", c.id, c.level)))
 }
 
 /// What the command leaves on the timeline of its case.
@@ -136,7 +131,7 @@ impl Planner<'_> {
         &self,
         plan: &mut Plan,
         case: &case::Model,
-        why: &str,
+        why: NotificationReason,
     ) -> Result<case::Model, Refusal> {
         let start = ladder::plan_start(
             case,
@@ -153,7 +148,7 @@ impl Planner<'_> {
     /// Stop `case`'s ladder: its pending rungs are cancelled.
     fn stop_ladder(plan: &mut Plan, case: &mut case::Model) {
         plan.cancel(case.id, RUNG_TIMER);
-        STOPPED.clone_into(&mut case.ladder_state);
+        case.ladder_state = LadderState::Stopped;
     }
 
     /// The command's case row (`after`), timeline entry, case event and
@@ -161,7 +156,7 @@ impl Planner<'_> {
     fn finish(&self, mut plan: Plan, after: case::Model, entry: Entry) -> Result<Plan, Refusal> {
         let before = self.case();
         plan.write_case(before, &after);
-        let status = status_of(&after)?;
+        let status = after.status;
         let entry_id = (self.ctx.ids)();
         let p = &self.actor.principal;
         let payload = match entry.action {
@@ -184,8 +179,8 @@ impl Planner<'_> {
                 case_id: after.id.to_string(),
                 reference: after.reference.clone(),
                 action: action.to_owned(),
-                status: after.status.clone(),
-                level: sanyu_events::level_to_proto(level_of(&after)?) as i32,
+                status: after.status.as_str().to_owned(),
+                level: sanyu_events::level_to_proto(after.level) as i32,
                 actor_role: p.role.as_str().to_owned(),
             }),
         };
@@ -230,10 +225,10 @@ impl Planner<'_> {
 
     fn acknowledge(&self) -> Result<Plan, Refusal> {
         let c = self.case();
-        let status = status_of(c)?;
+        let status = c.status;
         let next = if status == CaseStatus::Open {
             lifecycle::transition(status, CaseAction::Acknowledge)?
-        } else if status != CaseStatus::Closed && c.ladder_state != STOPPED {
+        } else if status != CaseStatus::Closed && c.ladder_state != LadderState::Stopped {
             // The level was raised after the case was taken: acknowledge again.
             status
         } else {
@@ -252,7 +247,7 @@ impl Planner<'_> {
             (None, Role::Counsellor) => p.staff_id,
             (current, _) => current,
         };
-        next.as_str().clone_into(&mut after.status);
+        after.status = next;
         after.acknowledged_at = Some(self.ctx.now);
         after.acknowledged_by = p.staff_id;
         after.assignee_staff_id = assignee;
@@ -262,7 +257,7 @@ impl Planner<'_> {
 
     fn assign(&self, to: uuid::Uuid) -> Result<Plan, Refusal> {
         let c = self.case();
-        let status = status_of(c)?;
+        let status = c.status;
         if status == CaseStatus::Closed {
             return Err(closed(c, "assign it"));
         }
@@ -281,7 +276,7 @@ impl Planner<'_> {
             })?;
         let mut after = c.clone();
         after.assignee_staff_id = Some(person.id);
-        started(status).as_str().clone_into(&mut after.status);
+        after.status = started(status);
         let detail = serde_json::json!({ "assignee_staff_id": person.id });
         self.finish(
             Plan::about(c, "assign"),
@@ -294,7 +289,7 @@ impl Planner<'_> {
         let c = self.case();
         let status = require_taken(c)?;
         let mut after = c.clone();
-        started(status).as_str().clone_into(&mut after.status);
+        after.status = started(status);
         let entry = Entry::new("note", serde_json::json!({})).text(Some(text));
         self.finish(Plan::about(c, "note"), after, entry)
     }
@@ -340,7 +335,7 @@ impl Planner<'_> {
             serde_json::json!({ "contacted": false, "at": at })
         };
         let mut after = c.clone();
-        started(status).as_str().clone_into(&mut after.status);
+        after.status = started(status);
         let entry = Entry::new("guardian_contact", detail).text(req.reason.as_ref());
         self.finish(Plan::about(c, "guardian_contact"), after, entry)
     }
@@ -383,7 +378,7 @@ impl Planner<'_> {
                     fields: fields.clone(),
                     at: now,
                 });
-                next.as_str().clone_into(&mut after.status);
+                after.status = next;
                 (id, "referral")
             }
         };
@@ -465,14 +460,12 @@ impl Planner<'_> {
                         done_at: None,
                         outcome_sealed: None,
                     }));
-                plan.timers.push(NewTimer {
-                    key: format!("follow_up:{id}"),
-                    kind: FOLLOW_UP_TIMER.to_owned(),
-                    case_id: Some(c.id),
-                    due_at: due,
-                    payload: serde_json::json!({ "follow_up_id": id }).to_string(),
-                });
-                next.as_str().clone_into(&mut after.status);
+                plan.timers.push(
+                    Timer::FollowUp(FollowUpTimer { follow_up_id: id })
+                        .at(due, Some(c.id))
+                        .map_err(|e| Refusal::Corrupt(e.to_string()))?,
+                );
+                after.status = next;
                 Entry {
                     created_id: Some(id),
                     ..Entry::new(
@@ -487,10 +480,10 @@ impl Planner<'_> {
 
     fn set_level(&self, to: RiskLevel, why: &Secret) -> Result<Plan, Refusal> {
         let c = self.case();
-        if status_of(c)? == CaseStatus::Closed {
+        if c.status == CaseStatus::Closed {
             return Err(closed(c, "change its level"));
         }
-        let from = level_of(c)?;
+        let from = c.level;
         if from == to {
             return Err(Refusal::invalid(
                 "level",
@@ -499,14 +492,14 @@ impl Planner<'_> {
         }
         let mut plan = Plan::about(c, "level");
         let mut after = c.clone();
-        to.as_str().clone_into(&mut after.level);
+        after.level = to;
         after.level_rank = to.rank();
-        let ladder_running = after.ladder_state != STOPPED;
+        let ladder_running = after.ladder_state != LadderState::Stopped;
         if to.rank() > from.rank() || ladder_running {
             let reason = if to.rank() > from.rank() {
-                reason::LEVEL_RAISED
+                NotificationReason::LevelRaised
             } else {
-                reason::LEVEL_CHANGED
+                NotificationReason::LevelChanged
             };
             after = self.restart_ladder(&mut plan, &after, reason)?;
         }
@@ -516,11 +509,11 @@ impl Planner<'_> {
 
     fn close(&self, outcome: &Secret, summary: Option<&Secret>) -> Result<Plan, Refusal> {
         let c = self.case();
-        let next = lifecycle::transition(status_of(c)?, CaseAction::Close)?;
+        let next = lifecycle::transition(c.status, CaseAction::Close)?;
         let mut plan = Plan::about(c, "close");
         let mut after = c.clone();
         Self::stop_ladder(&mut plan, &mut after);
-        next.as_str().clone_into(&mut after.status);
+        after.status = next;
         after.closed_at = Some(self.ctx.now);
         let entry = Entry {
             sealed_detail: Some(serde_json::json!({ "outcome": outcome.expose() })),
@@ -531,7 +524,7 @@ impl Planner<'_> {
 
     fn reopen(&self, why: &Secret) -> Result<Plan, Refusal> {
         let c = self.case();
-        let next = lifecycle::transition(status_of(c)?, CaseAction::Reopen)?;
+        let next = lifecycle::transition(c.status, CaseAction::Reopen)?;
         if c.merged_into.is_some() {
             return Err(Refusal::Conflict {
                 message: format!(
@@ -562,11 +555,11 @@ impl Planner<'_> {
         }
         let mut plan = Plan::about(c, "reopen");
         let mut after = c.clone();
-        next.as_str().clone_into(&mut after.status);
+        after.status = next;
         after.closed_at = None;
         after.acknowledged_at = None;
         after.acknowledged_by = None;
-        let after = self.restart_ladder(&mut plan, &after, reason::REOPENED)?;
+        let after = self.restart_ladder(&mut plan, &after, NotificationReason::CaseReopened)?;
         self.finish(
             plan,
             after,

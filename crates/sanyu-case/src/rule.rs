@@ -11,14 +11,15 @@
 //! level not above the case's attaches), a raise restarts the ladder with a
 //! new epoch, and nobody reachable is an alarm in the plan.
 
-use sanyu_domain::{CaseStatus, CaseSubject, RiskLevel, case_reference};
+use sanyu_domain::{CaseSubject, RiskLevel, case_reference};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::cases::{self, NewCase, NewSignal};
 use sanyu_store::entities::case;
 use sanyu_store::outbox::OutboxEvent;
 use uuid::Uuid;
 
-use crate::ladder::{self, Reachable, people_in, reason};
+use crate::ladder::{self, Reachable, people_in};
 use crate::plan::{Plan, PlanCtx, Refusal};
 
 /// A change the rules engine makes to a student's case (or, for an
@@ -80,16 +81,14 @@ pub fn plan_rule(
     ctx: &PlanCtx<'_>,
 ) -> Result<Plan, Refusal> {
     let open = snap.open_case.filter(|c| {
-        c.status != CaseStatus::Closed.as_str()
-            && snap.student.is_some()
-            && c.student_id == snap.student.map(|s| s.id)
+        c.status.is_active() && snap.student.is_some() && c.student_id == snap.student.map(|s| s.id)
     });
     let p = RulePlanner { snap, signal, ctx };
     match (cmd, open) {
         (RuleCommand::Open { level }, None) => p.open(level),
         // Never a second open case: the signal joins the open one.
         (RuleCommand::Open { level: to }, Some(c)) | (RuleCommand::Raise { to }, Some(c)) => {
-            if to > level_of(c)? {
+            if to > c.level {
                 p.raise(c, to)
             } else {
                 p.attach(c)
@@ -98,10 +97,6 @@ pub fn plan_rule(
         (RuleCommand::Attach, Some(c)) => p.attach(c),
         (RuleCommand::Attach | RuleCommand::Raise { .. }, None) => Err(Refusal::NotFound("case")),
     }
-}
-
-fn level_of(c: &case::Model) -> Result<RiskLevel, Refusal> {
-    Ok(ladder::level_of(c)?)
 }
 
 struct RulePlanner<'a> {
@@ -153,7 +148,7 @@ impl RulePlanner<'_> {
         &self,
         plan: &mut Plan,
         case: &case::Model,
-        why: &str,
+        why: NotificationReason,
     ) -> Result<case::Model, Refusal> {
         let start = ladder::plan_start(
             case,
@@ -170,8 +165,11 @@ impl RulePlanner<'_> {
     fn open(&self, level: RiskLevel) -> Result<Plan, Refusal> {
         let case_id = (self.ctx.ids)();
         let (subject, why) = match self.snap.student {
-            Some(_) => (CaseSubject::Student, reason::CASE_OPENED),
-            None => (CaseSubject::UnidentifiedCaller, reason::UNIDENTIFIED_CALLER),
+            Some(_) => (CaseSubject::Student, NotificationReason::CaseOpened),
+            None => (
+                CaseSubject::UnidentifiedCaller,
+                NotificationReason::UnidentifiedCaller,
+            ),
         };
         let new = cases::new_model(NewCase {
             id: case_id,
@@ -209,7 +207,7 @@ impl RulePlanner<'_> {
     }
 
     fn raise(&self, case: &case::Model, to: RiskLevel) -> Result<Plan, Refusal> {
-        let from = level_of(case)?;
+        let from = case.level;
         let mut plan = Plan::about(case, action::RAISED);
         plan.signals.push(self.signal_row(case.id, action::RAISED));
         plan.events.push(self.event(
@@ -227,12 +225,12 @@ impl RulePlanner<'_> {
             }),
         ));
         let mut next = case.clone();
-        to.as_str().clone_into(&mut next.level);
+        next.level = to;
         next.level_rank = to.rank();
         next.updated_at = self.ctx.now;
         // The new level's ladder starts over: its first contacts are told
         // and someone must acknowledge again.
-        let raised = self.ladder(&mut plan, &next, reason::LEVEL_RAISED)?;
+        let raised = self.ladder(&mut plan, &next, NotificationReason::LevelRaised)?;
         plan.write_case(case, &raised);
         plan.case = raised;
         Ok(plan)

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sanyu_domain::Role;
+use sanyu_events::NotificationReason;
 use sanyu_platform::Config;
 use sanyu_store::roster::{self, ImportScope, ImportSummary};
 use sanyu_store::tokens::{self, TokenRequest};
@@ -496,7 +497,7 @@ pub async fn import_file(
             &*txn,
             &school,
             grant.id,
-            sanyu_escalation::notice_reason::ROLE_GRANTED,
+            NotificationReason::RoleGranted,
             now,
             None,
         )

@@ -80,6 +80,49 @@ from_str_by_name!(
     "student, unidentified_caller"
 );
 
+/// Where a case's escalation ladder stands (`cases.ladder_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderState {
+    /// Rungs are due: nobody has acknowledged since the ladder (re)started.
+    Running,
+    /// Acknowledged or closed (and a case before its first ladder).
+    Stopped,
+    /// Every rung fired and nobody acknowledged.
+    Exhausted,
+}
+
+impl LadderState {
+    pub const ALL: [LadderState; 3] = [Self::Running, Self::Stopped, Self::Exhausted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Exhausted => "exhausted",
+        }
+    }
+}
+
+from_str_by_name!(
+    LadderState,
+    Self::ALL,
+    "ladder state",
+    "running, stopped, exhausted"
+);
+
+macro_rules! display_as_str {
+    ($($ty:ty),+) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+display_as_str!(CaseStatus, CaseSubject, LadderState);
+
 /// The opaque, human-quotable reference of a case (e.g. `C-7KQ2M9XA`), derived
 /// from its id. It says nothing about the student and is safe in an SMS.
 pub fn case_reference(case_id: Uuid) -> String {
@@ -133,6 +176,14 @@ mod tests {
             assert_eq!(s.as_str().parse::<CaseSubject>(), Ok(s));
         }
         assert!("nobody".parse::<CaseSubject>().is_err());
+    }
+
+    #[test]
+    fn ladder_states_round_trip() {
+        for s in LadderState::ALL {
+            assert_eq!(s.as_str().parse::<LadderState>(), Ok(s));
+        }
+        assert!("paused".parse::<LadderState>().is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ macro_rules! from_str_by_name {
 
 pub mod access;
 pub mod case;
+#[cfg(feature = "sea-orm")]
+pub mod column;
 pub mod escalation;
 pub mod hotline;
 pub mod input;
@@ -35,7 +37,7 @@ pub mod report;
 pub mod zero_report;
 
 pub use access::{Access, CaseWork, Disclosure, Holder, Principal, Role, oversight_action};
-pub use case::{CaseStatus, CaseSubject, case_reference, student_partition};
+pub use case::{CaseStatus, CaseSubject, LadderState, case_reference, student_partition};
 pub use escalation::{EscalationPolicy, Ladder, Rung};
 pub use level::RiskLevel;
 pub use report::ReportCategory;

@@ -12,27 +12,23 @@
 //! tools that set up a case).
 
 pub mod contacts;
-pub mod timer;
 
-pub use timer::{Timer, TimerError};
+pub use sanyu_case::timer::{Timer, TimerError, WATCH_FOLLOW_UP_TIMER, WatchTimer};
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
 use sanyu_domain::{RiskLevel, Role};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::timers::NewTimer;
 use sanyu_store::{StoreError, cases, roster};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use sanyu_case::ladder::{
-    EXHAUSTED, FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RUNNING, RungTimer, STOPPED, ladder_for,
-    reason,
-};
+pub use sanyu_case::ladder::{FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer, ladder_for};
+pub use sanyu_domain::LadderState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EscalationError {
@@ -65,13 +61,6 @@ impl EscalationError {
 
 type Result<T> = std::result::Result<T, EscalationError>;
 
-fn level_of(case: &case::Model) -> Result<RiskLevel> {
-    case.level.parse().map_err(|_| EscalationError::Corrupt {
-        case_id: case.id,
-        detail: format!("level `{}`", case.level),
-    })
-}
-
 /// The ladder snapshotted on a case.
 pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>> {
     Ok(sanyu_case::ladder::ladder_of(case)?)
@@ -93,7 +82,7 @@ pub async fn start(
     txn: &impl ConnectionTrait,
     case: &case::Model,
     policy: &EscalationPolicy,
-    why: &str,
+    why: NotificationReason,
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<case::Model> {
@@ -167,7 +156,7 @@ struct Notice<'a> {
     school: &'a school::Model,
     case: &'a case::Model,
     level: RiskLevel,
-    reason: &'a str,
+    reason: NotificationReason,
     rung: u32,
     at: DateTime<Utc>,
     traceparent: Option<String>,
@@ -255,13 +244,13 @@ pub async fn alarm(
         },
     )
     .await?;
-    let level = level_of(case)?;
+    let level = case.level;
     let school = school_of(txn, case).await?;
     let notice = Notice {
         school: &school,
         case,
         level,
-        reason: reason::LADDER_ALARM,
+        reason: NotificationReason::LadderAlarm,
         rung: 0,
         at,
         traceparent: None,
@@ -292,13 +281,13 @@ pub async fn remind_follow_up(
     let Some(case) = cases::get(txn, case_id).await? else {
         return Ok(Fired::Stale);
     };
-    let level = level_of(&case)?;
+    let level = case.level;
     let school = school_of(txn, &case).await?;
     let notice = Notice {
         school: &school,
         case: &case,
         level,
-        reason: reason::FOLLOW_UP_DUE,
+        reason: NotificationReason::FollowUpDue,
         rung: 0,
         at,
         traceparent: None,
@@ -323,61 +312,6 @@ pub async fn remind_follow_up(
         told: people.len(),
         next: false,
     })
-}
-
-/// Reasons of notices about no case (rendered by the notifier). An
-/// unidentified hotline caller is a case (`reason::UNIDENTIFIED_CALLER`).
-pub mod notice_reason {
-    use sanyu_events::NotificationReason as R;
-    /// A zero report is due soon and still missing.
-    pub const ZERO_REPORT_DUE: &str = R::ZeroReportDue.name();
-    /// A zero report is past its deadline and missing.
-    pub const ZERO_REPORT_OVERDUE: &str = R::ZeroReportOverdue.name();
-    /// A zero report is still missing after the further delay: the next level up.
-    pub const ZERO_REPORT_ESCALATED: &str = R::ZeroReportEscalated.name();
-    /// A student on the key-population watch list is due for follow-up.
-    pub const WATCH_FOLLOW_UP_DUE: &str = R::WatchFollowUpDue.name();
-    /// Somebody asked for a role that reads cases for a staff member of the
-    /// school: a leader or crisis-team member must confirm it (or refuse).
-    pub const ROLE_GRANT_REQUESTED: &str = R::RoleGrantRequested.name();
-    /// A role that reads cases was confirmed and is in effect.
-    pub const ROLE_GRANTED: &str = R::RoleGranted.name();
-}
-
-/// Timer kind of a watch-list follow-up reminder.
-pub const WATCH_FOLLOW_UP_TIMER: &str = "watch_follow_up";
-
-/// The payload of a watch-list follow-up timer: the entry and the follow-up
-/// date it was set for (a date brought forward gets a timer of its own; the
-/// old one then finds the date changed and does nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatchTimer {
-    pub watch_id: Uuid,
-    pub on: chrono::NaiveDate,
-}
-
-impl WatchTimer {
-    /// The reminder of a watch entry, due on its follow-up date at 00:00 UTC
-    /// (08:00 in China), scheduled once per entry and date.
-    pub fn of(entry: &sanyu_store::entities::watch_entry::Model) -> Result<NewTimer> {
-        let t = WatchTimer {
-            watch_id: entry.id,
-            on: entry.follow_up_on,
-        };
-        Ok(NewTimer {
-            key: format!("watch:{}:{}", entry.id, entry.follow_up_on),
-            kind: WATCH_FOLLOW_UP_TIMER.to_owned(),
-            case_id: None,
-            due_at: entry
-                .follow_up_on
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc(),
-            payload: serde_json::to_string(&t).map_err(|e| EscalationError::Corrupt {
-                case_id: entry.id,
-                detail: e.to_string(),
-            })?,
-        })
-    }
 }
 
 /// Remind the school's counsellors (or, with none reachable, its crisis team)
@@ -408,7 +342,7 @@ pub async fn remind_watch(
         school: &school,
         reference: &reference,
         level: RiskLevel::Watch,
-        reason: notice_reason::WATCH_FOLLOW_UP_DUE,
+        reason: NotificationReason::WatchFollowUpDue,
         at,
         traceparent: None,
     };
@@ -434,7 +368,7 @@ pub async fn announce_role_grant(
     txn: &impl ConnectionTrait,
     school: &school::Model,
     grant_id: Uuid,
-    reason: &str,
+    reason: NotificationReason,
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<usize> {
@@ -449,7 +383,7 @@ pub async fn announce_role_grant(
         traceparent,
     };
     for person in &people {
-        let key = format!("role_grant:{grant_id}:{reason}:{}", person.id);
+        let key = format!("role_grant:{grant_id}:{}:{}", reason.name(), person.id);
         request_plain(txn, &notice, person.id, key).await?;
     }
     if people.is_empty() {
@@ -464,7 +398,7 @@ pub struct PlainNotice<'a> {
     /// The period id, or the watch entry id (never a name).
     pub reference: &'a str,
     pub level: RiskLevel,
-    pub reason: &'a str,
+    pub reason: NotificationReason,
     pub at: DateTime<Utc>,
     pub traceparent: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! Why a person is told: [`NotificationReason`] (the proto enum) and the one
 //! mapping between it and the names requests carried before the enum
-//! (`case_opened`, `zero_report_due`, ...), which also stay the names the
-//! producers' constants, notification keys and the delivery log use.
+//! (`case_opened`, `zero_report_due`, ...), which also stay the names
+//! notification keys and the delivery log use. Producers pass the enum; the
+//! name is written beside the code for notifiers of the previous release.
 
 pub use crate::v1::NotificationReason;
 use crate::v1::NotificationRequested;
@@ -69,12 +70,10 @@ impl NotificationReason {
     }
 }
 
-/// The `reason_code` and `reason` fields of a new request for `name`: the
-/// enum, and the name beside it for notifiers of the previous release. A name
-/// no reason has gives `Unspecified`, which the notifier dead-letters.
-pub fn reason_fields(name: &str) -> (i32, String) {
-    let code = NotificationReason::from_name(name).unwrap_or(NotificationReason::Unspecified);
-    (code as i32, name.to_owned())
+/// The `reason_code` and `reason` fields of a new request for `reason`: the
+/// enum, and its name beside it for notifiers of the previous release.
+pub fn reason_fields(reason: NotificationReason) -> (i32, String) {
+    (reason as i32, reason.name().to_owned())
 }
 
 /// Why `req` is sent: its `reason_code`; for a request written before that
@@ -143,12 +142,11 @@ mod tests {
     #[test]
     fn new_requests_carry_the_code_and_the_name() {
         assert_eq!(
-            reason_fields("zero_report_due"),
+            reason_fields(NotificationReason::ZeroReportDue),
             (
                 NotificationReason::ZeroReportDue as i32,
                 "zero_report_due".to_owned()
             )
         );
-        assert_eq!(reason_fields("typo"), (0, "typo".to_owned()));
     }
 }

@@ -193,12 +193,4 @@ mod reason_tests {
             assert!(seen.insert(line), "{reason:?} shares its line");
         }
     }
-
-    #[test]
-    fn the_sign_in_reason_is_the_name_the_console_writes() {
-        assert_eq!(
-            NotificationReason::SignInCode.name(),
-            sanyu_store::console::SIGN_IN_CODE_REASON
-        );
-    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sanyu_domain::{RiskLevel, case_reference};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Envelope, Payload, v1};
 use sanyu_notifier::policy::ManualClock;
 use sanyu_notifier::{Deliverer, Mailer};
@@ -687,7 +688,7 @@ async fn nothing_sent_contains_the_students_name_the_narrative_or_a_denied_word(
         &*txn,
         &case,
         &sanyu_domain::EscalationPolicy::default(),
-        sanyu_escalation::reason::CASE_OPENED,
+        NotificationReason::CaseOpened,
         Utc::now(),
         None,
     )

@@ -190,7 +190,7 @@ impl RulesEngine {
                     .ok_or(StoreError::NotFound("school"))?;
                 let history = recent.entry(f.student_id).or_default();
                 let state = StudentState {
-                    open_case: open.get(&f.student_id).map(level_of).transpose()?,
+                    open_case: open.get(&f.student_id).map(|c| c.level),
                     recent: history.clone(),
                     watched: watches.contains(&f.student_id),
                 };
@@ -232,7 +232,7 @@ impl RulesEngine {
                         let plan = sanyu_case::plan_rule(&snap, &signal, cmd, &ctx)?;
                         let did = decided_of(&plan, before)?;
                         let written = plan.case_as_written();
-                        let row_case = (written.id, written.level.clone());
+                        let row_case = (written.id, written.level);
                         open.insert(f.student_id, written);
                         plans.push(plan);
                         (did, Some(row_case))
@@ -249,7 +249,7 @@ impl RulesEngine {
                     school_id: student.school_id,
                     source: f.signal.source.as_str().to_owned(),
                     signal_at: f.signal.at,
-                    level: f.signal.level.map(|l| l.as_str().to_owned()),
+                    level: f.signal.level,
                     instrument: f.signal.instrument.clone(),
                     band: f.signal.band.clone(),
                     flags: f.signal.flags.clone(),
@@ -363,12 +363,12 @@ fn unidentified(
 /// What a rule plan did, from the case as it was (`before`) and the plan.
 fn decided_of(plan: &Plan, before: Option<&case::Model>) -> Result<Decided, RulesError> {
     let case_id = plan.case.id;
-    let level = level_of(&plan.case)?;
+    let level = plan.case.level;
     let did = match plan.action.as_str() {
         action::OPENED => Decided::Opened { case_id, level },
         action::RAISED => Decided::Raised {
             case_id,
-            from: before.map(level_of).transpose()?.unwrap_or(level),
+            from: before.map_or(level, |c| c.level),
             to: level,
         },
         _ => Decided::Attached { case_id },
@@ -397,22 +397,13 @@ pub(crate) fn decision_name(d: &Decided) -> &'static str {
     }
 }
 
-pub(crate) fn level_of(case: &case::Model) -> Result<RiskLevel, RulesError> {
-    case.level.parse().map_err(|_| {
-        RulesError::Store(StoreError::Corrupt {
-            table: "cases",
-            detail: format!("level `{}`", case.level),
-        })
-    })
-}
-
 /// A stored decision as a signal of the student's history.
 pub fn signal_of_row(row: &sanyu_store::entities::decision::Model) -> Option<Signal> {
     Some(Signal {
         id: row.signal_id.clone(),
         source: Source::parse(&row.source)?,
         at: row.signal_at,
-        level: row.level.as_deref().and_then(|l| l.parse().ok()),
+        level: row.level,
         instrument: row.instrument.clone(),
         band: row.band.clone(),
         flags: decisions::flags_of(row),

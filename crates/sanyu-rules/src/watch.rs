@@ -77,8 +77,7 @@ impl Watches {
                     )
                     .await?;
                     if let Some(moved) = moved {
-                        sanyu_store::timers::schedule(txn, escalation::WatchTimer::of(&moved)?)
-                            .await?;
+                        sanyu_store::timers::schedule(txn, watch_timer(&moved)?).await?;
                     }
                     w.follow_up_on = on;
                 }
@@ -111,10 +110,15 @@ impl Watches {
             std::mem::take(&mut self.new).into_values().collect();
         let reminders = entries
             .iter()
-            .map(escalation::WatchTimer::of)
+            .map(watch_timer)
             .collect::<Result<Vec<_>, _>>()?;
         decisions::insert_watches(txn, entries).await?;
         sanyu_store::timers::schedule_all(txn, reminders).await?;
         Ok(())
     }
+}
+
+/// The follow-up reminder of a watch entry.
+fn watch_timer(entry: &watch_entry::Model) -> Result<sanyu_store::timers::NewTimer, RulesError> {
+    escalation::WatchTimer::of(entry).map_err(|e| RulesError::Corrupt(e.to_string()))
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sanyu_escalation::{self as escalation, EXHAUSTED, Fired, RUNG_TIMER, RUNNING, Timer};
+use sanyu_escalation::{self as escalation, Fired, LadderState, RUNG_TIMER, Timer};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
@@ -271,7 +271,9 @@ impl Scheduler {
     /// ladder without a next rung.
     pub async fn audit(&self, now: DateTime<Utc>) -> Result<AuditReport, SchedulerError> {
         let mut report = AuditReport::default();
-        let unacked = cases::ids_with_ladder_in(&self.db, &[RUNNING, EXHAUSTED]).await?;
+        let unacked =
+            cases::ids_with_ladder_in(&self.db, &[LadderState::Running, LadderState::Exhausted])
+                .await?;
         report.checked = unacked.len();
         for case_id in unacked {
             // First look: cheap, takes no writer lock.
@@ -320,11 +322,11 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, SchedulerError> {
         let mut problems: Vec<(String, String)> = Vec::new();
-        if c.ladder_state != RUNNING && c.ladder_state != EXHAUSTED {
+        if c.ladder_state != LadderState::Running && c.ladder_state != LadderState::Exhausted {
             return Ok(problems);
         }
         let pending = timers::pending_for_case(conn, c.id).await?;
-        if c.ladder_state == EXHAUSTED {
+        if c.ladder_state == LadderState::Exhausted {
             problems.push((
                 format!("exhausted:e{}", c.ladder_epoch),
                 "every rung of the escalation ladder fired and nobody acknowledged".into(),

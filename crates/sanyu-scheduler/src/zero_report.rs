@@ -19,9 +19,10 @@
 use chrono::{DateTime, Duration, Utc};
 use sanyu_domain::zero_report::{Calendar, Level, Period, Stage};
 use sanyu_domain::{RiskLevel, Role};
-use sanyu_escalation::{self as escalation, PlainNotice, notice_reason};
+use sanyu_escalation::{self as escalation, PlainNotice, Timer};
+use sanyu_events::NotificationReason;
 use sanyu_store::entities::staff;
-use sanyu_store::timers::{self, NewTimer};
+use sanyu_store::timers;
 use sanyu_store::zero_reports::{self, SCHOOL_UNIT};
 use sanyu_store::{Conn, StoreError, roster};
 use uuid::Uuid;
@@ -69,20 +70,14 @@ pub async fn materialise(
                     stage,
                     secs,
                 };
-                timers::schedule(
-                    conn,
-                    NewTimer {
-                        key: t.key(),
-                        kind: ZERO_REPORT_TIMER.to_owned(),
-                        case_id: None,
-                        due_at,
-                        payload: serde_json::to_string(&t).map_err(|e| StoreError::Corrupt {
+                let row =
+                    Timer::ZeroReport(t)
+                        .at(due_at, None)
+                        .map_err(|e| StoreError::Corrupt {
                             table: "timers",
                             detail: e.to_string(),
-                        })?,
-                    },
-                )
-                .await?;
+                        })?;
+                timers::schedule(conn, row).await?;
                 scheduled += 1;
             }
             done.insert((p.id.clone(), s.id));
@@ -152,9 +147,9 @@ pub async fn fire(
         }
     }
     let reason = match t.stage {
-        Stage::Reminder => notice_reason::ZERO_REPORT_DUE,
-        Stage::Overdue => notice_reason::ZERO_REPORT_OVERDUE,
-        Stage::Escalated => notice_reason::ZERO_REPORT_ESCALATED,
+        Stage::Reminder => NotificationReason::ZeroReportDue,
+        Stage::Overdue => NotificationReason::ZeroReportOverdue,
+        Stage::Escalated => NotificationReason::ZeroReportEscalated,
     };
     let notice = PlainNotice {
         school: &school,

@@ -2,7 +2,7 @@
 //! writes them; the gateway reads them.
 
 use chrono::{DateTime, Utc};
-use sanyu_domain::{CaseStatus, CaseSubject, RiskLevel, student_partition};
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel, student_partition};
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -20,7 +20,7 @@ pub async fn active_for_student(
 ) -> Result<Option<case::Model>> {
     let mut q = case::Entity::find()
         .filter(case::Column::StudentId.eq(student_id))
-        .filter(case::Column::Status.ne(CaseStatus::Closed.as_str()));
+        .filter(case::Column::Status.ne(CaseStatus::Closed));
     if db::supports_row_locks(conn) {
         q = q.lock(LockType::Update);
     }
@@ -37,7 +37,7 @@ pub async fn active_for_students(
     for chunk in students.chunks(500) {
         let mut q = case::Entity::find()
             .filter(case::Column::StudentId.is_in(chunk.iter().copied()))
-            .filter(case::Column::Status.ne(CaseStatus::Closed.as_str()))
+            .filter(case::Column::Status.ne(CaseStatus::Closed))
             .order_by_asc(case::Column::Id);
         if db::supports_row_locks(conn) {
             q = q.lock(LockType::Update);
@@ -52,9 +52,9 @@ pub async fn active_for_students(
 }
 
 impl case::Model {
-    /// Who the case is about (`student` for rows of any unknown spelling).
+    /// Who the case is about.
     pub fn subject(&self) -> CaseSubject {
-        self.subject.parse().unwrap_or(CaseSubject::Student)
+        self.subject
     }
 
     /// The subject partition of the case's events: the student's, or for a
@@ -86,9 +86,9 @@ pub fn new_model(c: NewCase) -> case::Model {
         school_id: c.school_id,
         class_id: c.class_id,
         student_id: c.student_id,
-        level: c.level.as_str().to_owned(),
+        level: c.level,
         level_rank: c.level.rank(),
-        status: CaseStatus::Open.as_str().to_owned(),
+        status: CaseStatus::Open,
         opened_rule: c.rule,
         opened_at: c.at,
         updated_at: c.at,
@@ -96,13 +96,13 @@ pub fn new_model(c: NewCase) -> case::Model {
         version: 1,
         ladder: None,
         ladder_epoch: 0,
-        ladder_state: "stopped".to_owned(),
+        ladder_state: LadderState::Stopped,
         ladder_started_at: None,
         ack_deadline: None,
         acknowledged_at: None,
         acknowledged_by: None,
         assignee_staff_id: None,
-        subject: c.subject.as_str().to_owned(),
+        subject: c.subject,
         merged_into: None,
     }
 }
@@ -137,7 +137,7 @@ pub async fn attach_many(conn: &impl ConnectionTrait, signals: Vec<NewSignal>) -
                 event_id: Set(s.event_id),
                 kind: Set(s.kind),
                 source_id: Set(s.source_id),
-                level: Set(s.level.as_str().to_owned()),
+                level: Set(s.level),
                 decision: Set(s.decision),
                 rule_id: Set(s.rule_id),
                 attached_at: Set(s.at),
@@ -157,9 +157,9 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         school_id: Set(c.school_id),
         class_id: Set(c.class_id),
         student_id: Set(c.student_id),
-        level: Set(c.level.as_str().to_owned()),
+        level: Set(c.level),
         level_rank: Set(c.level.rank()),
-        status: Set(CaseStatus::Open.as_str().to_owned()),
+        status: Set(CaseStatus::Open),
         opened_rule: Set(c.rule),
         opened_at: Set(c.at),
         updated_at: Set(c.at),
@@ -167,13 +167,13 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         version: Set(1),
         ladder: Set(None),
         ladder_epoch: Set(0),
-        ladder_state: Set("stopped".to_owned()),
+        ladder_state: Set(LadderState::Stopped),
         ladder_started_at: Set(None),
         ack_deadline: Set(None),
         acknowledged_at: Set(None),
         acknowledged_by: Set(None),
         assignee_staff_id: Set(None),
-        subject: Set(c.subject.as_str().to_owned()),
+        subject: Set(c.subject),
         merged_into: Set(None),
     })
     .exec_without_returning(conn)
@@ -188,7 +188,7 @@ pub async fn raise_level(
     level: RiskLevel,
 ) -> Result<()> {
     let result = case::Entity::update_many()
-        .col_expr(case::Column::Level, Expr::value(level.as_str()))
+        .col_expr(case::Column::Level, Expr::value(level))
         .col_expr(case::Column::LevelRank, Expr::value(level.rank()))
         .col_expr(case::Column::UpdatedAt, Expr::value(Utc::now()))
         .col_expr(case::Column::Version, Expr::value(current.version + 1))
@@ -229,16 +229,13 @@ pub async fn rewrite_many(conn: &impl ConnectionTrait, rows: &[Rewrite]) -> Resu
     for r in rows {
         let c = &r.case;
         let result = case::Entity::update_many()
-            .col_expr(case::Column::Level, Expr::value(c.level.clone()))
+            .col_expr(case::Column::Level, Expr::value(c.level))
             .col_expr(case::Column::LevelRank, Expr::value(c.level_rank))
             .col_expr(case::Column::Version, Expr::value(c.version))
             .col_expr(case::Column::UpdatedAt, Expr::value(c.updated_at))
             .col_expr(case::Column::Ladder, Expr::value(c.ladder.clone()))
             .col_expr(case::Column::LadderEpoch, Expr::value(c.ladder_epoch))
-            .col_expr(
-                case::Column::LadderState,
-                Expr::value(c.ladder_state.clone()),
-            )
+            .col_expr(case::Column::LadderState, Expr::value(c.ladder_state))
             .col_expr(
                 case::Column::LadderStartedAt,
                 Expr::value(c.ladder_started_at),
@@ -274,7 +271,7 @@ pub async fn attach_signal(conn: &impl ConnectionTrait, s: NewSignal) -> Result<
         event_id: Set(s.event_id),
         kind: Set(s.kind),
         source_id: Set(s.source_id),
-        level: Set(s.level.as_str().to_owned()),
+        level: Set(s.level),
         decision: Set(s.decision),
         rule_id: Set(s.rule_id),
         attached_at: Set(s.at),
@@ -311,17 +308,17 @@ pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<cas
         q = q.filter(case::Column::StudentId.is_not_null());
     }
     if let Some(status) = f.status {
-        q = q.filter(case::Column::Status.eq(status.as_str()));
+        q = q.filter(case::Column::Status.eq(status));
     }
     if let Some(level) = f.level {
-        q = q.filter(case::Column::Level.eq(level.as_str()));
+        q = q.filter(case::Column::Level.eq(level));
     }
     if let Some(assignee) = f.assignee {
         q = q.filter(case::Column::AssigneeStaffId.eq(assignee));
     }
     if let Some(now) = f.overdue_at {
         q = q
-            .filter(case::Column::LadderState.ne("stopped"))
+            .filter(case::Column::LadderState.ne(LadderState::Stopped))
             .filter(case::Column::AckDeadline.lt(now));
     }
     // Level first; within a level the earliest acknowledge deadline (cases
@@ -338,7 +335,10 @@ pub async fn list(conn: &impl ConnectionTrait, f: &CaseFilter) -> Result<Vec<cas
 }
 
 /// The ids of the cases whose ladder is in one of `states`.
-pub async fn ids_with_ladder_in(conn: &impl ConnectionTrait, states: &[&str]) -> Result<Vec<Uuid>> {
+pub async fn ids_with_ladder_in(
+    conn: &impl ConnectionTrait,
+    states: &[LadderState],
+) -> Result<Vec<Uuid>> {
     Ok(case::Entity::find()
         .filter(case::Column::LadderState.is_in(states.iter().copied()))
         .all(conn)
@@ -439,7 +439,7 @@ pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<
         actor_role: Set(a.actor_role),
         actor_staff_id: Set(a.actor_staff_id),
         actor_token_id: Set(a.actor_token_id),
-        status_after: Set(a.status_after.as_str().to_owned()),
+        status_after: Set(a.status_after),
         detail: Set(a.detail.to_string()),
         text_sealed: Set(a.text_sealed),
         detail_sealed: Set(a.detail_sealed),

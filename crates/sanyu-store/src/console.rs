@@ -42,9 +42,6 @@ pub const CODE_DIGITS: usize = 6;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The `reason` of the notification request that carries a sign-in code.
-pub const SIGN_IN_CODE_REASON: &str = "sign_in_code";
-
 /// A code sealed for its notification request (base64url of the sealed
 /// bytes): only the notifier, holding the data key, opens it to send it.
 pub fn seal_code(sealer: &crate::crypto::Sealer, code: &str) -> Result<String> {

@@ -4,6 +4,7 @@
 //! student, no school name, nothing a metric must not carry.
 
 use chrono::{DateTime, Utc};
+use sanyu_domain::{CaseStatus, LadderState};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::Result;
@@ -56,13 +57,13 @@ pub async fn snapshot(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result
         .await?
         .map(|row| row.received_at);
 
-    let open_cases = || case::Entity::find().filter(case::Column::Status.ne("closed"));
+    let open_cases = || case::Entity::find().filter(case::Column::Status.ne(CaseStatus::Closed));
     let ladders_running = open_cases()
-        .filter(case::Column::LadderState.eq("running"))
+        .filter(case::Column::LadderState.eq(LadderState::Running))
         .count(conn)
         .await?;
     let ladders_exhausted = open_cases()
-        .filter(case::Column::LadderState.eq("exhausted"))
+        .filter(case::Column::LadderState.eq(LadderState::Exhausted))
         .count(conn)
         .await?;
 
@@ -84,7 +85,7 @@ pub async fn snapshot(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result
         0
     } else {
         open_cases()
-            .filter(case::Column::LadderState.eq("running"))
+            .filter(case::Column::LadderState.eq(LadderState::Running))
             .filter(case::Column::Id.is_in(late_cases))
             .count(conn)
             .await?

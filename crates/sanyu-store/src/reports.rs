@@ -14,7 +14,7 @@ pub struct NewReport {
     pub class_id: Uuid,
     pub student_id: Uuid,
     pub category: String,
-    pub level: String,
+    pub level: sanyu_domain::RiskLevel,
     pub observed_at: DateTime<Utc>,
     pub narrative_sealed: Vec<u8>,
     pub reporter_token_id: Uuid,

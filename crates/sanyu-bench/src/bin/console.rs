@@ -27,7 +27,7 @@ use chrono::Utc;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use pg_args::PgArgs;
-use sanyu_domain::{CaseSubject, RiskLevel};
+use sanyu_domain::{CaseSubject, LadderState, RiskLevel};
 use sanyu_platform::config::Secret;
 use sanyu_platform::runner::{self, Readiness};
 use sanyu_platform::{Config, Shutdown};
@@ -105,7 +105,7 @@ async fn insert_cases(
             at,
         });
         if k % 3 == 0 {
-            row.ladder_state = "running".into();
+            row.ladder_state = LadderState::Running;
             row.ladder_started_at = Some(at);
             row.ack_deadline = Some(now + chrono::Duration::minutes(rng.below(120) as i64 - 60));
         } else {

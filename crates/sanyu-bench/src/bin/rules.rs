@@ -234,7 +234,7 @@ async fn decision_rows_only(
             school_id: school,
             source: "report".into(),
             signal_at: now,
-            level: Some("elevated".into()),
+            level: Some(sanyu_domain::RiskLevel::Elevated),
             instrument: None,
             band: None,
             flags: vec![],

@@ -1,14 +1,14 @@
 //! Naming the student of an unidentified caller's case, and the merge into
 //! the student's open case that follows when there is one.
 
-use sanyu_domain::{CaseStatus, CaseSubject, RiskLevel};
+use sanyu_domain::{CaseStatus, CaseSubject};
+use sanyu_events::NotificationReason;
 use sanyu_events::{Payload, v1};
 use sanyu_store::cases::NewSignal;
 use sanyu_store::entities::case;
 
-use super::{Entry, Planner, level_of};
-use crate::allowed::{LINK_STUDENT, allowed_names, closed, status_of};
-use crate::ladder::reason;
+use super::{Entry, Planner};
+use crate::allowed::{LINK_STUDENT, allowed_names, closed};
 use crate::plan::{Plan, RecordWrite, Refusal, TimelineEntry};
 
 impl Planner<'_> {
@@ -29,7 +29,7 @@ impl Planner<'_> {
                 allowed: allowed_names(c),
             });
         }
-        if status_of(c)? == CaseStatus::Closed {
+        if c.status == CaseStatus::Closed {
             return Err(closed(c, "link it to a student"));
         }
         let now = self.ctx.now;
@@ -47,14 +47,14 @@ impl Planner<'_> {
         let mut after = c.clone();
         after.student_id = Some(student.id);
         after.class_id = Some(student.class_id);
-        CaseSubject::Student.as_str().clone_into(&mut after.subject);
+        after.subject = CaseSubject::Student;
         let Some(target) = related.open_case.as_ref().filter(|t| t.id != c.id) else {
             let detail = serde_json::json!({ "student_id": student.id });
             return self.finish(plan, after, Entry::new(LINK_STUDENT, detail));
         };
         self.merge_into(&mut plan, target)?;
         Self::stop_ladder(&mut plan, &mut after);
-        CaseStatus::Closed.as_str().clone_into(&mut after.status);
+        after.status = CaseStatus::Closed;
         after.closed_at = Some(now);
         after.merged_into = Some(target.id);
         let detail = serde_json::json!({
@@ -73,9 +73,7 @@ impl Planner<'_> {
         let now = self.ctx.now;
         let signals = &self.state.related.signals;
         for s in signals {
-            let level: RiskLevel = s.level.parse().map_err(|_| {
-                Refusal::Corrupt(format!("signal {} has level `{}`", s.id, s.level))
-            })?;
+            let level = s.level;
             plan.signals.push(NewSignal {
                 case_id: target.id,
                 event_id: s.event_id.clone(),
@@ -98,11 +96,11 @@ impl Planner<'_> {
                 }),
             ));
         }
-        let from = level_of(target)?;
-        let to = level_of(c)?;
+        let from = target.level;
+        let to = c.level;
         let mut after = target.clone();
         if to > from {
-            to.as_str().clone_into(&mut after.level);
+            after.level = to;
             after.level_rank = to.rank();
             plan.events.push(
                 self.event(
@@ -123,7 +121,7 @@ impl Planner<'_> {
                     }),
                 ),
             );
-            after = self.restart_ladder(plan, &after, reason::LEVEL_RAISED)?;
+            after = self.restart_ladder(plan, &after, NotificationReason::LevelRaised)?;
         }
         plan.write_case(target, &after);
         plan.timeline.push(TimelineEntry {
@@ -131,7 +129,7 @@ impl Planner<'_> {
             case_id: target.id,
             action: "merged_in".to_owned(),
             actor: self.who(),
-            status_after: status_of(&after)?,
+            status_after: after.status,
             detail: serde_json::json!({
                 "from_case": c.id,
                 "from_reference": c.reference,

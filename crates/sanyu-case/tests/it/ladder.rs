@@ -6,9 +6,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use sanyu_case::ladder::{self, EXHAUSTED, RUNG_TIMER, RUNNING, RungTimer, STOPPED};
+use sanyu_case::ladder::{self, RUNG_TIMER, RungTimer};
 use sanyu_domain::escalation::EscalationPolicy;
-use sanyu_domain::{CaseSubject, RiskLevel, Role};
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel, Role};
 use sanyu_store::entities::case;
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ fn level() -> impl Strategy<Value = RiskLevel> {
 }
 
 /// A case whose ladder at `level` started an hour ago in epoch `epoch`.
-fn running(level: RiskLevel, epoch: i32, state: &str) -> case::Model {
+fn running(level: RiskLevel, epoch: i32, state: LadderState) -> case::Model {
     let policy = EscalationPolicy::default();
     let ladder = ladder::ladder_for(&policy, level, CaseSubject::Student);
     case::Model {
@@ -35,9 +35,9 @@ fn running(level: RiskLevel, epoch: i32, state: &str) -> case::Model {
         school_id: Uuid::from_u128(1),
         class_id: Some(Uuid::from_u128(2)),
         student_id: Some(Uuid::from_u128(3)),
-        level: level.as_str().to_owned(),
+        level,
         level_rank: level.rank(),
-        status: "open".into(),
+        status: CaseStatus::Open,
         opened_rule: "test".into(),
         opened_at: now() - Duration::hours(1),
         updated_at: now() - Duration::hours(1),
@@ -45,13 +45,13 @@ fn running(level: RiskLevel, epoch: i32, state: &str) -> case::Model {
         version: 2,
         ladder: Some(serde_json::to_string(&ladder).unwrap()),
         ladder_epoch: epoch,
-        ladder_state: state.to_owned(),
+        ladder_state: state,
         ladder_started_at: Some(now() - Duration::hours(1)),
         ack_deadline: None,
         acknowledged_at: None,
         acknowledged_by: None,
         assignee_staff_id: None,
-        subject: CaseSubject::Student.as_str().to_owned(),
+        subject: CaseSubject::Student,
         merged_into: None,
     }
 }
@@ -75,13 +75,13 @@ proptest! {
     #[test]
     fn a_rung_tells_its_roles_or_raises_the_alarm(
         lvl in level(), epoch in 1..4i32, timer_epoch in 1..4i32, rung in 1..12u32,
-        state in prop::sample::select(vec![RUNNING, STOPPED, EXHAUSTED]), everybody in any::<bool>(),
+        state in prop::sample::select(vec![LadderState::Running, LadderState::Stopped, LadderState::Exhausted]), everybody in any::<bool>(),
     ) {
         let c = running(lvl, epoch, state);
         let t = RungTimer { case_id: c.id, epoch: timer_epoch, rung };
         let fired = ladder::plan_rung(&c, &t, "SCH", people(everybody), now()).unwrap();
         let ladder = ladder::ladder_of(&c).unwrap().unwrap();
-        if epoch != timer_epoch || state != RUNNING || ladder.rung_roles(rung).is_none() {
+        if epoch != timer_epoch || state != LadderState::Running || ladder.rung_roles(rung).is_none() {
             prop_assert!(fired.is_none());
             return Ok(());
         }
@@ -98,7 +98,7 @@ proptest! {
         if f.next {
             prop_assert!(f.plan.cases.is_empty());
         } else {
-            prop_assert_eq!(f.plan.case.ladder_state.as_str(), EXHAUSTED);
+            prop_assert_eq!(f.plan.case.ladder_state, LadderState::Exhausted);
             prop_assert_eq!(f.plan.cases.len(), 1);
         }
         // A rung never cancels the ladder it belongs to.
@@ -106,12 +106,12 @@ proptest! {
     }
 
     #[test]
-    fn a_stop_cancels_every_rung(lvl in level(), epoch in 0..4i32, state in prop::sample::select(vec![RUNNING, STOPPED, EXHAUSTED])) {
+    fn a_stop_cancels_every_rung(lvl in level(), epoch in 0..4i32, state in prop::sample::select(vec![LadderState::Running, LadderState::Stopped, LadderState::Exhausted])) {
         let c = running(lvl, epoch, state);
         let plan = ladder::plan_stop(&c);
         prop_assert!(plan.cancel_timers.iter().any(|t| t.case_id == c.id && t.kind == RUNG_TIMER));
-        prop_assert_eq!(plan.case.ladder_state.as_str(), STOPPED);
-        prop_assert_eq!(plan.cases.is_empty(), state == STOPPED);
+        prop_assert_eq!(plan.case.ladder_state, LadderState::Stopped);
+        prop_assert_eq!(plan.cases.is_empty(), state == LadderState::Stopped);
         prop_assert!(plan.notifications.is_empty() && plan.timers.is_empty());
     }
 }

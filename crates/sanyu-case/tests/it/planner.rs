@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use sanyu_case::ladder::{self, RUNG_TIMER, RUNNING, STOPPED, ladder_for};
+use sanyu_case::ladder::{self, RUNG_TIMER, ladder_for};
 use sanyu_case::plan::{Plan, PlanCtx, Refusal};
 use sanyu_case::{Actor, CaseSnapshot, Command, FollowUp, GuardianContact, Referral, Secret};
 use sanyu_domain::escalation::EscalationPolicy;
 use sanyu_domain::lifecycle::{self, CaseAction};
-use sanyu_domain::{CaseStatus, CaseSubject, Principal, RiskLevel, Role};
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, Principal, RiskLevel, Role};
 use sanyu_events::Payload;
 use sanyu_store::entities::{case, case_signal, staff, student};
 use uuid::Uuid;
@@ -48,7 +48,7 @@ fn case_row(
     id: Uuid,
     status: CaseStatus,
     level: RiskLevel,
-    ladder_state: &str,
+    ladder_state: LadderState,
     student: Option<Uuid>,
     epoch: i32,
     assignee: Option<Uuid>,
@@ -59,9 +59,9 @@ fn case_row(
         school_id: SCHOOL,
         class_id: student.map(|_| CLASS),
         student_id: student,
-        level: level.as_str().to_owned(),
+        level,
         level_rank: level.rank(),
-        status: status.as_str().to_owned(),
+        status,
         opened_rule: "test".into(),
         opened_at: now() - Duration::hours(1),
         updated_at: now() - Duration::hours(1),
@@ -69,7 +69,7 @@ fn case_row(
         version: 3,
         ladder: None,
         ladder_epoch: epoch,
-        ladder_state: ladder_state.to_owned(),
+        ladder_state,
         ladder_started_at: None,
         ack_deadline: None,
         acknowledged_at: None,
@@ -79,9 +79,7 @@ fn case_row(
             CaseSubject::Student
         } else {
             CaseSubject::UnidentifiedCaller
-        }
-        .as_str()
-        .to_owned(),
+        },
         merged_into: None,
     }
 }
@@ -90,7 +88,11 @@ fn a_case() -> impl Strategy<Value = case::Model> {
     (
         status(),
         level(),
-        prop::sample::select(vec![RUNNING, STOPPED, ladder::EXHAUSTED]),
+        prop::sample::select(vec![
+            LadderState::Running,
+            LadderState::Stopped,
+            LadderState::Exhausted,
+        ]),
         any::<bool>(),
         0..5i32,
         prop::option::of(prop::sample::select(vec![ME, OTHER_STAFF])),
@@ -145,7 +147,7 @@ fn signal_row(case_id: Uuid, n: u128, level: RiskLevel) -> case_signal::Model {
         event_id: format!("hotline:{n}"),
         kind: "hotline_call".into(),
         source_id: Some(Uuid::from_u128(200 + n)),
-        level: level.as_str().to_owned(),
+        level,
         decision: "opened".into(),
         rule_id: "hotline".into(),
         attached_at: now() - Duration::hours(1),
@@ -224,11 +226,7 @@ fn snapshot(
         }
         Command::LinkStudent { .. } => {
             s.related.student = Some(student_row());
-            s.related.signals = vec![signal_row(
-                case.id,
-                1,
-                case.level.parse().unwrap_or(RiskLevel::High),
-            )];
+            s.related.signals = vec![signal_row(case.id, 1, case.level)];
             s.related.open_case = other;
         }
         Command::Reopen { .. } => s.related.open_case = other,
@@ -284,7 +282,17 @@ fn other_open_case() -> impl Strategy<Value = Option<case::Model>> {
             level(),
             prop::sample::select(vec![CaseStatus::Open, CaseStatus::InProgress]),
         )
-            .prop_map(|(l, s)| case_row(OTHER_CASE, s, l, STOPPED, Some(STUDENT), 1, None)),
+            .prop_map(|(l, s)| {
+                case_row(
+                    OTHER_CASE,
+                    s,
+                    l,
+                    LadderState::Stopped,
+                    Some(STUDENT),
+                    1,
+                    None,
+                )
+            }),
     )
 }
 
@@ -302,12 +310,12 @@ proptest! {
             prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
             prop_assert!(plan.timers.iter().all(|t| t.kind != RUNG_TIMER));
             prop_assert!(plan.notifications.is_empty());
-            prop_assert_eq!(plan.case.ladder_state.as_str(), STOPPED);
+            prop_assert_eq!(plan.case.ladder_state, LadderState::Stopped);
             prop_assert!(plan.case.acknowledged_at.is_some());
         } else {
             // Refused only when there is nothing to acknowledge.
-            let st: CaseStatus = case.status.parse().unwrap();
-            prop_assert!(st == CaseStatus::Closed || (st != CaseStatus::Open && case.ladder_state == STOPPED));
+            let st: CaseStatus = case.status;
+            prop_assert!(st == CaseStatus::Closed || (st != CaseStatus::Open && case.ladder_state == LadderState::Stopped));
         }
     }
 
@@ -315,19 +323,19 @@ proptest! {
     fn a_raise_restarts_the_ladder_with_a_new_epoch(case in a_case(), to in level(), role in role(), everybody in any::<bool>()) {
         let cmd = Command::SetLevel { level: to, reason: Secret::new("why") };
         let s = snapshot(case.clone(), &cmd, None, everybody);
-        let from: RiskLevel = case.level.parse().unwrap();
+        let from: RiskLevel = case.level;
         let result = run(&s, role, &cmd);
-        if case.status == CaseStatus::Closed.as_str() || from == to {
+        if case.status == CaseStatus::Closed || from == to {
             prop_assert!(result.is_err());
             return Ok(());
         }
         let plan = result.unwrap();
-        prop_assert_eq!(plan.case.level.as_str(), to.as_str());
+        prop_assert_eq!(plan.case.level, to);
         if to > from {
             let policy = EscalationPolicy::default();
             let expected = ladder_for(&policy, to, plan.case.subject());
             prop_assert_eq!(plan.case.ladder_epoch, case.ladder_epoch + 1);
-            prop_assert_eq!(plan.case.ladder_state.as_str(), RUNNING);
+            prop_assert_eq!(plan.case.ladder_state, LadderState::Running);
             prop_assert_eq!(plan.case.ladder.clone(), Some(serde_json::to_string(&expected).unwrap()));
             prop_assert_eq!(plan.case.ack_deadline, Some(expected.ack_deadline(now())));
             prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
@@ -340,7 +348,7 @@ proptest! {
             // Somebody is told at once, or the alarm is in the plan.
             prop_assert!(!plan.notifications.is_empty() || !plan.alarms.is_empty());
             prop_assert_eq!(plan.alarms.is_empty(), everybody);
-        } else if case.ladder_state == STOPPED {
+        } else if case.ladder_state == LadderState::Stopped {
             prop_assert_eq!(plan.case.ladder_epoch, case.ladder_epoch);
             prop_assert!(plan.notifications.is_empty());
         }
@@ -375,7 +383,7 @@ proptest! {
         case in a_case(), cmd in a_command(), other in other_open_case(), role in role()
     ) {
         let s = snapshot(case.clone(), &cmd, other, true);
-        let before: CaseStatus = case.status.parse().unwrap();
+        let before: CaseStatus = case.status;
         let action = match &cmd {
             Command::Close { .. } => Some(CaseAction::Close),
             Command::Reopen { .. } => Some(CaseAction::Reopen),
@@ -383,7 +391,7 @@ proptest! {
         };
         match run(&s, role, &cmd) {
             Ok(plan) => {
-                let after: CaseStatus = plan.case.status.parse().unwrap();
+                let after: CaseStatus = plan.case.status;
                 if let Some(a) = action {
                     prop_assert_eq!(lifecycle::transition(before, a), Ok(after));
                 }
@@ -423,8 +431,8 @@ proptest! {
             prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
             prop_assert!(plan.timers.is_empty());
             prop_assert!(plan.notifications.is_empty());
-            prop_assert_eq!(plan.case.ladder_state.as_str(), STOPPED);
-            prop_assert_eq!(plan.case.status.as_str(), CaseStatus::Closed.as_str());
+            prop_assert_eq!(plan.case.ladder_state, LadderState::Stopped);
+            prop_assert_eq!(plan.case.status, CaseStatus::Closed);
         }
     }
 
@@ -440,7 +448,7 @@ proptest! {
         if let (Ok(plan), Some(other)) = (run(&s, role, &cmd), other)
             && plan.case.student_id == other.student_id
         {
-            prop_assert_eq!(plan.case.status.as_str(), CaseStatus::Closed.as_str());
+            prop_assert_eq!(plan.case.status, CaseStatus::Closed);
             prop_assert_eq!(plan.case.merged_into, Some(other.id));
         }
     }
@@ -470,7 +478,7 @@ fn a_refused_command_answers_as_the_api_always_has() {
         THE_CASE,
         CaseStatus::Closed,
         RiskLevel::High,
-        STOPPED,
+        LadderState::Stopped,
         Some(STUDENT),
         1,
         None,
@@ -495,7 +503,7 @@ fn a_refused_command_answers_as_the_api_always_has() {
         THE_CASE,
         CaseStatus::Open,
         RiskLevel::High,
-        RUNNING,
+        LadderState::Running,
         Some(STUDENT),
         1,
         None,

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use sanyu_case::ladder::{self, RUNG_TIMER, RUNNING, STOPPED, ladder_for};
+use sanyu_case::ladder::{self, RUNG_TIMER, ladder_for};
 use sanyu_case::plan::{Plan, PlanCtx, Refusal};
 use sanyu_case::rule::action;
 use sanyu_case::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};
 use sanyu_domain::escalation::EscalationPolicy;
-use sanyu_domain::{CaseStatus, CaseSubject, RiskLevel, Role};
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel, Role};
+use sanyu_events::NotificationReason;
 use sanyu_events::Payload;
 use sanyu_store::entities::case;
 use uuid::Uuid;
@@ -56,7 +57,11 @@ fn open_case() -> impl Strategy<Value = case::Model> {
             CaseStatus::InProgress,
             CaseStatus::Monitoring,
         ]),
-        prop::sample::select(vec![RUNNING, STOPPED, ladder::EXHAUSTED]),
+        prop::sample::select(vec![
+            LadderState::Running,
+            LadderState::Stopped,
+            LadderState::Exhausted,
+        ]),
         0..5i32,
     )
         .prop_map(|(level, status, ladder_state, epoch)| case::Model {
@@ -65,9 +70,9 @@ fn open_case() -> impl Strategy<Value = case::Model> {
             school_id: SCHOOL,
             class_id: Some(CLASS),
             student_id: Some(STUDENT),
-            level: level.as_str().to_owned(),
+            level,
             level_rank: level.rank(),
-            status: status.as_str().to_owned(),
+            status,
             opened_rule: "test".into(),
             opened_at: now() - Duration::hours(1),
             updated_at: now() - Duration::hours(1),
@@ -75,13 +80,13 @@ fn open_case() -> impl Strategy<Value = case::Model> {
             version: 3,
             ladder: None,
             ladder_epoch: epoch,
-            ladder_state: ladder_state.to_owned(),
+            ladder_state,
             ladder_started_at: None,
             ack_deadline: None,
             acknowledged_at: None,
             acknowledged_by: None,
             assignee_staff_id: None,
-            subject: CaseSubject::Student.as_str().to_owned(),
+            subject: CaseSubject::Student,
             merged_into: None,
         })
 }
@@ -214,15 +219,15 @@ proptest! {
     #[test]
     fn a_raise_restarts_the_ladder_with_a_new_epoch(case in open_case(), to in level(), lvl in level(), everybody in any::<bool>()) {
         let counter = AtomicU64::new(1000);
-        let from: RiskLevel = case.level.parse().unwrap();
+        let from: RiskLevel = case.level;
         prop_assume!(to > from);
         let plan = run(Some(&case), true, everybody, &signal(1, lvl), RuleCommand::Raise { to }, &counter).unwrap();
         prop_assert_eq!(plan.action.as_str(), action::RAISED);
         let policy = EscalationPolicy::default();
         let expected = ladder_for(&policy, to, CaseSubject::Student);
-        prop_assert_eq!(plan.case.level.as_str(), to.as_str());
+        prop_assert_eq!(plan.case.level, to);
         prop_assert_eq!(plan.case.ladder_epoch, case.ladder_epoch + 1);
-        prop_assert_eq!(plan.case.ladder_state.as_str(), RUNNING);
+        prop_assert_eq!(plan.case.ladder_state, LadderState::Running);
         prop_assert_eq!(plan.case.ladder.clone(), Some(serde_json::to_string(&expected).unwrap()));
         prop_assert_eq!(plan.case.ack_deadline, Some(expected.ack_deadline(now())));
         prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
@@ -258,7 +263,7 @@ proptest! {
             prop_assert!(!plan.notifications.is_empty() || !plan.alarms.is_empty());
             prop_assert_eq!(plan.alarms.is_empty(), everybody);
             let subject = if identified { CaseSubject::Student } else { CaseSubject::UnidentifiedCaller };
-            prop_assert_eq!(c.subject.as_str(), subject.as_str());
+            prop_assert_eq!(c.subject, subject);
             prop_assert_eq!(c.student_id, identified.then_some(STUDENT));
         }
         for w in &plan.cases {
@@ -300,7 +305,7 @@ fn an_unidentified_caller_opens_a_case_for_the_crisis_team() {
     .unwrap();
     assert_eq!(plan.opened.len(), 1);
     let opened = &plan.opened[0];
-    assert_eq!(opened.subject, CaseSubject::UnidentifiedCaller.as_str());
+    assert_eq!(opened.subject, CaseSubject::UnidentifiedCaller);
     // The crisis team on duty is told first.
     assert_eq!(plan.notifications.len(), 1);
     let env = sanyu_events::decode(&plan.notifications[0].payload).unwrap();
@@ -308,7 +313,7 @@ fn an_unidentified_caller_opens_a_case_for_the_crisis_team() {
         panic!("not a notification request");
     };
     assert_eq!(n.recipient_staff_id, Uuid::from_u128(5).to_string());
-    assert_eq!(n.reason, ladder::reason::UNIDENTIFIED_CALLER);
+    assert_eq!(n.reason, NotificationReason::UnidentifiedCaller.name());
     let env = sanyu_events::decode(&plan.events[0].payload).unwrap();
     let Some(Payload::CaseOpened(o)) = env.payload else {
         panic!("not CaseOpened");

@@ -4,10 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::Utc;
-use sanyu_case::ladder::{self, RUNG_TIMER, RUNNING, STOPPED};
+use sanyu_case::ladder::{self, RUNG_TIMER};
 use sanyu_case::{Actor, Command, Keys, PlanCtx, Secret};
 use sanyu_domain::escalation::EscalationPolicy;
-use sanyu_domain::{CaseSubject, Principal, RiskLevel, Role, case_reference};
+use sanyu_domain::{
+    CaseStatus, CaseSubject, LadderState, Principal, RiskLevel, Role, case_reference,
+};
+use sanyu_events::NotificationReason;
 use sanyu_store::audit::AuditKey;
 use sanyu_store::cases::{self, NewCase};
 use sanyu_store::crypto::Sealer;
@@ -111,7 +114,7 @@ impl World {
             &self.policy,
             &self.school.code,
             |roles| ladder::people_in(&staff, roles),
-            ladder::reason::CASE_OPENED,
+            NotificationReason::CaseOpened,
             Utc::now(),
             None,
         )
@@ -172,7 +175,7 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
     w: &World,
 ) {
     let c = w.open_case("S1", RiskLevel::Critical).await;
-    assert_eq!(c.ladder_state, RUNNING);
+    assert_eq!(c.ladder_state, LadderState::Running);
     assert_eq!(w.pending_rungs(c.id).await.len(), 1);
     let audits_before = audit_record::Entity::find()
         .filter(audit_record::Column::Action.eq("case.acknowledge"))
@@ -183,8 +186,8 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
 
     let (plan, written) = w.act(c.id, Command::Acknowledge).await;
 
-    assert_eq!(written.status, "acknowledged");
-    assert_eq!(written.ladder_state, STOPPED);
+    assert_eq!(written.status, CaseStatus::Acknowledged);
+    assert_eq!(written.ladder_state, LadderState::Stopped);
     assert_eq!(written.version, c.version + 1);
     assert_eq!(written.assignee_staff_id, Some(w.counsellor.id));
     assert_eq!(written.acknowledged_by, Some(w.counsellor.id));
@@ -198,7 +201,7 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
         .unwrap()
         .unwrap();
     assert_eq!(entry.action, "acknowledge");
-    assert_eq!(entry.status_after, "acknowledged");
+    assert_eq!(entry.status_after, CaseStatus::Acknowledged);
     assert!(
         w.has_event(&format!("case.action:{}", entry.id)).await,
         "the entry's event is in the outbox"
@@ -216,7 +219,7 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
 async fn a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(w: &World) {
     let c = w.open_case("S2", RiskLevel::Elevated).await;
     let (_, acked) = w.act(c.id, Command::Acknowledge).await;
-    assert_eq!(acked.ladder_state, STOPPED);
+    assert_eq!(acked.ladder_state, LadderState::Stopped);
 
     let (plan, raised) = w
         .act(
@@ -228,9 +231,9 @@ async fn a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(w: &W
         )
         .await;
 
-    assert_eq!(raised.level, "critical");
+    assert_eq!(raised.level, RiskLevel::Critical);
     assert_eq!(raised.ladder_epoch, c.ladder_epoch + 1);
-    assert_eq!(raised.ladder_state, RUNNING);
+    assert_eq!(raised.ladder_state, LadderState::Running);
     assert_eq!(
         w.pending_rungs(c.id).await,
         vec![format!("ladder:{}:e{}:r1", c.id, raised.ladder_epoch)]
@@ -351,7 +354,7 @@ async fn a_batch_of_rule_plans_is_written_as_if_one_by_one(w: &World) {
     txn.commit().await.unwrap();
     let expected = open.unwrap();
     let written = cases::get(&w.db, expected.id).await.unwrap().unwrap();
-    assert_eq!(written.level, "critical");
+    assert_eq!(written.level, RiskLevel::Critical);
     assert_eq!(written.version, expected.version);
     assert_eq!(written.ladder_epoch, 3);
     assert_eq!(

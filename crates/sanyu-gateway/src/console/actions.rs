@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use sanyu_domain::{Access, CaseWork, Principal, Role};
+use sanyu_domain::{Access, CaseStatus, CaseWork, Principal, Role};
 use sanyu_store::entities::{guardian, staff};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ pub fn offer(p: &Principal, d: &CaseDetail) -> Offer {
     let may = |w: CaseWork| {
         p.may_work_case(p.school_id, p.class_id, d.assignee_staff_id, w) == Access::Allowed
     };
-    let closed = d.case.status == "closed";
+    let closed = d.case.status == CaseStatus::Closed;
     // Work on the record needs a taken, open case: exactly when it may be closed.
     let taken = allowed("close");
     let has_student = d.case.student_id.is_some();
@@ -135,7 +135,7 @@ pub fn offer(p: &Principal, d: &CaseDetail) -> Offer {
         record,
         contact: record && has_student,
         // A new referral: the status allows it (or will once work starts).
-        refer: record && (allowed("refer") || d.case.status == "acknowledged"),
+        refer: record && (allowed("refer") || d.case.status == CaseStatus::Acknowledged),
         follow_up: record && has_student,
         level: !closed && may(CaseWork::ChangeLevel),
         close: allowed("close") && may(CaseWork::Close),

@@ -4,6 +4,7 @@
 //! record) and `routes::casework::acknowledge` (the one acknowledge). A page
 //! shows what those answer, nothing they did not.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use axum::Form;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel};
 use sanyu_store::entities::{case, staff};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -119,15 +121,6 @@ async fn short_field(mut field: axum::extract::multipart::Field<'_>) -> Option<S
     }
 }
 
-fn level_rank(level: &str) -> u8 {
-    match level {
-        "critical" => 0,
-        "high" => 1,
-        "elevated" => 2,
-        _ => 3,
-    }
-}
-
 /// Minutes from now to `deadline` (negative: overdue).
 fn minutes_left(deadline: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let secs = (deadline - now).num_seconds();
@@ -161,9 +154,9 @@ async fn staff_names(
 struct QueueRow {
     id: Uuid,
     reference: String,
-    level: String,
-    status: String,
-    subject: String,
+    level: RiskLevel,
+    status: CaseStatus,
+    subject: CaseSubject,
     student_no: Option<String>,
     student_name: Option<String>,
     class_code: Option<String>,
@@ -293,13 +286,14 @@ async fn queue_rows(
     let now = Utc::now();
     let mut rows: Vec<QueueRow> = cases
         .into_iter()
-        .filter(|c| c.status != "closed")
+        .filter(|c| c.status.is_active())
         .filter_map(|c| {
             let m = models.get(&c.id)?;
             if show == "unassigned" && m.assignee_staff_id.is_some() {
                 return None;
             }
-            let unacknowledged = m.ladder_state == "running" || m.acknowledged_at.is_none();
+            let unacknowledged =
+                m.ladder_state == LadderState::Running || m.acknowledged_at.is_none();
             let minutes = m
                 .ack_deadline
                 .filter(|_| unacknowledged)
@@ -333,14 +327,12 @@ async fn queue_rows(
     rows.sort_by(|a, b| match (a.unacknowledged, b.unacknowledged) {
         (true, false) => std::cmp::Ordering::Less,
         (false, true) => std::cmp::Ordering::Greater,
-        (true, true) => (deadline_of(a), level_rank(&a.level), a.opened_at).cmp(&(
+        (true, true) => (deadline_of(a), Reverse(a.level), a.opened_at).cmp(&(
             deadline_of(b),
-            level_rank(&b.level),
+            Reverse(b.level),
             b.opened_at,
         )),
-        (false, false) => {
-            (level_rank(&a.level), a.opened_at).cmp(&(level_rank(&b.level), b.opened_at))
-        }
+        (false, false) => (Reverse(a.level), a.opened_at).cmp(&(Reverse(b.level), b.opened_at)),
     });
     Ok(rows)
 }
@@ -404,7 +396,7 @@ pub(super) async fn render_case(
             d.allowed_actions.iter().any(|a| a == "acknowledge"),
             d.ack_deadline,
             d.acknowledged_at,
-            d.ladder_state.clone(),
+            d.ladder_state,
             d.case.id,
         ),
         CaseView::Oversight(o) => (
@@ -412,7 +404,7 @@ pub(super) async fn render_case(
             false,
             o.ack_deadline,
             o.acknowledged_at,
-            o.ladder_state.clone(),
+            o.ladder_state,
             o.case.id,
         ),
     };
@@ -431,14 +423,16 @@ pub(super) async fn render_case(
         Ok(n) => n,
         Err(e) => return view::error_page(lang, e),
     };
-    let unacknowledged = ladder_state == "running" || acknowledged_at.is_none();
+    let unacknowledged = ladder_state == LadderState::Running || acknowledged_at.is_none();
     let minutes = ack_deadline
         .filter(|_| unacknowledged)
         .map(|d| minutes_left(d, Utc::now()));
     let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
     // A closed case: what its ladder did, not the plan it would follow.
     let ladder_record = match &view {
-        CaseView::Casework(d) if d.case.status == "closed" => Some(ladder_record(d)),
+        CaseView::Casework(d) if d.case.status == sanyu_domain::CaseStatus::Closed => {
+            Some(ladder_record(d))
+        }
         _ => None,
     };
     let forms = match &view {

@@ -281,7 +281,7 @@ async fn enqueue_code(
         level: sanyu_events::level_to_proto(RiskLevel::Critical) as i32,
         recipient_staff_id: person.id.to_string(),
         channel: channel as i32,
-        reason: store::SIGN_IN_CODE_REASON.to_owned(),
+        reason: v1::NotificationReason::SignInCode.name().to_owned(),
         rung: 0,
         reason_code: v1::NotificationReason::SignInCode as i32,
         sign_in_code: store::seal_code(&state.sealer, &send.code)?,

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Access, CaseStatus, Disclosure, Principal, RiskLevel};
+use sanyu_domain::{
+    Access, CaseStatus, CaseSubject, Disclosure, LadderState, Principal, RiskLevel,
+};
 use sanyu_store::cases::{self, CaseFilter};
 use sanyu_store::entities::{case, class, school, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -57,12 +59,15 @@ pub struct CaseQuery {
 pub struct CaseSummary {
     pub id: Uuid,
     pub reference: String,
-    pub level: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub level: RiskLevel,
+    #[schema(value_type = String)]
+    pub status: CaseStatus,
     /// `student`, or `unidentified_caller`: a hotline caller rated high or
     /// critical whom nobody identified (no student until linked; counsellors
     /// and the crisis team only).
-    pub subject: String,
+    #[schema(value_type = String)]
+    pub subject: CaseSubject,
     pub student_id: Option<Uuid>,
     /// Shown to counsellors, the crisis team and the class's head teacher only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,7 +221,7 @@ impl ActionView {
             action: a.action.clone(),
             actor_role: a.actor_role.clone(),
             actor_staff_id: a.actor_staff_id,
-            status_after: a.status_after.clone(),
+            status_after: a.status_after.to_string(),
             at: a.at,
             detail,
             text,
@@ -253,7 +258,8 @@ pub struct CaseDetail {
     pub opened_rule: String,
     pub assignee_staff_id: Option<Uuid>,
     /// `running` while waiting for an acknowledgement, `stopped`, or `exhausted`.
-    pub ladder_state: String,
+    #[schema(value_type = String)]
+    pub ladder_state: LadderState,
     pub ack_deadline: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// The escalation ladder snapshotted on the case.
@@ -508,7 +514,7 @@ async fn detail(
         signal_views.push(SignalView {
             event_id: s.event_id,
             kind: s.kind,
-            level: s.level,
+            level: s.level.to_string(),
             decision: s.decision,
             rule_id: s.rule_id,
             attached_at: s.attached_at,
@@ -594,7 +600,7 @@ async fn detail(
         });
     }
     let assignee_staff_id = case.assignee_staff_id;
-    let ladder_state = case.ladder_state.clone();
+    let ladder_state = case.ladder_state;
     let ack_deadline = case.ack_deadline;
     let acknowledged_at = case.acknowledged_at;
     let ladder = case
@@ -646,7 +652,7 @@ async fn explain(
         decision: row.decision.clone(),
         rule_id: row.rule_id.clone(),
         rules_version: row.rules_version.clone(),
-        case_level: row.case_level.clone(),
+        case_level: row.case_level.map(|l| l.to_string()),
         decided_at: row.decided_at,
         used: decisions::used_of(row)
             .iter()
@@ -655,7 +661,7 @@ async fn explain(
                 signal_id: u.signal_id.clone(),
                 source: u.source.clone(),
                 at: u.signal_at,
-                level: u.level.clone(),
+                level: u.level.map(|l| l.to_string()),
                 instrument: u.instrument.clone(),
                 band: u.band.clone(),
                 flags: decisions::flags_of(u),

@@ -20,7 +20,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_case::{
     Actor, CaseError, Command, FollowUp, GuardianContact, Keys, PlanCtx, Referral, Refusal, Secret,
 };
-use sanyu_domain::{Access, CaseWork, Principal, RiskLevel, Role};
+use sanyu_domain::{
+    Access, CaseStatus, CaseSubject, CaseWork, LadderState, Principal, RiskLevel, Role,
+};
 use sanyu_store::begin_write;
 use sanyu_store::entities::case;
 use serde::{Deserialize, Serialize};
@@ -45,11 +47,14 @@ const MAX_RETURN_ASSESSMENT_CHARS: usize = 500;
 pub struct CaseState {
     pub id: Uuid,
     pub reference: String,
-    pub status: String,
-    pub level: String,
+    #[schema(value_type = String)]
+    pub status: CaseStatus,
+    #[schema(value_type = String)]
+    pub level: RiskLevel,
     pub assignee_staff_id: Option<Uuid>,
     /// `running` (waiting for an acknowledgement), `stopped` or `exhausted`.
-    pub ladder_state: String,
+    #[schema(value_type = String)]
+    pub ladder_state: LadderState,
     pub ack_deadline: Option<DateTime<Utc>>,
     /// What the case's status allows next.
     pub allowed_actions: Vec<String>,
@@ -57,7 +62,8 @@ pub struct CaseState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_id: Option<Uuid>,
     /// `student`, or `unidentified_caller` until the caller is linked to a student.
-    pub subject: String,
+    #[schema(value_type = String)]
+    pub subject: CaseSubject,
     /// The student the case is about (none for an unidentified caller).
     pub student_id: Option<Uuid>,
     /// Set when this (unidentified caller's) case was closed because the
@@ -71,14 +77,14 @@ impl CaseState {
         Self {
             id: c.id,
             reference: c.reference.clone(),
-            status: c.status.clone(),
-            level: c.level.clone(),
+            status: c.status,
+            level: c.level,
             assignee_staff_id: c.assignee_staff_id,
-            ladder_state: c.ladder_state.clone(),
+            ladder_state: c.ladder_state,
             ack_deadline: c.ack_deadline,
             allowed_actions: allowed_names(c),
             created_id,
-            subject: c.subject.clone(),
+            subject: c.subject,
             student_id: c.student_id,
             merged_into: c.merged_into,
         }

@@ -214,7 +214,7 @@ fn accepted(row: &hotline_call::Model) -> HotlineCallAccepted {
     HotlineCallAccepted {
         id: row.id,
         call_id: row.call_id.clone(),
-        level: row.level.clone(),
+        level: row.level.to_string(),
         student_identified: row.student_id.is_some(),
         event_id: row.event_id.clone(),
         unidentified_caller_case: row.student_id.is_none() && row.event_id.is_some(),
@@ -352,7 +352,7 @@ async fn log_call(
         student_id: Set(student.as_ref().map(|s| s.id)),
         cssrs_answers: Set(call.cssrs.as_ref().map(CssrsScreener::encode)),
         rating: Set(call.rating.map(|r| r.as_str().to_owned())),
-        level: Set(call.level.as_str().to_owned()),
+        level: Set(call.level),
         summary_sealed: Set(summary_sealed),
         counsellor_sealed: Set(counsellor_sealed),
         referral_advice_sealed: Set(referral_advice_sealed),
@@ -736,7 +736,7 @@ pub async fn list(
                 started_at: r.started_at,
                 ended_at: r.ended_at,
                 caller_type: r.caller_type,
-                level: r.level,
+                level: r.level.as_str().to_owned(),
                 linked_at: r.linked_at,
             })
             .collect(),
@@ -812,7 +812,7 @@ pub async fn get(
         student_id: row.student_id,
         cssrs: row.cssrs_answers,
         rating: row.rating,
-        level: row.level,
+        level: row.level.to_string(),
         summary,
         counsellor,
         referral_advice,
@@ -917,10 +917,7 @@ pub async fn link(
         txn.rollback().await?;
         return Err(already());
     }
-    let level: RiskLevel = row
-        .level
-        .parse()
-        .map_err(|_| ApiError::Internal(format!("hotline call {id}: level `{}`", row.level)))?;
+    let level = row.level;
     let event = signal_event(
         &school,
         Some(&student),

@@ -13,7 +13,7 @@
 //! [`Disclosure::Oversight`]: sanyu_domain::Disclosure::Oversight
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sanyu_domain::oversight_action;
+use sanyu_domain::{CaseStatus, LadderState, RiskLevel, oversight_action};
 use sanyu_store::entities::{case, case_action, follow_up};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -29,7 +29,8 @@ pub struct CaseOverview {
     /// Who works the case.
     pub assignee_staff_id: Option<Uuid>,
     /// `running` while waiting for an acknowledgement, `stopped`, or `exhausted`.
-    pub ladder_state: String,
+    #[schema(value_type = String)]
+    pub ladder_state: LadderState,
     pub ack_deadline: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -65,7 +66,7 @@ pub fn case_overview(
     CaseOverview {
         case: summary,
         assignee_staff_id: case.assignee_staff_id,
-        ladder_state: case.ladder_state.clone(),
+        ladder_state: case.ladder_state,
         ack_deadline: case.ack_deadline,
         acknowledged_at: case.acknowledged_at,
         closed_at: case.closed_at,
@@ -75,7 +76,7 @@ pub fn case_overview(
                 action: oversight_action(&a.action),
                 actor_role: a.actor_role.clone(),
                 actor_staff_id: a.actor_staff_id,
-                status_after: a.status_after.clone(),
+                status_after: a.status_after.to_string(),
                 at: a.at,
             })
             .collect(),
@@ -101,8 +102,10 @@ pub struct TimelineSummary {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CaseStateView {
     pub reference: String,
-    pub level: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub level: RiskLevel,
+    #[schema(value_type = String)]
+    pub status: CaseStatus,
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
 }
@@ -127,8 +130,8 @@ pub fn timeline_summary(
             .iter()
             .map(|c| CaseStateView {
                 reference: c.reference.clone(),
-                level: c.level.clone(),
-                status: c.status.clone(),
+                level: c.level,
+                status: c.status,
                 opened_at: c.opened_at,
                 closed_at: c.closed_at,
             })
@@ -156,7 +159,8 @@ pub struct FollowedStudent {
     pub class_code: Option<String>,
     pub case_id: Option<Uuid>,
     pub case_reference: Option<String>,
-    pub level: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub level: Option<RiskLevel>,
     pub next_follow_up_due: DateTime<Utc>,
     pub overdue: bool,
     pub open_follow_ups: usize,

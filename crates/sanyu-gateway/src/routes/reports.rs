@@ -241,7 +241,7 @@ pub async fn submit(
             class_id: student.class_id,
             student_id: student.id,
             category: report.category.as_str().to_owned(),
-            level: report.level.as_str().to_owned(),
+            level: report.level,
             observed_at: report.observed_at,
             narrative_sealed: state.sealer.seal(&report.narrative)?,
             reporter_token_id: caller.token_id,

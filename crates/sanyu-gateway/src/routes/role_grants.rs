@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Holder, Role};
-use sanyu_escalation::{announce_role_grant, notice_reason};
+use sanyu_escalation::announce_role_grant;
+use sanyu_events::NotificationReason;
 use sanyu_store::entities::{role_grant, school};
 use sanyu_store::role_grants::{self, Actor, DecideError};
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
@@ -78,7 +79,7 @@ pub async fn announce(
     txn: &impl ConnectionTrait,
     school: &school::Model,
     grant: &role_grant::Model,
-    reason: &'static str,
+    reason: NotificationReason,
     at: DateTime<Utc>,
 ) -> Result<usize, ApiError> {
     announce_role_grant(
@@ -227,7 +228,14 @@ async fn decide(
             .await
             .map_err(sanyu_store::StoreError::from)?
             .ok_or(ApiError::NotFound("school"))?;
-        announce(&*txn, &school, &decided, notice_reason::ROLE_GRANTED, now).await?;
+        announce(
+            &*txn,
+            &school,
+            &decided,
+            NotificationReason::RoleGranted,
+            now,
+        )
+        .await?;
     }
     txn.commit().await?;
     state.waker.wake();

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use sanyu_escalation::notice_reason;
+use sanyu_events::NotificationReason;
 use sanyu_store::role_grants::Actor;
 use sanyu_store::roster::{self, ImportScope, ImportSummary};
 use sanyu_store::sea_orm::EntityTrait;
@@ -86,7 +86,7 @@ async fn import(
             &*txn,
             &school,
             &grant,
-            notice_reason::ROLE_GRANT_REQUESTED,
+            NotificationReason::RoleGrantRequested,
             now,
         )
         .await?;

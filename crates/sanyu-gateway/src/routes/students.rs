@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Access, Disclosure, Role};
+use sanyu_domain::{Access, CaseStatus, Disclosure, RiskLevel, Role};
 use sanyu_store::entities::{case, class, report, student};
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sanyu_store::{cases, casework, decisions};
@@ -41,7 +41,8 @@ pub struct WatchedStudent {
     pub class_code: Option<String>,
     pub case_id: Option<Uuid>,
     pub case_reference: Option<String>,
-    pub level: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub level: Option<RiskLevel>,
     pub next_follow_up_id: Uuid,
     pub next_follow_up_due: DateTime<Utc>,
     pub overdue: bool,
@@ -268,7 +269,7 @@ pub async fn key_population(
                 class_code: s.and_then(|s| classes.get(&s.class_id).cloned()),
                 case_id: c.map(|c| c.id),
                 case_reference: c.map(|c| c.reference.clone()),
-                level: c.map(|c| c.level.clone()),
+                level: c.map(|c| c.level),
                 next_follow_up_id: f.id,
                 next_follow_up_due: f.due_at,
                 overdue: f.due_at < now,
@@ -334,8 +335,10 @@ pub struct TimelineEntry {
 #[schema(as = StudentCaseState)]
 pub struct CaseState {
     pub reference: String,
-    pub level: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub level: RiskLevel,
+    #[schema(value_type = String)]
+    pub status: CaseStatus,
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
 }

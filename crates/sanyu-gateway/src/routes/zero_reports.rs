@@ -542,7 +542,7 @@ async fn file_incident(
             class_id: student.class_id,
             student_id: student.id,
             category: inc.category.as_str().to_owned(),
-            level: inc.level.as_str().to_owned(),
+            level: inc.level,
             observed_at: inc.observed_at,
             narrative_sealed: state.sealer.seal(&inc.narrative)?,
             reporter_token_id: caller.token_id,

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use crate::support::Answer;
 use crate::support::stack::Stack;
-use sanyu_domain::CaseStatus;
 use sanyu_domain::lifecycle::{self, CaseAction};
+use sanyu_domain::{CaseStatus, LadderState, RiskLevel};
 use sanyu_store::entities::{audit_record, case, staff, student};
 use sanyu_store::sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -126,8 +126,8 @@ async fn every_illegal_transition_answers_409_with_the_allowed_actions(db: TestD
             // Put the case in `from` (ladder stopped, assigned to nobody).
             case::Entity::update_many()
                 .set(case::ActiveModel {
-                    status: Set(from.as_str().to_owned()),
-                    ladder_state: Set("stopped".to_owned()),
+                    status: Set(from),
+                    ladder_state: Set(LadderState::Stopped),
                     ..Default::default()
                 })
                 .filter(case::Column::Id.eq(case_id))
@@ -320,10 +320,10 @@ async fn the_route_role_scope_matrix_holds(db: TestDb) {
                 // Every request sees the case in the same state.
                 case::Entity::update_many()
                     .set(case::ActiveModel {
-                        status: Set("in_progress".to_owned()),
-                        ladder_state: Set("stopped".to_owned()),
+                        status: Set(CaseStatus::InProgress),
+                        ladder_state: Set(LadderState::Stopped),
                         assignee_staff_id: Set(*assignee),
-                        level: Set("high".to_owned()),
+                        level: Set(RiskLevel::High),
                         level_rank: Set(3),
                         ..Default::default()
                     })

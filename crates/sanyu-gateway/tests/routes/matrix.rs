@@ -413,7 +413,7 @@ impl<'a> Matrix<'a> {
                 case::Entity::find()
                     .filter(case::Column::SchoolId.eq(school.id))
                     .filter(case::Column::StudentId.is_null())
-                    .filter(case::Column::Status.ne("closed"))
+                    .filter(case::Column::Status.ne(sanyu_domain::CaseStatus::Closed))
                     .order_by_desc(case::Column::OpenedAt)
                     .one(&app.db)
                     .await

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use sanyu_domain::{EscalationPolicy, RiskLevel};
+use sanyu_domain::{EscalationPolicy, LadderState, RiskLevel};
 use sanyu_events::{Payload, v1};
 use sanyu_platform::config::RulesConfig;
 use sanyu_platform::relay::Waker;
@@ -137,7 +137,7 @@ async fn decision_of(db: &Db, signal_id: &str) -> decision::Model {
 async fn open_cases_per_student(db: &Db) -> HashMap<Uuid, usize> {
     let mut per = HashMap::new();
     for c in case::Entity::find()
-        .filter(case::Column::Status.ne("closed"))
+        .filter(case::Column::Status.ne(sanyu_domain::CaseStatus::Closed))
         .all(db)
         .await
         .unwrap()
@@ -209,7 +209,7 @@ async fn corroboration_raises_and_is_explained(test_db: TestDb) {
     assert_eq!(d.rule_id, "screening.corroborated");
     assert_eq!(d.rules_version, version);
     assert_eq!(d.case_id, Some(case_id));
-    assert_eq!(d.case_level.as_deref(), Some("high"));
+    assert_eq!(d.case_level, Some(RiskLevel::High));
     let used = decisions::used_of(&d);
     assert_eq!(used, vec!["report:b".to_owned(), "screening:a".to_owned()]);
     // A person's level is never lowered by a rule: a later elevated report attaches.
@@ -226,7 +226,7 @@ async fn corroboration_raises_and_is_explained(test_db: TestDb) {
         .unwrap()
         .unwrap();
     assert!(
-        case.level == "high" || case.level == "critical",
+        case.level == RiskLevel::High || case.level == RiskLevel::Critical,
         "{}",
         case.level
     );
@@ -714,10 +714,10 @@ async fn a_raise_in_a_batch_restarts_the_ladder_at_the_new_level(test_db: TestDb
         (s3_case, "report:s3:critical"),
     ] {
         let after = sanyu_store::cases::get(&db, id).await.unwrap().unwrap();
-        assert_eq!(after.level, "critical");
+        assert_eq!(after.level, RiskLevel::Critical);
         assert_eq!(after.level_rank, RiskLevel::Critical.rank());
         assert_eq!(after.ladder_epoch, 2, "the ladder restarted");
-        assert_eq!(after.ladder_state, "running");
+        assert_eq!(after.ladder_state, LadderState::Running);
         assert_eq!(
             sanyu_escalation::ladder_of(&after).unwrap().as_ref(),
             Some(critical)

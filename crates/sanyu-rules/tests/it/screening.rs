@@ -72,7 +72,8 @@ async fn screening_results_are_decided(test_db: TestDb) {
     let case = cases::get(&db, case_id).await.unwrap().unwrap();
     assert_eq!(case.opened_rule, sanyu_ruleset::SAFETY_RULE);
     assert_eq!(
-        case.ladder_state, "running",
+        case.ladder_state,
+        sanyu_domain::LadderState::Running,
         "the ladder starts with the case"
     );
     assert_eq!(engine.decide(&alert).await.unwrap(), Decided::Duplicate);

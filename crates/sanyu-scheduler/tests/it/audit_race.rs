@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sanyu_domain::{RiskLevel, case_reference};
 use sanyu_escalation as escalation;
+use sanyu_events::NotificationReason;
 use sanyu_platform::relay::Waker;
 use sanyu_scheduler::Scheduler;
 use sanyu_store::cases::{self, NewCase};
@@ -54,7 +55,7 @@ async fn open_cases(db: &Db, students: &[student::Model]) -> Vec<Uuid> {
             &*txn,
             &case,
             &sanyu_domain::escalation::EscalationPolicy::default(),
-            escalation::reason::CASE_OPENED,
+            NotificationReason::CaseOpened,
             at,
             None,
         )

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung};
-use sanyu_domain::{RiskLevel, Role, case_reference};
+use sanyu_domain::{LadderState, RiskLevel, Role, case_reference};
 use sanyu_escalation as escalation;
+use sanyu_events::NotificationReason;
 use sanyu_platform::relay::Waker;
 use sanyu_scheduler::Scheduler;
 use sanyu_store::cases::{self, NewCase};
@@ -97,7 +98,7 @@ async fn open_case(f: &Fixture, no: &str, level: RiskLevel, at: DateTime<Utc>) -
         &*txn,
         &case,
         &policy(),
-        escalation::reason::CASE_OPENED,
+        NotificationReason::CaseOpened,
         at,
         None,
     )
@@ -152,7 +153,7 @@ async fn an_unacknowledged_critical_case_climbs_rung_by_rung_and_stops_on_acknow
     assert_eq!(s.tick(t0() + min(10)).await.unwrap().fired, 1);
     let after1 = requested(&f, case).await;
     assert_eq!(rungs(&after1[2..]), vec![(1, "X1")]);
-    assert_eq!(after1[2].2, escalation::reason::UNACKNOWLEDGED);
+    assert_eq!(after1[2].2, NotificationReason::Unacknowledged.name());
 
     // A tick at the same time again fires nothing more.
     assert_eq!(s.tick(t0() + min(10)).await.unwrap().fired, 0);
@@ -169,7 +170,7 @@ async fn an_unacknowledged_critical_case_climbs_rung_by_rung_and_stops_on_acknow
     assert_eq!(tick.fired, 0);
     assert_eq!(requested(&f, case).await.len(), 4);
     let c = cases::get(&f.db, case).await.unwrap().unwrap();
-    assert_eq!(c.ladder_state, escalation::STOPPED);
+    assert_eq!(c.ladder_state, LadderState::Stopped);
     assert!(
         timers::pending_for_case(&f.db, case)
             .await
@@ -199,7 +200,7 @@ async fn the_ladder_repeats_then_reports_itself_exhausted(test_db: TestDb) {
         ]
     );
     let c = cases::get(&f.db, case).await.unwrap().unwrap();
-    assert_eq!(c.ladder_state, escalation::EXHAUSTED);
+    assert_eq!(c.ladder_state, LadderState::Exhausted);
     // The auditor raises the alarm once, to the crisis team and the leader.
     let report = s.audit(t0() + min(61)).await.unwrap();
     assert!(
@@ -214,7 +215,7 @@ async fn the_ladder_repeats_then_reports_itself_exhausted(test_db: TestDb) {
     let alarms: Vec<_> = requested(&f, case)
         .await
         .into_iter()
-        .filter(|(_, _, reason)| reason == escalation::reason::LADDER_ALARM)
+        .filter(|(_, _, reason)| reason == NotificationReason::LadderAlarm.name())
         .map(|(_, who, _)| who)
         .collect();
     assert_eq!(alarms, vec!["X1".to_owned(), "L1".to_owned()]);
@@ -239,7 +240,7 @@ async fn raising_the_level_restarts_the_ladder_at_the_new_levels_ladder(test_db:
         &*txn,
         &c,
         &policy(),
-        escalation::reason::LEVEL_RAISED,
+        NotificationReason::LevelRaised,
         at,
         None,
     )

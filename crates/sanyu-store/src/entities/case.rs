@@ -1,4 +1,5 @@
 //! Table `cases`.
+use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -13,9 +14,9 @@ pub struct Model {
     pub class_id: Option<Uuid>,
     /// None for a case about an unidentified caller (until linked).
     pub student_id: Option<Uuid>,
-    pub level: String,
+    pub level: RiskLevel,
     pub level_rank: i16,
-    pub status: String,
+    pub status: CaseStatus,
     pub opened_rule: String,
     pub opened_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
@@ -26,14 +27,14 @@ pub struct Model {
     /// Bumped each time the ladder restarts; timers of older epochs do nothing.
     pub ladder_epoch: i32,
     /// `running`, `stopped` (acknowledged or closed) or `exhausted`.
-    pub ladder_state: String,
+    pub ladder_state: LadderState,
     pub ladder_started_at: Option<DateTimeUtc>,
     pub ack_deadline: Option<DateTimeUtc>,
     pub acknowledged_at: Option<DateTimeUtc>,
     pub acknowledged_by: Option<Uuid>,
     pub assignee_staff_id: Option<Uuid>,
     /// Who the case is about: `student` or `unidentified_caller`.
-    pub subject: String,
+    pub subject: CaseSubject,
     /// A closed unidentified caller's case merged into the student's open case.
     pub merged_into: Option<Uuid>,
 }

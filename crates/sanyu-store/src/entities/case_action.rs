@@ -2,6 +2,7 @@
 //! and codes; free text is sealed: notes and reasons in `text_sealed`, free
 //! text of the detail (a close's outcome, a return assessment) as a JSON
 //! object in `detail_sealed`.
+use sanyu_domain::CaseStatus;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -14,7 +15,7 @@ pub struct Model {
     pub actor_role: String,
     pub actor_staff_id: Option<Uuid>,
     pub actor_token_id: Option<Uuid>,
-    pub status_after: String,
+    pub status_after: CaseStatus,
     pub detail: String,
     pub text_sealed: Option<Vec<u8>>,
     pub detail_sealed: Option<Vec<u8>>,

@@ -1,4 +1,5 @@
 //! Table `case_signals`.
+use sanyu_domain::RiskLevel;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,7 +11,7 @@ pub struct Model {
     pub event_id: String,
     pub kind: String,
     pub source_id: Option<Uuid>,
-    pub level: String,
+    pub level: RiskLevel,
     pub decision: String,
     pub rule_id: String,
     pub attached_at: DateTimeUtc,

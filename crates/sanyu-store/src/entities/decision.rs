@@ -13,7 +13,7 @@ pub struct Model {
     pub school_id: Uuid,
     pub source: String,
     pub signal_at: DateTimeUtc,
-    pub level: Option<String>,
+    pub level: Option<sanyu_domain::RiskLevel>,
     pub instrument: Option<String>,
     pub band: Option<String>,
     /// Comma-separated flag names (empty when none).
@@ -21,7 +21,7 @@ pub struct Model {
     pub category: Option<String>,
     pub decision: String,
     pub case_id: Option<Uuid>,
-    pub case_level: Option<String>,
+    pub case_level: Option<sanyu_domain::RiskLevel>,
     pub follow_up_on: Option<Date>,
     pub rule_id: String,
     pub rules_version: String,

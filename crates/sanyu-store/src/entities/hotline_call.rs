@@ -1,4 +1,5 @@
 //! Table `hotline_calls`: calls of a school's psychological support hotline.
+use sanyu_domain::RiskLevel;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -19,7 +20,7 @@ pub struct Model {
     /// The hotline counsellor's rating: watch, elevated, high, critical.
     pub rating: Option<String>,
     /// The level the call was decided at.
-    pub level: String,
+    pub level: RiskLevel,
     /// Summary sealed with the data key (nonce || ciphertext).
     pub summary_sealed: Option<Vec<u8>>,
     /// The hotline counsellor on the call, sealed with the data key.

@@ -1,4 +1,5 @@
 //! Table `reports`.
+use sanyu_domain::RiskLevel;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,7 +11,7 @@ pub struct Model {
     pub class_id: Uuid,
     pub student_id: Uuid,
     pub category: String,
-    pub level: String,
+    pub level: RiskLevel,
     pub observed_at: DateTimeUtc,
     /// Narrative sealed with the data key (nonce || ciphertext).
     pub narrative_sealed: Vec<u8>,

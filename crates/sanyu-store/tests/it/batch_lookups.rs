@@ -26,7 +26,7 @@ fn decision(signal: &str, student: Uuid, school: Uuid, days_ago: i64) -> NewDeci
         school_id: school,
         source: "report".into(),
         signal_at: at,
-        level: Some("elevated".into()),
+        level: Some(sanyu_domain::RiskLevel::Elevated),
         instrument: None,
         band: None,
         flags: vec![],

@@ -8,3 +8,4 @@ mod migration_scope;
 mod migration_seal_free_text;
 mod student_locks;
 mod unavailable;
+mod unknown_values;

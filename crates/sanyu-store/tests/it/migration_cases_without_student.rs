@@ -182,7 +182,7 @@ async fn existing_cases_survive_and_new_ones_need_no_student(db: TestDb) {
     assert!(
         unidentified
             .iter()
-            .all(|c| c.subject == "unidentified_caller")
+            .all(|c| c.subject == sanyu_domain::CaseSubject::UnidentifiedCaller)
     );
     if conn.get_database_backend() == DatabaseBackend::Sqlite {
         // The rebuilt table has its indexes back.

@@ -393,7 +393,7 @@ impl App {
         let student = self.student_id(sch, no).await;
         case::Entity::find()
             .filter(case::Column::StudentId.eq(student))
-            .filter(case::Column::Status.ne("closed"))
+            .filter(case::Column::Status.ne(sanyu_domain::CaseStatus::Closed))
             .one(&self.db)
             .await
             .expect("cases")

@@ -1,17 +1,44 @@
-//! Every kind of durable timer, as one tagged enum the scheduler dispatches
-//! on: parsed once from a `timers` row's `kind` and `payload`. The kinds and
-//! payload JSON are the ones already stored in the field (a rung: `{case_id,
-//! epoch, rung}`, ...); they are written by the case work (rungs, follow-ups),
-//! the rules engine (watch reminders) and the scheduler (zero reports), and
-//! must not change. It lives here because every writer of a timer depends on
-//! this crate or on what it re-exports (`sanyu-case` for rungs and
-//! follow-ups, `sanyu-domain` for zero reports), and the scheduler on it.
+//! Every kind of durable timer, as one tagged enum: its writers build a
+//! [`Timer`] and schedule it with [`Timer::at`]; the scheduler parses a
+//! `timers` row back ([`Timer::parse`]) and dispatches on it. The kinds, keys
+//! and payload JSON are the ones already stored in the field (a rung:
+//! `{case_id, epoch, rung}`, ...) and must not change. It lives here because
+//! every writer of a timer depends on this crate: the case work (rungs,
+//! follow-ups), the rules engine (watch reminders, through
+//! `sanyu-escalation`, which re-exports it) and the scheduler (zero reports).
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sanyu_domain::zero_report::{ZERO_REPORT_TIMER, ZeroReportTimer};
+use sanyu_store::entities::watch_entry;
+use sanyu_store::timers::NewTimer;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::{
-    FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer, WATCH_FOLLOW_UP_TIMER, WatchTimer,
-};
+use crate::ladder::{FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer};
+
+/// Timer kind of a watch-list follow-up reminder.
+pub const WATCH_FOLLOW_UP_TIMER: &str = "watch_follow_up";
+
+/// The payload of a watch-list follow-up timer: the entry and the follow-up
+/// date it was set for (a date brought forward gets a timer of its own; the
+/// old one then finds the date changed and does nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchTimer {
+    pub watch_id: Uuid,
+    pub on: NaiveDate,
+}
+
+impl WatchTimer {
+    /// The reminder of a watch entry, due on its follow-up date at 00:00 UTC
+    /// (08:00 in China), scheduled once per entry and date.
+    pub fn of(entry: &watch_entry::Model) -> Result<NewTimer, serde_json::Error> {
+        Timer::Watch(WatchTimer {
+            watch_id: entry.id,
+            on: entry.follow_up_on,
+        })
+        .at(entry.follow_up_on.and_time(NaiveTime::MIN).and_utc(), None)
+    }
+}
 
 /// A due timer, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +82,32 @@ impl Timer {
             Self::Watch(_) => WATCH_FOLLOW_UP_TIMER,
             Self::ZeroReport(_) => ZERO_REPORT_TIMER,
         }
+    }
+
+    /// The stored `key`: a timer is scheduled once per key.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Rung(t) => t.key(),
+            Self::FollowUp(t) => format!("follow_up:{}", t.follow_up_id),
+            Self::Watch(t) => format!("watch:{}:{}", t.watch_id, t.on),
+            Self::ZeroReport(t) => t.key(),
+        }
+    }
+
+    /// The row that schedules this timer at `due_at` (`case_id` for a
+    /// case's timers, which a stop or restart of its ladder cancels).
+    pub fn at(
+        &self,
+        due_at: DateTime<Utc>,
+        case_id: Option<Uuid>,
+    ) -> Result<NewTimer, serde_json::Error> {
+        Ok(NewTimer {
+            key: self.key(),
+            kind: self.kind().to_owned(),
+            case_id,
+            due_at,
+            payload: self.payload()?,
+        })
     }
 
     /// The stored `payload` (JSON).
@@ -114,12 +167,24 @@ mod tests {
                 }),
             ),
         ];
-        for (kind, payload, expected) in rows {
+        let keys = [
+            format!("ladder:{id}:e2:r1"),
+            format!("follow_up:{id}"),
+            format!("watch:{id}:2026-12-07"),
+            format!("zero:P1:{id}:overdue:3600"),
+        ];
+        for ((kind, payload, expected), key) in rows.into_iter().zip(keys) {
             let t = Timer::parse(kind, &payload).unwrap();
             assert_eq!(t, expected);
             // Written back, it is the same row.
             assert_eq!(t.kind(), kind);
             assert_eq!(t.payload().unwrap(), payload);
+            let due = chrono::Utc::now();
+            let row = t.at(due, None).unwrap();
+            assert_eq!(
+                (row.key.as_str(), row.kind.as_str(), row.payload.as_str()),
+                (key.as_str(), kind, payload.as_str())
+            );
         }
     }
 
