@@ -608,6 +608,15 @@ pub fn may_work_calls(caller: &Principal) -> bool {
     matches!(caller.role, Role::CrisisTeam | Role::Counsellor)
 }
 
+/// [`may_work_calls`], or 403 saying why.
+fn works_calls(caller: &Principal, why: &'static str) -> Result<(), ApiError> {
+    if may_work_calls(caller) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(why))
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct HotlineCallQuery {
     /// `true`: only calls about nobody identified (no student yet).
@@ -663,11 +672,10 @@ pub async fn list(
     peer: Peer,
     Query(q): Query<HotlineCallQuery>,
 ) -> Result<Json<HotlineCallList>, ApiError> {
-    if !may_work_calls(&caller) {
-        return Err(ApiError::Forbidden(
-            "only the crisis team and counsellors read hotline calls",
-        ));
-    }
+    works_calls(
+        &caller,
+        "only the crisis team and counsellors read hotline calls",
+    )?;
     let level = q
         .level
         .as_deref()
@@ -779,11 +787,10 @@ pub async fn get(
     peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Json<HotlineCallDetail>, ApiError> {
-    if !may_work_calls(&caller) {
-        return Err(ApiError::Forbidden(
-            "only the crisis team and counsellors read hotline calls",
-        ));
-    }
+    works_calls(
+        &caller,
+        "only the crisis team and counsellors read hotline calls",
+    )?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("hotline call"))?;
     let row = sanyu_store::hotline::get_of_school(&state.db, caller.school_id, id)
         .await?
@@ -859,11 +866,10 @@ pub async fn link(
     Path(id): Path<String>,
     body: JsonBody<LinkRequest>,
 ) -> Result<Json<HotlineCallAccepted>, ApiError> {
-    if !may_work_calls(&caller) {
-        return Err(ApiError::Forbidden(
-            "only the crisis team and counsellors link hotline calls",
-        ));
-    }
+    works_calls(
+        &caller,
+        "only the crisis team and counsellors link hotline calls",
+    )?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("hotline call"))?;
     let student_no = trimmed(&body.value.student_no)
         .ok_or_else(|| ApiError::validation("student_no", "`student_no` is required"))?;
