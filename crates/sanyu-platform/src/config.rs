@@ -373,6 +373,9 @@ pub struct SmtpConfig {
     pub from: String,
     pub file_dir: String,
     pub pool_max_size: u32,
+    /// PEM file of a CA to trust besides the system's for the SMTP server's
+    /// certificate (a district's own CA). Empty: the system's roots only.
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,6 +383,9 @@ pub struct SmtpConfig {
 pub struct SecurityConfig {
     pub data_key: Secret,
     pub token_ttl_days: i64,
+    /// Allow unencrypted (or unverified) connections to the database, NATS
+    /// and SMTP on another host (`config/transport.rs`). Default: refused.
+    pub allow_plaintext: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -442,6 +448,7 @@ impl Default for SmtpConfig {
             from: "Sanyu <sanyu@localhost>".into(),
             file_dir: ".sanyu/mail".into(),
             pool_max_size: 8,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -451,6 +458,7 @@ impl Default for SecurityConfig {
         Self {
             data_key: Secret::default(),
             token_ttl_days: 90,
+            allow_plaintext: false,
         }
     }
 }
@@ -492,8 +500,19 @@ impl Config {
                 c.zero_report
                     .validate()
                     .map_err(|e| PlatformError::Config(e.to_string()))?;
+                c.check_transport().map_err(PlatformError::Config)?;
                 Ok(c)
             })
+    }
+
+    /// Refuse plaintext to another host unless `security.allow_plaintext`.
+    pub fn check_transport(&self) -> std::result::Result<(), String> {
+        if self.security.allow_plaintext {
+            return Ok(());
+        }
+        transport::check_database(self.database.url.expose())?;
+        transport::check_nats(&self.nats.url, &self.nats.tls_ca_file)?;
+        transport::check_smtp(self.smtp.url.expose())
     }
 
     pub fn db_config(&self) -> sanyu_store::DbConfig {
@@ -517,6 +536,8 @@ impl Config {
             .map_err(|e| PlatformError::Config(e.to_string()))
     }
 }
+
+pub mod transport;
 
 #[cfg(test)]
 mod tests;

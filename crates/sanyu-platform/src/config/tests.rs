@@ -57,12 +57,12 @@ fn sms_providers_and_notify_policy_come_from_the_environment() {
 #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
 fn environment_overrides_defaults() {
     figment::Jail::expect_with(|jail| {
-        jail.set_env("SANYU_NATS__URL", "nats://10.0.0.1:4222");
+        jail.set_env("SANYU_NATS__URL", "tls://10.0.0.1:4222");
         jail.set_env("SANYU_HTTP__BODY_LIMIT_BYTES", "1024");
         jail.set_env("SANYU_TEST_PG_URL", "postgres://ignored");
         jail.set_env("SANYU_SCREENING__XLSX__MAX_CELLS", "5000");
         let c = Config::load().map_err(|e| e.to_string())?;
-        assert_eq!(c.nats.url, "nats://10.0.0.1:4222");
+        assert_eq!(c.nats.url, "tls://10.0.0.1:4222");
         assert_eq!(c.screening.xlsx.max_cells, 5000);
         assert_eq!(c.http.body_limit_bytes, 1024);
         assert_eq!(c.nats.max_deliver, 8);
@@ -110,6 +110,20 @@ fn a_ladder_is_set_from_the_environment_and_a_bad_one_is_refused() {
         );
         let err = Config::load().expect_err("a teacher is never on a ladder");
         assert!(err.to_string().contains("escalation"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+fn plaintext_to_another_host_is_refused_at_load_unless_allowed() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SANYU_NATS__URL", "nats://10.0.0.1:4222");
+        let refused = Config::load().expect_err("plaintext NATS to another host");
+        assert!(refused.to_string().contains("allow_plaintext"), "{refused}");
+        jail.set_env("SANYU_SECURITY__ALLOW_PLAINTEXT", "true");
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert!(c.security.allow_plaintext);
         Ok(())
     });
 }
