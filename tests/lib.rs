@@ -26,6 +26,9 @@ pub struct Stack {
     pub notifier: Option<ServiceProcess>,
     pub scheduler: Option<ServiceProcess>,
     pub http: reqwest::Client,
+    /// Settings every service gets in place of (or beside) the defaults
+    /// below, e.g. the URL list of a NATS cluster.
+    pub env_extra: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -54,6 +57,7 @@ impl Stack {
             notifier: None,
             scheduler: None,
             http: reqwest::Client::new(),
+            env_extra: Vec::new(),
         }
     }
 
@@ -77,7 +81,7 @@ impl Stack {
 
     /// The environment every service gets.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        let mut env: Vec<(String, String)> = [
             ("SANYU_DATABASE__URL", self.db.url().to_owned()),
             ("SANYU_NATS__URL", self.nats.url()),
             ("SANYU_NATS__ACK_WAIT_SECS", "2".to_owned()),
@@ -106,7 +110,12 @@ impl Stack {
                 ca.display().to_string(),
             )
         }))
-        .collect()
+        .collect();
+        for (key, value) in &self.env_extra {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        env
     }
 
     /// The environment with some settings added or replaced.

@@ -164,6 +164,7 @@ async fn a_restored_dump_verifies_replays_and_the_services_come_back() {
         notifier: None,
         scheduler: None,
         http: reqwest::Client::new(),
+        env_extra: Vec::new(),
     };
     let env = stack.env();
     let sanyu = binary("sanyu");

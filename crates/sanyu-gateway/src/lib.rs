@@ -341,7 +341,7 @@ impl Gateway {
         // `/metrics` (and health) on the internal `health.listen`, if set.
         runner::serve_health(&config, &readiness, &shutdown).await?;
         let connected =
-            runner::connect(&config, "sanyu-gateway", &readiness, &shutdown.token).await;
+            runner::connect(&config, "sanyu-gateway", &readiness, &shutdown.token).await?;
         let mut stopping = None;
         if let Some((db, backbone)) = connected {
             let state = AppState::new(

@@ -27,10 +27,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     // NATS does not.
     let mailer =
         Mailer::from_config(&config.smtp).map_err(|e| PlatformError::Config(e.to_string()))?;
+    // A refused certificate is a configuration error: end now, loudly. A
+    // server that is down now is not: mail retries.
+    match mailer.check().await {
+        Ok(()) => {}
+        Err(e @ smtp::CheckError::Tls(_)) => {
+            return Err(PlatformError::Config(format!("smtp.url: {e}")));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SMTP server not reachable at start-up; mail will retry")
+        }
+    }
     let readiness = runner::Readiness::new();
     runner::serve_health(&config, &readiness, &shutdown).await?;
     let Some((db, backbone)) =
-        runner::connect(&config, "sanyu-notifier", &readiness, &shutdown.token).await
+        runner::connect(&config, "sanyu-notifier", &readiness, &shutdown.token).await?
     else {
         tracing::info!("notifier stopped before it could connect");
         return Ok(());

@@ -44,12 +44,25 @@ impl Mailer {
                 dir: config.file_dir.clone(),
             });
         }
-        let settings = SmtpSettings::from_url(
+        let mut settings = SmtpSettings::from_url(
             config.url.expose(),
             usize::try_from(config.pool_max_size).unwrap_or(4),
         )
         .map_err(MailerError::Url)?;
+        if !config.tls_ca_file.is_empty() {
+            let pem = std::fs::read(&config.tls_ca_file)
+                .map_err(|e| MailerError::Dir(config.tls_ca_file.clone(), e))?;
+            settings = settings.with_extra_roots(&pem).map_err(MailerError::Url)?;
+        }
         Ok(Mailer::Smtp(SmtpClient::new(settings)))
+    }
+
+    /// Try the SMTP server once (see [`SmtpClient::check`]); files always pass.
+    pub async fn check(&self) -> Result<(), crate::smtp::CheckError> {
+        match self {
+            Mailer::Smtp(client) => client.check().await,
+            Mailer::Files { .. } => Ok(()),
+        }
     }
 
     /// Where mail goes, for the start-up log (no credentials).

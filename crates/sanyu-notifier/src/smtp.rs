@@ -52,6 +52,8 @@ pub struct SmtpSettings {
     pub hello: ClientId,
     pub timeout: Duration,
     pub max_connections: usize,
+    /// CA certificates trusted besides the platform's (`smtp.tls_ca_file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -69,6 +71,19 @@ impl std::fmt::Debug for SmtpSettings {
 }
 
 impl SmtpSettings {
+    /// Trust the CA certificates of `pem` besides the platform's roots.
+    pub fn with_extra_roots(mut self, pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let roots = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("smtp.tls_ca_file: {e}"))?;
+        if roots.is_empty() {
+            return Err("smtp.tls_ca_file: no certificate in the file".to_owned());
+        }
+        self.extra_roots = roots;
+        Ok(self)
+    }
+
     pub fn from_url(raw: &str, max_connections: usize) -> Result<Self, String> {
         let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
         let host = url.host_str().ok_or("no host")?.to_owned();
@@ -107,6 +122,7 @@ impl SmtpSettings {
             hello,
             timeout: Duration::from_secs(15),
             max_connections: max_connections.max(1),
+            extra_roots: Vec::new(),
         })
     }
 }
@@ -203,22 +219,52 @@ impl SmtpClient {
         }
     }
 
+    /// Connect once, as the service starts: a certificate that is refused
+    /// (or a server that cannot do the TLS `smtp.url` requires) is a
+    /// configuration error to fail on loudly; a server that is down now is
+    /// not (mail waits and retries).
+    pub async fn check(&self) -> Result<(), CheckError> {
+        let opened = tokio::time::timeout(self.settings.timeout, self.open())
+            .await
+            .map_err(|_| CheckError::Unreachable("timed out connecting".to_owned()))?;
+        match opened {
+            Ok(mut conn) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err((Stage::Tls, e)) => Err(CheckError::Tls(e.to_string())),
+            Err((_, e)) => Err(CheckError::Unreachable(e.to_string())),
+        }
+    }
+
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        self.open().await.map_err(|(_, e)| e)
+    }
+
+    async fn open(&self) -> Result<AsyncSmtpConnection, (Stage, SendError)> {
         let s = &self.settings;
+        let at = |stage: Stage| move |e: SendError| (stage, e);
         let tcp = TcpStream::connect((s.host.as_str(), s.port))
             .await
-            .map_err(transient)?;
-        tcp.set_nodelay(true).map_err(transient)?;
+            .map_err(transient)
+            .map_err(at(Stage::Tcp))?;
+        tcp.set_nodelay(true)
+            .map_err(transient)
+            .map_err(at(Stage::Tcp))?;
         let mut conn = match s.security {
             Security::Implicit => {
-                let tls = implicit_tls(tcp, &s.host).await?;
+                let tls = implicit_tls(tcp, &s.host, &s.extra_roots)
+                    .await
+                    .map_err(at(Stage::Tls))?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(tls), &s.hello)
                     .await
-                    .map_err(classify)?
+                    .map_err(classify)
+                    .map_err(at(Stage::Smtp))?
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &s.hello)
                 .await
-                .map_err(classify)?,
+                .map_err(classify)
+                .map_err(at(Stage::Smtp))?,
         };
         let wants_tls = match s.security {
             Security::StartTls => true,
@@ -226,25 +272,81 @@ impl SmtpClient {
             Security::Plain | Security::Implicit => false,
         };
         if wants_tls {
-            let params = TlsParameters::new(s.host.clone()).map_err(transient)?;
-            conn.starttls(params, &s.hello).await.map_err(classify)?;
+            let mut params = TlsParameters::builder(s.host.clone());
+            for root in &s.extra_roots {
+                params = params.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(root.to_vec())
+                        .map_err(transient)
+                        .map_err(at(Stage::Tls))?,
+                );
+            }
+            let params = params
+                .build_rustls()
+                .map_err(transient)
+                .map_err(at(Stage::Tls))?;
+            conn.starttls(params, &s.hello)
+                .await
+                .map_err(classify)
+                .map_err(at(Stage::Tls))?;
         }
         if let Some(credentials) = &s.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-                .map_err(classify)?;
+                .map_err(classify)
+                .map_err(at(Stage::Smtp))?;
         }
         Ok(conn)
     }
+}
+
+/// Where opening a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Tcp,
+    Tls,
+    Smtp,
+}
+
+/// What the start-up check of the SMTP server found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The TLS handshake failed: the certificate was refused, or the server
+    /// cannot do the TLS `smtp.url` requires. A configuration error.
+    #[error("TLS to the SMTP server failed: {0}")]
+    Tls(String),
+    /// Not reachable now (down, refused, timed out, rejected the login).
+    #[error("SMTP server not reachable: {0}")]
+    Unreachable(String),
 }
 
 /// A TLS stream lettre can drive (implicit TLS, `smtps://`).
 #[derive(Debug)]
 struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
 
-async fn implicit_tls(tcp: TcpStream, host: &str) -> Result<TlsTcp, SendError> {
+async fn implicit_tls(
+    tcp: TcpStream,
+    host: &str,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<TlsTcp, SendError> {
     use rustls_platform_verifier::ConfigVerifierExt;
-    let config = rustls::ClientConfig::with_platform_verifier().map_err(transient)?;
+    let config = if extra_roots.is_empty() {
+        rustls::ClientConfig::with_platform_verifier().map_err(transient)?
+    } else {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra_roots.to_vec(),
+            provider.clone(),
+        )
+        .map_err(transient)?;
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(transient)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
     let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(transient)?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)

@@ -53,12 +53,37 @@ fn nats_err(context: &str, e: impl std::fmt::Display) -> PlatformError {
     PlatformError::Nats(format!("{context}: {e}"))
 }
 
+/// Seconds between client pings (two unanswered: reconnect elsewhere).
+const PING_INTERVAL_SECS: u64 = 5;
+
+/// The servers of `nats.url`: one URL, or a comma-separated list of a
+/// cluster's nodes (the client picks one and reconnects across the others).
+pub fn server_list(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| nats_err("nats.url", format!("{u:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if servers.is_empty() {
+        return Err(nats_err("nats.url", "no server given"));
+    }
+    Ok(servers)
+}
+
 /// Connect (retrying while the server comes up).
 pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
+        // A node that stops answering (a partition, a frozen host) is given up
+        // after two missed pings, and the client moves to another node: the
+        // default (60 s) would hold a crisis notice for minutes.
+        .ping_interval(Duration::from_secs(PING_INTERVAL_SECS))
         .max_reconnects(None);
     if !settings.tls_ca_file.is_empty() {
         options = options
@@ -77,7 +102,8 @@ pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
             .await
             .map_err(|e| nats_err("credentials file", e))?;
     }
-    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(&settings.url))
+    let servers = server_list(&settings.url)?;
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(servers))
         .await
         .map_err(|_| {
             nats_err(
@@ -310,5 +336,23 @@ pub fn stream_of(subject: &str) -> Option<&'static str> {
         "zero" => Some(ZERO_STREAM),
         "dlq" => Some(subjects::DEAD_LETTER_STREAM),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_list;
+
+    #[test]
+    fn one_url_or_a_cluster_list() {
+        assert_eq!(
+            server_list("nats://127.0.0.1:4222").expect("one URL").len(),
+            1
+        );
+        let cluster = server_list("tls://n1:4222, tls://n2:4222,tls://n3:4222").expect("a list");
+        let hosts: Vec<_> = cluster.iter().map(|s| s.host().to_owned()).collect();
+        assert_eq!(hosts, ["n1", "n2", "n3"]);
+        assert!(server_list(" , ").is_err());
+        assert!(server_list("nats://n1:notaport").is_err());
     }
 }

@@ -153,56 +153,95 @@ pub async fn serve_health(
 }
 
 /// Connect to the database and to NATS (and ensure the streams), retrying
-/// each with backoff until it works or `stop` is cancelled (`None`).
+/// each with backoff until it works or `stop` is cancelled (`Ok(None)`). A
+/// database whose TLS certificate is refused (or that cannot do the TLS the
+/// URL requires) is a configuration error, not an outage: `Err` at once.
 pub async fn connect(
     config: &Config,
     name: &str,
     readiness: &Readiness,
     stop: &CancellationToken,
-) -> Option<(Db, Backbone)> {
+) -> Result<Option<(Db, Backbone)>, PlatformError> {
     let database = async {
         let db_config = config.db_config();
-        let db = retry("database", stop, || sanyu_store::db::connect(&db_config)).await?;
-        readiness.0.database_up.store(true, Ordering::SeqCst);
-        Some(db)
+        let db = retry("database", stop, || async {
+            match sanyu_store::db::connect(&db_config).await {
+                Err(e) if e.is_tls_refused() => Err(Attempt::Fatal(PlatformError::Config(
+                    format!("database.url: TLS refused: {e}"),
+                ))),
+                other => other.map_err(|e| Attempt::Retry(e.to_string())),
+            }
+        })
+        .await?;
+        if db.is_some() {
+            readiness.0.database_up.store(true, Ordering::SeqCst);
+        }
+        Ok::<_, PlatformError>(db)
     };
     let nats = async {
         // The client keeps reconnecting by itself; the streams are ensured
         // once it is connected.
-        let backbone = retry("NATS", stop, || nats::connect(&config.nats, name)).await?;
+        let Some(backbone) = retry("NATS", stop, || async {
+            nats::connect(&config.nats, name)
+                .await
+                .map_err(|e| Attempt::Retry(e.to_string()))
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
         let backbone = retry("NATS streams", stop, || {
             let backbone = backbone.clone();
             async move {
                 if !backbone.is_connected() {
-                    return Err(PlatformError::Nats("not connected yet".into()));
+                    return Err(Attempt::Retry("not connected yet".into()));
                 }
-                backbone.ensure_streams().await.map(|()| backbone)
+                backbone
+                    .ensure_streams()
+                    .await
+                    .map(|()| backbone)
+                    .map_err(|e| Attempt::Retry(e.to_string()))
             }
         })
         .await?;
-        readiness.0.nats_up.store(true, Ordering::SeqCst);
-        Some(backbone)
+        if backbone.is_some() {
+            readiness.0.nats_up.store(true, Ordering::SeqCst);
+        }
+        Ok::<_, PlatformError>(backbone)
     };
-    let (db, backbone) = tokio::join!(database, nats);
-    let (db, backbone) = (db?, backbone?);
+    let (db, backbone) = tokio::try_join!(database, nats)?;
+    let (Some(db), Some(backbone)) = (db, backbone) else {
+        return Ok(None);
+    };
     readiness.set_connected(db.clone(), backbone.clone());
     tracing::info!(nats = %backbone.server_version(), "{name}: database and NATS reachable");
-    Some((db, backbone))
+    Ok(Some((db, backbone)))
+}
+
+/// How one attempt of [`retry`] failed.
+enum Attempt {
+    /// Worth another try (down, starting, refused).
+    Retry(String),
+    /// A configuration error: stop trying.
+    Fatal(PlatformError),
 }
 
 /// Call `attempt` until it succeeds, waiting 250 ms, 500 ms, … up to 5 s
-/// between attempts; `None` when stopped first.
-async fn retry<T, E, F, Fut>(what: &str, stop: &CancellationToken, mut attempt: F) -> Option<T>
+/// between attempts; `Ok(None)` when stopped first, `Err` on a fatal failure.
+async fn retry<T, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    mut attempt: F,
+) -> Result<Option<T>, PlatformError>
 where
-    E: std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
+    Fut: std::future::Future<Output = Result<T, Attempt>>,
 {
     let mut wait = BACKOFF_START;
     let mut failures: u32 = 0;
     loop {
         let outcome = tokio::select! {
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
             outcome = attempt() => outcome,
         };
         match outcome {
@@ -210,9 +249,13 @@ where
                 if failures > 0 {
                     tracing::info!(failures, "{what} reachable again");
                 }
-                return Some(value);
+                return Ok(Some(value));
             }
-            Err(e) => {
+            Err(Attempt::Fatal(e)) => {
+                tracing::error!(error = %e, "{what}: giving up");
+                return Err(e);
+            }
+            Err(Attempt::Retry(e)) => {
                 failures += 1;
                 // Every attempt at first, then one in ten: a long outage
                 // does not flood the log.
@@ -222,7 +265,7 @@ where
             }
         }
         tokio::select! {
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
             () = tokio::time::sleep(wait) => {}
         }
         wait = (wait * 2).min(BACKOFF_MAX);

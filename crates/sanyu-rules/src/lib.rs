@@ -345,7 +345,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     let readiness = runner::Readiness::new();
     runner::serve_health(&config, &readiness, &shutdown).await?;
     let Some((db, backbone)) =
-        runner::connect(&config, "sanyu-rules", &readiness, &shutdown.token).await
+        runner::connect(&config, "sanyu-rules", &readiness, &shutdown.token).await?
     else {
         tracing::info!("rules engine stopped before it could connect");
         return Ok(());

@@ -262,6 +262,22 @@ fn sqlite_primary(code: &str) -> Option<i64> {
     code.parse::<i64>().ok().map(|c| c & 0xff)
 }
 
+/// The TLS handshake with the database failed: its certificate was refused
+/// (unknown CA, wrong host name) or the server does not do TLS while the URL
+/// requires it. A configuration error, not an outage.
+pub fn is_tls_refused(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match sqlx_error(err) {
+        Some(Sqlx::Tls(_)) => true,
+        // A refused certificate surfaces as the handshake's I/O error
+        // carrying rustls' error.
+        Some(Sqlx::Io(e)) => e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
+}
+
 /// Whether the database cannot be reached or cannot take the work now: the
 /// connection failed or was cut, the pool had no connection in time, the
 /// server is shutting down, starting or out of connection slots, or SQLite is

@@ -68,6 +68,15 @@ impl StoreError {
         }
     }
 
+    /// The database's TLS certificate was refused, or the server cannot do
+    /// the TLS the URL requires ([`db::is_tls_refused`]).
+    pub fn is_tls_refused(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db::is_tls_refused(e),
+            _ => false,
+        }
+    }
+
     /// The database cannot be reached or cannot take the work now
     /// ([`db::is_unavailable`]).
     pub fn is_unavailable(&self) -> bool {

@@ -9,14 +9,16 @@ pub mod nats;
 pub mod pg_cluster;
 pub mod process;
 pub mod smtp;
+pub mod tls;
 pub mod xlsx_bombs;
 
 pub use db::TestDb;
 pub use fixtures::{School, seed_school};
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use pg_cluster::PgCluster;
 pub use process::{ServiceProcess, binary};
 pub use smtp::{ReceivedMail, SmtpServer};
+pub use tls::TestCa;
 
 use std::time::Duration;
 

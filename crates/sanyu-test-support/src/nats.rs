@@ -47,6 +47,8 @@ pub struct NatsServer {
     dir: TempDir,
     sync_always: bool,
     tls: bool,
+    /// Extra configuration (a cluster node's name and `cluster {}` block).
+    extra: String,
 }
 
 impl NatsServer {
@@ -78,6 +80,7 @@ impl NatsServer {
             dir,
             sync_always: true,
             tls: false,
+            extra: String::new(),
         };
         server.spawn().await;
         server
@@ -89,7 +92,7 @@ impl NatsServer {
             .tempdir()
             .expect("temp dir for NATS");
         if tls {
-            write_certificates(dir.path());
+            crate::tls::write_certificates(dir.path());
         }
         let mut server = Self {
             child: None,
@@ -97,6 +100,7 @@ impl NatsServer {
             dir,
             sync_always,
             tls,
+            extra: String::new(),
         };
         server.spawn().await;
         server
@@ -132,9 +136,10 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  {sync}\n}}\n{tls}",
+                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  {sync}\n}}\n{tls}{}",
                 self.port,
-                store.display()
+                store.display(),
+                self.extra
             ),
         )
         .expect("write nats.conf");
@@ -179,6 +184,35 @@ impl NatsServer {
         self.spawn().await;
     }
 
+    /// Kill the server at once (SIGKILL: no lame duck, as a crashed host).
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Start a killed server again on the same port and store.
+    pub async fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn().await;
+        }
+    }
+
+    /// Freeze (`true`) or thaw (`false`) the server's process: to its peers and
+    /// clients a frozen node is one cut off by a network partition (no
+    /// heartbeats, no answers), and thawing it heals the partition.
+    pub fn freeze(&self, frozen: bool) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if let Some(child) = &self.child {
+            let signal = if frozen {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            let pid = i32::try_from(child.id()).expect("pid");
+            kill(Pid::from_raw(pid), signal).expect("signal nats-server");
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -193,22 +227,100 @@ impl Drop for NatsServer {
     }
 }
 
-/// A throwaway CA and a server certificate for `localhost` signed by it.
-fn write_certificates(dir: &std::path::Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Sanyu test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
-    let cert = params.signed_by(&key, &issuer).expect("server certificate");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+/// A JetStream cluster of nats-servers on loopback ports, each with its own
+/// store, named `n1`, `n2`, … ([`NatsCluster::node`] finds one by name).
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Start `size` nodes routed to each other and wait until JetStream has a
+    /// meta leader (the cluster can create streams).
+    pub async fn start(size: usize) -> Self {
+        let client_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| crate::free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::with_capacity(size);
+        for (i, (port, route)) in client_ports.iter().zip(&route_ports).enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("sanyu-nats-cluster-")
+                .tempdir()
+                .expect("temp dir for NATS");
+            let mut node = NatsServer {
+                child: None,
+                port: *port,
+                dir,
+                sync_always: true,
+                tls: false,
+                extra: format!(
+                    "server_name: n{}\ncluster {{\n  name: sanyu\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+                    i + 1
+                ),
+            };
+            node.spawn().await;
+            nodes.push(node);
+        }
+        let cluster = Self { nodes };
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// The URL list services take (`nats://a,nats://b,…`).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node named `name` (`n1`, …).
+    pub fn node(&mut self, name: &str) -> &mut NatsServer {
+        let i: usize = name
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .expect("a node name like n2");
+        &mut self.nodes[i - 1]
+    }
+
+    /// Wait until JetStream answers on every running node's connection.
+    pub async fn wait_for_jetstream(&self) {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let client = node.client().await;
+            let js = async_nats::jetstream::new(client);
+            let mut ok = false;
+            for _ in 0..300 {
+                if js.query_account().await.is_ok() {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(ok, "JetStream of the cluster never became ready");
+        }
+    }
+
+    /// The server name of the leader of `stream`.
+    pub async fn stream_leader(&self, stream: &str) -> String {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a running node");
+        let js = async_nats::jetstream::new(node.client().await);
+        for _ in 0..300 {
+            if let Ok(mut s) = js.get_stream(stream).await
+                && let Ok(info) = s.info().await
+                && let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone())
+            {
+                return leader;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("stream {stream} has no leader");
+    }
 }

@@ -25,6 +25,17 @@ pub struct PgCluster {
 impl PgCluster {
     /// initdb (trust auth, loopback only) and start on a free port.
     pub async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// As [`Self::start`], but TCP clients must use TLS (`hostssl` only):
+    /// the server presents `ca`'s certificate for `localhost`/`127.0.0.1`.
+    /// Connect with [`Self::tls_url`].
+    pub async fn start_tls(ca: &crate::TestCa) -> Option<Self> {
+        Self::start_with(Some(ca.clone())).await
+    }
+
+    async fn start_with(tls: Option<crate::TestCa>) -> Option<Self> {
         let Some(bindir) = find_bindir() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true but no PostgreSQL server binaries in /usr/lib/postgresql/*/bin");
@@ -49,6 +60,9 @@ impl PgCluster {
                 running: false,
             };
             cluster.init();
+            if let Some(ca) = &tls {
+                cluster.require_tls(ca);
+            }
             cluster.start_blocking();
             cluster
         })
@@ -70,6 +84,16 @@ impl PgCluster {
         format!(
             "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
             self.port
+        )
+    }
+
+    /// A URL for database `name` over TLS, verifying the server's
+    /// certificate and host name against `ca_file`.
+    pub fn tls_url(&self, name: &str, ca_file: &Path) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=verify-full&sslrootcert={}",
+            self.port,
+            ca_file.display()
         )
     }
 
@@ -149,6 +173,35 @@ impl PgCluster {
         let mut text = std::fs::read_to_string(&path).expect("read postgresql.conf");
         text.push_str(conf);
         std::fs::write(&path, text).expect("write postgresql.conf");
+    }
+
+    /// `ssl = on` with the test CA's server certificate, and `hostssl`
+    /// only: a plaintext TCP connection is rejected.
+    fn require_tls(&mut self, ca: &crate::TestCa) {
+        let cert = self.data().join("server.crt");
+        let key = self.data().join("server.key");
+        std::fs::copy(ca.cert(), &cert).expect("copy server certificate");
+        std::fs::copy(ca.key(), &key).expect("copy server key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("key mode");
+        }
+        if let Some(user) = self.run_as {
+            let status = Command::new("chown")
+                .arg(user)
+                .arg(&cert)
+                .arg(&key)
+                .status()
+                .expect("chown the certificate");
+            assert!(status.success(), "chown {user} the certificate");
+        }
+        let path = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&path).expect("read postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&path, text).expect("write postgresql.conf");
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(self.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
     }
 
     fn start_blocking(&mut self) {

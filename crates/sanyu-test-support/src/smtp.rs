@@ -81,6 +81,8 @@ impl Handler for Collector {
 pub struct SmtpServer {
     port: u16,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    /// How clients reach it: `smtp://…` (plain or STARTTLS) or `smtps://…`.
+    url: String,
 }
 
 impl SmtpServer {
@@ -90,6 +92,79 @@ impl SmtpServer {
 
     /// On a given port (0: any free one).
     pub fn start_on(port: u16) -> Self {
+        let server = Self::serve(port, SslConfig::None);
+        Self {
+            url: format!("smtp://127.0.0.1:{}", server.0),
+            port: server.0,
+            mails: server.1,
+        }
+    }
+
+    /// A server that offers STARTTLS with `ca`'s certificate for
+    /// `localhost`; its URL requires STARTTLS (`?tls=required`).
+    pub fn start_starttls(ca: &crate::TestCa) -> Self {
+        let ssl = SslConfig::SelfSigned {
+            cert_path: ca.cert().display().to_string(),
+            key_path: ca.key().display().to_string(),
+        };
+        let (port, mails) = Self::serve(0, ssl);
+        Self {
+            url: format!("smtp://localhost:{port}?tls=required"),
+            port,
+            mails,
+        }
+    }
+
+    /// A server that speaks TLS from the first byte (`smtps://`, port 465
+    /// in production) with `ca`'s certificate for `localhost`: a TLS
+    /// listener in front of a plain one. Call inside a Tokio runtime.
+    pub fn start_implicit_tls(ca: &crate::TestCa) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (inner, mails) = Self::serve(0, SslConfig::None);
+        let certs = CertificateDer::pem_file_iter(ca.cert())
+            .expect("read cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("parse cert");
+        let key = PrivateKeyDer::from_pem_file(ca.key()).expect("read key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind SMTPS port");
+        let port = listener.local_addr().expect("SMTPS addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A refused handshake (the client does not trust the
+                    // certificate) just ends the connection.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", inner)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Self {
+            url: format!("smtps://localhost:{port}"),
+            port,
+            mails,
+        }
+    }
+
+    fn serve(port: u16, ssl: SslConfig) -> (u16, Arc<Mutex<Vec<ReceivedMail>>>) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind SMTP port");
         let port = listener.local_addr().expect("SMTP addr").port();
         // Accepted sockets inherit TCP_NODELAY: multi-line replies (EHLO) are
@@ -107,22 +182,22 @@ impl SmtpServer {
             .with_name("sanyu-test-smtp")
             .with_num_threads(8)
             .with_tcp_listener(listener);
-        if server.with_ssl(SslConfig::None).is_err() {
+        if server.with_ssl(ssl).is_err() {
             panic!("SMTP server config");
         }
         std::thread::spawn(move || {
             let _ = server.serve();
         });
-        Self { port, mails }
+        (port, mails)
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// lettre URL of this server (plain SMTP).
+    /// The `smtp.url` of this server (plain, STARTTLS or implicit TLS).
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     pub fn received(&self) -> Vec<ReceivedMail> {

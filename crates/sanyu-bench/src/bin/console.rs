@@ -229,7 +229,7 @@ async fn main() -> Result<()> {
     let shutdown = Shutdown::new();
     let (conn, backbone) =
         runner::connect(&config, "sanyu-bench-console", &readiness, &shutdown.token)
-            .await
+            .await?
             .context("database and NATS")?;
     let sealer = config.sealer().map_err(|e| anyhow::anyhow!("{e}"))?;
     let audit_key = sanyu_store::audit::AuditKey::from_data_key(config.security.data_key.expose())?;

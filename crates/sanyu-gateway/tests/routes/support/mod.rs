@@ -197,6 +197,7 @@ impl App {
         let stop = CancellationToken::new();
         let (conn, backbone) = runner::connect(&config, "sanyu-gateway-test", &readiness, &stop)
             .await
+            .expect("no configuration error")
             .expect("database and NATS");
         let sealer = config.sealer().expect("sealer");
         let audit_key =
