@@ -1,5 +1,7 @@
-//! The production shape of NATS: a three-node JetStream cluster, streams with
-//! three replicas, the services given all three URLs. The chain keeps working
+//! The production shape of NATS: a three-node JetStream cluster run from
+//! `deploy/nats/nats-cluster.conf` (TLS for clients and routes against a test
+//! CA, password routes, the SANYU account's user), streams with three
+//! replicas, the services given all three URLs. The chain keeps working
 //! while the leader of the intake stream is killed (and later restarted) and
 //! while the leader of the notification stream is cut off (its process frozen:
 //! to its peers and clients that is a partition; thawing it heals it): no
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sanyu_e2e::Stack;
-use sanyu_e2e::support::{NatsCluster, TestDb, eventually};
+use sanyu_e2e::support::{NatsCluster, TestCa, TestDb, eventually};
 use sanyu_store::entities::{case, case_signal, delivery, report, student};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
@@ -80,11 +82,23 @@ fn figures(name: &str, students: &[String], lat: &HashMap<String, i64>) -> i64 {
 }
 
 async fn a_three_node_cluster_survives_a_leader_crash_and_a_partition(db: TestDb) {
-    let mut cluster = NatsCluster::start(3).await;
+    // The production file, run as its header says: TLS, accounts, routes.
+    let certs = tempfile::tempdir().expect("temp dir");
+    let ca = TestCa::write(certs.path());
+    let conf =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/nats-cluster.conf");
+    let mut cluster = NatsCluster::start_deployed(&conf, &ca).await;
+    let (user, password) = cluster.nodes[0].auth().expect("the cluster wants a user");
     let mut stack = Stack::new(db).await;
     // Every service talks to the cluster (the stack's own single server stays idle).
     stack.env_extra = vec![
         ("SANYU_NATS__URL".to_owned(), cluster.urls()),
+        (
+            "SANYU_NATS__TLS_CA_FILE".to_owned(),
+            ca.ca().display().to_string(),
+        ),
+        ("SANYU_NATS__USER".to_owned(), user),
+        ("SANYU_NATS__PASSWORD".to_owned(), password),
         ("SANYU_NATS__STREAM_REPLICAS".to_owned(), "3".to_owned()),
         ("SANYU_NATS__MAX_DELIVER".to_owned(), "8".to_owned()),
     ];

@@ -322,6 +322,10 @@ pub struct DatabaseConfig {
 pub struct NatsConfig {
     pub url: String,
     pub creds_file: String,
+    /// User and password for a server with static accounts
+    /// (`deploy/nats/nats-cluster.conf`); empty: none.
+    pub user: String,
+    pub password: Secret,
     /// PEM file of the CA that signed the NATS server's certificate; when set,
     /// the connection must use TLS.
     pub tls_ca_file: String,
@@ -415,6 +419,8 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             creds_file: String::new(),
+            user: String::new(),
+            password: Secret::default(),
             tls_ca_file: String::new(),
             tls_client_cert: String::new(),
             tls_client_key: String::new(),

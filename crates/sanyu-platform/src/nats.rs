@@ -96,6 +96,10 @@ pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
             settings.tls_client_key.clone().into(),
         );
     }
+    if !settings.user.is_empty() {
+        options =
+            options.user_and_password(settings.user.clone(), settings.password.expose().to_owned());
+    }
     if !settings.creds_file.is_empty() {
         options = options
             .credentials_file(&settings.creds_file)

@@ -1,7 +1,7 @@
 //! A real `nats-server` with JetStream, started per test on a free port with
 //! its own store directory, and stopped when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -49,6 +49,13 @@ pub struct NatsServer {
     tls: bool,
     /// Extra configuration (a cluster node's name and `cluster {}` block).
     extra: String,
+    /// A configuration file to run instead of the generated one, with the
+    /// environment it reads (`deploy/nats/nats-cluster.conf`).
+    deployed: Option<(PathBuf, Vec<(String, String)>)>,
+    /// The CA clients trust, when not the server's own (`tls`).
+    ca: Option<PathBuf>,
+    /// The user and password clients present.
+    auth: Option<(String, String)>,
 }
 
 impl NatsServer {
@@ -81,6 +88,9 @@ impl NatsServer {
             sync_always: true,
             tls: false,
             extra: String::new(),
+            deployed: None,
+            ca: None,
+            auth: None,
         };
         server.spawn().await;
         server
@@ -101,6 +111,9 @@ impl NatsServer {
             sync_always,
             tls,
             extra: String::new(),
+            deployed: None,
+            ca: None,
+            auth: None,
         };
         server.spawn().await;
         server
@@ -113,10 +126,33 @@ impl NatsServer {
 
     /// The CA file clients need (TLS servers only).
     pub fn ca_file(&self) -> Option<PathBuf> {
+        if let Some(ca) = &self.ca {
+            return Some(ca.clone());
+        }
         self.tls.then(|| self.dir.path().join("ca.pem"))
     }
 
+    /// The user and password clients present, if the server wants them.
+    pub fn auth(&self) -> Option<(String, String)> {
+        self.auth.clone()
+    }
+
     async fn spawn(&mut self) {
+        if let Some((conf, env)) = &self.deployed {
+            let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log");
+            let child = Command::new(nats_server_binary())
+                .arg("-c")
+                .arg(conf)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start nats-server");
+            self.child = Some(child);
+            self.wait_listening().await;
+            return;
+        }
         let store = self.dir.path().join("store");
         let conf = self.dir.path().join("nats.conf");
         let sync = if self.sync_always {
@@ -152,6 +188,10 @@ impl NatsServer {
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
+        self.wait_listening().await;
+    }
+
+    async fn wait_listening(&self) {
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
@@ -173,7 +213,15 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some((user, password)) = &self.auth {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = self.ca_file() {
+            options = options.add_root_certificates(ca).require_tls(true);
+        }
+        options
+            .connect(self.url())
             .await
             .expect("connect to test NATS")
     }
@@ -256,10 +304,80 @@ impl NatsCluster {
                 dir,
                 sync_always: true,
                 tls: false,
+                deployed: None,
+                ca: None,
+                auth: None,
                 extra: format!(
                     "server_name: n{}\ncluster {{\n  name: sanyu\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
                     i + 1
                 ),
+            };
+            node.spawn().await;
+            nodes.push(node);
+        }
+        let cluster = Self { nodes };
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// Three nodes run from the production file `conf`
+    /// (`deploy/nats/nats-cluster.conf`) as its header describes, on loopback
+    /// ports: TLS for clients and routes with `ca`'s certificate, password
+    /// routes, and the SANYU account's user `sanyu` (password in
+    /// [`NatsServer::auth`]).
+    pub async fn start_deployed(conf: &Path, ca: &crate::TestCa) -> Self {
+        const SIZE: usize = 3;
+        let client_ports: Vec<u16> = (0..SIZE).map(|_| crate::free_port()).collect();
+        let route_ports: Vec<u16> = (0..SIZE).map(|_| crate::free_port()).collect();
+        let route_password = format!("route-{}", uuid::Uuid::new_v4().simple());
+        let password = format!("sanyu-{}", uuid::Uuid::new_v4().simple());
+        let mut nodes = Vec::with_capacity(SIZE);
+        for (i, port) in client_ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("sanyu-nats-cluster-")
+                .tempdir()
+                .expect("temp dir for NATS");
+            let mut env: Vec<(String, String)> = vec![
+                ("NATS_SERVER_NAME".into(), format!("n{}", i + 1)),
+                ("NATS_CLIENT_LISTEN".into(), format!("127.0.0.1:{port}")),
+                (
+                    "NATS_CLUSTER_LISTEN".into(),
+                    format!("127.0.0.1:{}", route_ports[i]),
+                ),
+                (
+                    "NATS_HTTP_LISTEN".into(),
+                    format!("127.0.0.1:{}", crate::free_port()),
+                ),
+                (
+                    "NATS_STORE_DIR".into(),
+                    dir.path().join("store").display().to_string(),
+                ),
+                ("NATS_TLS_CERT".into(), ca.cert().display().to_string()),
+                ("NATS_TLS_KEY".into(), ca.key().display().to_string()),
+                ("NATS_TLS_CA".into(), ca.ca().display().to_string()),
+                ("NATS_ROUTE_PASSWORD".into(), route_password.clone()),
+                ("SANYU_NATS_PASSWORD".into(), password.clone()),
+                (
+                    "NATS_SYS_PASSWORD".into(),
+                    format!("sys-{}", uuid::Uuid::new_v4().simple()),
+                ),
+            ];
+            for (j, route) in route_ports.iter().enumerate() {
+                env.push((
+                    format!("NATS_ROUTE_{}", j + 1),
+                    format!("nats-route://route:{route_password}@127.0.0.1:{route}"),
+                ));
+            }
+            let mut node = NatsServer {
+                child: None,
+                port: *port,
+                dir,
+                sync_always: true,
+                tls: true,
+                extra: String::new(),
+                deployed: Some((conf.to_owned(), env)),
+                ca: Some(ca.ca()),
+                auth: Some(("sanyu".to_owned(), password.clone())),
             };
             node.spawn().await;
             nodes.push(node);
