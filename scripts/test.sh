@@ -63,7 +63,7 @@ cargo test --workspace --locked "$@"
 # Every bench once in its small smoke mode, so that none of them rots (each
 # prints the settings it changes from the defaults). SCRIPTS_SKIP_BENCH_SMOKE=1
 # skips them. The latency and notify benches run on both databases; the
-# screening, rules and console benches need PostgreSQL.
+# screening, rules, console and district benches need PostgreSQL.
 if [ "${SCRIPTS_SKIP_BENCH_SMOKE:-}" = "1" ]; then
     echo "bench smoke runs: SKIPPED (SCRIPTS_SKIP_BENCH_SMOKE=1)" >&2
 else
@@ -75,6 +75,7 @@ else
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-screening -- --smoke
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-rules -- --smoke
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-console -- --smoke
+        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-district -- --smoke
     else
         echo "bench smoke runs on PostgreSQL: SKIPPED (no PostgreSQL)" >&2
     fi

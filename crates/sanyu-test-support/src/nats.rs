@@ -132,6 +132,11 @@ impl NatsServer {
         self.tls.then(|| self.dir.path().join("ca.pem"))
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The user and password clients present, if the server wants them.
     pub fn auth(&self) -> Option<(String, String)> {
         self.auth.clone()
