@@ -104,6 +104,7 @@ pub fn new_model(c: NewCase) -> case::Model {
         assignee_staff_id: None,
         subject: c.subject,
         merged_into: None,
+        last_action_at: None,
     }
 }
 
@@ -175,6 +176,7 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         assignee_staff_id: Set(None),
         subject: Set(c.subject),
         merged_into: Set(None),
+        last_action_at: Set(None),
     })
     .exec_without_returning(conn)
     .await?;
