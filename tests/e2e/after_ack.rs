@@ -3,7 +3,8 @@
 //! with the default policy: a critical case acknowledged through the API and
 //! then left without action escalates again at 30 minutes, to the crisis
 //! team and then (15 minutes later) the leaders; a critical case acknowledged
-//! and then acted on (a note) does not. Time passes on the scheduler's
+//! and then acted on (a note) does not, and is reminded to its assignee a
+//! day after that action when nobody acts again. Time passes on the scheduler's
 //! injected clock (`SANYU_TEST_CLOCK_OFFSET_SECS`): the scheduler is
 //! restarted further ahead each time.
 
@@ -190,6 +191,35 @@ async fn an_acknowledged_critical_case_left_without_action_escalates_at_thirty_m
     // Each rung of the case left alone fired once: one mail per person and rung.
     assert_eq!(no_action_mails(&mails, &crisis, &left).len(), 1);
     assert_eq!(no_action_mails(&mails, &leader, &left).len(), 1);
+
+    // A day after its note (critical: `stale_after_days` 1), nobody acted
+    // on the second case again: its assignee (the counsellor who
+    // acknowledged it) is reminded, once.
+    let counsellor = stack.school.counsellor_email.clone();
+    let stale = |mails: &[ReceivedMail]| {
+        mails
+            .iter()
+            .filter(|m| m.to.contains(&counsellor))
+            .filter(|m| {
+                let text = m.text();
+                text.contains("多日无处置行动") && text.contains(&format!("/cases/{acted}"))
+            })
+            .count()
+    };
+    assert_eq!(stale(&stack.smtp.received()), 0);
+    restart_scheduler(
+        &mut stack,
+        chrono::Duration::days(1) + chrono::Duration::minutes(2),
+    );
+    eventually(Duration::from_secs(30), "the stale reminder", || async {
+        (stale(&stack.smtp.received()) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(stale(&stack.smtp.received()), 1);
+    assert!(
+        no_action_mails(&stack.smtp.received(), &crisis, &acted).is_empty(),
+        "a stale case is a reminder, not an escalation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
