@@ -176,7 +176,9 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         assignee_staff_id: Set(None),
         subject: Set(c.subject),
         merged_into: Set(None),
-        last_action_at: Set(None),
+        // Nobody acted yet: left to the column's default (null), so that the
+        // insert also fits a database not yet migrated to the column.
+        last_action_at: sea_orm::ActiveValue::NotSet,
     })
     .exec_without_returning(conn)
     .await?;
