@@ -110,8 +110,11 @@ async fn nobody_acknowledges_so_the_next_rung_is_told_until_someone_does(db: Tes
         "no notification after the acknowledgement"
     );
     let case_id = Uuid::parse_str(&case).expect("uuid");
+    // The ladder's rungs (the acknowledgement started the timers that
+    // follow it: `after_ack.rs`).
     let timers = timer::Entity::find()
         .filter(timer::Column::CaseId.eq(case_id))
+        .filter(timer::Column::Kind.eq(sanyu_escalation::RUNG_TIMER))
         .all(&stack.conn)
         .await
         .expect("timers");

@@ -2,6 +2,7 @@
 //! test binary, a module per flow. Run one flow with
 //! `cargo test -p sanyu-e2e --test e2e <module>::`.
 
+mod after_ack;
 mod api;
 mod audit;
 mod availability;

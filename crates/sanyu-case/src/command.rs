@@ -124,6 +124,28 @@ impl Command {
         }
     }
 
+    /// Whether it is an action on the case: what stops the ladder after an
+    /// acknowledgement and keeps a case from going stale. A guardian contact
+    /// or the recorded decision not to contact, a note, an assignment, a
+    /// referral (or its update), a follow-up planned or done, a close. Not an
+    /// acknowledgement (that is what must be followed by an action), a level
+    /// change, a reopen, or naming a caller's student. The one rule: the
+    /// planner applies it to every command.
+    pub fn counts_as_action(&self) -> bool {
+        match self {
+            Command::ContactGuardian(_)
+            | Command::Note { .. }
+            | Command::Assign { .. }
+            | Command::Refer(_)
+            | Command::FollowUp(_)
+            | Command::Close { .. } => true,
+            Command::Acknowledge
+            | Command::SetLevel { .. }
+            | Command::Reopen { .. }
+            | Command::LinkStudent { .. } => false,
+        }
+    }
+
     /// Whether planning it may (re)start a ladder (its snapshot then holds
     /// the school's reachable staff).
     pub fn may_start_ladder(&self) -> bool {
@@ -131,5 +153,63 @@ impl Command {
             self,
             Command::SetLevel { .. } | Command::Reopen { .. } | Command::LinkStudent { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_counts_as_an_action_after_an_acknowledgement() {
+        let s = || Secret::new("x");
+        let day = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
+        let actions = [
+            Command::ContactGuardian(GuardianContact {
+                contacted: false,
+                guardian_id: None,
+                at: None,
+                channel: None,
+                outcome: None,
+                reason: Some(s()),
+            }),
+            Command::Note { text: s() },
+            Command::Assign {
+                staff_id: Uuid::nil(),
+            },
+            Command::Refer(Referral {
+                referral_id: None,
+                institution: s(),
+                referred_on: day,
+                receipt_confirmed: false,
+                return_assessment: None,
+            }),
+            Command::FollowUp(FollowUp {
+                follow_up_id: None,
+                due_at: None,
+                outcome: None,
+            }),
+            Command::Close {
+                outcome: s(),
+                summary: None,
+            },
+        ];
+        for c in &actions {
+            assert!(c.counts_as_action(), "{c:?}");
+        }
+        let not_actions = [
+            Command::Acknowledge,
+            Command::SetLevel {
+                level: RiskLevel::Critical,
+                reason: s(),
+            },
+            Command::Reopen { reason: s() },
+            Command::LinkStudent {
+                student_no: "S1".into(),
+            },
+        ];
+        for c in &not_actions {
+            assert!(!c.counts_as_action(), "{c:?}");
+        }
     }
 }

@@ -54,7 +54,7 @@ pub struct FollowUpTimer {
 /// for the crisis team on duty: they are its first contact (there is no
 /// student whose counsellor could be told); the later rungs are the level's.
 pub fn ladder_for(policy: &EscalationPolicy, level: RiskLevel, subject: CaseSubject) -> Ladder {
-    let mut ladder = policy.ladder(level).clone();
+    let mut ladder = policy.ladder(level);
     if subject == CaseSubject::UnidentifiedCaller {
         ladder.first = vec![Role::CrisisTeam];
     }

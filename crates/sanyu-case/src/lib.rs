@@ -20,6 +20,7 @@
 //! [`apply_all`]. Opening, attaching and raising have this one
 //! implementation.
 
+pub mod after_ack;
 pub mod allowed;
 pub mod command;
 pub mod ladder;

@@ -290,6 +290,10 @@ impl Plan {
     /// cancelled, its first contacts' requests, its next rung, its alarm.
     pub fn ladder(&mut self, start: crate::ladder::LadderStart) -> case::Model {
         self.cancel(start.case.id, crate::ladder::RUNG_TIMER);
+        // A restarted ladder waits for an acknowledgement again: what came
+        // after the last one is over (its timers' epoch is old too).
+        self.cancel(start.case.id, crate::after_ack::ACTION_TIMER);
+        self.cancel(start.case.id, crate::after_ack::STALE_TIMER);
         self.notifications.extend(start.requests);
         self.timers.extend(start.timer);
         self.alarms.extend(start.alarm);

@@ -13,6 +13,7 @@ use sanyu_store::audit::AuditEntry;
 use sanyu_store::entities::{case, follow_up};
 use sanyu_store::outbox::OutboxEvent;
 
+use crate::after_ack;
 use crate::allowed::{closed, require_student, require_taken};
 use crate::command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
 use crate::ladder::{self, FollowUpTimer, RUNG_TIMER, people_in};
@@ -29,7 +30,12 @@ pub fn plan(
     cmd: &Command,
     ctx: &PlanCtx<'_>,
 ) -> Result<Plan, Refusal> {
-    let p = Planner { state, actor, ctx };
+    let p = Planner {
+        state,
+        actor,
+        ctx,
+        cmd,
+    };
     match cmd {
         Command::Acknowledge => p.acknowledge(),
         Command::Assign { staff_id } => p.assign(*staff_id),
@@ -91,6 +97,7 @@ pub(crate) struct Planner<'a> {
     state: &'a CaseSnapshot,
     actor: &'a Actor,
     ctx: &'a PlanCtx<'a>,
+    cmd: &'a Command,
 }
 
 impl Planner<'_> {
@@ -153,11 +160,17 @@ impl Planner<'_> {
 
     /// The command's case row (`after`), timeline entry, case event and
     /// audit record.
-    fn finish(&self, mut plan: Plan, after: case::Model, entry: Entry) -> Result<Plan, Refusal> {
+    fn finish(
+        &self,
+        mut plan: Plan,
+        mut after: case::Model,
+        entry: Entry,
+    ) -> Result<Plan, Refusal> {
         let before = self.case();
+        let entry_id = (self.ctx.ids)();
+        self.after_ack_timers(&mut plan, &mut after, entry_id)?;
         plan.write_case(before, &after);
         let status = after.status;
-        let entry_id = (self.ctx.ids)();
         let p = &self.actor.principal;
         let payload = match entry.action {
             "acknowledge" => Payload::CaseAcknowledged(v1::CaseAcknowledged {
@@ -223,6 +236,72 @@ impl Planner<'_> {
         Ok(plan)
     }
 
+    /// What an action or an acknowledgement does to the timers that follow
+    /// one ([`crate::after_ack`]): an action (the one rule,
+    /// [`Command::counts_as_action`]) is recorded on the case and cancels the
+    /// after-acknowledgement rungs; both restart the stale reminder (none
+    /// once the case is closed).
+    fn after_ack_timers(
+        &self,
+        plan: &mut Plan,
+        after: &mut case::Model,
+        entry_id: uuid::Uuid,
+    ) -> Result<(), Refusal> {
+        let acknowledged = matches!(self.cmd, Command::Acknowledge);
+        if self.cmd.counts_as_action() {
+            after.last_action_at = Some(self.ctx.now);
+            plan.cancel(after.id, after_ack::ACTION_TIMER);
+        }
+        if self.cmd.counts_as_action() || acknowledged || after.status == CaseStatus::Closed {
+            plan.cancel(after.id, after_ack::STALE_TIMER);
+        }
+        if after.status == CaseStatus::Closed {
+            plan.cancel(after.id, after_ack::ACTION_TIMER);
+        } else if self.cmd.counts_as_action() || acknowledged {
+            let period = self.ctx.policy.stale_after_days.of(after.level);
+            plan.timers.extend(after_ack::stale_timer(
+                after.id,
+                period,
+                entry_id,
+                self.ctx.now,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The first rung of the ladder that follows an acknowledgement without
+    /// action, scheduled (the after-acknowledgement ladder snapshotted with
+    /// the case's ladder; for a ladder snapshotted before there was one, the
+    /// policy's, snapshotted now).
+    fn schedule_after_ack(&self, plan: &mut Plan, after: &mut case::Model) -> Result<(), Refusal> {
+        plan.cancel(after.id, after_ack::ACTION_TIMER);
+        let mut snapshot = ladder::ladder_of(after)?;
+        let after_ack = match snapshot.as_ref().and_then(|l| l.after_ack.clone()) {
+            Some(a) => a,
+            None => {
+                let Some(a) = self.ctx.policy.after_ack.of(after.level).cloned() else {
+                    return Ok(());
+                };
+                if let Some(l) = snapshot.as_mut() {
+                    l.after_ack = Some(a.clone());
+                    after.ladder = Some(
+                        serde_json::to_string(l)
+                            .map_err(|e| Refusal::Corrupt(format!("ladder: {e}")))?,
+                    );
+                }
+                a
+            }
+        };
+        plan.timers.extend(after_ack::action_timer(
+            after.id,
+            &after_ack,
+            after.ladder_epoch,
+            1,
+            self.ctx.now,
+        )?);
+        Ok(())
+    }
+
     fn acknowledge(&self) -> Result<Plan, Refusal> {
         let c = self.case();
         let status = c.status;
@@ -251,6 +330,7 @@ impl Planner<'_> {
         after.acknowledged_at = Some(self.ctx.now);
         after.acknowledged_by = p.staff_id;
         after.assignee_staff_id = assignee;
+        self.schedule_after_ack(&mut plan, &mut after)?;
         let detail = serde_json::json!({ "assignee_staff_id": assignee });
         self.finish(plan, after, Entry::new("acknowledge", detail))
     }

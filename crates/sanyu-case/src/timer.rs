@@ -14,6 +14,7 @@ use sanyu_store::timers::NewTimer;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::after_ack::{ACTION_TIMER, ActionTimer, STALE_TIMER, StaleTimer};
 use crate::ladder::{FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer};
 
 /// Timer kind of a watch-list follow-up reminder.
@@ -51,6 +52,10 @@ pub enum Timer {
     Watch(WatchTimer),
     /// A zero-report reminder.
     ZeroReport(ZeroReportTimer),
+    /// A rung of the ladder after an acknowledgement without action.
+    AfterAck(ActionTimer),
+    /// A reminder of a case nobody acted on for the level's days.
+    Stale(StaleTimer),
 }
 
 /// A timer row that names no timer this build can fire.
@@ -70,6 +75,8 @@ impl Timer {
             FOLLOW_UP_TIMER => Self::FollowUp(serde_json::from_str(payload)?),
             WATCH_FOLLOW_UP_TIMER => Self::Watch(serde_json::from_str(payload)?),
             ZERO_REPORT_TIMER => Self::ZeroReport(serde_json::from_str(payload)?),
+            ACTION_TIMER => Self::AfterAck(serde_json::from_str(payload)?),
+            STALE_TIMER => Self::Stale(serde_json::from_str(payload)?),
             other => return Err(TimerError::UnknownKind(other.to_owned())),
         })
     }
@@ -81,6 +88,8 @@ impl Timer {
             Self::FollowUp(_) => FOLLOW_UP_TIMER,
             Self::Watch(_) => WATCH_FOLLOW_UP_TIMER,
             Self::ZeroReport(_) => ZERO_REPORT_TIMER,
+            Self::AfterAck(_) => ACTION_TIMER,
+            Self::Stale(_) => STALE_TIMER,
         }
     }
 
@@ -91,6 +100,8 @@ impl Timer {
             Self::FollowUp(t) => format!("follow_up:{}", t.follow_up_id),
             Self::Watch(t) => format!("watch:{}:{}", t.watch_id, t.on),
             Self::ZeroReport(t) => t.key(),
+            Self::AfterAck(t) => t.key(),
+            Self::Stale(t) => t.key(),
         }
     }
 
@@ -117,6 +128,8 @@ impl Timer {
             Self::FollowUp(t) => serde_json::to_string(t),
             Self::Watch(t) => serde_json::to_string(t),
             Self::ZeroReport(t) => serde_json::to_string(t),
+            Self::AfterAck(t) => serde_json::to_string(t),
+            Self::Stale(t) => serde_json::to_string(t),
         }
     }
 }

@@ -197,6 +197,7 @@ async fn write_case(txn: &impl ConnectionTrait, w: &CaseWrite) -> Result<case::M
             assignee_staff_id: Set(a.assignee_staff_id),
             subject: Set(a.subject),
             merged_into: Set(a.merged_into),
+            last_action_at: Set(a.last_action_at),
             ..Default::default()
         },
     )

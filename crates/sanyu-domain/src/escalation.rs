@@ -40,6 +40,12 @@ pub struct Ladder {
     /// How many times the `rungs` sequence runs (at least once).
     #[serde(default = "one")]
     pub repeat: u32,
+    /// The after-acknowledgement ladder of this level, snapshotted with the
+    /// ladder when it starts (from `[escalation.after_ack.<level>]`, never
+    /// configured here): who is told when the case is acknowledged and then
+    /// nobody acts. `None`: an acknowledgement is enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ack: Option<AfterAck>,
 }
 
 fn one() -> u32 {
@@ -61,6 +67,15 @@ pub enum LadderError {
     },
     #[error("{level}: the acknowledge deadline must be at least one second")]
     NoDeadline { level: &'static str },
+    #[error(
+        "{level}: the after-acknowledgement ladder is configured in [escalation.after_ack.{level}], not in the level's ladder"
+    )]
+    AfterAckInLadder { level: &'static str },
+    #[error("after_ack.{level}: {problem}")]
+    AfterAck {
+        level: &'static str,
+        problem: String,
+    },
 }
 
 impl Ladder {
@@ -115,6 +130,9 @@ impl Ladder {
         if self.ack_within_secs == 0 {
             return Err(LadderError::NoDeadline { level });
         }
+        if self.after_ack.is_some() {
+            return Err(LadderError::AfterAckInLadder { level });
+        }
         let all = std::iter::once(&self.first).chain(self.rungs.iter().map(|r| &r.roles));
         for (rung, roles) in all.enumerate() {
             if roles.is_empty() {
@@ -148,22 +166,229 @@ pub struct EscalationPolicy {
     pub critical: Ladder,
     pub high: Ladder,
     pub elevated: Ladder,
+    /// What follows an acknowledgement without action, per level.
+    pub after_ack: AfterAckPolicy,
+    /// After how many days without action a case being worked is stale.
+    pub stale_after_days: StaleAfterDays,
 }
 
 impl EscalationPolicy {
-    /// The ladder for `level` (`watch` never opens a case; it gets the elevated one).
-    pub fn ladder(&self, level: RiskLevel) -> &Ladder {
-        match level {
+    /// The ladder for `level` (`watch` never opens a case; it gets the elevated
+    /// one), with the level's after-acknowledgement ladder.
+    pub fn ladder(&self, level: RiskLevel) -> Ladder {
+        let mut ladder = match level {
             RiskLevel::Critical => &self.critical,
             RiskLevel::High => &self.high,
             RiskLevel::Elevated | RiskLevel::Watch => &self.elevated,
         }
+        .clone();
+        ladder.after_ack = self.after_ack.of(level).cloned();
+        ladder
     }
 
     pub fn validate(&self) -> Result<(), LadderError> {
         self.critical.validate(RiskLevel::Critical)?;
         self.high.validate(RiskLevel::High)?;
-        self.elevated.validate(RiskLevel::Elevated)
+        self.elevated.validate(RiskLevel::Elevated)?;
+        self.after_ack.validate()
+    }
+}
+
+/// The after-acknowledgement ladder: a case acknowledged but without a first
+/// action (a guardian contact or the recorded decision not to contact, a
+/// note, an assignment, a referral, a follow-up, a close) escalates again.
+/// Its first rung fires `action_within_secs` after the acknowledgement; every
+/// later rung fires its `after_secs` after the one before (so the first
+/// rung's `after_secs` only spaces the repeats); the `rungs` sequence runs
+/// `repeat` times. A first action stops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterAck {
+    /// Time after the acknowledgement for a first action.
+    pub action_within_secs: u64,
+    /// Who is told, in order, while nobody acts.
+    pub rungs: Vec<Rung>,
+    /// How many times the `rungs` sequence runs (at least once).
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+impl AfterAck {
+    /// Number of rungs (numbered from 1).
+    pub fn len(&self) -> u32 {
+        self.rungs.len() as u32 * self.repeat.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rungs.is_empty()
+    }
+
+    /// Roles told at rung `n` (from 1); `None` past the end.
+    pub fn rung_roles(&self, n: u32) -> Option<&[Role]> {
+        if n == 0 || n > self.len() {
+            return None;
+        }
+        Some(&self.rungs[(n as usize - 1) % self.rungs.len()].roles)
+    }
+
+    /// When rung `n` (from 1) is due after an acknowledgement at `acked`;
+    /// `None` past the end.
+    pub fn rung_due(&self, acked: DateTime<Utc>, n: u32) -> Option<DateTime<Utc>> {
+        if n == 0 || n > self.len() {
+            return None;
+        }
+        let mut secs = self.action_within_secs;
+        for k in 2..=n {
+            let i = (k as usize - 1) % self.rungs.len();
+            secs = secs.saturating_add(self.rungs[i].after_secs);
+        }
+        Some(acked + secs_to_duration(secs))
+    }
+
+    fn validate(&self, level: RiskLevel) -> Result<(), LadderError> {
+        let level = level.as_str();
+        let problem = |p: &str| {
+            Err(LadderError::AfterAck {
+                level,
+                problem: p.to_owned(),
+            })
+        };
+        if self.action_within_secs == 0 {
+            return problem("action_within_secs must be at least one second");
+        }
+        if self.rungs.is_empty() {
+            return problem("names no rung");
+        }
+        for (i, rung) in self.rungs.iter().enumerate() {
+            if rung.roles.is_empty() {
+                return problem(&format!("rung {} names nobody", i + 1));
+            }
+            if let Some(role) = rung.roles.iter().find(|r| !receives_escalations(**r)) {
+                return problem(&format!(
+                    "rung {} names role `{}`, which never receives escalations",
+                    i + 1,
+                    role.as_str()
+                ));
+            }
+            if rung.after_secs == 0 && (i > 0 || self.repeat > 1) {
+                return problem(&format!(
+                    "rung {} must come at least a second after the one before",
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The after-acknowledgement ladder of each level (`None`: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AfterAckPolicy {
+    pub critical: Option<AfterAck>,
+    pub high: Option<AfterAck>,
+    pub elevated: Option<AfterAck>,
+}
+
+impl AfterAckPolicy {
+    pub fn of(&self, level: RiskLevel) -> Option<&AfterAck> {
+        match level {
+            RiskLevel::Critical => self.critical.as_ref(),
+            RiskLevel::High => self.high.as_ref(),
+            RiskLevel::Elevated | RiskLevel::Watch => self.elevated.as_ref(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), LadderError> {
+        for level in [RiskLevel::Critical, RiskLevel::High, RiskLevel::Elevated] {
+            if let Some(a) = self.of(level) {
+                a.validate(level)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for AfterAckPolicy {
+    /// Critical: the crisis team 30 min after an acknowledgement without
+    /// action, the leaders 15 min later, and so on every 15 min, four times
+    /// over. High: the crisis team after 4 h, the leaders 2 h later, twice.
+    /// Elevated: none.
+    fn default() -> Self {
+        const MIN: u64 = 60;
+        const HOUR: u64 = 60 * MIN;
+        let climb = |first: u64, then: u64, repeat: u32| AfterAck {
+            action_within_secs: first,
+            rungs: vec![
+                Rung {
+                    after_secs: then,
+                    roles: vec![Role::CrisisTeam],
+                },
+                Rung {
+                    after_secs: then,
+                    roles: vec![Role::Leader],
+                },
+            ],
+            repeat,
+        };
+        Self {
+            critical: Some(climb(30 * MIN, 15 * MIN, 4)),
+            high: Some(climb(4 * HOUR, 2 * HOUR, 2)),
+            elevated: None,
+        }
+    }
+}
+
+/// After how many days without an action a case that is being worked
+/// (acknowledged, in progress, referred, monitored) is stale: flagged in the
+/// queue and its assignee reminded once per period. 0: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaleAfterDays {
+    pub critical: u32,
+    pub high: u32,
+    pub elevated: u32,
+}
+
+impl Default for StaleAfterDays {
+    fn default() -> Self {
+        Self {
+            critical: 1,
+            high: 3,
+            elevated: 7,
+        }
+    }
+}
+
+impl StaleAfterDays {
+    /// The period of `level` (`None`: never stale).
+    pub fn of(&self, level: RiskLevel) -> Option<Duration> {
+        let days = match level {
+            RiskLevel::Critical => self.critical,
+            RiskLevel::High => self.high,
+            RiskLevel::Elevated | RiskLevel::Watch => self.elevated,
+        };
+        (days > 0).then(|| Duration::days(i64::from(days)))
+    }
+
+    /// Whether a case of `level` and `status`, last acted on (or
+    /// acknowledged) at `since`, is stale at `now`. An open case is the
+    /// acknowledge ladder's; a closed one nobody's.
+    pub fn is_stale(
+        &self,
+        level: RiskLevel,
+        status: crate::CaseStatus,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        use crate::CaseStatus as S;
+        if matches!(status, S::Open | S::Closed) {
+            return false;
+        }
+        match (self.of(level), since) {
+            (Some(period), Some(since)) => now - since >= period,
+            _ => false,
+        }
     }
 }
 
@@ -192,6 +417,7 @@ impl Default for EscalationPolicy {
                     },
                 ],
                 repeat: 5,
+                after_ack: None,
             },
             // 二级: counsellor; 1 h; crisis team; leader at 4 h.
             high: Ladder {
@@ -208,6 +434,7 @@ impl Default for EscalationPolicy {
                     },
                 ],
                 repeat: 1,
+                after_ack: None,
             },
             // 三级: counsellor; next school day; crisis team after 2 school days.
             elevated: Ladder {
@@ -218,7 +445,10 @@ impl Default for EscalationPolicy {
                     roles: vec![Role::CrisisTeam],
                 }],
                 repeat: 1,
+                after_ack: None,
             },
+            after_ack: AfterAckPolicy::default(),
+            stale_after_days: StaleAfterDays::default(),
         }
     }
 }
@@ -281,12 +511,68 @@ mod tests {
     }
 
     #[test]
+    fn the_default_after_ack_ladders_climb_from_thirty_minutes_and_four_hours() {
+        let p = EscalationPolicy::default();
+        let c = p
+            .after_ack
+            .of(RiskLevel::Critical)
+            .expect("critical has one");
+        assert_eq!(c.rung_due(t0(), 1), Some(t0() + Duration::minutes(30)));
+        assert_eq!(c.rung_roles(1), Some(&[Role::CrisisTeam][..]));
+        assert_eq!(c.rung_due(t0(), 2), Some(t0() + Duration::minutes(45)));
+        assert_eq!(c.rung_roles(2), Some(&[Role::Leader][..]));
+        assert_eq!(c.rung_due(t0(), 3), Some(t0() + Duration::minutes(60)));
+        assert_eq!(c.rung_roles(3), Some(&[Role::CrisisTeam][..]));
+        assert_eq!(c.len(), 8);
+        assert_eq!(c.rung_due(t0(), 9), None);
+        assert_eq!(c.rung_roles(0), None);
+        let h = p.after_ack.of(RiskLevel::High).expect("high has one");
+        assert_eq!(h.rung_due(t0(), 1), Some(t0() + Duration::hours(4)));
+        assert_eq!(h.rung_due(t0(), 2), Some(t0() + Duration::hours(6)));
+        assert!(p.after_ack.of(RiskLevel::Elevated).is_none());
+        // The snapshotted ladder carries it.
+        assert_eq!(p.ladder(RiskLevel::Critical).after_ack.as_ref(), Some(c));
+        assert_eq!(p.ladder(RiskLevel::Elevated).after_ack, None);
+    }
+
+    #[test]
+    fn an_after_ack_ladder_that_cannot_work_is_refused() {
+        let mut p = EscalationPolicy::default();
+        if let Some(a) = p.after_ack.critical.as_mut() {
+            a.rungs[1].roles = vec![Role::Teacher];
+        }
+        assert!(matches!(p.validate(), Err(LadderError::AfterAck { .. })));
+        let mut p = EscalationPolicy::default();
+        p.high.after_ack = p.after_ack.high.clone();
+        assert!(matches!(
+            p.validate(),
+            Err(LadderError::AfterAckInLadder { .. })
+        ));
+    }
+
+    #[test]
+    fn a_case_being_worked_is_stale_after_its_levels_days() {
+        use crate::CaseStatus as S;
+        let d = StaleAfterDays::default();
+        let since = Some(t0());
+        let at = |days| t0() + Duration::days(days);
+        assert!(!d.is_stale(RiskLevel::High, S::InProgress, since, at(2)));
+        assert!(d.is_stale(RiskLevel::High, S::InProgress, since, at(3)));
+        assert!(d.is_stale(RiskLevel::Critical, S::Acknowledged, since, at(1)));
+        assert!(!d.is_stale(RiskLevel::Elevated, S::Referred, since, at(6)));
+        assert!(!d.is_stale(RiskLevel::Critical, S::Open, since, at(9)));
+        assert!(!d.is_stale(RiskLevel::Critical, S::Closed, since, at(9)));
+        assert!(!d.is_stale(RiskLevel::Critical, S::InProgress, None, at(9)));
+    }
+
+    #[test]
     fn a_ladder_without_rungs_ends_after_the_first_contact() {
         let ladder = Ladder {
             first: vec![Role::Counsellor],
             ack_within_secs: 60,
             rungs: vec![],
             repeat: 3,
+            after_ack: None,
         };
         assert_eq!(ladder.len(), 1);
         assert_eq!(ladder.rung_due(t0(), 1), None);

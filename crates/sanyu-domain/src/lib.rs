@@ -38,7 +38,7 @@ pub mod zero_report;
 
 pub use access::{Access, CaseWork, Disclosure, Holder, Principal, Role, oversight_action};
 pub use case::{CaseStatus, CaseSubject, LadderState, case_reference, student_partition};
-pub use escalation::{EscalationPolicy, Ladder, Rung};
+pub use escalation::{AfterAck, AfterAckPolicy, EscalationPolicy, Ladder, Rung, StaleAfterDays};
 pub use level::RiskLevel;
 pub use report::ReportCategory;
 

@@ -27,6 +27,7 @@ use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilte
 use sanyu_store::{StoreError, cases, roster};
 use uuid::Uuid;
 
+pub use sanyu_case::after_ack::{ACTION_TIMER, ActionTimer, STALE_TIMER, StaleTimer};
 pub use sanyu_case::ladder::{FOLLOW_UP_TIMER, FollowUpTimer, RUNG_TIMER, RungTimer, ladder_for};
 pub use sanyu_domain::LadderState;
 
@@ -142,6 +143,58 @@ pub async fn fire(txn: &impl ConnectionTrait, t: &RungTimer, at: DateTime<Utc>) 
     tracing::info!(case_id = %case.id, rung = t.rung, told = firing.told, "escalation rung fired");
     Ok(Fired::Notified {
         rung: t.rung,
+        told: firing.told,
+        next: firing.next,
+    })
+}
+
+/// Fire an after-acknowledgement rung (the caller took the timer in `txn`):
+/// planned by `sanyu_case::after_ack::plan_after_ack` on the case and its
+/// school's reachable staff; stale when somebody acted, the ladder restarted
+/// or the case closed.
+pub async fn fire_after_ack(
+    txn: &impl ConnectionTrait,
+    t: &sanyu_case::after_ack::ActionTimer,
+    at: DateTime<Utc>,
+) -> Result<Fired> {
+    let Some(case) = cases::get(txn, t.case_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    let school = school_of(txn, &case).await?;
+    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let Some(firing) = sanyu_case::after_ack::plan_after_ack(&case, t, &school.code, &staff, at)?
+    else {
+        return Ok(Fired::Stale);
+    };
+    sanyu_case::writer::apply_unsealed(txn, &firing.plan).await?;
+    tracing::warn!(case_id = %case.id, rung = t.rung, told = firing.told, "acknowledged without action: after-acknowledgement rung fired");
+    Ok(Fired::Notified {
+        rung: t.rung,
+        told: firing.told,
+        next: firing.next,
+    })
+}
+
+/// Fire a stale-case reminder (the caller took the timer in `txn`): planned
+/// by `sanyu_case::after_ack::plan_stale`.
+pub async fn remind_stale(
+    txn: &impl ConnectionTrait,
+    t: &sanyu_case::after_ack::StaleTimer,
+    at: DateTime<Utc>,
+) -> Result<Fired> {
+    let Some(case) = cases::get(txn, t.case_id).await? else {
+        return Ok(Fired::Stale);
+    };
+    let school = school_of(txn, &case).await?;
+    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let Some(firing) = sanyu_case::after_ack::plan_stale(&case, t, &school.code, &staff, at)?
+    else {
+        return Ok(Fired::Stale);
+    };
+    sanyu_case::writer::apply_unsealed(txn, &firing.plan).await?;
+    tracing::info!(case_id = %case.id, period = t.period, told = firing.told, "stale case reminded");
+    Ok(Fired::Notified {
+        rung: 0,
         told: firing.told,
         next: firing.next,
     })

@@ -9,7 +9,7 @@ use crate::v1::NotificationRequested;
 
 impl NotificationReason {
     /// Every reason a request may carry (not `Unspecified`).
-    pub const ALL: [NotificationReason; 15] = [
+    pub const ALL: [NotificationReason; 17] = [
         Self::CaseOpened,
         Self::LevelRaised,
         Self::LevelChanged,
@@ -25,6 +25,8 @@ impl NotificationReason {
         Self::RoleGrantRequested,
         Self::RoleGranted,
         Self::SignInCode,
+        Self::NoActionAfterAck,
+        Self::CaseStale,
     ];
 
     /// The reason's name, as in the request's `reason` string field.
@@ -46,6 +48,8 @@ impl NotificationReason {
             Self::RoleGrantRequested => "role_grant_requested",
             Self::RoleGranted => "role_granted",
             Self::SignInCode => "sign_in_code",
+            Self::NoActionAfterAck => "no_action_after_ack",
+            Self::CaseStale => "case_stale",
         }
     }
 
@@ -66,6 +70,8 @@ impl NotificationReason {
                 | Self::LadderAlarm
                 | Self::FollowUpDue
                 | Self::UnidentifiedCaller
+                | Self::NoActionAfterAck
+                | Self::CaseStale
         )
     }
 }

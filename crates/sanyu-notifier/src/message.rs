@@ -122,6 +122,12 @@ pub fn reason_line(reason: NotificationReason) -> &'static str {
             "可查看个案的角色已确认生效 / a role that reads cases was confirmed and is now in effect"
         }
         R::SignInCode => "三预 Sanyu 登录验证码 / sign-in code",
+        R::NoActionAfterAck => {
+            "个案已确认但尚无处置行动，逐级上报 / case acknowledged but no action recorded (escalation)"
+        }
+        R::CaseStale => {
+            "个案多日无处置行动，请跟进 / no action on this case for days: please follow up"
+        }
         R::Unspecified => GENERIC_LINE,
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sanyu_escalation::{self as escalation, Fired, LadderState, RUNG_TIMER, Timer};
+use sanyu_escalation::{self as escalation, ACTION_TIMER, Fired, LadderState, RUNG_TIMER, Timer};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::{Config, PlatformError, Shutdown, runner};
 use sanyu_store::dead_letters::{self, NewDeadLetter};
@@ -73,9 +73,17 @@ pub struct AuditReport {
 /// window. Never set in production.
 pub const FAULT_PAUSE_BEFORE_COMMIT_MS: &str = "SANYU_FAULT_PAUSE_BEFORE_COMMIT_MS";
 
+/// The injected clock of the end-to-end tests: the scheduler's `now` runs
+/// this many seconds ahead of the real clock, so a test can let 30 minutes
+/// pass by restarting the scheduler with a larger offset. Timers are due by
+/// this clock; what they write is stamped with it. Never set in production.
+pub const TEST_CLOCK_OFFSET_SECS: &str = "SANYU_TEST_CLOCK_OFFSET_SECS";
+
 #[derive(Clone)]
 pub struct Scheduler {
     pause_before_commit: Option<Duration>,
+    /// The injected clock's lead over the real one ([`TEST_CLOCK_OFFSET_SECS`]).
+    clock_offset: chrono::Duration,
     db: Db,
     waker: Waker,
     /// A rung more than this late counts as stalled.
@@ -96,6 +104,10 @@ impl Scheduler {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
+            clock_offset: std::env::var(TEST_CLOCK_OFFSET_SECS)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(chrono::Duration::zero(), chrono::Duration::seconds),
             db,
             waker,
             grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::minutes(2)),
@@ -223,6 +235,14 @@ impl Scheduler {
             Timer::ZeroReport(z) => zero_report::fire(txn, &self.zero_report, z, now)
                 .await?
                 .is_some(),
+            Timer::AfterAck(a) => matches!(
+                escalation::fire_after_ack(txn, a, now).await?,
+                Fired::Notified { .. }
+            ),
+            Timer::Stale(st) => matches!(
+                escalation::remind_stale(txn, st, now).await?,
+                Fired::Notified { .. }
+            ),
         })
     }
 
@@ -307,10 +327,48 @@ impl Scheduler {
                 report.alarms.push(key);
             }
         }
+        self.audit_after_ack(now, &mut report).await?;
         if !report.alarms.is_empty() {
             self.waker.wake();
         }
         Ok(report)
+    }
+
+    /// An after-acknowledgement rung overdue is a stalled ladder too (its
+    /// case's ladder is stopped, so the pass above does not see it): raised
+    /// once per timer, checked again with the case locked.
+    async fn audit_after_ack(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut AuditReport,
+    ) -> Result<(), SchedulerError> {
+        let late = timers::overdue(&self.db, now - self.grace, BATCH).await?;
+        for t in late.into_iter().filter(|t| t.kind == ACTION_TIMER) {
+            let Some(case_id) = t.case_id else { continue };
+            report.checked += 1;
+            let txn = begin_write(&self.db).await?;
+            let Some(c) = cases::get_for_update(&*txn, case_id).await? else {
+                txn.rollback().await?;
+                continue;
+            };
+            let still = timers::pending_for_case(&*txn, case_id)
+                .await?
+                .into_iter()
+                .any(|p| p.id == t.id);
+            let key = format!("late:{}", t.key);
+            let what = format!(
+                "a rung after the acknowledgement (nobody acted) due at {} has not fired (scheduler stopped or behind)",
+                t.due_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            let raised = still && escalation::alarm(&*txn, &c, &key, &what, now).await?;
+            txn.commit().await?;
+            if raised {
+                tracing::error!(case_id = %c.id, alarm = %key, "escalation alarm");
+                self.alarms.add(1, &[]);
+                report.alarms.push(key);
+            }
+        }
+        Ok(())
     }
 
     /// What is wrong with the ladder of case `c` at `now`, read through `conn`
@@ -361,12 +419,24 @@ impl Scheduler {
         Ok(problems)
     }
 
+    /// The scheduler's clock: the real one, ahead by the tests' injected
+    /// offset when one is set.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
     /// Tick until cancelled: every `poll` and whenever the next timer is due;
     /// audit every `audit_every`.
     pub async fn run(self, poll: Duration, audit_every: Duration, cancel: CancellationToken) {
+        if !self.clock_offset.is_zero() {
+            tracing::warn!(
+                offset_secs = self.clock_offset.num_seconds(),
+                "test clock: the scheduler runs ahead of the real clock"
+            );
+        }
         let mut last_audit = tokio::time::Instant::now();
         loop {
-            let now = Utc::now();
+            let now = self.now();
             match self.tick(now).await {
                 Ok(t) if t.fired + t.stale + t.lost > 0 => {
                     tracing::debug!(
@@ -381,12 +451,12 @@ impl Scheduler {
             }
             if last_audit.elapsed() >= audit_every {
                 last_audit = tokio::time::Instant::now();
-                if let Err(e) = self.audit(Utc::now()).await {
+                if let Err(e) = self.audit(self.now()).await {
                     tracing::warn!(error = %e, "ladder audit failed; will retry");
                 }
             }
             let wait = match timers::next_due(&self.db).await {
-                Ok(Some(due)) => (due - Utc::now())
+                Ok(Some(due)) => (due - self.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
                     .min(poll),

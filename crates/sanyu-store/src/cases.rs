@@ -104,6 +104,7 @@ pub fn new_model(c: NewCase) -> case::Model {
         assignee_staff_id: None,
         subject: c.subject,
         merged_into: None,
+        last_action_at: None,
     }
 }
 
@@ -175,6 +176,9 @@ pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
         assignee_staff_id: Set(None),
         subject: Set(c.subject),
         merged_into: Set(None),
+        // Nobody acted yet: left to the column's default (null), so that the
+        // insert also fits a database not yet migrated to the column.
+        last_action_at: sea_orm::ActiveValue::NotSet,
     })
     .exec_without_returning(conn)
     .await?;

@@ -53,6 +53,7 @@ fn running(level: RiskLevel, epoch: i32, state: LadderState) -> case::Model {
         assignee_staff_id: None,
         subject: CaseSubject::Student,
         merged_into: None,
+        last_action_at: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn case_row(
             CaseSubject::UnidentifiedCaller
         },
         merged_into: None,
+        last_action_at: None,
     }
 }
 
@@ -524,4 +525,331 @@ fn a_secret_never_shows_in_debug_output() {
         text: Secret::new("the student said something private"),
     };
     assert!(!format!("{cmd:?}").contains("private"));
+}
+
+// After the acknowledgement (issue 16): the action timer, what cancels it,
+// and what happens when nobody acts.
+
+use sanyu_case::after_ack::{self, ACTION_TIMER, ActionTimer, STALE_TIMER, StaleTimer};
+use sanyu_case::timer::Timer;
+use sanyu_events::NotificationReason;
+
+/// The case after `cmd` (as the writer leaves it), and the plan.
+fn apply_to(case: &case::Model, role: Role, cmd: &Command) -> (case::Model, Plan) {
+    let s = snapshot(case.clone(), cmd, None, true);
+    let plan = run(&s, role, cmd).unwrap();
+    (plan.case_as_written(), plan)
+}
+
+fn timer_of(plan: &Plan, kind: &str) -> Vec<(Timer, DateTime<Utc>)> {
+    plan.timers
+        .iter()
+        .filter(|t| t.kind == kind)
+        .map(|t| (Timer::parse(&t.kind, &t.payload).unwrap(), t.due_at))
+        .collect()
+}
+
+fn reasons(plan: &Plan) -> Vec<(String, String)> {
+    plan.notifications
+        .iter()
+        .map(|n| {
+            let env = sanyu_events::decode(&n.payload).unwrap();
+            match env.payload.unwrap() {
+                Payload::NotificationRequested(r) => (r.recipient_staff_id, r.reason),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// A case opened with a running ladder of its level (the policy's).
+fn running_case(level: RiskLevel) -> case::Model {
+    let mut c = case_row(
+        THE_CASE,
+        CaseStatus::Open,
+        level,
+        LadderState::Running,
+        Some(STUDENT),
+        1,
+        None,
+    );
+    let ladder = ladder_for(&EscalationPolicy::default(), level, CaseSubject::Student);
+    c.ladder = Some(serde_json::to_string(&ladder).unwrap());
+    c.ladder_started_at = Some(now() - Duration::minutes(5));
+    c
+}
+
+fn all_actions() -> Vec<Command> {
+    vec![
+        Command::Assign { staff_id: ME },
+        Command::Note {
+            text: Secret::new("met"),
+        },
+        Command::ContactGuardian(GuardianContact {
+            contacted: false,
+            guardian_id: None,
+            at: None,
+            channel: None,
+            outcome: None,
+            reason: Some(Secret::new("risk from home")),
+        }),
+        Command::Refer(Referral {
+            referral_id: None,
+            institution: Secret::new("hospital"),
+            referred_on: now().date_naive(),
+            receipt_confirmed: false,
+            return_assessment: None,
+        }),
+        Command::FollowUp(FollowUp {
+            follow_up_id: None,
+            due_at: Some(now() + Duration::days(7)),
+            outcome: None,
+        }),
+        Command::Close {
+            outcome: Secret::new("resolved"),
+            summary: None,
+        },
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn an_acknowledgement_schedules_the_action_timer_of_its_level(case in a_case(), role in role()) {
+        let s = snapshot(case.clone(), &Command::Acknowledge, None, true);
+        if let Ok(plan) = run(&s, role, &Command::Acknowledge) {
+            let timers = timer_of(&plan, ACTION_TIMER);
+            prop_assert!(plan.cancel_timers.iter().any(|c| c.kind == ACTION_TIMER));
+            match EscalationPolicy::default().after_ack.of(case.level) {
+                Some(a) => {
+                    prop_assert_eq!(timers.len(), 1);
+                    let (t, due) = &timers[0];
+                    prop_assert_eq!(t, &Timer::AfterAck(ActionTimer { case_id: case.id, epoch: case.ladder_epoch, rung: 1 }));
+                    prop_assert_eq!(*due, now() + Duration::seconds(a.action_within_secs as i64));
+                }
+                None => prop_assert!(timers.is_empty()),
+            }
+            // And the stale reminder counts from the acknowledgement.
+            prop_assert_eq!(timer_of(&plan, STALE_TIMER).len(), 1);
+        }
+    }
+
+    #[test]
+    fn every_action_cancels_the_action_timer_and_is_recorded(case in a_case(), cmd in a_command(), role in role()) {
+        let s = snapshot(case.clone(), &cmd, None, true);
+        if let Ok(plan) = run(&s, role, &cmd) {
+            let cancels = |kind: &str| plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == kind);
+            if cmd.counts_as_action() {
+                prop_assert!(cancels(ACTION_TIMER), "{:?}", cmd);
+                prop_assert!(cancels(STALE_TIMER), "{:?}", cmd);
+                prop_assert_eq!(plan.case.last_action_at, Some(now()));
+                prop_assert!(timer_of(&plan, ACTION_TIMER).is_empty());
+                // Closed: nothing more; otherwise the stale reminder starts again.
+                let stale = timer_of(&plan, STALE_TIMER).len();
+                prop_assert_eq!(stale, usize::from(plan.case.status != CaseStatus::Closed));
+            } else {
+                prop_assert_eq!(plan.case.last_action_at, None);
+            }
+        }
+    }
+}
+
+#[test]
+fn each_kind_of_action_after_an_acknowledgement_stops_the_escalation() {
+    for level in [RiskLevel::Critical, RiskLevel::High] {
+        let (acked, plan) = apply_to(
+            &running_case(level),
+            Role::Counsellor,
+            &Command::Acknowledge,
+        );
+        let [(Timer::AfterAck(t), _)] = timer_of(&plan, ACTION_TIMER)[..] else {
+            panic!("no action timer at {level}");
+        };
+        for cmd in all_actions() {
+            let (after, plan) = apply_to(&acked, Role::CrisisTeam, &cmd);
+            assert!(
+                plan.cancel_timers
+                    .iter()
+                    .any(|c| c.case_id == acked.id && c.kind == ACTION_TIMER),
+                "{cmd:?}"
+            );
+            // Even a timer that fires anyway (taken before the cancel) does nothing.
+            let later = now() + Duration::hours(5);
+            let fired =
+                after_ack::plan_after_ack(&after, &t, "SCH", &reachable(true), later).unwrap();
+            assert!(fired.is_none(), "{level} {cmd:?}");
+        }
+    }
+}
+
+#[test]
+fn an_acknowledged_critical_case_without_action_climbs_at_the_configured_times() {
+    let policy = EscalationPolicy::default();
+    let a = policy.after_ack.critical.clone().unwrap();
+    let (acked, plan) = apply_to(
+        &running_case(RiskLevel::Critical),
+        Role::Counsellor,
+        &Command::Acknowledge,
+    );
+    // The snapshot carries the after-acknowledgement ladder.
+    let snap = ladder::ladder_of(&acked).unwrap().unwrap();
+    assert_eq!(snap.after_ack.as_ref(), Some(&a));
+    let [(Timer::AfterAck(t1), due1)] = timer_of(&plan, ACTION_TIMER)[..] else {
+        panic!("no action timer");
+    };
+    assert_eq!(due1, now() + Duration::minutes(30));
+    // Rung 1 at 30 min: the crisis team, and rung 2 scheduled 15 min later.
+    let f1 = after_ack::plan_after_ack(&acked, &t1, "SCH", &reachable(true), due1)
+        .unwrap()
+        .expect("fires");
+    assert_eq!(
+        reasons(&f1.plan),
+        vec![(
+            OTHER_STAFF.to_string(),
+            NotificationReason::NoActionAfterAck.name().to_owned()
+        )]
+    );
+    let [(Timer::AfterAck(t2), due2)] = timer_of(&f1.plan, ACTION_TIMER)[..] else {
+        panic!("no second rung");
+    };
+    assert_eq!((t2.rung, t2.epoch), (2, acked.ladder_epoch));
+    assert_eq!(due2, now() + Duration::minutes(45));
+    // Rung 2: the leaders.
+    let f2 = after_ack::plan_after_ack(&acked, &t2, "SCH", &reachable(true), due2)
+        .unwrap()
+        .expect("fires");
+    assert_eq!(reasons(&f2.plan)[0].0, Uuid::from_u128(6).to_string());
+    // It keeps climbing to the end of the ladder, then an alarm.
+    let mut t = t2;
+    let mut fired = 2;
+    loop {
+        let f = after_ack::plan_after_ack(&acked, &t, "SCH", &reachable(true), now())
+            .unwrap()
+            .expect("fires");
+        match timer_of(&f.plan, ACTION_TIMER)[..] {
+            [(Timer::AfterAck(next), _)] => {
+                t = next;
+                fired += 1;
+            }
+            _ => {
+                assert!(!f.next);
+                assert!(
+                    f.plan
+                        .alarms
+                        .iter()
+                        .any(|d| d.source_key.starts_with("after_ack_exhausted:"))
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(fired, a.len());
+    // Nobody reachable: an alarm.
+    let f = after_ack::plan_after_ack(&acked, &t1, "SCH", &reachable(false), due1)
+        .unwrap()
+        .expect("fires");
+    assert!(f.plan.notifications.is_empty());
+    assert!(
+        f.plan
+            .alarms
+            .iter()
+            .any(|d| d.source_key.starts_with("unreachable:"))
+    );
+}
+
+#[test]
+fn a_raise_after_the_acknowledgement_makes_its_action_timers_do_nothing() {
+    let (acked, plan) = apply_to(
+        &running_case(RiskLevel::High),
+        Role::Counsellor,
+        &Command::Acknowledge,
+    );
+    let [(Timer::AfterAck(t), due)] = timer_of(&plan, ACTION_TIMER)[..] else {
+        panic!("no action timer");
+    };
+    let raise = Command::SetLevel {
+        level: RiskLevel::Critical,
+        reason: Secret::new("worse"),
+    };
+    let (raised, plan) = apply_to(&acked, Role::CrisisTeam, &raise);
+    assert!(plan.cancel_timers.iter().any(|c| c.kind == ACTION_TIMER));
+    assert!(
+        after_ack::plan_after_ack(&raised, &t, "SCH", &reachable(true), due)
+            .unwrap()
+            .is_none()
+    );
+    // Acknowledged again: the new epoch's timer, at the critical level's time.
+    let (again, plan) = apply_to(&raised, Role::Counsellor, &Command::Acknowledge);
+    let [(Timer::AfterAck(t2), due2)] = timer_of(&plan, ACTION_TIMER)[..] else {
+        panic!("no action timer");
+    };
+    assert_eq!(t2.epoch, t.epoch + 1);
+    assert_eq!(due2, now() + Duration::minutes(30));
+    assert!(
+        after_ack::plan_after_ack(&again, &t2, "SCH", &reachable(true), due2)
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_case_acknowledged_before_the_after_ack_ladder_existed_gets_the_policys() {
+    let mut case = running_case(RiskLevel::Critical);
+    let mut old = ladder::ladder_of(&case).unwrap().unwrap();
+    old.after_ack = None;
+    case.ladder = Some(serde_json::to_string(&old).unwrap());
+    let (acked, plan) = apply_to(&case, Role::Counsellor, &Command::Acknowledge);
+    assert_eq!(timer_of(&plan, ACTION_TIMER).len(), 1);
+    assert!(
+        ladder::ladder_of(&acked)
+            .unwrap()
+            .unwrap()
+            .after_ack
+            .is_some()
+    );
+}
+
+#[test]
+fn a_stale_case_reminds_its_assignee_once_per_period() {
+    let (acked, _) = apply_to(
+        &running_case(RiskLevel::High),
+        Role::Counsellor,
+        &Command::Acknowledge,
+    );
+    let (worked, plan) = apply_to(
+        &acked,
+        Role::Counsellor,
+        &Command::Note {
+            text: Secret::new("met"),
+        },
+    );
+    assert_eq!(worked.assignee_staff_id, Some(ME));
+    let [(Timer::Stale(t), due)] = timer_of(&plan, STALE_TIMER)[..] else {
+        panic!("no stale timer");
+    };
+    assert_eq!(due, now() + Duration::days(3));
+    let f = after_ack::plan_stale(&worked, &t, "SCH", &reachable(true), due)
+        .unwrap()
+        .expect("reminds");
+    assert_eq!(
+        reasons(&f.plan),
+        vec![(
+            ME.to_string(),
+            NotificationReason::CaseStale.name().to_owned()
+        )]
+    );
+    let [(Timer::Stale(next), due2)] = timer_of(&f.plan, STALE_TIMER)[..] else {
+        panic!("no next period");
+    };
+    assert_eq!(next, StaleTimer { period: 2, ..t });
+    assert_eq!(due2, now() + Duration::days(6));
+    // An action since: the reminder does nothing.
+    let mut acted = worked.clone();
+    acted.last_action_at = Some(now() + Duration::days(1));
+    assert!(
+        after_ack::plan_stale(&acted, &t, "SCH", &reachable(true), due)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -88,6 +88,7 @@ fn open_case() -> impl Strategy<Value = case::Model> {
             assignee_staff_id: None,
             subject: CaseSubject::Student,
             merged_into: None,
+            last_action_at: None,
         })
 }
 

@@ -168,6 +168,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("overdue_by", "已超时", "Overdue by"),
     ("time_left", "剩余", "Left:"),
     ("minutes", "分钟", "min"),
+    ("no_action_for", "无处置行动已", "No action for"),
+    ("days", "天", "days"),
     ("seconds", "秒", "s"),
     (
         "refresh_note",

@@ -166,6 +166,11 @@ struct QueueRow {
     minutes: Option<i64>,
     assignee: Option<String>,
     opened_at: DateTime<Utc>,
+    /// Being worked and nobody acted for the level's days
+    /// (`[escalation.stale_after_days]`): flagged.
+    stale: bool,
+    /// Whole days since the last action (or the acknowledgement), when stale.
+    no_action_days: Option<i64>,
 }
 
 /// `GET /` and `GET /queue`: the open cases of my school (a head teacher:
@@ -298,6 +303,11 @@ async fn queue_rows(
                 .ack_deadline
                 .filter(|_| unacknowledged)
                 .map(|d| minutes_left(d, now));
+            let since = sanyu_case::after_ack::no_action_since(m);
+            let stale = state
+                .escalation
+                .stale_after_days
+                .is_stale(m.level, m.status, since, now);
             Some(QueueRow {
                 id: c.id,
                 reference: c.reference,
@@ -314,6 +324,8 @@ async fn queue_rows(
                     .assignee_staff_id
                     .and_then(|id| names.get(&id.to_string()).cloned()),
                 opened_at: c.opened_at,
+                stale,
+                no_action_days: since.filter(|_| stale).map(|s| (now - s).num_days()),
             })
         })
         .collect();

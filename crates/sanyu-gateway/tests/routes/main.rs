@@ -18,7 +18,7 @@
 //!   admin; `roster`: an admin imports the own school's rows only;
 //! - `calls`: the hotline calls list (API) and the console's calls pages;
 //!   `mends`: the queue's filters by role, a closed case's ladder record, a
-//!   dead letter's neutral title.
+//!   dead letter's neutral title, a stale case's flag in the queue.
 //! - `sign_in`: the console's one-time sign-in link (a preview changes
 //!   nothing, the button works once) and the choice of SMS for a code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -167,3 +167,69 @@ async fn a_dead_letters_title_names_its_kind_never_a_student_number() {
     let details = html[..detail].rfind("<details").expect("a details element");
     assert!(html[details..detail].find("</details>").is_none());
 }
+
+/// After the acknowledgement (issue 16): a case being worked that nobody
+/// acted on for its level's days (`[escalation.stale_after_days]`, high: 3)
+/// is flagged in the queue; one acted on recently is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_nobody_acted_on_for_its_levels_days_is_flagged_in_the_queue() {
+    use sanyu_store::entities::case;
+    use sanyu_store::sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+
+    let app = App::start(TestDb::sqlite()).await;
+    let stale = app.open_case(Sch::A, "S1", "high").await;
+    let fresh = app.open_case(Sch::A, "S2", "high").await;
+    let k1 = app.as_(Who::Counsellor, Sch::A);
+    for case in [stale, fresh] {
+        let r = k1
+            .post(&format!("/v1/cases/{case}/acknowledge"), json!({}))
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text());
+        let r = k1
+            .post(&format!("/v1/cases/{case}/notes"), json!({"text": "met"}))
+            .await;
+        assert!(r.status() < 300, "{}", r.text());
+    }
+    // The first case's acknowledgement and note were four days ago.
+    let four_days_ago = chrono::Utc::now() - chrono::Duration::days(4);
+    let row = case::Entity::find_by_id(stale)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.last_action_at.is_some(),
+        "the note is recorded as an action"
+    );
+    let mut row: case::ActiveModel = row.into();
+    row.acknowledged_at = Set(Some(four_days_ago));
+    row.last_action_at = Set(Some(four_days_ago));
+    row.update(&app.db).await.unwrap();
+
+    let crisis = app.as_(Who::CrisisTeam, Sch::A);
+    let mut refs = Vec::new();
+    for id in [stale, fresh] {
+        let case = crisis.get(&format!("/v1/cases/{id}")).await.json();
+        refs.push(case["reference"].as_str().expect("reference").to_owned());
+    }
+    let [stale_ref, fresh_ref] = &refs[..] else {
+        unreachable!()
+    };
+    let html = app.sign_in(Sch::A, "K1").await.get("/queue").await.text();
+    let item = |r: &str| {
+        html.split("<li ")
+            .find(|li| li.contains(r))
+            .unwrap_or_else(|| panic!("{r} in the queue: {html}"))
+            .to_owned()
+    };
+    assert!(
+        item(stale_ref).contains("无处置行动已 4 天"),
+        "{}",
+        item(stale_ref)
+    );
+    assert!(
+        !item(fresh_ref).contains("无处置行动"),
+        "{}",
+        item(fresh_ref)
+    );
+}

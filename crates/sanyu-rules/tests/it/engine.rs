@@ -720,7 +720,7 @@ async fn a_raise_in_a_batch_restarts_the_ladder_at_the_new_level(test_db: TestDb
         assert_eq!(after.ladder_state, LadderState::Running);
         assert_eq!(
             sanyu_escalation::ladder_of(&after).unwrap().as_ref(),
-            Some(critical)
+            Some(&critical)
         );
         let started = after.ladder_started_at.expect("ladder start");
         assert_eq!(after.ack_deadline, Some(critical.ack_deadline(started)));

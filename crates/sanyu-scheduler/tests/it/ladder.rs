@@ -48,6 +48,7 @@ fn policy() -> EscalationPolicy {
                 },
             ],
             repeat: 2,
+            after_ack: None,
         },
         ..EscalationPolicy::default()
     }

@@ -37,6 +37,9 @@ pub struct Model {
     pub subject: CaseSubject,
     /// A closed unidentified caller's case merged into the student's open case.
     pub merged_into: Option<Uuid>,
+    /// When a person last acted on the case (a note, a guardian contact, an
+    /// assignment, a referral, a follow-up, a close; `sanyu_case::Command::counts_as_action`).
+    pub last_action_at: Option<DateTimeUtc>,
 }
 
 no_relations!();
