@@ -10,6 +10,7 @@ mod casework;
 mod console;
 mod console_screening;
 mod docs;
+mod duty;
 mod escalation;
 mod exactly_once;
 mod hotline;

@@ -138,6 +138,7 @@ fn run(
         }),
         open_case: open,
         staff: &staff,
+        duty: &sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai),
     };
     plan_rule(&snap, sig, cmd, &ctx)
 }

@@ -211,6 +211,11 @@ const MATRIX: &[Row] = &[
     // For the school (no class): its leader.
     row("POST /v1/zero-reports",                           T::SchoolPeriod,  [401, 401, 403, 403, 403, 403, 403, 403, 201, 403, 403, 403, 403],
                                                                              [401, 401, 404, 404, 403, 403, 403, 403, 404, 403, 403, 403, 403]),
+    // The school's duty roster: its admin, leaders and crisis team change it;
+    // its staff (not monitors, district officers or services) read who is on duty.
+    unscoped("POST /v1/duty/rotations",                    T::Nothing,       [401, 401, 403, 403, 403, 403, 403, 201, 201, 403, 201, 403, 403]),
+    unscoped("POST /v1/duty/overrides",                    T::Nothing,       [401, 401, 403, 403, 403, 403, 403, 201, 201, 403, 201, 403, 403]),
+    unscoped("GET /v1/on-call",                            T::Nothing,       [401, 401, 200, 200, 403, 200, 200, 200, 200, 403, 200, 403, 403]),
     // No bearer token: the path secret is the credential (a wrong one: 404 like an unknown route).
     row("POST /v1/sms/receipts/{provider}/{secret}",       T::ReceiptSecret, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
                                                                              [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
@@ -636,6 +641,21 @@ impl<'a> Matrix<'a> {
                 "biz_id": format!("biz-{n}"),
                 "out_id": format!("nobody:{n}"),
             }])),
+            "/v1/duty/rotations" => json_body(json!({
+                "name": "夜间值班",
+                "role": "crisis_team",
+                "cadence": "daily",
+                "handover": "08:00",
+                "start_date": chrono::Utc::now().date_naive().to_string(),
+                "members": [app.staff_id(Sch::A, "X1").await],
+                "shift": {"start": "22:00", "end": "07:00"},
+            })),
+            "/v1/duty/overrides" => json_body(json!({
+                "role": "crisis_team",
+                "staff_id": app.staff_id(Sch::A, "X1").await,
+                "from": chrono::Utc::now().to_rfc3339(),
+                "to": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+            })),
             other => panic!("no request body for {method} {other}: add one"),
         };
         let method = Method::from_bytes(method.as_bytes()).expect("method");

@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung};
+use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung, roles};
 use sanyu_domain::{LadderState, RiskLevel, Role, case_reference};
 use sanyu_escalation as escalation;
 use sanyu_events::NotificationReason;
@@ -35,16 +35,16 @@ fn min(n: i64) -> chrono::Duration {
 fn policy() -> EscalationPolicy {
     EscalationPolicy {
         critical: Ladder {
-            first: vec![Role::Counsellor, Role::CrisisTeam],
+            first: roles(&[Role::Counsellor, Role::CrisisTeam]),
             ack_within_secs: 600,
             rungs: vec![
                 Rung {
                     after_secs: 600,
-                    roles: vec![Role::CrisisTeam],
+                    roles: roles(&[Role::CrisisTeam]),
                 },
                 Rung {
                     after_secs: 600,
-                    roles: vec![Role::Leader],
+                    roles: roles(&[Role::Leader]),
                 },
             ],
             repeat: 2,
