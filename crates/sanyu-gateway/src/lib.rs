@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::runner::{self, Readiness};
 use sanyu_platform::{Config, PlatformError, Shutdown, consumer, deadletter, nats};
@@ -101,6 +101,9 @@ pub struct AppState {
         routes::duty::create_rotation,
         routes::duty::create_override,
         routes::duty::on_call,
+        routes::duty::list,
+        routes::duty::delete_rotation,
+        routes::duty::delete_override,
         routes::zero_reports::compliance,
         routes::receipts::receive,
     ),
@@ -233,8 +236,17 @@ pub fn router(state: AppState) -> Router {
             get(routes::zero_reports::compliance),
         )
         .route("/v1/zero-reports", post(routes::zero_reports::submit))
+        .route("/v1/duty", get(routes::duty::list))
         .route("/v1/duty/rotations", post(routes::duty::create_rotation))
+        .route(
+            "/v1/duty/rotations/{id}",
+            delete(routes::duty::delete_rotation),
+        )
         .route("/v1/duty/overrides", post(routes::duty::create_override))
+        .route(
+            "/v1/duty/overrides/{id}",
+            delete(routes::duty::delete_override),
+        )
         .route("/v1/on-call", get(routes::duty::on_call))
         .route(
             "/v1/sms/receipts/{provider}/{secret}",

@@ -1,8 +1,9 @@
 //! Duty rosters (值班表, issue #16): `POST /v1/duty/rotations` and
-//! `POST /v1/duty/overrides` add to the caller's school's roster (its admin,
-//! leaders and crisis team); `GET /v1/on-call` says who is on duty now and
-//! who next, per rostered role (every staff role of the school but monitors
-//! and district officers). Whether a time is on duty is
+//! `POST /v1/duty/overrides` add to the caller's school's roster, `DELETE
+//! /v1/duty/rotations/{id}` and `DELETE /v1/duty/overrides/{id}` take out of
+//! it (its admin, leaders and crisis team); `GET /v1/duty` lists it and `GET
+//! /v1/on-call` says who is on duty now and who next, per rostered role
+//! (every staff role of the school but monitors and district officers). Whether a time is on duty is
 //! `sanyu_domain::duty`'s; the rows are `sanyu_store::duty`'s. Members and
 //! covering staff must be active staff of the caller's school in the role:
 //! another school's staff answers as staff that does not exist.
@@ -25,7 +26,7 @@ use crate::audit::{self, Peer};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 
 /// The roles whose duty `GET /v1/on-call` reports.
 const ROSTERED: [Role; 3] = [Role::Counsellor, Role::CrisisTeam, Role::Leader];
@@ -422,4 +423,96 @@ pub async fn on_call(
         time_zone: roster.tz.name().to_owned(),
         roles,
     }))
+}
+
+/// The school's duty roster: its rotations and the overrides not yet over.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DutyRoster {
+    pub rotations: Vec<RotationView>,
+    pub overrides: Vec<OverrideView>,
+}
+
+/// The caller's school's duty roster.
+#[utoipa::path(get, path = "/v1/duty", tag = "duty roster",
+    responses((status = 200, body = DutyRoster), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+) -> Result<Json<DutyRoster>, ApiError> {
+    may_read(&caller)?;
+    let rotations = duty::rotations(&state.db, caller.school_id).await?;
+    let overrides = duty::overrides(&state.db, caller.school_id, Utc::now()).await?;
+    audit::record(
+        &state,
+        &caller,
+        &peer,
+        "duty.list",
+        format!("school:{}", caller.school_id),
+    )
+    .await?;
+    Ok(Json(DutyRoster {
+        rotations: rotations.iter().map(RotationView::from).collect(),
+        overrides: overrides.iter().map(OverrideView::from).collect(),
+    }))
+}
+
+/// Take a rotation out of the caller's school's duty roster.
+#[utoipa::path(delete, path = "/v1/duty/rotations/{id}", tag = "duty roster",
+    params(("id" = Uuid, Path, description = "rotation id")),
+    responses((status = 204, description = "taken out"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(rotation_id = %id))]
+pub async fn delete_rotation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    may_manage(&caller)?;
+    let txn = begin_write(&state.db).await?;
+    if !duty::delete_rotation(&*txn, caller.school_id, id).await? {
+        return Err(ApiError::NotFound("rotation"));
+    }
+    let entry = audit::entry(
+        &caller,
+        &peer,
+        "duty.rotation_delete",
+        format!("duty_rotation:{id}"),
+    );
+    audit::record_in(&*txn, &state, entry).await?;
+    txn.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Take an override out of the caller's school's duty roster.
+#[utoipa::path(delete, path = "/v1/duty/overrides/{id}", tag = "duty roster",
+    params(("id" = Uuid, Path, description = "override id")),
+    responses((status = 204, description = "taken out"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(override_id = %id))]
+pub async fn delete_override(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    peer: Peer,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    may_manage(&caller)?;
+    let txn = begin_write(&state.db).await?;
+    if !duty::delete_override(&*txn, caller.school_id, id).await? {
+        return Err(ApiError::NotFound("override"));
+    }
+    let entry = audit::entry(
+        &caller,
+        &peer,
+        "duty.override_delete",
+        format!("duty_override:{id}"),
+    );
+    audit::record_in(&*txn, &state, entry).await?;
+    txn.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -163,4 +163,28 @@ async fn on_call_says_who_is_on_duty_now_and_next_and_an_override_wins() {
     assert_eq!(other.status(), 200);
     assert!(!other.text().contains(&x1.to_string()));
     assert!(!other.text().contains(&l1.to_string()));
+
+    // The roster lists both; taking the rotation out leaves the crisis team
+    // unrostered again, and another school cannot take it out.
+    let roster = teacher.get("/v1/duty").await.json();
+    assert_eq!(roster["rotations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(roster["overrides"][0]["staff_id"], l1.to_string());
+    let rotation = roster["rotations"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/v1/duty/rotations/{rotation}");
+    let admin_b = app.as_(Who::Admin, Sch::B);
+    let r = admin_b
+        .send(axum::http::Method::DELETE, &path, &[], Vec::new())
+        .await;
+    assert_eq!(r.status(), 404);
+    let admin = app.as_(Who::Admin, Sch::A);
+    let r = admin
+        .send(axum::http::Method::DELETE, &path, &[], Vec::new())
+        .await;
+    assert_eq!(r.status(), 204, "{}", r.text());
+    let after = crisis_team(&teacher.get("/v1/on-call").await.json());
+    assert_eq!(after["rostered"], false);
+    assert_eq!(after["now"], json!([]));
 }
