@@ -576,6 +576,41 @@ mod tests {
     }
 
     #[test]
+    fn a_window_whose_only_staff_on_duty_cannot_be_reached_is_a_gap() {
+        let mut r = roster(vec![rotation(
+            Role::CrisisTeam,
+            Cadence::Daily,
+            vec![id(1), id(2)],
+        )]);
+        // Member 2 (the 8th, from 08:00) cannot be reached; member 1 can.
+        let reachable = |_: Role, s: Uuid| s == id(1);
+        let from = at(2026, 12, 7, 12, 0);
+        let to = at(2026, 12, 9, 12, 0);
+        let gap = Gap {
+            start: at(2026, 12, 8, 8, 0),
+            end: at(2026, 12, 9, 8, 0),
+            role: Role::CrisisTeam,
+        };
+        assert_eq!(
+            r.gaps_among(from, to, &[Role::CrisisTeam], reachable),
+            [gap]
+        );
+        assert!(r.gaps(from, to, &[Role::CrisisTeam]).is_empty());
+        // Member 1 covers the 8th: no gap left.
+        r.overrides.push(Override {
+            id: id(60),
+            role: Role::CrisisTeam,
+            staff_id: id(1),
+            from: at(2026, 12, 8, 8, 0),
+            to: at(2026, 12, 9, 8, 0),
+        });
+        assert!(
+            r.gaps_among(from, to, &[Role::CrisisTeam], reachable)
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn an_override_wins_in_its_window() {
         let mut r = roster(vec![rotation(
             Role::CrisisTeam,
