@@ -12,6 +12,7 @@ mod cluster;
 mod console;
 mod console_screening;
 mod docs;
+mod duty;
 mod escalation;
 mod exactly_once;
 mod hotline;

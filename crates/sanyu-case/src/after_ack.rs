@@ -196,11 +196,14 @@ pub fn plan_after_ack(
     ) else {
         return Ok(None);
     };
-    let Some(roles) = after_ack.rung_roles(t.rung) else {
+    let Some(targets) = after_ack.rung_roles(t.rung) else {
         return Ok(None);
     };
     let mut plan = crate::Plan::about(case, "after_ack");
-    let people = people_in(staff, roles);
+    // After the acknowledgement the whole role is told (an `on_duty:` target
+    // here means its role: the person on duty already acknowledged).
+    let roles: Vec<Role> = targets.iter().map(|t| t.role()).collect();
+    let people = people_in(staff, &roles);
     let notice = Notice {
         school_code,
         case,
@@ -239,6 +242,7 @@ pub fn plan_after_ack(
         plan,
         told: people.len(),
         next,
+        fell_back: Vec::new(),
     }))
 }
 
@@ -310,5 +314,6 @@ pub fn plan_stale(
         plan,
         told: people.len(),
         next: true,
+        fell_back: Vec::new(),
     }))
 }

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sanyu_domain::escalation::{EscalationPolicy, Ladder};
+use sanyu_domain::duty::Roster;
+use sanyu_domain::escalation::{EscalationPolicy, Ladder, Target};
 use sanyu_domain::policy::FALLBACK_ROLES;
 use sanyu_domain::{CaseSubject, LadderState, RiskLevel, Role};
 use sanyu_events::NotificationReason;
@@ -56,7 +57,7 @@ pub struct FollowUpTimer {
 pub fn ladder_for(policy: &EscalationPolicy, level: RiskLevel, subject: CaseSubject) -> Ladder {
     let mut ladder = policy.ladder(level);
     if subject == CaseSubject::UnidentifiedCaller {
-        ladder.first = vec![Role::CrisisTeam];
+        ladder.first = vec![Target::Role(Role::CrisisTeam)];
     }
     ladder
 }
@@ -75,6 +76,60 @@ pub fn people_in(staff: &Reachable, roles: &[Role]) -> Vec<Uuid> {
         }
     }
     ids
+}
+
+/// Whom a rung's targets reach at an instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Each person once, in target order.
+    pub people: Vec<Uuid>,
+    /// Roles of `on_duty:` targets whose roster had nobody reachable on duty
+    /// then: the whole role was told instead (a roster gap).
+    pub fell_back: Vec<Role>,
+}
+
+/// Resolve `targets` at `at`: a role is everybody reachable in it; an
+/// on-duty role is those of `duty`'s members on duty at `at` who are
+/// reachable in that role, or (nobody) everybody reachable in it, recorded
+/// in [`Reached::fell_back`].
+pub fn resolve(
+    targets: &[Target],
+    reachable: &impl Fn(&[Role]) -> Vec<Uuid>,
+    duty: &Roster,
+    at: DateTime<Utc>,
+) -> Reached {
+    let mut out = Reached::default();
+    let mut on_duty = None;
+    for t in targets {
+        let all = reachable(&[t.role()]);
+        let chosen = match t {
+            Target::Role(_) => all,
+            Target::OnDuty(role) => {
+                let now = on_duty.get_or_insert_with(|| duty.on_duty(at));
+                let on: Vec<Uuid> = now
+                    .get(role)
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| all.contains(id))
+                    .copied()
+                    .collect();
+                if on.is_empty() {
+                    if !out.fell_back.contains(role) {
+                        out.fell_back.push(*role);
+                    }
+                    all
+                } else {
+                    on
+                }
+            }
+        };
+        for id in chosen {
+            if !out.people.contains(&id) {
+                out.people.push(id);
+            }
+        }
+    }
+    out
 }
 
 /// What a notification request is about.
@@ -181,18 +236,23 @@ pub struct LadderStart {
     pub timer: Option<NewTimer>,
     /// Set when nobody at all is reachable (first roles and fallback).
     pub alarm: Option<NewDeadLetter>,
+    /// Roles of on-duty first targets told as a whole (nobody on duty).
+    pub fell_back: Vec<Role>,
 }
 
 /// Plan the (re)start of `case`'s ladder at its level: snapshot the ladder
 /// from `policy` with a new epoch, tell the first roles now (or, with nobody
 /// reachable in them, the fallback roles; with nobody there either, an
-/// alarm), and schedule the next rung. The writer cancels the case's pending
+/// alarm), and schedule the next rung. An on-duty target is resolved on
+/// `duty` at `at` ([`resolve`]). The writer cancels the case's pending
 /// rung timers (of the earlier epochs) before writing the new ones.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_start(
     case: &case::Model,
     policy: &EscalationPolicy,
     school_code: &str,
     reachable: impl Fn(&[Role]) -> Vec<Uuid>,
+    duty: &Roster,
     why: NotificationReason,
     at: DateTime<Utc>,
     traceparent: Option<String>,
@@ -210,7 +270,11 @@ pub fn plan_start(
     planned.ladder_state = LadderState::Running;
     planned.ladder_started_at = Some(at);
     planned.ack_deadline = Some(ladder.ack_deadline(at));
-    let mut people = reachable(&ladder.first);
+    let Reached {
+        mut people,
+        fell_back,
+    } = resolve(&ladder.first, &reachable, duty, at);
+    log_fell_back(case.id, 0, &fell_back);
     if people.is_empty() {
         // Nobody in the first roles: the fallback roles are told at once.
         people = reachable(&FALLBACK_ROLES);
@@ -237,7 +301,14 @@ pub fn plan_start(
         requests,
         timer,
         alarm,
+        fell_back,
     })
+}
+
+fn log_fell_back(case_id: Uuid, rung: u32, roles: &[Role]) {
+    for role in roles {
+        tracing::info!(%case_id, rung, role = role.as_str(), "nobody on duty: the whole role is told");
+    }
 }
 
 /// The ladder snapshotted on a case.
@@ -262,18 +333,22 @@ pub struct RungFiring {
     pub told: usize,
     /// Whether another rung is scheduled.
     pub next: bool,
+    /// Roles of on-duty targets told as a whole (nobody on duty).
+    pub fell_back: Vec<Role>,
 }
 
 /// Plan the firing of rung timer `t` on `case`: `None` when the ladder
 /// stopped or restarted since the timer was set (nothing to do). The rung's
 /// roles are told (each reachable person once, keyed by case, person, epoch
-/// and rung); nobody reachable is an alarm; the next rung is scheduled, or,
-/// past the ladder's end, the ladder is `exhausted`.
+/// and rung; an on-duty target resolved on `duty` at `at`); nobody reachable
+/// is an alarm; the next rung is scheduled, or, past the ladder's end, the
+/// ladder is `exhausted`.
 pub fn plan_rung(
     case: &case::Model,
     t: &RungTimer,
     school_code: &str,
     reachable: impl Fn(&[Role]) -> Vec<Uuid>,
+    duty: &Roster,
     at: DateTime<Utc>,
 ) -> Result<Option<RungFiring>, CaseError> {
     if case.ladder_epoch != t.epoch || case.ladder_state != LadderState::Running {
@@ -282,12 +357,13 @@ pub fn plan_rung(
     let (Some(ladder), Some(started)) = (ladder_of(case)?, case.ladder_started_at) else {
         return Ok(None);
     };
-    let Some(roles) = ladder.rung_roles(t.rung) else {
+    let Some(targets) = ladder.rung_roles(t.rung) else {
         return Ok(None);
     };
     let level = case.level;
     let mut plan = crate::Plan::about(case, "rung");
-    let people = reachable(roles);
+    let Reached { people, fell_back } = resolve(targets, &reachable, duty, at);
+    log_fell_back(case.id, t.rung, &fell_back);
     let notice = Notice {
         school_code,
         case,
@@ -318,6 +394,7 @@ pub fn plan_rung(
         plan,
         told: people.len(),
         next,
+        fell_back,
     }))
 }
 

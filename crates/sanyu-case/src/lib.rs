@@ -23,6 +23,7 @@
 pub mod after_ack;
 pub mod allowed;
 pub mod command;
+pub mod duty;
 pub mod ladder;
 pub mod plan;
 pub mod planner;
@@ -33,6 +34,7 @@ pub mod writer;
 
 pub use allowed::{LINK_STUDENT, allowed_names};
 pub use command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+pub use duty::DutyCalendar;
 pub use plan::{Plan, PlanCtx, Refusal};
 pub use planner::plan;
 pub use rule::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};

@@ -145,6 +145,7 @@ impl Planner<'_> {
             self.ctx.policy,
             &self.state.school_code,
             |roles| people_in(&self.state.staff, roles),
+            &self.state.duty,
             why,
             self.ctx.now,
             self.ctx.traceparent.clone(),

@@ -63,6 +63,8 @@ pub struct RuleSnapshot<'a> {
     pub student: Option<StudentRef>,
     pub open_case: Option<&'a case::Model>,
     pub staff: &'a Reachable,
+    /// The school's duty roster (on-duty targets are resolved on it).
+    pub duty: &'a sanyu_domain::duty::Roster,
 }
 
 /// The case action a rule plan is (`Plan::action`), as the decision rows name it.
@@ -155,6 +157,7 @@ impl RulePlanner<'_> {
             self.ctx.policy,
             self.snap.school_code,
             |roles| people_in(self.snap.staff, roles),
+            self.snap.duty,
             why,
             self.ctx.now,
             self.ctx.traceparent.clone(),

@@ -22,6 +22,9 @@ pub struct CaseSnapshot {
     /// Reachable staff of the school by role (loaded for commands that may
     /// start a ladder).
     pub staff: Reachable,
+    /// The school's duty roster (loaded for commands that may start a
+    /// ladder; empty otherwise).
+    pub duty: sanyu_domain::duty::Roster,
     pub related: Related,
 }
 
@@ -54,6 +57,7 @@ impl CaseSnapshot {
             case,
             school_code: school_code.into(),
             staff: Reachable::new(),
+            duty: sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai),
             related: Related::default(),
         }
     }
@@ -114,12 +118,15 @@ pub async fn reachable_of_schools(
 }
 
 /// Load what `cmd` about `case` needs (the actor's school is where a student
-/// number is looked up).
+/// number is looked up; `duty` what the school's roster is read in, for a
+/// command that may start a ladder at `now`).
 pub async fn load(
     txn: &impl ConnectionTrait,
     case: case::Model,
     actor_school: Uuid,
     cmd: &Command,
+    duty: &crate::DutyCalendar,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<CaseSnapshot, CaseError> {
     use sanyu_store::entities::school;
     let school_code = school::Entity::find_by_id(case.school_id)
@@ -174,15 +181,19 @@ pub async fn load(
         | Command::SetLevel { .. }
         | Command::Close { .. } => {}
     }
-    let staff = if cmd.may_start_ladder() {
-        reachable(txn, case.school_id).await?
+    let (staff, duty) = if cmd.may_start_ladder() {
+        (
+            reachable(txn, case.school_id).await?,
+            crate::duty::roster(txn, case.school_id, duty, now).await?,
+        )
     } else {
-        Reachable::new()
+        (Reachable::new(), sanyu_domain::duty::Roster::empty(duty.tz))
     };
     Ok(CaseSnapshot {
         case,
         school_code,
         staff,
+        duty,
         related,
     })
 }

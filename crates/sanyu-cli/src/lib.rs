@@ -96,7 +96,10 @@ pub enum RulesCommand {
 #[derive(Debug, Subcommand)]
 pub enum ContactsCommand {
     /// Report every rung of every school's escalation ladder that would reach
-    /// nobody (no staff in the role, or none reachable). Exit 1 when any does.
+    /// nobody (no staff in the role, or none reachable), and every window of
+    /// the next 30 days in which an `on_duty:<role>` rung has nobody on duty
+    /// (`DUTY WARN` when it starts within a week). Exit 1 when a rung reaches
+    /// nobody or a duty gap starts within a week.
     Check {
         /// Only this school (code).
         #[arg(long)]
@@ -302,14 +305,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Contacts {
                     command: ContactsCommand::Check { school },
                 } => {
+                    let duty = sanyu_escalation::contacts::DutyCalendar::new(
+                        &config.notify.time_zone,
+                        config.zero_report.clone(),
+                    )
+                    .map_err(anyhow::Error::msg)
+                    .context("notify.time_zone")?;
                     let report = sanyu_escalation::contacts::check(
                         &db,
                         &config.escalation,
                         school.as_deref(),
+                        &duty,
+                        chrono::Utc::now(),
                     )
                     .await?;
                     for gap in &report.gaps {
                         println!("GAP {gap}");
+                    }
+                    for gap in &report.duty_gaps {
+                        let tag = if gap.soon { "DUTY WARN" } else { "DUTY" };
+                        println!("{tag} {gap}");
                     }
                     println!(
                         "{} schools, {} rungs checked, {} reach nobody",
@@ -317,7 +332,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         report.rungs_checked,
                         report.gaps.len()
                     );
-                    if report.gaps.is_empty() {
+                    if !report.duty_gaps.is_empty() {
+                        println!(
+                            "{} duty gaps in the next {} days, {} within a week",
+                            report.duty_gaps.len(),
+                            sanyu_escalation::contacts::DUTY_HORIZON_DAYS,
+                            report.duty_warnings()
+                        );
+                    }
+                    if report.gaps.is_empty() && report.duty_warnings() == 0 {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

@@ -7,6 +7,12 @@
 //! [`Ladder::rung_due`] when each rung is due and [`Ladder::rung_roles`] whom it
 //! reaches.
 //!
+//! A rung names targets: a role (`"crisis_team"`: everybody of the role) or
+//! the member of a role on duty (`"on_duty:crisis_team"`: who the school's
+//! duty roster, [`crate::duty`], has on duty when the rung fires; the whole
+//! role when the roster has nobody then). Ladders snapshotted on cases before
+//! on-duty targets existed name roles only and read the same.
+//!
 //! Timing: rung 0 (`first`) fires when the ladder starts; every later rung
 //! fires its `after_secs` after the one before, so the first rung's delay is
 //! normally the acknowledge deadline. The `rungs` sequence runs `repeat` times.
@@ -16,14 +22,81 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RiskLevel, Role};
 
+/// Whom a rung reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Everybody of the role.
+    Role(Role),
+    /// The members of the role on duty at that instant (the whole role when
+    /// nobody is).
+    OnDuty(Role),
+}
+
+impl Target {
+    /// The role the target is drawn from.
+    pub fn role(self) -> Role {
+        match self {
+            Self::Role(r) | Self::OnDuty(r) => r,
+        }
+    }
+
+    pub fn is_on_duty(self) -> bool {
+        matches!(self, Self::OnDuty(_))
+    }
+}
+
+impl From<Role> for Target {
+    fn from(r: Role) -> Self {
+        Self::Role(r)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Role(r) => f.write_str(r.as_str()),
+            Self::OnDuty(r) => write!(f, "on_duty:{}", r.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = crate::ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("on_duty:") {
+            Some(role) => role.parse().map(Self::OnDuty),
+            None => s.parse().map(Self::Role),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Targets of roles only (every one the whole role).
+pub fn roles(roles: &[Role]) -> Vec<Target> {
+    roles.iter().copied().map(Target::Role).collect()
+}
+
 /// One step of the ladder after the first contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rung {
     /// Delay after the previous rung (for the first rung: after the ladder started).
     pub after_secs: u64,
-    /// Who is contacted at this rung.
-    pub roles: Vec<Role>,
+    /// Who is contacted at this rung (roles, or `on_duty:<role>`).
+    pub roles: Vec<Target>,
 }
 
 /// The escalation ladder of one risk level.
@@ -31,7 +104,7 @@ pub struct Rung {
 #[serde(deny_unknown_fields)]
 pub struct Ladder {
     /// Contacted at once when the ladder starts.
-    pub first: Vec<Role>,
+    pub first: Vec<Target>,
     /// Time to acknowledge before the next rung fires.
     pub ack_within_secs: u64,
     /// The rungs after the first contact, in order.
@@ -88,8 +161,8 @@ impl Ladder {
         false
     }
 
-    /// Roles contacted at rung `n` (0 = first contact); `None` past the end.
-    pub fn rung_roles(&self, n: u32) -> Option<&[Role]> {
+    /// Targets contacted at rung `n` (0 = first contact); `None` past the end.
+    pub fn rung_roles(&self, n: u32) -> Option<&[Target]> {
         if n == 0 {
             return Some(&self.first);
         }
@@ -138,11 +211,11 @@ impl Ladder {
             if roles.is_empty() {
                 return Err(LadderError::EmptyRung { level, rung });
             }
-            if let Some(role) = roles.iter().find(|r| !receives_escalations(**r)) {
+            if let Some(t) = roles.iter().find(|t| !receives_escalations(t.role())) {
                 return Err(LadderError::WrongRole {
                     level,
                     rung,
-                    role: role.as_str(),
+                    role: t.role().as_str(),
                 });
             }
         }
@@ -223,8 +296,8 @@ impl AfterAck {
         self.rungs.is_empty()
     }
 
-    /// Roles told at rung `n` (from 1); `None` past the end.
-    pub fn rung_roles(&self, n: u32) -> Option<&[Role]> {
+    /// Who is told at rung `n` (from 1); `None` past the end.
+    pub fn rung_roles(&self, n: u32) -> Option<&[Target]> {
         if n == 0 || n > self.len() {
             return None;
         }
@@ -263,11 +336,11 @@ impl AfterAck {
             if rung.roles.is_empty() {
                 return problem(&format!("rung {} names nobody", i + 1));
             }
-            if let Some(role) = rung.roles.iter().find(|r| !receives_escalations(**r)) {
+            if let Some(role) = rung.roles.iter().find(|r| !receives_escalations(r.role())) {
                 return problem(&format!(
                     "rung {} names role `{}`, which never receives escalations",
                     i + 1,
-                    role.as_str()
+                    role
                 ));
             }
             if rung.after_secs == 0 && (i > 0 || self.repeat > 1) {
@@ -322,11 +395,11 @@ impl Default for AfterAckPolicy {
             rungs: vec![
                 Rung {
                     after_secs: then,
-                    roles: vec![Role::CrisisTeam],
+                    roles: vec![Role::CrisisTeam.into()],
                 },
                 Rung {
                     after_secs: then,
-                    roles: vec![Role::Leader],
+                    roles: vec![Role::Leader.into()],
                 },
             ],
             repeat,
@@ -404,16 +477,16 @@ impl Default for EscalationPolicy {
             // 一级: counsellor + crisis team at once; 10 min to acknowledge; then
             // every 10 min crisis team → leaders, five times over.
             critical: Ladder {
-                first: vec![Role::Counsellor, Role::CrisisTeam],
+                first: roles(&[Role::Counsellor, Role::CrisisTeam]),
                 ack_within_secs: 10 * MIN,
                 rungs: vec![
                     Rung {
                         after_secs: 10 * MIN,
-                        roles: vec![Role::CrisisTeam],
+                        roles: roles(&[Role::CrisisTeam]),
                     },
                     Rung {
                         after_secs: 10 * MIN,
-                        roles: vec![Role::Leader],
+                        roles: roles(&[Role::Leader]),
                     },
                 ],
                 repeat: 5,
@@ -421,16 +494,16 @@ impl Default for EscalationPolicy {
             },
             // 二级: counsellor; 1 h; crisis team; leader at 4 h.
             high: Ladder {
-                first: vec![Role::Counsellor],
+                first: roles(&[Role::Counsellor]),
                 ack_within_secs: HOUR,
                 rungs: vec![
                     Rung {
                         after_secs: HOUR,
-                        roles: vec![Role::CrisisTeam],
+                        roles: roles(&[Role::CrisisTeam]),
                     },
                     Rung {
                         after_secs: 3 * HOUR,
-                        roles: vec![Role::Leader],
+                        roles: roles(&[Role::Leader]),
                     },
                 ],
                 repeat: 1,
@@ -438,11 +511,11 @@ impl Default for EscalationPolicy {
             },
             // 三级: counsellor; next school day; crisis team after 2 school days.
             elevated: Ladder {
-                first: vec![Role::Counsellor],
+                first: roles(&[Role::Counsellor]),
                 ack_within_secs: DAY,
                 rungs: vec![Rung {
                     after_secs: 2 * DAY,
-                    roles: vec![Role::CrisisTeam],
+                    roles: roles(&[Role::CrisisTeam]),
                 }],
                 repeat: 1,
                 after_ack: None,
@@ -474,9 +547,18 @@ mod tests {
             );
         }
         assert_eq!(ladder.rung_due(t0(), 11), None);
-        assert_eq!(ladder.rung_roles(1), Some(&[Role::CrisisTeam][..]));
-        assert_eq!(ladder.rung_roles(2), Some(&[Role::Leader][..]));
-        assert_eq!(ladder.rung_roles(3), Some(&[Role::CrisisTeam][..]));
+        assert_eq!(
+            ladder.rung_roles(1),
+            Some(&[Target::Role(Role::CrisisTeam)][..])
+        );
+        assert_eq!(
+            ladder.rung_roles(2),
+            Some(&[Target::Role(Role::Leader)][..])
+        );
+        assert_eq!(
+            ladder.rung_roles(3),
+            Some(&[Target::Role(Role::CrisisTeam)][..])
+        );
         assert_eq!(ladder.rung_roles(11), None);
     }
 
@@ -485,7 +567,10 @@ mod tests {
         let ladder = EscalationPolicy::default().high;
         assert_eq!(ladder.rung_due(t0(), 1), Some(t0() + Duration::hours(1)));
         assert_eq!(ladder.rung_due(t0(), 2), Some(t0() + Duration::hours(4)));
-        assert_eq!(ladder.rung_roles(2), Some(&[Role::Leader][..]));
+        assert_eq!(
+            ladder.rung_roles(2),
+            Some(&[Target::Role(Role::Leader)][..])
+        );
         assert_eq!(ladder.len(), 3);
     }
 
@@ -497,7 +582,7 @@ mod tests {
     #[test]
     fn a_ladder_that_reaches_a_teacher_or_nobody_is_refused() {
         let mut policy = EscalationPolicy::default();
-        policy.high.rungs[0].roles = vec![Role::Teacher];
+        policy.high.rungs[0].roles = vec![Target::OnDuty(Role::Teacher)];
         assert!(matches!(
             policy.validate(),
             Err(LadderError::WrongRole { rung: 1, .. })
@@ -518,11 +603,11 @@ mod tests {
             .of(RiskLevel::Critical)
             .expect("critical has one");
         assert_eq!(c.rung_due(t0(), 1), Some(t0() + Duration::minutes(30)));
-        assert_eq!(c.rung_roles(1), Some(&[Role::CrisisTeam][..]));
+        assert_eq!(c.rung_roles(1), Some(&[Target::Role(Role::CrisisTeam)][..]));
         assert_eq!(c.rung_due(t0(), 2), Some(t0() + Duration::minutes(45)));
-        assert_eq!(c.rung_roles(2), Some(&[Role::Leader][..]));
+        assert_eq!(c.rung_roles(2), Some(&[Target::Role(Role::Leader)][..]));
         assert_eq!(c.rung_due(t0(), 3), Some(t0() + Duration::minutes(60)));
-        assert_eq!(c.rung_roles(3), Some(&[Role::CrisisTeam][..]));
+        assert_eq!(c.rung_roles(3), Some(&[Target::Role(Role::CrisisTeam)][..]));
         assert_eq!(c.len(), 8);
         assert_eq!(c.rung_due(t0(), 9), None);
         assert_eq!(c.rung_roles(0), None);
@@ -539,7 +624,7 @@ mod tests {
     fn an_after_ack_ladder_that_cannot_work_is_refused() {
         let mut p = EscalationPolicy::default();
         if let Some(a) = p.after_ack.critical.as_mut() {
-            a.rungs[1].roles = vec![Role::Teacher];
+            a.rungs[1].roles = vec![Role::Teacher.into()];
         }
         assert!(matches!(p.validate(), Err(LadderError::AfterAck { .. })));
         let mut p = EscalationPolicy::default();
@@ -566,9 +651,27 @@ mod tests {
     }
 
     #[test]
+    fn targets_read_as_roles_or_on_duty_roles_and_old_snapshots_still_read() {
+        let old = r#"{"first":["counsellor","crisis_team"],"ack_within_secs":600,"rungs":[{"after_secs":600,"roles":["leader"]}],"repeat":1}"#;
+        let ladder: Ladder = serde_json::from_str(old).expect("old snapshot");
+        assert_eq!(ladder.first, roles(&[Role::Counsellor, Role::CrisisTeam]));
+        assert_eq!(serde_json::to_string(&ladder).expect("json"), old);
+        let new: Ladder = serde_json::from_str(
+            r#"{"first":["on_duty:crisis_team","counsellor"],"ack_within_secs":600}"#,
+        )
+        .expect("on duty");
+        assert_eq!(new.first[0], Target::OnDuty(Role::CrisisTeam));
+        assert_eq!(new.first[0].to_string(), "on_duty:crisis_team");
+        assert!(
+            serde_json::from_str::<Ladder>(r#"{"first":["on_duty:janitor"],"ack_within_secs":1}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_ladder_without_rungs_ends_after_the_first_contact() {
         let ladder = Ladder {
-            first: vec![Role::Counsellor],
+            first: roles(&[Role::Counsellor]),
             ack_within_secs: 60,
             rungs: vec![],
             repeat: 3,

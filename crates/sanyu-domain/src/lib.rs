@@ -27,6 +27,7 @@ pub mod access;
 pub mod case;
 #[cfg(feature = "sea-orm")]
 pub mod column;
+pub mod duty;
 pub mod escalation;
 pub mod hotline;
 pub mod input;

@@ -1,11 +1,24 @@
 //! `sanyu contacts check`: every rung of every school's ladder that would
-//! reach nobody, found before a crisis rather than during one.
+//! reach nobody, found before a crisis rather than during one; and, for the
+//! rungs that name the member of a role on duty (`on_duty:<role>`), every
+//! window of the next 30 days in which the school's duty roster has nobody
+//! reachable on duty in that role (the rung then tells the whole role), with
+//! the windows that start within a week as warnings.
 
-use sanyu_domain::escalation::EscalationPolicy;
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use sanyu_domain::escalation::{EscalationPolicy, Target};
 use sanyu_domain::{CaseSubject, RiskLevel, Role};
 use sanyu_store::entities::school;
 use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
 use sanyu_store::{StoreError, roster};
+
+pub use crate::DutyCalendar;
+
+/// How far ahead duty gaps are looked for.
+pub const DUTY_HORIZON_DAYS: i64 = 30;
+/// Duty gaps that start this soon are warnings.
+pub const DUTY_WARN_DAYS: i64 = 7;
 
 /// A rung that reaches nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,20 +58,81 @@ impl std::fmt::Display for Gap {
     }
 }
 
+/// A window in which an on-duty target of the ladders has nobody reachable
+/// on duty: its rungs tell the whole role instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DutyGap {
+    pub school: String,
+    pub role: Role,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The roster's time zone (the window is shown in it).
+    pub tz: Tz,
+    /// It starts within [`DUTY_WARN_DAYS`] of the check.
+    pub soon: bool,
+}
+
+impl std::fmt::Display for DutyGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fmt = "%Y-%m-%d %H:%M";
+        write!(
+            f,
+            "{} {}: nobody on duty {} → {} ({}); the whole role is told instead",
+            self.school,
+            Target::OnDuty(self.role),
+            self.start.with_timezone(&self.tz).format(fmt),
+            self.end.with_timezone(&self.tz).format(fmt),
+            self.tz.name(),
+        )
+    }
+}
+
 /// What the check found.
 #[derive(Debug, Clone, Default)]
 pub struct ContactsReport {
     pub schools: usize,
     pub rungs_checked: usize,
     pub gaps: Vec<Gap>,
+    /// Duty-roster gaps of the next [`DUTY_HORIZON_DAYS`], by school, role
+    /// and start.
+    pub duty_gaps: Vec<DutyGap>,
 }
 
-/// Check every school (or the one with `only_school` code) against `policy`.
+impl ContactsReport {
+    /// Duty gaps that start within a week.
+    pub fn duty_warnings(&self) -> usize {
+        self.duty_gaps.iter().filter(|g| g.soon).count()
+    }
+}
+
+/// The roles the policy's ladders name as `on_duty:<role>`, each once.
+pub fn on_duty_roles(policy: &EscalationPolicy) -> Vec<Role> {
+    let mut out: Vec<Role> = Vec::new();
+    for level in [RiskLevel::Critical, RiskLevel::High, RiskLevel::Elevated] {
+        let ladder = policy.ladder(level);
+        let all = std::iter::once(&ladder.first).chain(ladder.rungs.iter().map(|r| &r.roles));
+        for t in all.flatten() {
+            if let Target::OnDuty(role) = t
+                && !out.contains(role)
+            {
+                out.push(*role);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Check every school (or the one with `only_school` code) against `policy`;
+/// duty rosters (read with `duty`) from `now` on.
 pub async fn check(
     conn: &impl ConnectionTrait,
     policy: &EscalationPolicy,
     only_school: Option<&str>,
+    duty: &sanyu_case::DutyCalendar,
+    now: DateTime<Utc>,
 ) -> Result<ContactsReport, StoreError> {
+    let duty_roles = on_duty_roles(policy);
     let mut report = ContactsReport::default();
     let schools = school::Entity::find()
         .order_by_asc(school::Column::Code)
@@ -88,16 +162,16 @@ pub async fn check(
                 report.rungs_checked += 1;
                 let mut reasons = Vec::new();
                 let mut anyone = false;
-                for role in roles {
-                    let staff = roster::staff_in_role(conn, s.id, *role).await?;
+                for role in roles.iter().map(|t| t.role()) {
+                    let staff = roster::staff_in_role(conn, s.id, role).await?;
                     let reachable = staff.iter().filter(|p| crate::has_email(p)).count();
                     if reachable > 0 {
                         anyone = true;
                     } else if staff.is_empty() {
-                        reasons.push((*role, "no active staff in this role".to_owned()));
+                        reasons.push((role, "no active staff in this role".to_owned()));
                     } else {
                         reasons.push((
-                            *role,
+                            role,
                             format!("{} active staff, none with an email address", staff.len()),
                         ));
                     }
@@ -113,6 +187,42 @@ pub async fn check(
                 }
             }
         }
+        if !duty_roles.is_empty() {
+            report
+                .duty_gaps
+                .extend(duty_gaps(conn, &s, &duty_roles, duty, now).await?);
+        }
     }
     Ok(report)
+}
+
+/// The windows of the next [`DUTY_HORIZON_DAYS`] in which school `s` has
+/// nobody reachable on duty in one of `roles`.
+async fn duty_gaps(
+    conn: &impl ConnectionTrait,
+    s: &school::Model,
+    roles: &[Role],
+    duty: &sanyu_case::DutyCalendar,
+    now: DateTime<Utc>,
+) -> Result<Vec<DutyGap>, StoreError> {
+    let staff = sanyu_case::snapshot::reachable(conn, s.id).await?;
+    let roster = sanyu_case::duty::roster(conn, s.id, duty, now).await?;
+    let reachable =
+        |role: Role, id: uuid::Uuid| staff.get(&role).is_some_and(|ids| ids.contains(&id));
+    let to = now + Duration::days(DUTY_HORIZON_DAYS);
+    let warn = now + Duration::days(DUTY_WARN_DAYS);
+    let mut out: Vec<DutyGap> = roster
+        .gaps_among(now, to, roles, reachable)
+        .into_iter()
+        .map(|g| DutyGap {
+            school: s.code.clone(),
+            role: g.role,
+            start: g.start,
+            end: g.end,
+            tz: roster.tz,
+            soon: g.start < warn,
+        })
+        .collect();
+    out.sort_by_key(|g| (g.role, g.start));
+    Ok(out)
 }

@@ -13,6 +13,8 @@
 
 pub mod contacts;
 
+pub use sanyu_case::DutyCalendar;
+
 pub use sanyu_case::timer::{Timer, TimerError, WATCH_FOLLOW_UP_TIMER, WatchTimer};
 
 use chrono::{DateTime, Utc};
@@ -78,7 +80,8 @@ async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<sch
 /// ladder from `policy`, tell the first rung now, and schedule the next rung.
 /// Timers of an earlier ladder of this case are cancelled. The plan is
 /// `sanyu_case::ladder::plan_start`'s; this reads the school's reachable
-/// staff and writes it.
+/// staff and its duty roster (in China's time zone, without key dates) and
+/// writes it.
 pub async fn start(
     txn: &impl ConnectionTrait,
     case: &case::Model,
@@ -89,11 +92,14 @@ pub async fn start(
 ) -> Result<case::Model> {
     let school = school_of(txn, case).await?;
     let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let duty = sanyu_case::DutyCalendar::default();
+    let roster = sanyu_case::duty::roster(txn, school.id, &duty, at).await?;
     let planned = sanyu_case::ladder::plan_start(
         case,
         policy,
         &school.code,
         |roles| sanyu_case::ladder::people_in(&staff, roles),
+        &roster,
         why,
         at,
         traceparent,
@@ -118,19 +124,27 @@ pub enum Fired {
 }
 
 /// Fire a rung timer (the caller has taken it with `sanyu_store::timers::take` in `txn`):
-/// planned by `sanyu_case::ladder::plan_rung` on the case and its school's
-/// reachable staff, written by the case crate's writer.
-pub async fn fire(txn: &impl ConnectionTrait, t: &RungTimer, at: DateTime<Utc>) -> Result<Fired> {
+/// planned by `sanyu_case::ladder::plan_rung` on the case, its school's
+/// reachable staff and its duty roster (read in `duty`'s time zone and key
+/// dates), written by the case crate's writer.
+pub async fn fire(
+    txn: &impl ConnectionTrait,
+    t: &RungTimer,
+    duty: &sanyu_case::DutyCalendar,
+    at: DateTime<Utc>,
+) -> Result<Fired> {
     let Some(case) = cases::get(txn, t.case_id).await? else {
         return Ok(Fired::Stale);
     };
     let school = school_of(txn, &case).await?;
     let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    let roster = sanyu_case::duty::roster(txn, school.id, duty, at).await?;
     let Some(firing) = sanyu_case::ladder::plan_rung(
         &case,
         t,
         &school.code,
         |roles| sanyu_case::ladder::people_in(&staff, roles),
+        &roster,
         at,
     )?
     else {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use sanyu_platform::relay::{OutboxRelay, Waker};
 use sanyu_platform::runner::{self, Readiness};
 use sanyu_platform::{Config, PlatformError, Shutdown, consumer, deadletter, nats};
@@ -46,6 +46,8 @@ pub struct AppState {
     pub imports: sanyu_importer::Runner,
     /// The calendar of key dates for zero reports.
     pub zero_report: sanyu_domain::zero_report::Calendar,
+    /// The time zone and key dates duty rosters are read in.
+    pub duty: sanyu_case::DutyCalendar,
     /// The SMS delivery-receipt routes' secrets.
     pub receipts: std::sync::Arc<routes::receipts::ReceiptSettings>,
     /// What `/readyz` reports.
@@ -96,6 +98,12 @@ pub struct AppState {
         routes::hotline::get,
         routes::zero_reports::periods,
         routes::zero_reports::submit,
+        routes::duty::create_rotation,
+        routes::duty::create_override,
+        routes::duty::on_call,
+        routes::duty::list,
+        routes::duty::delete_rotation,
+        routes::duty::delete_override,
         routes::zero_reports::compliance,
         routes::receipts::receive,
     ),
@@ -228,6 +236,18 @@ pub fn router(state: AppState) -> Router {
             get(routes::zero_reports::compliance),
         )
         .route("/v1/zero-reports", post(routes::zero_reports::submit))
+        .route("/v1/duty", get(routes::duty::list))
+        .route("/v1/duty/rotations", post(routes::duty::create_rotation))
+        .route(
+            "/v1/duty/rotations/{id}",
+            delete(routes::duty::delete_rotation),
+        )
+        .route("/v1/duty/overrides", post(routes::duty::create_override))
+        .route(
+            "/v1/duty/overrides/{id}",
+            delete(routes::duty::delete_override),
+        )
+        .route("/v1/on-call", get(routes::duty::on_call))
         .route(
             "/v1/sms/receipts/{provider}/{secret}",
             post(routes::receipts::receive),
@@ -300,6 +320,9 @@ impl Gateway {
         let console = Arc::new(
             console::session::Settings::from_config(config).map_err(PlatformError::Config)?,
         );
+        // Duty rosters are read in this time zone (`AppState::new` relies on it).
+        sanyu_case::DutyCalendar::new(&config.notify.time_zone, config.zero_report.clone())
+            .map_err(PlatformError::Config)?;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|e| {
@@ -432,6 +455,11 @@ impl AppState {
             escalation: config.escalation.clone(),
             imports,
             zero_report: config.zero_report.clone(),
+            duty: sanyu_case::DutyCalendar::new(
+                &config.notify.time_zone,
+                config.zero_report.clone(),
+            )
+            .unwrap_or_default(),
             receipts: std::sync::Arc::new(routes::receipts::ReceiptSettings::from_config(config)),
             readiness,
             console,

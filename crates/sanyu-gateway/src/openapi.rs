@@ -309,6 +309,39 @@ fn required_fields(doc: &mut Value) {
         "outcome",
         json!({"minLength": 1, "pattern": TEXT_NONEMPTY}),
     );
+    duty_fields(doc);
+}
+
+/// Duty rosters: the codes and local times the handlers accept.
+fn duty_fields(doc: &mut Value) {
+    let roles = json!({"type": "string", "enum": ["counsellor", "crisis_team", "leader"]});
+    let hhmm = json!({"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"});
+    for schema in ["RotationRequest", "OverrideRequest"] {
+        require(doc, schema, "role", roles.clone());
+    }
+    require(doc, "RotationRequest", "name", line(100));
+    require(
+        doc,
+        "RotationRequest",
+        "cadence",
+        json!({"type": "string", "enum": ["daily", "weekly"]}),
+    );
+    require(doc, "RotationRequest", "handover", hhmm.clone());
+    require(
+        doc,
+        "RotationRequest",
+        "members",
+        json!({"type": "array", "minItems": 1, "maxItems": 64, "uniqueItems": true,
+               "items": {"type": "string", "format": "uuid"}}),
+    );
+    optional(
+        doc,
+        "RotationRequest",
+        "days",
+        json!({"enum": ["every", "school_days", "key_dates"]}),
+    );
+    require(doc, "ShiftBody", "start", hhmm.clone());
+    require(doc, "ShiftBody", "end", hhmm);
 }
 
 /// The schemas (by name) that request bodies use, directly or nested.

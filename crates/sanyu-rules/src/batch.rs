@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::Utc;
 use sanyu_case::plan::{Plan, PlanCtx, Refusal};
 use sanyu_case::rule::action;
 use sanyu_case::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef};
@@ -81,7 +80,7 @@ impl RulesEngine {
         pending: Vec<Pending>,
         results: &mut [Option<MessageResult>],
     ) -> Result<bool, RulesError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let t0 = std::time::Instant::now();
         // 1. Lock the students (the per-student mutual exclusion of replicas).
         let student_ids: Vec<Uuid> = pending
@@ -147,6 +146,10 @@ impl RulesEngine {
         let school_list: Vec<Uuid> = schools.keys().copied().collect();
         let staff = sanyu_case::snapshot::reachable_of_schools(txn, &school_list).await?;
         let no_staff = sanyu_case::ladder::Reachable::new();
+        let school_rows: Vec<school::Model> = schools.values().cloned().collect();
+        let rosters =
+            sanyu_case::duty::rosters_of_schools(txn, &school_rows, &self.duty, now).await?;
+        let no_roster = sanyu_domain::duty::Roster::empty(self.duty.tz);
         let t_state = t0.elapsed();
         // 4. Decide, in stream order.
         let mut rows = Vec::new();
@@ -160,7 +163,14 @@ impl RulesEngine {
                 ids: &new_id,
             };
             if let Work::Unidentified { level, source_id } = &p.work {
-                let result = unidentified(&p.envelope, *level, *source_id, &schools, &staff, &ctx);
+                let result = unidentified(
+                    &p.envelope,
+                    *level,
+                    *source_id,
+                    &schools,
+                    (&staff, &rosters),
+                    &ctx,
+                );
                 match result {
                     Ok(Some(plan)) => {
                         results[p.index] = Some(Ok(vec![decided_of(&plan, None)?]));
@@ -221,6 +231,7 @@ impl RulesEngine {
                             }),
                             open_case: before,
                             staff: staff.get(&school.id).unwrap_or(&no_staff),
+                            duty: rosters.get(&school.id).unwrap_or(&no_roster),
                         };
                         let signal = RuleSignal {
                             event_id: f.signal_id.clone(),
@@ -331,7 +342,10 @@ fn unidentified(
     level: RiskLevel,
     source_id: Uuid,
     schools: &HashMap<Uuid, school::Model>,
-    staff: &HashMap<Uuid, sanyu_case::ladder::Reachable>,
+    (staff, rosters): (
+        &HashMap<Uuid, sanyu_case::ladder::Reachable>,
+        &HashMap<Uuid, sanyu_domain::duty::Roster>,
+    ),
     ctx: &PlanCtx<'_>,
 ) -> Result<Option<Plan>, RulesError> {
     let Some(level) = sanyu_domain::hotline::unidentified_caller_case(level) else {
@@ -342,12 +356,14 @@ fn unidentified(
         .find(|s| s.code == envelope.school)
         .ok_or_else(|| RulesError::UnknownSchool(envelope.school.clone()))?;
     let no_staff = sanyu_case::ladder::Reachable::new();
+    let no_roster = sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai);
     let snap = RuleSnapshot {
         school_id: school.id,
         school_code: &school.code,
         student: None,
         open_case: None,
         staff: staff.get(&school.id).unwrap_or(&no_staff),
+        duty: rosters.get(&school.id).unwrap_or(&no_roster),
     };
     let signal = RuleSignal {
         event_id: envelope.event_id.clone(),

@@ -140,6 +140,60 @@ pub struct RulesEngine {
     policy: EscalationPolicy,
     rules: Arc<Rules>,
     pause_before_ack: Option<std::time::Duration>,
+    /// The time zone and key dates duty rosters are read in.
+    duty: sanyu_case::DutyCalendar,
+    /// The engine's clock: the wall clock, or in end-to-end tests a clock
+    /// that started at [`TEST_CLOCK_START`].
+    clock: Clock,
+}
+
+/// Test-only clock override: the engine's clock starts at this instant
+/// (RFC 3339) when the process starts and runs on from there, so an
+/// end-to-end test can open a case "at 03:00". Never set in production.
+pub const TEST_CLOCK_START: &str = "SANYU_TEST_CLOCK_START";
+
+/// The wall clock, or a clock shifted to start at a given instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Clock {
+    /// The wall clock.
+    pub fn wall() -> Self {
+        Self {
+            offset: chrono::Duration::zero(),
+        }
+    }
+
+    /// A clock that reads `start` now and runs on from there.
+    pub fn starting_at(start: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            offset: start - chrono::Utc::now(),
+        }
+    }
+
+    /// [`TEST_CLOCK_START`] if set (a malformed value is ignored with a
+    /// warning), else the wall clock.
+    pub fn from_env() -> Self {
+        match std::env::var(TEST_CLOCK_START) {
+            Ok(v) => match chrono::DateTime::parse_from_rfc3339(&v) {
+                Ok(t) => {
+                    tracing::warn!(start = %t, "test clock override: the rules engine's clock is shifted");
+                    Self::starting_at(t.with_timezone(&chrono::Utc))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "{TEST_CLOCK_START} ignored");
+                    Self::wall()
+                }
+            },
+            Err(_) => Self::wall(),
+        }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.offset
+    }
 }
 
 /// Fault injection for the crash tests: hold every decided message this long
@@ -159,7 +213,22 @@ impl RulesEngine {
             policy,
             rules,
             pause_before_ack,
+            duty: sanyu_case::DutyCalendar::default(),
+            clock: Clock::from_env(),
         }
+    }
+
+    /// Read duty rosters in this time zone with these key dates (default:
+    /// Asia/Shanghai, no key dates).
+    pub fn with_duty(mut self, duty: sanyu_case::DutyCalendar) -> Self {
+        self.duty = duty;
+        self
+    }
+
+    /// Use this clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Decide one encoded envelope; the decision of its first signal.
@@ -358,7 +427,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
         std::time::Duration::from_secs(config.rules.reload_secs),
         shutdown.token.clone(),
     ));
-    let engine = RulesEngine::new(db.clone(), waker, config.escalation.clone(), rules);
+    let duty = sanyu_case::DutyCalendar::new(&config.notify.time_zone, config.zero_report.clone())
+        .map_err(PlatformError::Config)?;
+    let engine =
+        RulesEngine::new(db.clone(), waker, config.escalation.clone(), rules).with_duty(duty);
     shutdown.tracker.spawn(consumer::run(
         backbone.clone(),
         spec(&config.rules),

@@ -92,6 +92,8 @@ pub struct Scheduler {
     fired: opentelemetry::metrics::Counter<u64>,
     /// The calendar of key dates whose zero-report timers this worker materialises.
     zero_report: sanyu_domain::zero_report::Calendar,
+    /// The time zone and key dates duty rosters are read in.
+    duty: escalation::DutyCalendar,
     /// (period, school) pairs whose timers are already scheduled.
     materialised: Arc<Mutex<HashSet<(String, uuid::Uuid)>>>,
 }
@@ -120,8 +122,16 @@ impl Scheduler {
                 .with_description("Durable timers fired")
                 .build(),
             zero_report: sanyu_domain::zero_report::Calendar::default(),
+            duty: escalation::DutyCalendar::default(),
             materialised: Arc::default(),
         }
+    }
+
+    /// Read duty rosters (on-duty rung targets) in this time zone with these
+    /// key dates.
+    pub fn with_duty(mut self, duty: escalation::DutyCalendar) -> Self {
+        self.duty = duty;
+        self
     }
 
     /// The calendar of key dates: its reminder timers are scheduled on each tick.
@@ -221,7 +231,7 @@ impl Scheduler {
     ) -> Result<bool, SchedulerError> {
         Ok(match timer {
             Timer::Rung(rung) => matches!(
-                escalation::fire(txn, rung, now).await?,
+                escalation::fire(txn, rung, &self.duty, now).await?,
                 Fired::Notified { .. }
             ),
             Timer::FollowUp(f) => matches!(
@@ -486,7 +496,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
     shutdown.tracker.spawn(relay.run(shutdown.token.clone()));
     let s = &config.scheduler;
     let scheduler = Scheduler::new(db.clone(), waker, Duration::from_secs(s.audit_grace_secs))
-        .with_zero_reports(config.zero_report.clone());
+        .with_zero_reports(config.zero_report.clone())
+        .with_duty(
+            escalation::DutyCalendar::new(&config.notify.time_zone, config.zero_report.clone())
+                .map_err(PlatformError::Config)?,
+        );
     shutdown.tracker.spawn(scheduler.run(
         Duration::from_millis(s.poll_interval_ms.max(10)),
         Duration::from_secs(s.audit_interval_secs.max(1)),

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod decisions;
 pub mod deliveries;
+pub mod duty;
 pub mod entities;
 pub mod hotline;
 pub mod idempotency;

@@ -80,7 +80,7 @@ proptest! {
     ) {
         let c = running(lvl, epoch, state);
         let t = RungTimer { case_id: c.id, epoch: timer_epoch, rung };
-        let fired = ladder::plan_rung(&c, &t, "SCH", people(everybody), now()).unwrap();
+        let fired = ladder::plan_rung(&c, &t, "SCH", people(everybody), &sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai), now()).unwrap();
         let ladder = ladder::ladder_of(&c).unwrap().unwrap();
         if epoch != timer_epoch || state != LadderState::Running || ladder.rung_roles(rung).is_none() {
             prop_assert!(fired.is_none());
@@ -115,4 +115,80 @@ proptest! {
         prop_assert_eq!(plan.cases.is_empty(), state == LadderState::Stopped);
         prop_assert!(plan.notifications.is_empty() && plan.timers.is_empty());
     }
+}
+
+/// A roster with crisis-team member 2 on the night shift 22:00–07:00
+/// (Shanghai), every night.
+fn night_roster() -> sanyu_domain::duty::Roster {
+    use chrono::{NaiveDate, NaiveTime};
+    use sanyu_domain::duty::{Cadence, Days, Roster, Rotation, Shift};
+    let hm = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    Roster {
+        tz: chrono_tz::Asia::Shanghai,
+        rotations: vec![Rotation {
+            id: Uuid::from_u128(900),
+            name: "夜间".into(),
+            role: Role::CrisisTeam,
+            cadence: Cadence::Daily,
+            handover: hm(12),
+            start_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            members: vec![Uuid::from_u128(2)],
+            shift: Some(Shift {
+                start: hm(22),
+                end: hm(7),
+            }),
+            days: Days::Every,
+            kinds: Vec::new(),
+        }],
+        overrides: Vec::new(),
+        key_dates: Vec::new(),
+    }
+}
+
+/// Reachable staff: crisis-team members 1 and 2 (2 only if `b_reachable`),
+/// leader 3.
+fn crisis_team(b_reachable: bool) -> impl Fn(&[Role]) -> Vec<Uuid> {
+    move |roles: &[Role]| {
+        let mut out = Vec::new();
+        if roles.contains(&Role::CrisisTeam) {
+            out.push(Uuid::from_u128(1));
+            if b_reachable {
+                out.push(Uuid::from_u128(2));
+            }
+        }
+        if roles.contains(&Role::Leader) {
+            out.push(Uuid::from_u128(3));
+        }
+        out
+    }
+}
+
+/// Shanghai local time on 2 March 2026.
+fn shanghai(h: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 3, 2, h, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn an_on_duty_target_reaches_the_member_on_duty_and_else_the_whole_role() {
+    use sanyu_domain::escalation::Target;
+    let roster = night_roster();
+    let targets = [Target::OnDuty(Role::CrisisTeam), Target::Role(Role::Leader)];
+    // 03:00: only the member on the night shift (and the leader, a role).
+    let night = ladder::resolve(&targets, &crisis_team(true), &roster, shanghai(3));
+    assert_eq!(night.people, [Uuid::from_u128(2), Uuid::from_u128(3)]);
+    assert!(night.fell_back.is_empty());
+    // 15:00: nobody on duty, so the whole crisis team.
+    let day = ladder::resolve(&targets, &crisis_team(true), &roster, shanghai(15));
+    assert_eq!(
+        day.people,
+        [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)]
+    );
+    assert_eq!(day.fell_back, [Role::CrisisTeam]);
+    // 03:00 with the member on duty unreachable: the whole role too.
+    let gone = ladder::resolve(&targets, &crisis_team(false), &roster, shanghai(3));
+    assert_eq!(gone.people, [Uuid::from_u128(1), Uuid::from_u128(3)]);
+    assert_eq!(gone.fell_back, [Role::CrisisTeam]);
 }

@@ -139,6 +139,7 @@ fn run(
         }),
         open_case: open,
         staff: &staff,
+        duty: &sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai),
     };
     plan_rule(&snap, sig, cmd, &ctx)
 }

@@ -114,6 +114,7 @@ impl World {
             &self.policy,
             &self.school.code,
             |roles| ladder::people_in(&staff, roles),
+            &sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai),
             NotificationReason::CaseOpened,
             Utc::now(),
             None,
@@ -133,9 +134,16 @@ impl World {
             .await
             .unwrap()
             .unwrap();
-        let snapshot = sanyu_case::load(&*txn, c, self.school.id, &cmd)
-            .await
-            .unwrap();
+        let snapshot = sanyu_case::load(
+            &*txn,
+            c,
+            self.school.id,
+            &cmd,
+            &Default::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
         let plan = sanyu_case::plan(&snapshot, &self.actor(), &cmd, &self.ctx()).unwrap();
         let written = sanyu_case::apply(&*txn, &plan, self.keys()).await.unwrap();
         txn.commit().await.unwrap();
@@ -257,9 +265,16 @@ async fn a_plan_of_a_case_that_changed_meanwhile_writes_nothing(w: &World) {
     let c = w.open_case("S3", RiskLevel::High).await;
     // Plan an acknowledgement from the case as it is now…
     let txn = begin_write(&w.db).await.unwrap();
-    let snapshot = sanyu_case::load(&*txn, c.clone(), w.school.id, &Command::Acknowledge)
-        .await
-        .unwrap();
+    let snapshot = sanyu_case::load(
+        &*txn,
+        c.clone(),
+        w.school.id,
+        &Command::Acknowledge,
+        &Default::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     drop(txn);
     let plan = sanyu_case::plan(&snapshot, &w.actor(), &Command::Acknowledge, &w.ctx()).unwrap();
     // …someone else acknowledges first…
@@ -341,6 +356,7 @@ async fn a_batch_of_rule_plans_is_written_as_if_one_by_one(w: &World) {
             }),
             open_case: open.as_ref(),
             staff: &staff,
+            duty: &sanyu_domain::duty::Roster::empty(chrono_tz::Asia::Shanghai),
         };
         let sig = signal(n as u32, RiskLevel::High);
         let plan = plan_rule(&snap, &sig, cmd, &ctx).unwrap();

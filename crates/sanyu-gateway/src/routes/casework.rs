@@ -112,7 +112,8 @@ pub async fn act(
         .map_err(case_error)?
         .ok_or(ApiError::NotFound("case"))?;
     may_work(caller, &case, cmd.work(caller))?;
-    let snapshot = sanyu_case::load(&*txn, case, caller.school_id, &cmd)
+    let now = Utc::now();
+    let snapshot = sanyu_case::load(&*txn, case, caller.school_id, &cmd, &state.duty, now)
         .await
         .map_err(case_error)?;
     let actor = Actor {
@@ -120,7 +121,7 @@ pub async fn act(
         source: source.to_owned(),
     };
     let ctx = PlanCtx {
-        now: Utc::now(),
+        now,
         policy: &state.escalation,
         traceparent: sanyu_platform::trace::current_traceparent(),
         ids: &Uuid::now_v7,

@@ -1,5 +1,6 @@
 pub mod cases;
 pub mod casework;
+pub mod duty;
 pub mod hotline;
 pub mod ops;
 pub mod oversight;

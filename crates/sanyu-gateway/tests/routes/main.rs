@@ -19,6 +19,8 @@
 //! - `calls`: the hotline calls list (API) and the console's calls pages;
 //!   `mends`: the queue's filters by role, a closed case's ladder record, a
 //!   dead letter's neutral title, a stale case's flag in the queue.
+//! - `duty`: the duty roster's refusals (the field that breaks it, another
+//!   school's staff as nobody) and who `GET /v1/on-call` names.
 //! - `sign_in`: the console's one-time sign-in link (a preview changes
 //!   nothing, the button works once) and the choice of SMS for a code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,6 +32,7 @@ mod calls;
 mod casework;
 mod console_screening;
 mod disclosure;
+mod duty;
 mod existence;
 mod input;
 mod matrix;

@@ -61,6 +61,10 @@ enum Target {
     ReceiptSecret,
     /// A school code in an upload (roster rows, a screening file's `school`).
     SchoolCode,
+    /// A duty rotation of the school (its crisis lead, nights).
+    Rotation,
+    /// A duty override of the school (its crisis lead, tomorrow).
+    Override,
 }
 
 use Target as T;
@@ -211,6 +215,16 @@ const MATRIX: &[Row] = &[
     // For the school (no class): its leader.
     row("POST /v1/zero-reports",                           T::SchoolPeriod,  [401, 401, 403, 403, 403, 403, 403, 403, 201, 403, 403, 403, 403],
                                                                              [401, 401, 404, 404, 403, 403, 403, 403, 404, 403, 403, 403, 403]),
+    // The school's duty roster: its admin, leaders and crisis team change it;
+    // its staff (not monitors, district officers or services) read who is on duty.
+    unscoped("POST /v1/duty/rotations",                    T::Nothing,       [401, 401, 403, 403, 403, 403, 403, 201, 201, 403, 201, 403, 403]),
+    unscoped("POST /v1/duty/overrides",                    T::Nothing,       [401, 401, 403, 403, 403, 403, 403, 201, 201, 403, 201, 403, 403]),
+    unscoped("GET /v1/on-call",                            T::Nothing,       [401, 401, 200, 200, 403, 200, 200, 200, 200, 403, 200, 403, 403]),
+    unscoped("GET /v1/duty",                               T::Nothing,       [401, 401, 200, 200, 403, 200, 200, 200, 200, 403, 200, 403, 403]),
+    row("DELETE /v1/duty/rotations/{id}",                  T::Rotation,      [401, 401, 403, 403, 403, 403, 403, 204, 204, 403, 204, 403, 403],
+                                                                             [401, 401, 403, 403, 403, 403, 403, 404, 404, 403, 404, 403, 403]),
+    row("DELETE /v1/duty/overrides/{id}",                  T::Override,      [401, 401, 403, 403, 403, 403, 403, 204, 204, 403, 204, 403, 403],
+                                                                             [401, 401, 403, 403, 403, 403, 403, 404, 404, 403, 404, 403, 403]),
     // No bearer token: the path secret is the credential (a wrong one: 404 like an unknown route).
     row("POST /v1/sms/receipts/{provider}/{secret}",       T::ReceiptSecret, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
                                                                              [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
@@ -533,6 +547,48 @@ impl<'a> Matrix<'a> {
                 Sch::B => PERIOD_OF_B.into(),
             },
             T::SchoolCode => sch.code().into(),
+            T::Rotation | T::Override => {
+                let school = sanyu_store::roster::school_by_code(&app.db, sch.code())
+                    .await
+                    .expect("school")
+                    .expect("school row");
+                let x1 = app.staff_id(sch, "X1").await;
+                let id = Uuid::now_v7();
+                let now = chrono::Utc::now();
+                if target == T::Rotation {
+                    let hm = |h| chrono::NaiveTime::from_hms_opt(h, 0, 0).expect("time");
+                    let r = sanyu_domain::duty::Rotation {
+                        id,
+                        name: "夜间值班".into(),
+                        role: sanyu_domain::Role::CrisisTeam,
+                        cadence: sanyu_domain::duty::Cadence::Daily,
+                        handover: hm(8),
+                        start_date: now.date_naive(),
+                        members: vec![x1],
+                        shift: Some(sanyu_domain::duty::Shift {
+                            start: hm(22),
+                            end: hm(7),
+                        }),
+                        days: sanyu_domain::duty::Days::Every,
+                        kinds: Vec::new(),
+                    };
+                    sanyu_store::duty::create_rotation(&app.db, school.id, &r, now)
+                        .await
+                        .expect("rotation");
+                } else {
+                    let o = sanyu_domain::duty::Override {
+                        id,
+                        role: sanyu_domain::Role::CrisisTeam,
+                        staff_id: x1,
+                        from: now + chrono::Duration::days(1),
+                        to: now + chrono::Duration::days(2),
+                    };
+                    sanyu_store::duty::create_override(&app.db, school.id, &o, now)
+                        .await
+                        .expect("override");
+                }
+                id.to_string()
+            }
             T::ReceiptSecret => match sch {
                 Sch::A => RECEIPT_SECRET.into(),
                 Sch::B => "guessed".into(),
@@ -636,6 +692,22 @@ impl<'a> Matrix<'a> {
                 "biz_id": format!("biz-{n}"),
                 "out_id": format!("nobody:{n}"),
             }])),
+            "/v1/duty/rotations" => json_body(json!({
+                "name": "夜间值班",
+                "role": "crisis_team",
+                "cadence": "daily",
+                "handover": "08:00",
+                "start_date": chrono::Utc::now().date_naive().to_string(),
+                "members": [app.staff_id(Sch::A, "X1").await],
+                "shift": {"start": "22:00", "end": "07:00"},
+            })),
+            "/v1/duty/overrides" => json_body(json!({
+                "role": "crisis_team",
+                "staff_id": app.staff_id(Sch::A, "X1").await,
+                "from": chrono::Utc::now().to_rfc3339(),
+                "to": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+            })),
+            "/v1/duty/rotations/{id}" | "/v1/duty/overrides/{id}" => json_body(json!({})),
             other => panic!("no request body for {method} {other}: add one"),
         };
         let method = Method::from_bytes(method.as_bytes()).expect("method");
@@ -660,7 +732,7 @@ impl<'a> Matrix<'a> {
                         own.text()
                     ));
                 }
-                if own.status.is_success() && row.route.starts_with("POST") {
+                if own.status.is_success() && !row.route.starts_with("GET") {
                     // The record changed: the next caller gets a fresh one.
                     self.ready.remove(&(row.target, Sch::A));
                 }
@@ -686,7 +758,7 @@ impl<'a> Matrix<'a> {
                         other.text()
                     ));
                 }
-                if other.status.is_success() && row.route.starts_with("POST") {
+                if other.status.is_success() && !row.route.starts_with("GET") {
                     self.ready.remove(&(row.target, Sch::B));
                 }
                 // Another school's record answers exactly like one that does

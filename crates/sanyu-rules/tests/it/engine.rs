@@ -705,7 +705,8 @@ async fn a_raise_in_a_batch_restarts_the_ladder_at_the_new_level(test_db: TestDb
     ));
 
     let critical = policy.ladder(RiskLevel::Critical);
-    let first = sanyu_escalation::reachable(&db, school.id, &critical.first)
+    let first_roles: Vec<_> = critical.first.iter().map(|t| t.role()).collect();
+    let first = sanyu_escalation::reachable(&db, school.id, &first_roles)
         .await
         .unwrap();
     assert!(!first.is_empty(), "the fixture school has first contacts");

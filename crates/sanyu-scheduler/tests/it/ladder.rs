@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung};
+use sanyu_domain::escalation::{EscalationPolicy, Ladder, Rung, roles};
 use sanyu_domain::{LadderState, RiskLevel, Role, case_reference};
 use sanyu_escalation as escalation;
 use sanyu_events::NotificationReason;
@@ -35,16 +35,16 @@ fn min(n: i64) -> chrono::Duration {
 fn policy() -> EscalationPolicy {
     EscalationPolicy {
         critical: Ladder {
-            first: vec![Role::Counsellor, Role::CrisisTeam],
+            first: roles(&[Role::Counsellor, Role::CrisisTeam]),
             ack_within_secs: 600,
             rungs: vec![
                 Rung {
                     after_secs: 600,
-                    roles: vec![Role::CrisisTeam],
+                    roles: roles(&[Role::CrisisTeam]),
                 },
                 Rung {
                     after_secs: 600,
-                    roles: vec![Role::Leader],
+                    roles: roles(&[Role::Leader]),
                 },
             ],
             repeat: 2,
@@ -70,6 +70,17 @@ async fn fixture(test_db: TestDb) -> Fixture {
 
 /// Open a case for student `no` at `level` at `at` and start its ladder.
 async fn open_case(f: &Fixture, no: &str, level: RiskLevel, at: DateTime<Utc>) -> Uuid {
+    open_case_under(f, no, level, at, &policy()).await
+}
+
+/// As [`open_case`], under `policy`.
+async fn open_case_under(
+    f: &Fixture,
+    no: &str,
+    level: RiskLevel,
+    at: DateTime<Utc>,
+    policy: &EscalationPolicy,
+) -> Uuid {
     let s = student::Entity::find()
         .filter(student::Column::StudentNo.eq(no))
         .one(&f.db)
@@ -98,7 +109,7 @@ async fn open_case(f: &Fixture, no: &str, level: RiskLevel, at: DateTime<Utc>) -
     escalation::start(
         &*txn,
         &case,
-        &policy(),
+        policy,
         NotificationReason::CaseOpened,
         at,
         None,
@@ -375,6 +386,111 @@ where
     for db in TestDb::all().await {
         test(db).await;
     }
+}
+
+/// Shanghai local time on 2 March 2026.
+fn shanghai(h: u32, m: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 3, 2, h, m, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn a_rung_for_the_member_on_duty_reaches_the_night_shift_at_night_and_the_role_by_day(
+    test_db: TestDb,
+) {
+    use sanyu_domain::duty::{Cadence, Days, Rotation, Shift};
+    use sanyu_domain::escalation::Target;
+    let f = fixture(test_db).await;
+    // A second crisis-team member, X2, takes every night 22:00–07:00.
+    let csv = "school_code,staff_no,name,role,class_code,phone,email\n\
+               LAD1,X2,Crisis Two,crisis_team,,13900000008,crisis2@lad1.test\n";
+    let txn = begin_write(&f.db).await.unwrap();
+    let imported = sanyu_store::roster::import_staff(
+        &*txn,
+        csv.as_bytes(),
+        sanyu_store::roster::ImportScope::Operator,
+    )
+    .await
+    .unwrap();
+    assert!(imported.errors.is_empty(), "{:?}", imported.errors);
+    txn.commit().await.unwrap();
+    let school = sanyu_store::roster::school_by_code(&f.db, "LAD1")
+        .await
+        .unwrap()
+        .unwrap();
+    let x2 = sanyu_store::roster::staff_in_role(&f.db, school.id, Role::CrisisTeam)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.staff_no == "X2")
+        .unwrap();
+    let hm = |h| chrono::NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    let night = Rotation {
+        id: Uuid::now_v7(),
+        name: "夜间".into(),
+        role: Role::CrisisTeam,
+        cadence: Cadence::Daily,
+        handover: hm(12),
+        start_date: chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+        members: vec![x2.id],
+        shift: Some(Shift {
+            start: hm(22),
+            end: hm(7),
+        }),
+        days: Days::Every,
+        kinds: Vec::new(),
+    };
+    sanyu_store::duty::create_rotation(&f.db, school.id, &night, t0())
+        .await
+        .unwrap();
+    // Counsellor first; after 10 min the crisis-team member on duty; then
+    // the whole crisis team; then the leaders.
+    let mut policy = policy();
+    policy.critical.first = roles(&[Role::Counsellor]);
+    policy.critical.rungs = vec![
+        Rung {
+            after_secs: 600,
+            roles: vec![Target::OnDuty(Role::CrisisTeam)],
+        },
+        Rung {
+            after_secs: 600,
+            roles: roles(&[Role::CrisisTeam]),
+        },
+        Rung {
+            after_secs: 600,
+            roles: roles(&[Role::Leader]),
+        },
+    ];
+    policy.critical.repeat = 1;
+    let s = scheduler(&f);
+    let at_night = open_case_under(&f, "S1", RiskLevel::Critical, shanghai(3, 0), &policy).await;
+    let by_day = open_case_under(&f, "S2", RiskLevel::Critical, shanghai(15, 0), &policy).await;
+    s.tick(shanghai(3, 10)).await.unwrap();
+    s.tick(shanghai(3, 20)).await.unwrap();
+    s.tick(shanghai(15, 10)).await.unwrap();
+    let night_requests = requested(&f, at_night).await;
+    let mut night_rungs = rungs(&night_requests);
+    night_rungs.sort();
+    assert_eq!(
+        night_rungs,
+        vec![(0, "K1"), (1, "X2"), (2, "X1"), (2, "X2"), (3, "L1")],
+        "at 03:10 the member on the night shift alone, then the whole team, then the leader"
+    );
+    let day_requests = requested(&f, by_day).await;
+    let mut day_rungs = rungs(&day_requests);
+    day_rungs.sort();
+    assert_eq!(
+        day_rungs,
+        vec![(0, "K1"), (1, "X1"), (1, "X2")],
+        "by day nobody is on duty: the whole crisis team"
+    );
+}
+
+#[tokio::test]
+async fn an_on_duty_rung_reaches_the_night_shift_at_night_and_the_role_by_day() {
+    on_both(a_rung_for_the_member_on_duty_reaches_the_night_shift_at_night_and_the_role_by_day)
+        .await;
 }
 
 #[tokio::test]
