@@ -31,7 +31,7 @@ pub mod timer;
 pub mod writer;
 
 pub use allowed::{LINK_STUDENT, allowed_names};
-pub use command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+pub use command::{AckChannel, Actor, Command, FollowUp, GuardianContact, Referral, Secret};
 pub use plan::{Plan, PlanCtx, Refusal};
 pub use planner::plan;
 pub use rule::{RuleCommand, RuleSignal, RuleSnapshot, StudentRef, plan_rule};

@@ -9,7 +9,7 @@ use crate::v1::NotificationRequested;
 
 impl NotificationReason {
     /// Every reason a request may carry (not `Unspecified`).
-    pub const ALL: [NotificationReason; 15] = [
+    pub const ALL: [NotificationReason; 17] = [
         Self::CaseOpened,
         Self::LevelRaised,
         Self::LevelChanged,
@@ -25,6 +25,8 @@ impl NotificationReason {
         Self::RoleGrantRequested,
         Self::RoleGranted,
         Self::SignInCode,
+        Self::AckConfirmed,
+        Self::AckRefused,
     ];
 
     /// The reason's name, as in the request's `reason` string field.
@@ -46,6 +48,8 @@ impl NotificationReason {
             Self::RoleGrantRequested => "role_grant_requested",
             Self::RoleGranted => "role_granted",
             Self::SignInCode => "sign_in_code",
+            Self::AckConfirmed => "ack_confirmed",
+            Self::AckRefused => "ack_refused",
         }
     }
 

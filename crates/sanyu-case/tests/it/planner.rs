@@ -156,7 +156,9 @@ fn signal_row(case_id: Uuid, n: u128, level: RiskLevel) -> case_signal::Model {
 
 fn a_command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        Just(Command::Acknowledge),
+        Just(Command::Acknowledge {
+            via: sanyu_case::AckChannel::Api
+        }),
         prop::sample::select(vec![ME, OTHER_STAFF])
             .prop_map(|staff_id| Command::Assign { staff_id }),
         Just(Command::Note {
@@ -305,8 +307,8 @@ proptest! {
 
     #[test]
     fn an_acknowledgement_cancels_every_pending_rung(case in a_case(), role in role(), everybody in any::<bool>()) {
-        let s = snapshot(case.clone(), &Command::Acknowledge, None, everybody);
-        if let Ok(plan) = run(&s, role, &Command::Acknowledge) {
+        let s = snapshot(case.clone(), &Command::Acknowledge { via: sanyu_case::AckChannel::Api }, None, everybody);
+        if let Ok(plan) = run(&s, role, &Command::Acknowledge { via: sanyu_case::AckChannel::Api }) {
             prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
             prop_assert!(plan.timers.iter().all(|t| t.kind != RUNG_TIMER));
             prop_assert!(plan.notifications.is_empty());

@@ -22,6 +22,7 @@ mod m20261205_100003_create_role_grants;
 mod m20261205_110000_add_delivery_sending;
 mod m20261205_120000_create_console_sessions;
 mod m20261206_040000_add_sign_in_links;
+mod m20261207_020000_add_ack_links;
 mod sqlite_rebuild;
 
 use std::sync::Arc;
@@ -128,6 +129,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_110000_add_delivery_sending::Migration),
             Box::new(m20261205_120000_create_console_sessions::Migration),
             Box::new(m20261206_040000_add_sign_in_links::Migration),
+            Box::new(m20261207_020000_add_ack_links::Migration),
         ]
     }
 }
