@@ -3,7 +3,11 @@
 //! providers' signature-checking stand-ins) and by email (real SMTP); a
 //! primary provider answering 500 hands over to the secondary; delivery
 //! receipts mark an SMS delivered; and a notifier killed between the claim and
-//! the send loses nothing and sends nothing twice.
+//! the send loses nothing and sends nothing twice. Acknowledging from the
+//! message (issue #16): an SMS reply ("1" or the reference) acknowledges and
+//! stops the ladder, is answered by SMS, and a forged one changes nothing;
+//! the link the SMS and email carry shows a page on GET and acknowledges only
+//! on POST after sign-in.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -520,8 +524,8 @@ fn ack_settings(after: u64) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn ack_stack(sms: &Sms, after: u64) -> Stack {
-    let mut stack = Stack::new(TestDb::sqlite()).await;
+async fn ack_stack(db: TestDb, sms: &Sms, after: u64) -> Stack {
+    let mut stack = Stack::new(db).await;
     let mut env = sms.env();
     env.extend(ack_settings(after));
     stack.start_gateway_with(&env).await;
@@ -580,11 +584,32 @@ async fn acknowledgements(stack: &Stack) -> Vec<sanyu_store::entities::audit_rec
 }
 
 #[tokio::test]
-async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing()
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing_on_sqlite()
  {
+    an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing_on_postgres()
+ {
+    if let Some(db) = TestDb::postgres().await {
+        an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(db).await;
+    }
+}
+
+/// A critical case's SMS to the counsellor, and their replies: a forged one
+/// (wrong signature, wrong token) is refused and changes nothing; "1" with
+/// two cases waiting is ambiguous, changes nothing and is explained by SMS;
+/// the reference acknowledges its case, then "1" the other; each is the one
+/// Acknowledge command (audited `via sms_reply`), confirmed by SMS once
+/// (a provider's retry has no second effect), and the ladder's next rung
+/// (the leader) never comes.
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(
+    db: TestDb,
+) {
     const RUNG_AFTER: u64 = 15;
     let sms = Sms::start().await;
-    let stack = ack_stack(&sms, RUNG_AFTER).await;
+    let stack = ack_stack(db, &sms, RUNG_AFTER).await;
     let (first, first_ref) = open_critical(&stack, "S1", 1).await;
     let opened = std::time::Instant::now();
     let (second, second_ref) = open_critical(&stack, "S2", 2).await;
@@ -744,7 +769,7 @@ async fn the_acknowledgement_link_shows_a_page_on_get_and_acknowledges_only_on_p
 {
     use crate::console::{Agent, assert_console_headers, signed_in_agent};
     let sms = Sms::start().await;
-    let stack = ack_stack(&sms, 600).await;
+    let stack = ack_stack(TestDb::sqlite(), &sms, 600).await;
     let (case, _) = open_critical(&stack, "S1", 1).await;
     let text = eventually(
         Duration::from_secs(20),

@@ -90,8 +90,6 @@ pub fn same_secret(expected: &str, candidate: &str) -> bool {
         == 0
 }
 
-impl ReceiptSettings {}
-
 /// Receive delivery receipts from an SMS provider (`webhook`, `aliyun` or `tencent`).
 #[utoipa::path(
     post,
