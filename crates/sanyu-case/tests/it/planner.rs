@@ -527,3 +527,39 @@ fn a_secret_never_shows_in_debug_output() {
     };
     assert!(!format!("{cmd:?}").contains("private"));
 }
+
+#[test]
+fn every_door_acknowledges_with_one_command_that_records_how_it_came() {
+    use sanyu_case::AckChannel;
+    for via in AckChannel::ALL {
+        let open = case_row(
+            THE_CASE,
+            CaseStatus::Open,
+            RiskLevel::Critical,
+            LadderState::Running,
+            Some(STUDENT),
+            1,
+            None,
+        );
+        let cmd = Command::Acknowledge { via };
+        let plan = run(&snapshot(open, &cmd, None, true), Role::CrisisTeam, &cmd).unwrap();
+        assert_eq!(plan.case.status, CaseStatus::Acknowledged, "{via}");
+        assert!(
+            plan.cancel_timers.iter().any(|c| c.kind == RUNG_TIMER),
+            "{via}"
+        );
+        // The timeline entry, the event and the audit record say how.
+        assert_eq!(plan.timeline[0].detail["via"], via.as_str());
+        let env = sanyu_events::decode(&plan.events[0].payload).unwrap();
+        let Some(Payload::CaseAcknowledged(e)) = env.payload else {
+            panic!("{via}: not a CaseAcknowledged event");
+        };
+        assert_eq!(e.channel, via.as_str());
+        let source = &plan.audit[0].source;
+        if via == AckChannel::Api {
+            assert_eq!(source, "127.0.0.1");
+        } else {
+            assert_eq!(source, &format!("127.0.0.1 via {via}"));
+        }
+    }
+}
