@@ -214,7 +214,7 @@ impl Agent {
     }
 
     /// Ask for a code for `identifier`; the answer of the POST.
-    async fn ask_code(&mut self, identifier: &str, next: &str) -> Answer {
+    pub(crate) async fn ask_code(&mut self, identifier: &str, next: &str) -> Answer {
         let form = self.get(&format!("/sign-in?next={next}")).await;
         assert_eq!(form.status, 200, "{}", form.body);
         let pre = form.field("pre");
@@ -997,7 +997,7 @@ pub(crate) async fn browser_sign_in(c: &fantoccini::Client, stack: &Stack, email
         .expect("sign in");
 }
 
-async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
+pub(crate) async fn signed_in_agent(stack: &Stack, email: &str, nth: usize) -> Agent {
     let mut agent = Agent::new(&stack.base_url());
     let asked = agent.ask_code(email, "/").await;
     assert_eq!(asked.status, 303);

@@ -3,7 +3,11 @@
 //! providers' signature-checking stand-ins) and by email (real SMTP); a
 //! primary provider answering 500 hands over to the secondary; delivery
 //! receipts mark an SMS delivered; and a notifier killed between the claim and
-//! the send loses nothing and sends nothing twice.
+//! the send loses nothing and sends nothing twice. Acknowledging from the
+//! message (issue #16): an SMS reply ("1" or the reference) acknowledges and
+//! stops the ladder, is answered by SMS, and a forged one changes nothing;
+//! the link the SMS and email carry shows a page on GET and acknowledges only
+//! on POST after sign-in.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -20,6 +24,8 @@ const WEBHOOK_SECRET: &str = "whsec-e2e-primary";
 const ALIYUN_KEY_ID: &str = "LTAI-e2e";
 const ALIYUN_SECRET: &str = "aliyun-e2e-secret";
 const RECEIPT_SECRET: &str = "receipts-9f2c1d7e4b6a8f03";
+const ALIYUN_REPLY_TOKEN: &str = "replies-aliyun-5c0e9b27d4";
+const LEADER_PHONE: &str = "13900000005";
 const COUNSELLOR_PHONE: &str = "13900000003";
 const CRISIS_LEAD_PHONE: &str = "13900000004";
 
@@ -44,6 +50,7 @@ impl Sms {
             r#"
 [sms]
 receipt_path_secret = "{RECEIPT_SECRET}"
+reply_tokens = {{ aliyun = "{ALIYUN_REPLY_TOKEN}" }}
 
 [sms.primary]
 kind = "webhook"
@@ -372,6 +379,7 @@ async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_ev
             rung: 0,
             reason_code: sanyu_events::v1::NotificationReason::CaseOpened as i32,
             sign_in_code: String::new(),
+            ack_outcome: String::new(),
             sign_in_link: String::new(),
         };
         let event_id = format!("notify.requested:{key}");
@@ -493,4 +501,344 @@ async fn a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_ev
     if let Some(db) = TestDb::postgres().await {
         a_notifier_killed_repeatedly_while_sending_loses_nothing_and_records_every_resend(db).await;
     }
+}
+
+// ------------------------------------------- acknowledging from the message
+
+/// A critical ladder: counsellor and crisis team at once, the leader after
+/// `after` seconds unless someone acknowledges.
+fn ack_settings(after: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("SANYU_CONSOLE__SECURE_COOKIE", "false".to_owned()),
+        (
+            "SANYU_ESCALATION__CRITICAL__ACK_WITHIN_SECS",
+            after.to_string(),
+        ),
+        (
+            "SANYU_ESCALATION__CRITICAL__RUNGS",
+            format!(r#"[{{after_secs={after}, roles=["leader"]}}]"#),
+        ),
+        ("SANYU_ESCALATION__CRITICAL__REPEAT", "1".to_owned()),
+        ("SANYU_SCHEDULER__POLL_INTERVAL_MS", "100".to_owned()),
+        ("SANYU_SCHEDULER__AUDIT_INTERVAL_SECS", "3600".to_owned()),
+    ]
+}
+
+async fn ack_stack(db: TestDb, sms: &Sms, after: u64) -> Stack {
+    let mut stack = Stack::new(db).await;
+    let mut env = sms.env();
+    env.extend(ack_settings(after));
+    stack.start_gateway_with(&env).await;
+    stack.start_rules(&env);
+    stack.start_notifier_with(&env);
+    stack.start_scheduler(&env);
+    stack
+}
+
+async fn open_critical(stack: &Stack, student_no: &str, n: usize) -> (String, String) {
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body(student_no, "critical", "a narrative"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(n).await;
+    // The newest case (ids are UUIDv7: time-ordered).
+    let c = cases
+        .iter()
+        .max_by_key(|c| c["id"].as_str().unwrap_or_default().to_owned())
+        .unwrap();
+    (
+        c["id"].as_str().unwrap().to_owned(),
+        c["reference"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn case_json(stack: &Stack, id: &str) -> Value {
+    stack
+        .get(&stack.school.counsellor, &format!("/v1/cases/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The texts the webhook stand-in took for `phone`.
+fn texts_to(sms: &Sms, phone: &str) -> Vec<String> {
+    sms.primary
+        .received()
+        .into_iter()
+        .filter(|r| r.phone.ends_with(phone))
+        .filter_map(|r| r.text)
+        .collect()
+}
+
+async fn acknowledgements(stack: &Stack) -> Vec<sanyu_store::entities::audit_record::Model> {
+    use sanyu_store::entities::audit_record;
+    audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("case.acknowledge"))
+        .all(&stack.conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing_on_sqlite()
+ {
+    an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing_on_postgres()
+ {
+    if let Some(db) = TestDb::postgres().await {
+        an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(db).await;
+    }
+}
+
+/// A critical case's SMS to the counsellor, and their replies: a forged one
+/// (wrong signature, wrong token) is refused and changes nothing; "1" with
+/// two cases waiting is ambiguous, changes nothing and is explained by SMS;
+/// the reference acknowledges its case, then "1" the other; each is the one
+/// Acknowledge command (audited `via sms_reply`), confirmed by SMS once
+/// (a provider's retry has no second effect), and the ladder's next rung
+/// (the leader) never comes.
+async fn an_sms_reply_acknowledges_the_case_stops_the_ladder_and_is_answered_and_a_forged_one_changes_nothing(
+    db: TestDb,
+) {
+    const RUNG_AFTER: u64 = 15;
+    let sms = Sms::start().await;
+    let stack = ack_stack(db, &sms, RUNG_AFTER).await;
+    let (first, first_ref) = open_critical(&stack, "S1", 1).await;
+    let opened = std::time::Instant::now();
+    let (second, second_ref) = open_critical(&stack, "S2", 2).await;
+    assert_ne!(first, second);
+    // Both alerts reach the counsellor's phone, each with "reply 1" and a link.
+    let alerts = eventually(
+        Duration::from_secs(20),
+        "two alerts to the counsellor",
+        || async {
+            let t = texts_to(&sms, COUNSELLOR_PHONE);
+            (t.len() >= 2).then_some(t)
+        },
+    )
+    .await;
+    for text in &alerts {
+        assert!(text.contains("回复1确认"), "{text}");
+        assert!(text.contains("https://sanyu.test/a/"), "{text}");
+    }
+    let url = format!("{}/v1/sms/replies/webhook", stack.base_url());
+
+    // A reply signed with the wrong secret: 401, nothing changes.
+    let forged = sms
+        .primary
+        .post_reply(&url, COUNSELLOR_PHONE, "1", 1, Some("not-the-secret"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Alibaba Cloud's push with a wrong token: 401 too.
+    let wrong = sms
+        .secondary
+        .post_reply(
+            &format!("{}/v1/sms/replies/aliyun/guessed", stack.base_url()),
+            COUNSELLOR_PHONE,
+            "1",
+            2,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // "1" while two cases wait: ambiguous, nothing changes, the answer lists both.
+    let r = sms
+        .primary
+        .post_reply(&url, COUNSELLOR_PHONE, "1", 3, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["outcomes"], json!(["ambiguous"]));
+    for id in [&first, &second] {
+        assert_eq!(case_json(&stack, id).await["status"], "open");
+    }
+    assert!(acknowledgements(&stack).await.is_empty());
+    eventually(
+        Duration::from_secs(20),
+        "the ambiguity explained",
+        || async {
+            texts_to(&sms, COUNSELLOR_PHONE)
+                .into_iter()
+                .find(|t| t.contains("多个待确认个案"))
+                .filter(|t| t.contains(&first_ref) && t.contains(&second_ref))
+        },
+    )
+    .await;
+
+    // The reference (lower case, no "C-") picks the first case, through Alibaba Cloud's push.
+    let code = first_ref.trim_start_matches("C-").to_lowercase();
+    let r = sms
+        .secondary
+        .post_reply(
+            &format!(
+                "{}/v1/sms/replies/aliyun/{ALIYUN_REPLY_TOKEN}",
+                stack.base_url()
+            ),
+            COUNSELLOR_PHONE,
+            &code,
+            4,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), sanyu_sms::aliyun::SMS_REPORT_ACK);
+    // Then "1" acknowledges the one case still waiting.
+    let r = sms
+        .primary
+        .post_reply(&url, COUNSELLOR_PHONE, "1", 5, None)
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["outcomes"], json!(["acknowledged"]));
+    // The provider retries that callback: no second effect.
+    let r = sms
+        .primary
+        .post_reply(&url, COUNSELLOR_PHONE, "1", 5, None)
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["outcomes"], json!(["duplicate"]));
+    // An unknown number changes nothing.
+    let r = sms
+        .primary
+        .post_reply(&url, "13911112222", "1", 6, None)
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["outcomes"], json!(["unknown_number"]));
+
+    for id in [&first, &second] {
+        let c = case_json(&stack, id).await;
+        assert_eq!(c["status"], "acknowledged", "{c}");
+        assert_eq!(c["ladder_state"], "stopped", "{c}");
+    }
+    // The same acknowledge command, audited with its channel.
+    let acks = acknowledgements(&stack).await;
+    assert_eq!(acks.len(), 2);
+    assert!(
+        acks.iter().all(|a| a.source.ends_with("via sms_reply")),
+        "{acks:?}"
+    );
+    // Each acknowledgement is confirmed by SMS, once.
+    let confirmations = eventually(Duration::from_secs(20), "two confirmations", || async {
+        let c: Vec<String> = texts_to(&sms, COUNSELLOR_PHONE)
+            .into_iter()
+            .filter(|t| t.contains("已由您确认"))
+            .collect();
+        (c.len() >= 2).then_some(c)
+    })
+    .await;
+    assert!(confirmations.iter().any(|t| t.contains(&first_ref)));
+    assert!(confirmations.iter().any(|t| t.contains(&second_ref)));
+
+    // The ladder stopped: the leader's rung never comes.
+    let rung_due = opened + Duration::from_secs(RUNG_AFTER + 3);
+    tokio::time::sleep(rung_due.saturating_duration_since(std::time::Instant::now())).await;
+    assert!(
+        sms.phones().iter().all(|p| p != LEADER_PHONE),
+        "no leader SMS: {:?}",
+        sms.phones()
+    );
+    assert_eq!(
+        texts_to(&sms, COUNSELLOR_PHONE)
+            .iter()
+            .filter(|t| t.contains("已由您确认"))
+            .count(),
+        2,
+        "one confirmation each"
+    );
+    // No number or reply text in the gateway's log, nor the reply token.
+    let logs = stack.gateway.as_ref().unwrap().logs();
+    assert!(!logs.contains(COUNSELLOR_PHONE));
+    assert!(!logs.contains(ALIYUN_REPLY_TOKEN));
+}
+
+#[tokio::test]
+async fn the_acknowledgement_link_shows_a_page_on_get_and_acknowledges_only_on_post_after_sign_in()
+{
+    use crate::console::{Agent, assert_console_headers, signed_in_agent};
+    let sms = Sms::start().await;
+    let stack = ack_stack(TestDb::sqlite(), &sms, 600).await;
+    let (case, _) = open_critical(&stack, "S1", 1).await;
+    let text = eventually(
+        Duration::from_secs(20),
+        "the counsellor's alert",
+        || async { texts_to(&sms, COUNSELLOR_PHONE).into_iter().next() },
+    )
+    .await;
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("https://sanyu.test/a/").map(|i| w[i..].to_owned()))
+        .unwrap();
+    let path = link.trim_start_matches("https://sanyu.test").to_owned();
+    let token = path.trim_start_matches("/a/");
+    assert_eq!(token.len(), 26, "{path}");
+    // The email carries the same link.
+    let mails = stack.smtp.wait_for(2, Duration::from_secs(20)).await;
+    assert!(mails.iter().any(|m| m.text().contains(&link)));
+
+    // Signed out, GET shows a page that sends to sign-in and back; nothing changes.
+    let mut anonymous = Agent::new(&stack.base_url());
+    let page = anonymous.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_console_headers(&page);
+    assert!(
+        page.body.contains(&format!("/sign-in?next={path}")),
+        "{}",
+        page.body
+    );
+    // A POST without a session goes to sign-in; nothing changes.
+    let post = anonymous.post(&path, &[("csrf", "x")]).await;
+    assert_eq!(post.status, 303);
+    assert!(
+        post.location().starts_with("/sign-in"),
+        "{}",
+        post.location()
+    );
+    // An unknown token: one page, 410.
+    assert_eq!(
+        anonymous.get("/a/abcdefghijklmnopqrstuvwx27").await.status,
+        410
+    );
+    assert_eq!(case_json(&stack, &case).await["status"], "open");
+
+    // Signed in, GET shows the button (a link preview with cookies acknowledges nothing either).
+    let mut agent = signed_in_agent(&stack, &stack.school.counsellor_email, 1).await;
+    let page = agent.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.field("csrf");
+    assert!(!csrf.is_empty(), "{}", page.body);
+    assert_eq!(case_json(&stack, &case).await["status"], "open");
+    // Without the session's CSRF token: refused.
+    let refused = agent.post(&path, &[("csrf", "wrong")]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(case_json(&stack, &case).await["status"], "open");
+    // The button: acknowledged, and on to the case page.
+    let done = agent.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), format!("/cases/{case}?done=acknowledged"));
+    let c = case_json(&stack, &case).await;
+    assert_eq!(c["status"], "acknowledged");
+    assert_eq!(c["ladder_state"], "stopped");
+    let acks = acknowledgements(&stack).await;
+    assert_eq!(acks.len(), 1);
+    assert!(acks[0].source.ends_with("via link"), "{:?}", acks[0]);
+    // Again: the case page, nothing more.
+    let again = agent.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(again.location(), format!("/cases/{case}"));
+    assert_eq!(acknowledgements(&stack).await.len(), 1);
+    // The token is never logged.
+    assert!(!stack.gateway.as_ref().unwrap().logs().contains(token));
 }

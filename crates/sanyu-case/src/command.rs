@@ -71,11 +71,55 @@ pub struct FollowUp {
     pub outcome: Option<Secret>,
 }
 
+/// How an acknowledgement came: the timeline entry, the case event and the
+/// audit record say it. Every door acknowledges with the same command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckChannel {
+    /// `POST /v1/cases/{id}/acknowledge`.
+    Api,
+    /// The console's case page.
+    Console,
+    /// A reply ("1" or the case reference) to the case's SMS.
+    SmsReply,
+    /// The button of the page an SMS or email link (`/a/<token>`) opens.
+    Link,
+    /// A key pressed during a voice call.
+    VoiceKey,
+}
+
+impl AckChannel {
+    pub const ALL: [AckChannel; 5] = [
+        Self::Api,
+        Self::Console,
+        Self::SmsReply,
+        Self::Link,
+        Self::VoiceKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Console => "console",
+            Self::SmsReply => "sms_reply",
+            Self::Link => "link",
+            Self::VoiceKey => "voice_key",
+        }
+    }
+}
+
+impl std::fmt::Display for AckChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A change a person makes to a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Someone has taken the case: the ladder stops.
-    Acknowledge,
+    /// Someone has taken the case: the ladder stops. `via` is how it came.
+    Acknowledge {
+        via: AckChannel,
+    },
     Assign {
         staff_id: Uuid,
     },
@@ -109,7 +153,7 @@ impl Command {
     /// ([`Principal::may_work_case`]).
     pub fn work(&self, actor: &Principal) -> CaseWork {
         match self {
-            Command::Acknowledge => CaseWork::Acknowledge,
+            Command::Acknowledge { .. } => CaseWork::Acknowledge,
             Command::Assign { staff_id } => CaseWork::Assign {
                 to_self: actor.staff_id == Some(*staff_id),
             },
@@ -139,7 +183,7 @@ impl Command {
             | Command::Refer(_)
             | Command::FollowUp(_)
             | Command::Close { .. } => true,
-            Command::Acknowledge
+            Command::Acknowledge { .. }
             | Command::SetLevel { .. }
             | Command::Reopen { .. }
             | Command::LinkStudent { .. } => false,
@@ -198,7 +242,9 @@ mod tests {
             assert!(c.counts_as_action(), "{c:?}");
         }
         let not_actions = [
-            Command::Acknowledge,
+            Command::Acknowledge {
+                via: AckChannel::Api,
+            },
             Command::SetLevel {
                 level: RiskLevel::Critical,
                 reason: s(),

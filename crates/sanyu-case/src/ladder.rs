@@ -159,6 +159,7 @@ pub fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEven
         rung: n.rung,
         reason_code,
         sign_in_code: String::new(),
+        ack_outcome: String::new(),
         sign_in_link: String::new(),
     });
     OutboxEvent {

@@ -33,7 +33,7 @@ pub mod timer;
 pub mod writer;
 
 pub use allowed::{LINK_STUDENT, allowed_names};
-pub use command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+pub use command::{AckChannel, Actor, Command, FollowUp, GuardianContact, Referral, Secret};
 pub use duty::DutyCalendar;
 pub use plan::{Plan, PlanCtx, Refusal};
 pub use planner::plan;

@@ -15,7 +15,7 @@ use sanyu_store::outbox::OutboxEvent;
 
 use crate::after_ack;
 use crate::allowed::{closed, require_student, require_taken};
-use crate::command::{Actor, Command, FollowUp, GuardianContact, Referral, Secret};
+use crate::command::{AckChannel, Actor, Command, FollowUp, GuardianContact, Referral, Secret};
 use crate::ladder::{self, FollowUpTimer, RUNG_TIMER, people_in};
 use crate::plan::{ActorRef, Plan, PlanCtx, RecordWrite, ReferralDraft, Refusal, TimelineEntry};
 use crate::snapshot::CaseSnapshot;
@@ -37,7 +37,7 @@ pub fn plan(
         cmd,
     };
     match cmd {
-        Command::Acknowledge => p.acknowledge(),
+        Command::Acknowledge { via } => p.acknowledge(*via),
         Command::Assign { staff_id } => p.assign(*staff_id),
         Command::Note { text } => p.note(text),
         Command::ContactGuardian(c) => p.guardian_contact(c),
@@ -178,6 +178,7 @@ impl Planner<'_> {
                 case_id: after.id.to_string(),
                 reference: after.reference.clone(),
                 staff_id: p.staff_id.map(|s| s.to_string()).unwrap_or_default(),
+                channel: entry.detail["via"].as_str().unwrap_or_default().to_owned(),
             }),
             "close" | "merge" => Payload::CaseClosed(v1::CaseClosed {
                 case_id: after.id.to_string(),
@@ -211,6 +212,13 @@ impl Planner<'_> {
             payload,
         );
         plan.events.push(event);
+        // How an acknowledgement came is part of where it came from.
+        let source = match entry.detail["via"].as_str() {
+            Some(via) if via != AckChannel::Api.as_str() => {
+                format!("{} via {via}", self.actor.source)
+            }
+            _ => self.actor.source.clone(),
+        };
         plan.timeline.push(TimelineEntry {
             id: entry_id,
             case_id: after.id,
@@ -229,7 +237,7 @@ impl Planner<'_> {
             school_id: Some(p.school_id),
             action: format!("case.{}", entry.action),
             target: format!("case:{}", after.id),
-            source: self.actor.source.clone(),
+            source,
         });
         plan.created_id = entry.created_id;
         entry.action.clone_into(&mut plan.action);
@@ -248,7 +256,7 @@ impl Planner<'_> {
         after: &mut case::Model,
         entry_id: uuid::Uuid,
     ) -> Result<(), Refusal> {
-        let acknowledged = matches!(self.cmd, Command::Acknowledge);
+        let acknowledged = matches!(self.cmd, Command::Acknowledge { .. });
         if self.cmd.counts_as_action() {
             after.last_action_at = Some(self.ctx.now);
             plan.cancel(after.id, after_ack::ACTION_TIMER);
@@ -303,7 +311,7 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn acknowledge(&self) -> Result<Plan, Refusal> {
+    fn acknowledge(&self, via: AckChannel) -> Result<Plan, Refusal> {
         let c = self.case();
         let status = c.status;
         let next = if status == CaseStatus::Open {
@@ -332,7 +340,7 @@ impl Planner<'_> {
         after.acknowledged_by = p.staff_id;
         after.assignee_staff_id = assignee;
         self.schedule_after_ack(&mut plan, &mut after)?;
-        let detail = serde_json::json!({ "assignee_staff_id": assignee });
+        let detail = serde_json::json!({ "assignee_staff_id": assignee, "via": via.as_str() });
         self.finish(plan, after, Entry::new("acknowledge", detail))
     }
 

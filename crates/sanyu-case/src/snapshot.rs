@@ -176,7 +176,7 @@ pub async fn load(
                 related.open_case = cases::active_for_student(txn, student.id).await?;
             }
         }
-        Command::Acknowledge
+        Command::Acknowledge { .. }
         | Command::Note { .. }
         | Command::SetLevel { .. }
         | Command::Close { .. } => {}

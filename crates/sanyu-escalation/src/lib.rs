@@ -491,6 +491,7 @@ pub async fn request_plain(
         rung: 0,
         reason_code,
         sign_in_code: String::new(),
+        ack_outcome: String::new(),
         sign_in_link: String::new(),
     });
     outbox::enqueue(

@@ -9,7 +9,7 @@ use crate::v1::NotificationRequested;
 
 impl NotificationReason {
     /// Every reason a request may carry (not `Unspecified`).
-    pub const ALL: [NotificationReason; 17] = [
+    pub const ALL: [NotificationReason; 19] = [
         Self::CaseOpened,
         Self::LevelRaised,
         Self::LevelChanged,
@@ -27,6 +27,8 @@ impl NotificationReason {
         Self::SignInCode,
         Self::NoActionAfterAck,
         Self::CaseStale,
+        Self::AckConfirmed,
+        Self::AckRefused,
     ];
 
     /// The reason's name, as in the request's `reason` string field.
@@ -50,6 +52,8 @@ impl NotificationReason {
             Self::SignInCode => "sign_in_code",
             Self::NoActionAfterAck => "no_action_after_ack",
             Self::CaseStale => "case_stale",
+            Self::AckConfirmed => "ack_confirmed",
+            Self::AckRefused => "ack_refused",
         }
     }
 

@@ -106,6 +106,8 @@ pub struct AppState {
         routes::duty::delete_override,
         routes::zero_reports::compliance,
         routes::receipts::receive,
+        routes::sms_replies::receive_signed,
+        routes::sms_replies::receive,
     ),
     modifiers(&BearerAuth)
 )]
@@ -252,6 +254,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/sms/receipts/{provider}/{secret}",
             post(routes::receipts::receive),
         )
+        .route(
+            "/v1/sms/replies/webhook",
+            post(routes::sms_replies::receive_signed),
+        )
+        .route(
+            "/v1/sms/replies/{provider}/{token}",
+            post(routes::sms_replies::receive),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
@@ -278,13 +288,18 @@ pub fn router(state: AppState) -> Router {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
                         // Path only: ids, never query strings or bodies; the
-                        // receipt routes' path secret and a sign-in link's
-                        // token are not logged.
+                        // receipt routes' path secret, the reply routes'
+                        // tokens, a sign-in link's token and an
+                        // acknowledgement link's token are not logged.
                         let path = req.uri().path();
                         let path = if path.starts_with(routes::receipts::PREFIX) {
                             routes::receipts::PREFIX
+                        } else if path.starts_with(routes::sms_replies::PREFIX) {
+                            routes::sms_replies::PREFIX
                         } else if path.starts_with(console::SIGN_IN_LINK_PREFIX) {
                             console::SIGN_IN_LINK_PREFIX
+                        } else if path.starts_with(sanyu_store::ack_links::LINK_PREFIX) {
+                            sanyu_store::ack_links::LINK_PREFIX
                         } else {
                             path
                         };

@@ -158,6 +158,9 @@ pub struct Deliverer {
     max_deliver: i64,
     /// Opens the sealed code of a console sign-in notice (none without a data key).
     sealer: Option<sanyu_store::crypto::Sealer>,
+    /// Derives the acknowledgement link of a case notice (none without a
+    /// data key: the messages then link to the case page only).
+    ack_key: Option<sanyu_store::ack_links::AckKey>,
 }
 
 /// How one channel of a request ended (for now).
@@ -207,6 +210,9 @@ struct Ctx<'a> {
     level: RiskLevel,
     recipient: Option<staff::Model>,
     facts: Option<Facts>,
+    /// The acknowledgement link's token of a notice about a case (derived
+    /// from the notification key: the same on every send).
+    ack_token: Option<String>,
     /// The last delivery JetStream will make: limits and quiet hours no longer apply.
     last_chance: bool,
 }
@@ -259,6 +265,10 @@ impl Deliverer {
             takeover_grace: Duration::from_millis(config.notify.takeover_grace_ms),
             max_deliver: config.nats.max_deliver,
             sealer: config.sealer().ok(),
+            ack_key: sanyu_store::ack_links::AckKey::from_data_key(
+                config.security.data_key.expose(),
+            )
+            .ok(),
         })
     }
 
@@ -327,6 +337,12 @@ impl Deliverer {
         };
         let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Critical);
         let recipient = roster::staff_by_id(&self.db, staff_id).await?;
+        let ack_token = match &self.ack_key {
+            Some(k) if reason.is_about_a_case() && !req.case_id.is_empty() => {
+                Some(k.token(&req.notification_key))
+            }
+            _ => None,
+        };
         let facts = match &recipient {
             Some(person) => {
                 let school = roster::school_by_id(&self.db, person.school_id).await?;
@@ -345,6 +361,7 @@ impl Deliverer {
                         at,
                         self.policy.tz,
                     )
+                    .with_ack_token(&self.base_url, ack_token.as_deref())
                 })
             }
             None => None,
@@ -358,6 +375,7 @@ impl Deliverer {
             level,
             recipient,
             facts,
+            ack_token,
             last_chance: delivered >= self.max_deliver,
         };
         let planned: Vec<NotifyChannel> = self
@@ -371,7 +389,17 @@ impl Deliverer {
         // while a provider is configured). Other case-less notices go by
         // email only (their text names a period or a call reference, which
         // SMS templates approved for cases do not carry).
-        let planned = if reason == NotificationReason::SignInCode {
+        let planned = if matches!(
+            reason,
+            NotificationReason::AckConfirmed | NotificationReason::AckRefused
+        ) {
+            // The answer to an SMS reply goes back by SMS only.
+            if self.sms_enabled() {
+                vec![NotifyChannel::Sms]
+            } else {
+                return Ok(Outcome::Ack);
+            }
+        } else if reason == NotificationReason::SignInCode {
             if req.channel == v1::Channel::Sms as i32 && self.sms_enabled() {
                 vec![NotifyChannel::Sms]
             } else {
@@ -387,7 +415,12 @@ impl Deliverer {
             results.push(r?);
         }
         // Every planned channel failed: try the others, one after another.
-        if results.iter().all(ChannelResult::failed) {
+        // (Not the answer to an SMS reply: it says nothing outside SMS.)
+        let reply_answer = matches!(
+            reason,
+            NotificationReason::AckConfirmed | NotificationReason::AckRefused
+        );
+        if results.iter().all(ChannelResult::failed) && !reply_answer {
             for channel in [NotifyChannel::Sms, NotifyChannel::Email] {
                 if planned.contains(&channel) || !self.enabled(channel) {
                     continue;
@@ -426,7 +459,14 @@ impl Deliverer {
 
     /// Why a non-critical message on `channel` must wait, and how long.
     fn gate(&self, ctx: &Ctx<'_>, channel: NotifyChannel) -> Option<(Duration, String)> {
-        if ctx.level == RiskLevel::Critical || ctx.last_chance {
+        // The answer to a person's own reply is not held back either.
+        if ctx.level == RiskLevel::Critical
+            || ctx.last_chance
+            || matches!(
+                ctx.reason,
+                NotificationReason::AckConfirmed | NotificationReason::AckRefused
+            )
+        {
             return None;
         }
         let now = self.clock.now();

@@ -22,6 +22,9 @@ pub struct Facts {
     pub case_reference: String,
     pub level: AlertLevel,
     pub case_link: String,
+    /// `<public base url>/a/<token>`: the acknowledgement link, when the
+    /// notice has one (a case notice and a data key).
+    pub ack_link: String,
     pub occurred_at: DateTime<FixedOffset>,
 }
 
@@ -44,8 +47,21 @@ impl Facts {
                 RiskLevel::Elevated | RiskLevel::Watch => AlertLevel::Elevated,
             },
             case_link: format!("{}/cases/{case_id}", base_url.trim_end_matches('/')),
+            ack_link: String::new(),
             occurred_at: occurred_at.with_timezone(&tz).fixed_offset(),
         }
+    }
+
+    /// With the acknowledgement link of `token` (none: no link).
+    pub fn with_ack_token(mut self, base_url: &str, token: Option<&str>) -> Self {
+        if let Some(token) = token {
+            self.ack_link = format!(
+                "{}{}{token}",
+                base_url.trim_end_matches('/'),
+                sanyu_store::ack_links::LINK_PREFIX
+            );
+        }
+        self
     }
 }
 
@@ -61,6 +77,9 @@ impl NotificationFacts for Facts {
     }
     fn case_link(&self) -> &str {
         &self.case_link
+    }
+    fn ack_link(&self) -> &str {
+        &self.ack_link
     }
     fn occurred_at(&self) -> DateTime<FixedOffset> {
         self.occurred_at
@@ -128,6 +147,8 @@ pub fn reason_line(reason: NotificationReason) -> &'static str {
         R::CaseStale => {
             "个案多日无处置行动，请跟进 / no action on this case for days: please follow up"
         }
+        R::AckConfirmed => "回复已确认个案 / your reply acknowledged the case",
+        R::AckRefused => "回复未作更改 / your reply changed nothing",
         R::Unspecified => GENERIC_LINE,
     }
 }

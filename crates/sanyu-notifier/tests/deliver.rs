@@ -158,6 +158,7 @@ fn request(staff_id: Uuid, level: RiskLevel) -> (Envelope, v1::NotificationReque
         rung: 0,
         reason_code: v1::NotificationReason::CaseOpened as i32,
         sign_in_code: String::new(),
+        ack_outcome: String::new(),
         sign_in_link: String::new(),
     };
     let envelope = sanyu_events::envelope(
@@ -433,6 +434,7 @@ async fn a_claimed_but_unsent_delivery_is_sent_once_its_lease_expires() {
                 channel,
                 worker: "dead-notifier",
                 lease: chrono::Duration::seconds(2),
+                ack_token_hash: None,
             },
         )
         .await
@@ -815,6 +817,7 @@ async fn a_takeover_of_an_interrupted_send_resends_with_the_same_identity_and_is
                     channel,
                     worker: "dead-notifier",
                     lease: chrono::Duration::seconds(2),
+                    ack_token_hash: None,
                 },
             )
             .await
@@ -891,6 +894,7 @@ async fn a_request_held_by_a_dead_notifier_comes_back_when_the_lease_ends_and_it
                     channel,
                     worker: "dead-notifier",
                     lease: chrono::Duration::seconds(2),
+                    ack_token_hash: None,
                 },
             )
             .await
@@ -1000,6 +1004,7 @@ fn sign_in_request(
         rung: 0,
         reason_code: v1::NotificationReason::SignInCode as i32,
         sign_in_code: sanyu_store::console::seal_code(sealer, code).unwrap(),
+        ack_outcome: String::new(),
         sign_in_link: link
             .map(|t| sanyu_store::console::seal_code(sealer, t).unwrap())
             .unwrap_or_default(),

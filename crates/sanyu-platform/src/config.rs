@@ -74,6 +74,12 @@ pub struct ConsoleConfig {
     pub idle_timeout_minutes: i64,
     /// A session ends this long after sign-in, whatever happens.
     pub absolute_timeout_hours: i64,
+    /// An acknowledgement link (`/a/<token>`) of a case notification opens
+    /// its page for this long after the notification was sent.
+    pub ack_link_ttl_hours: i64,
+    /// An SMS reply ("1" or a case reference) answers the case SMS its
+    /// sender was sent in the last this many hours.
+    pub sms_reply_window_hours: i64,
 }
 
 impl Default for ConsoleConfig {
@@ -82,6 +88,8 @@ impl Default for ConsoleConfig {
             secure_cookie: true,
             idle_timeout_minutes: 30,
             absolute_timeout_hours: 12,
+            ack_link_ttl_hours: 72,
+            sms_reply_window_hours: 24,
         }
     }
 }
@@ -171,6 +179,21 @@ pub struct SmsConfig {
     /// Cloud do not sign their callbacks, so this secret is what keeps
     /// strangers from marking messages delivered. Empty: receipts are refused.
     pub receipt_path_secret: Secret,
+    /// The tokens of the SMS reply (uplink) callbacks, one per provider
+    /// (`/v1/sms/replies/<provider>/<token>`): Alibaba Cloud's up-message
+    /// push and Tencent Cloud's reply callback are not signed, so the token
+    /// in the address configured at the provider is what authenticates them.
+    /// Empty: that provider's replies are refused. The webhook's replies are
+    /// HMAC-signed with its own secret instead.
+    pub reply_tokens: ReplyTokens,
+}
+
+/// See [`SmsConfig::reply_tokens`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplyTokens {
+    pub aliyun: Secret,
+    pub tencent: Secret,
 }
 
 /// A notification channel.

@@ -13,6 +13,8 @@
 //! * Delivery receipts — [`webhook::parse_receipt`],
 //!   [`aliyun::parse_sms_report`], [`tencent::parse_status_callback`] into
 //!   [`DeliveryReceipt`].
+//! * Replies (uplink) — [`reply`]: a staff member's answer to an alert, into
+//!   [`InboundSms`].
 //! * `stand_in` (feature `stand-in`) — provider stand-ins for tests.
 //!
 //! Nothing here logs message content or phone numbers; `Debug` of messages,
@@ -23,6 +25,7 @@ pub mod error;
 mod message;
 mod provider;
 pub mod receipt;
+pub mod reply;
 mod secret;
 #[cfg(feature = "stand-in")]
 pub mod stand_in;
@@ -36,8 +39,9 @@ pub use provider::{
     ApprovedTemplate, HttpSettings, ProviderConfig, SendFuture, SmsProvider, build_provider,
 };
 pub use receipt::{DeliveryReceipt, DeliveryStatus};
+pub use reply::InboundSms;
 pub use secret::Secret;
 pub use templates::{
-    AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail, RenderedSms,
-    render_sign_in_sms, render_sms, render_staff_email,
+    AckReplyOutcome, AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail,
+    RenderedSms, render_ack_reply_sms, render_sign_in_sms, render_sms, render_staff_email,
 };

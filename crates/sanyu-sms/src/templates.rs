@@ -58,6 +58,9 @@ pub enum Audience {
     /// A staff member signing in to the console: the one-time code and how
     /// long it holds, nothing else (see [`render_sign_in_sms`]).
     SignIn,
+    /// The answer to a staff member's SMS reply: whether it acknowledged a
+    /// case, and if not why (see [`render_ack_reply_sms`]).
+    AckReply,
 }
 
 impl Audience {
@@ -71,6 +74,7 @@ impl Audience {
             Self::Staff => "staff",
             Self::Guardian => "guardian",
             Self::SignIn => "sign_in",
+            Self::AckReply => "ack_reply",
         }
     }
 
@@ -80,6 +84,7 @@ impl Audience {
             Self::Staff => &STAFF_PARAMS,
             Self::Guardian => &GUARDIAN_PARAMS,
             Self::SignIn => &SIGN_IN_PARAMS,
+            Self::AckReply => &ACK_REPLY_PARAMS,
         }
     }
 }
@@ -172,6 +177,14 @@ pub trait NotificationFacts {
     fn level(&self) -> AlertLevel;
     /// Link into Sanyu for staff (`https://…`).
     fn case_link(&self) -> &str;
+    /// The acknowledgement link of the notice (`https://…/a/<token>`), or
+    /// empty: a staff SMS then links here instead of to the case page (the
+    /// page it opens shows the case's facts, acknowledges only on a button
+    /// and opens the case; the link is also shorter), and the staff email
+    /// carries both.
+    fn ack_link(&self) -> &str {
+        ""
+    }
     /// When the case was opened or escalated, in the school's time zone.
     fn occurred_at(&self) -> DateTime<FixedOffset>;
     /// The counsellor as guardians know them (`王老师`).
@@ -181,6 +194,50 @@ pub trait NotificationFacts {
 
 const STAFF_PARAMS: [&str; 5] = ["school", "case_ref", "level", "link", "time"];
 const SIGN_IN_PARAMS: [&str; 2] = ["code", "minutes"];
+const ACK_REPLY_PARAMS: [&str; 3] = ["outcome", "case_ref", "refs"];
+
+/// What a staff member's SMS reply came to (the answer they are sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckReplyOutcome {
+    /// The case (`case_ref`) is acknowledged.
+    Confirmed,
+    /// "1" while several cases sent to them wait (`refs`): reply with one.
+    Ambiguous,
+    /// No unacknowledged case was sent to them (or the code is none of theirs).
+    NoCase,
+    /// The case (`case_ref`) was acknowledged already.
+    AlreadyAcknowledged,
+    /// Their role may not acknowledge that case.
+    NotAllowed,
+    /// Neither "1" nor a case reference.
+    Unreadable,
+}
+
+impl AckReplyOutcome {
+    pub const ALL: [AckReplyOutcome; 6] = [
+        Self::Confirmed,
+        Self::Ambiguous,
+        Self::NoCase,
+        Self::AlreadyAcknowledged,
+        Self::NotAllowed,
+        Self::Unreadable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Ambiguous => "ambiguous",
+            Self::NoCase => "no_case",
+            Self::AlreadyAcknowledged => "already_acknowledged",
+            Self::NotAllowed => "not_allowed",
+            Self::Unreadable => "unreadable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
 const GUARDIAN_PARAMS: [&str; 5] = [
     "school",
     "counsellor",
@@ -251,12 +308,12 @@ pub fn render_sms(
     facts: &impl NotificationFacts,
 ) -> Result<RenderedSms, TemplateError> {
     let params = match audience {
-        Audience::Staff => staff_params(locale, facts)?,
+        Audience::Staff => staff_params(locale, facts, sms_link(facts))?,
         Audience::Guardian => guardian_params(facts)?,
-        Audience::SignIn => {
+        Audience::SignIn | Audience::AckReply => {
             return Err(TemplateError::InvalidField {
                 field: "audience",
-                rule: "a sign-in SMS is rendered by render_sign_in_sms",
+                rule: "sign-in and reply SMS have their own renderers",
             });
         }
     };
@@ -311,13 +368,65 @@ pub fn render_sign_in_sms(
     })
 }
 
+/// Renders the answer to a staff member's SMS reply in `locale`: the
+/// outcome in words, and the case reference(s) it is about (opaque
+/// references only: no school, no level, no link, no name).
+pub fn render_ack_reply_sms(
+    locale: Locale,
+    outcome: AckReplyOutcome,
+    case_ref: Option<&str>,
+    refs: &[String],
+) -> Result<RenderedSms, TemplateError> {
+    let case_ref = match case_ref {
+        Some(r) => case_reference(r)?,
+        None => String::new(),
+    };
+    let refs = refs
+        .iter()
+        .take(5)
+        .map(|r| case_reference(r))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    let params = vec![
+        ("outcome", outcome.as_str().to_owned()),
+        ("case_ref", case_ref),
+        ("refs", refs),
+    ];
+    let audience = Audience::AckReply;
+    let text = render(
+        &template_name(Channel::Sms, audience, locale, None),
+        &params,
+    )?;
+    // References are opaque: masked before the deny-list like a case alert's.
+    let mut masked = text.clone();
+    for (name, value) in &params {
+        if *name != "outcome" {
+            for r in value.split(", ").filter(|r| !r.is_empty()) {
+                masked = mask_reference(&masked, r);
+            }
+        }
+    }
+    check_privacy(audience, Channel::Sms, &masked)?;
+    Ok(RenderedSms {
+        audience,
+        locale,
+        text,
+        params,
+    })
+}
+
 /// Renders the staff email (subject and plain-text body) in `locale`.
 /// Guardians are not emailed.
 pub fn render_staff_email(
     locale: Locale,
     facts: &impl NotificationFacts,
 ) -> Result<RenderedEmail, TemplateError> {
-    let params = staff_params(locale, facts)?;
+    let mut params = staff_params(locale, facts, facts.case_link())?;
+    let ack = match facts.ack_link() {
+        "" => String::new(),
+        ack => link(ack)?,
+    };
+    params.push(("ack_link", ack));
     let subject = render(
         &template_name(Channel::Email, Audience::Staff, locale, Some("subject")),
         &params,
@@ -397,7 +506,7 @@ pub const DENIED_FOR_GUARDIANS: &[&str] = &[
 /// The deny-list for an audience.
 pub fn denied_words(audience: Audience) -> impl Iterator<Item = &'static str> {
     let extra: &[&str] = match audience {
-        Audience::Staff | Audience::SignIn => &[],
+        Audience::Staff | Audience::SignIn | Audience::AckReply => &[],
         Audience::Guardian => DENIED_FOR_GUARDIANS,
     };
     DENIED_FOR_EVERYONE.iter().chain(extra.iter()).copied()
@@ -435,15 +544,25 @@ fn check_privacy(audience: Audience, channel: Channel, text: &str) -> Result<(),
     }
 }
 
+/// The link a staff SMS carries: the acknowledgement link when there is
+/// one, else the case page.
+fn sms_link(facts: &impl NotificationFacts) -> &str {
+    match facts.ack_link() {
+        "" => facts.case_link(),
+        ack => ack,
+    }
+}
+
 fn staff_params(
     locale: Locale,
     facts: &impl NotificationFacts,
+    link_to: &str,
 ) -> Result<Vec<(&'static str, String)>, TemplateError> {
     Ok(vec![
         ("school", plain_text("school", facts.school_name(), 40)?),
         ("case_ref", case_reference(facts.case_reference())?),
         ("level", facts.level().words(locale).to_owned()),
-        ("link", link(facts.case_link())?),
+        ("link", link(link_to)?),
         ("time", format_time(facts.occurred_at())),
     ])
 }
@@ -574,11 +693,11 @@ fn environment() -> Result<&'static Environment<'static>, TemplateError> {
 pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "sms/staff.zh-CN",
-        "{{ school }}：个案 {{ case_ref }} 待处理，级别 {{ level }}，时间 {{ time }}。请登录查看：{{ link }}",
+        "{{ school }}：个案 {{ case_ref }} 待处理，级别 {{ level }}，时间 {{ time }}。回复1确认，或打开：{{ link }}",
     ),
     (
         "sms/staff.en",
-        "{{ school }}: case {{ case_ref }} needs attention, level {{ level }}, at {{ time }}. Open: {{ link }}",
+        "{{ school }}: case {{ case_ref }} needs attention, level {{ level }}, at {{ time }}. Reply 1 to acknowledge, or open: {{ link }}",
     ),
     (
         "sms/guardian.zh-CN",
@@ -597,12 +716,20 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "Sanyu sign-in code: {{ code }}. Valid for {{ minutes }} minutes, once. If you did not ask for it, ignore this message.",
     ),
     (
+        "sms/ack_reply.zh-CN",
+        "三预：{% if outcome == 'confirmed' %}个案 {{ case_ref }} 已由您确认，预警升级已停止。{% elif outcome == 'ambiguous' %}您有多个待确认个案（{{ refs }}），请回复个案编号确认，未作更改。{% elif outcome == 'already_acknowledged' %}个案 {{ case_ref }} 已被确认，未作更改。{% elif outcome == 'not_allowed' %}您无权确认该个案，未作更改。{% elif outcome == 'no_case' %}没有找到发给您的待确认个案，未作更改。{% else %}无法识别您的回复，未作更改。请回复1或个案编号。{% endif %}",
+    ),
+    (
+        "sms/ack_reply.en",
+        "Sanyu: {% if outcome == 'confirmed' %}you acknowledged case {{ case_ref }}; its escalation has stopped.{% elif outcome == 'ambiguous' %}several cases wait for you ({{ refs }}); reply with a case reference. Nothing changed.{% elif outcome == 'already_acknowledged' %}case {{ case_ref }} was acknowledged already. Nothing changed.{% elif outcome == 'not_allowed' %}you may not acknowledge that case. Nothing changed.{% elif outcome == 'no_case' %}no unacknowledged case sent to you was found. Nothing changed.{% else %}your reply was not understood. Nothing changed. Reply 1 or a case reference.{% endif %}",
+    ),
+    (
         "email/staff.zh-CN.subject",
         "【{{ level }}】个案 {{ case_ref }} 待处理 · {{ school }}",
     ),
     (
         "email/staff.zh-CN.body",
-        "您好：\n\n{{ school }} 有一个预警个案需要处理。\n\n个案编号：{{ case_ref }}\n级别：{{ level }}\n时间：{{ time }}\n\n请登录系统查看并处理：\n{{ link }}\n\n本邮件不含学生的任何信息，详情只在系统内可见。请勿转发。\n",
+        "您好：\n\n{{ school }} 有一个预警个案需要处理。\n\n个案编号：{{ case_ref }}\n级别：{{ level }}\n时间：{{ time }}\n\n请登录系统查看并处理：\n{{ link }}\n{% if ack_link %}\n确认已收到（打开后点击“确认”按钮）：\n{{ ack_link }}\n{% endif %}\n本邮件不含学生的任何信息，详情只在系统内可见。请勿转发。\n",
     ),
     (
         "email/staff.en.subject",
@@ -610,7 +737,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     (
         "email/staff.en.body",
-        "Hello,\n\nA case at {{ school }} needs attention.\n\nCase reference: {{ case_ref }}\nLevel: {{ level }}\nTime: {{ time }}\n\nSign in to review it:\n{{ link }}\n\nThis email contains no information about the student; details are visible only after signing in. Please do not forward it.\n",
+        "Hello,\n\nA case at {{ school }} needs attention.\n\nCase reference: {{ case_ref }}\nLevel: {{ level }}\nTime: {{ time }}\n\nSign in to review it:\n{{ link }}\n{% if ack_link %}\nAcknowledge it (open, then press the button):\n{{ ack_link }}\n{% endif %}\nThis email contains no information about the student; details are visible only after signing in. Please do not forward it.\n",
     ),
 ];
 

@@ -59,6 +59,10 @@ pub struct DeliveryRequest<'a> {
     pub channel: &'a str,
     pub worker: &'a str,
     pub lease: Duration,
+    /// The keyed hash of the notification's acknowledgement link token
+    /// ([`crate::ack_links`]), written with the row: none for a notice
+    /// about no case.
+    pub ack_token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +100,7 @@ pub async fn claim(conn: &impl ConnectionTrait, req: &DeliveryRequest<'_>) -> Re
         sent_at: Set(None),
         sending_since: Set(None),
         takeovers: Set(0),
+        ack_token_hash: Set(req.ack_token_hash.clone()),
     })
     .on_conflict(
         OnConflict::column(delivery::Column::NotificationKey)

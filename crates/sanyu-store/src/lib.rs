@@ -2,6 +2,7 @@
 //! SQLite, the transactional outbox, the processed-message record, and the
 //! repositories each service uses inside its own transactions.
 
+pub mod ack_links;
 pub mod audit;
 pub mod cases;
 pub mod casework;

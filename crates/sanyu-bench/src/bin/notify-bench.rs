@@ -143,6 +143,7 @@ async fn main() -> Result<()> {
                 rung: 0,
                 reason_code: v1::NotificationReason::CaseOpened as i32,
                 sign_in_code: String::new(),
+                ack_outcome: String::new(),
                 sign_in_link: String::new(),
             }),
         );

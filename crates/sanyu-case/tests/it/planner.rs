@@ -11,7 +11,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use sanyu_case::ladder::{self, RUNG_TIMER, ladder_for};
 use sanyu_case::plan::{Plan, PlanCtx, Refusal};
-use sanyu_case::{Actor, CaseSnapshot, Command, FollowUp, GuardianContact, Referral, Secret};
+use sanyu_case::{
+    AckChannel, Actor, CaseSnapshot, Command, FollowUp, GuardianContact, Referral, Secret,
+};
 use sanyu_domain::escalation::EscalationPolicy;
 use sanyu_domain::lifecycle::{self, CaseAction};
 use sanyu_domain::{CaseStatus, CaseSubject, LadderState, Principal, RiskLevel, Role};
@@ -157,7 +159,9 @@ fn signal_row(case_id: Uuid, n: u128, level: RiskLevel) -> case_signal::Model {
 
 fn a_command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        Just(Command::Acknowledge),
+        Just(Command::Acknowledge {
+            via: sanyu_case::AckChannel::Api
+        }),
         prop::sample::select(vec![ME, OTHER_STAFF])
             .prop_map(|staff_id| Command::Assign { staff_id }),
         Just(Command::Note {
@@ -306,8 +310,8 @@ proptest! {
 
     #[test]
     fn an_acknowledgement_cancels_every_pending_rung(case in a_case(), role in role(), everybody in any::<bool>()) {
-        let s = snapshot(case.clone(), &Command::Acknowledge, None, everybody);
-        if let Ok(plan) = run(&s, role, &Command::Acknowledge) {
+        let s = snapshot(case.clone(), &Command::Acknowledge { via: sanyu_case::AckChannel::Api }, None, everybody);
+        if let Ok(plan) = run(&s, role, &Command::Acknowledge { via: sanyu_case::AckChannel::Api }) {
             prop_assert!(plan.cancel_timers.iter().any(|c| c.case_id == case.id && c.kind == RUNG_TIMER));
             prop_assert!(plan.timers.iter().all(|t| t.kind != RUNG_TIMER));
             prop_assert!(plan.notifications.is_empty());
@@ -617,8 +621,8 @@ proptest! {
 
     #[test]
     fn an_acknowledgement_schedules_the_action_timer_of_its_level(case in a_case(), role in role()) {
-        let s = snapshot(case.clone(), &Command::Acknowledge, None, true);
-        if let Ok(plan) = run(&s, role, &Command::Acknowledge) {
+        let s = snapshot(case.clone(), &Command::Acknowledge { via: AckChannel::Api }, None, true);
+        if let Ok(plan) = run(&s, role, &Command::Acknowledge { via: AckChannel::Api }) {
             let timers = timer_of(&plan, ACTION_TIMER);
             prop_assert!(plan.cancel_timers.iter().any(|c| c.kind == ACTION_TIMER));
             match EscalationPolicy::default().after_ack.of(case.level) {
@@ -661,7 +665,9 @@ fn each_kind_of_action_after_an_acknowledgement_stops_the_escalation() {
         let (acked, plan) = apply_to(
             &running_case(level),
             Role::Counsellor,
-            &Command::Acknowledge,
+            &Command::Acknowledge {
+                via: AckChannel::Api,
+            },
         );
         let [(Timer::AfterAck(t), _)] = timer_of(&plan, ACTION_TIMER)[..] else {
             panic!("no action timer at {level}");
@@ -690,7 +696,9 @@ fn an_acknowledged_critical_case_without_action_climbs_at_the_configured_times()
     let (acked, plan) = apply_to(
         &running_case(RiskLevel::Critical),
         Role::Counsellor,
-        &Command::Acknowledge,
+        &Command::Acknowledge {
+            via: AckChannel::Api,
+        },
     );
     // The snapshot carries the after-acknowledgement ladder.
     let snap = ladder::ladder_of(&acked).unwrap().unwrap();
@@ -763,7 +771,9 @@ fn a_raise_after_the_acknowledgement_makes_its_action_timers_do_nothing() {
     let (acked, plan) = apply_to(
         &running_case(RiskLevel::High),
         Role::Counsellor,
-        &Command::Acknowledge,
+        &Command::Acknowledge {
+            via: AckChannel::Api,
+        },
     );
     let [(Timer::AfterAck(t), due)] = timer_of(&plan, ACTION_TIMER)[..] else {
         panic!("no action timer");
@@ -780,7 +790,13 @@ fn a_raise_after_the_acknowledgement_makes_its_action_timers_do_nothing() {
             .is_none()
     );
     // Acknowledged again: the new epoch's timer, at the critical level's time.
-    let (again, plan) = apply_to(&raised, Role::Counsellor, &Command::Acknowledge);
+    let (again, plan) = apply_to(
+        &raised,
+        Role::Counsellor,
+        &Command::Acknowledge {
+            via: AckChannel::Api,
+        },
+    );
     let [(Timer::AfterAck(t2), due2)] = timer_of(&plan, ACTION_TIMER)[..] else {
         panic!("no action timer");
     };
@@ -799,7 +815,13 @@ fn a_case_acknowledged_before_the_after_ack_ladder_existed_gets_the_policys() {
     let mut old = ladder::ladder_of(&case).unwrap().unwrap();
     old.after_ack = None;
     case.ladder = Some(serde_json::to_string(&old).unwrap());
-    let (acked, plan) = apply_to(&case, Role::Counsellor, &Command::Acknowledge);
+    let (acked, plan) = apply_to(
+        &case,
+        Role::Counsellor,
+        &Command::Acknowledge {
+            via: AckChannel::Api,
+        },
+    );
     assert_eq!(timer_of(&plan, ACTION_TIMER).len(), 1);
     assert!(
         ladder::ladder_of(&acked)
@@ -815,7 +837,9 @@ fn a_stale_case_reminds_its_assignee_once_per_period() {
     let (acked, _) = apply_to(
         &running_case(RiskLevel::High),
         Role::Counsellor,
-        &Command::Acknowledge,
+        &Command::Acknowledge {
+            via: AckChannel::Api,
+        },
     );
     let (worked, plan) = apply_to(
         &acked,
@@ -852,4 +876,39 @@ fn a_stale_case_reminds_its_assignee_once_per_period() {
             .unwrap()
             .is_none()
     );
+}
+#[test]
+fn every_door_acknowledges_with_one_command_that_records_how_it_came() {
+    use sanyu_case::AckChannel;
+    for via in AckChannel::ALL {
+        let open = case_row(
+            THE_CASE,
+            CaseStatus::Open,
+            RiskLevel::Critical,
+            LadderState::Running,
+            Some(STUDENT),
+            1,
+            None,
+        );
+        let cmd = Command::Acknowledge { via };
+        let plan = run(&snapshot(open, &cmd, None, true), Role::CrisisTeam, &cmd).unwrap();
+        assert_eq!(plan.case.status, CaseStatus::Acknowledged, "{via}");
+        assert!(
+            plan.cancel_timers.iter().any(|c| c.kind == RUNG_TIMER),
+            "{via}"
+        );
+        // The timeline entry, the event and the audit record say how.
+        assert_eq!(plan.timeline[0].detail["via"], via.as_str());
+        let env = sanyu_events::decode(&plan.events[0].payload).unwrap();
+        let Some(Payload::CaseAcknowledged(e)) = env.payload else {
+            panic!("{via}: not a CaseAcknowledged event");
+        };
+        assert_eq!(e.channel, via.as_str());
+        let source = &plan.audit[0].source;
+        if via == AckChannel::Api {
+            assert_eq!(source, "127.0.0.1");
+        } else {
+            assert_eq!(source, &format!("127.0.0.1 via {via}"));
+        }
+    }
 }

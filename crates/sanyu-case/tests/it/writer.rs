@@ -192,7 +192,14 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
         .unwrap()
         .len();
 
-    let (plan, written) = w.act(c.id, Command::Acknowledge).await;
+    let (plan, written) = w
+        .act(
+            c.id,
+            Command::Acknowledge {
+                via: sanyu_case::AckChannel::Api,
+            },
+        )
+        .await;
 
     assert_eq!(written.status, CaseStatus::Acknowledged);
     assert_eq!(written.ladder_state, LadderState::Stopped);
@@ -226,7 +233,14 @@ async fn an_acknowledgement_writes_its_row_entry_event_and_audit_record_and_stop
 
 async fn a_raise_writes_a_fresh_ladder_of_a_new_epoch_and_seals_the_reason(w: &World) {
     let c = w.open_case("S2", RiskLevel::Elevated).await;
-    let (_, acked) = w.act(c.id, Command::Acknowledge).await;
+    let (_, acked) = w
+        .act(
+            c.id,
+            Command::Acknowledge {
+                via: sanyu_case::AckChannel::Api,
+            },
+        )
+        .await;
     assert_eq!(acked.ladder_state, LadderState::Stopped);
 
     let (plan, raised) = w
@@ -269,16 +283,32 @@ async fn a_plan_of_a_case_that_changed_meanwhile_writes_nothing(w: &World) {
         &*txn,
         c.clone(),
         w.school.id,
-        &Command::Acknowledge,
+        &Command::Acknowledge {
+            via: sanyu_case::AckChannel::Api,
+        },
         &Default::default(),
         Utc::now(),
     )
     .await
     .unwrap();
     drop(txn);
-    let plan = sanyu_case::plan(&snapshot, &w.actor(), &Command::Acknowledge, &w.ctx()).unwrap();
+    let plan = sanyu_case::plan(
+        &snapshot,
+        &w.actor(),
+        &Command::Acknowledge {
+            via: sanyu_case::AckChannel::Api,
+        },
+        &w.ctx(),
+    )
+    .unwrap();
     // …someone else acknowledges first…
-    w.act(c.id, Command::Acknowledge).await;
+    w.act(
+        c.id,
+        Command::Acknowledge {
+            via: sanyu_case::AckChannel::Api,
+        },
+    )
+    .await;
     // …and the stale plan fails as a whole.
     let txn = begin_write(&w.db).await.unwrap();
     let err = sanyu_case::apply(&*txn, &plan, w.keys()).await.unwrap_err();

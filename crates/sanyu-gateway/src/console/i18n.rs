@@ -96,6 +96,25 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Press the button below to sign in. This link works once, for 10 minutes after it was sent.",
     ),
     ("link_button", "登录", "Sign in"),
+    ("ack_link_title", "确认个案", "Acknowledge a case"),
+    ("ack_link_case", "个案编号：", "Case reference:"),
+    (
+        "ack_link_intro",
+        "点击下面的按钮确认您已接手此个案，逐级上报随即停止，然后打开个案页面。",
+        "Press the button to acknowledge that you have taken this case: its escalation stops and the case page opens.",
+    ),
+    ("ack_link_open", "打开个案页面", "Open the case page"),
+    (
+        "ack_link_sign_in_first",
+        "请先登录，登录后回到此页面确认。",
+        "Sign in first; you come back to this page to acknowledge.",
+    ),
+    ("ack_link_sign_in", "登录", "Sign in"),
+    (
+        "ack_link_invalid",
+        "此确认链接无效或已过期。请登录后在个案页面确认。",
+        "This acknowledgement link is not valid or has expired. Sign in and acknowledge on the case page.",
+    ),
     (
         "link_use_code",
         "改用验证码登录",

@@ -8,6 +8,7 @@
 //! Templates, the stylesheet and htmx (vendored, pinned) are compiled into
 //! the binary.
 
+mod ack_link;
 mod actions;
 mod calls;
 pub mod i18n;
@@ -82,6 +83,10 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             get(sign_in::link_form).post(sign_in::link_use),
         )
         .route("/sign-out", post(sign_in::sign_out))
+        .route(
+            "/a/{token}",
+            get(ack_link::page).post(ack_link::acknowledge),
+        )
         .route("/console/static/{file}", get(static_file))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
@@ -119,6 +124,11 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// own pages (a list, a case, a student, a call): never a redirect elsewhere.
 pub fn safe_return(next: Option<&str>) -> Option<String> {
     let next = next?.trim();
+    if let Some(token) = next.strip_prefix(sanyu_store::ack_links::LINK_PREFIX)
+        && sanyu_store::ack_links::plausible_token(token)
+    {
+        return Some(next.to_owned());
+    }
     if [
         "/",
         "/queue",
@@ -186,5 +196,11 @@ mod tests {
             assert_eq!(safe_return(Some(bad)), None, "{bad}");
         }
         assert_eq!(safe_return(None), None);
+        let token = "abcdefghijklmnopqrstuvwx27";
+        assert_eq!(
+            safe_return(Some(&format!("/a/{token}"))),
+            Some(format!("/a/{token}"))
+        );
+        assert_eq!(safe_return(Some("/a/x?next=//evil")), None);
     }
 }

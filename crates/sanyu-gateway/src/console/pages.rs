@@ -613,11 +613,12 @@ pub async fn acknowledge(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let done = crate::routes::casework::acknowledge(
-        State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
-        crate::extract::Path(id.clone()),
+    let done = crate::routes::casework::acknowledge_via(
+        &state,
+        &signed.principal,
+        &peer,
+        &id,
+        sanyu_case::AckChannel::Console,
     )
     .await;
     match done {

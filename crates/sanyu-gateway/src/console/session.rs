@@ -39,6 +39,10 @@ pub struct Settings {
     pub tz: chrono_tz::Tz,
     /// An SMS provider is configured: a code may go by SMS.
     pub sms_enabled: bool,
+    /// Finds the case of an acknowledgement link (`/a/<token>`).
+    pub ack_key: sanyu_store::ack_links::AckKey,
+    /// How long after its notification an acknowledgement link holds.
+    pub ack_link_ttl: chrono::Duration,
 }
 
 impl Settings {
@@ -57,6 +61,11 @@ impl Settings {
                 .parse()
                 .unwrap_or(chrono_tz::Asia::Shanghai),
             sms_enabled: config.sms.primary.is_some(),
+            ack_key: sanyu_store::ack_links::AckKey::from_data_key(
+                config.security.data_key.expose(),
+            )
+            .map_err(|e| e.to_string())?,
+            ack_link_ttl: chrono::Duration::hours(config.console.ack_link_ttl_hours.max(1)),
         })
     }
 }

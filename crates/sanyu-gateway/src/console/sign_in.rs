@@ -285,6 +285,7 @@ async fn enqueue_code(
         rung: 0,
         reason_code: v1::NotificationReason::SignInCode as i32,
         sign_in_code: store::seal_code(&state.sealer, &send.code)?,
+        ack_outcome: String::new(),
         sign_in_link,
     });
     outbox::enqueue(

@@ -15,6 +15,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("code.html", include_str!("templates/code.html")),
     ("link.html", include_str!("templates/link.html")),
+    ("ack.html", include_str!("templates/ack.html")),
     ("queue.html", include_str!("templates/queue.html")),
     ("case.html", include_str!("templates/case.html")),
     ("message.html", include_str!("templates/message.html")),

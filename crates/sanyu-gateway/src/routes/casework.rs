@@ -18,7 +18,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_case::{
-    Actor, CaseError, Command, FollowUp, GuardianContact, Keys, PlanCtx, Referral, Refusal, Secret,
+    AckChannel, Actor, CaseError, Command, FollowUp, GuardianContact, Keys, PlanCtx, Referral,
+    Refusal, Secret,
 };
 use sanyu_domain::{
     Access, CaseStatus, CaseSubject, CaseWork, LadderState, Principal, RiskLevel, Role,
@@ -107,13 +108,35 @@ pub async fn act(
         return Err(ApiError::Forbidden("your role may not work cases"));
     }
     let txn = begin_write(&state.db).await?;
-    let case = sanyu_case::load_case(&*txn, case_id)
+    let (written, plan) = act_in(&*txn, state, caller, source, case_id, &cmd).await?;
+    txn.commit().await?;
+    state.waker.wake();
+    tracing::info!(case_id = %written.id, action = %plan.action, "case action recorded");
+    Ok(CaseState::of(&written, plan.created_id))
+}
+
+/// [`act`] inside the caller's write transaction (which it neither commits
+/// nor rolls back), for a door that writes more in the same transaction (an
+/// SMS reply's answer): role and scope checked, planned, applied. The
+/// caller wakes the relay after its commit.
+pub async fn act_in(
+    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    state: &AppState,
+    caller: &Principal,
+    source: &str,
+    case_id: Uuid,
+    cmd: &Command,
+) -> Result<(case::Model, sanyu_case::Plan), ApiError> {
+    if !caller.may_read_cases() {
+        return Err(ApiError::Forbidden("your role may not work cases"));
+    }
+    let case = sanyu_case::load_case(txn, case_id)
         .await
         .map_err(case_error)?
         .ok_or(ApiError::NotFound("case"))?;
     may_work(caller, &case, cmd.work(caller))?;
     let now = Utc::now();
-    let snapshot = sanyu_case::load(&*txn, case, caller.school_id, &cmd, &state.duty, now)
+    let snapshot = sanyu_case::load(txn, case, caller.school_id, cmd, &state.duty, now)
         .await
         .map_err(case_error)?;
     let actor = Actor {
@@ -126,18 +149,15 @@ pub async fn act(
         traceparent: sanyu_platform::trace::current_traceparent(),
         ids: &Uuid::now_v7,
     };
-    let plan = sanyu_case::plan(&snapshot, &actor, &cmd, &ctx).map_err(refused)?;
+    let plan = sanyu_case::plan(&snapshot, &actor, cmd, &ctx).map_err(refused)?;
     let keys = Keys {
         sealer: &state.sealer,
         audit_key: &state.audit_key,
     };
-    let written = sanyu_case::apply(&*txn, &plan, keys)
+    let written = sanyu_case::apply(txn, &plan, keys)
         .await
         .map_err(case_error)?;
-    txn.commit().await?;
-    state.waker.wake();
-    tracing::info!(case_id = %written.id, action = %plan.action, "case action recorded");
-    Ok(CaseState::of(&written, plan.created_id))
+    Ok((written, plan))
 }
 
 /// [`act`] on the case named by a path segment (a malformed id is no case).
@@ -206,7 +226,20 @@ pub async fn acknowledge(
     peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Json<CaseState>, ApiError> {
-    act_on(&state, &caller, &peer, &id, Command::Acknowledge).await
+    acknowledge_via(&state, &caller, &peer, &id, AckChannel::Api).await
+}
+
+/// Acknowledge the case named by a path segment, as `caller`, saying how
+/// the acknowledgement came (the API, the console, a link's page): the one
+/// command every door uses.
+pub async fn acknowledge_via(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    id: &str,
+    via: AckChannel,
+) -> Result<Json<CaseState>, ApiError> {
+    act_on(state, caller, peer, id, Command::Acknowledge { via }).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

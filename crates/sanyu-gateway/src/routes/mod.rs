@@ -9,5 +9,6 @@ pub mod reports;
 pub mod role_grants;
 pub mod roster;
 pub mod screening;
+pub mod sms_replies;
 pub mod students;
 pub mod zero_reports;

@@ -34,8 +34,15 @@ pub const PREFIX: &str = "/v1/sms/receipts/";
 pub struct ReceiptSettings {
     /// Empty: receipts are refused.
     pub path_secret: String,
-    /// The secrets of configured webhook providers (their receipts are signed).
+    /// The secrets of configured webhook providers (their receipts and
+    /// replies are signed).
     pub webhook_secrets: Vec<sanyu_sms::Secret>,
+    /// `sms.reply_tokens.aliyun` (empty: refused).
+    pub aliyun_reply_token: String,
+    /// `sms.reply_tokens.tencent` (empty: refused).
+    pub tencent_reply_token: String,
+    /// How far back an SMS reply looks for the case SMS it answers.
+    pub reply_window: chrono::Duration,
 }
 
 impl std::fmt::Debug for ReceiptSettings {
@@ -57,21 +64,30 @@ impl ReceiptSettings {
         Self {
             path_secret: config.sms.receipt_path_secret.expose().to_owned(),
             webhook_secrets,
+            aliyun_reply_token: config.sms.reply_tokens.aliyun.expose().to_owned(),
+            tencent_reply_token: config.sms.reply_tokens.tencent.expose().to_owned(),
+            reply_window: chrono::Duration::hours(config.console.sms_reply_window_hours.max(1)),
         }
     }
 
     /// Constant-time in the secret's content: compares digests.
     fn accepts(&self, candidate: &str) -> bool {
-        if self.path_secret.is_empty() {
-            return false;
-        }
-        let a = Sha256::digest(self.path_secret.as_bytes());
-        let b = Sha256::digest(candidate.as_bytes());
-        a.iter()
-            .zip(b.iter())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        same_secret(&self.path_secret, candidate)
     }
+}
+
+/// Whether `candidate` is `expected` (never when `expected` is empty);
+/// constant-time in the secret's content: compares digests.
+pub fn same_secret(expected: &str, candidate: &str) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let a = Sha256::digest(expected.as_bytes());
+    let b = Sha256::digest(candidate.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Receive delivery receipts from an SMS provider (`webhook`, `aliyun` or `tencent`).

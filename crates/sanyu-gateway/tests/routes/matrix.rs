@@ -59,6 +59,8 @@ enum Target {
     SchoolPeriod,
     /// The SMS receipt route's path secret (not a school's).
     ReceiptSecret,
+    /// The SMS reply route's token of a provider (not a school's).
+    ReplyToken,
     /// A school code in an upload (roster rows, a screening file's `school`).
     SchoolCode,
     /// A duty rotation of the school (its crisis lead, nights).
@@ -228,6 +230,11 @@ const MATRIX: &[Row] = &[
     // No bearer token: the path secret is the credential (a wrong one: 404 like an unknown route).
     row("POST /v1/sms/receipts/{provider}/{secret}",       T::ReceiptSecret, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
                                                                              [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
+    // No bearer token either: the provider's token in the path (a wrong one: 401).
+    row("POST /v1/sms/replies/{provider}/{token}",         T::ReplyToken,    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+                                                                             [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    // The webhook's replies are signed; a bearer token grants nothing.
+    unscoped("POST /v1/sms/replies/webhook",               T::Nothing,       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
 ];
 
 /// Which record a request names.
@@ -251,6 +258,7 @@ const DEPLOYMENT_MISSING: &[(Who, u16)] = &[(Who::Deployment, 404)];
 const ADMIN_ROWS_OF_NO_SCHOOL: &[(Who, u16)] = &[(Who::Admin, 200)];
 
 const RECEIPT_SECRET: &str = "receipt-path-secret-for-tests-0123456789";
+const REPLY_TOKEN: &str = "reply-token-for-tests-0123456789";
 /// A key date of every school, and one of SCH2 only.
 const PERIOD: &str = "midterm";
 const PERIOD_OF_B: &str = "sch2-sports-day";
@@ -593,6 +601,10 @@ impl<'a> Matrix<'a> {
                 Sch::A => RECEIPT_SECRET.into(),
                 Sch::B => "guessed".into(),
             },
+            T::ReplyToken => match sch {
+                Sch::A => REPLY_TOKEN.into(),
+                Sch::B => "guessed".into(),
+            },
         }
     }
 
@@ -606,7 +618,7 @@ impl<'a> Matrix<'a> {
             Scope::Missing => match row.target {
                 T::StudentNo => "NOSUCH".into(),
                 T::Period | T::SchoolPeriod => "no-such-period".into(),
-                T::ReceiptSecret => "guessed".into(),
+                T::ReceiptSecret | T::ReplyToken => "guessed".into(),
                 T::SchoolCode => "NOSUCH".into(),
                 _ => Uuid::now_v7().to_string(),
             },
@@ -614,7 +626,8 @@ impl<'a> Matrix<'a> {
         let path = template
             .replace("{id}", &record)
             .replace("{provider}", "aliyun")
-            .replace("{secret}", &record);
+            .replace("{secret}", &record)
+            .replace("{token}", &record);
         let client = app.as_(who, Sch::A);
         if method == "GET" {
             return client.get(&path).await;
@@ -708,6 +721,16 @@ impl<'a> Matrix<'a> {
                 "to": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
             })),
             "/v1/duty/rotations/{id}" | "/v1/duty/overrides/{id}" => json_body(json!({})),
+            // A reply from a number not on the roster: changes nothing.
+            "/v1/sms/replies/{provider}/{token}" => json_body(json!([{
+                "phone_number": "13811112222",
+                "send_time": "2026-11-29 12:00:00",
+                "content": "1",
+                "sign_name": "x",
+                "dest_code": "1",
+                "sequence_id": n,
+            }])),
+            "/v1/sms/replies/webhook" => json_body(json!({"id": n.to_string(), "from": "13811112222", "text": "1"})),
             other => panic!("no request body for {method} {other}: add one"),
         };
         let method = Method::from_bytes(method.as_bytes()).expect("method");
@@ -841,6 +864,8 @@ async fn matrix_app(db: TestDb) -> App {
         config.sms.receipt_path_secret =
             sanyu_platform::config::Secret::new(RECEIPT_SECRET.to_owned());
         config.zero_report.periods = calendar.periods;
+        config.sms.reply_tokens.aliyun =
+            sanyu_platform::config::Secret::new(REPLY_TOKEN.to_owned());
     })
     .await;
     app.add_numbered_students(Sch::A, 200).await;

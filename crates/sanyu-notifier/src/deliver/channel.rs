@@ -22,6 +22,11 @@ impl Deliverer {
                     channel: channel.as_str(),
                     worker: &self.worker,
                     lease: self.policy.lease,
+                    ack_token_hash: self
+                        .ack_key
+                        .as_ref()
+                        .zip(ctx.ack_token.as_deref())
+                        .map(|(k, t)| k.lookup_hash(t)),
                 },
             )
             .await?;

@@ -77,6 +77,37 @@ impl Deliverer {
         .map_err(|e| e.to_string())
     }
 
+    /// The answer to a staff member's SMS reply: the outcome (the request's
+    /// `ack_outcome`; `confirmed` for `AckConfirmed`) and the case
+    /// reference(s) it is about (`case_reference`, comma-separated for an
+    /// ambiguous reply). No link, no school, no level.
+    pub(super) fn ack_reply_sms(
+        &self,
+        req: &v1::NotificationRequested,
+        reason: NotificationReason,
+    ) -> Result<sanyu_sms::RenderedSms, String> {
+        use sanyu_sms::AckReplyOutcome as O;
+        let outcome = if reason == NotificationReason::AckConfirmed {
+            O::Confirmed
+        } else {
+            O::parse(&req.ack_outcome).unwrap_or(O::Unreadable)
+        };
+        let refs: Vec<String> = req
+            .case_reference
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let case_ref = match outcome {
+            O::Confirmed | O::AlreadyAcknowledged => refs.first().map(String::as_str),
+            _ => None,
+        };
+        let listed: &[String] = if outcome == O::Ambiguous { &refs } else { &[] };
+        sanyu_sms::render_ack_reply_sms(self.policy.locale, outcome, case_ref, listed)
+            .map_err(|e| e.to_string())
+    }
+
     /// A notice about no case: a zero report missing, a watch-list follow-up
     /// due. The period or watch entry id and a link; no names.
     pub(super) fn compose_notice(

@@ -86,6 +86,11 @@ impl Deliverer {
         };
         let content = if ctx.reason == NotificationReason::SignInCode {
             self.sign_in_sms(ctx.req)
+        } else if matches!(
+            ctx.reason,
+            NotificationReason::AckConfirmed | NotificationReason::AckRefused
+        ) {
+            self.ack_reply_sms(ctx.req, ctx.reason)
         } else {
             let Some(facts) = &ctx.facts else {
                 return self

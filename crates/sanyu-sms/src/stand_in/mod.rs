@@ -219,6 +219,68 @@ impl StandIn {
     pub fn script_for(&self, phone: &str, reply: Reply) {
         self.shared.lock().rules.insert(normalize(phone), reply);
     }
+
+    /// Posts a reply SMS (`text` from `from`) to Sanyu's reply callback at
+    /// `url`, the way this provider pushes one (see [`crate::reply`]): the
+    /// webhook signs it with its secret (`signing_secret`, to forge one pass
+    /// another), Alibaba Cloud posts its up-message array and Tencent Cloud
+    /// its reply object, unsigned (their token is in `url`). `id` is the
+    /// provider's message id (Alibaba Cloud `sequence_id`, the webhook's
+    /// `id`; Tencent Cloud has none and sends the time instead).
+    pub async fn post_reply(
+        &self,
+        url: &str,
+        from: &str,
+        text: &str,
+        id: u64,
+        signing_secret: Option<&str>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let client = reqwest::Client::new();
+        let national = normalize(from).trim_start_matches("+86").to_owned();
+        match self.shared.kind {
+            StandInKind::Webhook => {
+                let body = serde_json::to_vec(&crate::reply::WebhookReply {
+                    id: id.to_string(),
+                    from: normalize(from),
+                    text: text.to_owned(),
+                })
+                .unwrap_or_default();
+                let ts = Utc::now().timestamp();
+                let secret = signing_secret.unwrap_or(&self.shared.secret);
+                let sig = crate::webhook::sign(secret.as_bytes(), ts, &body);
+                client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header(crate::webhook::TIMESTAMP_HEADER, ts.to_string())
+                    .header(crate::webhook::SIGNATURE_HEADER, sig)
+                    .body(body)
+                    .send()
+                    .await
+            }
+            StandInKind::Aliyun => {
+                let body = json!([{
+                    "phone_number": national,
+                    "send_time": Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+                    "content": text,
+                    "sign_name": "测试学校",
+                    "dest_code": "1",
+                    "sequence_id": id,
+                }]);
+                client.post(url).json(&body).send().await
+            }
+            StandInKind::Tencent => {
+                let body = json!({
+                    "extend": "",
+                    "mobile": national,
+                    "nationcode": "86",
+                    "sign": "测试学校",
+                    "text": text,
+                    "time": id,
+                });
+                client.post(url).json(&body).send().await
+            }
+        }
+    }
 }
 
 impl Drop for StandIn {

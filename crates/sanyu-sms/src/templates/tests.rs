@@ -49,7 +49,7 @@ fn staff_sms_in_chinese_names_the_level_in_words() {
     let sms = render_sms(Audience::Staff, Locale::ZhCn, &facts()).unwrap();
     assert_eq!(
         sms.text,
-        "第一中学：个案 C-7F3K2Q 待处理，级别 一级（紧急），时间 2025-03-01 14:05。请登录查看：https://sanyu.example.edu.cn/cases/C-7F3K2Q"
+        "第一中学：个案 C-7F3K2Q 待处理，级别 一级（紧急），时间 2025-03-01 14:05。回复1确认，或打开：https://sanyu.example.edu.cn/cases/C-7F3K2Q"
     );
     assert_eq!(sms.param("level"), Some("一级（紧急）"));
     assert_eq!(sms.template_name(), "staff.zh-CN");
@@ -189,4 +189,32 @@ fn a_sign_in_sms_refuses_what_is_not_a_code() {
             ..
         }
     ));
+}
+
+#[test]
+fn every_reply_answer_renders_its_own_words_with_references_only() {
+    for locale in Locale::ALL {
+        let mut seen = std::collections::HashSet::new();
+        for outcome in AckReplyOutcome::ALL {
+            let refs = vec!["C-7F3K2Q".to_owned(), "C-9ZZZ1A".to_owned()];
+            let sms = render_ack_reply_sms(locale, outcome, Some("C-7F3K2Q"), &refs).unwrap();
+            assert_eq!(sms.audience, Audience::AckReply);
+            assert!(seen.insert(sms.text.clone()), "{locale} {outcome:?}");
+            assert!(!sms.text.contains("http"), "no link in a reply answer");
+            let names: Vec<&str> = sms.params.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, Audience::AckReply.param_names());
+            match outcome {
+                AckReplyOutcome::Confirmed | AckReplyOutcome::AlreadyAcknowledged => {
+                    assert!(sms.text.contains("C-7F3K2Q"), "{}", sms.text)
+                }
+                AckReplyOutcome::Ambiguous => {
+                    assert!(sms.text.contains("C-9ZZZ1A"), "{}", sms.text)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        render_ack_reply_sms(Locale::ZhCn, AckReplyOutcome::Confirmed, Some("张三"), &[]).is_err()
+    );
 }

@@ -23,6 +23,9 @@ pub struct Model {
     pub sending_since: Option<DateTimeUtc>,
     /// Claims taken over from a notifier that stopped during a send.
     pub takeovers: i32,
+    /// Keyed hash of the acknowledgement link's token of the notification
+    /// (see `crate::ack_links`); none for notices about no case.
+    pub ack_token_hash: Option<String>,
 }
 
 no_relations!();

@@ -23,6 +23,7 @@ mod m20261205_110000_add_delivery_sending;
 mod m20261205_120000_create_console_sessions;
 mod m20261206_040000_add_sign_in_links;
 mod m20261207_010000_create_duty_rosters;
+mod m20261207_020000_add_ack_links;
 mod m20261207_030000_add_case_last_action;
 mod sqlite_rebuild;
 
@@ -131,6 +132,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_120000_create_console_sessions::Migration),
             Box::new(m20261206_040000_add_sign_in_links::Migration),
             Box::new(m20261207_010000_create_duty_rosters::Migration),
+            Box::new(m20261207_020000_add_ack_links::Migration),
             Box::new(m20261207_030000_add_case_last_action::Migration),
         ]
     }

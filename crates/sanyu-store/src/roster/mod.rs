@@ -389,3 +389,21 @@ pub async fn staff_in_role(
         .all(conn)
         .await?)
 }
+
+/// The active staff members whose mobile number is one of `spellings` (the
+/// caller passes every way a number may be written: `13800138000`,
+/// `+8613800138000`, `8613800138000`), for matching an SMS reply to its
+/// sender. The number is the one alerts are sent to.
+pub async fn active_staff_by_phone(
+    conn: &impl ConnectionTrait,
+    spellings: &[String],
+) -> Result<Vec<staff::Model>> {
+    if spellings.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(staff::Entity::find()
+        .filter(staff::Column::Active.eq(true))
+        .filter(staff::Column::Phone.is_in(spellings.iter().cloned()))
+        .all(conn)
+        .await?)
+}
