@@ -1,7 +1,8 @@
 //! TLS everywhere (issue #17): the chain runs with PostgreSQL behind
 //! `sslmode=verify-full`, and with SMTP over STARTTLS and over implicit TLS,
-//! each against a CA the test makes; a certificate the services do not trust
-//! stops them at start-up with a message naming the setting, and plaintext to
+//! each against a CA the test makes; a database, SMTP or NATS certificate
+//! the services do not trust stops them at start-up with a message naming
+//! the setting, and plaintext to
 //! another host is refused unless `security.allow_plaintext`. (NATS over TLS:
 //! `report_to_email::the_chain_runs_over_a_nats_server_that_requires_tls`.)
 
@@ -128,6 +129,24 @@ async fn an_smtp_certificate_the_notifier_does_not_trust_stops_it_at_start_up() 
             "implicit={implicit}: {log}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_certificate_the_service_does_not_trust_stops_it_at_start_up() {
+    let nats = sanyu_e2e::support::NatsServer::start_tls().await;
+    let mut stack = Stack::with_nats(TestDb::sqlite(), nats).await;
+    let (_other_dir, other) = new_ca();
+    stack.env_extra.push((
+        "SANYU_NATS__TLS_CA_FILE".into(),
+        other.ca().display().to_string(),
+    ));
+    stack.start_rules(&[]);
+    let rules = stack.rules.as_mut().expect("rules engine");
+    let log = exits_with_log(rules).await;
+    assert!(
+        log.contains("nats.url") && log.contains("TLS refused"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,6 +53,26 @@ fn nats_err(context: &str, e: impl std::fmt::Display) -> PlatformError {
     PlatformError::Nats(format!("{context}: {e}"))
 }
 
+/// Whether a connection error is a TLS handshake's refusal (the client
+/// reports a refused certificate as an I/O error carrying rustls' error).
+fn is_tls_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
 /// Seconds between client pings (two unanswered: reconnect elsewhere).
 const PING_INTERVAL_SECS: u64 = 5;
 
@@ -74,11 +94,11 @@ pub fn server_list(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
     Ok(servers)
 }
 
-/// Connect (retrying while the server comes up).
+/// Connect once (trying every server of the list); the caller retries an
+/// outage (`runner::connect`), a refused TLS certificate is `PlatformError::Config`.
 pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         // A node that stops answering (a partition, a frozen host) is given up
         // after two missed pings, and the client moves to another node: the
@@ -115,7 +135,16 @@ pub async fn connect(settings: &NatsConfig, name: &str) -> Result<Backbone> {
                 format!("no NATS server at {} after 30 s", settings.url),
             )
         })?
-        .map_err(|e| nats_err("connect", e))?;
+        .map_err(|e| {
+            // A certificate the client does not trust (or a server without
+            // the TLS the settings require) is a configuration error, not an
+            // outage: the caller stops rather than retrying for ever.
+            if e.kind() == async_nats::ConnectErrorKind::Tls || is_tls_refusal(&e) {
+                PlatformError::Config(format!("nats.url: TLS refused: {e}"))
+            } else {
+                nats_err("connect", e)
+            }
+        })?;
     let js = jetstream::new(client.clone());
     Ok(Backbone {
         client,

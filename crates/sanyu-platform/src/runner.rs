@@ -154,8 +154,9 @@ pub async fn serve_health(
 
 /// Connect to the database and to NATS (and ensure the streams), retrying
 /// each with backoff until it works or `stop` is cancelled (`Ok(None)`). A
-/// database whose TLS certificate is refused (or that cannot do the TLS the
-/// URL requires) is a configuration error, not an outage: `Err` at once.
+/// database or NATS server whose TLS certificate is refused (or that cannot
+/// do the TLS the settings require) is a configuration error, not an outage:
+/// `Err` at once.
 pub async fn connect(
     config: &Config,
     name: &str,
@@ -184,7 +185,10 @@ pub async fn connect(
         let Some(backbone) = retry("NATS", stop, || async {
             nats::connect(&config.nats, name)
                 .await
-                .map_err(|e| Attempt::Retry(e.to_string()))
+                .map_err(|e| match e {
+                    PlatformError::Config(_) => Attempt::Fatal(e),
+                    other => Attempt::Retry(other.to_string()),
+                })
         })
         .await?
         else {
