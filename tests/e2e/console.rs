@@ -749,6 +749,23 @@ async fn the_counsellor_signs_in_from_the_alert_email_and_acknowledges_in_a_brow
         .expect("case again");
     wait_for_path(&c, &format!("/cases/{case_id}")).await;
     shoot(&c, "case").await;
+    // The email's acknowledgement link: a page with a button, nothing done yet.
+    let text = alert.text();
+    let ack_link = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{}/a/", stack.base_url())))
+        .expect("an acknowledgement link in the email")
+        .to_owned();
+    c.goto(&ack_link)
+        .await
+        .expect("open the acknowledgement link");
+    wait_for_path(&c, "/a/").await;
+    shoot(&c, "ack-link").await;
+    assert_eq!(case_status(&stack, &case_id).await["status"], "open");
+    c.goto(&format!("{link}?lang=zh"))
+        .await
+        .expect("case again");
+    wait_for_path(&c, &format!("/cases/{case_id}")).await;
 
     c.find(Locator::Css("form.ack button"))
         .await
