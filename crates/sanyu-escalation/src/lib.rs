@@ -69,6 +69,20 @@ pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>> {
     Ok(sanyu_case::ladder::ladder_of(case)?)
 }
 
+/// The case a timer is about, its school and the school's reachable staff;
+/// `None` when the case is gone (the timer is stale).
+async fn timer_case(
+    txn: &impl ConnectionTrait,
+    case_id: Uuid,
+) -> Result<Option<(case::Model, school::Model, sanyu_case::ladder::Reachable)>> {
+    let Some(case) = cases::get(txn, case_id).await? else {
+        return Ok(None);
+    };
+    let school = school_of(txn, &case).await?;
+    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
+    Ok(Some((case, school, staff)))
+}
+
 async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<school::Model> {
     Ok(school::Entity::find_by_id(case.school_id)
         .one(txn)
@@ -133,11 +147,9 @@ pub async fn fire(
     duty: &sanyu_case::DutyCalendar,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
-    let Some(case) = cases::get(txn, t.case_id).await? else {
+    let Some((case, school, staff)) = timer_case(txn, t.case_id).await? else {
         return Ok(Fired::Stale);
     };
-    let school = school_of(txn, &case).await?;
-    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
     let roster = sanyu_case::duty::roster(txn, school.id, duty, at).await?;
     let Some(firing) = sanyu_case::ladder::plan_rung(
         &case,
@@ -171,11 +183,9 @@ pub async fn fire_after_ack(
     t: &sanyu_case::after_ack::ActionTimer,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
-    let Some(case) = cases::get(txn, t.case_id).await? else {
+    let Some((case, school, staff)) = timer_case(txn, t.case_id).await? else {
         return Ok(Fired::Stale);
     };
-    let school = school_of(txn, &case).await?;
-    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
     let Some(firing) = sanyu_case::after_ack::plan_after_ack(&case, t, &school.code, &staff, at)?
     else {
         return Ok(Fired::Stale);
@@ -196,11 +206,9 @@ pub async fn remind_stale(
     t: &sanyu_case::after_ack::StaleTimer,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
-    let Some(case) = cases::get(txn, t.case_id).await? else {
+    let Some((case, school, staff)) = timer_case(txn, t.case_id).await? else {
         return Ok(Fired::Stale);
     };
-    let school = school_of(txn, &case).await?;
-    let staff = sanyu_case::snapshot::reachable(txn, school.id).await?;
     let Some(firing) = sanyu_case::after_ack::plan_stale(&case, t, &school.code, &staff, at)?
     else {
         return Ok(Fired::Stale);
