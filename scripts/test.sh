@@ -57,6 +57,21 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The previous release's binaries for tests/e2e/upgrade.rs (built once from
+# the commit in deploy/previous-release, then cached). Before the workspace's
+# own build: they share its target directory (see the script).
+if prev="$(bash scripts/ensure-previous-release.sh)"; then
+    export SANYU_PREVIOUS_RELEASE_BIN="$prev"
+    echo "previous release: $prev"
+elif [ "${CI:-}" = "true" ]; then
+    echo "CI=true requires the previous release's binaries, and they could not be built" >&2
+    exit 1
+else
+    unset SANYU_PREVIOUS_RELEASE_BIN
+    echo "previous release: SKIPPED (could not be built); tests/e2e/upgrade.rs will skip" >&2
+fi
+
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
 

@@ -1,6 +1,7 @@
 //! The harness for end-to-end tests: real NATS, a real SMTP server, a fresh
 //! database, two seeded schools, and the real service binaries.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sanyu_store::Db;
@@ -29,6 +30,9 @@ pub struct Stack {
     /// Settings every service gets in place of (or beside) the defaults
     /// below, e.g. the URL list of a NATS cluster.
     pub env_extra: Vec<(String, String)>,
+    /// Where the services' binaries come from when not the workspace's
+    /// (an earlier release's, in tests/e2e/upgrade.rs).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Stack {
@@ -39,8 +43,21 @@ impl Stack {
 
     /// As [`Self::new`], on a given NATS server (e.g. one that requires TLS).
     pub async fn with_nats(db: TestDb, nats: NatsServer) -> Self {
-        let smtp = SmtpServer::start();
         let conn = db.connect().await;
+        Self::seeded(db, conn, nats, sanyu_store::crypto::Sealer::generate_key()).await
+    }
+
+    /// Servers and data on a database whose schema something else made (an
+    /// earlier release's `sanyu migrate`, with `data_key`): not migrated here.
+    pub async fn on_schema_as_is(db: TestDb, data_key: String) -> Self {
+        let conn = sanyu_store::db::connect(&sanyu_store::DbConfig::new(db.url().to_owned()))
+            .await
+            .expect("connect to test database");
+        Self::seeded(db, conn, NatsServer::start().await, data_key).await
+    }
+
+    async fn seeded(db: TestDb, conn: Db, nats: NatsServer, data_key: String) -> Self {
+        let smtp = SmtpServer::start();
         let school = sanyu_test_support::seed_school(&conn, "SCH1").await;
         let other_school = sanyu_test_support::seed_school(&conn, "SCH2").await;
         Self {
@@ -50,7 +67,7 @@ impl Stack {
             conn,
             school,
             other_school,
-            data_key: sanyu_store::crypto::Sealer::generate_key(),
+            data_key,
             http_port: free_port(),
             gateway: None,
             rules: None,
@@ -58,6 +75,7 @@ impl Stack {
             scheduler: None,
             http: reqwest::Client::new(),
             env_extra: Vec::new(),
+            bin_dir: None,
         }
     }
 
@@ -73,10 +91,12 @@ impl Stack {
 
     /// Start the scheduler (durable timers, ladder auditor) with some settings replaced.
     pub fn start_scheduler(&mut self, overrides: &[(&str, String)]) {
-        self.scheduler = Some(ServiceProcess::spawn(
-            "sanyu-scheduler",
-            &self.env_with(overrides),
-        ));
+        self.scheduler = Some(self.spawn("sanyu-scheduler", &self.env_with(overrides)));
+    }
+
+    /// Start service binary `name` from [`Self::bin_dir`] or the workspace.
+    pub fn spawn(&self, name: &str, env: &[(String, String)]) -> ServiceProcess {
+        ServiceProcess::spawn_from(self.bin_dir.as_deref(), name, env)
     }
 
     /// The environment every service gets.
@@ -134,10 +154,7 @@ impl Stack {
 
     /// Start the gateway with some settings replaced, and wait until it is ready.
     pub async fn start_gateway_with(&mut self, overrides: &[(&str, String)]) {
-        self.gateway = Some(ServiceProcess::spawn(
-            "sanyu-gateway",
-            &self.env_with(overrides),
-        ));
+        self.gateway = Some(self.spawn("sanyu-gateway", &self.env_with(overrides)));
         let url = format!("{}/readyz", self.base_url());
         let http = self.http.clone();
         eventually(Duration::from_secs(20), "gateway ready", || {
@@ -153,10 +170,7 @@ impl Stack {
 
     /// Start the rules engine with some settings replaced (e.g. fault injection).
     pub fn start_rules(&mut self, overrides: &[(&str, String)]) {
-        self.rules = Some(ServiceProcess::spawn(
-            "sanyu-rules",
-            &self.env_with(overrides),
-        ));
+        self.rules = Some(self.spawn("sanyu-rules", &self.env_with(overrides)));
     }
 
     pub fn start_notifier(&mut self) {
@@ -165,10 +179,7 @@ impl Stack {
 
     /// Start the notifier with some settings replaced (e.g. an SMTP server that is down).
     pub fn start_notifier_with(&mut self, overrides: &[(&str, String)]) {
-        self.notifier = Some(ServiceProcess::spawn(
-            "sanyu-notifier",
-            &self.env_with(overrides),
-        ));
+        self.notifier = Some(self.spawn("sanyu-notifier", &self.env_with(overrides)));
     }
 
     pub fn base_url(&self) -> String {

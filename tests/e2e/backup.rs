@@ -165,6 +165,7 @@ async fn a_restored_dump_verifies_replays_and_the_services_come_back() {
         scheduler: None,
         http: reqwest::Client::new(),
         env_extra: Vec::new(),
+        bin_dir: None,
     };
     let env = stack.env();
     let sanyu = binary("sanyu");

@@ -28,4 +28,5 @@ mod sign_in;
 mod sms;
 mod telemetry;
 mod tls;
+mod upgrade;
 mod zero_reports;

@@ -38,6 +38,19 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Start binary `name` with `env` (added to a clean `SANYU_*`-free environment).
     pub fn spawn(name: &str, env: &[(String, String)]) -> Self {
+        Self::spawn_path(name, &binary(name), env)
+    }
+
+    /// As [`Self::spawn`], the binary `name` from `dir` when given (e.g. an
+    /// earlier release's binaries), else the workspace's.
+    pub fn spawn_from(dir: Option<&std::path::Path>, name: &str, env: &[(String, String)]) -> Self {
+        match dir {
+            Some(dir) => Self::spawn_path(name, &dir.join(name), env),
+            None => Self::spawn(name, env),
+        }
+    }
+
+    fn spawn_path(name: &str, path: &std::path::Path, env: &[(String, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sanyu-proc-")
             .tempdir()
@@ -45,7 +58,7 @@ impl ServiceProcess {
         let log = dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
-        let mut cmd = Command::new(binary(name));
+        let mut cmd = Command::new(path);
         for (k, _) in std::env::vars() {
             if k.starts_with("SANYU_") {
                 cmd.env_remove(k);

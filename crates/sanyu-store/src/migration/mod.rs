@@ -1,5 +1,11 @@
 //! Schema migrations. They run on PostgreSQL and SQLite alike; each runs in a
 //! transaction on both (`use_transaction`), so a failed migration leaves nothing half-made.
+//!
+//! The previous release (`deploy/previous-release`) keeps serving while a new
+//! release's migrations run: a migration only adds (tables, nullable or
+//! defaulted columns, indexes). Dropping, renaming or tightening waits for the
+//! release after the one that stopped using it (deploy/README.md, "Upgrades";
+//! tests/e2e/upgrade.rs runs the previous release's binaries on this schema).
 
 use sea_orm_migration::prelude::*;
 
