@@ -150,6 +150,55 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The parameters every RPC call carries besides its own (no `Signature`
+/// yet): one home for the SMS (`dysmsapi`) and voice (`dyvmsapi`) requests,
+/// which share API version `2017-05-25` and the signature.
+pub(crate) fn rpc_params(
+    access_key_id: &str,
+    action: &str,
+    region_id: &str,
+    nonce: &str,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, String> {
+    let mut params: BTreeMap<String, String> = [
+        ("AccessKeyId", access_key_id),
+        ("Action", action),
+        ("Format", "JSON"),
+        ("RegionId", region_id),
+        ("SignatureMethod", SIGNATURE_METHOD),
+        ("SignatureNonce", nonce),
+        ("SignatureVersion", SIGNATURE_VERSION),
+        ("Version", API_VERSION),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    params.insert("Timestamp".into(), format_timestamp(now));
+    params
+}
+
+/// `POST` of signed RPC parameters as a form body (never in the URL: numbers
+/// and parameters stay out of access logs).
+pub(crate) fn rpc_request(
+    client: &reqwest::Client,
+    endpoint: &url::Url,
+    signed: &BTreeMap<String, String>,
+) -> reqwest::RequestBuilder {
+    let body = signed
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    client
+        .post(endpoint.clone())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body)
+}
+
 /// Sends through Alibaba Cloud SMS.
 #[derive(Debug)]
 pub struct AliyunProvider {
@@ -189,24 +238,15 @@ impl AliyunProvider {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
             .collect();
-        let mut params: BTreeMap<String, String> = [
-            ("AccessKeyId", self.access_key_id.as_str()),
-            ("Action", "SendSms"),
-            ("Format", "JSON"),
-            ("RegionId", self.region_id.as_str()),
-            ("SignatureMethod", SIGNATURE_METHOD),
-            ("SignatureNonce", nonce),
-            ("SignatureVersion", SIGNATURE_VERSION),
-            ("Version", API_VERSION),
+        let mut params = rpc_params(&self.access_key_id, "SendSms", &self.region_id, nonce, now);
+        for (k, v) in [
             ("PhoneNumbers", message.phone.without_plus_or_86()),
             ("SignName", self.sign_name.as_str()),
             ("TemplateCode", template_code),
             ("OutId", message.idempotency_key.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        params.insert("Timestamp".into(), format_timestamp(now));
+        ] {
+            params.insert(k.to_owned(), v.to_owned());
+        }
         params.insert(
             "TemplateParam".into(),
             serde_json::Value::Object(template_param).to_string(),
@@ -225,20 +265,7 @@ impl AliyunProvider {
     async fn send_one(&self, message: &SmsMessage) -> Result<SmsAccepted, SmsError> {
         let nonce = uuid::Uuid::new_v4().to_string();
         let params = self.signed_params(message, &nonce, Utc::now())?;
-        let body = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let request = self
-            .client
-            .post(self.endpoint.clone())
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body);
+        let request = rpc_request(&self.client, &self.endpoint, &params);
         exchange(PROVIDER, request, interpret_response).await
     }
 }

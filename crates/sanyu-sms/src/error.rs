@@ -197,6 +197,11 @@ pub enum ConfigError {
     DuplicateTemplate { audience: String, locale: String },
     #[error("could not build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    #[error("invalid {field}: {reason}")]
+    InvalidSetting {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// A template could not be rendered, or its output failed the privacy check.

@@ -15,6 +15,10 @@
 //!   [`DeliveryReceipt`].
 //! * Replies (uplink) — [`reply`]: a staff member's answer to an alert, into
 //!   [`InboundSms`].
+//! * Voice calls for critical cases — [`voice`]: Alibaba Cloud
+//!   `SingleCallByTts` and Tencent Cloud `SendTtsVoice` behind
+//!   [`VoiceProvider`], built by [`build_voice_provider`], signed by the same
+//!   code as SMS.
 //! * `stand_in` (feature `stand-in`) — provider stand-ins for tests.
 //!
 //! Nothing here logs message content or phone numbers; `Debug` of messages,
@@ -31,6 +35,7 @@ mod secret;
 pub mod stand_in;
 pub mod templates;
 pub mod tencent;
+pub mod voice;
 pub mod webhook;
 
 pub use error::{ConfigError, PermanentKind, ReceiptError, SmsError, TemplateError, TransientKind};
@@ -45,3 +50,4 @@ pub use templates::{
     AckReplyOutcome, AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail,
     RenderedSms, render_ack_reply_sms, render_sign_in_sms, render_sms, render_staff_email,
 };
+pub use voice::{VoiceProvider, VoiceProviderConfig, build_voice_provider};

@@ -85,14 +85,16 @@ pub(super) async fn handle_aliyun(
             "Specified signature nonce was used already.",
         );
     }
-    if get("Action") != "SendSms" || get("Version") != aliyun::API_VERSION {
+    let voice = get("Action") == crate::voice::ALIYUN_ACTION;
+    if !(get("Action") == "SendSms" || voice) || get("Version") != aliyun::API_VERSION {
         return aliyun_error(
             StatusCode::NOT_FOUND,
             "InvalidAction.NotFound",
             "Specified api is not found, please check your url and method.",
         );
     }
-    let template_params = match serde_json::from_str::<serde_json::Value>(&get("TemplateParam")) {
+    let param_field = if voice { "TtsParam" } else { "TemplateParam" };
+    let template_params = match serde_json::from_str::<serde_json::Value>(&get(param_field)) {
         Ok(serde_json::Value::Object(map)) => map
             .into_iter()
             .map(|(k, v)| {
@@ -112,16 +114,37 @@ pub(super) async fn handle_aliyun(
             );
         }
     };
-    let (reply, id) = shared.record(Received {
-        phone: get("PhoneNumbers"),
-        template: get("TemplateCode"),
-        params: template_params,
-        text: None,
-        sign_name: Some(get("SignName")),
-        idempotency_key: params.get("OutId").cloned(),
-    });
+    let received = if voice {
+        Received {
+            channel: "voice",
+            phone: get("CalledNumber"),
+            template: get("TtsCode"),
+            params: template_params,
+            text: None,
+            sign_name: None,
+            idempotency_key: params.get("OutId").cloned(),
+        }
+    } else {
+        Received {
+            channel: "sms",
+            phone: get("PhoneNumbers"),
+            template: get("TemplateCode"),
+            params: template_params,
+            text: None,
+            sign_name: Some(get("SignName")),
+            idempotency_key: params.get("OutId").cloned(),
+        }
+    };
+    let (reply, id) = shared.record(received);
     let answer = |code: &str, message: &str| aliyun_error(StatusCode::OK, code, message);
     match settle(reply).await {
+        Reply::Accept | Reply::Delay(_) if voice => Json(json!({
+            "Code": "OK",
+            "Message": "OK",
+            "CallId": format!("{:012}^{}", 116_012_354_148_u64 + id, id),
+            "RequestId": uuid::Uuid::new_v4().to_string().to_uppercase(),
+        }))
+        .into_response(),
         Reply::Accept | Reply::Delay(_) => Json(json!({
             "Code": "OK",
             "Message": "OK",

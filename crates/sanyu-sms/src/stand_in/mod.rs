@@ -14,6 +14,10 @@
 //! | Alibaba Cloud | 400 `SignatureDoesNotMatch` (404 `InvalidAccessKeyId.NotFound` for an unknown key id) | 500 `isp.SYSTEM_ERROR`, `isv.BUSINESS_LIMIT_CONTROL`, `isv.MOBILE_NUMBER_ILLEGAL`, `isv.SMS_TEMPLATE_ILLEGAL` |
 //! | Tencent Cloud | 200 `Response.Error` `AuthFailure.SignatureFailure` (`AuthFailure.SecretIdNotFound`, `AuthFailure.SignatureExpire`) | `InternalError.Timeout`, per-number `LimitExceeded.PhoneNumberDailyLimit` / `InvalidParameterValue.IncorrectPhoneNumber`, `FailedOperation.TemplateIncorrectOrUnapproved` |
 //!
+//! The Alibaba Cloud and Tencent Cloud stand-ins also take the voice
+//! products' calls (`SingleCallByTts` of `dyvmsapi`, `SendTtsVoice` of `vms`),
+//! signed the same way, and record them with `channel = "voice"`.
+//!
 //! The error bodies follow the shapes the providers document; their message
 //! texts are paraphrased where the documentation does not give them.
 
@@ -68,9 +72,12 @@ pub enum Reply {
 /// One request the stand-in authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// `sms`, or `voice` for a text-to-speech call (Alibaba Cloud
+    /// `SingleCallByTts`, Tencent Cloud `SendTtsVoice`).
+    pub channel: &'static str,
     /// The number as the provider received it (`+86…`, or 11 digits for Alibaba Cloud).
     pub phone: String,
-    /// Webhook template name, Alibaba `TemplateCode` or Tencent `TemplateId`.
+    /// Webhook template name, Alibaba `TemplateCode` / `TtsCode` or Tencent `TemplateId`.
     pub template: String,
     /// Named parameters (Tencent's positional ones are named `1`, `2`, …).
     pub params: Vec<(String, String)>,

@@ -110,7 +110,10 @@ pub(super) async fn handle_tencent(
         &tencent::string_to_sign(timestamp, &auth.date, &auth.service, &canonical),
     );
     let scope_ok = tencent::utc_date(timestamp).as_deref() == Some(auth.date.as_str())
-        && auth.service == tencent::SERVICE
+        && matches!(
+            auth.service.as_str(),
+            tencent::SERVICE | crate::voice::TENCENT_SERVICE
+        )
         && signed_headers == auth.signed_headers.join(";");
     if !scope_ok || expected != auth.signature {
         shared.reject("AuthFailure.SignatureFailure");
@@ -118,6 +121,9 @@ pub(super) async fn handle_tencent(
             "AuthFailure.SignatureFailure",
             "The provided credentials could not be validated. Please check your signature is correct.",
         );
+    }
+    if auth.service == crate::voice::TENCENT_SERVICE {
+        return tts_voice(shared, headers, body).await;
     }
     if header(headers, "x-tc-action") != Some(tencent::ACTION) {
         return tencent_error("InvalidAction", "The requested action does not exist.");
@@ -137,6 +143,7 @@ pub(super) async fn handle_tencent(
         .cloned()
         .unwrap_or_default();
     let (reply, id) = shared.record(Received {
+        channel: "sms",
         phone: phone.clone(),
         template: request.template_id.clone(),
         params: request
@@ -185,6 +192,60 @@ pub(super) async fn handle_tencent(
         Reply::TemplateRejected => tencent_error(
             "FailedOperation.TemplateIncorrectOrUnapproved",
             "template is not approved or request content does not match the approved template content",
+        ),
+    }
+}
+
+/// `SendTtsVoice` of the voice message product (`vms`), already authenticated.
+async fn tts_voice(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+    if header(headers, "x-tc-action") != Some(crate::voice::TENCENT_ACTION) {
+        return tencent_error("InvalidAction", "The requested action does not exist.");
+    }
+    if header(headers, "x-tc-version") != Some(crate::voice::TENCENT_API_VERSION) {
+        return tencent_error("NoSuchVersion", "The requested version does not exist.");
+    }
+    let Ok(request) = serde_json::from_slice::<crate::voice::SendTtsVoiceRequest>(body) else {
+        return tencent_error(
+            "FailedOperation.FailResolvePacket",
+            "Failed to parse the request packet.",
+        );
+    };
+    let (reply, id) = shared.record(Received {
+        channel: "voice",
+        phone: request.called_number.clone(),
+        template: request.template_id.clone(),
+        params: request
+            .template_param_set
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((i + 1).to_string(), v.clone()))
+            .collect(),
+        text: None,
+        sign_name: None,
+        idempotency_key: request.session_context.clone(),
+    });
+    match settle(reply).await {
+        Reply::Accept | Reply::Delay(_) => Json(json!({"Response": {
+            "SendStatus": {
+                "CallId": format!("8bd3e4a0-{id:04}-4c5b-9d7e-1f2a3b4c5d6e"),
+                "SessionContext": request.session_context.clone().unwrap_or_default(),
+            },
+            "RequestId": uuid::Uuid::new_v4().to_string(),
+        }}))
+        .into_response(),
+        Reply::ServerError => tencent_error("InternalError.Timeout", "request timed out"),
+        Reply::HttpStatus(code) => plain_status(code),
+        Reply::Throttled => tencent_error(
+            "LimitExceeded.DailyLimit",
+            "the number of calls to this number today exceeds the limit",
+        ),
+        Reply::InvalidNumber => tencent_error(
+            "InvalidParameterValue.IncorrectPhoneNumber",
+            "incorrect phone number",
+        ),
+        Reply::TemplateRejected => tencent_error(
+            "FailedOperation.TemplateIncorrectOrUnapproved",
+            "template is not approved",
         ),
     }
 }

@@ -33,6 +33,7 @@ pub(super) async fn handle_webhook(shared: &Shared, headers: &HeaderMap, body: &
         .map(str::to_owned)
         .or(Some(request.idempotency_key.clone()));
     let (reply, id) = shared.record(Received {
+        channel: "sms",
         phone: request.to,
         template: request.template,
         params: request.params.into_iter().collect(),
