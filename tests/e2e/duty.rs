@@ -1,7 +1,7 @@
 //! Duty rosters (值班表) end to end, across the real binaries: at 03:00 (the
 //! rules engine's clock started there, `SANYU_TEST_CLOCK_START`) a critical
 //! case's first contact is the crisis-team member on the night shift, not
-//! the rest of the role; and `sanyu contacts check` warns of the nights in
+//! the rest of the role, by SMS, a voice call and email; and `sanyu contacts check` warns of the nights in
 //! the coming week that nobody is on duty.
 
 use std::time::Duration;
@@ -177,7 +177,8 @@ async fn at_three_in_the_morning_the_first_contact_is_the_crisis_team_member_on_
         ]
         .concat(),
     );
-    stack.start_notifier();
+    let providers = crate::voice::Providers::start().await;
+    stack.start_notifier_with(&providers.env());
     let r = stack
         .post_report(
             &stack.school.teacher_c1,
@@ -207,6 +208,15 @@ async fn at_three_in_the_morning_the_first_contact_is_the_crisis_team_member_on_
         vec![format!("crisis2@{sch}.test")],
         "only the member on duty"
     );
+    // …and their phone: a text and a call, nobody else's.
+    let phones = |received: Vec<sanyu_sms::stand_in::Received>| -> Vec<String> {
+        received
+            .into_iter()
+            .map(|r| r.phone.trim_start_matches("+86").to_owned())
+            .collect()
+    };
+    assert_eq!(phones(providers.sms.received()), ["13900000008"]);
+    assert_eq!(phones(providers.voice.received()), ["13900000008"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

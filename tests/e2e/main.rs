@@ -29,4 +29,5 @@ mod sms;
 mod telemetry;
 mod tls;
 mod upgrade;
+mod voice;
 mod zero_reports;

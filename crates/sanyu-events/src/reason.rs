@@ -80,6 +80,26 @@ impl NotificationReason {
     }
 }
 
+impl NotificationReason {
+    /// Whether the notice asks a person to act on a case now (a case opened,
+    /// raised or reopened, a rung nobody acknowledged, an alarm, an
+    /// acknowledged crisis without a first action): the notices worth a
+    /// voice call when the level's channels include one. Reminders and
+    /// information are not.
+    pub const fn is_alarm(self) -> bool {
+        matches!(
+            self,
+            Self::CaseOpened
+                | Self::LevelRaised
+                | Self::CaseReopened
+                | Self::Unacknowledged
+                | Self::LadderAlarm
+                | Self::UnidentifiedCaller
+                | Self::NoActionAfterAck
+        )
+    }
+}
+
 /// The `reason_code` and `reason` fields of a new request for `reason`: the
 /// enum, and its name beside it for notifiers of the previous release.
 pub fn reason_fields(reason: NotificationReason) -> (i32, String) {
@@ -99,6 +119,16 @@ pub fn reason_of(req: &NotificationRequested) -> Option<NotificationReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_alarm_is_about_a_case_and_reminders_are_not_alarms() {
+        for r in NotificationReason::ALL {
+            assert!(!r.is_alarm() || r.is_about_a_case(), "{r:?}");
+        }
+        assert!(!NotificationReason::FollowUpDue.is_alarm());
+        assert!(!NotificationReason::CaseStale.is_alarm());
+        assert!(NotificationReason::Unacknowledged.is_alarm());
+    }
 
     #[test]
     fn every_reason_round_trips_through_its_name() {

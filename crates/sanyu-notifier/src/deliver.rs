@@ -71,7 +71,7 @@ use sanyu_platform::config::NotifyChannel;
 use sanyu_platform::consumer::{Delivery, Handler, Outcome};
 use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
-use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider};
+use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider, VoiceProvider};
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
 use sanyu_store::entities::staff;
 use sanyu_store::outbox::{self, OutboxEvent};
@@ -139,6 +139,8 @@ pub enum DeliverError {
         which: &'static str,
         error: sanyu_sms::ConfigError,
     },
+    #[error("voice.provider: {0}")]
+    Voice(#[source] sanyu_sms::ConfigError),
 }
 
 pub struct Deliverer {
@@ -150,6 +152,8 @@ pub struct Deliverer {
     worker: String,
     policy: Policy,
     sms: Vec<Arc<dyn SmsProvider>>,
+    /// The voice-call provider (critical cases), if configured.
+    voice: Option<Arc<dyn VoiceProvider>>,
     limits: Limits,
     clock: SharedClock,
     pause_after_claim: Option<Duration>,
@@ -240,6 +244,12 @@ impl Deliverer {
                 sms.push(Arc::from(built));
             }
         }
+        let voice = match &config.voice.provider {
+            Some(p) => Some(Arc::from(
+                sanyu_sms::build_voice_provider(p).map_err(DeliverError::Voice)?,
+            )),
+            None => None,
+        };
         let policy = Policy::from_config(&config.notify)?;
         let clock = SharedClock(Arc::new(SystemClock));
         let mut names: Vec<&'static str> = sms.iter().map(|p| p.name()).collect();
@@ -258,6 +268,7 @@ impl Deliverer {
             worker: format!("notifier-{}", Uuid::now_v7()),
             policy,
             sms,
+            voice,
             limits,
             clock,
             pause_after_claim: None,
@@ -298,9 +309,15 @@ impl Deliverer {
         !self.sms.is_empty()
     }
 
+    /// Whether a voice-call provider is configured.
+    pub fn voice_enabled(&self) -> bool {
+        self.voice.is_some()
+    }
+
     fn enabled(&self, channel: NotifyChannel) -> bool {
         match channel {
             NotifyChannel::Sms => self.sms_enabled(),
+            NotifyChannel::Voice => self.voice_enabled(),
             NotifyChannel::Email => true,
         }
     }
@@ -384,6 +401,8 @@ impl Deliverer {
             .iter()
             .copied()
             .filter(|c| self.enabled(*c))
+            // A call wakes a person: only for a notice that asks them to act now.
+            .filter(|c| *c != NotifyChannel::Voice || reason.is_alarm())
             .collect();
         // A sign-in code goes by the channel the console chose (SMS only
         // while a provider is configured). Other case-less notices go by

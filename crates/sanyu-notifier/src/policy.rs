@@ -310,7 +310,7 @@ mod tests {
     fn default_channels_follow_the_design() {
         let p = policy(NotifyConfig::default());
         use NotifyChannel::*;
-        assert_eq!(p.channels(RiskLevel::Critical), [Sms, Email]);
+        assert_eq!(p.channels(RiskLevel::Critical), [Sms, Voice, Email]);
         assert_eq!(p.channels(RiskLevel::High), [Sms, Email]);
         assert_eq!(p.channels(RiskLevel::Elevated), [Email]);
     }

@@ -53,6 +53,8 @@ pub struct Config {
     pub zero_report: sanyu_domain::zero_report::Calendar,
     /// SMS providers and the receipt callback secret.
     pub sms: SmsConfig,
+    /// The voice-call provider for critical cases (`[voice.provider]`).
+    pub voice: VoiceConfig,
     /// How the notifier reaches people: channels per level, retries, rate
     /// limits, quiet hours, locale.
     pub notify: NotifyConfig,
@@ -196,11 +198,23 @@ pub struct ReplyTokens {
     pub tencent: Secret,
 }
 
+/// The voice-call provider (see `sanyu_sms::VoiceProviderConfig`, e.g.
+/// `[voice.provider]` with `kind = "aliyun"`). Without one the voice channel
+/// is off and a critical case goes by SMS and email only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceConfig {
+    #[serde(skip_serializing)]
+    pub provider: Option<sanyu_sms::VoiceProviderConfig>,
+}
+
 /// A notification channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyChannel {
     Sms,
+    /// A text-to-speech call to the person's mobile number.
+    Voice,
     Email,
 }
 
@@ -208,13 +222,15 @@ impl NotifyChannel {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sms => "sms",
+            Self::Voice => "voice",
             Self::Email => "email",
         }
     }
 }
 
 /// Which channels each level uses at first (defaults from the design: critical
-/// and high by SMS and email, elevated by email). When every channel of a
+/// by SMS, a voice call and email — the call only where `[voice.provider]` is
+/// configured —, high by SMS and email, elevated by email). When every channel of a
 /// request fails, the others are tried before the delivery counts as failed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -227,7 +243,11 @@ pub struct ChannelsPerLevel {
 impl Default for ChannelsPerLevel {
     fn default() -> Self {
         Self {
-            critical: vec![NotifyChannel::Sms, NotifyChannel::Email],
+            critical: vec![
+                NotifyChannel::Sms,
+                NotifyChannel::Voice,
+                NotifyChannel::Email,
+            ],
             high: vec![NotifyChannel::Sms, NotifyChannel::Email],
             elevated: vec![NotifyChannel::Email],
         }
@@ -283,7 +303,8 @@ impl Default for NotifyConfig {
 }
 
 /// Non-critical messages on these channels wait for the end of quiet hours.
-/// By default only SMS waits: an email at night wakes nobody and is read first
+/// By default SMS and voice wait (a voice call goes to critical cases only,
+/// unless configured otherwise, and critical never waits): an email at night wakes nobody and is read first
 /// thing; a text message at 23:00 about an `elevated` case does not help.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -301,7 +322,7 @@ impl Default for QuietHoursConfig {
             enabled: true,
             start: "22:00".into(),
             end: "07:00".into(),
-            channels: vec![NotifyChannel::Sms],
+            channels: vec![NotifyChannel::Sms, NotifyChannel::Voice],
         }
     }
 }

@@ -332,6 +332,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("role_service", "系统", "System"),
     ("channel_email", "邮件", "email"),
     ("channel_sms", "短信", "SMS"),
+    ("channel_voice", "语音电话", "voice call"),
     ("pages_label", "页面", "Pages"),
     ("archive_title", "心理档案", "Student archive"),
     ("archive_link", "查看心理档案", "Open the student's archive"),

@@ -211,6 +211,7 @@ impl Deliverer {
                         case_id: ctx.req.case_id.clone(),
                         channel: match channel {
                             NotifyChannel::Sms => v1::Channel::Sms,
+                            NotifyChannel::Voice => v1::Channel::Voice,
                             NotifyChannel::Email => v1::Channel::Email,
                         } as i32,
                         status: status as i32,

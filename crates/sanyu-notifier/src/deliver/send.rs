@@ -22,6 +22,7 @@ pub(super) enum Sent {
 /// One thing to send and where.
 pub(super) enum Target<'a> {
     Sms(&'a dyn SmsProvider, &'a SmsMessage),
+    Voice(&'a dyn VoiceProvider, &'a SmsMessage),
     Email(&'a Mailer, &'a Message),
 }
 
@@ -29,6 +30,7 @@ impl Target<'_> {
     pub(super) fn provider(&self) -> &'static str {
         match self {
             Target::Sms(p, _) => p.name(),
+            Target::Voice(p, _) => p.name(),
             Target::Email(m, _) => m.provider_name(),
         }
     }
@@ -38,6 +40,11 @@ impl Target<'_> {
         match self {
             Target::Sms(p, m) => p
                 .send(m)
+                .await
+                .map(|a| Some(a.provider_message_id))
+                .map_err(|e| (e.is_transient(), e.to_string())),
+            Target::Voice(p, m) => p
+                .call(m)
                 .await
                 .map(|a| Some(a.provider_message_id))
                 .map_err(|e| (e.is_transient(), e.to_string())),
@@ -61,28 +68,9 @@ impl Deliverer {
         deadline: Instant,
     ) -> Result<Sent, StoreError> {
         let channel = NotifyChannel::Sms;
-        let Some(person) = &ctx.recipient else {
-            return self
-                .impossible(ctx, key, channel, "recipient not found".into())
-                .await;
-        };
-        let phone = match person.phone.as_deref().map(PhoneNumber::parse) {
-            Some(Ok(phone)) => phone,
-            Some(Err(_)) => {
-                return self
-                    .impossible(
-                        ctx,
-                        key,
-                        channel,
-                        "recipient has no valid mobile number".into(),
-                    )
-                    .await;
-            }
-            None => {
-                return self
-                    .impossible(ctx, key, channel, "recipient has no mobile number".into())
-                    .await;
-            }
+        let phone = match self.phone_of(ctx, key, channel).await? {
+            Ok(phone) => phone,
+            Err(sent) => return Ok(sent),
         };
         let content = if ctx.reason == NotificationReason::SignInCode {
             self.sign_in_sms(ctx.req)
@@ -121,6 +109,68 @@ impl Deliverer {
             .iter()
             .map(|p| Target::Sms(p.as_ref(), &message))
             .collect();
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    /// The recipient's mobile number, or the recorded impossibility of
+    /// reaching them on `channel` without one.
+    async fn phone_of(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+    ) -> Result<Result<PhoneNumber, Sent>, StoreError> {
+        let why = match &ctx.recipient {
+            None => "recipient not found",
+            Some(person) => match person.phone.as_deref().map(PhoneNumber::parse) {
+                Some(Ok(phone)) => return Ok(Ok(phone)),
+                Some(Err(_)) => "recipient has no valid mobile number",
+                None => "recipient has no mobile number",
+            },
+        };
+        Ok(Err(self.impossible(ctx, key, channel, why.into()).await?))
+    }
+
+    /// A text-to-speech call about a case: the staff SMS's school, level and
+    /// case reference, spoken (see `sanyu_sms::voice`).
+    pub(super) async fn send_voice(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Voice;
+        let Some(provider) = &self.voice else {
+            return self
+                .impossible(ctx, key, channel, "no voice provider configured".into())
+                .await;
+        };
+        let phone = match self.phone_of(ctx, key, channel).await? {
+            Ok(phone) => phone,
+            Err(sent) => return Ok(sent),
+        };
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
+        };
+        let content = match message::staff_sms(self.policy.locale, facts) {
+            Ok(c) => c,
+            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
+        };
+        let message = SmsMessage {
+            phone,
+            content,
+            // Alibaba `OutId` / Tencent `SessionContext`: echoed in call reports.
+            idempotency_key: ctx.req.notification_key.clone(),
+        };
+        let targets = [Target::Voice(provider.as_ref(), &message)];
         self.send_with_failover(ctx, key, channel, &targets, deadline)
             .await
     }

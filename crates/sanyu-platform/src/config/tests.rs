@@ -45,7 +45,11 @@ fn sms_providers_and_notify_policy_come_from_the_environment() {
         assert_eq!(c.notify.channels.high, vec![NotifyChannel::Email]);
         assert_eq!(
             c.notify.channels.critical,
-            vec![NotifyChannel::Sms, NotifyChannel::Email]
+            vec![
+                NotifyChannel::Sms,
+                NotifyChannel::Voice,
+                NotifyChannel::Email
+            ]
         );
         assert_eq!(c.notify.quiet_hours.start, "21:30");
         assert!(!format!("{c:?}").contains("whsec-primary"));
