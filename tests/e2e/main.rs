@@ -30,4 +30,5 @@ mod telemetry;
 mod tls;
 mod upgrade;
 mod voice;
+mod work_im;
 mod zero_reports;

@@ -1,10 +1,13 @@
-//! Deliver: one notification request → one delivery per channel (SMS, email),
-//! each at least once per key, and more than once only as described under
-//! "Crash window".
+//! Deliver: one notification request → one delivery per channel (SMS, voice,
+//! work IM, email), each at least once per key, and more than once only as
+//! described under "Crash window".
 //!
 //! * **Channels.** The level decides the channels (`notify.channels`; by
-//!   default critical and high: SMS and email, elevated: email). Each channel
-//!   has its own delivery row, `<notification_key>:sms` / `:email`, claimed
+//!   default critical: SMS, a voice call, work IM and email; high: SMS, work
+//!   IM and email; elevated: email and work IM — voice and IM only where
+//!   their provider is configured, and a call only for a notice that asks
+//!   someone to act now). Each channel has its own delivery row,
+//!   `<notification_key>:sms` / `:voice` / `:im` / `:email`, claimed
 //!   with a lease before its send, so a redelivered request, a restarted
 //!   notifier or a second replica never sends twice, and an email already sent
 //!   is not sent again when the SMS of the same request is retried. The
@@ -141,6 +144,8 @@ pub enum DeliverError {
     },
     #[error("voice.provider: {0}")]
     Voice(#[source] sanyu_sms::ConfigError),
+    #[error("im.provider: {0}")]
+    Im(#[source] sanyu_im::ImConfigError),
 }
 
 pub struct Deliverer {
@@ -154,6 +159,8 @@ pub struct Deliverer {
     sms: Vec<Arc<dyn SmsProvider>>,
     /// The voice-call provider (critical cases), if configured.
     voice: Option<Arc<dyn VoiceProvider>>,
+    /// The work-IM platform (WeCom or DingTalk), if configured.
+    im: Option<Arc<dyn sanyu_im::ImProvider>>,
     limits: Limits,
     clock: SharedClock,
     pause_after_claim: Option<Duration>,
@@ -250,6 +257,12 @@ impl Deliverer {
             )),
             None => None,
         };
+        let im = match &config.im.provider {
+            Some(p) => Some(Arc::from(
+                sanyu_im::build_im_provider(p).map_err(DeliverError::Im)?,
+            )),
+            None => None,
+        };
         let policy = Policy::from_config(&config.notify)?;
         let clock = SharedClock(Arc::new(SystemClock));
         let mut names: Vec<&'static str> = sms.iter().map(|p| p.name()).collect();
@@ -269,6 +282,7 @@ impl Deliverer {
             policy,
             sms,
             voice,
+            im,
             limits,
             clock,
             pause_after_claim: None,
@@ -318,6 +332,7 @@ impl Deliverer {
         match channel {
             NotifyChannel::Sms => self.sms_enabled(),
             NotifyChannel::Voice => self.voice_enabled(),
+            NotifyChannel::Im => self.im.is_some(),
             NotifyChannel::Email => true,
         }
     }
@@ -440,7 +455,7 @@ impl Deliverer {
             NotificationReason::AckConfirmed | NotificationReason::AckRefused
         );
         if results.iter().all(ChannelResult::failed) && !reply_answer {
-            for channel in [NotifyChannel::Sms, NotifyChannel::Email] {
+            for channel in [NotifyChannel::Sms, NotifyChannel::Im, NotifyChannel::Email] {
                 if planned.contains(&channel) || !self.enabled(channel) {
                     continue;
                 }

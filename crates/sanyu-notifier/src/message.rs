@@ -98,6 +98,11 @@ pub fn staff_sms(locale: Locale, facts: &Facts) -> Result<RenderedSms, TemplateE
     render_sms(Audience::Staff, locale, facts)
 }
 
+/// The work-IM message about a case to a staff member.
+pub fn staff_im(locale: Locale, facts: &Facts) -> Result<String, TemplateError> {
+    sanyu_sms::render_staff_im(locale, facts)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     #[error(transparent)]

@@ -310,9 +310,9 @@ mod tests {
     fn default_channels_follow_the_design() {
         let p = policy(NotifyConfig::default());
         use NotifyChannel::*;
-        assert_eq!(p.channels(RiskLevel::Critical), [Sms, Voice, Email]);
-        assert_eq!(p.channels(RiskLevel::High), [Sms, Email]);
-        assert_eq!(p.channels(RiskLevel::Elevated), [Email]);
+        assert_eq!(p.channels(RiskLevel::Critical), [Sms, Voice, Im, Email]);
+        assert_eq!(p.channels(RiskLevel::High), [Sms, Im, Email]);
+        assert_eq!(p.channels(RiskLevel::Elevated), [Email, Im]);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Config {
     pub sms: SmsConfig,
     /// The voice-call provider for critical cases (`[voice.provider]`).
     pub voice: VoiceConfig,
+    /// The work-IM platform (`[im.provider]`: WeCom or DingTalk).
+    pub im: ImConfig,
     /// How the notifier reaches people: channels per level, retries, rate
     /// limits, quiet hours, locale.
     pub notify: NotifyConfig,
@@ -208,6 +210,15 @@ pub struct VoiceConfig {
     pub provider: Option<sanyu_sms::VoiceProviderConfig>,
 }
 
+/// The work-IM platform (see `sanyu_im::ImConfig`, e.g. `[im.provider]` with
+/// `kind = "wecom"`). Without one the IM channel is off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImConfig {
+    #[serde(skip_serializing)]
+    pub provider: Option<sanyu_im::ImConfig>,
+}
+
 /// A notification channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,6 +226,9 @@ pub enum NotifyChannel {
     Sms,
     /// A text-to-speech call to the person's mobile number.
     Voice,
+    /// A WeCom application message or DingTalk work notification, to the
+    /// account the platform finds for the person's mobile number.
+    Im,
     Email,
 }
 
@@ -223,14 +237,16 @@ impl NotifyChannel {
         match self {
             Self::Sms => "sms",
             Self::Voice => "voice",
+            Self::Im => "im",
             Self::Email => "email",
         }
     }
 }
 
 /// Which channels each level uses at first (defaults from the design: critical
-/// by SMS, a voice call and email — the call only where `[voice.provider]` is
-/// configured —, high by SMS and email, elevated by email). When every channel of a
+/// by SMS, a voice call, work IM and email, high by SMS, work IM and email,
+/// elevated by email and work IM; a call or an IM message only where
+/// `[voice.provider]` or `[im.provider]` is configured). When every channel of a
 /// request fails, the others are tried before the delivery counts as failed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -246,10 +262,11 @@ impl Default for ChannelsPerLevel {
             critical: vec![
                 NotifyChannel::Sms,
                 NotifyChannel::Voice,
+                NotifyChannel::Im,
                 NotifyChannel::Email,
             ],
-            high: vec![NotifyChannel::Sms, NotifyChannel::Email],
-            elevated: vec![NotifyChannel::Email],
+            high: vec![NotifyChannel::Sms, NotifyChannel::Im, NotifyChannel::Email],
+            elevated: vec![NotifyChannel::Email, NotifyChannel::Im],
         }
     }
 }
@@ -303,8 +320,9 @@ impl Default for NotifyConfig {
 }
 
 /// Non-critical messages on these channels wait for the end of quiet hours.
-/// By default SMS and voice wait (a voice call goes to critical cases only,
-/// unless configured otherwise, and critical never waits): an email at night wakes nobody and is read first
+/// By default SMS, voice and work IM wait (they buzz a phone; a voice call
+/// goes to critical cases only, unless configured otherwise, and critical
+/// never waits): an email at night wakes nobody and is read first
 /// thing; a text message at 23:00 about an `elevated` case does not help.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -322,7 +340,7 @@ impl Default for QuietHoursConfig {
             enabled: true,
             start: "22:00".into(),
             end: "07:00".into(),
-            channels: vec![NotifyChannel::Sms, NotifyChannel::Voice],
+            channels: vec![NotifyChannel::Sms, NotifyChannel::Voice, NotifyChannel::Im],
         }
     }
 }

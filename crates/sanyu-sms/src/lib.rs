@@ -49,5 +49,6 @@ pub use secret::Secret;
 pub use templates::{
     AckReplyOutcome, AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail,
     RenderedSms, render_ack_reply_sms, render_sign_in_sms, render_sms, render_staff_email,
+    render_staff_im,
 };
 pub use voice::{VoiceProvider, VoiceProviderConfig, build_voice_provider};

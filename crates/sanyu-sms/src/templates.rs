@@ -129,6 +129,8 @@ impl fmt::Display for Locale {
 pub enum Channel {
     Sms,
     Email,
+    /// A work-IM message (WeCom, DingTalk).
+    Im,
 }
 
 impl Channel {
@@ -136,6 +138,7 @@ impl Channel {
         match self {
             Self::Sms => "sms",
             Self::Email => "email",
+            Self::Im => "im",
         }
     }
 }
@@ -330,6 +333,28 @@ pub fn render_sms(
         text,
         params,
     })
+}
+
+/// Renders a staff work-IM message (WeCom, DingTalk) about a case in
+/// `locale`: the staff SMS's facts — school, reference, level, time — and
+/// the link (the acknowledgement page when there is one, else the case page),
+/// without the SMS's "reply 1", which a chat reply cannot do.
+pub fn render_staff_im(
+    locale: Locale,
+    facts: &impl NotificationFacts,
+) -> Result<String, TemplateError> {
+    let params = staff_params(locale, facts, sms_link(facts))?;
+    let text = render(
+        &template_name(Channel::Im, Audience::Staff, locale, None),
+        &params,
+    )?;
+    let reference = param_value(&params, "case_ref");
+    check_privacy(
+        Audience::Staff,
+        Channel::Im,
+        &mask_reference(&text, reference),
+    )?;
+    Ok(text)
 }
 
 /// Renders the console sign-in SMS in `locale`: the one-time `code` (4 to 10
@@ -698,6 +723,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "sms/staff.en",
         "{{ school }}: case {{ case_ref }} needs attention, level {{ level }}, at {{ time }}. Reply 1 to acknowledge, or open: {{ link }}",
+    ),
+    (
+        "im/staff.zh-CN",
+        "【三预】{{ school }}：个案 {{ case_ref }} 待处理，级别 {{ level }}，时间 {{ time }}。打开链接确认并查看：{{ link }}",
+    ),
+    (
+        "im/staff.en",
+        "[Sanyu] {{ school }}: case {{ case_ref }} needs attention, level {{ level }}, at {{ time }}. Open to acknowledge and review: {{ link }}",
     ),
     (
         "sms/guardian.zh-CN",

@@ -40,7 +40,7 @@ pub fn channel_key(notification_key: &str, channel: &str) -> String {
 /// [`channel_key`]; keys written before channels had their own rows are
 /// their own request key).
 pub fn request_key(delivery_key: &str) -> &str {
-    for channel in ["sms", "voice", "email"] {
+    for channel in ["sms", "voice", "im", "email"] {
         if let Some(request) = delivery_key
             .strip_suffix(channel)
             .and_then(|k| k.strip_suffix(':'))

@@ -333,6 +333,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("channel_email", "邮件", "email"),
     ("channel_sms", "短信", "SMS"),
     ("channel_voice", "语音电话", "voice call"),
+    ("channel_im", "工作消息", "work IM"),
     ("pages_label", "页面", "Pages"),
     ("archive_title", "心理档案", "Student archive"),
     ("archive_link", "查看心理档案", "Open the student's archive"),

@@ -96,6 +96,7 @@ impl Deliverer {
         let sent = match channel {
             NotifyChannel::Sms => self.send_sms(ctx, &key, deadline).await?,
             NotifyChannel::Voice => self.send_voice(ctx, &key, deadline).await?,
+            NotifyChannel::Im => self.send_im(ctx, &key, deadline).await?,
             NotifyChannel::Email => self.send_email(ctx, &key, deadline).await?,
         };
         let (provider, outcome) = match &sent {

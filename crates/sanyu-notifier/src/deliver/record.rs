@@ -212,6 +212,7 @@ impl Deliverer {
                         channel: match channel {
                             NotifyChannel::Sms => v1::Channel::Sms,
                             NotifyChannel::Voice => v1::Channel::Voice,
+                            NotifyChannel::Im => v1::Channel::Im,
                             NotifyChannel::Email => v1::Channel::Email,
                         } as i32,
                         status: status as i32,

@@ -23,6 +23,7 @@ pub(super) enum Sent {
 pub(super) enum Target<'a> {
     Sms(&'a dyn SmsProvider, &'a SmsMessage),
     Voice(&'a dyn VoiceProvider, &'a SmsMessage),
+    Im(&'a dyn sanyu_im::ImProvider, &'a sanyu_im::ImMessage),
     Email(&'a Mailer, &'a Message),
 }
 
@@ -31,6 +32,7 @@ impl Target<'_> {
         match self {
             Target::Sms(p, _) => p.name(),
             Target::Voice(p, _) => p.name(),
+            Target::Im(p, _) => p.name(),
             Target::Email(m, _) => m.provider_name(),
         }
     }
@@ -48,6 +50,11 @@ impl Target<'_> {
                 .await
                 .map(|a| Some(a.provider_message_id))
                 .map_err(|e| (e.is_transient(), e.to_string())),
+            Target::Im(p, m) => p
+                .send(m)
+                .await
+                .map(|a| Some(a.message_id))
+                .map_err(|e| (e.transient, e.to_string())),
             Target::Email(mailer, message) => mailer
                 .send((*message).clone())
                 .await
@@ -171,6 +178,48 @@ impl Deliverer {
             idempotency_key: ctx.req.notification_key.clone(),
         };
         let targets = [Target::Voice(provider.as_ref(), &message)];
+        self.send_with_failover(ctx, key, channel, &targets, deadline)
+            .await
+    }
+
+    /// A WeCom or DingTalk message about a case: school, level, reference,
+    /// time and the link (`sanyu_sms::render_staff_im`).
+    pub(super) async fn send_im(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StoreError> {
+        let channel = NotifyChannel::Im;
+        let Some(provider) = &self.im else {
+            return self
+                .impossible(ctx, key, channel, "no work-IM platform configured".into())
+                .await;
+        };
+        let phone = match self.phone_of(ctx, key, channel).await? {
+            Ok(phone) => phone,
+            Err(sent) => return Ok(sent),
+        };
+        let Some(facts) = &ctx.facts else {
+            return self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await;
+        };
+        let text = match message::staff_im(self.policy.locale, facts) {
+            Ok(text) => text,
+            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
+        };
+        let message = sanyu_im::ImMessage {
+            phone,
+            text,
+            idempotency_key: ctx.req.notification_key.clone(),
+        };
+        let targets = [Target::Im(provider.as_ref(), &message)];
         self.send_with_failover(ctx, key, channel, &targets, deadline)
             .await
     }

@@ -24,7 +24,10 @@ fn the_deploy_example_is_a_valid_configuration() {
         .map_err(|e| e.to_string())
         .expect("deploy/sanyu.example.toml parses");
     assert_eq!(c.notify.quiet_hours.end, "07:00");
-    assert_eq!(c.notify.channels.elevated, vec![NotifyChannel::Email]);
+    assert_eq!(
+        c.notify.channels.elevated,
+        vec![NotifyChannel::Email, NotifyChannel::Im]
+    );
 }
 
 #[test]
@@ -48,6 +51,7 @@ fn sms_providers_and_notify_policy_come_from_the_environment() {
             vec![
                 NotifyChannel::Sms,
                 NotifyChannel::Voice,
+                NotifyChannel::Im,
                 NotifyChannel::Email
             ]
         );

@@ -56,6 +56,21 @@ fn staff_sms_in_chinese_names_the_level_in_words() {
 }
 
 #[test]
+fn a_staff_im_message_has_the_sms_facts_and_the_link_but_no_reply_hint() {
+    let zh = render_staff_im(Locale::ZhCn, &facts()).unwrap();
+    assert_eq!(
+        zh,
+        "【三预】第一中学：个案 C-7F3K2Q 待处理，级别 一级（紧急），时间 2025-03-01 14:05。打开链接确认并查看：https://sanyu.example.edu.cn/cases/C-7F3K2Q"
+    );
+    let en = render_staff_im(Locale::En, &facts()).unwrap();
+    assert!(
+        en.contains("C-7F3K2Q") && en.ends_with("https://sanyu.example.edu.cn/cases/C-7F3K2Q"),
+        "{en}"
+    );
+    assert!(!en.to_lowercase().contains("reply"), "{en}");
+}
+
+#[test]
 fn guardian_sms_has_the_counsellor_and_no_level() {
     let sms = render_sms(Audience::Guardian, Locale::ZhCn, &facts()).unwrap();
     assert_eq!(
