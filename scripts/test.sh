@@ -78,7 +78,7 @@ cargo test --workspace --locked "$@"
 # Every bench once in its small smoke mode, so that none of them rots (each
 # prints the settings it changes from the defaults). SCRIPTS_SKIP_BENCH_SMOKE=1
 # skips them. The latency and notify benches run on both databases; the
-# screening, rules, console and district benches need PostgreSQL.
+# screening, rules, console, district and burst benches need PostgreSQL.
 if [ "${SCRIPTS_SKIP_BENCH_SMOKE:-}" = "1" ]; then
     echo "bench smoke runs: SKIPPED (SCRIPTS_SKIP_BENCH_SMOKE=1)" >&2
 else
@@ -91,6 +91,7 @@ else
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-rules -- --smoke
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-console -- --smoke
         cargo run --locked -q -p sanyu-bench --bin sanyu-bench-district -- --smoke
+        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-burst -- --smoke
     else
         echo "bench smoke runs on PostgreSQL: SKIPPED (no PostgreSQL)" >&2
     fi

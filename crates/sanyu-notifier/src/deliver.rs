@@ -75,6 +75,8 @@ use sanyu_platform::consumer::{Delivery, Handler, Outcome};
 use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
 use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider, VoiceProvider};
+
+use crate::pacer::Pacer;
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
 use sanyu_store::entities::staff;
 use sanyu_store::outbox::{self, OutboxEvent};
@@ -157,8 +159,11 @@ pub struct Deliverer {
     worker: String,
     policy: Policy,
     sms: Vec<Arc<dyn SmsProvider>>,
+    /// Each SMS provider's request limit (`http.max_per_second`), by index of `sms`.
+    sms_pacers: Vec<Option<Pacer>>,
     /// The voice-call provider (critical cases), if configured.
     voice: Option<Arc<dyn VoiceProvider>>,
+    voice_pacer: Option<Pacer>,
     /// The work-IM platform (WeCom or DingTalk), if configured.
     im: Option<Arc<dyn sanyu_im::ImProvider>>,
     limits: Limits,
@@ -241,6 +246,7 @@ impl Deliverer {
         config: &Config,
     ) -> Result<Self, DeliverError> {
         let mut sms: Vec<Arc<dyn SmsProvider>> = Vec::new();
+        let mut sms_pacers = Vec::new();
         for (which, provider) in [
             ("primary", &config.sms.primary),
             ("secondary", &config.sms.secondary),
@@ -249,8 +255,14 @@ impl Deliverer {
                 let built = sanyu_sms::build_provider(p)
                     .map_err(|error| DeliverError::Sms { which, error })?;
                 sms.push(Arc::from(built));
+                sms_pacers.push(Pacer::per_second(p.http().max_per_second));
             }
         }
+        let voice_pacer = config
+            .voice
+            .provider
+            .as_ref()
+            .and_then(|p| Pacer::per_second(p.http().max_per_second));
         let voice = match &config.voice.provider {
             Some(p) => Some(Arc::from(
                 sanyu_sms::build_voice_provider(p).map_err(DeliverError::Voice)?,
@@ -281,7 +293,9 @@ impl Deliverer {
             worker: format!("notifier-{}", Uuid::now_v7()),
             policy,
             sms,
+            sms_pacers,
             voice,
+            voice_pacer,
             im,
             limits,
             clock,

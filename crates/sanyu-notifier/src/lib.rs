@@ -8,6 +8,7 @@
 pub mod deliver;
 pub mod mailer;
 pub mod message;
+pub mod pacer;
 pub mod policy;
 pub mod smtp;
 

@@ -70,6 +70,17 @@ pub enum ProviderConfig {
     Tencent(TencentConfig),
 }
 
+impl ProviderConfig {
+    /// The provider's HTTP settings (timeouts, request limit).
+    pub fn http(&self) -> &HttpSettings {
+        match self {
+            Self::Webhook(c) => &c.http,
+            Self::Aliyun(c) => &c.http,
+            Self::Tencent(c) => &c.http,
+        }
+    }
+}
+
 /// Builds the configured provider.
 pub fn build_provider(config: &ProviderConfig) -> Result<Box<dyn SmsProvider>, ConfigError> {
     Ok(match config {
@@ -79,13 +90,19 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Box<dyn SmsProvider>, C
     })
 }
 
-/// Timeouts of the provider's HTTP client.
+/// How Sanyu talks to a provider: its HTTP client's timeouts, and the
+/// account's request limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
     pub connect_timeout_ms: u64,
     /// The whole request, connect to last byte. A timeout is a transient error.
     pub request_timeout_ms: u64,
+    /// The requests per second the provider account allows (its QPS; 0: no
+    /// limit). The notifier paces every message on this provider to it,
+    /// critical ones too, rather than be answered "throttled"; per notifier
+    /// process (with replicas, give each its share).
+    pub max_per_second: u32,
 }
 
 impl Default for HttpSettings {
@@ -93,6 +110,7 @@ impl Default for HttpSettings {
         Self {
             connect_timeout_ms: 3_000,
             request_timeout_ms: 10_000,
+            max_per_second: 0,
         }
     }
 }

@@ -82,6 +82,16 @@ pub enum VoiceProviderConfig {
     Tencent(TencentVoiceConfig),
 }
 
+impl VoiceProviderConfig {
+    /// The provider's HTTP settings (timeouts, request limit).
+    pub fn http(&self) -> &HttpSettings {
+        match self {
+            Self::Aliyun(c) => &c.http,
+            Self::Tencent(c) => &c.http,
+        }
+    }
+}
+
 /// Builds the configured voice provider.
 pub fn build_voice_provider(
     config: &VoiceProviderConfig,

@@ -15,6 +15,8 @@
 
 #[path = "../common.rs"]
 mod common;
+#[path = "../imports.rs"]
+mod imports;
 #[path = "../pg_args.rs"]
 mod pg_args;
 
@@ -87,33 +89,6 @@ fn screening_file(n: usize) -> Vec<u8> {
         out.push_str(&format!("P{i:07},{items}\n"));
     }
     out.into_bytes()
-}
-
-fn multipart(school: &str, file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "sanyu-bench-boundary-5d1e";
-    let mut body = Vec::new();
-    for (name, value) in [
-        ("school", school),
-        ("instrument", "PHQ-9"),
-        ("coding", "0-3"),
-        ("administered", "2026-11-20"),
-    ] {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"phq9.csv\"\r\nContent-Type: text/csv\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// VmHWM (peak resident memory) of a process, in MiB.
@@ -344,7 +319,7 @@ async fn main() -> Result<()> {
         let (http, base, file) = (http.clone(), base.clone(), file.clone());
         let (code, token) = (school.code.clone(), school.counsellor.clone());
         imports.spawn(async move {
-            let (content_type, body) = multipart(&code, &file);
+            let (content_type, body) = imports::multipart(&code, &file);
             let r = http
                 .post(format!("{base}/v1/screening-imports"))
                 .bearer_auth(&token)

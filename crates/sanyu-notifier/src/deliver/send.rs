@@ -21,17 +21,25 @@ pub(super) enum Sent {
 
 /// One thing to send and where.
 pub(super) enum Target<'a> {
-    Sms(&'a dyn SmsProvider, &'a SmsMessage),
-    Voice(&'a dyn VoiceProvider, &'a SmsMessage),
+    Sms(&'a dyn SmsProvider, &'a SmsMessage, Option<&'a Pacer>),
+    Voice(&'a dyn VoiceProvider, &'a SmsMessage, Option<&'a Pacer>),
     Im(&'a dyn sanyu_im::ImProvider, &'a sanyu_im::ImMessage),
     Email(&'a Mailer, &'a Message),
 }
 
 impl Target<'_> {
+    /// The provider account's request limit, if it has one.
+    pub(super) fn pacer(&self) -> Option<&Pacer> {
+        match self {
+            Target::Sms(_, _, pacer) | Target::Voice(_, _, pacer) => *pacer,
+            Target::Im(..) | Target::Email(..) => None,
+        }
+    }
+
     pub(super) fn provider(&self) -> &'static str {
         match self {
-            Target::Sms(p, _) => p.name(),
-            Target::Voice(p, _) => p.name(),
+            Target::Sms(p, ..) => p.name(),
+            Target::Voice(p, ..) => p.name(),
             Target::Im(p, _) => p.name(),
             Target::Email(m, _) => m.provider_name(),
         }
@@ -40,12 +48,12 @@ impl Target<'_> {
     /// One attempt: the provider's message id, or (transient?, reason).
     pub(super) async fn send(&self) -> Result<Option<String>, (bool, String)> {
         match self {
-            Target::Sms(p, m) => p
+            Target::Sms(p, m, _) => p
                 .send(m)
                 .await
                 .map(|a| Some(a.provider_message_id))
                 .map_err(|e| (e.is_transient(), e.to_string())),
-            Target::Voice(p, m) => p
+            Target::Voice(p, m, _) => p
                 .call(m)
                 .await
                 .map(|a| Some(a.provider_message_id))
@@ -114,7 +122,8 @@ impl Deliverer {
         let targets: Vec<Target<'_>> = self
             .sms
             .iter()
-            .map(|p| Target::Sms(p.as_ref(), &message))
+            .zip(&self.sms_pacers)
+            .map(|(p, pacer)| Target::Sms(p.as_ref(), &message, pacer.as_ref()))
             .collect();
         self.send_with_failover(ctx, key, channel, &targets, deadline)
             .await
@@ -177,7 +186,11 @@ impl Deliverer {
             // Alibaba `OutId` / Tencent `SessionContext`: echoed in call reports.
             idempotency_key: ctx.req.notification_key.clone(),
         };
-        let targets = [Target::Voice(provider.as_ref(), &message)];
+        let targets = [Target::Voice(
+            provider.as_ref(),
+            &message,
+            self.voice_pacer.as_ref(),
+        )];
         self.send_with_failover(ctx, key, channel, &targets, deadline)
             .await
     }
@@ -321,6 +334,16 @@ impl Deliverer {
                     }
                     tokio::time::sleep(wait).await;
                     continue;
+                }
+                // The provider account's own limit binds every message.
+                if let Some(pacer) = target.pacer()
+                    && let Err(wait) = pacer.slot(deadline).await
+                {
+                    return Ok(Sent::OutOfTime(format!(
+                        "{}'s request limit: next turn in {} ms, after the send budget",
+                        target.provider(),
+                        wait.as_millis()
+                    )));
                 }
                 let t0 = Instant::now();
                 let result =

@@ -113,6 +113,12 @@ struct StateInner {
     next_id: u64,
     /// Webhook: the message id each accepted `Idempotency-Key` got first.
     first_ids: HashMap<String, u64>,
+    /// The account's request limit per second ([`StandIn::limit_per_second`]).
+    limit: Option<u32>,
+    /// When the requests of the last second came in (for `limit`).
+    recent: VecDeque<std::time::Instant>,
+    /// Requests answered "throttled" because of `limit`.
+    over_limit: usize,
 }
 
 impl Shared {
@@ -129,6 +135,22 @@ impl Shared {
     fn record(&self, received: Received) -> (Reply, u64) {
         let key = normalize(&received.phone);
         let mut state = self.lock();
+        if let Some(limit) = state.limit {
+            let now = std::time::Instant::now();
+            while state
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                state.recent.pop_front();
+            }
+            if state.recent.len() >= limit as usize {
+                // Refused like the provider refuses: nothing reaches a phone.
+                state.over_limit += 1;
+                return (Reply::Throttled, 0);
+            }
+            state.recent.push_back(now);
+        }
         state.received.push(received);
         state.next_id += 1;
         let id = state.next_id;
@@ -220,6 +242,17 @@ impl StandIn {
     /// Answers the next authenticated request (not covered by a rule) with `reply`.
     pub fn script(&self, reply: Reply) {
         self.shared.lock().queue.push_back(reply);
+    }
+
+    /// Plays the account's request limit: past `per_second` requests in any
+    /// second, the provider's throttling answer, and nothing is recorded.
+    pub fn limit_per_second(&self, per_second: u32) {
+        self.shared.lock().limit = Some(per_second);
+    }
+
+    /// Requests refused because of [`StandIn::limit_per_second`].
+    pub fn over_limit(&self) -> usize {
+        self.shared.lock().over_limit
     }
 
     /// Answers every request for `phone` (any spelling) with `reply`.

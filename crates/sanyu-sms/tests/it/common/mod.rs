@@ -98,6 +98,7 @@ pub fn quick_http() -> HttpSettings {
     HttpSettings {
         connect_timeout_ms: 1_000,
         request_timeout_ms: 500,
+        max_per_second: 0,
     }
 }
 
