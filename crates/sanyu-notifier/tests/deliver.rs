@@ -626,6 +626,50 @@ async fn the_provider_rate_limit_waits_briefly_in_place() {
     );
 }
 
+#[tokio::test]
+async fn a_burst_of_critical_sms_is_paced_to_the_provider_accounts_limit_and_none_is_refused() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    // The account allows 5 requests a second: past that, "throttled".
+    f.primary.limit_per_second(5);
+    let mut config = f.config();
+    config.sms.primary = Some(
+        serde_json::from_value::<ProviderConfig>(json!({
+            "kind": "webhook",
+            "url": f.primary.base_url(),
+            "secret": WEBHOOK_SECRET,
+            "http": {"connect_timeout_ms": 1000, "request_timeout_ms": 2000, "max_per_second": 5},
+        }))
+        .unwrap(),
+    );
+    config.notify.channels.critical = vec![NotifyChannel::Sms];
+    let deliverer = f.deliverer(&config);
+    let staff = [
+        f.staff_id("K1").await,
+        f.staff_id("X1").await,
+        f.staff_id("L1").await,
+        f.staff_id("T1").await,
+    ];
+    let requests: Vec<_> = (0..12)
+        .map(|i| request(staff[i % staff.len()], RiskLevel::Critical))
+        .collect();
+    let outcomes = futures::future::join_all(
+        requests
+            .iter()
+            .map(|(env, req)| deliverer.deliver(env, req, 1)),
+    )
+    .await;
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap(), Outcome::Ack);
+    }
+    assert_eq!(f.primary.over_limit(), 0, "the account's limit was kept");
+    assert_eq!(
+        f.primary.received().len(),
+        12,
+        "every SMS through the primary"
+    );
+    assert!(f.secondary.received().is_empty(), "no failover was needed");
+}
+
 /// The privacy canary on what the notifier really sends: a student whose name,
 /// guardian and the report narrative are canaries, a real case opened by the
 /// escalation ladder, the notification requests it wrote, and every SMS and
