@@ -25,6 +25,7 @@ pub const PROVIDER: &str = "dingtalk";
 pub const DEFAULT_ENDPOINT: &str = "https://oapi.dingtalk.com/";
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DingtalkConfig {
     #[serde(default = "default_endpoint")]
     pub endpoint: String,

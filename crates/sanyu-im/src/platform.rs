@@ -58,6 +58,7 @@ impl std::fmt::Debug for Client {
 
 /// HTTP timeouts (milliseconds).
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct HttpSettings {
     pub connect_timeout_ms: u64,

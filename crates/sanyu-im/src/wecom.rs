@@ -29,6 +29,7 @@ pub const PROVIDER: &str = "wecom";
 pub const DEFAULT_ENDPOINT: &str = "https://qyapi.weixin.qq.com/";
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WecomConfig {
     #[serde(default = "default_endpoint")]
     pub endpoint: String,

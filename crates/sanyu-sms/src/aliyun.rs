@@ -80,6 +80,7 @@ pub const SIGNATURE_VERSION: &str = "1.0";
 pub const SMS_REPORT_ACK: &str = r#"{"code":0,"msg":"接收成功"}"#;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AliyunConfig {
     #[serde(default = "default_endpoint")]
     pub endpoint: String,

@@ -93,6 +93,7 @@ pub fn build_provider(config: &ProviderConfig) -> Result<Box<dyn SmsProvider>, C
 /// How Sanyu talks to a provider: its HTTP client's timeouts, and the
 /// account's request limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct HttpSettings {
     pub connect_timeout_ms: u64,
@@ -139,6 +140,7 @@ impl HttpSettings {
 /// 1048), so approved staff templates normally leave `link` out and staff
 /// follow the email's link instead.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovedTemplate {
     pub audience: Audience,
     #[serde(default)]

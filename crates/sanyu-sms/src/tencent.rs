@@ -77,6 +77,7 @@ pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 pub const CALLBACK_ACK: &str = r#"{"result":0,"errmsg":"OK"}"#;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TencentConfig {
     #[serde(default = "default_endpoint")]
     pub endpoint: String,

@@ -155,6 +155,7 @@ fn values<'a>(
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AliyunVoiceConfig {
     #[serde(default = "aliyun_default_endpoint")]
     pub endpoint: String,
@@ -302,6 +303,7 @@ fn interpret_aliyun(status: u16, body: &[u8]) -> Result<SmsAccepted, SmsError> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TencentVoiceConfig {
     #[serde(default = "tencent_default_endpoint")]
     pub endpoint: String,

@@ -58,6 +58,7 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
     pub secret: Secret,

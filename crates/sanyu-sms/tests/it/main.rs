@@ -2,6 +2,7 @@
 
 mod aliyun;
 mod common;
+mod config;
 mod template_privacy;
 mod tencent;
 mod webhook;
