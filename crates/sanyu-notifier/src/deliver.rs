@@ -95,6 +95,8 @@ mod send;
 use send::Sent;
 
 pub const CONSUMER: &str = "notifier-deliver";
+/// The durable consumer of voice calls.
+pub const CALLS_CONSUMER: &str = "notifier-calls";
 
 /// Fault injection for tests: pause this long after claiming a delivery and
 /// before sending it (the window a SIGKILL test aims at).
@@ -122,6 +124,7 @@ fn until_lease_ends(until: chrono::DateTime<Utc>) -> Duration {
     (until - Utc::now()).to_std().unwrap_or_default() + BUSY_MARGIN
 }
 
+/// The consumer of SMS, work-IM and email deliveries ([`Share::Messages`]).
 pub fn spec() -> ConsumerSpec {
     ConsumerSpec {
         stream: NOTIFY_STREAM,
@@ -131,6 +134,33 @@ pub fn spec() -> ConsumerSpec {
         max_batch: 1,
         ordering: Ordering::Unordered,
     }
+}
+
+/// The consumer of voice calls ([`Share::Calls`]), on the same requests. It
+/// reads the stream from its start like every consumer; a request older than
+/// [`CALL_MAX_AGE`] is not called about.
+pub fn calls_spec() -> ConsumerSpec {
+    ConsumerSpec {
+        durable: CALLS_CONSUMER,
+        ..spec()
+    }
+}
+
+/// A call is placed only for a request younger than this: an older one (held
+/// in the stream from before the calls consumer existed, or replayed after a
+/// restore) reached everyone by SMS and email when it was new.
+pub const CALL_MAX_AGE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Which channels a deliverer sends. Voice calls run on a consumer of their
+/// own ([`calls_spec`]): a request is finished when every channel it sends is,
+/// and an account's call rate (a few per second, paced by `max_per_second`)
+/// would otherwise set the pace of every SMS, IM message and email behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// SMS, work IM and email (and the failover between them).
+    Messages,
+    /// Voice calls only.
+    Calls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +207,8 @@ pub struct Deliverer {
     /// Derives the acknowledgement link of a case notice (none without a
     /// data key: the messages then link to the case page only).
     ack_key: Option<sanyu_store::ack_links::AckKey>,
+    /// The channels this deliverer sends.
+    share: Share,
 }
 
 /// How one channel of a request ended (for now).
@@ -308,7 +340,15 @@ impl Deliverer {
                 config.security.data_key.expose(),
             )
             .ok(),
+            share: Share::Messages,
         })
+    }
+
+    /// Send only the voice calls of each request (the calls consumer's
+    /// deliverer); by default a deliverer sends every other channel.
+    pub fn for_calls(mut self) -> Self {
+        self.share = Share::Calls;
+        self
     }
 
     /// Read the time from `clock` (quiet hours, rate limits).
@@ -382,6 +422,25 @@ impl Deliverer {
             )));
         };
         let level = sanyu_events::level_from_proto(req.level).unwrap_or(RiskLevel::Critical);
+        // The calls consumer: nothing to do unless this request is a call,
+        // and a call only while the alarm is fresh (a request the stream
+        // held from before the calls consumer existed, or replayed after a
+        // restore, went out by SMS and email then).
+        if self.share == Share::Calls {
+            let at = envelope
+                .occurred_at
+                .as_ref()
+                .and_then(sanyu_events::from_timestamp);
+            let fresh = at.is_some_and(|at| self.clock.now() - at < CALL_MAX_AGE);
+            if !(fresh
+                && self.voice_enabled()
+                && reason.is_alarm()
+                && !req.case_id.is_empty()
+                && self.policy.channels(level).contains(&NotifyChannel::Voice))
+            {
+                return Ok(Outcome::Ack);
+            }
+        }
         let recipient = roster::staff_by_id(&self.db, staff_id).await?;
         let ack_token = match &self.ack_key {
             Some(k) if reason.is_about_a_case() && !req.case_id.is_empty() => {
@@ -458,6 +517,14 @@ impl Deliverer {
         } else {
             planned
         };
+        // This deliverer's share of them (see [`Share`]).
+        let planned: Vec<NotifyChannel> = planned
+            .into_iter()
+            .filter(|c| (*c == NotifyChannel::Voice) == (self.share == Share::Calls))
+            .collect();
+        if planned.is_empty() {
+            return Ok(Outcome::Ack);
+        }
         let mut results = Vec::new();
         for r in join_all(planned.iter().map(|c| self.run_channel(&ctx, *c))).await {
             results.push(r?);
@@ -468,7 +535,10 @@ impl Deliverer {
             reason,
             NotificationReason::AckConfirmed | NotificationReason::AckRefused
         );
-        if results.iter().all(ChannelResult::failed) && !reply_answer {
+        if results.iter().all(ChannelResult::failed)
+            && !reply_answer
+            && self.share == Share::Messages
+        {
             for channel in [NotifyChannel::Sms, NotifyChannel::Im, NotifyChannel::Email] {
                 if planned.contains(&channel) || !self.enabled(channel) {
                     continue;

@@ -63,7 +63,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis)
     };
-    let deliverer = Deliverer::new(db.clone(), waker, mailer, &config)
+    let deliverer = Deliverer::new(db.clone(), waker.clone(), mailer, &config)
         .map_err(|e| PlatformError::Config(e.to_string()))?
         .with_pause_after_claim(pause(deliver::FAULT_PAUSE_AFTER_CLAIM_MS))
         .with_pause_after_send(pause(deliver::FAULT_PAUSE_AFTER_SEND_MS));
@@ -71,6 +71,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
         tracing::warn!(
             "no SMS provider configured (sms.primary): SMS is off, every notification goes by email"
         );
+    }
+    // Voice calls on a consumer of their own (see `deliver::Share`).
+    if deliverer.voice_enabled() {
+        let mailer =
+            Mailer::from_config(&config.smtp).map_err(|e| PlatformError::Config(e.to_string()))?;
+        let calls = Deliverer::new(db.clone(), waker, mailer, &config)
+            .map_err(|e| PlatformError::Config(e.to_string()))?
+            .for_calls();
+        shutdown.tracker.spawn(consumer::run(
+            backbone.clone(),
+            deliver::calls_spec(),
+            calls,
+            shutdown.token.clone(),
+        ));
     }
     shutdown.tracker.spawn(consumer::run(
         backbone.clone(),

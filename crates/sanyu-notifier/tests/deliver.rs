@@ -670,6 +670,68 @@ async fn a_burst_of_critical_sms_is_paced_to_the_provider_accounts_limit_and_non
     assert!(f.secondary.received().is_empty(), "no failover was needed");
 }
 
+#[tokio::test]
+async fn calls_have_their_own_deliverer_so_a_slow_call_rate_never_holds_up_sms_and_email() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let voice = StandIn::start(StandInKind::Tencent, "AKID-calls", "calls-secret")
+        .await
+        .unwrap();
+    let mut config = f.config();
+    config.voice.provider = Some(
+        serde_json::from_value::<sanyu_sms::VoiceProviderConfig>(json!({
+            "kind": "tencent",
+            "endpoint": voice.base_url(),
+            "secret_id": "AKID-calls",
+            "secret_key": "calls-secret",
+            "voice_sdk_app_id": "1400000001",
+            "template_id": "100001",
+            "params": ["school", "level", "case_ref"],
+        }))
+        .unwrap(),
+    );
+    config.notify.quiet_hours.enabled = false;
+    let messages = f.deliverer(&config);
+    let calls = f.deliverer(&config).for_calls();
+    let counsellor = f.staff_id("K1").await;
+
+    // A critical case: the messages deliverer texts and emails, never calls…
+    let (env, req) = request(counsellor, RiskLevel::Critical);
+    assert_eq!(messages.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+    assert_eq!(f.sms_count(), 1);
+    assert_eq!(f.smtp.received().len(), 1);
+    assert!(
+        voice.received().is_empty(),
+        "the messages deliverer does not call"
+    );
+    // …and the calls deliverer only calls.
+    assert_eq!(calls.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+    assert_eq!(voice.received().len(), 1);
+    assert_eq!(f.sms_count(), 1, "the calls deliverer does not text");
+    assert_eq!(f.smtp.received().len(), 1, "nor email");
+    let key = deliveries::channel_key(&req.notification_key, "voice");
+    assert_eq!(f.status(&key).await.as_deref(), Some(deliveries::SENT));
+
+    // A critical request two hours old (held from before the calls consumer
+    // existed, or replayed) is not called about.
+    let (mut env, req) = request(counsellor, RiskLevel::Critical);
+    env.occurred_at = Some(sanyu_events::timestamp(
+        Utc::now() - chrono::Duration::hours(2),
+    ));
+    assert_eq!(calls.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+    assert_eq!(voice.received().len(), 1, "no call about a stale alarm");
+
+    // A high case is never called.
+    let (env, req) = request(counsellor, RiskLevel::High);
+    assert_eq!(calls.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+    assert_eq!(voice.received().len(), 1);
+    let key = deliveries::channel_key(&req.notification_key, "voice");
+    assert_eq!(
+        f.status(&key).await,
+        None,
+        "no delivery row for a call not planned"
+    );
+}
+
 /// The privacy canary on what the notifier really sends: a student whose name,
 /// guardian and the report narrative are canaries, a real case opened by the
 /// escalation ladder, the notification requests it wrote, and every SMS and
