@@ -10,9 +10,10 @@
 //! answers item 9 positively: `--critical` critical cases across `--schools`
 //! schools. Prints, per channel, the time from a case's opening to its first
 //! contact accepted by the provider (p50, p99, max), the time from the first
-//! case's opening to the last first contact, the floor the limit sets
-//! (first-rung sends ÷ sends per second) and the ratio of the two, and how
-//! many requests the providers refused for the limit (0 when it is kept).
+//! case's opening to the last first contact, the floor the limit sets (cases ÷
+//! sends per second; and first-rung sends ÷ sends per second, as every case's
+//! first rung has two people) and the ratios to them, and how many requests
+//! the providers refused for the limit (0 when it is kept).
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
@@ -349,10 +350,16 @@ http = {{ max_per_second = {voice_limit} }}
         line(&format!("case opened → first {channel}"), &h);
         let span = (last - first_opened).num_milliseconds() as f64 / 1000.0;
         if limit > 0 {
-            let floor = sends as f64 / f64::from(limit);
+            // The issue's floor: one send per case at the limit. Every case's
+            // first rung has more than one person, so the sends' own floor
+            // is printed beside it.
+            let floor = cases.len() as f64 / f64::from(limit);
+            let sends_floor = sends as f64 / f64::from(limit);
             println!(
-                "  last first {channel} {span:.1} s after the first case opened; {sends} sends at {limit}/s: floor {floor:.1} s, ratio {:.2}",
-                span / floor.max(0.001)
+                "  last first {channel} {span:.1} s after the first case opened; floor {floor:.1} s ({} cases at {limit}/s), ratio {:.2}; {sends} sends: {sends_floor:.1} s, ratio {:.2}",
+                cases.len(),
+                span / floor.max(0.001),
+                span / sends_floor.max(0.001)
             );
         } else {
             println!(

@@ -148,6 +148,31 @@ impl Deliverer {
         Ok(Err(self.impossible(ctx, key, channel, why.into()).await?))
     }
 
+    /// The recipient's mobile number and the case's facts, for a message
+    /// about a case to a phone (voice, work IM); or the recorded impossibility.
+    async fn phone_and_facts<'c>(
+        &self,
+        ctx: &'c Ctx<'_>,
+        key: &str,
+        channel: NotifyChannel,
+    ) -> Result<Result<(PhoneNumber, &'c Facts), Sent>, StoreError> {
+        let phone = match self.phone_of(ctx, key, channel).await? {
+            Ok(phone) => phone,
+            Err(sent) => return Ok(Err(sent)),
+        };
+        match &ctx.facts {
+            Some(facts) => Ok(Ok((phone, facts))),
+            None => Ok(Err(self
+                .impossible(
+                    ctx,
+                    key,
+                    channel,
+                    "school of the recipient not found".into(),
+                )
+                .await?)),
+        }
+    }
+
     /// A text-to-speech call about a case: the staff SMS's school, level and
     /// case reference, spoken (see `sanyu_sms::voice`).
     pub(super) async fn send_voice(
@@ -162,19 +187,9 @@ impl Deliverer {
                 .impossible(ctx, key, channel, "no voice provider configured".into())
                 .await;
         };
-        let phone = match self.phone_of(ctx, key, channel).await? {
-            Ok(phone) => phone,
+        let (phone, facts) = match self.phone_and_facts(ctx, key, channel).await? {
+            Ok(found) => found,
             Err(sent) => return Ok(sent),
-        };
-        let Some(facts) = &ctx.facts else {
-            return self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await;
         };
         let content = match message::staff_sms(self.policy.locale, facts) {
             Ok(c) => c,
@@ -209,19 +224,9 @@ impl Deliverer {
                 .impossible(ctx, key, channel, "no work-IM platform configured".into())
                 .await;
         };
-        let phone = match self.phone_of(ctx, key, channel).await? {
-            Ok(phone) => phone,
+        let (phone, facts) = match self.phone_and_facts(ctx, key, channel).await? {
+            Ok(found) => found,
             Err(sent) => return Ok(sent),
-        };
-        let Some(facts) = &ctx.facts else {
-            return self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await;
         };
         let text = match message::staff_im(self.policy.locale, facts) {
             Ok(text) => text,
