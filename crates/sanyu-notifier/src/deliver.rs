@@ -76,7 +76,7 @@ use sanyu_platform::nats::{ConsumerSpec, Ordering};
 use sanyu_platform::relay::Waker;
 use sanyu_sms::{PhoneNumber, SmsMessage, SmsProvider, VoiceProvider};
 
-use crate::pacer::{Pacer, Turn};
+use crate::pacer::Pacer;
 use sanyu_store::deliveries::{self, Claim, DeliveryRequest, NewAttempt};
 use sanyu_store::entities::staff;
 use sanyu_store::outbox::{self, OutboxEvent};

@@ -340,23 +340,15 @@ impl Deliverer {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                // The provider account's own limit binds every message: a
-                // turn close at hand is waited for, a later one is kept for
-                // this key and the channel comes back for it, so that the
-                // request's other channels do not wait (on its last delivery,
-                // it waits for its turn within the send budget).
-                if let Some(pacer) = target.pacer() {
-                    let inline = if ctx.last_chance {
-                        deadline.saturating_duration_since(Instant::now())
-                    } else {
-                        INLINE_WAIT
-                    };
-                    if let Turn::Later(wait) = pacer.turn(key, inline).await {
-                        return Ok(Sent::Deferred(
-                            wait,
-                            format!("{}'s request limit: turn reserved", target.provider()),
-                        ));
-                    }
+                // The provider account's own limit binds every message.
+                if let Some(pacer) = target.pacer()
+                    && let Err(wait) = pacer.slot(deadline).await
+                {
+                    return Ok(Sent::OutOfTime(format!(
+                        "{}'s request limit: next turn in {} ms, after the send budget",
+                        target.provider(),
+                        wait.as_millis()
+                    )));
                 }
                 let t0 = Instant::now();
                 let result =
