@@ -143,6 +143,14 @@ impl Fixture {
     }
 }
 
+/// `text` without its links and case references (`C-…`).
+fn without_generated(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || "：，。（）()【】".contains(c))
+        .filter(|w| !w.starts_with("http") && !w.starts_with("C-"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A notification request as the escalation ladder writes it.
 fn request(staff_id: Uuid, level: RiskLevel) -> (Envelope, v1::NotificationRequested) {
     let case_id = Uuid::now_v7();
@@ -833,10 +841,12 @@ async fn nothing_sent_contains_the_students_name_the_narrative_or_a_denied_word(
         sent.push(mail.text());
     }
     for text in &sent {
-        let lower = text.to_lowercase();
         for canary in CANARIES {
             assert!(!text.contains(canary), "canary {canary} in: {text}");
         }
+        // The deny-list reads what people wrote, not what Sanyu generated at
+        // random (a reference, a link's token may spell `gad7`).
+        let lower = without_generated(text).to_lowercase();
         for word in sanyu_sms::templates::denied_words(Audience::Staff) {
             assert!(!lower.contains(word), "denied word {word} in: {text}");
         }

@@ -322,10 +322,9 @@ pub fn render_sms(
     };
     let name = template_name(Channel::Sms, audience, locale, None);
     let text = render(&name, &params)?;
-    let reference = param_value(&params, "case_ref");
-    check_privacy(audience, Channel::Sms, &mask_reference(&text, reference))?;
+    check_privacy(audience, Channel::Sms, &mask_generated(&text, &params))?;
     for (_, value) in &params {
-        check_privacy(audience, Channel::Sms, &mask_reference(value, reference))?;
+        check_privacy(audience, Channel::Sms, &mask_generated(value, &params))?;
     }
     Ok(RenderedSms {
         audience,
@@ -348,11 +347,10 @@ pub fn render_staff_im(
         &template_name(Channel::Im, Audience::Staff, locale, None),
         &params,
     )?;
-    let reference = param_value(&params, "case_ref");
     check_privacy(
         Audience::Staff,
         Channel::Im,
-        &mask_reference(&text, reference),
+        &mask_generated(&text, &params),
     )?;
     Ok(text)
 }
@@ -460,16 +458,15 @@ pub fn render_staff_email(
         &template_name(Channel::Email, Audience::Staff, locale, Some("body")),
         &params,
     )?;
-    let reference = param_value(&params, "case_ref");
     check_privacy(
         Audience::Staff,
         Channel::Email,
-        &mask_reference(&subject, reference),
+        &mask_generated(&subject, &params),
     )?;
     check_privacy(
         Audience::Staff,
         Channel::Email,
-        &mask_reference(&body, reference),
+        &mask_generated(&body, &params),
     )?;
     Ok(RenderedEmail {
         locale,
@@ -549,6 +546,21 @@ fn param_value<'a>(params: &'a [(&'static str, String)], name: &str) -> &'a str 
 /// checked by `case_reference`), so it is masked before the deny-list runs:
 /// a random reference such as `C-7PHQ2K` or `C-GAD7XY` spells no word, and
 /// refusing it would leave that case's notifications unsendable for good.
+/// The same for the links: a link is the configured base URL and what Sanyu
+/// generated (a case id, or an acknowledgement link's random token, which
+/// may spell `gad7` or `upi` as well as any reference). The deny-list reads
+/// everything else: the templates' text and the school's name.
+fn mask_generated(text: &str, params: &[(&'static str, String)]) -> String {
+    let mut masked = text.to_owned();
+    for name in ["ack_link", "link"] {
+        let value = param_value(params, name);
+        if !value.is_empty() {
+            masked = masked.replace(value, "LINK");
+        }
+    }
+    mask_reference(&masked, param_value(params, "case_ref"))
+}
+
 fn mask_reference(text: &str, reference: &str) -> String {
     if reference.is_empty() {
         text.to_owned()

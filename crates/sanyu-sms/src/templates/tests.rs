@@ -233,3 +233,61 @@ fn every_reply_answer_renders_its_own_words_with_references_only() {
         render_ack_reply_sms(Locale::ZhCn, AckReplyOutcome::Confirmed, Some("张三"), &[]).is_err()
     );
 }
+
+/// Facts whose acknowledgement link's random token spells denied words.
+struct WithAckLink(Facts);
+
+impl NotificationFacts for WithAckLink {
+    fn school_name(&self) -> &str {
+        self.0.school_name()
+    }
+    fn case_reference(&self) -> &str {
+        self.0.case_reference()
+    }
+    fn level(&self) -> AlertLevel {
+        self.0.level()
+    }
+    fn case_link(&self) -> &str {
+        self.0.case_link()
+    }
+    fn ack_link(&self) -> &str {
+        "https://sanyu.example.edu.cn/a/x7gad7qphq9upi2scl90k"
+    }
+    fn occurred_at(&self) -> DateTime<FixedOffset> {
+        self.0.occurred_at()
+    }
+    fn counsellor_display_name(&self) -> &str {
+        self.0.counsellor_display_name()
+    }
+    fn counsellor_phone(&self) -> &str {
+        self.0.counsellor_phone()
+    }
+}
+
+/// Found by a failing end-to-end run: the leader's email was refused for
+/// `gad7` in the random token of its acknowledgement link, and nothing was
+/// sent. A generated link is not text a person wrote.
+#[test]
+fn a_random_acknowledgement_token_that_spells_a_denied_word_never_stops_a_notice() {
+    let facts = WithAckLink(facts());
+    let sms = render_sms(Audience::Staff, Locale::ZhCn, &facts).unwrap();
+    assert!(sms.text.contains("x7gad7qphq9upi2scl90k"), "{}", sms.text);
+    let email = render_staff_email(Locale::ZhCn, &facts).unwrap();
+    assert!(
+        email.body.contains("x7gad7qphq9upi2scl90k"),
+        "{}",
+        email.body
+    );
+    let im = render_staff_im(Locale::En, &facts).unwrap();
+    assert!(im.contains("x7gad7qphq9upi2scl90k"), "{im}");
+    // The deny-list still reads the rest: a school named after an instrument
+    // is refused.
+    assert!(
+        check_privacy(
+            Audience::Staff,
+            Channel::Sms,
+            &mask_generated("PHQ9 中学 LINK", &[])
+        )
+        .is_err()
+    );
+}
