@@ -107,10 +107,11 @@ async fn a_critical_case_reaches_staff_in_wecom_by_their_mobile_number() {
                 .await
                 .ok()?;
             let all = v["notifications"].as_array()?.clone();
+            // Final: sent (or delivered) or failed; not pending, claimed or sending.
             (all.len() == 4
-                && all
-                    .iter()
-                    .all(|n| n["status"] != "pending" && n["status"] != "sending"))
+                && all.iter().all(|n| {
+                    ["sent", "delivered", "failed"].contains(&n["status"].as_str().unwrap_or(""))
+                }))
             .then_some(all)
         })
         .await;

@@ -548,7 +548,7 @@ fn param_value<'a>(params: &'a [(&'static str, String)], name: &str) -> &'a str 
 /// refusing it would leave that case's notifications unsendable for good.
 /// The same for the links: a link is the configured base URL and what Sanyu
 /// generated (a case id, or an acknowledgement link's random token, which
-/// may spell `gad7` or `upi` as well as any reference). The deny-list reads
+/// may spell `phq` or `gad7` as well as any reference). The deny-list reads
 /// everything else: the templates' text and the school's name.
 fn mask_generated(text: &str, params: &[(&'static str, String)]) -> String {
     let mut masked = text.to_owned();
