@@ -120,6 +120,9 @@ impl Stack {
                 "https://sanyu.test".to_owned(),
             ),
             ("SANYU_TELEMETRY__LOG_FILTER", "info".to_owned()),
+            // Each notice on its own, at once: the flows here assert single
+            // notices; `digest.rs` turns digests on.
+            ("SANYU_NOTIFY__DIGEST_WINDOW_SECS", "0".to_owned()),
             ("RUST_BACKTRACE", "1".to_owned()),
         ]
         .into_iter()

@@ -11,6 +11,7 @@ mod casework;
 mod cluster;
 mod console;
 mod console_screening;
+mod digest;
 mod docs;
 mod duty;
 mod escalation;

@@ -57,7 +57,7 @@ fn multipart_named(fields: &[(&str, &str)], file_name: &str, file: &[u8]) -> (St
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn post_import(
+pub(crate) async fn post_import(
     stack: &Stack,
     token: &str,
     instrument: &str,
@@ -83,7 +83,7 @@ async fn post_import(
         .expect("POST /v1/screening-imports")
 }
 
-async fn wait_until_done(stack: &Stack, token: &str, id: &str) -> Value {
+pub(crate) async fn wait_until_done(stack: &Stack, token: &str, id: &str) -> Value {
     eventually(Duration::from_secs(30), "import done", || async {
         let v: Value = stack
             .get(token, &format!("/v1/screening-imports/{id}"))

@@ -89,6 +89,7 @@ use crate::policy::{Clock, Limits, Policy, PolicyError, SharedClock, SystemClock
 
 mod channel;
 mod compose;
+mod digest;
 mod record;
 mod send;
 

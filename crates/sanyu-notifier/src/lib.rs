@@ -72,6 +72,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PlatformError
             "no SMS provider configured (sms.primary): SMS is off, every notification goes by email"
         );
     }
+    if config.notify.digest_window_secs > 0 && deliverer.sms_enabled() && !deliverer.sms_digests() {
+        tracing::warn!(
+            "an SMS provider has no approved template of audience \"digest\" for the locale: non-critical SMS notices go one by one (email and IM still go as digests)"
+        );
+    }
     // Voice calls on a consumer of their own (see `deliver::Share`).
     if deliverer.voice_enabled() {
         let mailer =

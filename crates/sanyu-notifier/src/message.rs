@@ -196,6 +196,27 @@ pub fn staff_email(
         .map_err(|e| ComposeError::Build(e.to_string()))
 }
 
+/// The email of a digest: every notice with its reference, level, what it is
+/// about and its link, and the queue's link.
+pub fn digest_email(
+    locale: Locale,
+    digest: &sanyu_sms::DigestFacts<'_>,
+    from: &Mailbox,
+    to: &str,
+    message_id: String,
+) -> Result<Message, ComposeError> {
+    let rendered = sanyu_sms::render_digest_email(locale, digest)?;
+    let to: Mailbox = to.trim().parse().map_err(|_| ComposeError::Address)?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .message_id(Some(message_id))
+        .subject(rendered.subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(rendered.body)
+        .map_err(|e| ComposeError::Build(e.to_string()))
+}
+
 #[cfg(test)]
 mod reason_tests {
     use super::{GENERIC_LINE, NotificationReason, reason_line};

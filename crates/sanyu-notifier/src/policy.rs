@@ -142,6 +142,9 @@ pub struct Policy {
     pub recipient_per_hour: u32,
     pub provider_per_second: u32,
     pub lease: chrono::Duration,
+    /// How long non-critical notices to one person gather into a digest
+    /// (zero: no digests).
+    pub digest_window: chrono::Duration,
 }
 
 fn hh_mm(field: &'static str, value: &str) -> Result<NaiveTime, PolicyError> {
@@ -186,6 +189,9 @@ impl Policy {
             recipient_per_hour: c.recipient_per_hour,
             provider_per_second: c.provider_per_second,
             lease: chrono::Duration::seconds(i64::try_from(c.lease_secs.max(2)).unwrap_or(60)),
+            digest_window: chrono::Duration::seconds(
+                i64::try_from(c.digest_window_secs.min(86_400)).unwrap_or(600),
+            ),
         })
     }
 

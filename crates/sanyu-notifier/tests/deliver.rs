@@ -68,6 +68,8 @@ impl Fixture {
         c.notify.backoff_initial_ms = 10;
         c.notify.backoff_max_ms = 40;
         c.notify.lease_secs = 20;
+        // Each request on its own (digests have their own test).
+        c.notify.digest_window_secs = 0;
         c.sms.primary = Some(
             serde_json::from_value::<ProviderConfig>(json!({
                 "kind": "webhook",

@@ -299,6 +299,12 @@ pub struct NotifyConfig {
     pub time_zone: String,
     /// `zh-CN` or `en`.
     pub locale: sanyu_sms::Locale,
+    /// Non-critical notices (a `high` or `elevated` case opened or raised, a
+    /// follow-up due, a stale case) to one person on one channel within
+    /// this many seconds go out as one digest listing the case references,
+    /// sent when the window closes. A critical notice is never held,
+    /// grouped or delayed. 0 sends every notice on its own, at once.
+    pub digest_window_secs: u64,
 }
 
 impl Default for NotifyConfig {
@@ -315,6 +321,7 @@ impl Default for NotifyConfig {
             quiet_hours: QuietHoursConfig::default(),
             time_zone: "Asia/Shanghai".into(),
             locale: sanyu_sms::Locale::ZhCn,
+            digest_window_secs: 600,
         }
     }
 }

@@ -272,6 +272,10 @@ impl AliyunProvider {
 }
 
 impl SmsProvider for AliyunProvider {
+    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
+        self.templates.has(audience, locale)
+    }
+
     fn name(&self) -> &'static str {
         PROVIDER
     }

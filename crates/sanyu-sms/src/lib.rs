@@ -47,8 +47,9 @@ pub use receipt::{DeliveryReceipt, DeliveryStatus};
 pub use reply::InboundSms;
 pub use secret::Secret;
 pub use templates::{
-    AckReplyOutcome, AlertLevel, Audience, Channel, Locale, NotificationFacts, RenderedEmail,
-    RenderedSms, render_ack_reply_sms, render_sign_in_sms, render_sms, render_staff_email,
+    AckReplyOutcome, AlertLevel, Audience, Channel, DigestEntry, DigestFacts, Locale,
+    NotificationFacts, RenderedEmail, RenderedSms, render_ack_reply_sms, render_digest_email,
+    render_digest_im, render_digest_sms, render_sign_in_sms, render_sms, render_staff_email,
     render_staff_im,
 };
 pub use voice::{VoiceProvider, VoiceProviderConfig, build_voice_provider};

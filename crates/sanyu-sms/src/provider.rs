@@ -44,6 +44,14 @@ pub trait SmsProvider: Send + Sync {
     /// Sends `message`. Exactly one HTTP request; retrying is the caller's
     /// decision, made on the [`SmsError`] class.
     fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a>;
+
+    /// Whether this provider can send a message of `audience` in `locale`:
+    /// always for the webhook (it sends the rendered text), only with an
+    /// approved template of that audience and locale for Alibaba Cloud and
+    /// Tencent Cloud.
+    fn can_send(&self, _audience: Audience, _locale: Locale) -> bool {
+        true
+    }
 }
 
 /// Which provider, and its settings. In TOML:
@@ -177,6 +185,13 @@ impl TemplateTable {
             }
         }
         Ok(Self(templates))
+    }
+
+    /// Whether an approved template of `audience` in `locale` is configured.
+    pub(crate) fn has(&self, audience: Audience, locale: Locale) -> bool {
+        self.0
+            .iter()
+            .any(|t| t.audience == audience && t.locale == locale)
     }
 
     /// The approved template for the message and its parameter values in the

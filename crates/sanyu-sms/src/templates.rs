@@ -61,6 +61,10 @@ pub enum Audience {
     /// The answer to a staff member's SMS reply: whether it acknowledged a
     /// case, and if not why (see [`render_ack_reply_sms`]).
     AckReply,
+    /// Several non-critical notices to one staff member in one message: how
+    /// many, the highest level, the first references and a link to the queue
+    /// (see [`render_digest_sms`]).
+    Digest,
 }
 
 impl Audience {
@@ -75,6 +79,7 @@ impl Audience {
             Self::Guardian => "guardian",
             Self::SignIn => "sign_in",
             Self::AckReply => "ack_reply",
+            Self::Digest => "digest",
         }
     }
 
@@ -85,6 +90,7 @@ impl Audience {
             Self::Guardian => &GUARDIAN_PARAMS,
             Self::SignIn => &SIGN_IN_PARAMS,
             Self::AckReply => &ACK_REPLY_PARAMS,
+            Self::Digest => &DIGEST_PARAMS,
         }
     }
 }
@@ -198,6 +204,7 @@ pub trait NotificationFacts {
 const STAFF_PARAMS: [&str; 5] = ["school", "case_ref", "level", "link", "time"];
 const SIGN_IN_PARAMS: [&str; 2] = ["code", "minutes"];
 const ACK_REPLY_PARAMS: [&str; 3] = ["outcome", "case_ref", "refs"];
+const DIGEST_PARAMS: [&str; 5] = ["school", "count", "level", "refs", "link"];
 
 /// What a staff member's SMS reply came to (the answer they are sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -313,10 +320,10 @@ pub fn render_sms(
     let params = match audience {
         Audience::Staff => staff_params(locale, facts, sms_link(facts))?,
         Audience::Guardian => guardian_params(facts)?,
-        Audience::SignIn | Audience::AckReply => {
+        Audience::SignIn | Audience::AckReply | Audience::Digest => {
             return Err(TemplateError::InvalidField {
                 field: "audience",
-                rule: "sign-in and reply SMS have their own renderers",
+                rule: "sign-in, reply and digest SMS have their own renderers",
             });
         }
     };
@@ -475,6 +482,158 @@ pub fn render_staff_email(
     })
 }
 
+/// One notice of a digest: its case reference, level and link, and what it
+/// is about (a fixed line of the caller's, never data).
+#[derive(Debug, Clone, Copy)]
+pub struct DigestEntry<'a> {
+    pub case_ref: &'a str,
+    pub level: AlertLevel,
+    pub link: &'a str,
+    pub what: &'a str,
+}
+
+/// What a digest may say: the school, its notices, and the link to the
+/// queue. Nothing else about a case or a student.
+#[derive(Debug, Clone)]
+pub struct DigestFacts<'a> {
+    pub school: &'a str,
+    pub entries: Vec<DigestEntry<'a>>,
+    pub queue_link: &'a str,
+}
+
+/// References an SMS digest lists (the count says how many there are).
+const DIGEST_SMS_REFS: usize = 3;
+/// References a work-IM digest lists.
+const DIGEST_IM_REFS: usize = 20;
+
+impl DigestFacts<'_> {
+    /// The parameters of a digest listing the first `refs` references (with
+    /// `…` when there are more): checked like a case alert's.
+    fn params(
+        &self,
+        locale: Locale,
+        refs: usize,
+        separator: &str,
+    ) -> Result<Vec<(&'static str, String)>, TemplateError> {
+        let level = self
+            .entries
+            .iter()
+            .map(|e| e.level)
+            .max_by_key(|l| match l {
+                AlertLevel::Elevated => 0,
+                AlertLevel::High => 1,
+                AlertLevel::Critical => 2,
+            })
+            .ok_or(TemplateError::InvalidField {
+                field: "entries",
+                rule: "a digest lists at least one notice",
+            })?;
+        let mut listed = self
+            .entries
+            .iter()
+            .take(refs)
+            .map(|e| case_reference(e.case_ref))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(separator);
+        if self.entries.len() > refs {
+            listed.push_str(separator);
+            listed.push('…');
+        }
+        Ok(vec![
+            ("school", plain_text("school", self.school, 40)?),
+            ("count", self.entries.len().to_string()),
+            ("level", level.words(locale).to_owned()),
+            ("refs", listed),
+            ("link", link(self.queue_link)?),
+        ])
+    }
+
+    /// `text` with every reference and link masked (they are opaque or
+    /// generated), for the deny-list.
+    fn masked(&self, text: &str) -> Result<String, TemplateError> {
+        let mut masked = text.replace(self.queue_link, "LINK");
+        for e in &self.entries {
+            if !e.link.is_empty() {
+                masked = masked.replace(&link(e.link)?, "LINK");
+            }
+            masked = mask_reference(&masked, &case_reference(e.case_ref)?);
+        }
+        Ok(masked)
+    }
+}
+
+/// Renders the SMS of a digest: school, how many, the highest level, the
+/// first references and the queue's link (an approved template of audience
+/// `digest` at Alibaba Cloud and Tencent Cloud).
+pub fn render_digest_sms(
+    locale: Locale,
+    digest: &DigestFacts<'_>,
+) -> Result<RenderedSms, TemplateError> {
+    let audience = Audience::Digest;
+    let separator = if locale == Locale::ZhCn { "、" } else { ", " };
+    let params = digest.params(locale, DIGEST_SMS_REFS, separator)?;
+    let text = render(
+        &template_name(Channel::Sms, audience, locale, None),
+        &params,
+    )?;
+    check_privacy(audience, Channel::Sms, &digest.masked(&text)?)?;
+    Ok(RenderedSms {
+        audience,
+        locale,
+        text,
+        params,
+    })
+}
+
+/// Renders the work-IM message of a digest: as the SMS, with up to 20
+/// references, one per line.
+pub fn render_digest_im(locale: Locale, digest: &DigestFacts<'_>) -> Result<String, TemplateError> {
+    let params = digest.params(locale, DIGEST_IM_REFS, "\n")?;
+    let text = render(
+        &template_name(Channel::Im, Audience::Digest, locale, None),
+        &params,
+    )?;
+    check_privacy(Audience::Digest, Channel::Im, &digest.masked(&text)?)?;
+    Ok(text)
+}
+
+/// Renders the email of a digest: every notice on a line of its own, with
+/// its reference, level, what it is about and its link.
+pub fn render_digest_email(
+    locale: Locale,
+    digest: &DigestFacts<'_>,
+) -> Result<RenderedEmail, TemplateError> {
+    let mut params = digest.params(locale, 0, "")?;
+    let mut lines = Vec::with_capacity(digest.entries.len());
+    for e in &digest.entries {
+        lines.push(format!(
+            "· {} · {} · {}\n  {}",
+            case_reference(e.case_ref)?,
+            e.level.words(locale),
+            plain_text("what", e.what, 200)?,
+            link(e.link)?
+        ));
+    }
+    if let Some(refs) = params.iter_mut().find(|(n, _)| *n == "refs") {
+        refs.1 = lines.join("\n");
+    }
+    let subject = render(
+        &template_name(Channel::Email, Audience::Digest, locale, Some("subject")),
+        &params,
+    )?;
+    let body = render(
+        &template_name(Channel::Email, Audience::Digest, locale, Some("body")),
+        &params,
+    )?;
+    check_privacy(Audience::Digest, Channel::Email, &digest.masked(&subject)?)?;
+    check_privacy(Audience::Digest, Channel::Email, &digest.masked(&body)?)?;
+    Ok(RenderedEmail {
+        locale,
+        subject,
+        body,
+    })
+}
+
 /// Words refused in every message (matched case-insensitively).
 pub const DENIED_FOR_EVERYONE: &[&str] = &[
     // zh-CN: what happened, how it was assessed.
@@ -528,7 +687,7 @@ pub const DENIED_FOR_GUARDIANS: &[&str] = &[
 /// The deny-list for an audience.
 pub fn denied_words(audience: Audience) -> impl Iterator<Item = &'static str> {
     let extra: &[&str] = match audience {
-        Audience::Staff | Audience::SignIn | Audience::AckReply => &[],
+        Audience::Staff | Audience::SignIn | Audience::AckReply | Audience::Digest => &[],
         Audience::Guardian => DENIED_FOR_GUARDIANS,
     };
     DENIED_FOR_EVERYONE.iter().chain(extra.iter()).copied()
@@ -767,6 +926,38 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "sms/ack_reply.en",
         "Sanyu: {% if outcome == 'confirmed' %}you acknowledged case {{ case_ref }}; its escalation has stopped.{% elif outcome == 'ambiguous' %}several cases wait for you ({{ refs }}); reply with a case reference. Nothing changed.{% elif outcome == 'already_acknowledged' %}case {{ case_ref }} was acknowledged already. Nothing changed.{% elif outcome == 'not_allowed' %}you may not acknowledge that case. Nothing changed.{% elif outcome == 'no_case' %}no unacknowledged case sent to you was found. Nothing changed.{% else %}your reply was not understood. Nothing changed. Reply 1 or a case reference.{% endif %}",
+    ),
+    (
+        "sms/digest.zh-CN",
+        "{{ school }}：{{ count }} 个个案待处理，最高级别 {{ level }}：{{ refs }}。请打开待处理列表：{{ link }}",
+    ),
+    (
+        "sms/digest.en",
+        "{{ school }}: {{ count }} cases need attention, highest level {{ level }}: {{ refs }}. Open the queue: {{ link }}",
+    ),
+    (
+        "im/digest.zh-CN",
+        "【三预】{{ school }}：{{ count }} 个个案待处理，最高级别 {{ level }}：\n{{ refs }}\n打开待处理列表查看：{{ link }}",
+    ),
+    (
+        "im/digest.en",
+        "[Sanyu] {{ school }}: {{ count }} cases need attention, highest level {{ level }}:\n{{ refs }}\nOpen the queue to review them: {{ link }}",
+    ),
+    (
+        "email/digest.zh-CN.subject",
+        "【汇总】{{ count }} 个个案待处理（最高 {{ level }}）· {{ school }}",
+    ),
+    (
+        "email/digest.zh-CN.body",
+        "您好：\n\n{{ school }} 有 {{ count }} 个个案需要处理，汇总如下（紧急个案不会汇总，总是立即单独通知）。\n\n{{ refs }}\n\n待处理列表：\n{{ link }}\n\n本邮件不含学生的任何信息，详情只在系统内可见。请勿转发。\n",
+    ),
+    (
+        "email/digest.en.subject",
+        "[Summary] {{ count }} cases need attention (highest: {{ level }}) · {{ school }}",
+    ),
+    (
+        "email/digest.en.body",
+        "Hello,\n\n{{ count }} cases at {{ school }} need attention, listed together here (a critical case is never listed in a summary: it is always sent at once, on its own).\n\n{{ refs }}\n\nThe queue:\n{{ link }}\n\nThis email contains no information about the student; details are visible only after signing in. Please do not forward it.\n",
     ),
     (
         "email/staff.zh-CN.subject",

@@ -331,6 +331,10 @@ impl TencentProvider {
 }
 
 impl SmsProvider for TencentProvider {
+    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
+        self.templates.has(audience, locale)
+    }
+
     fn name(&self) -> &'static str {
         PROVIDER
     }

@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod decisions;
 pub mod deliveries;
+pub mod digests;
 pub mod duty;
 pub mod entities;
 pub mod hotline;

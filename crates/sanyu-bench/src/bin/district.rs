@@ -271,6 +271,10 @@ async fn main() -> Result<()> {
             "SANYU_SCREENING__SPOOL_DIR",
             spool.path().display().to_string(),
         ),
+        // Each case's own first contact is what this bench measures: a
+        // `high` case's notices would otherwise wait for the recipient's
+        // digest (`notify.digest_window_secs`, 10 min by default).
+        ("SANYU_NOTIFY__DIGEST_WINDOW_SECS", "0".to_owned()),
         ("SANYU_TELEMETRY__LOG_FILTER", "warn".to_owned()),
     ]
     .into_iter()

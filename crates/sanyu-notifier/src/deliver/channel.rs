@@ -73,6 +73,10 @@ impl Deliverer {
             tracing::warn!(key = %key, pause_ms = millis(pause), "fault injection: pausing after the claim");
             tokio::time::sleep(pause).await;
         }
+        // A non-critical notice waits for the person's digest.
+        if self.digestible(ctx, channel) {
+            return self.run_digest(ctx, channel, &key).await;
+        }
         if let Some((wait, why)) = self.gate(ctx, channel) {
             self.release(&key, format!("deferred: {why}")).await?;
             tracing::info!(key = %key, wait_ms = millis(wait), reason = %why, "delivery deferred");

@@ -191,41 +191,77 @@ impl Deliverer {
         error: Option<String>,
         took: Duration,
     ) -> Result<(), StoreError> {
-        let status = if error.is_none() {
-            v1::DeliveryStatus::Sent
-        } else {
-            v1::DeliveryStatus::Failed
-        };
-        let event_id = format!("notify.result:{key}:{attempt}");
-        outbox::enqueue(
+        enqueue_result_of(
             txn,
-            OutboxEvent {
-                subject: subjects::notification_result(&ctx.envelope.school),
-                payload: sanyu_events::encode(&sanyu_events::envelope(
-                    event_id.clone(),
-                    Utc::now(),
-                    ctx.envelope.school.clone(),
-                    ctx.envelope.partition,
-                    Payload::NotificationResult(v1::NotificationResult {
-                        notification_key: ctx.req.notification_key.clone(),
-                        case_id: ctx.req.case_id.clone(),
-                        channel: match channel {
-                            NotifyChannel::Sms => v1::Channel::Sms,
-                            NotifyChannel::Voice => v1::Channel::Voice,
-                            NotifyChannel::Im => v1::Channel::Im,
-                            NotifyChannel::Email => v1::Channel::Email,
-                        } as i32,
-                        status: status as i32,
-                        error: error.unwrap_or_default(),
-                        attempt: u32::try_from(attempt).unwrap_or(0),
-                        latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    }),
-                )),
-                event_id,
-                traceparent: sanyu_platform::trace::current_traceparent(),
+            &ResultOf {
+                school: &ctx.envelope.school,
+                partition: ctx.envelope.partition,
+                notification_key: &ctx.req.notification_key,
+                case_id: &ctx.req.case_id,
+                event_id: format!("notify.result:{key}:{attempt}"),
+                attempt,
             },
+            channel,
+            error,
+            took,
         )
-        .await?;
-        Ok(())
+        .await
     }
+}
+
+/// Whose result an event reports: a request's (its envelope's school and
+/// partition, its key and case) and the event's stable id.
+pub(super) struct ResultOf<'a> {
+    pub school: &'a str,
+    pub partition: u32,
+    pub notification_key: &'a str,
+    pub case_id: &'a str,
+    pub event_id: String,
+    pub attempt: i32,
+}
+
+/// Enqueue the `NotificationResult` of one channel of a request, in the
+/// transaction that records it.
+pub(super) async fn enqueue_result_of(
+    txn: &impl sanyu_store::Conn,
+    of: &ResultOf<'_>,
+    channel: NotifyChannel,
+    error: Option<String>,
+    took: Duration,
+) -> Result<(), StoreError> {
+    let status = if error.is_none() {
+        v1::DeliveryStatus::Sent
+    } else {
+        v1::DeliveryStatus::Failed
+    };
+    outbox::enqueue(
+        txn,
+        OutboxEvent {
+            subject: subjects::notification_result(of.school),
+            payload: sanyu_events::encode(&sanyu_events::envelope(
+                of.event_id.clone(),
+                Utc::now(),
+                of.school.to_owned(),
+                of.partition,
+                Payload::NotificationResult(v1::NotificationResult {
+                    notification_key: of.notification_key.to_owned(),
+                    case_id: of.case_id.to_owned(),
+                    channel: match channel {
+                        NotifyChannel::Sms => v1::Channel::Sms,
+                        NotifyChannel::Voice => v1::Channel::Voice,
+                        NotifyChannel::Im => v1::Channel::Im,
+                        NotifyChannel::Email => v1::Channel::Email,
+                    } as i32,
+                    status: status as i32,
+                    error: error.unwrap_or_default(),
+                    attempt: u32::try_from(of.attempt).unwrap_or(0),
+                    latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                }),
+            )),
+            event_id: of.event_id.clone(),
+            traceparent: sanyu_platform::trace::current_traceparent(),
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -131,7 +131,7 @@ impl Deliverer {
 
     /// The recipient's mobile number, or the recorded impossibility of
     /// reaching them on `channel` without one.
-    async fn phone_of(
+    pub(super) async fn phone_of(
         &self,
         ctx: &Ctx<'_>,
         key: &str,

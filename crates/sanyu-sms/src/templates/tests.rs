@@ -291,3 +291,104 @@ fn a_random_acknowledgement_token_that_spells_a_denied_word_never_stops_a_notice
         .is_err()
     );
 }
+
+fn digest_of<'a>(school: &'a str, refs: &'a [&'a str], links: &'a [String]) -> DigestFacts<'a> {
+    DigestFacts {
+        school,
+        entries: refs
+            .iter()
+            .zip(links)
+            .enumerate()
+            .map(|(i, (r, link))| DigestEntry {
+                case_ref: r,
+                level: if i == 1 {
+                    AlertLevel::High
+                } else {
+                    AlertLevel::Elevated
+                },
+                link,
+                what: "新的个案 / new case",
+            })
+            .collect(),
+        queue_link: "https://sanyu.example.edu.cn/queue",
+    }
+}
+
+fn links(refs: &[&str]) -> Vec<String> {
+    refs.iter()
+        .map(|r| format!("https://sanyu.example.edu.cn/cases/{r}"))
+        .collect()
+}
+
+#[test]
+fn a_digest_sms_gives_the_count_the_highest_level_the_first_references_and_the_queue() {
+    // Random references may spell a denied word: they are masked, not refused.
+    let refs = ["C-7F3K2Q", "C-PHQ9XY", "C-GAD7AB", "C-4444", "C-5555"];
+    let links = links(&refs);
+    let sms = render_digest_sms(Locale::ZhCn, &digest_of("第一中学", &refs, &links)).unwrap();
+    assert_eq!(sms.audience, Audience::Digest);
+    assert_eq!(sms.template_name(), "digest.zh-CN");
+    let names: Vec<&str> = sms.params.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, Audience::Digest.param_names());
+    assert_eq!(sms.param("count"), Some("5"));
+    assert_eq!(sms.param("level"), Some("二级（高）"));
+    assert_eq!(sms.param("refs"), Some("C-7F3K2Q、C-PHQ9XY、C-GAD7AB、…"));
+    assert_eq!(
+        sms.param("link"),
+        Some("https://sanyu.example.edu.cn/queue")
+    );
+    assert!(sms.text.contains("5 个个案待处理"), "{}", sms.text);
+    assert!(!sms.text.contains("C-4444"));
+    let en = render_digest_sms(Locale::En, &digest_of("No. 1 School", &refs[..2], &links)).unwrap();
+    assert_eq!(en.param("refs"), Some("C-7F3K2Q, C-PHQ9XY"));
+}
+
+#[test]
+fn a_digest_email_and_im_list_every_reference_and_a_digest_is_never_empty() {
+    let refs: Vec<String> = (0..25).map(|i| format!("C-{:04}", 1000 + i)).collect();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let links = links(&refs);
+    let digest = digest_of("第一中学", &refs, &links);
+    let email = render_digest_email(Locale::ZhCn, &digest).unwrap();
+    assert!(email.subject.contains("25"), "{}", email.subject);
+    for (r, link) in refs.iter().zip(&links) {
+        assert!(email.body.contains(r), "{r}");
+        assert!(email.body.contains(link.as_str()), "{link}");
+    }
+    let im = render_digest_im(Locale::En, &digest).unwrap();
+    assert!(im.contains("C-1019") && !im.contains("C-1020"), "{im}");
+    assert!(im.contains("25 cases"), "{im}");
+    let empty = DigestFacts {
+        school: "第一中学",
+        entries: vec![],
+        queue_link: "https://sanyu.example.edu.cn/queue",
+    };
+    assert!(render_digest_sms(Locale::ZhCn, &empty).is_err());
+}
+
+#[test]
+fn a_digest_obeys_the_deny_list_and_the_field_rules() {
+    let refs = ["C-7F3K2Q"];
+    let links = links(&refs);
+    // A school name that says what the message is about.
+    let err = render_digest_sms(Locale::ZhCn, &digest_of("心理中心", &refs, &links)).unwrap_err();
+    assert!(matches!(err, TemplateError::DeniedWord { .. }), "{err:?}");
+    // A line about the notice that names an instrument.
+    let mut digest = digest_of("第一中学", &refs, &links);
+    digest.entries[0].what = "PHQ-9 result";
+    let err = render_digest_email(Locale::En, &digest).unwrap_err();
+    assert!(matches!(err, TemplateError::DeniedWord { .. }), "{err:?}");
+    // Not a reference.
+    let bad = ["Zhang San"];
+    let err = render_digest_sms(Locale::ZhCn, &digest_of("第一中学", &bad, &links)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TemplateError::InvalidField {
+                field: "case_ref",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -40,3 +40,32 @@ play_time = 2
     let error = toml::from_str::<VoiceProviderConfig>(voice).expect_err("play_time");
     assert!(error.to_string().contains("play_time"), "{error}");
 }
+
+#[test]
+fn a_provider_sends_a_digest_only_with_an_approved_digest_template() {
+    use sanyu_sms::{Audience, Locale};
+    let staff_only = r#"
+kind = "aliyun"
+access_key_id = "LTAI"
+access_key_secret = "s"
+sign_name = "测试学校"
+[[templates]]
+audience = "staff"
+id = "SMS_1"
+params = ["school", "case_ref"]
+"#;
+    let provider =
+        sanyu_sms::build_provider(&toml::from_str(staff_only).expect("valid")).expect("built");
+    assert!(provider.can_send(Audience::Staff, Locale::ZhCn));
+    assert!(!provider.can_send(Audience::Digest, Locale::ZhCn));
+    let with_digest = format!(
+        "{staff_only}[[templates]]\naudience = \"digest\"\nid = \"SMS_2\"\nparams = [\"school\", \"count\", \"level\", \"refs\", \"link\"]\n"
+    );
+    let provider =
+        sanyu_sms::build_provider(&toml::from_str(&with_digest).expect("valid")).expect("built");
+    assert!(provider.can_send(Audience::Digest, Locale::ZhCn));
+    assert!(!provider.can_send(Audience::Digest, Locale::En));
+    // A digest template may not ask for anything else.
+    let asks_more = with_digest.replace("\"link\"]", "\"link\", \"time\"]");
+    assert!(sanyu_sms::build_provider(&toml::from_str(&asks_more).expect("valid")).is_err());
+}

@@ -32,6 +32,8 @@ pub mod grade;
 pub mod guardian;
 pub mod hotline_call;
 pub mod idempotency_key;
+pub mod notification_digest;
+pub mod notification_digest_member;
 pub mod outbox;
 pub mod processed_message;
 pub mod referral;

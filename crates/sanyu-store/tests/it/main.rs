@@ -3,6 +3,7 @@
 mod batch_lookups;
 mod common;
 mod console_sign_in;
+mod digests;
 mod migration_cases_without_student;
 mod migration_scope;
 mod migration_seal_free_text;
