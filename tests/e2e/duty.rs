@@ -335,3 +335,158 @@ async fn contacts_check_warns_a_week_ahead_of_nights_with_nobody_on_duty() {
     assert!(!out.contains(&gap(tomorrow)), "{out}");
     assert!(out.contains(&gap(tomorrow + Days::new(1))), "{out}");
 }
+
+/// The duty roster in the console (issue 16: "managed in the console"): the
+/// crisis-team lead opens 值班表, sees that nobody is rostered, adds an
+/// override through the form (counsellor K1 covers from an hour ago for two
+/// days), sees K1 on duty now, and takes it out again; a head teacher sees
+/// the page without the form. In chromium, with axe-core and screenshots at
+/// 375 px and 1280 px.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crisis_team_adds_and_removes_an_override_on_the_duty_page() {
+    use crate::console;
+    use fantoccini::Locator;
+
+    let Some(driver) = console::start_driver().await else {
+        return;
+    };
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let s = console::settings(&stack.base_url(), 3600);
+    stack.start_gateway_with(&s).await;
+    stack.start_notifier_with(&s);
+    let k1 = staff_id(&stack, "SCH1", "K1").await;
+    let base = stack.base_url();
+    let c = console::browser(&driver).await;
+    c.goto(&format!("{base}/duty")).await.expect("duty");
+    console::wait_for_path(&c, "/sign-in").await;
+    console::browser_sign_in(&c, &stack, "crisis@sch1.test").await;
+    console::wait_for_path(&c, "/duty").await;
+    let roles = c
+        .find(Locator::Id("duty-roles"))
+        .await
+        .expect("roles")
+        .text()
+        .await
+        .expect("text");
+    assert!(roles.contains("未排班"), "{roles}");
+
+    // The form: who, from, to (local time in the school's zone).
+    c.find(Locator::Css("#duty-add summary"))
+        .await
+        .expect("the form")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::Css(&format!("#duty-staff option[value='{k1}']")))
+        .await
+        .expect("K1 among the people")
+        .click()
+        .await
+        .expect("choose K1");
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&Shanghai)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    let now = Utc::now();
+    for (id, at) in [
+        ("duty-from", now - chrono::Duration::hours(1)),
+        ("duty-to", now + chrono::Duration::days(2)),
+    ] {
+        c.execute(
+            &format!("document.getElementById('{id}').value = arguments[0];"),
+            vec![Value::String(local(at))],
+        )
+        .await
+        .expect("set the time");
+    }
+    console::shoot(&c, "duty-form").await;
+    c.find(Locator::Css("#duty-add button[type=submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(20), "the override added", || async {
+        let url = c.current_url().await.ok()?;
+        (url.query() == Some("done=added")).then_some(())
+    })
+    .await;
+    let listed = c
+        .find(Locator::Id("duty-override-list"))
+        .await
+        .expect("overrides")
+        .text()
+        .await
+        .expect("text");
+    assert!(listed.contains("Counsellor One"), "{listed}");
+    let roles = c
+        .find(Locator::Id("duty-roles"))
+        .await
+        .expect("roles")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        roles.contains("值班： Counsellor One") || roles.contains("值班：Counsellor One"),
+        "{roles}"
+    );
+    console::shoot(&c, "duty").await;
+    // The API says the same.
+    let on_call: Value = stack
+        .get(&stack.school.crisis_team, "/v1/on-call")
+        .await
+        .json()
+        .await
+        .expect("on-call");
+    let counsellor = on_call["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["role"] == "counsellor"))
+        .expect("counsellor duty");
+    assert_eq!(counsellor["now"][0]["staff_id"], json!(k1.to_string()));
+
+    // Take it out.
+    c.find(Locator::Css("#duty-override-list form button"))
+        .await
+        .expect("remove")
+        .click()
+        .await
+        .expect("submit");
+    eventually(Duration::from_secs(20), "the override removed", || async {
+        let url = c.current_url().await.ok()?;
+        (url.query() == Some("done=removed")).then_some(())
+    })
+    .await;
+    let roster: Value = stack
+        .get(&stack.school.crisis_team, "/v1/duty")
+        .await
+        .json()
+        .await
+        .expect("roster");
+    assert_eq!(roster["overrides"], json!([]));
+    c.close().await.expect("close");
+
+    // A head teacher reads the page, without the form or the buttons.
+    let mut teacher = console::signed_in_agent(&stack, "t1@sch1.test", 1).await;
+    let page = teacher.get("/duty").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("duty-roles"));
+    assert!(
+        !page.body.contains("duty-add"),
+        "no form for a head teacher"
+    );
+    // And a head teacher's post is refused by the API's own check.
+    let csrf = page.field("csrf");
+    let refused = teacher
+        .post(
+            "/duty/overrides",
+            &[
+                ("csrf", csrf.as_str()),
+                ("staff_id", &k1.to_string()),
+                ("from", &local(now)),
+                ("to", &local(now + chrono::Duration::days(1))),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}

@@ -292,7 +292,7 @@ fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, ApiError> 
 }
 
 /// A `datetime-local` value, in the school's zone.
-fn local_time(
+pub(super) fn local_time(
     field: &str,
     v: &Option<String>,
     tz: chrono_tz::Tz,
@@ -313,7 +313,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(field: &str, v: &str) -> Result<T,
         .map_err(|_| ApiError::validation(field, "not a valid choice"))
 }
 
-fn body<T>(value: T) -> JsonBody<T> {
+pub(super) fn body<T>(value: T) -> JsonBody<T> {
     JsonBody {
         value,
         raw: Bytes::new(),

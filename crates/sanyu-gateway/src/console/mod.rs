@@ -11,6 +11,7 @@
 mod ack_link;
 mod actions;
 mod calls;
+mod duty;
 pub mod i18n;
 mod pages;
 mod records;
@@ -61,6 +62,9 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             post(records::resolve_dead_letter),
         )
         .route("/key-population/watch/{id}/done", post(records::watch_done))
+        .route("/duty", get(duty::page))
+        .route("/duty/overrides", post(duty::add_override))
+        .route("/duty/overrides/{id}/remove", post(duty::remove_override))
         .route("/hotline-calls", get(calls::list))
         .route("/hotline-calls/{id}", get(calls::call))
         .route("/hotline-calls/{id}/link", post(calls::link))
@@ -136,6 +140,7 @@ pub fn safe_return(next: Option<&str>) -> Option<String> {
         "/dead-letters",
         "/hotline-calls",
         "/screening",
+        "/duty",
     ]
     .contains(&next)
     {
@@ -179,6 +184,7 @@ mod tests {
             Some("/hotline-calls".into())
         );
         assert_eq!(safe_return(Some("/screening")), Some("/screening".into()));
+        assert_eq!(safe_return(Some("/duty")), Some("/duty".into()));
         assert_eq!(
             safe_return(Some(&format!("/screening/{id}"))),
             Some(format!("/screening/{id}"))

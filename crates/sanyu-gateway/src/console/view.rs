@@ -31,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/key_population.html"),
     ),
     ("screening.html", include_str!("templates/screening.html")),
+    ("duty.html", include_str!("templates/duty.html")),
     (
         "screening_import.html",
         include_str!("templates/screening_import.html"),
@@ -182,6 +183,7 @@ pub fn chrome(state: &crate::AppState, lang: Lang, signed: &super::session::Sign
         dl => super::records::may_dead_letters(signed),
         hl => super::calls::may_calls(signed),
         sc => super::screening::may_screening(signed),
+        du => super::duty::may_duty(signed),
         csrf => signed.session.csrf_token.clone(),
         role => super::i18n::t(lang, &format!("role_{}", signed.session.role)),
         tz => state.console.tz.name(),

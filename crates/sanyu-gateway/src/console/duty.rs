@@ -1,0 +1,256 @@
+//! The duty roster page (值班表, issue 16): who of the school is on duty now
+//! and who next, per role; the rotations and the overrides not yet over;
+//! and, for the school's admin, leaders and crisis team, a form to add an
+//! override (a named person covers a role from one time to another: 高考
+//! week, a holiday, a colleague's leave) and a button to take one out. The
+//! page calls the API's own handlers (`routes::duty`) as the signed-in staff
+//! member: the same role checks, the same validation, the same audit
+//! records. Rotations are set up through the API (`POST /v1/duty/rotations`).
+
+use axum::Form;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use minijinja::{Value, context};
+use sanyu_domain::Role;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::actions::{body, local_time};
+use super::i18n::Lang;
+use super::pages::{signed_in, signed_post};
+use super::sign_in::CsrfForm;
+use super::view;
+use crate::AppState;
+use crate::audit::Peer;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::duty::{self as api, OnCallQuery, OverrideRequest};
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    done: Option<String>,
+    lang: Option<String>,
+}
+
+/// The roles that see the page (the API answers the others 403).
+pub(super) fn may_duty(signed: &super::session::Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin
+    )
+}
+
+/// The roles that change the roster (as `routes::duty`).
+fn may_manage(signed: &super::session::Signed) -> bool {
+    matches!(
+        signed.principal.role,
+        Role::Admin | Role::Leader | Role::CrisisTeam
+    )
+}
+
+/// A person the roster names, for the page.
+#[derive(Debug, Serialize)]
+struct Person {
+    id: Uuid,
+    name: String,
+    role: String,
+}
+
+/// `GET /duty`.
+pub async fn page(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let here = "/duty";
+    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let on_call = api::on_call(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Query(OnCallQuery { at: None }),
+    )
+    .await;
+    let Json(on_call) = match on_call {
+        Ok(v) => v,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let roster = api::list(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+    )
+    .await;
+    let Json(roster) = match roster {
+        Ok(v) => v,
+        Err(e) => return view::error_page(lang, e),
+    };
+    // The school's rostered staff, for names and the override form.
+    let people: Vec<Person> = match sanyu_store::roster::active_staff_of_schools(
+        &state.db,
+        &[signed.principal.school_id],
+    )
+    .await
+    {
+        Ok(staff) => staff
+            .into_iter()
+            .filter(|s| {
+                s.role
+                    .parse::<Role>()
+                    .is_ok_and(|r| sanyu_domain::duty::rostered(r).is_ok())
+            })
+            .map(|s| Person {
+                id: s.id,
+                name: s.name,
+                role: s.role,
+            })
+            .collect(),
+        Err(e) => return view::error_page(lang, e.into()),
+    };
+    let name_of = |id: &Uuid| {
+        people
+            .iter()
+            .find(|p| p.id == *id)
+            .map_or_else(|| "—".to_owned(), |p| p.name.clone())
+    };
+    let rotations: Vec<serde_json::Value> = roster
+        .rotations
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name, "role": r.role, "cadence": r.cadence,
+                "handover": r.handover, "start_date": r.start_date.to_string(),
+                "shift": r.shift.as_ref().map(|s| format!("{}–{}", s.start, s.end)),
+                "days": r.days, "kinds": r.kinds.join(", "),
+                "members": r.members.iter().map(&name_of).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let overrides: Vec<serde_json::Value> = roster
+        .overrides
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "id": o.id, "role": o.role, "name": name_of(&o.staff_id),
+                "from": o.from.to_rfc3339(), "to": o.to.to_rfc3339(),
+            })
+        })
+        .collect();
+    let notice = match q.done.as_deref() {
+        Some("added") => Some("duty_done_added"),
+        Some("removed") => Some("duty_done_removed"),
+        _ => None,
+    };
+    let page = view::page(
+        "duty.html",
+        lang,
+        StatusCode::OK,
+        context! {
+            on_call => Value::from(minijinja::value::Serde(&on_call)),
+            rotations => Value::from(minijinja::value::Serde(&rotations)),
+            overrides => Value::from(minijinja::value::Serde(&overrides)),
+            people => Value::from(minijinja::value::Serde(&people)),
+            manage => may_manage(&signed),
+            notice => notice,
+            here => here,
+            ..view::chrome(&state, lang, &signed),
+        },
+    );
+    super::pages::with_lang(&state, page, q.lang.as_deref())
+}
+
+/// The override form.
+#[derive(Debug, Deserialize)]
+pub struct OverrideForm {
+    csrf: String,
+    staff_id: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `POST /duty/overrides`: the API's `create_override`, for the person
+/// chosen in the role they hold.
+pub async fn add_override(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    Form(f): Form<OverrideForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let signed = match signed_post(&state, &headers, &method, &peer, lang, "/duty", &f.csrf).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let request = async {
+        let staff_id = Uuid::parse_str(f.staff_id.trim())
+            .map_err(|_| ApiError::validation("staff_id", "choose a person"))?;
+        // The person's role as the roster has it (another school's staff
+        // is nobody here: the API refuses them like an unknown id).
+        let role = sanyu_store::roster::staff_by_id(&state.db, staff_id)
+            .await?
+            .filter(|s| s.school_id == signed.principal.school_id && s.active)
+            .map(|s| s.role)
+            .ok_or_else(|| {
+                ApiError::validation("staff_id", "no active staff of this school in a duty role")
+            })?;
+        let from = local_time("from", &f.from, state.console.tz)?
+            .ok_or_else(|| ApiError::validation("from", "required"))?;
+        let to = local_time("to", &f.to, state.console.tz)?
+            .ok_or_else(|| ApiError::validation("to", "required"))?;
+        api::create_override(
+            State(state.clone()),
+            Caller(signed.principal.clone()),
+            Peer(peer.0.clone()),
+            body(OverrideRequest {
+                role,
+                staff_id,
+                from,
+                to,
+            }),
+        )
+        .await
+    };
+    match request.await {
+        Ok(_) => view::see_other("/duty?done=added"),
+        Err(e) => view::error_page(lang, e),
+    }
+}
+
+/// `POST /duty/overrides/{id}/remove`: the API's `delete_override`.
+pub async fn remove_override(
+    State(state): State<AppState>,
+    peer: Peer,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let lang = Lang::of(&headers, None);
+    let signed = match signed_post(&state, &headers, &method, &peer, lang, "/duty", &f.csrf).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return view::error_page(lang, ApiError::NotFound("override"));
+    };
+    let done = api::delete_override(
+        State(state.clone()),
+        Caller(signed.principal.clone()),
+        Peer(peer.0.clone()),
+        crate::extract::Path(id),
+    )
+    .await;
+    match done {
+        Ok(_) => view::see_other("/duty?done=removed"),
+        Err(e) => view::error_page(lang, e),
+    }
+}
