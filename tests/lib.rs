@@ -120,9 +120,6 @@ impl Stack {
                 "https://sanyu.test".to_owned(),
             ),
             ("SANYU_TELEMETRY__LOG_FILTER", "info".to_owned()),
-            // Each notice on its own, at once: the flows here assert single
-            // notices; `digest.rs` turns digests on.
-            ("SANYU_NOTIFY__DIGEST_WINDOW_SECS", "0".to_owned()),
             ("RUST_BACKTRACE", "1".to_owned()),
         ]
         .into_iter()
@@ -134,6 +131,15 @@ impl Stack {
             )
         }))
         .collect();
+        // Each notice on its own, at once: the flows here assert single
+        // notices; `digest.rs` turns digests on. (The previous release, in
+        // `upgrade.rs`, has no digests and refuses the setting it does not know.)
+        if self.bin_dir.is_none() {
+            env.push((
+                "SANYU_NOTIFY__DIGEST_WINDOW_SECS".to_owned(),
+                "0".to_owned(),
+            ));
+        }
         for (key, value) in &self.env_extra {
             env.retain(|(k, _)| k != key);
             env.push((key.clone(), value.clone()));

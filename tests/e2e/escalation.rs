@@ -323,7 +323,8 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
         }
     };
     let (sch1, sch2) = (id_of("SCH1").await, id_of("SCH2").await);
-    // SCH1 loses its crisis team; SCH2's leader has no email address.
+    // SCH1 loses its crisis team; SCH2's leader has no email address (and
+    // a mobile number nobody verified).
     staff::Entity::update_many()
         .set(staff::ActiveModel {
             active: Set(false),
@@ -353,8 +354,8 @@ async fn contacts_check_reports_every_rung_that_would_reach_nobody() {
             "GAP SCH1 high rung 1: reaches nobody (crisis_team: no active staff in this role)",
             "GAP SCH1 high unidentified caller first contact: reaches nobody (crisis_team: no active staff in this role)",
             "GAP SCH1 elevated rung 1: reaches nobody (crisis_team: no active staff in this role)",
-            "GAP SCH2 critical rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
-            "GAP SCH2 high rung 2: reaches nobody (leader: 1 active staff, none with an email address)",
+            "GAP SCH2 critical rung 2: reaches nobody (leader: 1 active staff, none with an email address; 1 with a mobile number not yet verified (it counts once they sign in to the console with a code by SMS))",
+            "GAP SCH2 high rung 2: reaches nobody (leader: 1 active staff, none with an email address; 1 with a mobile number not yet verified (it counts once they sign in to the console with a code by SMS))",
         ],
         "{out}"
     );

@@ -311,3 +311,130 @@ async fn in_a_browser(stack: &Stack, email: &str, case_path: &str) {
     console::shoot(&c, "sign-in-link-used").await;
     c.close().await.unwrap();
 }
+
+/// The first SMS to `phone` whose text names `reference`.
+fn sms_naming(stand_in: &StandIn, phone: &str, reference: &str) -> bool {
+    stand_in
+        .received()
+        .iter()
+        .any(|m| m.phone.ends_with(phone) && m.text.as_deref().unwrap_or("").contains(reference))
+}
+
+/// Issue 16, reachability: counsellor K2 has a mobile number and no email
+/// address. Unverified, the number counts for nothing (a typo in the roster
+/// must not make a rung look staffed); once K2 signs in to the console with
+/// a code sent to it by SMS, the number is verified and K2 is told of the
+/// next critical case by SMS — with no email tried and failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sms_only_counsellor_is_reached_once_a_code_sent_to_their_number_is_typed_in() {
+    const K2_PHONE: &str = "13900000007";
+    let stand_in = StandIn::start(StandInKind::Webhook, "", WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let config = SmsConfig::write(&stand_in);
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    // The other school's K2 has the same number in the fixtures: a number
+    // names one person to sign in with, so give it another one.
+    {
+        use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+        let other = sanyu_store::roster::school_by_code(&stack.conn, "SCH2")
+            .await
+            .unwrap()
+            .unwrap();
+        sanyu_store::entities::staff::Entity::update_many()
+            .col_expr(
+                sanyu_store::entities::staff::Column::Phone,
+                Expr::value("13900000017"),
+            )
+            .filter(sanyu_store::entities::staff::Column::SchoolId.eq(other.id))
+            .filter(sanyu_store::entities::staff::Column::StaffNo.eq("K2"))
+            .exec(&stack.conn)
+            .await
+            .unwrap();
+    }
+    let mut s = console::settings(&stack.base_url(), 3600);
+    s.push(("SANYU_CONFIG", config.path.display().to_string()));
+    stack.start_gateway_with(&s).await;
+    stack.start_rules(&[]);
+    stack.start_notifier_with(&s);
+
+    let report = |student: &str| Stack::report_body(student, "critical", "a narrative");
+    let r = stack
+        .post_report(&stack.school.teacher_c1, &report("S1"))
+        .await;
+    assert_eq!(r.status(), 202);
+    let first = stack.wait_for_cases(1).await;
+    let first_ref = first[0]["reference"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "K1's SMS of the first case",
+        || async { sms_naming(&stand_in, COUNSELLOR_PHONE, &first_ref).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !sms_naming(&stand_in, K2_PHONE, &first_ref),
+        "an unverified number alone is not told"
+    );
+
+    // K2 signs in with a code sent by SMS: the number is verified.
+    let mut agent = Agent::new(&stack.base_url());
+    ask(&mut agent, K2_PHONE, "sms", "/queue").await;
+    let code = eventually(Duration::from_secs(30), "K2's sign-in SMS", || async {
+        stand_in
+            .received()
+            .into_iter()
+            .find(|m| m.phone.ends_with(K2_PHONE) && m.template.starts_with("sign_in"))
+            .and_then(|m| {
+                m.params
+                    .iter()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.clone())
+            })
+    })
+    .await;
+    let signed_in = agent.type_code(&code).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+
+    let r = stack
+        .post_report(&stack.school.teacher_c1, &report("S2"))
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(2).await;
+    let second = cases
+        .iter()
+        .find(|c| c["reference"] != first_ref.as_str())
+        .unwrap();
+    let second_ref = second["reference"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "K2's SMS of the second case",
+        || async { sms_naming(&stand_in, K2_PHONE, &second_ref).then_some(()) },
+    )
+    .await;
+    // On record: K2's SMS sent, and no email tried for K2 (none to fail).
+    let k2 = sanyu_store::roster::active_staff_by_phone(&stack.conn, &[K2_PHONE.to_owned()])
+        .await
+        .unwrap()
+        .remove(0);
+    let rows = eventually(Duration::from_secs(30), "K2's delivery rows", || async {
+        let rows: Vec<_> = sanyu_store::deliveries::for_case(
+            &stack.conn,
+            uuid::Uuid::parse_str(&second_id).unwrap(),
+        )
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|d| d.recipient_staff_id == k2.id)
+        .collect();
+        rows.iter()
+            .any(|d| d.channel == "sms" && d.status == "sent")
+            .then_some(rows)
+    })
+    .await;
+    assert!(
+        rows.iter().all(|d| d.channel != "email"),
+        "no email for a person without an address: {rows:?}"
+    );
+}

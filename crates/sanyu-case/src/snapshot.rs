@@ -5,6 +5,7 @@
 //! inside the caller's write transaction, after the access check.
 
 use sanyu_domain::Role;
+use sanyu_store::contacts::{self, Verified};
 use sanyu_store::entities::{case, case_signal, follow_up, guardian, referral, staff, student};
 use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use sanyu_store::{StoreError, cases, casework, roster};
@@ -76,16 +77,44 @@ pub fn has_email(s: &staff::Model) -> bool {
     s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
 }
 
-/// The reachable staff (active, with an email address) of a school, by role.
+/// Whether a staff member has a mobile number (SMS, a call, work IM).
+pub fn has_phone(s: &staff::Model) -> bool {
+    s.phone.as_deref().is_some_and(|p| !p.trim().is_empty())
+}
+
+/// Whether a staff member can be told about a case: an email address, or a
+/// **verified** mobile number (issue 16: SMS-only staff count once a code
+/// sent to their number was typed into the console — signing in with an
+/// SMS code does it; `sanyu_store::contacts`). Which channels carry a
+/// notice is the notifier's choice, from the addresses the person has. An
+/// unverified number alone does not count: a typo in the roster would
+/// otherwise make a rung look staffed and reach nobody. Notices about no
+/// case go by email only and need an email address ([`has_email`]).
+pub fn can_be_told(s: &staff::Model, verified: &Verified) -> bool {
+    has_email(s) || verified.phone(s)
+}
+
+/// The active staff of `schools` who can be told about a case ([`can_be_told`]).
+async fn told_of_schools(
+    txn: &impl ConnectionTrait,
+    school_ids: &[Uuid],
+) -> Result<Vec<staff::Model>, StoreError> {
+    let staff = roster::active_staff_of_schools(txn, school_ids).await?;
+    let ids: Vec<Uuid> = staff.iter().map(|s| s.id).collect();
+    let verified = contacts::verified(txn, &ids).await?;
+    Ok(staff
+        .into_iter()
+        .filter(|s| can_be_told(s, &verified))
+        .collect())
+}
+
+/// The reachable staff (active, [`can_be_told`]) of a school, by role.
 pub async fn reachable(
     txn: &impl ConnectionTrait,
     school_id: Uuid,
 ) -> Result<Reachable, StoreError> {
     let mut out = Reachable::new();
-    for s in roster::active_staff_of_schools(txn, &[school_id]).await? {
-        if !has_email(&s) {
-            continue;
-        }
+    for s in told_of_schools(txn, &[school_id]).await? {
         let Ok(role) = s.role.parse::<Role>() else {
             continue;
         };
@@ -101,10 +130,7 @@ pub async fn reachable_of_schools(
     school_ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Reachable>, StoreError> {
     let mut out: std::collections::HashMap<Uuid, Reachable> = std::collections::HashMap::new();
-    for s in roster::active_staff_of_schools(txn, school_ids).await? {
-        if !has_email(&s) {
-            continue;
-        }
+    for s in told_of_schools(txn, school_ids).await? {
         let Ok(role) = s.role.parse::<Role>() else {
             continue;
         };
@@ -196,4 +222,40 @@ pub async fn load(
         duty,
         related,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(phone: Option<&str>, email: Option<&str>) -> staff::Model {
+        let now = chrono::Utc::now();
+        staff::Model {
+            id: Uuid::from_u128(7),
+            school_id: Uuid::now_v7(),
+            staff_no: "K2".into(),
+            name: "K2".into(),
+            role: "counsellor".into(),
+            class_id: None,
+            phone: phone.map(Into::into),
+            email: email.map(Into::into),
+            active: true,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn an_email_or_a_verified_mobile_number_makes_a_person_reachable() {
+        let none = Verified::default();
+        let verified = |n: &str| Verified::of([(Uuid::from_u128(7), contacts::SMS, n.to_owned())]);
+        assert!(can_be_told(&person(None, Some("k@s.test")), &none));
+        assert!(can_be_told(&person(Some("139"), Some("k@s.test")), &none));
+        // SMS-only: once the number is verified, and only that number.
+        assert!(!can_be_told(&person(Some("139"), None), &none));
+        assert!(can_be_told(&person(Some("139"), None), &verified("139")));
+        assert!(!can_be_told(&person(Some("138"), None), &verified("139")));
+        assert!(!can_be_told(&person(None, None), &verified("139")));
+        assert!(!can_be_told(&person(None, Some("  ")), &none));
+    }
 }

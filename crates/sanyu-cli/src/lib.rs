@@ -317,6 +317,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         school.as_deref(),
                         &duty,
                         chrono::Utc::now(),
+                        config.sms.primary.is_some()
+                            || config.voice.provider.is_some()
+                            || config.im.provider.is_some(),
                     )
                     .await?;
                     for gap in &report.gaps {

@@ -124,13 +124,16 @@ pub fn on_duty_roles(policy: &EscalationPolicy) -> Vec<Role> {
 }
 
 /// Check every school (or the one with `only_school` code) against `policy`;
-/// duty rosters (read with `duty`) from `now` on.
+/// duty rosters (read with `duty`) from `now` on. `phones`: whether a
+/// channel to a mobile number (an SMS, voice or work-IM provider) is
+/// configured; without one, staff with only a mobile number reach nobody.
 pub async fn check(
     conn: &impl ConnectionTrait,
     policy: &EscalationPolicy,
     only_school: Option<&str>,
     duty: &sanyu_case::DutyCalendar,
     now: DateTime<Utc>,
+    phones: bool,
 ) -> Result<ContactsReport, StoreError> {
     let duty_roles = on_duty_roles(policy);
     let mut report = ContactsReport::default();
@@ -164,15 +167,44 @@ pub async fn check(
                 let mut anyone = false;
                 for role in roles.iter().map(|t| t.role()) {
                     let staff = roster::staff_in_role(conn, s.id, role).await?;
-                    let reachable = staff.iter().filter(|p| crate::has_email(p)).count();
+                    let ids: Vec<uuid::Uuid> = staff.iter().map(|p| p.id).collect();
+                    let checked = sanyu_store::contacts::verified(conn, &ids).await?;
+                    let told = |p: &&sanyu_store::entities::staff::Model| {
+                        crate::has_email(p) || (phones && checked.phone(p))
+                    };
+                    let reachable = staff.iter().filter(told).count();
+                    let unverified = staff
+                        .iter()
+                        .filter(|p| crate::has_phone(p) && !checked.phone(p))
+                        .count();
+                    let verified = staff.iter().filter(|p| checked.phone(p)).count();
                     if reachable > 0 {
                         anyone = true;
                     } else if staff.is_empty() {
                         reasons.push((role, "no active staff in this role".to_owned()));
+                    } else if verified > 0 {
+                        reasons.push((
+                            role,
+                            format!(
+                                "{} active staff, none with an email address, {verified} with a verified mobile number only and no SMS provider configured",
+                                staff.len()
+                            ),
+                        ));
+                    } else if unverified > 0 {
+                        reasons.push((
+                            role,
+                            format!(
+                                "{} active staff, none with an email address; {unverified} with a mobile number not yet verified (it counts once they sign in to the console with a code by SMS)",
+                                staff.len()
+                            ),
+                        ));
                     } else {
                         reasons.push((
                             role,
-                            format!("{} active staff, none with an email address", staff.len()),
+                            format!(
+                                "{} active staff, none with an email address or a mobile number",
+                                staff.len()
+                            ),
                         ));
                     }
                 }

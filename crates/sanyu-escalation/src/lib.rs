@@ -237,13 +237,41 @@ struct Notice<'a> {
     traceparent: Option<String>,
 }
 
-/// Whether a staff member has an email address to be told at.
-pub fn has_email(s: &staff::Model) -> bool {
-    s.email.as_deref().is_some_and(|e| !e.trim().is_empty())
+pub use sanyu_case::snapshot::{can_be_told, has_email, has_phone};
+
+/// Staff of `school_id` in `roles` who can be told about a case (active,
+/// with an email address or a verified mobile number: [`can_be_told`]).
+pub async fn reachable(
+    txn: &impl ConnectionTrait,
+    school_id: Uuid,
+    roles: &[Role],
+) -> std::result::Result<Vec<staff::Model>, StoreError> {
+    let staff = staff_in_roles(txn, school_id, roles).await?;
+    let ids: Vec<Uuid> = staff.iter().map(|s| s.id).collect();
+    let verified = sanyu_store::contacts::verified(txn, &ids).await?;
+    Ok(staff
+        .into_iter()
+        .filter(|s| can_be_told(s, &verified))
+        .collect())
 }
 
-/// Staff of `school_id` in `roles` who can be reached (active, with an email address).
-pub async fn reachable(
+/// Staff of `school_id` in `roles` with an email address: who can be told
+/// of something that is no case (a zero report, a watch-list follow-up, a
+/// role grant), which goes by email only.
+pub async fn reachable_by_email(
+    txn: &impl ConnectionTrait,
+    school_id: Uuid,
+    roles: &[Role],
+) -> std::result::Result<Vec<staff::Model>, StoreError> {
+    Ok(staff_in_roles(txn, school_id, roles)
+        .await?
+        .into_iter()
+        .filter(has_email)
+        .collect())
+}
+
+/// The active staff of `school_id` in `roles`, each once.
+async fn staff_in_roles(
     txn: &impl ConnectionTrait,
     school_id: Uuid,
     roles: &[Role],
@@ -251,7 +279,7 @@ pub async fn reachable(
     let mut out: Vec<staff::Model> = Vec::new();
     for role in roles {
         for s in roster::staff_in_role(txn, school_id, *role).await? {
-            if has_email(&s) && !out.iter().any(|o| o.id == s.id) {
+            if !out.iter().any(|o| o.id == s.id) {
                 out.push(s);
             }
         }
@@ -371,7 +399,14 @@ pub async fn remind_follow_up(
         Some(id) => staff::Entity::find_by_id(id)
             .one(txn)
             .await?
-            .filter(|s| s.active && s.email.is_some()),
+            .filter(|s| s.active),
+        None => None,
+    };
+    let assignee = match assignee {
+        Some(person) => {
+            let verified = sanyu_store::contacts::verified(txn, &[person.id]).await?;
+            can_be_told(&person, &verified).then_some(person)
+        }
         None => None,
     };
     let people = match assignee {
@@ -408,9 +443,9 @@ pub async fn remind_watch(
         .one(txn)
         .await?
         .ok_or(StoreError::NotFound("school"))?;
-    let mut people = reachable(txn, school.id, &[Role::Counsellor]).await?;
+    let mut people = reachable_by_email(txn, school.id, &[Role::Counsellor]).await?;
     if people.is_empty() {
-        people = reachable(txn, school.id, &[Role::CrisisTeam]).await?;
+        people = reachable_by_email(txn, school.id, &[Role::CrisisTeam]).await?;
     }
     let reference = entry.id.to_string();
     let notice = PlainNotice {
@@ -447,7 +482,7 @@ pub async fn announce_role_grant(
     at: DateTime<Utc>,
     traceparent: Option<String>,
 ) -> Result<usize> {
-    let people = reachable(txn, school.id, &[Role::Leader, Role::CrisisTeam]).await?;
+    let people = reachable_by_email(txn, school.id, &[Role::Leader, Role::CrisisTeam]).await?;
     let reference = grant_id.to_string();
     let notice = PlainNotice {
         school,

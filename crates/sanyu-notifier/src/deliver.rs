@@ -266,6 +266,16 @@ struct Ctx<'a> {
     last_chance: bool,
 }
 
+/// Whether `person` has an address for `channel`: an email address, or a
+/// mobile number for SMS, a call and work IM.
+fn has_address(person: &staff::Model, channel: NotifyChannel) -> bool {
+    let filled = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    match channel {
+        NotifyChannel::Email => filled(&person.email),
+        NotifyChannel::Sms | NotifyChannel::Voice | NotifyChannel::Im => filled(&person.phone),
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -516,7 +526,20 @@ impl Deliverer {
         } else if planned.is_empty() || req.case_id.is_empty() {
             vec![NotifyChannel::Email]
         } else {
-            planned
+            // The channels the person has an address for (an SMS-only
+            // colleague gets SMS, a call, IM, and no failed email); with
+            // none, every channel is tried and fails on record (the ladder
+            // auditor raises the alarm).
+            let addressed: Vec<NotifyChannel> = planned
+                .iter()
+                .copied()
+                .filter(|c| ctx.recipient.as_ref().is_some_and(|p| has_address(p, *c)))
+                .collect();
+            if addressed.is_empty() {
+                planned
+            } else {
+                addressed
+            }
         };
         // This deliverer's share of them (see [`Share`]).
         let planned: Vec<NotifyChannel> = planned

@@ -132,15 +132,18 @@ pub async fn fire(
                 add(roster::reachable_teachers(txn, school.id, c.id).await?);
             }
             if school_missing {
-                add(escalation::reachable(txn, school.id, &[Role::Leader]).await?);
+                add(escalation::reachable_by_email(txn, school.id, &[Role::Leader]).await?);
             }
         }
-        Stage::Overdue => add(escalation::reachable(txn, school.id, &[Role::Leader]).await?),
+        Stage::Overdue => {
+            add(escalation::reachable_by_email(txn, school.id, &[Role::Leader]).await?)
+        }
         Stage::Escalated => {
-            let district = escalation::reachable(txn, school.id, &[Role::District]).await?;
+            let district =
+                escalation::reachable_by_email(txn, school.id, &[Role::District]).await?;
             if district.is_empty() {
                 tracing::warn!(school = %school.code, period = %period.id, "no district officer on the roster: the school's leaders are told again");
-                add(escalation::reachable(txn, school.id, &[Role::Leader]).await?);
+                add(escalation::reachable_by_email(txn, school.id, &[Role::Leader]).await?);
             } else {
                 add(district);
             }

@@ -112,6 +112,49 @@ impl ConsoleKey {
     fn identifier_hash(&self, identifier: &str) -> String {
         self.hex(&[b"identifier", normalize(identifier).as_bytes()])
     }
+
+    /// The keyed hash of the address a challenge's code went to.
+    fn sent_to_hash(&self, challenge: Uuid, channel: CodeChannel, address: &str) -> String {
+        self.hex(&[
+            b"sent-to",
+            challenge.as_bytes(),
+            channel.as_str().as_bytes(),
+            address.trim().as_bytes(),
+        ])
+    }
+}
+
+/// The address a code for `person` goes to on `channel`.
+fn address_of(person: &staff::Model, channel: CodeChannel) -> Option<&str> {
+    match channel {
+        CodeChannel::Sms => person.phone.as_deref(),
+        CodeChannel::Email => person.email.as_deref(),
+    }
+    .filter(|a| !a.trim().is_empty())
+}
+
+/// A code (or link) of challenge `row`, sent to `person` on `channel`, was
+/// used: the address it went to is verified, while it is still theirs (an
+/// address the roster changed since the send is not).
+async fn mark_verified(
+    txn: &impl ConnectionTrait,
+    key: &ConsoleKey,
+    row: &console_sign_in_code::Model,
+    person: &staff::Model,
+    channel: CodeChannel,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(address) = address_of(person, channel) else {
+        return Ok(());
+    };
+    if row.sent_to_hash.as_deref() != Some(&key.sent_to_hash(row.id, channel, address)) {
+        return Ok(());
+    }
+    let channel = match channel {
+        CodeChannel::Sms => crate::contacts::SMS,
+        CodeChannel::Email => crate::contacts::EMAIL,
+    };
+    crate::contacts::record(txn, person.id, channel, address, now).await
 }
 
 fn normalize(identifier: &str) -> String {
@@ -335,6 +378,10 @@ pub async fn request_code(
         used_at: Set(None),
         link_hash: Set(link_token.as_deref().map(|t| key.link_hash(t))),
         channel: Set(channel.as_str().to_owned()),
+        sent_to_hash: Set(send
+            .as_ref()
+            .and_then(|(p, c)| address_of(p, *c))
+            .map(|a| key.sent_to_hash(challenge_id, channel, a))),
     })
     .exec_without_returning(txn)
     .await?;
@@ -450,6 +497,15 @@ pub async fn check_code(
     if used.rows_affected != 1 {
         return Ok(CodeCheck::Used { challenge_id });
     }
+    mark_verified(
+        txn,
+        key,
+        &row,
+        &person,
+        CodeChannel::parse(&row.channel),
+        now,
+    )
+    .await?;
     Ok(CodeCheck::Accepted {
         challenge_id,
         staff: Box::new(person),
@@ -568,6 +624,7 @@ pub async fn use_link(
             why: "used",
         });
     }
+    mark_verified(txn, key, &row, &person, CodeChannel::Email, now).await?;
     Ok(LinkCheck::Accepted {
         challenge_id: row.id,
         staff: Box::new(person),

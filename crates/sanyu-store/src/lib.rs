@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cases;
 pub mod casework;
 pub mod console;
+pub mod contacts;
 pub mod crypto;
 pub mod db;
 pub mod dead_letters;

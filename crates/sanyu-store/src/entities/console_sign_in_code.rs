@@ -20,6 +20,9 @@ pub struct Model {
     pub link_hash: Option<String>,
     /// How the code went: `email` or `sms`.
     pub channel: String,
+    /// The keyed hash of the address the code went to (see
+    /// `crate::console::mark_verified`); none for codes sent before it.
+    pub sent_to_hash: Option<String>,
 }
 
 no_relations!();

@@ -20,6 +20,7 @@ pub mod case_signal;
 pub mod class;
 pub mod console_session;
 pub mod console_sign_in_code;
+pub mod contact_verification;
 pub mod dead_letter;
 pub mod decision;
 pub mod delivery;

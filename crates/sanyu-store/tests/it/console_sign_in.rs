@@ -177,3 +177,98 @@ async fn a_code_goes_by_sms_only_to_a_phone_while_sms_is_on_and_has_no_link() {
     );
     assert_eq!(rows.iter().filter(|r| r.link_hash.is_some()).count(), 1);
 }
+
+async fn staff_by_phone(db: &Db, phone: &str) -> sanyu_store::entities::staff::Model {
+    sanyu_store::roster::active_staff_by_phone(db, &[phone.to_owned()])
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+async fn phone_verified(db: &Db, person: &sanyu_store::entities::staff::Model) -> bool {
+    sanyu_store::contacts::verified(db, &[person.id])
+        .await
+        .unwrap()
+        .phone(person)
+}
+
+async fn email_verified(db: &Db, person: &sanyu_store::entities::staff::Model) -> bool {
+    sanyu_store::contacts::verified(db, &[person.id])
+        .await
+        .unwrap()
+        .email(person)
+}
+
+async fn check(db: &Db, secret: &str, code: &str) -> CodeCheck {
+    let txn = begin_write(db).await.unwrap();
+    let checked = console::check_code(&*txn, &key(), secret, code, Utc::now())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    checked
+}
+
+/// Issue 16: a contact method is verified by a code sent to it and typed
+/// into the console; an SMS-only colleague then counts for the ladders.
+#[tokio::test]
+async fn a_code_typed_in_verifies_the_address_it_went_to_and_only_while_it_is_theirs() {
+    let test_db = TestDb::sqlite();
+    let db = test_db.connect().await;
+    seed_school(&db, "VER1").await;
+    let k2 = staff_by_phone(&db, "13900000007").await;
+    assert!(!phone_verified(&db, &k2).await, "phone only, unverified");
+
+    // A wrong code verifies nothing; the right one verifies the number.
+    let (secret, send) = ask(&db, "13900000007", CodeChannel::Sms, true).await;
+    let send = send.expect("K2");
+    assert!(matches!(
+        check(&db, &secret, "000000").await,
+        CodeCheck::Wrong { .. }
+    ));
+    assert!(!phone_verified(&db, &k2).await);
+    assert!(matches!(
+        check(&db, &secret, &send.code).await,
+        CodeCheck::Accepted { .. }
+    ));
+    let k2 = staff_by_phone(&db, "13900000007").await;
+    assert!(phone_verified(&db, &k2).await);
+
+    // A new number (the roster changed it) is not verified by the old code.
+    let txn = begin_write(&db).await.unwrap();
+    let mut a: sanyu_store::entities::staff::ActiveModel = k2.clone().into();
+    a.phone = sanyu_store::sea_orm::ActiveValue::Set(Some("13900000077".into()));
+    sanyu_store::sea_orm::ActiveModelTrait::update(a, &*txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let moved = staff_by_phone(&db, "13900000077").await;
+    assert!(!phone_verified(&db, &moved).await);
+    // Nor by a code sent to the old number and used after the change.
+    let (secret, send) = ask(&db, "13900000077", CodeChannel::Sms, true).await;
+    let send = send.expect("K2");
+    let txn = begin_write(&db).await.unwrap();
+    let mut a: sanyu_store::entities::staff::ActiveModel = moved.into();
+    a.phone = sanyu_store::sea_orm::ActiveValue::Set(Some("13900000078".into()));
+    sanyu_store::sea_orm::ActiveModelTrait::update(a, &*txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert!(matches!(
+        check(&db, &secret, &send.code).await,
+        CodeCheck::Accepted { .. }
+    ));
+    let changed = staff_by_phone(&db, "13900000078").await;
+    assert!(!phone_verified(&db, &changed).await);
+
+    // An emailed code's link verifies the email address, not the phone.
+    let (_, send) = ask(&db, "counsellor@ver1.test", CodeChannel::Email, false).await;
+    let send = send.expect("K1");
+    let token = send.link_token.clone().expect("a link");
+    assert!(matches!(
+        use_link(&db, &token, Utc::now()).await,
+        LinkCheck::Accepted { .. }
+    ));
+    let k1 = staff_by_phone(&db, "13900000003").await;
+    assert!(email_verified(&db, &k1).await);
+    assert!(!phone_verified(&db, &k1).await);
+}
