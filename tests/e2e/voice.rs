@@ -18,6 +18,7 @@ const TENCENT_ID: &str = "AKID-e2e-voice";
 const TENCENT_KEY: &str = "tencent-e2e-voice-key";
 const COUNSELLOR_PHONE: &str = "13900000003";
 const CRISIS_LEAD_PHONE: &str = "13900000004";
+const KEYPRESS_TOKEN: &str = "keys-e2e-voice-5f1c";
 
 /// An SMS provider (signed webhook) and a voice provider (Tencent Cloud), and
 /// the configuration file that points the services at them.
@@ -43,6 +44,9 @@ impl Providers {
 kind = "webhook"
 url = "{sms}"
 secret = "{WEBHOOK_SECRET}"
+
+[voice]
+keypress_token = "{KEYPRESS_TOKEN}"
 
 [voice.provider]
 kind = "tencent"
@@ -198,4 +202,124 @@ async fn a_critical_case_is_texted_called_and_emailed_and_a_high_one_is_never_ca
         2,
         "no call for a high case"
     );
+}
+
+/// The body of Tencent Cloud's key-press callback for `call_id`.
+fn key_press(call_id: &str, key: &str, mobile: &str) -> Value {
+    serde_json::json!({"voicekey_callback": {
+        "call_from": "", "callid": call_id, "keypress": key, "mobile": mobile, "nationcode": "86"
+    }})
+}
+
+/// Issue 16, "press 1 to acknowledge": the counsellor's call about a
+/// critical case; Tencent Cloud reports the keys pressed. A wrong token
+/// answers 401; another key, or "1" reported from another number, changes
+/// nothing; "1" from the number called acknowledges the case (the same
+/// command, audited `via voice_key`) and stops the ladder; the provider's
+/// retry of the callback has no second effect.
+#[tokio::test]
+async fn pressing_1_during_the_call_acknowledges_the_case_and_stops_the_ladder() {
+    use sanyu_store::entities::{audit_record, delivery, delivery_attempt};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let providers = Providers::start().await;
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    stack.start_gateway_with(&providers.env()).await;
+    stack.start_rules(&[]);
+    stack.start_notifier_with(&providers.env());
+    let r = stack
+        .post_report(
+            &stack.school.teacher_c1,
+            &Stack::report_body("S1", "critical", "a narrative"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(1).await;
+    let case_id = cases[0]["id"].as_str().unwrap().to_owned();
+    notifications(&stack, &case_id, 6).await;
+
+    // The id Tencent Cloud answered the counsellor's call with.
+    let counsellor_call = delivery::Entity::find()
+        .filter(delivery::Column::Channel.eq("voice"))
+        .all(&stack.conn)
+        .await
+        .unwrap();
+    let mut call_ids = Vec::new();
+    for d in &counsellor_call {
+        let person = sanyu_store::roster::staff_by_id(&stack.conn, d.recipient_staff_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let attempt = delivery_attempt::Entity::find()
+            .filter(delivery_attempt::Column::DeliveryKey.eq(&d.notification_key))
+            .filter(delivery_attempt::Column::Status.eq("accepted"))
+            .one(&stack.conn)
+            .await
+            .unwrap()
+            .unwrap();
+        call_ids.push((person.phone.unwrap(), attempt.provider_message_id.unwrap()));
+    }
+    let call = call_ids
+        .iter()
+        .find(|(phone, _)| phone == COUNSELLOR_PHONE)
+        .map(|(_, id)| id.clone())
+        .expect("the counsellor's call");
+    let press = |token: &str, body: Value| {
+        let url = format!("{}/v1/voice/keypress/tencent/{token}", stack.base_url());
+        let http = stack.http.clone();
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+
+    let r = press("guessed", key_press(&call, "1", COUNSELLOR_PHONE)).await;
+    assert_eq!(r.status(), 401);
+    let r = press(KEYPRESS_TOKEN, key_press(&call, "2", COUNSELLOR_PHONE)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"result": 0, "errmsg": "OK"})
+    );
+    let r = press(KEYPRESS_TOKEN, key_press(&call, "1", CRISIS_LEAD_PHONE)).await;
+    assert_eq!(r.status(), 200);
+    let r = press(
+        KEYPRESS_TOKEN,
+        key_press("no-such-call", "1", COUNSELLOR_PHONE),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = press(KEYPRESS_TOKEN, serde_json::json!({"not": "a key press"})).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        case_state(&stack, &case_id).await.0,
+        "open",
+        "nothing acknowledged yet"
+    );
+
+    let r = press(KEYPRESS_TOKEN, key_press(&call, "1", COUNSELLOR_PHONE)).await;
+    assert_eq!(r.status(), 200);
+    let (now, ladder) = case_state(&stack, &case_id).await;
+    assert_eq!((now.as_str(), ladder.as_str()), ("acknowledged", "stopped"));
+    // The provider retries the callback: no second acknowledgement.
+    let r = press(KEYPRESS_TOKEN, key_press(&call, "1", COUNSELLOR_PHONE)).await;
+    assert_eq!(r.status(), 200);
+    let acks = audit_record::Entity::find()
+        .filter(audit_record::Column::Action.eq("case.acknowledge"))
+        .all(&stack.conn)
+        .await
+        .unwrap();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(acks[0].source.ends_with("via voice_key"), "{acks:?}");
+}
+
+/// A case's status and ladder state, as the counsellor reads them.
+async fn case_state(stack: &Stack, id: &str) -> (String, String) {
+    let v: Value = stack
+        .get(&stack.school.counsellor, &format!("/v1/cases/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        v["status"].as_str().unwrap_or("").to_owned(),
+        v["ladder_state"].as_str().unwrap_or("").to_owned(),
+    )
 }

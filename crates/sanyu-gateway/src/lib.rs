@@ -108,6 +108,7 @@ pub struct AppState {
         routes::receipts::receive,
         routes::sms_replies::receive_signed,
         routes::sms_replies::receive,
+        routes::voice_keys::receive,
     ),
     modifiers(&BearerAuth)
 )]
@@ -262,6 +263,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/sms/replies/{provider}/{token}",
             post(routes::sms_replies::receive),
         )
+        .route(
+            "/v1/voice/keypress/{provider}/{token}",
+            post(routes::voice_keys::receive),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(roster)
         .merge(screening_upload)
@@ -296,6 +301,8 @@ pub fn router(state: AppState) -> Router {
                             routes::receipts::PREFIX
                         } else if path.starts_with(routes::sms_replies::PREFIX) {
                             routes::sms_replies::PREFIX
+                        } else if path.starts_with(routes::voice_keys::PREFIX) {
+                            routes::voice_keys::PREFIX
                         } else if path.starts_with(console::SIGN_IN_LINK_PREFIX) {
                             console::SIGN_IN_LINK_PREFIX
                         } else if path.starts_with(sanyu_store::ack_links::LINK_PREFIX) {

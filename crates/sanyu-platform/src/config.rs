@@ -208,6 +208,12 @@ pub struct ReplyTokens {
 pub struct VoiceConfig {
     #[serde(skip_serializing)]
     pub provider: Option<sanyu_sms::VoiceProviderConfig>,
+    /// The token in the address of the provider's key-press callback
+    /// (`{public_base_url}/v1/voice/keypress/tencent/<token>`): pressing 1
+    /// during a case's call acknowledges the case. Tencent Cloud's callback
+    /// is not signed, so the token is what authenticates it. Empty: key
+    /// presses are refused.
+    pub keypress_token: Secret,
 }
 
 /// The work-IM platform (see `sanyu_im::ImConfig`, e.g. `[im.provider]` with

@@ -44,7 +44,7 @@ pub use provider::{
     ApprovedTemplate, HttpSettings, ProviderConfig, SendFuture, SmsProvider, build_provider,
 };
 pub use receipt::{DeliveryReceipt, DeliveryStatus};
-pub use reply::InboundSms;
+pub use reply::{InboundSms, KeyPress};
 pub use secret::Secret;
 pub use templates::{
     AckReplyOutcome, AlertLevel, Audience, Channel, DigestEntry, DigestFacts, Locale,

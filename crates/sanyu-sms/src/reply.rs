@@ -136,6 +136,56 @@ pub fn parse_tencent_reply(body: &[u8]) -> Result<InboundSms, ReceiptError> {
     })
 }
 
+/// A key pressed during a voice call, as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPress {
+    /// `tencent`.
+    pub provider: &'static str,
+    /// The call's id, as the provider answered the call request with it
+    /// (Tencent Cloud `SendStatus.CallId`): it names the call Sanyu placed.
+    pub call_id: String,
+    /// The key pressed (`1`, …).
+    pub key: String,
+    /// The number called, when the report carries a valid one.
+    pub to: Option<PhoneNumber>,
+}
+
+#[derive(serde::Deserialize)]
+struct TencentKeyCallback {
+    voicekey_callback: TencentKey,
+}
+
+#[derive(serde::Deserialize)]
+struct TencentKey {
+    callid: String,
+    keypress: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    nationcode: String,
+}
+
+/// Tencent Cloud voice messages' key-press callback (语音消息 按键回调):
+/// `{"voicekey_callback":{"callid","keypress","mobile","nationcode","call_from"}}`.
+/// Answer it with [`TENCENT_KEYPRESS_ACK`].
+pub fn parse_tencent_keypress(body: &[u8]) -> Result<KeyPress, ReceiptError> {
+    let r: TencentKeyCallback = serde_json::from_slice(body)?;
+    let k = r.voicekey_callback;
+    let number = match k.nationcode.trim() {
+        "" => k.mobile.trim().to_owned(),
+        code => format!("+{code}{}", k.mobile.trim()),
+    };
+    Ok(KeyPress {
+        provider: crate::tencent::PROVIDER,
+        call_id: k.callid.trim().to_owned(),
+        key: k.keypress.trim().to_owned(),
+        to: PhoneNumber::parse(&number).ok(),
+    })
+}
+
+/// What Tencent Cloud expects in answer to a callback.
+pub const TENCENT_KEYPRESS_ACK: &str = r#"{"result":0,"errmsg":"OK"}"#;
+
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -192,5 +242,16 @@ mod tests {
         assert_eq!(a.id, b.id, "a retried callback has the same id");
         assert_eq!(a.from.as_ref().unwrap().e164(), "+8613900000003");
         assert!(!format!("{a:?}").contains("13900000003"));
+    }
+
+    #[test]
+    fn a_tencent_key_press_names_the_call_the_key_and_the_number() {
+        let body = br#"{"voicekey_callback":{"call_from":"","callid":"8bd3e4a0-0001","keypress":"1","mobile":"13900000003","nationcode":"86"}}"#;
+        let k = parse_tencent_keypress(body).unwrap();
+        assert_eq!(k.call_id, "8bd3e4a0-0001");
+        assert_eq!(k.key, "1");
+        assert_eq!(k.to.unwrap().e164(), "+8613900000003");
+        assert!(parse_tencent_keypress(b"{}").is_err());
+        assert!(parse_tencent_keypress(b"not json").is_err());
     }
 }

@@ -176,6 +176,36 @@ pub async fn cases_sent_by_sms(
     Ok(cases)
 }
 
+/// The delivery row of the voice call that `provider` placed with id
+/// `call_id` (the provider's answer to the call request, recorded on the
+/// accepted attempt): the case and the person called, for a key pressed
+/// during the call. `None` for a call Sanyu did not place.
+pub async fn voice_call(
+    conn: &impl ConnectionTrait,
+    provider: &str,
+    call_id: &str,
+) -> Result<Option<delivery::Model>> {
+    use crate::entities::delivery_attempt;
+    if call_id.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(attempt) = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::ProviderMessageId.eq(call_id))
+        .filter(delivery_attempt::Column::Provider.eq(provider))
+        .filter(delivery_attempt::Column::Channel.eq("voice"))
+        .filter(delivery_attempt::Column::Status.eq(crate::deliveries::ACCEPTED))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(delivery::Entity::find()
+        .filter(delivery::Column::NotificationKey.eq(attempt.delivery_key))
+        .filter(delivery::Column::CaseId.ne(Uuid::nil()))
+        .one(conn)
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

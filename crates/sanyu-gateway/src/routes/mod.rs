@@ -11,4 +11,5 @@ pub mod roster;
 pub mod screening;
 pub mod sms_replies;
 pub mod students;
+pub mod voice_keys;
 pub mod zero_reports;

@@ -43,6 +43,8 @@ pub struct ReceiptSettings {
     pub tencent_reply_token: String,
     /// How far back an SMS reply looks for the case SMS it answers.
     pub reply_window: chrono::Duration,
+    /// `voice.keypress_token` (empty: key presses refused).
+    pub keypress_token: String,
 }
 
 impl std::fmt::Debug for ReceiptSettings {
@@ -67,6 +69,7 @@ impl ReceiptSettings {
             aliyun_reply_token: config.sms.reply_tokens.aliyun.expose().to_owned(),
             tencent_reply_token: config.sms.reply_tokens.tencent.expose().to_owned(),
             reply_window: chrono::Duration::hours(config.console.sms_reply_window_hours.max(1)),
+            keypress_token: config.voice.keypress_token.expose().to_owned(),
         }
     }
 

@@ -391,7 +391,7 @@ async fn handle(state: &AppState, sms: &InboundSms) -> Result<&'static str, ApiE
 /// The principal of a staff member answering by SMS: their roster role and
 /// scope (no token: the id is nil; the audit record's source names the
 /// provider's message).
-fn principal_of(person: &staff::Model) -> Option<Principal> {
+pub(crate) fn principal_of(person: &staff::Model) -> Option<Principal> {
     let role: Role = person.role.parse().ok()?;
     Some(Principal {
         token_id: Uuid::nil(),
