@@ -61,6 +61,8 @@ enum Target {
     ReceiptSecret,
     /// The SMS reply route's token of a provider (not a school's).
     ReplyToken,
+    /// The voice key-press route's token (not a school's).
+    KeypressToken,
     /// A school code in an upload (roster rows, a screening file's `school`).
     SchoolCode,
     /// A duty rotation of the school (its crisis lead, nights).
@@ -235,6 +237,9 @@ const MATRIX: &[Row] = &[
                                                                              [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
     // The webhook's replies are signed; a bearer token grants nothing.
     unscoped("POST /v1/sms/replies/webhook",               T::Nothing,       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    // No bearer token: the key-press callback's token in the path (a wrong one: 401).
+    row("POST /v1/voice/keypress/{provider}/{token}",      T::KeypressToken, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+                                                                             [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
 ];
 
 /// Which record a request names.
@@ -259,6 +264,7 @@ const ADMIN_ROWS_OF_NO_SCHOOL: &[(Who, u16)] = &[(Who::Admin, 200)];
 
 const RECEIPT_SECRET: &str = "receipt-path-secret-for-tests-0123456789";
 const REPLY_TOKEN: &str = "reply-token-for-tests-0123456789";
+const KEYPRESS_TOKEN: &str = "keypress-token-for-tests-0123456789";
 /// A key date of every school, and one of SCH2 only.
 const PERIOD: &str = "midterm";
 const PERIOD_OF_B: &str = "sch2-sports-day";
@@ -605,6 +611,10 @@ impl<'a> Matrix<'a> {
                 Sch::A => REPLY_TOKEN.into(),
                 Sch::B => "guessed".into(),
             },
+            T::KeypressToken => match sch {
+                Sch::A => KEYPRESS_TOKEN.into(),
+                Sch::B => "guessed".into(),
+            },
         }
     }
 
@@ -618,14 +628,21 @@ impl<'a> Matrix<'a> {
             Scope::Missing => match row.target {
                 T::StudentNo => "NOSUCH".into(),
                 T::Period | T::SchoolPeriod => "no-such-period".into(),
-                T::ReceiptSecret | T::ReplyToken => "guessed".into(),
+                T::ReceiptSecret | T::ReplyToken | T::KeypressToken => "guessed".into(),
                 T::SchoolCode => "NOSUCH".into(),
                 _ => Uuid::now_v7().to_string(),
             },
         };
+        // Alibaba Cloud's SMS replies; Tencent Cloud's key presses (the one
+        // provider that reports them).
+        let provider = if template.starts_with("/v1/voice/") {
+            "tencent"
+        } else {
+            "aliyun"
+        };
         let path = template
             .replace("{id}", &record)
-            .replace("{provider}", "aliyun")
+            .replace("{provider}", provider)
             .replace("{secret}", &record)
             .replace("{token}", &record);
         let client = app.as_(who, Sch::A);
@@ -731,6 +748,11 @@ impl<'a> Matrix<'a> {
                 "sequence_id": n,
             }])),
             "/v1/sms/replies/webhook" => json_body(json!({"id": n.to_string(), "from": "13811112222", "text": "1"})),
+            // A key pressed during a call Sanyu did not place: changes nothing.
+            "/v1/voice/keypress/{provider}/{token}" => json_body(json!({"voicekey_callback": {
+                "call_from": "", "callid": format!("no-such-call-{n}"), "keypress": "1",
+                "mobile": "13811112222", "nationcode": "86",
+            }})),
             other => panic!("no request body for {method} {other}: add one"),
         };
         let method = Method::from_bytes(method.as_bytes()).expect("method");
@@ -866,6 +888,8 @@ async fn matrix_app(db: TestDb) -> App {
         config.zero_report.periods = calendar.periods;
         config.sms.reply_tokens.aliyun =
             sanyu_platform::config::Secret::new(REPLY_TOKEN.to_owned());
+        config.voice.keypress_token =
+            sanyu_platform::config::Secret::new(KEYPRESS_TOKEN.to_owned());
     })
     .await;
     app.add_numbered_students(Sch::A, 200).await;
