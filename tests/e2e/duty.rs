@@ -464,6 +464,16 @@ async fn the_crisis_team_adds_and_removes_an_override_on_the_duty_page() {
         .await
         .expect("roster");
     assert_eq!(roster["overrides"], json!([]));
+    // 我的通知, linked from every page: contact methods and channels.
+    c.find(Locator::Css("a[href='/me']"))
+        .await
+        .expect("the link to 我的通知")
+        .click()
+        .await
+        .expect("open");
+    console::wait_for_path(&c, "/me").await;
+    c.find(Locator::Id("me-form")).await.expect("the form");
+    console::shoot(&c, "me").await;
     c.close().await.expect("close");
 
     // A head teacher reads the page, without the form or the buttons.

@@ -438,3 +438,111 @@ async fn an_sms_only_counsellor_is_reached_once_a_code_sent_to_their_number_is_t
         "no email for a person without an address: {rows:?}"
     );
 }
+
+/// Issue 16, per-person preferences: an `elevated` case is emailed by
+/// default (no SMS). Counsellor K1 opens 我的通知, sees what each level
+/// requires (fixed) and their email verified by the sign-in, adds SMS for
+/// `elevated`; the next elevated case reaches K1 by SMS as well. Unticking
+/// everything never drops a level's own channels.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_counsellor_adds_sms_for_elevated_cases_and_cannot_drop_below_the_policy() {
+    let stand_in = StandIn::start(StandInKind::Webhook, "", WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let config = SmsConfig::write(&stand_in);
+    let mut stack = Stack::new(TestDb::sqlite()).await;
+    let mut s = console::settings(&stack.base_url(), 3600);
+    s.push(("SANYU_CONFIG", config.path.display().to_string()));
+    s.push(("SANYU_NOTIFY__QUIET_HOURS__ENABLED", "false".to_owned()));
+    stack.start_gateway_with(&s).await;
+    stack.start_rules(&[]);
+    stack.start_notifier_with(&s);
+    let email = stack.school.counsellor_email.clone();
+    let mut agent = console::signed_in_agent(&stack, &email, 1).await;
+
+    let page = agent.get("/me").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let boxes = |body: &str, name: &str| {
+        let at = body.find(&format!("name=\"{name}\"")).expect(name);
+        let tag_end = body[at..].find('>').unwrap();
+        body[at..at + tag_end].to_owned()
+    };
+    assert!(boxes(&page.body, "critical_sms").contains("disabled"));
+    assert!(!boxes(&page.body, "elevated_sms").contains("checked"));
+    assert!(boxes(&page.body, "elevated_email").contains("disabled"));
+    assert!(
+        page.body.contains("已验证"),
+        "the emailed code verified the address"
+    );
+
+    let report = |student: &str| Stack::report_body(student, "elevated", "a narrative");
+    let r = stack
+        .post_report(&stack.school.teacher_c1, &report("S1"))
+        .await;
+    assert_eq!(r.status(), 202);
+    let first = stack.wait_for_cases(1).await;
+    let first_ref = first[0]["reference"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "K1's email of the first case",
+        || async {
+            console::to(&stack.smtp.received(), &email)
+                .iter()
+                .any(|m| m.subject().contains(&first_ref))
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !sms_naming(&stand_in, COUNSELLOR_PHONE, &first_ref),
+        "an elevated case goes by email only by default"
+    );
+
+    // Add SMS for elevated (and tick nothing else).
+    let csrf = page.field("csrf");
+    let saved = agent
+        .post(
+            "/me/notifications",
+            &[("csrf", csrf.as_str()), ("elevated_sms", "on")],
+        )
+        .await;
+    assert_eq!(
+        (saved.status, saved.location()),
+        (303, "/me?done=saved".into())
+    );
+    let page = agent.get("/me?done=saved").await;
+    assert!(boxes(&page.body, "elevated_sms").contains("checked"));
+    assert!(
+        boxes(&page.body, "critical_sms").contains("checked"),
+        "a level's own channels stay"
+    );
+
+    let r = stack
+        .post_report(&stack.school.teacher_c1, &report("S2"))
+        .await;
+    assert_eq!(r.status(), 202);
+    let cases = stack.wait_for_cases(2).await;
+    let second_ref = cases
+        .iter()
+        .map(|c| c["reference"].as_str().unwrap().to_owned())
+        .find(|r| *r != first_ref)
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "K1's SMS of the second case",
+        || async { sms_naming(&stand_in, COUNSELLOR_PHONE, &second_ref).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "K1's email of the second case",
+        || async {
+            console::to(&stack.smtp.received(), &email)
+                .iter()
+                .any(|m| m.subject().contains(&second_ref))
+                .then_some(())
+        },
+    )
+    .await;
+}

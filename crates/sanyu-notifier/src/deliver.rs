@@ -443,12 +443,8 @@ impl Deliverer {
                 .as_ref()
                 .and_then(sanyu_events::from_timestamp);
             let fresh = at.is_some_and(|at| self.clock.now() - at < CALL_MAX_AGE);
-            if !(fresh
-                && self.voice_enabled()
-                && reason.is_alarm()
-                && !req.case_id.is_empty()
-                && self.policy.channels(level).contains(&NotifyChannel::Voice))
-            {
+            // (Whether the level, or the person, wants a call is read below.)
+            if !(fresh && self.voice_enabled() && reason.is_alarm() && !req.case_id.is_empty()) {
                 return Ok(Outcome::Ack);
             }
         }
@@ -494,11 +490,22 @@ impl Deliverer {
             ack_token,
             last_chance: delivered >= self.max_deliver,
         };
+        // The person's added channels (never fewer than the level's).
+        let added: Vec<NotifyChannel> = if reason.is_about_a_case() && !req.case_id.is_empty() {
+            sanyu_store::preferences::of(&self.db, staff_id)
+                .await?
+                .remove(Policy::level_name(level))
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| NotifyChannel::parse(c))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let planned: Vec<NotifyChannel> = self
             .policy
-            .channels(level)
-            .iter()
-            .copied()
+            .channels_with(level, &added)
+            .into_iter()
             .filter(|c| self.enabled(*c))
             // A call wakes a person: only for a notice that asks them to act now.
             .filter(|c| *c != NotifyChannel::Voice || reason.is_alarm())

@@ -204,6 +204,28 @@ impl Policy {
         }
     }
 
+    /// The channels of `level` for a person who added `added` (their
+    /// preferences, `sanyu_store::preferences`): the level's, then the
+    /// person's additions in their order. Never fewer than the level's.
+    pub fn channels_with(&self, level: RiskLevel, added: &[NotifyChannel]) -> Vec<NotifyChannel> {
+        let mut out = self.channels(level).to_vec();
+        for c in added {
+            if !out.contains(c) {
+                out.push(*c);
+            }
+        }
+        out
+    }
+
+    /// The name preferences are stored under for `level`.
+    pub fn level_name(level: RiskLevel) -> &'static str {
+        match level {
+            RiskLevel::Critical => "critical",
+            RiskLevel::High => "high",
+            RiskLevel::Elevated | RiskLevel::Watch => "elevated",
+        }
+    }
+
     /// If a non-critical message on `channel` must wait for the end of quiet hours, until when.
     pub fn quiet_until(
         &self,

@@ -247,6 +247,25 @@ impl NotifyChannel {
             Self::Email => "email",
         }
     }
+
+    /// Every channel, in the order pages list them.
+    pub const ALL: [NotifyChannel; 4] = [Self::Sms, Self::Voice, Self::Im, Self::Email];
+
+    /// The channel named `s` (`sms`, `voice`, `im`, `email`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s.trim())
+    }
+}
+
+impl ChannelsPerLevel {
+    /// The channels of `level` (`critical`, `high`, `elevated`).
+    pub fn of(&self, level: &str) -> &[NotifyChannel] {
+        match level {
+            "critical" => &self.critical,
+            "high" => &self.high,
+            _ => &self.elevated,
+        }
+    }
 }
 
 /// Which channels each level uses at first (defaults from the design: critical

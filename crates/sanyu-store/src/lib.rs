@@ -21,6 +21,7 @@ pub mod idempotency;
 pub mod migration;
 pub mod ops;
 pub mod outbox;
+pub mod preferences;
 pub mod processed;
 pub mod reports;
 pub mod role_grants;

@@ -13,6 +13,7 @@ mod actions;
 mod calls;
 mod duty;
 pub mod i18n;
+mod me;
 mod pages;
 mod records;
 mod screening;
@@ -62,6 +63,8 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             post(records::resolve_dead_letter),
         )
         .route("/key-population/watch/{id}/done", post(records::watch_done))
+        .route("/me", get(me::page))
+        .route("/me/notifications", post(me::save))
         .route("/duty", get(duty::page))
         .route("/duty/overrides", post(duty::add_override))
         .route("/duty/overrides/{id}/remove", post(duty::remove_override))
@@ -141,6 +144,7 @@ pub fn safe_return(next: Option<&str>) -> Option<String> {
         "/hotline-calls",
         "/screening",
         "/duty",
+        "/me",
     ]
     .contains(&next)
     {

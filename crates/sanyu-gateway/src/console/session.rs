@@ -43,6 +43,12 @@ pub struct Settings {
     pub ack_key: sanyu_store::ack_links::AckKey,
     /// How long after its notification an acknowledgement link holds.
     pub ack_link_ttl: chrono::Duration,
+    /// The channels each level requires (`notify.channels`): a person's
+    /// preferences add to them.
+    pub channels: sanyu_platform::config::ChannelsPerLevel,
+    /// The channels this deployment can send on (email, and SMS, voice and
+    /// IM where their provider is configured).
+    pub available: Vec<sanyu_platform::config::NotifyChannel>,
 }
 
 impl Settings {
@@ -66,6 +72,19 @@ impl Settings {
             )
             .map_err(|e| e.to_string())?,
             ack_link_ttl: chrono::Duration::hours(config.console.ack_link_ttl_hours.max(1)),
+            channels: config.notify.channels.clone(),
+            available: {
+                use sanyu_platform::config::NotifyChannel as C;
+                C::ALL
+                    .into_iter()
+                    .filter(|c| match c {
+                        C::Sms => config.sms.primary.is_some(),
+                        C::Voice => config.voice.provider.is_some(),
+                        C::Im => config.im.provider.is_some(),
+                        C::Email => true,
+                    })
+                    .collect()
+            },
         })
     }
 }

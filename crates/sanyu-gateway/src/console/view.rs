@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("screening.html", include_str!("templates/screening.html")),
     ("duty.html", include_str!("templates/duty.html")),
+    ("me.html", include_str!("templates/me.html")),
     (
         "screening_import.html",
         include_str!("templates/screening_import.html"),

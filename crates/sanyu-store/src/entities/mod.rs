@@ -35,6 +35,7 @@ pub mod hotline_call;
 pub mod idempotency_key;
 pub mod notification_digest;
 pub mod notification_digest_member;
+pub mod notification_preference;
 pub mod outbox;
 pub mod processed_message;
 pub mod referral;

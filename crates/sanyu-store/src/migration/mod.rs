@@ -33,6 +33,7 @@ mod m20261207_020000_add_ack_links;
 mod m20261207_030000_add_case_last_action;
 mod m20261208_010000_create_notification_digests;
 mod m20261208_020000_add_contact_verification;
+mod m20261208_030000_create_notification_preferences;
 mod sqlite_rebuild;
 
 use std::sync::Arc;
@@ -144,6 +145,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_030000_add_case_last_action::Migration),
             Box::new(m20261208_010000_create_notification_digests::Migration),
             Box::new(m20261208_020000_add_contact_verification::Migration),
+            Box::new(m20261208_030000_create_notification_preferences::Migration),
         ]
     }
 }
