@@ -481,6 +481,8 @@ async fn the_crisis_team_adds_and_removes_an_override_on_the_duty_page() {
     let page = teacher.get("/duty").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("duty-roles"));
+    // The school's contacts check: every rung reaches someone.
+    assert!(page.body.contains("duty-check-ok"), "{}", page.body);
     assert!(
         !page.body.contains("duty-add"),
         "no form for a head teacher"

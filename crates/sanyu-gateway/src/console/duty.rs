@@ -6,6 +6,9 @@
 //! page calls the API's own handlers (`routes::duty`) as the signed-in staff
 //! member: the same role checks, the same validation, the same audit
 //! records. Rotations are set up through the API (`POST /v1/duty/rotations`).
+//! The page also shows `sanyu contacts check` for the school: the ladder
+//! rungs that would reach nobody, and the windows of the next 30 days with
+//! nobody reachable on duty (those within a week marked).
 
 use axum::Form;
 use axum::Json;
@@ -144,6 +147,55 @@ pub async fn page(
             })
         })
         .collect();
+    // `sanyu contacts check` for this school: rungs that reach nobody, and
+    // the windows of the next 30 days with nobody reachable on duty.
+    let checked = async {
+        let school = sanyu_store::roster::school_by_id(&state.db, signed.principal.school_id)
+            .await?
+            .ok_or(ApiError::NotFound("school"))?;
+        let phones = state
+            .console
+            .available
+            .iter()
+            .any(|c| *c != sanyu_platform::config::NotifyChannel::Email);
+        Ok::<_, ApiError>(
+            sanyu_escalation::contacts::check(
+                &state.db,
+                &state.escalation,
+                Some(&school.code),
+                &state.duty,
+                chrono::Utc::now(),
+                phones,
+            )
+            .await?,
+        )
+    };
+    let report = match checked.await {
+        Ok(r) => r,
+        Err(e) => return view::error_page(lang, e),
+    };
+    let rung_gaps: Vec<serde_json::Value> = report
+        .gaps
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "level": g.level.as_str(),
+                "rung": g.rung,
+                "caller": g.subject == sanyu_domain::CaseSubject::UnidentifiedCaller,
+                "reasons": g.reasons.iter().map(|(r, why)| format!("{}: {why}", r.as_str())).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let duty_gaps: Vec<serde_json::Value> = report
+        .duty_gaps
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "role": g.role.as_str(), "from": g.start.to_rfc3339(),
+                "to": g.end.to_rfc3339(), "soon": g.soon,
+            })
+        })
+        .collect();
     let notice = match q.done.as_deref() {
         Some("added") => Some("duty_done_added"),
         Some("removed") => Some("duty_done_removed"),
@@ -158,6 +210,8 @@ pub async fn page(
             rotations => Value::from(minijinja::value::Serde(&rotations)),
             overrides => Value::from(minijinja::value::Serde(&overrides)),
             people => Value::from(minijinja::value::Serde(&people)),
+            rung_gaps => Value::from(minijinja::value::Serde(&rung_gaps)),
+            duty_gaps => Value::from(minijinja::value::Serde(&duty_gaps)),
             manage => may_manage(&signed),
             notice => notice,
             here => here,

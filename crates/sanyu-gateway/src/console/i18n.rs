@@ -520,6 +520,30 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("me_save", "保存", "Save"),
     ("me_saved", "已保存。", "Saved."),
     ("duty_title", "值班表", "Duty roster"),
+    (
+        "duty_check",
+        "通知检查（未来 30 天）",
+        "Contacts check (next 30 days)",
+    ),
+    (
+        "duty_check_ok",
+        "每一级通知都有人可达，未来 30 天值班无空档。",
+        "Every rung reaches someone, and nobody is missing from duty in the next 30 days.",
+    ),
+    ("duty_gap_soon", "一周内", "Within a week"),
+    (
+        "duty_gap_nobody",
+        "无人值班（预警将通知该角色的所有人）",
+        "nobody on duty (alerts go to everyone in the role)",
+    ),
+    ("duty_rung_first", "首次通知", "First contact"),
+    ("duty_rung_n", "升级第", "Rung"),
+    (
+        "duty_rung_caller",
+        "未识别来电者首次通知",
+        "Unidentified caller's first contact",
+    ),
+    ("duty_rung_nobody", "无人可达", "reaches nobody"),
     ("duty_now", "现在值班", "On duty now"),
     ("duty_on_now", "值班：", "On duty:"),
     (
