@@ -1201,3 +1201,98 @@ async fn a_sign_in_code_goes_by_sms_when_asked_and_by_email_with_its_link_otherw
     assert_eq!(f.status(&sms_key(&req)).await.as_deref(), Some("failed"));
     assert_eq!(f.status(&email_key(&req)).await.as_deref(), Some("sent"));
 }
+
+/// Digests (issue 16), in-process: three `high` notices to K1 within the
+/// window are held, then go out as one SMS and one email listing the three,
+/// and every notice's rows end `sent`; a critical notice meanwhile goes at
+/// once; a notice to nobody on the roster is not held (it fails on record);
+/// a notice on its last delivery sends its digest at once.
+#[tokio::test]
+async fn high_notices_within_the_window_go_out_as_one_digest_and_critical_ones_at_once() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.digest_window_secs = 2;
+    config.notify.quiet_hours.enabled = false;
+    // The webhook sends any text; an Alibaba account without an approved
+    // digest template would send SMS one by one instead.
+    config.sms.secondary = None;
+    let deliverer = f.deliverer(&config);
+    assert!(deliverer.sms_digests());
+    let k1 = f.staff_id("K1").await;
+
+    let high: Vec<_> = (0..3).map(|_| request(k1, RiskLevel::High)).collect();
+    for (env, req) in &high {
+        match deliverer.deliver(env, req, 1).await.unwrap() {
+            Outcome::Defer(wait, why) => {
+                assert!(wait <= Duration::from_secs(3), "{wait:?}");
+                assert!(why.contains("digest"), "{why}");
+            }
+            other => panic!("expected a held notice, got {other:?}"),
+        }
+    }
+    assert_eq!(f.sms_count(), 0, "nothing yet");
+    // A critical notice is never held.
+    let (cenv, creq) = request(k1, RiskLevel::Critical);
+    assert_eq!(
+        deliverer.deliver(&cenv, &creq, 1).await.unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.sms_count(), 1);
+    // A notice to somebody not on the roster is not held: it fails on record.
+    let (genv, greq) = request(Uuid::now_v7(), RiskLevel::High);
+    assert_eq!(
+        deliverer
+            .deliver(&genv, &greq, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.status(&email_key(&greq)).await.as_deref(), Some("failed"));
+
+    // The window closes: the first notice back sends the digest, once.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    for (env, req) in &high {
+        assert_eq!(deliverer.deliver(env, req, 2).await.unwrap(), Outcome::Ack);
+        assert_eq!(f.status(&sms_key(req)).await.as_deref(), Some("sent"));
+        assert_eq!(f.status(&email_key(req)).await.as_deref(), Some("sent"));
+    }
+    let digests: Vec<_> = f
+        .primary
+        .received()
+        .into_iter()
+        .filter(|m| m.template == "digest.zh-CN")
+        .collect();
+    assert_eq!(digests.len(), 1, "one SMS digest");
+    assert_eq!(
+        digests[0]
+            .params
+            .iter()
+            .find(|(n, _)| n == "count")
+            .map(|(_, v)| v.as_str()),
+        Some("3")
+    );
+    f.smtp.wait_for(2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mails = f.smtp.received();
+    assert_eq!(mails.len(), 2, "the critical email and one digest");
+    let digest_mail = mails
+        .iter()
+        .find(|m| m.subject().contains("汇总"))
+        .expect("the digest email");
+    let text = digest_mail.text();
+    for (_, req) in &high {
+        assert!(text.contains(&req.case_reference), "{text}");
+    }
+    assert!(!text.contains(&creq.case_reference));
+
+    // A notice on its last delivery does not wait for the window.
+    let (lenv, lreq) = request(k1, RiskLevel::High);
+    assert_eq!(
+        deliverer
+            .deliver(&lenv, &lreq, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    assert_eq!(f.status(&email_key(&lreq)).await.as_deref(), Some("sent"));
+}

@@ -38,6 +38,9 @@ impl Deliverer {
         use NotificationReason as R;
         self.policy.digest_window > chrono::Duration::zero()
             && ctx.level != RiskLevel::Critical
+            // Someone to gather for (a recipient not on the roster fails on
+            // the channel's own path, on record).
+            && ctx.recipient.is_some()
             && !ctx.req.case_id.is_empty()
             && match channel {
                 NotifyChannel::Sms => self.sms_digests(),
