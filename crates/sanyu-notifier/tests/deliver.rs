@@ -1296,3 +1296,70 @@ async fn high_notices_within_the_window_go_out_as_one_digest_and_critical_ones_a
     );
     assert_eq!(f.status(&email_key(&lreq)).await.as_deref(), Some("sent"));
 }
+
+/// Quiet hours hold a digest of SMS notices, which goes on gathering: at
+/// 23:10 two high notices wait for their digest; when it closes, quiet
+/// hours hold it until 07:00; a third notice meanwhile joins the same
+/// digest; the digest that finally goes lists all three.
+#[tokio::test]
+async fn quiet_hours_hold_an_sms_digest_which_goes_on_gathering() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let mut config = f.config();
+    config.notify.digest_window_secs = 1;
+    config.sms.secondary = None;
+    let clock = Arc::new(ManualClock::new(shanghai(30, 23, 10)));
+    let deliverer = f.deliverer(&config).with_clock(clock.clone());
+    let k1 = f.staff_id("K1").await;
+
+    let first: Vec<_> = (0..2).map(|_| request(k1, RiskLevel::High)).collect();
+    for (env, req) in &first {
+        assert!(matches!(
+            deliverer.deliver(env, req, 1).await.unwrap(),
+            Outcome::Defer(..)
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // The window has closed, but it is night: the SMS digest is held.
+    let (env, req) = &first[0];
+    match deliverer.deliver(env, req, 2).await.unwrap() {
+        Outcome::Defer(wait, why) => {
+            assert!(why.contains("quiet hours"), "{why}");
+            assert!(wait >= Duration::from_secs(7 * 3600), "{wait:?}");
+        }
+        other => panic!("expected quiet hours, got {other:?}"),
+    }
+    assert_eq!(f.sms_count(), 0, "no SMS at night");
+    // A third notice joins the held digest.
+    let (tenv, treq) = request(k1, RiskLevel::High);
+    assert!(matches!(
+        deliverer.deliver(&tenv, &treq, 1).await.unwrap(),
+        Outcome::Defer(..)
+    ));
+    // Its last delivery sends it (a limit never turns into a loss): one SMS
+    // listing the three.
+    assert_eq!(
+        deliverer
+            .deliver(&tenv, &treq, config.nats.max_deliver)
+            .await
+            .unwrap(),
+        Outcome::Ack
+    );
+    let sent: Vec<_> = f
+        .primary
+        .received()
+        .into_iter()
+        .filter(|m| m.template == "digest.zh-CN")
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]
+            .params
+            .iter()
+            .find(|(n, _)| n == "count")
+            .map(|(_, v)| v.as_str()),
+        Some("3")
+    );
+    for (_, req) in first.iter().chain([(tenv.clone(), treq.clone())].iter()) {
+        assert_eq!(f.status(&sms_key(req)).await.as_deref(), Some("sent"));
+    }
+}

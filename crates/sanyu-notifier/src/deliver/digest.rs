@@ -139,10 +139,10 @@ impl Deliverer {
             }
             _ => {}
         }
-        // Quiet hours hold the digest, which goes on gathering.
-        if digest.status == digests::OPEN
-            && let Some((wait, why)) = self.gate(ctx, channel)
-        {
+        // Quiet hours hold the digest: an open one goes on gathering; one
+        // waiting after a failed send (or left by a sender that stopped) is
+        // not sent at night either.
+        if let Some((wait, why)) = self.gate(ctx, channel) {
             let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
             let txn = begin_write(&self.db).await?;
             digests::hold(&*txn, digest.id, until).await?;
