@@ -39,18 +39,7 @@ pub struct PageQuery {
 
 /// The roles that see the page (the API answers the others 403).
 pub(super) fn may_duty(signed: &super::session::Signed) -> bool {
-    matches!(
-        signed.principal.role,
-        Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin
-    )
-}
-
-/// The roles that change the roster (as `routes::duty`).
-fn may_manage(signed: &super::session::Signed) -> bool {
-    matches!(
-        signed.principal.role,
-        Role::Admin | Role::Leader | Role::CrisisTeam
-    )
+    api::reads(signed.principal.role)
 }
 
 /// A person the roster names, for the page.
@@ -212,7 +201,7 @@ pub async fn page(
             people => Value::from(minijinja::value::Serde(&people)),
             rung_gaps => Value::from(minijinja::value::Serde(&rung_gaps)),
             duty_gaps => Value::from(minijinja::value::Serde(&duty_gaps)),
-            manage => may_manage(&signed),
+            manage => api::manages(signed.principal.role),
             notice => notice,
             here => here,
             ..view::chrome(&state, lang, &signed),

@@ -31,24 +31,40 @@ use crate::extract::{Path, Query};
 /// The roles whose duty `GET /v1/on-call` reports.
 const ROSTERED: [Role; 3] = [Role::Counsellor, Role::CrisisTeam, Role::Leader];
 
+/// Whether `role` changes the school's duty roster (the API and the
+/// console's page ask here).
+pub fn manages(role: Role) -> bool {
+    matches!(role, Role::Admin | Role::Leader | Role::CrisisTeam)
+}
+
+/// Whether `role` reads who is on duty: the school's staff (not monitors,
+/// district officers or services).
+pub fn reads(role: Role) -> bool {
+    matches!(
+        role,
+        Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin
+    )
+}
+
 /// Who may change the school's duty roster.
 fn may_manage(caller: &Principal) -> Result<(), ApiError> {
-    match caller.role {
-        Role::Admin | Role::Leader | Role::CrisisTeam => Ok(()),
-        _ => Err(ApiError::Forbidden(
+    if manages(caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
             "only the school's admin, leaders and crisis team change the duty roster",
-        )),
+        ))
     }
 }
 
-/// Who may read who is on duty: the school's staff (not monitors, district
-/// officers or services).
+/// Who may read who is on duty.
 fn may_read(caller: &Principal) -> Result<(), ApiError> {
-    match caller.role {
-        Role::Teacher | Role::Counsellor | Role::CrisisTeam | Role::Leader | Role::Admin => Ok(()),
-        _ => Err(ApiError::Forbidden(
+    if reads(caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
             "only the school's staff see who is on duty",
-        )),
+        ))
     }
 }
 
