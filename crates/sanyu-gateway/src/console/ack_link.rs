@@ -31,7 +31,7 @@ use sanyu_store::sea_orm::EntityTrait;
 use serde::Deserialize;
 
 use super::i18n::Lang;
-use super::pages::signed_post;
+use super::page::Post;
 use super::session;
 use super::sign_in::CsrfForm;
 use super::view;
@@ -114,28 +114,25 @@ pub async fn page(
 /// case page.
 pub async fn acknowledge(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(token): axum::extract::Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
     let here = format!("{}{token}", ack_links::LINK_PREFIX);
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf).await {
-        Ok(s) => s,
+    let page = match post.check(&here, &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let link = match find(&state, &token).await {
         Ok(Some(link)) => link,
-        Ok(None) => return refused(lang),
-        Err(e) => return view::error_page(lang, e),
+        Ok(None) => return refused(page.lang),
+        Err(e) => return page.error(e),
     };
     let case_page = format!("/cases/{}", link.case_id);
     match crate::routes::casework::acknowledge_via(
         &state,
-        &signed.principal,
-        &peer,
+        &page.signed.principal,
+        &page.peer,
         &link.case_id.to_string(),
         sanyu_case::AckChannel::Link,
     )
@@ -144,6 +141,6 @@ pub async fn acknowledge(
         Ok(_) => view::see_other(&format!("{case_page}?done=acknowledged")),
         // Acknowledged already (by this link's other message, say): the case.
         Err(ApiError::Conflict { .. }) => view::see_other(&case_page),
-        Err(e) => view::error_page(lang, e),
+        Err(e) => page.error(e),
     }
 }

@@ -14,7 +14,7 @@
 use axum::Form;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sanyu_domain::{Access, CaseStatus, CaseWork, Principal, Role};
@@ -23,7 +23,7 @@ use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::i18n::Lang;
+use super::page::Post;
 use super::session::Signed;
 use super::view;
 use crate::AppState;
@@ -451,26 +451,20 @@ async fn call(
 /// `POST /cases/{id}/do/{action}`: one case-work action from the case page.
 pub async fn act(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
     let here = format!("/cases/{id}");
-    let signed =
-        match super::pages::signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf)
-            .await
-        {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+    let page = match post.check(&here, &f.csrf) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let Some(action) = ACTIONS.iter().find(|a| **a == action).copied() else {
-        return view::error_page(lang, ApiError::NotFound("case"));
+        return page.error(ApiError::NotFound("case"));
     };
     let back_to_list = f.back.as_deref() == Some("key-population");
-    match call(&state, &signed, &peer, &id, action, f).await {
+    match call(&state, &page.signed, &page.peer, &id, action, f).await {
         Ok(_) if back_to_list => view::see_other(&format!("/key-population?done={action}")),
         Ok(done) => {
             // A caller's case merged into the student's open case: go there.
@@ -479,9 +473,18 @@ pub async fn act(
         }
         Err(e) => match refused(&e) {
             Some(r) => {
-                super::pages::render_case(&state, &signed, &peer, lang, id, None, Some(r)).await
+                super::pages::render_case(
+                    &state,
+                    &page.signed,
+                    &page.peer,
+                    page.lang,
+                    id,
+                    None,
+                    Some(r),
+                )
+                .await
             }
-            None => view::error_page(lang, e),
+            None => page.error(e),
         },
     }
 }

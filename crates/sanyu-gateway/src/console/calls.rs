@@ -9,7 +9,7 @@ use axum::Form;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::NaiveDate;
 use minijinja::{Value, context};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::actions::{self, Refused};
 use super::i18n::{Lang, t};
-use super::pages::{signed_in, signed_post, with_lang};
+use super::page::{Page, Post};
 use super::session::Signed;
 use super::view;
 use crate::AppState;
@@ -40,7 +40,6 @@ pub struct ListQuery {
     /// A date (YYYY-MM-DD) in the school's zone.
     since: Option<String>,
     before: Option<String>,
-    lang: Option<String>,
 }
 
 fn some(v: &Option<String>) -> Option<&str> {
@@ -63,17 +62,9 @@ fn since_of(date: Option<&str>, tz: chrono_tz::Tz) -> Result<Option<String>, Api
 /// (unidentified only, level, since a date) and a link to the older ones.
 pub async fn list(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = "/hotline-calls";
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let unidentified = some(&q.unidentified).is_some();
     let level = some(&q.level).map(str::to_owned);
     let since = some(&q.since).map(str::to_owned);
@@ -81,8 +72,8 @@ pub async fn list(
         Ok(since_time) => {
             hotline::list(
                 State(state.clone()),
-                Caller(signed.principal.clone()),
-                Peer(peer.0.clone()),
+                page.caller(),
+                page.peer(),
                 crate::extract::Query(HotlineCallQuery {
                     unidentified: Some(unidentified),
                     level: level.clone(),
@@ -106,7 +97,7 @@ pub async fn list(
                 },
                 Some(r),
             ),
-            _ => return view::error_page(lang, e),
+            _ => return page.error(e),
         },
     };
     // The older page keeps the filters.
@@ -125,9 +116,9 @@ pub async fn list(
         query.finish()
     });
     let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
-    let page = view::page(
+    page.render_as(
+        &state,
         "calls.html",
-        lang,
         status,
         context! {
             calls => Value::from(minijinja::value::Serde(&list.calls)),
@@ -140,38 +131,35 @@ pub async fn list(
             error => error.as_ref().map(|r| r.key),
             error_field => error.as_ref().and_then(|r| r.field),
             error_detail => error.and_then(|r| r.detail),
-            here => here,
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CallQuery {
     done: Option<String>,
-    lang: Option<String>,
 }
 
 /// `GET /hotline-calls/{id}`: one call as the API shows it; for a caller
 /// nobody identified, the form that names the student.
 pub async fn call(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(q): Query<CallQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = format!("/hotline-calls/{id}");
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let notice = (q.done.as_deref() == Some("link")).then_some("done_call_link");
-    let page = render_call(&state, &signed, &peer, lang, id, notice, None).await;
-    with_lang(&state, page, q.lang.as_deref())
+    let answer = render_call(
+        &state,
+        &page.signed,
+        &page.peer,
+        page.lang,
+        id,
+        notice,
+        None,
+    )
+    .await;
+    page.answer(&state, answer)
 }
 
 /// The C-SSRS screener answers (`ynnnnn-n`) in words: the six items, then
@@ -271,22 +259,19 @@ fn link_refused(e: &ApiError) -> Option<Refused> {
 /// a refusal is the call page again with the refusal in words.
 pub async fn link(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<LinkForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
     let here = format!("/hotline-calls/{id}");
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf).await {
-        Ok(s) => s,
+    let page = match post.check(&here, &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let done = hotline::link(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Path(id.clone()),
         JsonBody {
             value: LinkRequest {
@@ -299,8 +284,19 @@ pub async fn link(
     match done {
         Ok(Json(accepted)) => view::see_other(&format!("/hotline-calls/{}?done=link", accepted.id)),
         Err(e) => match link_refused(&e) {
-            Some(r) => render_call(&state, &signed, &peer, lang, id, None, Some(r)).await,
-            None => view::error_page(lang, e),
+            Some(r) => {
+                render_call(
+                    &state,
+                    &page.signed,
+                    &page.peer,
+                    page.lang,
+                    id,
+                    None,
+                    Some(r),
+                )
+                .await
+            }
+            None => page.error(e),
         },
     }
 }

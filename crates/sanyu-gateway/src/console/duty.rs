@@ -13,7 +13,6 @@
 use axum::Form;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use minijinja::{Value, context};
 use sanyu_domain::Role;
@@ -21,20 +20,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::actions::{body, local_time};
-use super::i18n::Lang;
-use super::pages::{signed_in, signed_post};
+use super::page::{Page, Post};
 use super::sign_in::CsrfForm;
-use super::view;
 use crate::AppState;
-use crate::audit::Peer;
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::duty::{self as api, OnCallQuery, OverrideRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     done: Option<String>,
-    lang: Option<String>,
 }
 
 /// The roles that see the page (the API answers the others 403).
@@ -53,42 +47,29 @@ struct Person {
 /// `GET /duty`.
 pub async fn page(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = "/duty";
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let on_call = api::on_call(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Query(OnCallQuery { at: None }),
     )
     .await;
     let Json(on_call) = match on_call {
         Ok(v) => v,
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
-    let roster = api::list(
-        State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
-    )
-    .await;
+    let roster = api::list(State(state.clone()), page.caller(), page.peer()).await;
     let Json(roster) = match roster {
         Ok(v) => v,
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
     // The school's rostered staff, for names and the override form.
     let people: Vec<Person> = match sanyu_store::roster::active_staff_of_schools(
         &state.db,
-        &[signed.principal.school_id],
+        &[page.signed.principal.school_id],
     )
     .await
     {
@@ -105,7 +86,7 @@ pub async fn page(
                 role: s.role,
             })
             .collect(),
-        Err(e) => return view::error_page(lang, e.into()),
+        Err(e) => return page.error(e.into()),
     };
     let name_of = |id: &Uuid| {
         people
@@ -139,7 +120,7 @@ pub async fn page(
     // `sanyu contacts check` for this school: rungs that reach nobody, and
     // the windows of the next 30 days with nobody reachable on duty.
     let checked = async {
-        let school = sanyu_store::roster::school_by_id(&state.db, signed.principal.school_id)
+        let school = sanyu_store::roster::school_by_id(&state.db, page.signed.principal.school_id)
             .await?
             .ok_or(ApiError::NotFound("school"))?;
         let phones = state
@@ -161,7 +142,7 @@ pub async fn page(
     };
     let report = match checked.await {
         Ok(r) => r,
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
     let rung_gaps: Vec<serde_json::Value> = report
         .gaps
@@ -190,10 +171,9 @@ pub async fn page(
         Some("removed") => Some("duty_done_removed"),
         _ => None,
     };
-    let page = view::page(
+    page.render(
+        &state,
         "duty.html",
-        lang,
-        StatusCode::OK,
         context! {
             on_call => Value::from(minijinja::value::Serde(&on_call)),
             rotations => Value::from(minijinja::value::Serde(&rotations)),
@@ -201,13 +181,10 @@ pub async fn page(
             people => Value::from(minijinja::value::Serde(&people)),
             rung_gaps => Value::from(minijinja::value::Serde(&rung_gaps)),
             duty_gaps => Value::from(minijinja::value::Serde(&duty_gaps)),
-            manage => api::manages(signed.principal.role),
+            manage => api::manages(page.signed.principal.role),
             notice => notice,
-            here => here,
-            ..view::chrome(&state, lang, &signed),
         },
-    );
-    super::pages::with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// The override form.
@@ -223,14 +200,11 @@ pub struct OverrideForm {
 /// chosen in the role they hold.
 pub async fn add_override(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     Form(f): Form<OverrideForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, "/duty", &f.csrf).await {
-        Ok(s) => s,
+    let page = match post.check("/duty", &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let request = async {
@@ -240,7 +214,7 @@ pub async fn add_override(
         // is nobody here: the API refuses them like an unknown id).
         let role = sanyu_store::roster::staff_by_id(&state.db, staff_id)
             .await?
-            .filter(|s| s.school_id == signed.principal.school_id && s.active)
+            .filter(|s| s.school_id == page.signed.principal.school_id && s.active)
             .map(|s| s.role)
             .ok_or_else(|| {
                 ApiError::validation("staff_id", "no active staff of this school in a duty role")
@@ -251,8 +225,8 @@ pub async fn add_override(
             .ok_or_else(|| ApiError::validation("to", "required"))?;
         api::create_override(
             State(state.clone()),
-            Caller(signed.principal.clone()),
-            Peer(peer.0.clone()),
+            page.caller(),
+            page.peer(),
             body(OverrideRequest {
                 role,
                 staff_id,
@@ -262,38 +236,29 @@ pub async fn add_override(
         )
         .await
     };
-    match request.await {
-        Ok(_) => view::see_other("/duty?done=added"),
-        Err(e) => view::error_page(lang, e),
-    }
+    page.then_to(request.await, "/duty?done=added")
 }
 
 /// `POST /duty/overrides/{id}/remove`: the API's `delete_override`.
 pub async fn remove_override(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, "/duty", &f.csrf).await {
-        Ok(s) => s,
+    let page = match post.check("/duty", &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let Ok(id) = Uuid::parse_str(&id) else {
-        return view::error_page(lang, ApiError::NotFound("override"));
+        return page.error(ApiError::NotFound("override"));
     };
     let done = api::delete_override(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Path(id),
     )
     .await;
-    match done {
-        Ok(_) => view::see_other("/duty?done=removed"),
-        Err(e) => view::error_page(lang, e),
-    }
+    page.then_to(done, "/duty?done=removed")
 }

@@ -11,23 +11,19 @@ use std::collections::HashMap;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use minijinja::{Value, context};
 use sanyu_platform::config::NotifyChannel;
 use serde::{Deserialize, Serialize};
 
-use super::i18n::Lang;
-use super::pages::{signed_in, signed_post};
+use super::page::{Page, Post};
 use super::view;
 use crate::AppState;
-use crate::audit::Peer;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     done: Option<String>,
-    lang: Option<String>,
 }
 
 /// One channel of one level on the page.
@@ -49,18 +45,10 @@ struct LevelRow {
 /// `GET /me`.
 pub async fn page(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = "/me";
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let staff_id = signed.session.staff_id;
+    let staff_id = page.signed.session.staff_id;
     let read = async {
         let person = sanyu_store::roster::staff_by_id(&state.db, staff_id)
             .await?
@@ -71,7 +59,7 @@ pub async fn page(
     };
     let (person, verified, added) = match read.await {
         Ok(v) => v,
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
     let levels: Vec<LevelRow> = sanyu_store::preferences::LEVELS
         .into_iter()
@@ -98,10 +86,9 @@ pub async fn page(
             .filter(|v| !v.trim().is_empty())
             .map(str::to_owned)
     };
-    let page = view::page(
+    page.render(
+        &state,
         "me.html",
-        lang,
-        StatusCode::OK,
         context! {
             name => person.name.clone(),
             phone => filled(&person.phone),
@@ -110,11 +97,8 @@ pub async fn page(
             email_verified => verified.email(&person),
             levels => Value::from(minijinja::value::Serde(&levels)),
             notice => (q.done.as_deref() == Some("saved")).then_some("me_saved"),
-            here => here,
-            ..view::chrome(&state, lang, &signed),
         },
-    );
-    super::pages::with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// `POST /me/notifications`: the ticked boxes (`<level>_<channel>=on`) and
@@ -122,18 +106,15 @@ pub async fn page(
 /// channels the deployment has, are kept.
 pub async fn save(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
     let csrf = f.get("csrf").cloned().unwrap_or_default();
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, "/me", &csrf).await {
-        Ok(s) => s,
+    let page = match post.check("/me", &csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let staff_id = signed.session.staff_id;
+    let staff_id = page.signed.session.staff_id;
     let write = async {
         let now = chrono::Utc::now();
         let txn = sanyu_store::begin_write(&state.db).await?;
@@ -148,8 +129,8 @@ pub async fn save(
             sanyu_store::preferences::set(&*txn, staff_id, level, &added, now).await?;
         }
         let entry = crate::audit::entry(
-            &signed.principal,
-            &peer,
+            &page.signed.principal,
+            &page.peer,
             "staff.notification_preferences",
             format!("staff:{staff_id}"),
         );
@@ -159,6 +140,6 @@ pub async fn save(
     };
     match write.await {
         Ok(()) => view::see_other("/me?done=saved"),
-        Err(e) => view::error_page(lang, e),
+        Err(e) => page.error(e),
     }
 }

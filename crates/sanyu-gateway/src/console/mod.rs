@@ -14,6 +14,7 @@ mod calls;
 mod duty;
 pub mod i18n;
 mod me;
+mod page;
 mod pages;
 mod records;
 mod screening;

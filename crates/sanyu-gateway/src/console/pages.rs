@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::Form;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::actions::{self, Refused};
 use super::i18n::Lang;
+use super::page::{Page, Post};
 use super::session::{self, Signed};
 use super::sign_in::CsrfForm;
 use super::view;
@@ -34,91 +35,6 @@ use crate::routes::cases::{CaseList, CaseQuery, CaseView};
 #[derive(Debug, Deserialize)]
 pub struct QueueQuery {
     show: Option<String>,
-    lang: Option<String>,
-}
-
-/// Who is signed in, or the answer that sends them to sign in first.
-pub(super) async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    peer: &Peer,
-    lang: Lang,
-    here: &str,
-) -> Result<Signed, Response> {
-    match session::current(state, headers, method, peer).await {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(view::see_other(&match super::safe_return(Some(here)) {
-            Some(next) => format!("/sign-in?next={next}"),
-            None => "/sign-in".to_owned(),
-        })),
-        Err(e) => Err(view::error_page(lang, e)),
-    }
-}
-
-/// A state-changing form: who is signed in (or the way to sign in), and the
-/// session's CSRF token checked, before the form is looked at.
-pub(super) async fn signed_post(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    peer: &Peer,
-    lang: Lang,
-    here: &str,
-    csrf: &str,
-) -> Result<Signed, Response> {
-    let signed = signed_in(state, headers, method, peer, lang, here).await?;
-    if !signed.csrf_ok(csrf) {
-        return Err(view::message(
-            lang,
-            StatusCode::FORBIDDEN,
-            "error_title",
-            "csrf_failed",
-        ));
-    }
-    Ok(signed)
-}
-
-/// A state-changing multipart form (a file upload): who is signed in, and
-/// the session's CSRF token checked before anything else of the body is
-/// read. The token is the form's first field, `csrf` (a browser sends the
-/// fields in the form's order); a body that does not start with it is
-/// refused, and no file of it is spooled.
-pub(super) async fn signed_multipart(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    peer: &Peer,
-    lang: Lang,
-    here: &str,
-    multipart: &mut axum::extract::Multipart,
-) -> Result<Signed, Response> {
-    let signed = signed_in(state, headers, method, peer, lang, here).await?;
-    let token = match multipart.next_field().await {
-        Ok(Some(field)) if field.name() == Some("csrf") => short_field(field).await,
-        _ => None,
-    };
-    if !token.is_some_and(|t| signed.csrf_ok(&t)) {
-        return Err(view::message(
-            lang,
-            StatusCode::FORBIDDEN,
-            "error_title",
-            "csrf_failed",
-        ));
-    }
-    Ok(signed)
-}
-
-/// A multipart field of at most 256 bytes of UTF-8, or `None`.
-async fn short_field(mut field: axum::extract::multipart::Field<'_>) -> Option<String> {
-    let mut bytes = Vec::new();
-    loop {
-        match field.chunk().await {
-            Ok(Some(chunk)) if bytes.len() + chunk.len() <= 256 => bytes.extend_from_slice(&chunk),
-            Ok(None) => return String::from_utf8(bytes).ok(),
-            Ok(Some(_)) | Err(_) => return None,
-        }
-    }
 }
 
 /// Minutes from now to `deadline` (negative: overdue).
@@ -177,17 +93,10 @@ struct QueueRow {
 /// own class), unacknowledged first by time left, overdue highlighted.
 pub async fn queue(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<QueueQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let filters = queue_filters(&signed.principal);
+    let filters = queue_filters(&page.signed.principal);
     let show = q
         .show
         .as_deref()
@@ -203,32 +112,29 @@ pub async fn queue(
     };
     let listed = crate::routes::cases::list(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Query(query),
     )
     .await;
     let rows = match listed {
-        Ok(Json(CaseList { cases })) => queue_rows(&state, &signed, cases, show).await,
+        Ok(Json(CaseList { cases })) => queue_rows(&state, &page.signed, cases, show).await,
         Err(e) => Err(e),
     };
     let rows = match rows {
         Ok(rows) => rows,
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
-    let page = view::page(
+    page.render(
+        &state,
         "queue.html",
-        lang,
-        StatusCode::OK,
         context! {
             rows => Value::from(minijinja::value::Serde(&rows)),
             show => show,
             filters => filters.to_vec(),
             here => "/queue",
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// The queue's filters a role can use: "assigned to me" and "unassigned"
@@ -352,32 +258,32 @@ async fn queue_rows(
 #[derive(Debug, Deserialize)]
 pub struct CasePageQuery {
     done: Option<String>,
-    lang: Option<String>,
 }
 
 /// `GET /cases/{id}`: the case as the API shows it to my role, acknowledge
 /// first. A GET changes nothing (a chat app's link preview included).
 pub async fn case(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(q): Query<CasePageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = format!("/cases/{id}");
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let notice = match q.done.as_deref() {
         Some("acknowledged") => Some("acknowledged_ok".to_owned()),
         Some(done) if actions::ACTIONS.contains(&done) => Some(format!("done_{done}")),
         _ => None,
     };
-    let page = render_case(&state, &signed, &peer, lang, id, notice, None).await;
-    with_lang(&state, page, q.lang.as_deref())
+    let answer = render_case(
+        &state,
+        &page.signed,
+        &page.peer,
+        page.lang,
+        id,
+        notice,
+        None,
+    )
+    .await;
+    page.answer(&state, answer)
 }
 
 /// The case page, with a notice (what was just done) or a refusal in words.
@@ -601,22 +507,19 @@ fn collect_staff_ids(v: &serde_json::Value, out: &mut Vec<Uuid>) {
 /// shown in words on the case page.
 pub async fn acknowledge(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
     let here = format!("/cases/{id}");
-    let signed = match signed_post(&state, &headers, &method, &peer, lang, &here, &f.csrf).await {
-        Ok(s) => s,
+    let page = match post.check(&here, &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let done = crate::routes::casework::acknowledge_via(
         &state,
-        &signed.principal,
-        &peer,
+        &page.signed.principal,
+        &page.peer,
         &id,
         sanyu_case::AckChannel::Console,
     )
@@ -629,9 +532,9 @@ pub async fn acknowledge(
         Err(ApiError::Conflict { .. }) => {
             render_case(
                 &state,
-                &signed,
-                &peer,
-                lang,
+                &page.signed,
+                &page.peer,
+                page.lang,
                 id,
                 None,
                 Some(Refused {
@@ -643,7 +546,7 @@ pub async fn acknowledge(
             )
             .await
         }
-        Err(e) => view::error_page(lang, e),
+        Err(e) => page.error(e),
     }
 }
 

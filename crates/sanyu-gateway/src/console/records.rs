@@ -8,19 +8,14 @@
 use axum::Form;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::i18n::Lang;
-use super::pages::{signed_in, signed_post};
+use super::page::{Page, Post};
 use super::sign_in::CsrfForm;
-use super::view;
 use crate::AppState;
-use crate::audit::Peer;
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::ops::DeadLetterView;
 use crate::routes::students::{KeyPopulationQuery, KeyPopulationView, TimelineView};
@@ -28,72 +23,51 @@ use crate::routes::students::{KeyPopulationQuery, KeyPopulationView, TimelineVie
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     done: Option<String>,
-    lang: Option<String>,
 }
 
 /// `GET /students/{id}`: a student's archive as the API shows it to my role.
 pub async fn archive(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     axum::extract::Path(id): axum::extract::Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(_q): Query<PageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = format!("/students/{id}");
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let read = crate::routes::students::timeline(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Path(id),
     )
     .await;
     let (kind, value) = match read {
         Ok(Json(TimelineView::Casework(full))) => ("casework", serde_json::to_value(&full)),
         Ok(Json(TimelineView::Oversight(summary))) => ("oversight", serde_json::to_value(&summary)),
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
     let value = match value {
         Ok(v) => v,
-        Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
+        Err(e) => return page.error(ApiError::Internal(e.to_string())),
     };
-    let page = view::page(
+    page.render(
+        &state,
         "archive.html",
-        lang,
-        StatusCode::OK,
         context! {
             archive => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
-            here => here,
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    super::pages::with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// `GET /key-population`: follow-ups and the watch list, overdue first.
 pub async fn key_population(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = "/key-population";
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let read = crate::routes::students::key_population(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Query(KeyPopulationQuery { limit: Some(500) }),
     )
     .await;
@@ -110,109 +84,77 @@ pub async fn key_population(
                 .sort_by_key(|w| (!w.overdue, w.follow_up_on, w.since));
             ("oversight", serde_json::to_value(&o))
         }
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
     let value = match value {
         Ok(v) => v,
-        Err(e) => return view::error_page(lang, ApiError::Internal(e.to_string())),
+        Err(e) => return page.error(ApiError::Internal(e.to_string())),
     };
     let notice = match q.done.as_deref() {
         Some("watch") => Some("done_watch"),
         Some("follow_up_done") => Some("done_follow_up_done"),
         _ => None,
     };
-    let page = view::page(
+    page.render(
+        &state,
         "key_population.html",
-        lang,
-        StatusCode::OK,
         context! {
             list => Value::from(minijinja::value::Serde(&value)),
             kind => kind,
             notice => notice,
-            here => here,
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    super::pages::with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// `POST /key-population/watch/{id}/done`: the API's `finish_watch`.
 pub async fn watch_done(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
-    let signed = match signed_post(
-        &state,
-        &headers,
-        &method,
-        &peer,
-        lang,
-        "/key-population",
-        &f.csrf,
-    )
-    .await
-    {
-        Ok(s) => s,
+    let page = match post.check("/key-population", &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let Ok(id) = Uuid::parse_str(&id) else {
-        return view::error_page(lang, ApiError::NotFound("watch entry"));
+        return page.error(ApiError::NotFound("watch entry"));
     };
     let done = crate::routes::students::finish_watch(
         State(state.clone()),
-        Caller(signed.principal.clone()),
-        Peer(peer.0.clone()),
+        page.caller(),
+        page.peer(),
         crate::extract::Path(id),
     )
     .await;
-    match done {
-        Ok(_) => view::see_other("/key-population?done=watch"),
-        Err(e) => view::error_page(lang, e),
-    }
+    page.then_to(done, "/key-population?done=watch")
 }
 
 /// `GET /dead-letters`: the messages the services gave up on, for the crisis
 /// team (and admins) of the school to act on (`routes::ops::dead_letters`).
 pub async fn dead_letters(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = "/dead-letters";
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let read = crate::routes::ops::dead_letters(
         State(state.clone()),
-        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
-        Peer(peer.0.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(page.signed.principal.clone())),
+        page.peer(),
     )
     .await;
     let letters: Vec<LetterRow> = match read {
         Ok(Json(letters)) => letters.into_iter().map(LetterRow::of).collect(),
-        Err(e) => return view::error_page(lang, e),
+        Err(e) => return page.error(e),
     };
-    let page = view::page(
+    page.render(
+        &state,
         "dead_letters.html",
-        lang,
-        StatusCode::OK,
         context! {
             letters => Value::from(minijinja::value::Serde(&letters)),
             notice => (q.done.as_deref() == Some("resolved")).then_some("done_resolved"),
-            here => here,
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    super::pages::with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// A dead letter as the review list shows it. Its title is what kind of
@@ -266,39 +208,23 @@ pub(super) fn may_dead_letters(signed: &super::session::Signed) -> bool {
 /// `POST /dead-letters/{id}/resolve`: the API's `resolve_dead_letter`.
 pub async fn resolve_dead_letter(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    post: Post,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = Lang::of(&headers, None);
-    let signed = match signed_post(
-        &state,
-        &headers,
-        &method,
-        &peer,
-        lang,
-        "/dead-letters",
-        &f.csrf,
-    )
-    .await
-    {
-        Ok(s) => s,
+    let page = match post.check("/dead-letters", &f.csrf) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let Ok(id) = Uuid::parse_str(&id) else {
-        return view::error_page(lang, ApiError::NotFound("dead letter"));
+        return page.error(ApiError::NotFound("dead letter"));
     };
     let done = crate::routes::ops::resolve_dead_letter(
         State(state.clone()),
-        crate::auth::Bearer(sanyu_domain::Holder::School(signed.principal.clone())),
-        Peer(peer.0.clone()),
+        crate::auth::Bearer(sanyu_domain::Holder::School(page.signed.principal.clone())),
+        page.peer(),
         crate::extract::Path(id),
     )
     .await;
-    match done {
-        Ok(_) => view::see_other("/dead-letters?done=resolved"),
-        Err(e) => view::error_page(lang, e),
-    }
+    page.then_to(done, "/dead-letters?done=resolved")
 }

@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 use super::actions::Refused;
 use super::i18n::Lang;
-use super::pages::{signed_in, signed_multipart, with_lang};
+use super::page::Page;
+use super::page::{signed_in, signed_multipart};
 use super::session::Signed;
 use super::view;
 use crate::AppState;
@@ -54,11 +55,6 @@ const ERRORS_SHOWN: u64 = 200;
 /// others 403): the pages link here only for them.
 pub(super) fn may_screening(signed: &Signed) -> bool {
     api::may_import(&signed.principal)
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ListPageQuery {
-    lang: Option<String>,
 }
 
 /// An instrument of the catalogue as the form offers it.
@@ -91,20 +87,9 @@ fn instrument_names() -> BTreeMap<&'static str, &'static str> {
 }
 
 /// `GET /screening`: the school's imports and the upload form.
-pub async fn list(
-    State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Query<ListPageQuery>,
-) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, "/screening").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let page = render_list(&state, &signed, &peer, lang, None).await;
-    with_lang(&state, page, q.lang.as_deref())
+pub async fn list(State(state): State<AppState>, page: Page) -> Response {
+    let answer = render_list(&state, &page.signed, &page.peer, page.lang, None).await;
+    page.answer(&state, answer)
 }
 
 async fn render_list(
@@ -216,7 +201,6 @@ pub async fn upload(
 #[derive(Debug, Deserialize)]
 pub struct ImportPageQuery {
     after_row: Option<i64>,
-    lang: Option<String>,
 }
 
 fn finished(s: &ImportStatus) -> bool {
@@ -327,43 +311,35 @@ fn band_charts(d: &BandDistribution) -> Vec<BandChart> {
 /// errors as the caller's role may see them.
 pub async fn import(
     State(state): State<AppState>,
-    peer: Peer,
-    method: Method,
-    headers: HeaderMap,
+    page: Page,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(q): Query<ImportPageQuery>,
 ) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    let here = format!("/screening/{id}");
-    let signed = match signed_in(&state, &headers, &method, &peer, lang, &here).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let status = match read_status(&state, &signed, &peer, lang, &id).await {
+    let status = match read_status(&state, &page.signed, &page.peer, page.lang, &id).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let done = status.state == "done";
-    let scores = api::may_read_results(&signed.principal);
+    let scores = api::may_read_results(&page.signed.principal);
     let mut charts: Option<Vec<BandChart>> = None;
     let mut results: Option<ResultPage> = None;
     let mut errors = None;
     if done && scores {
         let read = api::bands(
             State(state.clone()),
-            Caller(signed.principal.clone()),
-            Peer(peer.0.clone()),
+            page.caller(),
+            page.peer(),
             crate::extract::Path(status.import_id),
         )
         .await;
         charts = match read {
             Ok(Json(d)) => Some(band_charts(&d)),
-            Err(e) => return view::error_page(lang, e),
+            Err(e) => return page.error(e),
         };
         let read = api::results(
             State(state.clone()),
-            Caller(signed.principal.clone()),
-            Peer(peer.0.clone()),
+            page.caller(),
+            page.peer(),
             crate::extract::Path(status.import_id),
             crate::extract::Query(ResultQuery {
                 after_row: q.after_row.filter(|r| *r > 0),
@@ -373,25 +349,24 @@ pub async fn import(
         .await;
         results = match read {
             Ok(Json(page)) => Some(page),
-            Err(e) => return view::error_page(lang, e),
+            Err(e) => return page.error(e),
         };
         errors = match api::error_rows(
             &state,
-            &signed.principal,
-            &peer,
+            &page.signed.principal,
+            &page.peer,
             status.import_id,
             ERRORS_SHOWN,
         )
         .await
         {
             Ok(rows) => Some(rows),
-            Err(e) => return view::error_page(lang, e),
+            Err(e) => return page.error(e),
         };
     }
-    let page = view::page(
+    page.render(
+        &state,
         "screening_import.html",
-        lang,
-        StatusCode::OK,
         context! {
             s => Value::from(minijinja::value::Serde(&status)),
             finished => finished(&status),
@@ -402,11 +377,8 @@ pub async fn import(
             after_row => q.after_row.filter(|r| *r > 0),
             errors => errors.map(|e| Value::from(minijinja::value::Serde(e))),
             errors_shown => ERRORS_SHOWN,
-            here => here,
-            ..super::view::chrome(&state, lang, &signed),
         },
-    );
-    with_lang(&state, page, q.lang.as_deref())
+    )
 }
 
 /// `GET /screening/{id}/progress`: the progress fragment htmx swaps in while

@@ -120,6 +120,11 @@ pub fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Respo
     )
 }
 
+/// A form whose CSRF token is not the session's: refused, 403.
+pub fn csrf_refused(lang: Lang) -> Response {
+    message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed")
+}
+
 /// The page for an error of the API's functions. Not found and out of scope
 /// are one page (the API already answers both as 404).
 pub fn error_page(lang: Lang, err: ApiError) -> Response {

@@ -12,7 +12,7 @@
 //! matched, and says nothing of the channels a person has.
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -21,9 +21,7 @@ use sanyu_domain::RiskLevel;
 use sanyu_events::Payload;
 use sanyu_events::v1;
 use sanyu_store::audit::AuditEntry;
-use sanyu_store::console::{
-    self as store, CodeAsk, CodeChannel, CodeCheck, CodeRequest, LinkCheck,
-};
+use sanyu_store::console::{self as store, CodeAsk, CodeChannel, CodeCheck, CodeRequest};
 use sanyu_store::entities::school;
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::sea_orm::EntityTrait;
@@ -31,11 +29,15 @@ use sanyu_store::{begin_write, entities::staff};
 use serde::Deserialize;
 
 use super::i18n::Lang;
+use super::pages::with_lang;
 use super::session::{self, CHALLENGE_COOKIE, PRE_COOKIE, SESSION_COOKIE};
 use super::view;
 use crate::AppState;
 use crate::audit::Peer;
 use crate::error::ApiError;
+
+mod link;
+pub use link::{link_form, link_use};
 
 #[derive(Debug, Deserialize)]
 pub struct SignInQuery {
@@ -57,22 +59,6 @@ fn with_pre(state: &AppState, mut response: Response, token: &str, fresh: bool) 
         response.headers_mut().append(
             header::SET_COOKIE,
             session::set_cookie(&state.console, PRE_COOKIE, token, "/sign-in", Some(3600)),
-        );
-    }
-    response
-}
-
-fn with_lang(state: &AppState, mut response: Response, query_lang: Option<&str>) -> Response {
-    if let Some(l) = query_lang.and_then(Lang::parse) {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            session::set_cookie(
-                &state.console,
-                session::LANG_COOKIE,
-                l.short(),
-                "/",
-                Some(365 * 24 * 3600),
-            ),
         );
     }
     response
@@ -156,7 +142,7 @@ pub async fn request_code(
 ) -> Response {
     let lang = Lang::of(&headers, None);
     if !pre_ok(&headers, &f.pre) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+        return view::csrf_refused(lang);
     }
     let identifier = f.identifier.trim();
     if identifier.is_empty() || identifier.len() > 200 || identifier.chars().any(char::is_control) {
@@ -364,7 +350,7 @@ pub async fn verify(
 ) -> Response {
     let lang = Lang::of(&headers, None);
     if !pre_ok(&headers, &f.pre) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+        return view::csrf_refused(lang);
     }
     let Some(secret) = session::cookie(&headers, CHALLENGE_COOKIE) else {
         return view::see_other("/sign-in");
@@ -507,98 +493,6 @@ async fn check(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LinkQuery {
-    lang: Option<String>,
-}
-
-/// Every refused link gets this one page, whatever the reason.
-fn link_refused(lang: Lang) -> Response {
-    view::message(lang, StatusCode::GONE, "link_title", "link_invalid")
-}
-
-/// `GET /sign-in/link/{token}`: the page of an emailed sign-in link, with
-/// one button. Reads only: a link preview uses nothing up.
-pub async fn link_form(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    Query(q): Query<LinkQuery>,
-) -> Response {
-    let lang = Lang::of(&headers, q.lang.as_deref());
-    match store::peek_link(&state.db, &state.console.key, &token, Utc::now()).await {
-        Ok(true) => {}
-        Ok(false) => return link_refused(lang),
-        Err(e) => return view::error_page(lang, e.into()),
-    }
-    let (pre, fresh) = pre_token(&headers);
-    let page = view::page(
-        "link.html",
-        lang,
-        StatusCode::OK,
-        context! { pre => pre.clone(), token => token.clone(), here => format!("/sign-in/link/{token}") },
-    );
-    with_lang(
-        &state,
-        with_pre(&state, page, &pre, fresh),
-        q.lang.as_deref(),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LinkForm {
-    #[serde(default)]
-    pre: String,
-}
-
-/// `POST /sign-in/link/{token}`: the button of the link's page: use the
-/// link (once) and sign in, on to the page the person was going to.
-pub async fn link_use(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    Form(f): Form<LinkForm>,
-) -> Response {
-    let lang = Lang::of(&headers, None);
-    if !pre_ok(&headers, &f.pre) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
-    }
-    let used = async {
-        let txn = begin_write(&state.db).await?;
-        let checked = store::use_link(&*txn, &state.console.key, &token, Utc::now()).await?;
-        let (entry, answer) = match checked {
-            LinkCheck::Accepted {
-                challenge_id,
-                staff,
-                return_to,
-            } => {
-                let (entry, token) =
-                    open_session(&state, &*txn, &peer, &staff, challenge_id, "email_link").await?;
-                (entry, Some((token, return_to)))
-            }
-            LinkCheck::Refused { challenge_id, why } => {
-                let target = match challenge_id {
-                    Some(id) => format!("sign_in:{id}:link_{why}"),
-                    None => format!("sign_in:link_{why}"),
-                };
-                (anonymous(&peer, "console.sign_in_failed", target), None)
-            }
-        };
-        sanyu_store::audit::append_in(&*txn, &state.audit_key, entry)
-            .await
-            .map_err(audit_failed)?;
-        txn.commit().await?;
-        Ok::<_, ApiError>(answer)
-    }
-    .await;
-    match used {
-        Ok(Some((token, return_to))) => signed_in(&state, &token, return_to),
-        Ok(None) => link_refused(lang),
-        Err(e) => view::error_page(lang, e),
-    }
-}
-
-#[derive(Debug, Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
@@ -619,7 +513,7 @@ pub async fn sign_out(
         Err(e) => return view::error_page(lang, e),
     };
     if !signed.csrf_ok(&f.csrf) {
-        return view::message(lang, StatusCode::FORBIDDEN, "error_title", "csrf_failed");
+        return view::csrf_refused(lang);
     }
     let ended = async {
         let txn = begin_write(&state.db).await?;
