@@ -14,7 +14,7 @@ use sanyu_domain::escalation::{EscalationPolicy, Ladder, Target};
 use sanyu_domain::policy::FALLBACK_ROLES;
 use sanyu_domain::{CaseSubject, LadderState, RiskLevel, Role};
 use sanyu_events::NotificationReason;
-use sanyu_events::{Payload, subjects, v1};
+use sanyu_events::v1;
 use sanyu_store::dead_letters::NewDeadLetter;
 use sanyu_store::entities::case;
 use sanyu_store::outbox::OutboxEvent;
@@ -146,34 +146,19 @@ pub struct Notice<'a> {
 /// The notification request for one person, as an outbox event; `key` makes
 /// it once per person and occasion.
 pub fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
-    let event_id = format!("notify.requested:{key}");
-    let (reason_code, reason) = sanyu_events::reason_fields(n.reason);
-    let payload = Payload::NotificationRequested(v1::NotificationRequested {
-        notification_key: key,
+    let request = v1::NotificationRequested {
         case_id: n.case.id.to_string(),
         case_reference: n.case.reference.clone(),
-        level: sanyu_events::level_to_proto(n.level) as i32,
-        recipient_staff_id: recipient.to_string(),
-        channel: v1::Channel::Email as i32,
-        reason,
         rung: n.rung,
-        reason_code,
-        sign_in_code: String::new(),
-        ack_outcome: String::new(),
-        sign_in_link: String::new(),
-    });
-    OutboxEvent {
-        subject: subjects::notification_requested(n.school_code),
-        payload: sanyu_events::encode(&sanyu_events::envelope(
-            event_id.clone(),
-            n.at,
-            n.school_code.to_owned(),
-            n.case.partition(),
-            payload,
-        )),
-        event_id,
-        traceparent: n.traceparent.clone(),
-    }
+        ..sanyu_events::notification_request(key, recipient, v1::Channel::Email, n.level, n.reason)
+    };
+    OutboxEvent::notification(
+        n.school_code,
+        n.case.partition(),
+        n.at,
+        request,
+        n.traceparent.clone(),
+    )
 }
 
 /// The key of rung `rung`'s notification to `person` in ladder `epoch`.

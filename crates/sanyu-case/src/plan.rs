@@ -28,6 +28,24 @@ pub struct PlanCtx<'a> {
     pub ids: &'a (dyn Fn() -> Uuid + Sync),
 }
 
+impl PlanCtx<'_> {
+    /// An event about `case` of `school`: on the school's case subject for
+    /// `kind`, in the case's partition, at this plan's time and trace.
+    pub fn case_event(
+        &self,
+        case: &case::Model,
+        school: &str,
+        id: String,
+        kind: &str,
+        payload: sanyu_events::Payload,
+    ) -> OutboxEvent {
+        let partition = case.partition();
+        let subject = sanyu_events::subjects::case_event(kind, school, partition);
+        let tp = self.traceparent.clone();
+        OutboxEvent::of(subject, id, self.now, school, partition, payload, tp)
+    }
+}
+
 /// Why a command was refused; nothing of it is written. Each maps to the
 /// API's answer: 409, 422, 404 or (a row the planner cannot read) 500.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@
 use sanyu_domain::lifecycle::{self, CaseAction, IllegalTransition};
 use sanyu_domain::{CaseStatus, LadderState, RiskLevel, Role};
 use sanyu_events::NotificationReason;
-use sanyu_events::{Payload, subjects, v1};
+use sanyu_events::{Payload, v1};
 use sanyu_store::audit::AuditEntry;
 use sanyu_store::entities::case;
 use sanyu_store::outbox::OutboxEvent;
@@ -117,19 +117,9 @@ impl Planner<'_> {
         subject_event: &str,
         payload: Payload,
     ) -> OutboxEvent {
-        let partition = case.partition();
-        OutboxEvent {
-            subject: subjects::case_event(subject_event, &self.state.school_code, partition),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                id.clone(),
-                self.ctx.now,
-                self.state.school_code.clone(),
-                partition,
-                payload,
-            )),
-            event_id: id,
-            traceparent: self.ctx.traceparent.clone(),
-        }
+        let school = &self.state.school_code;
+        self.ctx
+            .case_event(case, school, id, subject_event, payload)
     }
 
     /// Restart `case`'s ladder at its level (with `why` as the reason its

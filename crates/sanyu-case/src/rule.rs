@@ -13,7 +13,7 @@
 
 use sanyu_domain::{CaseSubject, RiskLevel, case_reference};
 use sanyu_events::NotificationReason;
-use sanyu_events::{Payload, subjects, v1};
+use sanyu_events::{Payload, v1};
 use sanyu_store::cases::{self, NewCase, NewSignal};
 use sanyu_store::entities::case;
 use sanyu_store::outbox::OutboxEvent;
@@ -116,19 +116,9 @@ impl RulePlanner<'_> {
         subject_event: &str,
         payload: Payload,
     ) -> OutboxEvent {
-        let partition = case.partition();
-        OutboxEvent {
-            subject: subjects::case_event(subject_event, self.snap.school_code, partition),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                id.clone(),
-                self.ctx.now,
-                self.snap.school_code.to_owned(),
-                partition,
-                payload,
-            )),
-            event_id: id,
-            traceparent: self.ctx.traceparent.clone(),
-        }
+        let school = self.snap.school_code;
+        self.ctx
+            .case_event(case, school, id, subject_event, payload)
     }
 
     fn signal_row(&self, case_id: Uuid, decision: &str) -> NewSignal {

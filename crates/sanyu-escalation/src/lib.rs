@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sanyu_domain::escalation::{EscalationPolicy, Ladder};
 use sanyu_domain::{RiskLevel, Role};
 use sanyu_events::NotificationReason;
-use sanyu_events::{Payload, subjects, v1};
+use sanyu_events::v1;
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
@@ -521,37 +521,11 @@ pub async fn request_plain(
     recipient: Uuid,
     key: String,
 ) -> Result<()> {
-    let event_id = format!("notify.requested:{key}");
-    let (reason_code, reason) = sanyu_events::reason_fields(n.reason);
-    let payload = Payload::NotificationRequested(v1::NotificationRequested {
-        notification_key: key,
-        case_id: String::new(),
+    let request = v1::NotificationRequested {
         case_reference: n.reference.to_owned(),
-        level: sanyu_events::level_to_proto(n.level) as i32,
-        recipient_staff_id: recipient.to_string(),
-        channel: v1::Channel::Email as i32,
-        reason,
-        rung: 0,
-        reason_code,
-        sign_in_code: String::new(),
-        ack_outcome: String::new(),
-        sign_in_link: String::new(),
-    });
-    outbox::enqueue(
-        txn,
-        OutboxEvent {
-            subject: subjects::notification_requested(&n.school.code),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                n.at,
-                n.school.code.clone(),
-                0,
-                payload,
-            )),
-            event_id,
-            traceparent: n.traceparent.clone(),
-        },
-    )
-    .await?;
+        ..sanyu_events::notification_request(key, recipient, v1::Channel::Email, n.level, n.reason)
+    };
+    let event = OutboxEvent::notification(&n.school.code, 0, n.at, request, n.traceparent.clone());
+    outbox::enqueue(txn, event).await?;
     Ok(())
 }

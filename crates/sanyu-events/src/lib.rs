@@ -14,7 +14,9 @@ pub mod v1 {
 pub mod reason;
 pub mod subjects;
 
-pub use reason::{NotificationReason, reason_fields, reason_of};
+pub use reason::{
+    NotificationReason, notification_event_id, notification_request, reason_fields, reason_of,
+};
 
 pub use v1::Envelope;
 pub use v1::envelope::Payload;

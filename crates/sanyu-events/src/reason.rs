@@ -106,6 +106,34 @@ pub fn reason_fields(reason: NotificationReason) -> (i32, String) {
     (reason as i32, reason.name().to_owned())
 }
 
+/// A request that `recipient` (a staff id) be told on `channel`, at `level`,
+/// for `reason`, once per `key`. What only some requests carry (the case,
+/// its reference, the rung, a sign-in code or link, a reply's outcome) is
+/// empty: set it with `..` where a request has it.
+pub fn notification_request(
+    key: String,
+    recipient: impl ToString,
+    channel: super::v1::Channel,
+    level: sanyu_domain::RiskLevel,
+    reason: NotificationReason,
+) -> NotificationRequested {
+    let (reason_code, reason) = reason_fields(reason);
+    NotificationRequested {
+        notification_key: key,
+        recipient_staff_id: recipient.to_string(),
+        channel: channel as i32,
+        level: super::level_to_proto(level) as i32,
+        reason,
+        reason_code,
+        ..NotificationRequested::default()
+    }
+}
+
+/// The event id of the notification request with `key`.
+pub fn notification_event_id(key: &str) -> String {
+    format!("notify.requested:{key}")
+}
+
 /// Why `req` is sent: its `reason_code`; for a request written before that
 /// field (or by a producer that knows a newer reason than this reader), the
 /// name in `reason`. `None` when neither names a reason this build knows.

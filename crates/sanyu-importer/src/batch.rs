@@ -72,12 +72,11 @@ pub(crate) fn alone_event(
         signal.partition,
         Payload::ScreeningResult(signal.result),
     );
-    OutboxEvent {
-        subject: subjects::screening_result(&ctx.school.code, signal.partition),
-        payload: sanyu_events::encode(&envelope),
-        event_id: signal.event_id,
-        traceparent: sanyu_platform::trace::current_traceparent(),
-    }
+    OutboxEvent::new(
+        subjects::screening_result(&ctx.school.code, signal.partition),
+        &envelope,
+        sanyu_platform::trace::current_traceparent(),
+    )
 }
 
 /// The event id of an import's `sequence`th `ScreeningResultBatch`: the same
@@ -113,12 +112,11 @@ pub(crate) fn batch_event(
             results,
         }),
     );
-    OutboxEvent {
-        subject: subjects::screening_batch(&ctx.school.code),
-        payload: sanyu_events::encode(&envelope),
-        event_id,
-        traceparent: sanyu_platform::trace::current_traceparent(),
-    }
+    OutboxEvent::new(
+        subjects::screening_batch(&ctx.school.code),
+        &envelope,
+        sanyu_platform::trace::current_traceparent(),
+    )
 }
 
 /// Write one batch in one transaction: results, errors, signals, dead letters,

@@ -8,6 +8,8 @@ use sea_orm::{
     QuerySelect,
 };
 
+use sanyu_events::{Envelope, Payload, subjects, v1};
+
 use crate::entities::outbox;
 use crate::{Result, db};
 
@@ -18,6 +20,54 @@ pub struct OutboxEvent {
     pub subject: String,
     pub payload: Vec<u8>,
     pub traceparent: Option<String>,
+}
+
+impl OutboxEvent {
+    /// `envelope`, encoded, to be published on `subject` under its event id.
+    pub fn new(subject: String, envelope: &Envelope, traceparent: Option<String>) -> Self {
+        OutboxEvent {
+            event_id: envelope.event_id.clone(),
+            subject,
+            payload: sanyu_events::encode(envelope),
+            traceparent,
+        }
+    }
+
+    /// `payload` as an event of `school` (in `partition`), with id
+    /// `event_id`, on `subject`.
+    pub fn of(
+        subject: String,
+        event_id: String,
+        at: DateTime<Utc>,
+        school: &str,
+        partition: u32,
+        payload: Payload,
+        traceparent: Option<String>,
+    ) -> Self {
+        let envelope = sanyu_events::envelope(event_id, at, school, partition, payload);
+        Self::new(subject, &envelope, traceparent)
+    }
+
+    /// A notification request of `school` (in `partition`), on the school's
+    /// NOTIFY subject, its event id made of its key
+    /// (`sanyu_events::notification_event_id`).
+    pub fn notification(
+        school: &str,
+        partition: u32,
+        at: DateTime<Utc>,
+        request: v1::NotificationRequested,
+        traceparent: Option<String>,
+    ) -> Self {
+        Self::of(
+            subjects::notification_requested(school),
+            sanyu_events::notification_event_id(&request.notification_key),
+            at,
+            school,
+            partition,
+            Payload::NotificationRequested(request),
+            traceparent,
+        )
+    }
 }
 
 /// Write an event inside the caller's transaction. Writing the same event id

@@ -255,25 +255,22 @@ fn signal_event(
 ) -> OutboxEvent {
     let event_id = format!("hotline:{row_id}");
     let partition = student_partition(student.map_or(row_id, |s| s.id));
-    OutboxEvent {
-        subject: subjects::hotline_call(&school.code, partition),
-        payload: sanyu_events::encode(&sanyu_events::envelope(
-            event_id.clone(),
-            now,
-            school.code.clone(),
-            partition,
-            Payload::HotlineCall(v1::HotlineCallLogged {
-                call_id: call_id.to_owned(),
-                student_id: student.map(|s| s.id.to_string()).unwrap_or_default(),
-                caller_type: caller_type.to_owned(),
-                risk_level: sanyu_events::level_to_proto(level) as i32,
-                started_at: Some(sanyu_events::timestamp(started_at)),
-                record_id: row_id.to_string(),
-            }),
-        )),
+    OutboxEvent::of(
+        subjects::hotline_call(&school.code, partition),
         event_id,
-        traceparent: sanyu_platform::trace::current_traceparent(),
-    }
+        now,
+        &school.code,
+        partition,
+        Payload::HotlineCall(v1::HotlineCallLogged {
+            call_id: call_id.to_owned(),
+            student_id: student.map(|s| s.id.to_string()).unwrap_or_default(),
+            caller_type: caller_type.to_owned(),
+            risk_level: sanyu_events::level_to_proto(level) as i32,
+            started_at: Some(sanyu_events::timestamp(started_at)),
+            record_id: row_id.to_string(),
+        }),
+        sanyu_platform::trace::current_traceparent(),
+    )
 }
 
 /// Why one call could not be logged.

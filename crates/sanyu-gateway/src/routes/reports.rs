@@ -251,12 +251,11 @@ pub async fn submit(
     .await?;
     outbox::enqueue(
         &*txn,
-        OutboxEvent {
-            subject: subjects::report_submitted(&school.code, partition),
-            payload: sanyu_events::encode(&envelope),
-            event_id,
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
+        OutboxEvent::new(
+            subjects::report_submitted(&school.code, partition),
+            &envelope,
+            sanyu_platform::trace::current_traceparent(),
+        ),
     )
     .await?;
     if let Some(key) = &key {

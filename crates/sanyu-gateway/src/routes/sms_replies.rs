@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use sanyu_case::{AckChannel, Command};
 use sanyu_domain::{CaseStatus, Principal, Role};
-use sanyu_events::v1::{self, envelope::Payload};
+use sanyu_events::v1;
 use sanyu_sms::{AckReplyOutcome, InboundSms, reply, webhook};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
@@ -433,42 +433,21 @@ async fn enqueue_answer(
         .await?
         .ok_or(ApiError::Internal("staff member without a school".into()))?;
     let key = format!("sms_reply:{message_id}:{}", person.id);
-    let event_id = format!("notify.requested:{key}");
-    let payload = Payload::NotificationRequested(v1::NotificationRequested {
-        notification_key: key,
+    // An answer to the person's own message: sent at once (as critical).
+    let level = sanyu_domain::RiskLevel::Critical;
+    let request = v1::NotificationRequested {
         case_id: answer.case_id.map(|c| c.to_string()).unwrap_or_default(),
         case_reference: answer.refs.join(","),
-        // An answer to the person's own message: sent at once.
-        level: sanyu_events::level_to_proto(sanyu_domain::RiskLevel::Critical) as i32,
-        recipient_staff_id: person.id.to_string(),
-        channel: v1::Channel::Sms as i32,
-        reason: answer.reason.name().to_owned(),
-        rung: 0,
-        reason_code: answer.reason as i32,
-        sign_in_code: String::new(),
         ack_outcome: if answer.reason == v1::NotificationReason::AckRefused {
             answer.outcome.as_str().to_owned()
         } else {
             String::new()
         },
-        sign_in_link: String::new(),
-    });
-    outbox::enqueue(
-        txn,
-        OutboxEvent {
-            subject: sanyu_events::subjects::notification_requested(&school.code),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                now,
-                school.code.clone(),
-                0,
-                payload,
-            )),
-            event_id,
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
-    )
-    .await?;
+        ..sanyu_events::notification_request(key, person.id, v1::Channel::Sms, level, answer.reason)
+    };
+    let traceparent = sanyu_platform::trace::current_traceparent();
+    let event = OutboxEvent::notification(&school.code, 0, now, request, traceparent);
+    outbox::enqueue(txn, event).await?;
     Ok(())
 }
 

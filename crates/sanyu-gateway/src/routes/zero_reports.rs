@@ -473,25 +473,22 @@ pub async fn submit(
     let event_id = format!("zero.submitted:{id}");
     outbox::enqueue(
         &*txn,
-        OutboxEvent {
-            subject: subjects::zero_report_submitted(&school.code),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                now,
-                school.code.clone(),
-                0,
-                Payload::ZeroReport(v1::ZeroReportSubmitted {
-                    submission_id: id.to_string(),
-                    period_id: period.id.clone(),
-                    unit: unit.clone(),
-                    zero: req.zero,
-                    incident_count: u32::try_from(incident_count).unwrap_or(0),
-                    late,
-                }),
-            )),
+        OutboxEvent::of(
+            subjects::zero_report_submitted(&school.code),
             event_id,
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
+            now,
+            &school.code,
+            0,
+            Payload::ZeroReport(v1::ZeroReportSubmitted {
+                submission_id: id.to_string(),
+                period_id: period.id.clone(),
+                unit: unit.clone(),
+                zero: req.zero,
+                incident_count: u32::try_from(incident_count).unwrap_or(0),
+                late,
+            }),
+            sanyu_platform::trace::current_traceparent(),
+        ),
     )
     .await?;
     let entry = audit::entry(
@@ -552,27 +549,24 @@ async fn file_incident(
     .await?;
     outbox::enqueue(
         txn,
-        OutboxEvent {
-            subject: subjects::report_submitted(&school.code, partition),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                now,
-                school.code.clone(),
-                partition,
-                Payload::ReportSubmitted(v1::ReportSubmitted {
-                    report_id: report_id.to_string(),
-                    student_id: student.id.to_string(),
-                    class_code: class.code,
-                    category: inc.category.as_str().to_owned(),
-                    suggested_level: sanyu_events::level_to_proto(inc.level) as i32,
-                    observed_at: Some(sanyu_events::timestamp(inc.observed_at)),
-                    reporter_token_id: caller.token_id.to_string(),
-                    zero_report: true,
-                }),
-            )),
+        OutboxEvent::of(
+            subjects::report_submitted(&school.code, partition),
             event_id,
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
+            now,
+            &school.code,
+            partition,
+            Payload::ReportSubmitted(v1::ReportSubmitted {
+                report_id: report_id.to_string(),
+                student_id: student.id.to_string(),
+                class_code: class.code,
+                category: inc.category.as_str().to_owned(),
+                suggested_level: sanyu_events::level_to_proto(inc.level) as i32,
+                observed_at: Some(sanyu_events::timestamp(inc.observed_at)),
+                reporter_token_id: caller.token_id.to_string(),
+                zero_report: true,
+            }),
+            sanyu_platform::trace::current_traceparent(),
+        ),
     )
     .await?;
     Ok(())

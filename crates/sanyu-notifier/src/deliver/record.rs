@@ -236,31 +236,28 @@ pub(super) async fn enqueue_result_of(
     };
     outbox::enqueue(
         txn,
-        OutboxEvent {
-            subject: subjects::notification_result(of.school),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                of.event_id.clone(),
-                Utc::now(),
-                of.school.to_owned(),
-                of.partition,
-                Payload::NotificationResult(v1::NotificationResult {
-                    notification_key: of.notification_key.to_owned(),
-                    case_id: of.case_id.to_owned(),
-                    channel: match channel {
-                        NotifyChannel::Sms => v1::Channel::Sms,
-                        NotifyChannel::Voice => v1::Channel::Voice,
-                        NotifyChannel::Im => v1::Channel::Im,
-                        NotifyChannel::Email => v1::Channel::Email,
-                    } as i32,
-                    status: status as i32,
-                    error: error.unwrap_or_default(),
-                    attempt: u32::try_from(of.attempt).unwrap_or(0),
-                    latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                }),
-            )),
-            event_id: of.event_id.clone(),
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
+        OutboxEvent::of(
+            subjects::notification_result(of.school),
+            of.event_id.clone(),
+            Utc::now(),
+            of.school,
+            of.partition,
+            Payload::NotificationResult(v1::NotificationResult {
+                notification_key: of.notification_key.to_owned(),
+                case_id: of.case_id.to_owned(),
+                channel: match channel {
+                    NotifyChannel::Sms => v1::Channel::Sms,
+                    NotifyChannel::Voice => v1::Channel::Voice,
+                    NotifyChannel::Im => v1::Channel::Im,
+                    NotifyChannel::Email => v1::Channel::Email,
+                } as i32,
+                status: status as i32,
+                error: error.unwrap_or_default(),
+                attempt: u32::try_from(of.attempt).unwrap_or(0),
+                latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            }),
+            sanyu_platform::trace::current_traceparent(),
+        ),
     )
     .await?;
     Ok(())

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use minijinja::context;
 use sanyu_domain::RiskLevel;
-use sanyu_events::Payload;
 use sanyu_events::v1;
 use sanyu_store::audit::AuditEntry;
 use sanyu_store::console::{self as store, CodeAsk, CodeChannel, CodeCheck, CodeRequest};
@@ -258,38 +257,16 @@ async fn enqueue_code(
         .await?
         .ok_or(ApiError::Internal("staff member without a school".into()))?;
     let key = format!("sign_in:{challenge_id}");
-    let event_id = format!("notify.requested:{key}");
-    let payload = Payload::NotificationRequested(v1::NotificationRequested {
-        notification_key: key,
-        case_id: String::new(),
-        case_reference: String::new(),
-        // Sent at once: no quiet hours, no rate limit (the console limits codes).
-        level: sanyu_events::level_to_proto(RiskLevel::Critical) as i32,
-        recipient_staff_id: person.id.to_string(),
-        channel: channel as i32,
-        reason: v1::NotificationReason::SignInCode.name().to_owned(),
-        rung: 0,
-        reason_code: v1::NotificationReason::SignInCode as i32,
+    // Sent at once: no quiet hours, no rate limit (the console limits codes).
+    let (level, reason) = (RiskLevel::Critical, v1::NotificationReason::SignInCode);
+    let request = v1::NotificationRequested {
         sign_in_code: store::seal_code(&state.sealer, &send.code)?,
-        ack_outcome: String::new(),
         sign_in_link,
-    });
-    outbox::enqueue(
-        txn,
-        OutboxEvent {
-            subject: sanyu_events::subjects::notification_requested(&school.code),
-            payload: sanyu_events::encode(&sanyu_events::envelope(
-                event_id.clone(),
-                now,
-                school.code.clone(),
-                0,
-                payload,
-            )),
-            event_id,
-            traceparent: sanyu_platform::trace::current_traceparent(),
-        },
-    )
-    .await?;
+        ..sanyu_events::notification_request(key, person.id, channel, level, reason)
+    };
+    let traceparent = sanyu_platform::trace::current_traceparent();
+    let event = OutboxEvent::notification(&school.code, 0, now, request, traceparent);
+    outbox::enqueue(txn, event).await?;
     Ok(())
 }
 
