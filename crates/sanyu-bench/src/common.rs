@@ -1,4 +1,4 @@
-//! Pieces the bench binaries share (included with `#[path]`).
+//! Measurements of processes, seeding, a reproducible mix.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -8,7 +8,12 @@ use uuid::Uuid;
 
 /// Peak resident memory of this process (VmHWM), in MiB.
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of(std::process::id())
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in MiB.
+pub fn peak_rss_mib_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -61,4 +66,16 @@ pub async fn insert_students(
             .await?;
     }
     Ok(ids)
+}
+
+/// xorshift: a reproducible mix.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }

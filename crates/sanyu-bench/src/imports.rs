@@ -1,4 +1,4 @@
-//! The screening upload the district and burst benches send (included with `#[path]`).
+//! The screening upload the district and burst benches send.
 
 /// The `multipart/form-data` body of a PHQ-9 upload (`0-3` coding) of
 /// `file` (CSV) for `school`, and its content type.

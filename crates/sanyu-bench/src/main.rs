@@ -13,17 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::settings;
 use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, telemetry};
 use sanyu_store::entities::{case, delivery, outbox, report, student};
 use sanyu_test_support::{NatsServer, SmtpServer, TestDb, fixtures, free_port};
 use sea_orm::EntityTrait;
-
-#[path = "pg_args.rs"]
-mod pg_args;
-#[path = "settings.rs"]
-mod settings;
 
 /// Reports sent (and not measured) before the run.
 const WARMUP: usize = 50;

@@ -1,4 +1,4 @@
-//! The database every bench runs on (included with `#[path]`).
+//! The database every bench runs on.
 
 /// `--pg-url`: the PostgreSQL server a bench makes its fresh database on.
 #[derive(Debug, clap::Args)]

@@ -1,5 +1,5 @@
 //! Every bench states the settings it runs with that differ from the
-//! defaults a deployment starts from (included with `#[path]`).
+//! defaults a deployment starts from.
 
 use sanyu_platform::Config;
 use serde_json::Value;

@@ -20,13 +20,6 @@
 //! cargo run --release -p sanyu-bench --bin sanyu-bench-burst -- --schools 50 --critical 1000
 //! ```
 
-#[path = "../common.rs"]
-mod common;
-#[path = "../imports.rs"]
-mod imports;
-#[path = "../pg_args.rs"]
-mod pg_args;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -34,13 +27,12 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::{common, imports, services};
 use sanyu_domain::RiskLevel;
 use sanyu_sms::stand_in::{StandIn, StandInKind};
 use sanyu_store::entities::{case, delivery};
-use sanyu_test_support::{
-    NatsServer, School, ServiceProcess, SmtpServer, TestDb, fixtures, free_port,
-};
+use sanyu_test_support::{NatsServer, School, SmtpServer, TestDb, fixtures, free_port};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -203,54 +195,18 @@ http = {{ max_per_second = {voice_limit} }}
 
     let http_port = free_port();
     let base = format!("http://127.0.0.1:{http_port}");
-    let env: Vec<(String, String)> = [
-        ("SANYU_CONFIG", config.path().display().to_string()),
-        ("SANYU_DATABASE__URL", db.url().to_owned()),
-        ("SANYU_NATS__URL", nats.url()),
-        ("SANYU_SMTP__URL", smtp.url()),
-        ("SANYU_SMTP__FROM", "Sanyu <sanyu@bench.local>".to_owned()),
-        (
-            "SANYU_SECURITY__DATA_KEY",
-            sanyu_store::crypto::Sealer::generate_key(),
-        ),
-        ("SANYU_HTTP__LISTEN", format!("127.0.0.1:{http_port}")),
-        (
-            "SANYU_HTTP__PUBLIC_BASE_URL",
-            "https://sanyu.bench".to_owned(),
-        ),
-        (
-            "SANYU_SCREENING__SPOOL_DIR",
-            spool.path().display().to_string(),
-        ),
-        ("SANYU_TELEMETRY__LOG_FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let services: Vec<ServiceProcess> = [
-        "sanyu-gateway",
-        "sanyu-rules",
-        "sanyu-notifier",
-        "sanyu-scheduler",
-    ]
-    .iter()
-    .map(|name| ServiceProcess::spawn(name, &env))
-    .collect();
+    let env = services::service_env(
+        db.url(),
+        nats.url(),
+        smtp.url(),
+        http_port,
+        spool.path(),
+        vec![("SANYU_CONFIG", config.path().display().to_string())],
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
-    let ready = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if ready.elapsed() > Duration::from_secs(60) {
-            bail!("the gateway never became ready: {}", services[0].logs());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let services = services::start(&env, &http, &base).await?;
 
     // The burst: every school's file at once.
     let started = Utc::now();

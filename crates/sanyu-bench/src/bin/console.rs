@@ -10,12 +10,6 @@
 //!
 //! `cargo run --release -p sanyu-bench --bin sanyu-bench-console -- --students 100000 --cases 10000`
 
-#[path = "../common.rs"]
-mod common;
-
-#[path = "../pg_args.rs"]
-mod pg_args;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -26,7 +20,8 @@ use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::{common, common::Rng};
 use sanyu_domain::{CaseSubject, LadderState, RiskLevel};
 use sanyu_platform::config::Secret;
 use sanyu_platform::runner::{self, Readiness};
@@ -54,17 +49,6 @@ struct Args {
     /// A small run for CI: 2,000 students, 200 cases, 20 requests per page.
     #[arg(long)]
     smoke: bool,
-}
-
-/// xorshift: a reproducible mix.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 const SCHOOL: &str = "CONS";

@@ -13,13 +13,6 @@
 //! cargo run --release -p sanyu-bench --bin sanyu-bench-district -- --schools 100 --students 200000
 //! ```
 
-#[path = "../common.rs"]
-mod common;
-#[path = "../imports.rs"]
-mod imports;
-#[path = "../pg_args.rs"]
-mod pg_args;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,11 +22,10 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::{common, imports, services};
 use sanyu_store::entities::{case, delivery, report, staff, student};
-use sanyu_test_support::{
-    NatsCluster, School, ServiceProcess, SmtpServer, TestCa, TestDb, fixtures, free_port,
-};
+use sanyu_test_support::{NatsCluster, School, SmtpServer, TestCa, TestDb, fixtures, free_port};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -89,19 +81,6 @@ fn screening_file(n: usize) -> Vec<u8> {
         out.push_str(&format!("P{i:07},{items}\n"));
     }
     out.into_bytes()
-}
-
-/// VmHWM (peak resident memory) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -245,66 +224,32 @@ async fn main() -> Result<()> {
     // The four services, as separate processes.
     let http_port = free_port();
     let base = format!("http://127.0.0.1:{http_port}");
-    let env: Vec<(String, String)> = [
-        ("SANYU_DATABASE__URL", db.url().to_owned()),
-        ("SANYU_NATS__URL", cluster.urls()),
-        ("SANYU_NATS__TLS_CA_FILE", ca.ca().display().to_string()),
-        ("SANYU_NATS__USER", user),
-        ("SANYU_NATS__PASSWORD", password),
-        ("SANYU_NATS__STREAM_REPLICAS", "3".to_owned()),
-        ("SANYU_SMTP__URL", smtp.url()),
-        ("SANYU_SMTP__FROM", "Sanyu <sanyu@bench.local>".to_owned()),
-        (
-            "SANYU_SECURITY__DATA_KEY",
-            sanyu_store::crypto::Sealer::generate_key(),
-        ),
-        ("SANYU_HTTP__LISTEN", format!("127.0.0.1:{http_port}")),
-        (
-            "SANYU_HTTP__PUBLIC_BASE_URL",
-            "https://sanyu.bench".to_owned(),
-        ),
-        (
-            "SANYU_NOTIFY__PROVIDER_PER_SECOND",
-            args.provider_per_second.to_string(),
-        ),
-        (
-            "SANYU_SCREENING__SPOOL_DIR",
-            spool.path().display().to_string(),
-        ),
-        // Each case's own first contact is what this bench measures: a
-        // `high` case's notices would otherwise wait for the recipient's
-        // digest (`notify.digest_window_secs`, 10 min by default).
-        ("SANYU_NOTIFY__DIGEST_WINDOW_SECS", "0".to_owned()),
-        ("SANYU_TELEMETRY__LOG_FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let mut services: Vec<ServiceProcess> = [
-        "sanyu-gateway",
-        "sanyu-rules",
-        "sanyu-notifier",
-        "sanyu-scheduler",
-    ]
-    .iter()
-    .map(|name| ServiceProcess::spawn(name, &env))
-    .collect();
+    let env = services::service_env(
+        db.url(),
+        cluster.urls(),
+        smtp.url(),
+        http_port,
+        spool.path(),
+        vec![
+            ("SANYU_NATS__TLS_CA_FILE", ca.ca().display().to_string()),
+            ("SANYU_NATS__USER", user),
+            ("SANYU_NATS__PASSWORD", password),
+            ("SANYU_NATS__STREAM_REPLICAS", "3".to_owned()),
+            (
+                "SANYU_NOTIFY__PROVIDER_PER_SECOND",
+                args.provider_per_second.to_string(),
+            ),
+            // Each case's own first contact is what this bench measures: a
+            // `high` case's notices would otherwise wait for the recipient's
+            // digest (`notify.digest_window_secs`, 10 min by default).
+            ("SANYU_NOTIFY__DIGEST_WINDOW_SECS", "0".to_owned()),
+        ],
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(120))
         .build()?;
-    let ready = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if ready.elapsed() > Duration::from_secs(60) {
-            bail!("the gateway never became ready: {}", services[0].logs());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut services = services::start(&env, &http, &base).await?;
     let cpu_before: Vec<f64> = services
         .iter()
         .map(|s| s.pid().map_or(0.0, cpu_secs))
@@ -562,7 +507,7 @@ async fn main() -> Result<()> {
             "  {:<16} {cpu:7.1} s {:5.0} %   {:6.0} MiB",
             service.name(),
             100.0 * cpu / elapsed,
-            peak_rss_mib(pid)
+            common::peak_rss_mib_of(pid)
         );
         if cpu > busiest.1 {
             busiest = (service.name(), cpu);
@@ -571,7 +516,7 @@ async fn main() -> Result<()> {
     let nats_cpu = nats_pids.iter().copied().map(cpu_secs).sum::<f64>() - nats_before;
     let nats_peak: Vec<String> = nats_pids
         .iter()
-        .map(|p| format!("{:.0}", peak_rss_mib(*p)))
+        .map(|p| format!("{:.0}", common::peak_rss_mib_of(*p)))
         .collect();
     println!(
         "  {:<16} {nats_cpu:7.1} s {:5.0} %   {} MiB",

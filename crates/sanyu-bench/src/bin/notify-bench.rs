@@ -9,11 +9,6 @@
 //! the publish to the provider's acceptance as the notifier saw it (the
 //! accepted attempt's timestamp, written right after the provider answered).
 
-#[path = "../pg_args.rs"]
-mod pg_args;
-#[path = "../settings.rs"]
-mod settings;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,7 +16,8 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::settings;
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::config::Secret;
 use sanyu_platform::{Config, Shutdown, nats, telemetry};

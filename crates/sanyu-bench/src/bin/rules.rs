@@ -8,14 +8,6 @@
 //!
 //! `cargo run --release -p sanyu-bench --bin sanyu-bench-rules -- --signals 100000 --students 50000`
 
-#[path = "../common.rs"]
-mod common;
-
-#[path = "../pg_args.rs"]
-mod pg_args;
-#[path = "../settings.rs"]
-mod settings;
-
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -23,7 +15,9 @@ use async_nats::jetstream::{self, consumer::pull};
 use chrono::Utc;
 use clap::Parser;
 use futures::StreamExt;
-use pg_args::PgArgs;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::settings;
+use sanyu_bench::{common, common::Rng};
 use sanyu_domain::{RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_platform::config::Secret;
@@ -53,17 +47,6 @@ struct Args {
     /// A small run for CI: 500 signals over 200 students.
     #[arg(long)]
     smoke: bool,
-}
-
-/// xorshift: a reproducible mix.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// One signal of the mix: (subject, event id, encoded envelope).

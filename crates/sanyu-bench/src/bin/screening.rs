@@ -8,21 +8,15 @@
 //!
 //! `cargo run --release -p sanyu-bench --bin sanyu-bench-screening -- --rows 100000`
 
-#[path = "../common.rs"]
-mod common;
-
-#[path = "../pg_args.rs"]
-mod pg_args;
-#[path = "../settings.rs"]
-mod settings;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
-use pg_args::PgArgs;
+use sanyu_bench::common;
+use sanyu_bench::pg_args::PgArgs;
+use sanyu_bench::settings;
 use sanyu_importer::{Declaration, NewJob, ProcessOptions};
 use sanyu_platform::config::Secret;
 use sanyu_platform::relay::Waker;
