@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use sanyu_domain::{Holder, Principal, Role};
+use sanyu_store::Conn;
 use sanyu_store::audit::{self, AuditEntry};
-use sanyu_store::sea_orm::ConnectionTrait;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -88,7 +88,7 @@ pub async fn record(
 /// Record `entry` in the caller's write transaction, so that the action and
 /// its record commit together; a failed write is a database error.
 pub async fn record_in(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     state: &AppState,
     entry: AuditEntry,
 ) -> Result<(), ApiError> {
@@ -98,7 +98,7 @@ pub async fn record_in(
 
 /// As [`record_in`], but a failed write refuses the request as [`record_entry`] does.
 pub async fn record_in_or_refuse(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     state: &AppState,
     entry: AuditEntry,
 ) -> Result<(), ApiError> {

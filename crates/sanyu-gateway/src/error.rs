@@ -106,8 +106,8 @@ impl From<sanyu_store::StoreError> for ApiError {
     }
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for ApiError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+impl From<sanyu_store::DbErr> for ApiError {
+    fn from(e: sanyu_store::DbErr) -> Self {
         sanyu_store::StoreError::Db(e).into()
     }
 }

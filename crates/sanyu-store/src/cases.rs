@@ -352,6 +352,17 @@ pub async fn ids_with_ladder_in(
         .collect())
 }
 
+/// The cases of `ids`, in no order. No ids, no query.
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<case::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(case::Entity::find()
+        .filter(case::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::Model>> {
     Ok(case::Entity::find_by_id(id).one(conn).await?)
 }

@@ -1,14 +1,16 @@
 //! Hotline calls as the crisis team reads them: a school's calls, newest
 //! first, a page at a time, and the case each call's signal opened or joined.
 //! (Logging a call is `sanyu-gateway`'s `routes::hotline`, in the
-//! transaction of its request.)
+//! transaction of its request: it writes through [`insert`] and
+//! [`link_student`].)
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::RiskLevel;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -69,6 +71,92 @@ pub async fn get_of_school(
         .one(conn)
         .await?
         .filter(|c| c.school_id == school_id))
+}
+
+/// One call by id, whatever its school.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<hotline_call::Model>> {
+    Ok(hotline_call::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The call of `school_id` the hotline system calls `call_id` (its own id,
+/// unique per school).
+pub async fn by_call_id(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    call_id: &str,
+) -> Result<Option<hotline_call::Model>> {
+    Ok(hotline_call::Entity::find()
+        .filter(hotline_call::Column::SchoolId.eq(school_id))
+        .filter(hotline_call::Column::CallId.eq(call_id))
+        .one(conn)
+        .await?)
+}
+
+/// A call to log. Free text is sealed already.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub id: Uuid,
+    pub school_id: Uuid,
+    pub call_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub caller_type: String,
+    pub student_id: Option<Uuid>,
+    pub cssrs_answers: Option<String>,
+    pub rating: Option<String>,
+    pub level: RiskLevel,
+    pub summary_sealed: Option<Vec<u8>>,
+    pub counsellor_sealed: Option<Vec<u8>>,
+    pub referral_advice_sealed: Option<Vec<u8>>,
+    pub event_id: Option<String>,
+    pub submitted_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Insert a call (in the caller's transaction).
+pub async fn insert(conn: &impl ConnectionTrait, c: NewCall) -> Result<()> {
+    let row = hotline_call::ActiveModel {
+        id: Set(c.id),
+        school_id: Set(c.school_id),
+        call_id: Set(c.call_id),
+        started_at: Set(c.started_at),
+        ended_at: Set(c.ended_at),
+        caller_type: Set(c.caller_type),
+        student_id: Set(c.student_id),
+        cssrs_answers: Set(c.cssrs_answers),
+        rating: Set(c.rating),
+        level: Set(c.level),
+        summary_sealed: Set(c.summary_sealed),
+        counsellor_sealed: Set(c.counsellor_sealed),
+        referral_advice_sealed: Set(c.referral_advice_sealed),
+        // Superseded by the unidentified caller's case (migration 000011).
+        alert_state: Set(None),
+        linked_at: Set(None),
+        event_id: Set(c.event_id),
+        submitted_by: Set(c.submitted_by),
+        created_at: Set(c.created_at),
+    };
+    hotline_call::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Name the student an unidentified call was about: the call gets the
+/// student, the time it was linked and its INTAKE event. The updated row is
+/// returned.
+pub async fn link_student(
+    conn: &impl ConnectionTrait,
+    row: hotline_call::Model,
+    student_id: Uuid,
+    event_id: String,
+    now: DateTime<Utc>,
+) -> Result<hotline_call::Model> {
+    let mut update: hotline_call::ActiveModel = row.into();
+    update.student_id = Set(Some(student_id));
+    update.linked_at = Set(Some(now));
+    update.event_id = Set(Some(event_id));
+    Ok(update.update(conn).await?)
 }
 
 /// The case each call's signal opened or joined, by call id: the newest it

@@ -1,7 +1,9 @@
 //! Teacher warning reports (the gateway's table).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use uuid::Uuid;
 
 use crate::Result;
@@ -46,6 +48,18 @@ pub async fn by_ids(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<r
     }
     Ok(report::Entity::find()
         .filter(report::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// The student's reports, oldest observation first.
+pub async fn of_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<report::Model>> {
+    Ok(report::Entity::find()
+        .filter(report::Column::StudentId.eq(student_id))
+        .order_by_asc(report::Column::ObservedAt)
         .all(conn)
         .await?)
 }

@@ -44,6 +44,11 @@ pub async fn current_for_school(
         .await?)
 }
 
+/// One version of a report by id.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<zero_report::Model>> {
+    Ok(zero_report::Entity::find_by_id(id).one(conn).await?)
+}
+
 /// Every version of one unit's report, oldest first.
 pub async fn history(
     conn: &impl ConnectionTrait,

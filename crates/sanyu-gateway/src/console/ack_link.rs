@@ -26,8 +26,7 @@ use chrono::Utc;
 use minijinja::context;
 use sanyu_domain::CaseStatus;
 use sanyu_store::ack_links::{self, AckLink};
-use sanyu_store::entities::case;
-use sanyu_store::sea_orm::EntityTrait;
+use sanyu_store::cases;
 use serde::Deserialize;
 
 use super::i18n::Lang;
@@ -89,7 +88,7 @@ pub async fn page(
     };
     // Signed in: the reference, if the case is one this person may read
     // (another school's case looks absent, as everywhere).
-    let found = case::Entity::find_by_id(link.case_id).one(&state.db).await;
+    let found = cases::get(&state.db, link.case_id).await;
     let c = match found {
         Ok(Some(c)) if c.school_id == signed.principal.school_id => c,
         Ok(_) => return refused(lang),

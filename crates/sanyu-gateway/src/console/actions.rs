@@ -18,8 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sanyu_domain::{Access, CaseStatus, CaseWork, Principal, Role};
-use sanyu_store::entities::{guardian, staff};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sanyu_store::roster;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -154,12 +153,7 @@ pub struct Choice {
 /// Those the crisis team may assign a case to: active counsellors and
 /// crisis-team members of the caller's school.
 pub async fn assignable(state: &AppState, school_id: Uuid) -> Result<Vec<Choice>, ApiError> {
-    Ok(staff::Entity::find()
-        .filter(staff::Column::SchoolId.eq(school_id))
-        .filter(staff::Column::Active.eq(true))
-        .filter(staff::Column::Role.is_in([Role::Counsellor.as_str(), Role::CrisisTeam.as_str()]))
-        .order_by_asc(staff::Column::Name)
-        .all(&state.db)
+    Ok(roster::assignable_staff(&state.db, school_id)
         .await?
         .into_iter()
         .map(|s| Choice {
@@ -171,10 +165,7 @@ pub async fn assignable(state: &AppState, school_id: Uuid) -> Result<Vec<Choice>
 
 /// The guardians of the case's student (shown only with the full record).
 pub async fn guardians(state: &AppState, student_id: Uuid) -> Result<Vec<Choice>, ApiError> {
-    Ok(guardian::Entity::find()
-        .filter(guardian::Column::StudentId.eq(student_id))
-        .order_by_asc(guardian::Column::Name)
-        .all(&state.db)
+    Ok(roster::guardians_of_student(&state.db, student_id)
         .await?
         .into_iter()
         .map(|g| Choice {

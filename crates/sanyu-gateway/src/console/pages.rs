@@ -15,8 +15,8 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
 use sanyu_domain::{CaseStatus, CaseSubject, LadderState, RiskLevel};
-use sanyu_store::entities::{case, staff};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sanyu_store::entities::case;
+use sanyu_store::roster;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -53,13 +53,7 @@ async fn staff_names(
     school_id: Uuid,
     ids: Vec<Uuid>,
 ) -> Result<HashMap<String, String>, ApiError> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(staff::Entity::find()
-        .filter(staff::Column::Id.is_in(ids))
-        .filter(staff::Column::SchoolId.eq(school_id))
-        .all(&state.db)
+    Ok(roster::staff_of_school_by_ids(&state.db, school_id, ids)
         .await?
         .into_iter()
         .map(|s| (s.id.to_string(), s.name))
@@ -178,17 +172,11 @@ async fn queue_rows(
     // The list's own rows, read again for their deadlines: ids the API
     // answered, nothing else.
     let ids: Vec<Uuid> = cases.iter().map(|c| c.id).collect();
-    let models: HashMap<Uuid, case::Model> = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        case::Entity::find()
-            .filter(case::Column::Id.is_in(ids))
-            .all(&state.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect()
-    };
+    let models: HashMap<Uuid, case::Model> = sanyu_store::cases::by_ids(&state.db, ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
     let assignees: Vec<Uuid> = models
         .values()
         .filter_map(|c| c.assignee_staff_id)

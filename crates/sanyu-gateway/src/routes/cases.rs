@@ -19,9 +19,8 @@ use sanyu_domain::{
     Access, CaseStatus, CaseSubject, Disclosure, LadderState, Principal, RiskLevel,
 };
 use sanyu_store::cases::{self, CaseFilter};
-use sanyu_store::entities::{case, class, school, student};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use sanyu_store::{casework, deliveries, reports};
+use sanyu_store::entities::{case, student};
+use sanyu_store::{casework, deliveries, reports, roster};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -292,29 +291,20 @@ async fn summarize(
 ) -> Result<Vec<CaseSummary>, ApiError> {
     let student_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.student_id).collect();
     let class_ids: Vec<Uuid> = rows.iter().filter_map(|c| c.class_id).collect();
-    let students: HashMap<Uuid, student::Model> =
-        if caller.sees_identity() && !student_ids.is_empty() {
-            student::Entity::find()
-                .filter(student::Column::Id.is_in(student_ids))
-                .all(&state.db)
-                .await?
-                .into_iter()
-                .map(|s| (s.id, s))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-    let classes: HashMap<Uuid, String> = if class_ids.is_empty() {
-        HashMap::new()
-    } else {
-        class::Entity::find()
-            .filter(class::Column::Id.is_in(class_ids))
-            .all(&state.db)
+    let students: HashMap<Uuid, student::Model> = if caller.sees_identity() {
+        roster::students_by_ids(&state.db, student_ids)
             .await?
             .into_iter()
-            .map(|c| (c.id, c.code))
+            .map(|s| (s.id, s))
             .collect()
+    } else {
+        HashMap::new()
     };
+    let classes: HashMap<Uuid, String> = roster::classes_by_ids(&state.db, class_ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.code))
+        .collect();
     Ok(rows
         .into_iter()
         .map(|c| {
@@ -371,8 +361,7 @@ pub async fn list(
         .transpose()
         .map_err(|e| ApiError::validation("level", e.to_string()))?;
     if let Some(code) = q.school.as_deref() {
-        let own = school::Entity::find_by_id(caller.school_id)
-            .one(&state.db)
+        let own = roster::school_by_id(&state.db, caller.school_id)
             .await?
             .ok_or(ApiError::NotFound("school"))?;
         if own.code != code {

@@ -120,7 +120,7 @@ pub async fn act(
 /// SMS reply's answer): role and scope checked, planned, applied. The
 /// caller wakes the relay after its commit.
 pub async fn act_in(
-    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    txn: &impl sanyu_store::Conn,
     state: &AppState,
     caller: &Principal,
     source: &str,

@@ -14,9 +14,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use sanyu_domain::duty::{Cadence, Days, DutyError, Override, Rotation, Shift};
 use sanyu_domain::{Principal, Role};
-use sanyu_store::entities::staff;
-use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
-use sanyu_store::{begin_write, duty};
+use sanyu_store::{Conn, begin_write, duty, roster};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -95,13 +93,13 @@ fn role_of(s: &str) -> Result<Role, ApiError> {
 
 /// Check that `id` is active staff of the caller's school in `role`.
 async fn check_staff(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     caller: &Principal,
     field: String,
     id: Uuid,
     role: Role,
 ) -> Result<(), ApiError> {
-    let found = staff::Entity::find_by_id(id).one(conn).await?;
+    let found = roster::staff_by_id(conn, id).await?;
     match found {
         Some(s) if s.school_id == caller.school_id && s.active && s.role == role.as_str() => Ok(()),
         _ => Err(ApiError::validation(
@@ -399,8 +397,7 @@ pub async fn on_call(
         return Err(ApiError::validation("at", "within a year of now"));
     }
     let roster = sanyu_case::duty::roster(&state.db, caller.school_id, &state.duty, at).await?;
-    let people =
-        sanyu_store::roster::active_staff_of_schools(&state.db, &[caller.school_id]).await?;
+    let people = roster::active_staff_of_schools(&state.db, &[caller.school_id]).await?;
     let named = |ids: &[Uuid]| -> Vec<OnDutyStaff> {
         ids.iter()
             .map(|id| OnDutyStaff {

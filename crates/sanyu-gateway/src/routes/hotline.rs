@@ -31,11 +31,9 @@ use sanyu_domain::hotline::{CallerType, CssrsScreener, call_level};
 use sanyu_domain::{Principal, RiskLevel, Role, student_partition};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::entities::{hotline_call, school, student};
+use sanyu_store::hotline::{self, NewCall};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
-use sanyu_store::{begin_write, roster};
+use sanyu_store::{Conn, begin_write, roster};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -228,18 +226,6 @@ pub fn call_reference(id: Uuid) -> String {
     format!("HL-{}", &hex[hex.len() - 8..]).to_uppercase()
 }
 
-async fn existing(
-    conn: &impl ConnectionTrait,
-    school_id: Uuid,
-    call_id: &str,
-) -> Result<Option<hotline_call::Model>, ApiError> {
-    Ok(hotline_call::Entity::find()
-        .filter(hotline_call::Column::SchoolId.eq(school_id))
-        .filter(hotline_call::Column::CallId.eq(call_id))
-        .one(conn)
-        .await?)
-}
-
 /// The INTAKE event of a call about `student`, or about nobody identified
 /// (stable id `hotline:<record>` either way: a call is one signal).
 #[allow(clippy::too_many_arguments)]
@@ -290,23 +276,17 @@ impl From<sanyu_store::StoreError> for LogError {
     }
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for LogError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
-        LogError::Api(e.into())
-    }
-}
-
 /// Log one call inside the caller's write transaction: `(record, replayed)`.
 /// Nothing is committed here (an import writes all its rows in one).
 async fn log_call(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     state: &AppState,
     caller: &Principal,
     peer: &Peer,
     school: &school::Model,
     call: ValidCall,
 ) -> Result<(hotline_call::Model, bool), LogError> {
-    if let Some(row) = existing(conn, school.id, &call.call_id).await? {
+    if let Some(row) = hotline::by_call_id(conn, school.id, &call.call_id).await? {
         return Ok((row, true));
     }
     let student = match &call.student_no {
@@ -339,37 +319,31 @@ async fn log_call(
     let summary_sealed = seal(&call.summary)?;
     let counsellor_sealed = seal(&call.counsellor)?;
     let referral_advice_sealed = seal(&call.referral_advice)?;
-    let row = hotline_call::ActiveModel {
-        id: Set(id),
-        school_id: Set(school.id),
-        call_id: Set(call.call_id.clone()),
-        started_at: Set(call.started_at),
-        ended_at: Set(call.ended_at),
-        caller_type: Set(call.caller_type.as_str().to_owned()),
-        student_id: Set(student.as_ref().map(|s| s.id)),
-        cssrs_answers: Set(call.cssrs.as_ref().map(CssrsScreener::encode)),
-        rating: Set(call.rating.map(|r| r.as_str().to_owned())),
-        level: Set(call.level),
-        summary_sealed: Set(summary_sealed),
-        counsellor_sealed: Set(counsellor_sealed),
-        referral_advice_sealed: Set(referral_advice_sealed),
-        // Superseded by the unidentified caller's case (migration 000011).
-        alert_state: Set(None),
-        linked_at: Set(None),
-        event_id: Set(event.as_ref().map(|e| e.event_id.clone())),
-        submitted_by: Set(caller.token_id),
-        created_at: Set(now),
+    let row = NewCall {
+        id,
+        school_id: school.id,
+        call_id: call.call_id.clone(),
+        started_at: call.started_at,
+        ended_at: call.ended_at,
+        caller_type: call.caller_type.as_str().to_owned(),
+        student_id: student.as_ref().map(|s| s.id),
+        cssrs_answers: call.cssrs.as_ref().map(CssrsScreener::encode),
+        rating: call.rating.map(|r| r.as_str().to_owned()),
+        level: call.level,
+        summary_sealed,
+        counsellor_sealed,
+        referral_advice_sealed,
+        event_id: event.as_ref().map(|e| e.event_id.clone()),
+        submitted_by: caller.token_id,
+        created_at: now,
     };
-    hotline_call::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
+    hotline::insert(conn, row).await?;
     if let Some(event) = event {
         outbox::enqueue(conn, event).await?;
     }
     let entry = audit::entry(caller, peer, "hotline.log", format!("hotline_call:{id}"));
     audit::record_in(conn, state, entry).await?;
-    let row = hotline_call::Entity::find_by_id(id)
-        .one(conn)
+    let row = hotline::get(conn, id)
         .await?
         .ok_or(ApiError::NotFound("hotline call"))?;
     tracing::info!(hotline_call = %id, level = call.level.as_str(), identified = row.student_id.is_some(), "hotline call logged");
@@ -386,8 +360,7 @@ fn only_service(caller: &Principal) -> Result<(), ApiError> {
 }
 
 async fn school_of(state: &AppState, caller: &Principal) -> Result<school::Model, ApiError> {
-    school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))
 }
@@ -410,7 +383,7 @@ pub async fn log(
     only_service(&caller)?;
     let call = validate(&body.value, Utc::now())?;
     let school = school_of(&state, &caller).await?;
-    let (row, replayed) = match existing(&state.db, school.id, &call.call_id).await? {
+    let (row, replayed) = match hotline::by_call_id(&state.db, school.id, &call.call_id).await? {
         Some(row) => (row, true),
         None => {
             let txn = begin_write(&state.db).await?;
@@ -697,13 +670,13 @@ pub async fn list(
         Some(v) => {
             let not_yours = || ApiError::validation("before", "not a call of your school");
             let id = Uuid::parse_str(v).map_err(|_| not_yours())?;
-            let call = sanyu_store::hotline::get_of_school(&state.db, caller.school_id, id)
+            let call = hotline::get_of_school(&state.db, caller.school_id, id)
                 .await?
                 .ok_or_else(not_yours)?;
             Some((call.started_at, call.id))
         }
     };
-    let filter = sanyu_store::hotline::CallFilter {
+    let filter = hotline::CallFilter {
         school_id: caller.school_id,
         unidentified_only: q.unidentified.unwrap_or(false),
         level,
@@ -712,10 +685,10 @@ pub async fn list(
         // One more than asked: whether there is a next page.
         limit: limit + 1,
     };
-    let mut rows = sanyu_store::hotline::list(&state.db, &filter).await?;
+    let mut rows = hotline::list(&state.db, &filter).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let cases = sanyu_store::hotline::cases_of(&state.db, &rows).await?;
+    let cases = hotline::cases_of(&state.db, &rows).await?;
     audit::record(
         &state,
         &caller,
@@ -789,7 +762,7 @@ pub async fn get(
         "only the crisis team and counsellors read hotline calls",
     )?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("hotline call"))?;
-    let row = sanyu_store::hotline::get_of_school(&state.db, caller.school_id, id)
+    let row = hotline::get_of_school(&state.db, caller.school_id, id)
         .await?
         .ok_or(ApiError::NotFound("hotline call"))?;
     let open =
@@ -835,14 +808,12 @@ pub struct LinkRequest {
 /// The case a call's signal opened or joined (the newest, i.e. the open
 /// student's case a merged caller's case went into).
 async fn case_of_call(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     row: &hotline_call::Model,
 ) -> Result<Option<Uuid>, ApiError> {
-    Ok(
-        sanyu_store::hotline::cases_of(conn, std::slice::from_ref(row))
-            .await?
-            .remove(&row.id),
-    )
+    Ok(hotline::cases_of(conn, std::slice::from_ref(row))
+        .await?
+        .remove(&row.id))
 }
 
 /// Link an unidentified call to a student. A call that opened an
@@ -878,10 +849,8 @@ pub async fn link(
         message: "this call is already about a student".into(),
         allowed: Vec::new(),
     };
-    let row = hotline_call::Entity::find_by_id(id)
-        .one(&state.db)
+    let row = hotline::get_of_school(&state.db, caller.school_id, id)
         .await?
-        .filter(|r| r.school_id == caller.school_id)
         .ok_or(ApiError::NotFound("hotline call"))?;
     if row.student_id.is_some() {
         return Err(already());
@@ -903,18 +872,15 @@ pub async fn link(
             student_no,
         )
         .await?;
-        let row = hotline_call::Entity::find_by_id(id)
-            .one(&state.db)
+        let row = hotline::get(&state.db, id)
             .await?
             .ok_or(ApiError::NotFound("hotline call"))?;
         return Ok(Json(accepted(&row)));
     }
     let now = Utc::now();
     let txn = begin_write(&state.db).await?;
-    let row = hotline_call::Entity::find_by_id(id)
-        .one(&*txn)
+    let row = hotline::get_of_school(&*txn, caller.school_id, id)
         .await?
-        .filter(|r| r.school_id == caller.school_id)
         .ok_or(ApiError::NotFound("hotline call"))?;
     if row.student_id.is_some() || row.event_id.is_some() {
         txn.rollback().await?;
@@ -931,11 +897,7 @@ pub async fn link(
         row.started_at,
         now,
     );
-    let mut update: hotline_call::ActiveModel = row.into();
-    update.student_id = Set(Some(student.id));
-    update.linked_at = Set(Some(now));
-    update.event_id = Set(Some(event.event_id.clone()));
-    let row = update.update(&*txn).await?;
+    let row = hotline::link_student(&*txn, row, student.id, event.event_id.clone(), now).await?;
     outbox::enqueue(&*txn, event).await?;
     let entry = audit::entry(&caller, &peer, "hotline.link", format!("hotline_call:{id}"));
     audit::record_in(&*txn, &state, entry).await?;

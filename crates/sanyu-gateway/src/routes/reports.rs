@@ -9,11 +9,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, ReportCategory, RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
-use sanyu_store::entities::{class, school};
 use sanyu_store::idempotency::{self, StoredResponse};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::reports::{self, NewReport};
-use sanyu_store::sea_orm::EntityTrait;
 use sanyu_store::{begin_write, roster};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -183,8 +181,7 @@ pub async fn submit(
     }
     let now = Utc::now();
     let report = validate(&body.value, now)?;
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    let school = roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     // A student of another class (or school) answers exactly as one that does
@@ -193,8 +190,7 @@ pub async fn submit(
         .await?
         .filter(|s| caller.may_report_on(s.school_id, s.class_id) == Access::Allowed)
         .ok_or(ApiError::NotFound("student"))?;
-    let class = class::Entity::find_by_id(student.class_id)
-        .one(&state.db)
+    let class = roster::class_by_id(&state.db, student.class_id)
         .await?
         .ok_or(ApiError::NotFound("class"))?;
 

@@ -15,7 +15,7 @@ use sanyu_escalation::announce_role_grant;
 use sanyu_events::NotificationReason;
 use sanyu_store::entities::{role_grant, school};
 use sanyu_store::role_grants::{self, Actor, DecideError};
-use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait};
+use sanyu_store::{Conn, roster};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -76,7 +76,7 @@ fn actor(holder: &Holder) -> Actor {
 /// Announce a grant (asked for or confirmed) to the school's leaders and
 /// crisis team, in the caller's transaction.
 pub async fn announce(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school: &school::Model,
     grant: &role_grant::Model,
     reason: NotificationReason,
@@ -223,10 +223,8 @@ async fn decide(
     let entry = audit::holder_entry(&holder, &peer, action, format!("role_grant:{id}"));
     audit::record_in_or_refuse(&*txn, &state, entry).await?;
     if confirm {
-        let school = school::Entity::find_by_id(decided.school_id)
-            .one(&*txn)
-            .await
-            .map_err(sanyu_store::StoreError::from)?
+        let school = roster::school_by_id(&*txn, decided.school_id)
+            .await?
             .ok_or(ApiError::NotFound("school"))?;
         announce(
             &*txn,
@@ -245,12 +243,10 @@ async fn decide(
 
 /// How many active leaders and crisis-team members a school has (reachable
 /// or not: anyone who could sign in and decide).
-async fn reachable_or_not(txn: &impl ConnectionTrait, school_id: Uuid) -> Result<usize, ApiError> {
+async fn reachable_or_not(txn: &impl Conn, school_id: Uuid) -> Result<usize, ApiError> {
     let mut n = 0;
     for role in [Role::Leader, Role::CrisisTeam] {
-        n += sanyu_store::roster::staff_in_role(txn, school_id, role)
-            .await?
-            .len();
+        n += roster::staff_in_role(txn, school_id, role).await?.len();
     }
     Ok(n)
 }

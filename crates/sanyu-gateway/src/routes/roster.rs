@@ -4,10 +4,9 @@
 use axum::Json;
 use axum::extract::{Request, State};
 use sanyu_events::NotificationReason;
+use sanyu_store::begin_write;
 use sanyu_store::role_grants::Actor;
 use sanyu_store::roster::{self, ImportScope, ImportSummary};
-use sanyu_store::sea_orm::EntityTrait;
-use sanyu_store::{begin_write, entities::school};
 
 use crate::AppState;
 use crate::audit::{self, Peer};
@@ -36,8 +35,7 @@ async fn import(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation("", "the CSV file is empty"));
     }
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    let school = roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     let txn = begin_write(&state.db).await?;

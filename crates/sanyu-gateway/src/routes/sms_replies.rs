@@ -42,10 +42,9 @@ use sanyu_case::{AckChannel, Command};
 use sanyu_domain::{CaseStatus, Principal, Role};
 use sanyu_events::v1;
 use sanyu_sms::{AckReplyOutcome, InboundSms, reply, webhook};
-use sanyu_store::entities::{case, school, staff};
+use sanyu_store::entities::staff;
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::EntityTrait;
-use sanyu_store::{ack_links, begin_write, processed, roster};
+use sanyu_store::{Conn, ack_links, begin_write, cases, processed, roster};
 use uuid::Uuid;
 
 use super::receipts::same_secret;
@@ -293,7 +292,7 @@ async fn handle(state: &AppState, sms: &InboundSms) -> Result<&'static str, ApiE
     let mut sent: Vec<(Sent, staff::Model, chrono::DateTime<Utc>)> = Vec::new();
     for person in &people {
         for (case_id, at) in ack_links::cases_sent_by_sms(&*txn, person.id, since).await? {
-            if let Some(c) = case::Entity::find_by_id(case_id).one(&*txn).await? {
+            if let Some(c) = cases::get(&*txn, case_id).await? {
                 sent.push((
                     Sent {
                         case_id,
@@ -422,14 +421,13 @@ impl Answer {
 }
 
 async fn enqueue_answer(
-    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    txn: &impl Conn,
     person: &staff::Model,
     message_id: &str,
     answer: &Answer,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let school = school::Entity::find_by_id(person.school_id)
-        .one(txn)
+    let school = roster::school_by_id(txn, person.school_id)
         .await?
         .ok_or(ApiError::Internal("staff member without a school".into()))?;
     let key = format!("sms_reply:{message_id}:{}", person.id);

@@ -10,9 +10,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use sanyu_domain::{Access, CaseStatus, Disclosure, RiskLevel, Role};
-use sanyu_store::entities::{case, class, report, student};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use sanyu_store::{cases, casework, decisions};
+use sanyu_store::entities::{case, student};
+use sanyu_store::{cases, casework, decisions, reports, roster, zero_reports};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -221,20 +220,12 @@ pub async fn key_population(
         .copied()
         .chain(watches.iter().take(limit as usize).map(|w| w.student_id))
         .collect();
-    let students: HashMap<Uuid, student::Model> = if wanted.is_empty() {
-        HashMap::new()
-    } else {
-        student::Entity::find()
-            .filter(student::Column::Id.is_in(wanted))
-            .all(&state.db)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect()
-    };
-    let classes: HashMap<Uuid, String> = class::Entity::find()
-        .filter(class::Column::SchoolId.eq(caller.school_id))
-        .all(&state.db)
+    let students: HashMap<Uuid, student::Model> = roster::students_by_ids(&state.db, wanted)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    let classes: HashMap<Uuid, String> = zero_reports::classes_of(&state.db, caller.school_id)
         .await?
         .into_iter()
         .map(|c| (c.id, c.code))
@@ -243,17 +234,11 @@ pub async fn key_population(
         .values()
         .filter_map(|(f, _)| f.case_id)
         .collect();
-    let case_rows: HashMap<Uuid, case::Model> = if case_ids.is_empty() {
-        HashMap::new()
-    } else {
-        case::Entity::find()
-            .filter(case::Column::Id.is_in(case_ids))
-            .all(&state.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect()
-    };
+    let case_rows: HashMap<Uuid, case::Model> = cases::by_ids(&state.db, case_ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
     // Oversight gets its own type below, without names whatever this says.
     let identity = caller.sees_identity();
     let mut list: Vec<WatchedStudent> = order
@@ -394,8 +379,7 @@ pub async fn timeline(
         return Err(forbidden());
     }
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("student"))?;
-    let s = student::Entity::find_by_id(id)
-        .one(&state.db)
+    let s = roster::student_by_id(&state.db, id)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
     match caller.may_read_timeline_summary(s.school_id) {
@@ -404,11 +388,7 @@ pub async fn timeline(
         Access::Forbidden => return Err(forbidden()),
     }
     let disclosure = caller.disclosure().ok_or_else(forbidden)?;
-    let reports = report::Entity::find()
-        .filter(report::Column::StudentId.eq(s.id))
-        .order_by_asc(report::Column::ObservedAt)
-        .all(&state.db)
-        .await?;
+    let reports = reports::of_student(&state.db, s.id).await?;
     let case_rows = cases::for_student(&state.db, s.id).await?;
     let follow_ups = casework::follow_ups_of_student(&state.db, s.id).await?;
     if disclosure == Disclosure::Oversight {

@@ -31,7 +31,6 @@ use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::entities::{school, zero_report};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::reports::{self, NewReport};
-use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sanyu_store::zero_reports::{self, NewZeroReport, SCHOOL_UNIT};
 use sanyu_store::{begin_write, roster};
 use serde::{Deserialize, Serialize};
@@ -89,8 +88,7 @@ fn view(p: &Period, now: DateTime<Utc>) -> PeriodView {
 }
 
 async fn school_of(state: &AppState, caller: &Principal) -> Result<school::Model, ApiError> {
-    school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))
 }
@@ -498,8 +496,7 @@ pub async fn submit(
         format!("zero_report:{id}"),
     );
     audit::record_in(&*txn, &state, entry).await?;
-    let row = zero_report::Entity::find_by_id(id)
-        .one(&*txn)
+    let row = zero_reports::get(&*txn, id)
         .await?
         .ok_or(ApiError::NotFound("zero report"))?;
     txn.commit().await?;
@@ -517,7 +514,7 @@ pub async fn submit(
 #[allow(clippy::too_many_arguments)]
 async fn file_incident(
     state: &AppState,
-    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    txn: &impl sanyu_store::Conn,
     caller: &Principal,
     school: &school::Model,
     student: &sanyu_store::entities::student::Model,
@@ -525,8 +522,7 @@ async fn file_incident(
     report_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let class = sanyu_store::entities::class::Entity::find_by_id(student.class_id)
-        .one(txn)
+    let class = roster::class_by_id(txn, student.class_id)
         .await?
         .ok_or(ApiError::NotFound("class"))?;
     let event_id = format!("report:{report_id}");
@@ -668,13 +664,7 @@ pub async fn compliance(
     // school when it names no district).
     let district_schools = if district {
         match &school.district_code {
-            Some(code) => {
-                school::Entity::find()
-                    .filter(school::Column::DistrictCode.eq(code.clone()))
-                    .order_by_asc(school::Column::Code)
-                    .all(&state.db)
-                    .await?
-            }
+            Some(code) => roster::schools_of_district(&state.db, code).await?,
             None => vec![school.clone()],
         }
     } else {

@@ -25,7 +25,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::entities::{school, staff, student};
+use crate::entities::{class, guardian, school, staff, student};
 use crate::{Result, StoreError};
 
 mod staff_file;
@@ -315,9 +315,106 @@ pub async fn schools(conn: &impl ConnectionTrait) -> Result<Vec<school::Model>> 
         .await?)
 }
 
+/// The schools of a district, in code order.
+pub async fn schools_of_district(
+    conn: &impl ConnectionTrait,
+    district_code: &str,
+) -> Result<Vec<school::Model>> {
+    Ok(school::Entity::find()
+        .filter(school::Column::DistrictCode.eq(district_code))
+        .order_by_asc(school::Column::Code)
+        .all(conn)
+        .await?)
+}
+
 /// Find a staff member by id (active or not).
 pub async fn staff_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<staff::Model>> {
     Ok(staff::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// Find a student by id (active or not).
+pub async fn student_by_id(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<student::Model>> {
+    Ok(student::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The students of `ids` (active or not), in no order. No ids, no query.
+pub async fn students_by_ids(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<Vec<student::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(student::Entity::find()
+        .filter(student::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// Find a class by id.
+pub async fn class_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<class::Model>> {
+    Ok(class::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The classes of `ids`, in no order. No ids, no query.
+pub async fn classes_by_ids(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<Vec<class::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(class::Entity::find()
+        .filter(class::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// The staff members of `ids` who belong to `school_id` (active or not), in
+/// no order. No ids, no query.
+pub async fn staff_of_school_by_ids(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<Vec<staff::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(staff::Entity::find()
+        .filter(staff::Column::Id.is_in(ids))
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .all(conn)
+        .await?)
+}
+
+/// Those a case may be assigned to: the active counsellors and crisis-team
+/// members of a school, by name.
+pub async fn assignable_staff(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+) -> Result<Vec<staff::Model>> {
+    Ok(staff::Entity::find()
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .filter(staff::Column::Active.eq(true))
+        .filter(staff::Column::Role.is_in([Role::Counsellor.as_str(), Role::CrisisTeam.as_str()]))
+        .order_by_asc(staff::Column::Name)
+        .all(conn)
+        .await?)
+}
+
+/// The guardians of a student, by name.
+pub async fn guardians_of_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<guardian::Model>> {
+    Ok(guardian::Entity::find()
+        .filter(guardian::Column::StudentId.eq(student_id))
+        .order_by_asc(guardian::Column::Name)
+        .all(conn)
+        .await?)
 }
 
 /// The active head teachers of a class with an email address.

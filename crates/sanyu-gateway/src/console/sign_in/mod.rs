@@ -21,10 +21,8 @@ use sanyu_domain::RiskLevel;
 use sanyu_events::v1;
 use sanyu_store::audit::AuditEntry;
 use sanyu_store::console::{self as store, CodeAsk, CodeChannel, CodeCheck, CodeRequest};
-use sanyu_store::entities::school;
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::EntityTrait;
-use sanyu_store::{begin_write, entities::staff};
+use sanyu_store::{Conn, begin_write, entities::staff, roster};
 use serde::Deserialize;
 
 use super::i18n::Lang;
@@ -238,7 +236,7 @@ fn audit_failed(e: sanyu_store::StoreError) -> ApiError {
 /// the link's token (sealed), to the person.
 async fn enqueue_code(
     state: &AppState,
-    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    txn: &impl Conn,
     send: &store::CodeSend,
     challenge_id: uuid::Uuid,
     now: chrono::DateTime<Utc>,
@@ -252,8 +250,7 @@ async fn enqueue_code(
         CodeChannel::Email => v1::Channel::Email,
         CodeChannel::Sms => v1::Channel::Sms,
     };
-    let school = school::Entity::find_by_id(person.school_id)
-        .one(txn)
+    let school = roster::school_by_id(txn, person.school_id)
         .await?
         .ok_or(ApiError::Internal("staff member without a school".into()))?;
     let key = format!("sign_in:{challenge_id}");
@@ -369,7 +366,7 @@ fn signed_in(state: &AppState, token: &str, return_to: Option<String>) -> Respon
 /// (`console.sign_in`, the challenge and the method) and the cookie's token.
 async fn open_session(
     state: &AppState,
-    txn: &impl sanyu_store::sea_orm::ConnectionTrait,
+    txn: &impl Conn,
     peer: &Peer,
     staff: &staff::Model,
     challenge_id: uuid::Uuid,

@@ -21,9 +21,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_domain::{Principal, Role};
 use sanyu_importer::{Declaration, ImportError, NewJob};
 use sanyu_screening::ColumnProfile;
-use sanyu_store::entities::{school, screening_import};
-use sanyu_store::screening;
-use sanyu_store::sea_orm::EntityTrait;
+use sanyu_store::entities::screening_import;
+use sanyu_store::{roster, screening};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
@@ -211,8 +210,7 @@ pub(crate) async fn start(
             "only counsellors, the crisis team, admins and service tokens may import screenings",
         ));
     }
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    let school = roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     let import_id = Uuid::now_v7();
@@ -394,8 +392,7 @@ pub async fn status(
         ));
     }
     let job = job_in_scope(&state, &caller, id).await?;
-    let school = school::Entity::find_by_id(job.school_id)
-        .one(&state.db)
+    let school = roster::school_by_id(&state.db, job.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     audit::record(
@@ -462,8 +459,7 @@ pub async fn list(
         ));
     }
     let limit = validate::limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
-    let school = school::Entity::find_by_id(caller.school_id)
-        .one(&state.db)
+    let school = roster::school_by_id(&state.db, caller.school_id)
         .await?
         .ok_or(ApiError::NotFound("school"))?;
     let jobs = screening::list(&state.db, caller.school_id, limit).await?;
