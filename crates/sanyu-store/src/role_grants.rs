@@ -128,20 +128,27 @@ pub async fn list(
     school_id: Uuid,
     limit: u64,
 ) -> Result<Vec<role_grant::Model>> {
-    let mut rows = role_grant::Entity::find()
-        .filter(role_grant::Column::SchoolId.eq(school_id))
-        .order_by_desc(role_grant::Column::RequestedAt)
-        .limit(limit)
-        .all(conn)
-        .await?;
-    rows.sort_by_key(|g| g.status != PENDING);
-    Ok(rows)
+    pending_first(
+        conn,
+        role_grant::Entity::find().filter(role_grant::Column::SchoolId.eq(school_id)),
+        limit,
+    )
+    .await
 }
 
 /// The grants of every school (a deployment-level admin), pending first,
 /// then newest first.
 pub async fn list_all(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<role_grant::Model>> {
-    let mut rows = role_grant::Entity::find()
+    pending_first(conn, role_grant::Entity::find(), limit).await
+}
+
+/// The newest `limit` grants `query` finds, pending first, then newest first.
+async fn pending_first(
+    conn: &impl ConnectionTrait,
+    query: sea_orm::Select<role_grant::Entity>,
+    limit: u64,
+) -> Result<Vec<role_grant::Model>> {
+    let mut rows = query
         .order_by_desc(role_grant::Column::RequestedAt)
         .limit(limit)
         .all(conn)

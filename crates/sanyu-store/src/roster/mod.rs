@@ -25,7 +25,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::entities::{school, staff, student};
+use crate::entities::{class, school, staff, student};
 use crate::{Result, StoreError};
 
 mod staff_file;
@@ -345,6 +345,19 @@ pub async fn school_by_code(
 ) -> Result<Option<school::Model>> {
     Ok(school::Entity::find()
         .filter(school::Column::Code.eq(code))
+        .one(conn)
+        .await?)
+}
+
+/// Find a class of a school by code.
+pub(crate) async fn class_by_code(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    code: &str,
+) -> Result<Option<class::Model>> {
+    Ok(class::Entity::find()
+        .filter(class::Column::SchoolId.eq(school_id))
+        .filter(class::Column::Code.eq(code))
         .one(conn)
         .await?)
 }
