@@ -271,19 +271,7 @@ impl AliyunProvider {
     }
 }
 
-impl SmsProvider for AliyunProvider {
-    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
-        self.templates.has(audience, locale)
-    }
-
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
-        Box::pin(self.send_one(message))
-    }
-}
+crate::provider::templated_sms_provider!(AliyunProvider);
 
 /// The `SendSms` response (and the shape of its errors).
 #[derive(Debug, Deserialize)]

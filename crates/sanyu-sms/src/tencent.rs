@@ -330,19 +330,7 @@ impl TencentProvider {
     }
 }
 
-impl SmsProvider for TencentProvider {
-    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
-        self.templates.has(audience, locale)
-    }
-
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
-        Box::pin(self.send_one(message))
-    }
-}
+crate::provider::templated_sms_provider!(TencentProvider);
 
 /// `{"Response": {...}}`
 #[derive(Debug, Deserialize)]
