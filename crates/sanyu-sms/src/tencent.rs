@@ -98,7 +98,8 @@ fn default_endpoint() -> String {
     DEFAULT_ENDPOINT.to_owned()
 }
 
-fn default_region() -> String {
+/// The region a configuration that names none uses (voice calls too).
+pub(crate) fn default_region() -> String {
     "ap-guangzhou".to_owned()
 }
 
