@@ -99,7 +99,8 @@ fn default_endpoint() -> String {
     DEFAULT_ENDPOINT.to_owned()
 }
 
-fn default_region() -> String {
+/// The region a configuration that names none uses (voice calls too).
+pub(crate) fn default_region() -> String {
     "cn-hangzhou".to_owned()
 }
 
@@ -271,19 +272,7 @@ impl AliyunProvider {
     }
 }
 
-impl SmsProvider for AliyunProvider {
-    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
-        self.templates.has(audience, locale)
-    }
-
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
-        Box::pin(self.send_one(message))
-    }
-}
+crate::provider::templated_sms_provider!(AliyunProvider);
 
 /// The `SendSms` response (and the shape of its errors).
 #[derive(Debug, Deserialize)]

@@ -54,6 +54,28 @@ pub trait SmsProvider: Send + Sync {
     }
 }
 
+/// [`SmsProvider`] for a cloud provider of approved templates: `$ty` has
+/// `templates` ([`TemplateTable`]) and sends with its own `send_one`; the
+/// module's `PROVIDER` is its name.
+macro_rules! templated_sms_provider {
+    ($ty:ty) => {
+        impl SmsProvider for $ty {
+            fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
+                self.templates.has(audience, locale)
+            }
+
+            fn name(&self) -> &'static str {
+                PROVIDER
+            }
+
+            fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
+                Box::pin(self.send_one(message))
+            }
+        }
+    };
+}
+pub(crate) use templated_sms_provider;
+
 /// Which provider, and its settings. In TOML:
 ///
 /// ```toml

@@ -199,10 +199,7 @@ fn digest(parts: &[&str]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_740_800_000, 0).unwrap()
-    }
+    use crate::webhook::tests::now;
 
     #[test]
     fn a_signed_webhook_reply_is_parsed_and_a_forged_one_refused() {

@@ -98,7 +98,8 @@ fn default_endpoint() -> String {
     DEFAULT_ENDPOINT.to_owned()
 }
 
-fn default_region() -> String {
+/// The region a configuration that names none uses (voice calls too).
+pub(crate) fn default_region() -> String {
     "ap-guangzhou".to_owned()
 }
 
@@ -330,19 +331,7 @@ impl TencentProvider {
     }
 }
 
-impl SmsProvider for TencentProvider {
-    fn can_send(&self, audience: crate::Audience, locale: crate::Locale) -> bool {
-        self.templates.has(audience, locale)
-    }
-
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
-        Box::pin(self.send_one(message))
-    }
-}
+crate::provider::templated_sms_provider!(TencentProvider);
 
 /// `{"Response": {...}}`
 #[derive(Debug, Deserialize)]

@@ -65,6 +65,21 @@ pub trait VoiceProvider: Send + Sync {
     fn call<'a>(&'a self, message: &'a SmsMessage) -> CallFuture<'a>;
 }
 
+/// [`VoiceProvider`] for `$ty`, named `$name`, calling with its own `call_one`.
+macro_rules! voice_provider {
+    ($ty:ty, $name:expr) => {
+        impl VoiceProvider for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn call<'a>(&'a self, message: &'a SmsMessage) -> CallFuture<'a> {
+                Box::pin(self.call_one(message))
+            }
+        }
+    };
+}
+
 /// Which voice provider, and its settings. In TOML:
 ///
 /// ```toml
@@ -161,7 +176,7 @@ pub struct AliyunVoiceConfig {
     pub endpoint: String,
     pub access_key_id: String,
     pub access_key_secret: Secret,
-    #[serde(default = "aliyun_default_region")]
+    #[serde(default = "aliyun::default_region")]
     pub region_id: String,
     /// The caller id (被叫显号) bought for the account; empty uses the
     /// public number pool.
@@ -179,10 +194,6 @@ pub struct AliyunVoiceConfig {
 
 fn aliyun_default_endpoint() -> String {
     ALIYUN_DEFAULT_ENDPOINT.to_owned()
-}
-
-fn aliyun_default_region() -> String {
-    "cn-hangzhou".to_owned()
 }
 
 /// Calls through Alibaba Cloud voice notification.
@@ -253,15 +264,7 @@ impl AliyunVoiceProvider {
     }
 }
 
-impl VoiceProvider for AliyunVoiceProvider {
-    fn name(&self) -> &'static str {
-        aliyun::PROVIDER
-    }
-
-    fn call<'a>(&'a self, message: &'a SmsMessage) -> CallFuture<'a> {
-        Box::pin(self.call_one(message))
-    }
-}
+voice_provider!(AliyunVoiceProvider, aliyun::PROVIDER);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -309,7 +312,7 @@ pub struct TencentVoiceConfig {
     pub endpoint: String,
     pub secret_id: String,
     pub secret_key: Secret,
-    #[serde(default = "tencent_default_region")]
+    #[serde(default = "tencent::default_region")]
     pub region: String,
     /// `VoiceSdkAppid` of the voice message application.
     pub voice_sdk_app_id: String,
@@ -325,10 +328,6 @@ pub struct TencentVoiceConfig {
 
 fn tencent_default_endpoint() -> String {
     TENCENT_DEFAULT_ENDPOINT.to_owned()
-}
-
-fn tencent_default_region() -> String {
-    "ap-guangzhou".to_owned()
 }
 
 /// The `SendTtsVoice` request body.
@@ -415,15 +414,7 @@ impl TencentVoiceProvider {
     }
 }
 
-impl VoiceProvider for TencentVoiceProvider {
-    fn name(&self) -> &'static str {
-        tencent::PROVIDER
-    }
-
-    fn call<'a>(&'a self, message: &'a SmsMessage) -> CallFuture<'a> {
-        Box::pin(self.call_one(message))
-    }
-}
+voice_provider!(TencentVoiceProvider, tencent::PROVIDER);
 
 #[derive(Debug, Deserialize)]
 struct TencentEnvelope {

@@ -302,11 +302,12 @@ pub fn parse_receipt(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn now() -> DateTime<Utc> {
+    /// The fixed clock of the signed-request tests (replies' too).
+    pub(crate) fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_740_800_000, 0).unwrap()
     }
 

@@ -25,18 +25,13 @@
 //! it was sent to, and the ladder epoch of its notification key; it holds for
 //! `console.ack_link_ttl_hours` after the notification was first claimed.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::Result;
 use crate::entities::delivery;
-use crate::{Result, StoreError};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The path prefix of an acknowledgement link.
 pub const LINK_PREFIX: &str = "/a/";
@@ -56,19 +51,14 @@ impl std::fmt::Debug for AckKey {
 
 impl AckKey {
     pub fn from_data_key(data_key_base64: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(data_key_base64.trim())
-            .map_err(|e| StoreError::DataKey(format!("not base64: {e}")))?;
-        let mut hasher = Sha256::new();
-        hasher.update(b"sanyu-ack-link-v1");
-        hasher.update(&bytes);
-        Ok(Self(hasher.finalize().into()))
+        Ok(Self(crate::crypto::derive_key(
+            data_key_base64,
+            b"sanyu-ack-link-v1",
+        )?))
     }
 
     fn mac(&self, label: &[u8], value: &[u8]) -> [u8; 32] {
-        // HMAC takes a key of any length: this cannot fail.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        let mut mac = crate::crypto::hmac_sha256(&self.0);
         mac.update(&(label.len() as u64).to_be_bytes());
         mac.update(label);
         mac.update(value);
@@ -208,6 +198,9 @@ pub async fn voice_call(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     fn key() -> AckKey {

@@ -4,19 +4,17 @@
 //! from the data key, and a MAC'd head row names the last record. `verify`
 //! finds an edited, deleted or truncated record.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SubsecRound, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, QueryOrder, QuerySelect,
     Statement, sea_query::OnConflict,
 };
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::entities::{audit_head, audit_record};
-use crate::{Db, Result, StoreError, begin_write};
+use crate::{Db, Result, begin_write};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -37,13 +35,10 @@ impl std::fmt::Debug for AuditKey {
 
 impl AuditKey {
     pub fn from_data_key(data_key_base64: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(data_key_base64.trim())
-            .map_err(|e| StoreError::DataKey(format!("not base64: {e}")))?;
-        let mut hasher = Sha256::new();
-        hasher.update(b"sanyu-audit-chain-v1");
-        hasher.update(&bytes);
-        Ok(Self(hasher.finalize().into()))
+        Ok(Self(crate::crypto::derive_key(
+            data_key_base64,
+            b"sanyu-audit-chain-v1",
+        )?))
     }
 
     fn mac(&self, parts: &[&str]) -> String {

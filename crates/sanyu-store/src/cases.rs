@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::db::insert_chunks;
 use crate::entities::{case, case_action, case_signal};
 use crate::{Result, StoreError, db};
 
@@ -111,13 +112,7 @@ pub fn new_model(c: NewCase) -> case::Model {
 /// Insert whole case rows (a batch of openings) in multi-row inserts.
 pub async fn insert_many(conn: &impl ConnectionTrait, rows: Vec<case::Model>) -> Result<()> {
     use sea_orm::{ActiveModelTrait, IntoActiveModel};
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<case::ActiveModel> = rows
-            .by_ref()
-            .take(500)
-            .map(|m| m.into_active_model().reset_all())
-            .collect();
+    for chunk in insert_chunks(rows.into_iter().map(|m| m.into_active_model().reset_all())) {
         case::Entity::insert_many(chunk)
             .exec_without_returning(conn)
             .await?;
@@ -127,23 +122,7 @@ pub async fn insert_many(conn: &impl ConnectionTrait, rows: Vec<case::Model>) ->
 
 /// Attach several signals in multi-row inserts.
 pub async fn attach_many(conn: &impl ConnectionTrait, signals: Vec<NewSignal>) -> Result<()> {
-    let mut signals = signals.into_iter().peekable();
-    while signals.peek().is_some() {
-        let chunk: Vec<case_signal::ActiveModel> = signals
-            .by_ref()
-            .take(500)
-            .map(|s| case_signal::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                case_id: Set(s.case_id),
-                event_id: Set(s.event_id),
-                kind: Set(s.kind),
-                source_id: Set(s.source_id),
-                level: Set(s.level),
-                decision: Set(s.decision),
-                rule_id: Set(s.rule_id),
-                attached_at: Set(s.at),
-            })
-            .collect();
+    for chunk in insert_chunks(signals.into_iter().map(NewSignal::into_row)) {
         case_signal::Entity::insert_many(chunk)
             .exec_without_returning(conn)
             .await?;
@@ -152,36 +131,14 @@ pub async fn attach_many(conn: &impl ConnectionTrait, signals: Vec<NewSignal>) -
 }
 
 pub async fn open(conn: &impl ConnectionTrait, c: NewCase) -> Result<()> {
-    case::Entity::insert(case::ActiveModel {
-        id: Set(c.id),
-        reference: Set(c.reference),
-        school_id: Set(c.school_id),
-        class_id: Set(c.class_id),
-        student_id: Set(c.student_id),
-        level: Set(c.level),
-        level_rank: Set(c.level.rank()),
-        status: Set(CaseStatus::Open),
-        opened_rule: Set(c.rule),
-        opened_at: Set(c.at),
-        updated_at: Set(c.at),
-        closed_at: Set(None),
-        version: Set(1),
-        ladder: Set(None),
-        ladder_epoch: Set(0),
-        ladder_state: Set(LadderState::Stopped),
-        ladder_started_at: Set(None),
-        ack_deadline: Set(None),
-        acknowledged_at: Set(None),
-        acknowledged_by: Set(None),
-        assignee_staff_id: Set(None),
-        subject: Set(c.subject),
-        merged_into: Set(None),
-        // Nobody acted yet: left to the column's default (null), so that the
-        // insert also fits a database not yet migrated to the column.
-        last_action_at: sea_orm::ActiveValue::NotSet,
-    })
-    .exec_without_returning(conn)
-    .await?;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let mut row = new_model(c).into_active_model().reset_all();
+    // Nobody acted yet: left to the column's default (null), so that the
+    // insert also fits a database not yet migrated to the column.
+    row.last_action_at = sea_orm::ActiveValue::NotSet;
+    case::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -268,20 +225,26 @@ pub struct NewSignal {
     pub at: DateTime<Utc>,
 }
 
+impl NewSignal {
+    fn into_row(self) -> case_signal::ActiveModel {
+        case_signal::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            case_id: Set(self.case_id),
+            event_id: Set(self.event_id),
+            kind: Set(self.kind),
+            source_id: Set(self.source_id),
+            level: Set(self.level),
+            decision: Set(self.decision),
+            rule_id: Set(self.rule_id),
+            attached_at: Set(self.at),
+        }
+    }
+}
+
 pub async fn attach_signal(conn: &impl ConnectionTrait, s: NewSignal) -> Result<()> {
-    case_signal::Entity::insert(case_signal::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        case_id: Set(s.case_id),
-        event_id: Set(s.event_id),
-        kind: Set(s.kind),
-        source_id: Set(s.source_id),
-        level: Set(s.level),
-        decision: Set(s.decision),
-        rule_id: Set(s.rule_id),
-        attached_at: Set(s.at),
-    })
-    .exec_without_returning(conn)
-    .await?;
+    case_signal::Entity::insert(s.into_row())
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 

@@ -5,11 +5,38 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use crate::{Result, StoreError};
 
 const NONCE_LEN: usize = 12;
+
+/// The bytes of the data key, from its base64 in configuration.
+fn decode_data_key(data_key_base64: &str) -> Result<Vec<u8>> {
+    STANDARD
+        .decode(data_key_base64.trim())
+        .map_err(|e| StoreError::DataKey(format!("not base64: {e}")))
+}
+
+/// A key for one purpose, derived from the data key: SHA-256 of `label`
+/// then the data key's bytes (the console's, the audit chain's and the
+/// acknowledgement links' keys).
+pub(crate) fn derive_key(data_key_base64: &str, label: &[u8]) -> Result<[u8; 32]> {
+    let bytes = decode_data_key(data_key_base64)?;
+    let mut hasher = Sha256::new();
+    hasher.update(label);
+    hasher.update(&bytes);
+    Ok(hasher.finalize().into())
+}
+
+/// An HMAC-SHA256 under a derived key.
+pub(crate) fn hmac_sha256(key: &[u8; 32]) -> Hmac<Sha256> {
+    // HMAC takes a key of any length: this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
 
 /// Seals and opens text with the data key. Its `Debug` never shows the key.
 #[derive(Clone)]
@@ -26,9 +53,7 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// From the base64 of 32 random bytes.
     pub fn from_base64(key: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(key.trim())
-            .map_err(|e| StoreError::DataKey(format!("not base64: {e}")))?;
+        let bytes = decode_data_key(key)?;
         if bytes.len() != 32 {
             return Err(StoreError::DataKey(format!(
                 "expected 32 bytes, got {}",

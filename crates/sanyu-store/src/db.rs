@@ -210,6 +210,19 @@ pub async fn begin_write(db: &Db) -> Result<WriteTxn, DbErr> {
     })
 }
 
+/// Rows per multi-row insert (well under SQLite's 32,766 bound values).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// `rows` in chunks of [`INSERT_CHUNK`] (none for no rows), taken as they
+/// are inserted, for multi-row inserts.
+pub(crate) fn insert_chunks<T>(rows: impl IntoIterator<Item = T>) -> impl Iterator<Item = Vec<T>> {
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        Some(rows.by_ref().take(INSERT_CHUNK).collect())
+    })
+}
+
 /// Ids as one JSON array parameter, for PostgreSQL statements that probe
 /// them one by one (`json_array_elements_text($1::json)` under a `LATERAL`
 /// lookup that `OFFSET 0` keeps from being flattened): an index probe per id

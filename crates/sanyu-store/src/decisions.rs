@@ -12,11 +12,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::db::insert_chunks;
 use crate::entities::{decision, student, watch_entry};
 use crate::{Result, db};
 
-/// Rows per multi-row insert (well under SQLite's bound-variable limit).
-const INSERT_CHUNK: usize = 500;
 /// Ids per `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
@@ -89,13 +88,7 @@ pub fn used_of(row: &decision::Model) -> Vec<String> {
 /// insert fail (unique `signal_id`): callers check [`decided`] first, under
 /// the students' locks.
 pub async fn insert_many(conn: &impl ConnectionTrait, rows: Vec<NewDecision>) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<decision::ActiveModel> = rows
-            .by_ref()
-            .take(INSERT_CHUNK)
-            .map(NewDecision::into_active)
-            .collect();
+    for chunk in insert_chunks(rows.into_iter().map(NewDecision::into_active)) {
         decision::Entity::insert_many(chunk)
             .exec_without_returning(conn)
             .await?;
@@ -393,13 +386,11 @@ pub async fn insert_watches(
     entries: Vec<watch_entry::Model>,
 ) -> Result<()> {
     use sea_orm::{ActiveModelTrait, IntoActiveModel};
-    let mut entries = entries.into_iter().peekable();
-    while entries.peek().is_some() {
-        let chunk: Vec<watch_entry::ActiveModel> = entries
-            .by_ref()
-            .take(INSERT_CHUNK)
-            .map(|m| m.into_active_model().reset_all())
-            .collect();
+    for chunk in insert_chunks(
+        entries
+            .into_iter()
+            .map(|m| m.into_active_model().reset_all()),
+    ) {
         watch_entry::Entity::insert_many(chunk)
             .exec_without_returning(conn)
             .await?;

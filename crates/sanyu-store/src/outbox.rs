@@ -10,6 +10,7 @@ use sea_orm::{
 
 use sanyu_events::{Envelope, Payload, subjects, v1};
 
+use crate::db::insert_chunks;
 use crate::entities::outbox;
 use crate::{Result, db};
 
@@ -80,21 +81,15 @@ pub async fn enqueue(conn: &impl ConnectionTrait, event: OutboxEvent) -> Result<
 /// inserts; an event id written before is skipped (the first write wins).
 pub async fn enqueue_all(conn: &impl ConnectionTrait, events: Vec<OutboxEvent>) -> Result<()> {
     let now = Utc::now();
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let chunk: Vec<outbox::ActiveModel> = events
-            .by_ref()
-            .take(500)
-            .map(|event| outbox::ActiveModel {
-                event_id: Set(event.event_id),
-                subject: Set(event.subject),
-                payload: Set(event.payload),
-                traceparent: Set(event.traceparent),
-                created_at: Set(now),
-                published_at: Set(None),
-                ..Default::default()
-            })
-            .collect();
+    for chunk in insert_chunks(events.into_iter().map(|event| outbox::ActiveModel {
+        event_id: Set(event.event_id),
+        subject: Set(event.subject),
+        payload: Set(event.payload),
+        traceparent: Set(event.traceparent),
+        created_at: Set(now),
+        published_at: Set(None),
+        ..Default::default()
+    })) {
         outbox::Entity::insert_many(chunk)
             .on_conflict(
                 sea_orm::sea_query::OnConflict::column(outbox::Column::EventId)

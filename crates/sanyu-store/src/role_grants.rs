@@ -57,22 +57,11 @@ pub async fn request(
     }
     withdraw_pending(conn, staff_id, at).await?;
     let grant = role_grant::Model {
-        id: Uuid::now_v7(),
-        school_id,
-        staff_id,
-        role: role.as_str().to_owned(),
-        status: PENDING.to_owned(),
         requested_by_token: by.token_id,
         requested_by_staff: by.staff_id,
-        requested_at: at,
-        decided_by_token: None,
-        decided_by_staff: None,
-        decided_at: None,
+        ..new_grant(school_id, staff_id, role, PENDING, at)
     };
-    role_grant::Entity::insert(role_grant::ActiveModel::from(grant.clone()))
-        .exec_without_returning(conn)
-        .await?;
-    Ok(Some(grant))
+    Ok(Some(insert(conn, grant).await?))
 }
 
 /// Record a role the operator's import gave at once (the CLI, which sets up
@@ -87,18 +76,41 @@ pub async fn record_operator(
 ) -> Result<role_grant::Model> {
     withdraw_pending(conn, staff_id, at).await?;
     let grant = role_grant::Model {
+        decided_at: Some(at),
+        ..new_grant(school_id, staff_id, role, CONFIRMED, at)
+    };
+    insert(conn, grant).await
+}
+
+/// A grant of `role` to `staff_id` in `status`, asked for at `at` by nobody
+/// named and decided by nobody yet.
+fn new_grant(
+    school_id: Uuid,
+    staff_id: Uuid,
+    role: Role,
+    status: &str,
+    at: DateTime<Utc>,
+) -> role_grant::Model {
+    role_grant::Model {
         id: Uuid::now_v7(),
         school_id,
         staff_id,
         role: role.as_str().to_owned(),
-        status: CONFIRMED.to_owned(),
+        status: status.to_owned(),
         requested_by_token: None,
         requested_by_staff: None,
         requested_at: at,
         decided_by_token: None,
         decided_by_staff: None,
-        decided_at: Some(at),
-    };
+        decided_at: None,
+    }
+}
+
+/// Store a new grant; returns it.
+async fn insert(
+    conn: &impl ConnectionTrait,
+    grant: role_grant::Model,
+) -> Result<role_grant::Model> {
     role_grant::Entity::insert(role_grant::ActiveModel::from(grant.clone()))
         .exec_without_returning(conn)
         .await?;
@@ -128,20 +140,27 @@ pub async fn list(
     school_id: Uuid,
     limit: u64,
 ) -> Result<Vec<role_grant::Model>> {
-    let mut rows = role_grant::Entity::find()
-        .filter(role_grant::Column::SchoolId.eq(school_id))
-        .order_by_desc(role_grant::Column::RequestedAt)
-        .limit(limit)
-        .all(conn)
-        .await?;
-    rows.sort_by_key(|g| g.status != PENDING);
-    Ok(rows)
+    pending_first(
+        conn,
+        role_grant::Entity::find().filter(role_grant::Column::SchoolId.eq(school_id)),
+        limit,
+    )
+    .await
 }
 
 /// The grants of every school (a deployment-level admin), pending first,
 /// then newest first.
 pub async fn list_all(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<role_grant::Model>> {
-    let mut rows = role_grant::Entity::find()
+    pending_first(conn, role_grant::Entity::find(), limit).await
+}
+
+/// The newest `limit` grants `query` finds, pending first, then newest first.
+async fn pending_first(
+    conn: &impl ConnectionTrait,
+    query: sea_orm::Select<role_grant::Entity>,
+    limit: u64,
+) -> Result<Vec<role_grant::Model>> {
+    let mut rows = query
         .order_by_desc(role_grant::Column::RequestedAt)
         .limit(limit)
         .all(conn)

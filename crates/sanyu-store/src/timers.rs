@@ -14,6 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Result;
+use crate::db::insert_chunks;
 use crate::entities::timer;
 
 pub const PENDING: &str = "pending";
@@ -29,9 +30,9 @@ pub struct NewTimer {
     pub payload: String,
 }
 
-/// Schedule a timer; a second call with the same key does nothing.
-pub async fn schedule(conn: &impl ConnectionTrait, t: NewTimer) -> Result<()> {
-    timer::Entity::insert(timer::ActiveModel {
+/// The row of a new pending timer.
+fn pending_row(t: NewTimer, now: DateTime<Utc>) -> timer::ActiveModel {
+    timer::ActiveModel {
         id: Set(Uuid::now_v7()),
         key: Set(t.key),
         kind: Set(t.kind),
@@ -39,49 +40,52 @@ pub async fn schedule(conn: &impl ConnectionTrait, t: NewTimer) -> Result<()> {
         due_at: Set(t.due_at),
         payload: Set(t.payload),
         state: Set(PENDING.to_owned()),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         fired_at: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(timer::Column::Key)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
+    }
+}
+
+/// A key scheduled before is skipped.
+fn skip_scheduled_key() -> OnConflict {
+    OnConflict::column(timer::Column::Key)
+        .do_nothing()
+        .to_owned()
+}
+
+/// Schedule a timer; a second call with the same key does nothing.
+pub async fn schedule(conn: &impl ConnectionTrait, t: NewTimer) -> Result<()> {
+    timer::Entity::insert(pending_row(t, Utc::now()))
+        .on_conflict(skip_scheduled_key())
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
 /// Schedule several timers in multi-row inserts; a key scheduled before is skipped.
 pub async fn schedule_all(conn: &impl ConnectionTrait, timers: Vec<NewTimer>) -> Result<()> {
     let now = Utc::now();
-    let mut timers = timers.into_iter().peekable();
-    while timers.peek().is_some() {
-        let chunk: Vec<timer::ActiveModel> = timers
-            .by_ref()
-            .take(500)
-            .map(|t| timer::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                key: Set(t.key),
-                kind: Set(t.kind),
-                case_id: Set(t.case_id),
-                due_at: Set(t.due_at),
-                payload: Set(t.payload),
-                state: Set(PENDING.to_owned()),
-                created_at: Set(now),
-                fired_at: Set(None),
-            })
-            .collect();
+    for chunk in insert_chunks(timers.into_iter().map(|t| pending_row(t, now))) {
         timer::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::column(timer::Column::Key)
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(skip_scheduled_key())
             .exec_without_returning(conn)
             .await?;
     }
     Ok(())
+}
+
+/// Pending timers whose due time meets `due`, oldest first.
+async fn pending_due(
+    conn: &impl ConnectionTrait,
+    due: sea_orm::sea_query::SimpleExpr,
+    limit: u64,
+) -> Result<Vec<timer::Model>> {
+    Ok(timer::Entity::find()
+        .filter(timer::Column::State.eq(PENDING))
+        .filter(due)
+        .order_by_asc(timer::Column::DueAt)
+        .limit(limit)
+        .all(conn)
+        .await?)
 }
 
 /// Pending timers due at `now`, oldest first.
@@ -90,13 +94,7 @@ pub async fn due(
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<timer::Model>> {
-    Ok(timer::Entity::find()
-        .filter(timer::Column::State.eq(PENDING))
-        .filter(timer::Column::DueAt.lte(now))
-        .order_by_asc(timer::Column::DueAt)
-        .limit(limit)
-        .all(conn)
-        .await?)
+    pending_due(conn, timer::Column::DueAt.lte(now), limit).await
 }
 
 /// When the next pending timer is due.
@@ -171,13 +169,7 @@ pub async fn overdue(
     before: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<timer::Model>> {
-    Ok(timer::Entity::find()
-        .filter(timer::Column::State.eq(PENDING))
-        .filter(timer::Column::DueAt.lt(before))
-        .order_by_asc(timer::Column::DueAt)
-        .limit(limit)
-        .all(conn)
-        .await?)
+    pending_due(conn, timer::Column::DueAt.lt(before), limit).await
 }
 
 pub async fn count_by_state(conn: &impl ConnectionTrait, state: &str) -> Result<u64> {

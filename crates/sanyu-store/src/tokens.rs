@@ -10,7 +10,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::entities::{api_token, class, school, staff};
+use crate::entities::{api_token, staff};
 use crate::{Result, StoreError};
 
 const PREFIX: &str = "sy_";
@@ -77,17 +77,12 @@ pub async fn issue(
     conn: &impl ConnectionTrait,
     req: TokenRequest,
 ) -> std::result::Result<IssuedToken, IssueError> {
-    let school = school::Entity::find()
-        .filter(school::Column::Code.eq(&req.school_code))
-        .one(conn)
+    let school = crate::roster::school_by_code(conn, &req.school_code)
         .await?
         .ok_or_else(|| IssueError::UnknownSchool(req.school_code.clone()))?;
     let class_id = match &req.class_code {
         Some(code) => Some(
-            class::Entity::find()
-                .filter(class::Column::SchoolId.eq(school.id))
-                .filter(class::Column::Code.eq(code))
-                .one(conn)
+            crate::roster::class_by_code(conn, school.id, code)
                 .await?
                 .ok_or_else(|| IssueError::UnknownClass(code.clone()))?
                 .id,

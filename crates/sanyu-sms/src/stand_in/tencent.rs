@@ -146,12 +146,7 @@ pub(super) async fn handle_tencent(
         channel: "sms",
         phone: phone.clone(),
         template: request.template_id.clone(),
-        params: request
-            .template_param_set
-            .iter()
-            .enumerate()
-            .map(|(i, v)| ((i + 1).to_string(), v.clone()))
-            .collect(),
+        params: numbered(&request.template_param_set),
         text: None,
         sign_name: Some(request.sign_name.clone()),
         idempotency_key: request.session_context.clone(),
@@ -214,12 +209,7 @@ async fn tts_voice(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Respons
         channel: "voice",
         phone: request.called_number.clone(),
         template: request.template_id.clone(),
-        params: request
-            .template_param_set
-            .iter()
-            .enumerate()
-            .map(|(i, v)| ((i + 1).to_string(), v.clone()))
-            .collect(),
+        params: numbered(&request.template_param_set),
         text: None,
         sign_name: None,
         idempotency_key: request.session_context.clone(),
@@ -248,4 +238,13 @@ async fn tts_voice(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Respons
             "template is not approved",
         ),
     }
+}
+
+/// Tencent's positional template parameters, named `1`, `2`, …
+fn numbered(values: &[String]) -> Vec<(String, String)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((i + 1).to_string(), v.clone()))
+        .collect()
 }

@@ -21,7 +21,7 @@ pub struct Model {
     /// How the code went: `email` or `sms`.
     pub channel: String,
     /// The keyed hash of the address the code went to (see
-    /// `crate::console::mark_verified`); none for codes sent before it.
+    /// `crate::console::channel::mark_verified`); none for codes sent before it.
     pub sent_to_hash: Option<String>,
 }
 

@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -109,14 +109,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("staff_by_school_role")
-                    .table("staff")
-                    .col("school_id")
-                    .col("role")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "staff_by_school_role",
+                "staff",
+                &["school_id", "role"],
+            ))
             .await
     }
 }

@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -64,14 +64,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("cases_by_school_status")
-                    .table("cases")
-                    .col("school_id")
-                    .col("status")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "cases_by_school_status",
+                "cases",
+                &["school_id", "status"],
+            ))
             .await?;
         manager
             .create_table(

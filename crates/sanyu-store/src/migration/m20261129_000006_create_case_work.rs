@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{add_columns, fk, index};
 
 /// Case work and escalation: the ladder snapshot and assignment on each case,
 /// the case timeline, referrals, follow-ups and the scheduler's durable timers.
@@ -26,16 +26,7 @@ impl MigrationTrait for Migration {
             uuid_null("acknowledged_by"),
             uuid_null("assignee_staff_id"),
         ];
-        for mut column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("cases")
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(manager, "cases", columns).await?;
         manager
             .create_table(
                 Table::create()
@@ -55,14 +46,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("case_actions_by_case")
-                    .table("case_actions")
-                    .col("case_id")
-                    .col("at")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "case_actions_by_case",
+                "case_actions",
+                &["case_id", "at"],
+            ))
             .await?;
         manager
             .create_table(
@@ -99,15 +87,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("follow_ups_open_by_school")
-                    .table("follow_ups")
-                    .col("school_id")
-                    .col("done_at")
-                    .col("due_at")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "follow_ups_open_by_school",
+                "follow_ups",
+                &["school_id", "done_at", "due_at"],
+            ))
             .await?;
         // Durable timers. `key` makes scheduling idempotent; `state` moves from
         // `pending` to `fired` or `cancelled` exactly once, in the transaction
@@ -129,24 +113,10 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("timers_due")
-                    .table("timers")
-                    .col("state")
-                    .col("due_at")
-                    .to_owned(),
-            )
+            .create_index(index("timers_due", "timers", &["state", "due_at"]))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("timers_by_case")
-                    .table("timers")
-                    .col("case_id")
-                    .col("state")
-                    .to_owned(),
-            )
+            .create_index(index("timers_by_case", "timers", &["case_id", "state"]))
             .await?;
         Ok(())
     }

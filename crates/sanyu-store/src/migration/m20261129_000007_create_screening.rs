@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 /// Screening imports: the import jobs, one result per file row, and the
 /// row-level errors of rejected rows.
@@ -50,14 +50,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("screening_imports_by_state")
-                    .table("screening_imports")
-                    .col("state")
-                    .col("created_at")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "screening_imports_by_state",
+                "screening_imports",
+                &["state", "created_at"],
+            ))
             .await?;
         manager
             .create_table(
@@ -95,15 +92,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("screening_results_by_student")
-                    .table("screening_results")
-                    .col("student_id")
-                    .col("instrument")
-                    .col("administered_on")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "screening_results_by_student",
+                "screening_results",
+                &["student_id", "instrument", "administered_on"],
+            ))
             .await?;
         manager
             .create_table(

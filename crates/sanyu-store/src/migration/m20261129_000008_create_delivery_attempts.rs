@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::index;
+
 /// Every attempt to reach a person on one channel: which provider, how it
 /// went, how long it took and the provider's reason. Delivery receipts from
 /// SMS providers land on the attempt they confirm (`receipt_status`). No
@@ -41,13 +43,7 @@ impl MigrationTrait for Migration {
             ("delivery_attempts_by_provider_id", "provider_message_id"),
         ] {
             manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table("delivery_attempts")
-                        .col(column)
-                        .to_owned(),
-                )
+                .create_index(index(name, "delivery_attempts", &[column]))
                 .await?;
         }
         Ok(())

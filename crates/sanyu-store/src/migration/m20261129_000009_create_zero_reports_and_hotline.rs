@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 /// Hotline call logs and zero reports (零报告).
 ///
@@ -51,14 +51,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("hotline_calls_alerts")
-                    .table("hotline_calls")
-                    .col("school_id")
-                    .col("alert_state")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "hotline_calls_alerts",
+                "hotline_calls",
+                &["school_id", "alert_state"],
+            ))
             .await?;
         manager
             .create_table(
@@ -92,15 +89,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("zero_reports_current")
-                    .table("zero_reports")
-                    .col("period_id")
-                    .col("school_id")
-                    .col("current")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "zero_reports_current",
+                "zero_reports",
+                &["period_id", "school_id", "current"],
+            ))
             .await
     }
 }

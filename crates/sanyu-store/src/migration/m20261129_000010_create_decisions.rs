@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::index;
+
 /// The rules engine's record of every signal it decided (issue 4): the
 /// signal's facts as the rules saw them (codes and levels, never text), the
 /// decision, the rule and rules version that made it and the signals it used.
@@ -52,12 +54,9 @@ impl MigrationTrait for Migration {
             ("decisions_by_case", &["case_id"][..]),
             ("decisions_by_time", &["signal_at"][..]),
         ] {
-            let mut index = Index::create();
-            index.name(name).table("decisions");
-            for c in columns {
-                index.col(*c);
-            }
-            manager.create_index(index.to_owned()).await?;
+            manager
+                .create_index(index(name, "decisions", columns))
+                .await?;
         }
         manager
             .create_table(
@@ -82,13 +81,7 @@ impl MigrationTrait for Migration {
             ("watch_list_by_school", "school_id"),
         ] {
             manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table("watch_list")
-                        .col(column)
-                        .to_owned(),
-                )
+                .create_index(index(name, "watch_list", &[column]))
                 .await?;
         }
         Ok(())

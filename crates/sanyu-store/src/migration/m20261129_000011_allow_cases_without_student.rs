@@ -2,7 +2,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::sqlite_rebuild;
+use super::{add_columns, index, sqlite_rebuild};
 
 /// Cases about an unidentified hotline caller.
 ///
@@ -43,16 +43,7 @@ impl MigrationTrait for Migration {
             string("subject").default("student").to_owned(),
             uuid_null("merged_into"),
         ];
-        for mut column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("cases")
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(manager, "cases", columns).await?;
         let conn = manager.get_connection();
         match conn.get_database_backend() {
             DatabaseBackend::Sqlite => {
@@ -67,15 +58,11 @@ impl MigrationTrait for Migration {
             }
         }
         manager
-            .create_index(
-                Index::create()
-                    .name("cases_by_school_subject")
-                    .table("cases")
-                    .col("school_id")
-                    .col("subject")
-                    .col("status")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "cases_by_school_subject",
+                "cases",
+                &["school_id", "subject", "status"],
+            ))
             .await
     }
 }

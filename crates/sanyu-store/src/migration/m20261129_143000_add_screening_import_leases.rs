@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::add_columns;
+
 /// Screening imports shared by several gateway replicas: the process running
 /// a job holds a lease on it (`lease_owner` until `lease_until`), renewed in
 /// every batch's transaction, so two processes never run one job at once and
@@ -17,21 +19,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
-        for column in [
-            string_null("lease_owner"),
-            timestamp_with_time_zone_null("lease_until"),
-            integer("signal_batches").default(0).to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("screening_imports")
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(
+            manager,
+            "screening_imports",
+            [
+                string_null("lease_owner"),
+                timestamp_with_time_zone_null("lease_until"),
+                integer("signal_batches").default(0).to_owned(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

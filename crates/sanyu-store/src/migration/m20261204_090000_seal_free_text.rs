@@ -3,6 +3,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 use uuid::Uuid;
 
+use super::add_columns;
+
 /// Free text about a student that was stored in clear is sealed with the data
 /// key, like narratives and notes:
 ///
@@ -50,14 +52,7 @@ impl MigrationTrait for Migration {
         ];
         // SQLite takes one change per ALTER TABLE.
         for (table, column) in added {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(table)
-                        .add_column(blob_null(column))
-                        .to_owned(),
-                )
-                .await?;
+            add_columns(manager, table, [blob_null(column)]).await?;
         }
         let conn = manager.get_connection();
         // SQLite zeroes what it frees while this runs: the clear values the

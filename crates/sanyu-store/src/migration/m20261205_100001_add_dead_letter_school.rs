@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use crate::entities::{case, dead_letter, school};
 
+use super::{add_columns, index};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -26,23 +28,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        add_columns(manager, "dead_letters", [uuid_null("school_id")]).await?;
         manager
-            .alter_table(
-                Table::alter()
-                    .table("dead_letters")
-                    .add_column(uuid_null("school_id"))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("dead_letters_by_school")
-                    .table("dead_letters")
-                    .col("school_id")
-                    .col("resolved_at")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "dead_letters_by_school",
+                "dead_letters",
+                &["school_id", "resolved_at"],
+            ))
             .await?;
         backfill(manager.get_connection()).await
     }

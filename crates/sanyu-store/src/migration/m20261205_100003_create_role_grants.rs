@@ -6,7 +6,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -39,24 +39,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("role_grants_by_school")
-                    .table("role_grants")
-                    .col("school_id")
-                    .col("status")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "role_grants_by_school",
+                "role_grants",
+                &["school_id", "status"],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("role_grants_by_staff")
-                    .table("role_grants")
-                    .col("staff_id")
-                    .col("status")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "role_grants_by_staff",
+                "role_grants",
+                &["staff_id", "status"],
+            ))
             .await
     }
 }

@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::add_columns;
+
 /// A send in progress is recorded before it starts: `sending_since` is set,
 /// committed, just before the provider is called, and cleared when the
 /// outcome is recorded (or the claim released). A notifier that takes over an
@@ -18,20 +20,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
-        for column in [
-            timestamp_with_time_zone_null("sending_since"),
-            integer("takeovers").default(0).to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("deliveries")
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(
+            manager,
+            "deliveries",
+            [
+                timestamp_with_time_zone_null("sending_since"),
+                integer("takeovers").default(0).to_owned(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

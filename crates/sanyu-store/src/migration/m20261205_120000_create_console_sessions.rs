@@ -5,6 +5,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -44,14 +46,7 @@ impl MigrationTrait for Migration {
             ("console_codes_by_staff", "staff_id"),
         ] {
             manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table("console_sign_in_codes")
-                        .col(col)
-                        .col("created_at")
-                        .to_owned(),
-                )
+                .create_index(index(name, "console_sign_in_codes", &[col, "created_at"]))
                 .await?;
         }
         manager
@@ -75,13 +70,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("console_sessions_by_staff")
-                    .table("console_sessions")
-                    .col("staff_id")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "console_sessions_by_staff",
+                "console_sessions",
+                &["staff_id"],
+            ))
             .await
     }
 }

@@ -6,6 +6,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::{add_columns, index};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -16,28 +18,24 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
-        for column in [
-            string_null("link_hash"),
-            string("channel").default("email").to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("console_sign_in_codes")
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(
+            manager,
+            "console_sign_in_codes",
+            [
+                string_null("link_hash"),
+                string("channel").default("email").to_owned(),
+            ],
+        )
+        .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("console_codes_by_link")
-                    .table("console_sign_in_codes")
-                    .col("link_hash")
-                    .unique()
-                    .to_owned(),
+                index(
+                    "console_codes_by_link",
+                    "console_sign_in_codes",
+                    &["link_hash"],
+                )
+                .unique()
+                .to_owned(),
             )
             .await
     }

@@ -6,7 +6,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -39,13 +39,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("duty_rotations_by_school")
-                    .table("duty_rotations")
-                    .col("school_id")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "duty_rotations_by_school",
+                "duty_rotations",
+                &["school_id"],
+            ))
             .await?;
         manager
             .create_table(
@@ -81,14 +79,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("duty_overrides_by_school")
-                    .table("duty_overrides")
-                    .col("school_id")
-                    .col("ends_at")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "duty_overrides_by_school",
+                "duty_overrides",
+                &["school_id", "ends_at"],
+            ))
             .await
     }
 }

@@ -1,6 +1,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::{add_columns, index};
+
 /// Acknowledging from the message. A case notification's SMS and email carry
 /// a link `/a/<token>`; the token is derived from the notification key with a
 /// key of the data key (`sanyu_store::ack_links::AckKey`), so every send of a
@@ -18,32 +20,20 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        add_columns(manager, "deliveries", [string_null("ack_token_hash")]).await?;
         manager
-            .alter_table(
-                Table::alter()
-                    .table("deliveries")
-                    .add_column(string_null("ack_token_hash"))
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_deliveries_ack_token_hash",
+                "deliveries",
+                &["ack_token_hash"],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_deliveries_ack_token_hash")
-                    .table("deliveries")
-                    .col("ack_token_hash")
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_deliveries_recipient_channel")
-                    .table("deliveries")
-                    .col("recipient_staff_id")
-                    .col("channel")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_deliveries_recipient_channel",
+                "deliveries",
+                &["recipient_staff_id", "channel"],
+            ))
             .await?;
         Ok(())
     }

@@ -8,6 +8,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use super::add_columns;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -18,13 +20,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("cases")
-                    .add_column(timestamp_with_time_zone_null("last_action_at"))
-                    .to_owned(),
-            )
-            .await
+        add_columns(
+            manager,
+            "cases",
+            [timestamp_with_time_zone_null("last_action_at")],
+        )
+        .await
     }
 }

@@ -12,7 +12,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{fk, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -72,13 +72,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_notification_digest_members_digest")
-                    .table("notification_digest_members")
-                    .col("digest_id")
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_notification_digest_members_digest",
+                "notification_digest_members",
+                &["digest_id"],
+            ))
             .await?;
         Ok(())
     }

@@ -12,7 +12,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use super::fk;
+use super::{add_columns, fk};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -37,13 +37,11 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("console_sign_in_codes")
-                    .add_column(string_null("sent_to_hash"))
-                    .to_owned(),
-            )
-            .await
+        add_columns(
+            manager,
+            "console_sign_in_codes",
+            [string_null("sent_to_hash")],
+        )
+        .await
     }
 }

@@ -160,3 +160,32 @@ pub(crate) fn fk(
         .to(to_table, "id")
         .to_owned()
 }
+
+/// Add `columns` to `table`, one statement each: SQLite takes one ADD COLUMN
+/// per ALTER TABLE.
+pub(crate) async fn add_columns(
+    manager: &SchemaManager<'_>,
+    table: &'static str,
+    columns: impl IntoIterator<Item = ColumnDef>,
+) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(Table::alter().table(table).add_column(column).to_owned())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Index `name` on `table` over `cols`, in that order.
+pub(crate) fn index(
+    name: &str,
+    table: &'static str,
+    cols: &[&'static str],
+) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for col in cols {
+        index.col(*col);
+    }
+    index
+}

@@ -446,6 +446,19 @@ pub async fn school_by_code(
         .await?)
 }
 
+/// Find a class of a school by code.
+pub(crate) async fn class_by_code(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    code: &str,
+) -> Result<Option<class::Model>> {
+    Ok(class::Entity::find()
+        .filter(class::Column::SchoolId.eq(school_id))
+        .filter(class::Column::Code.eq(code))
+        .one(conn)
+        .await?)
+}
+
 /// Find a student of a school by student number.
 pub async fn student_by_no(
     conn: &impl ConnectionTrait,

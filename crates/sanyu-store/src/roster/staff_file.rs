@@ -1,11 +1,10 @@
 //! The staff file: staff of existing schools, with roles and contacts; a role
 //! that reads cases may wait for a second person (see [`super`]).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 
 use super::*;
-use crate::entities::class;
 
 /// Import staff with roles and contacts. Their school must exist.
 pub async fn import_staff(
@@ -73,17 +72,12 @@ async fn import_staff_row(
         .map_err(|e: sanyu_domain::ParseError| row.error("role", e.to_string()))?;
     let phone = check_phone(row, "phone")?;
     let email = check_email(row, "email")?;
-    let school = school::Entity::find()
-        .filter(school::Column::Code.eq(&school_code))
-        .one(conn)
+    let school = super::school_by_code(conn, &school_code)
         .await?
         .ok_or_else(|| row.error("school_code", "unknown school: import its students first"))?;
     let class_id = match row.get("class_code") {
         Some(code) => Some(
-            class::Entity::find()
-                .filter(class::Column::SchoolId.eq(school.id))
-                .filter(class::Column::Code.eq(code))
-                .one(conn)
+            super::class_by_code(conn, school.id, code)
                 .await?
                 .ok_or_else(|| row.error("class_code", "unknown class in this school"))?
                 .id,
@@ -131,13 +125,9 @@ async fn import_staff_row(
             if s.name == name && s.class_id == class_id && s.phone == phone && s.email == email {
                 return Ok((changed, grant));
             }
-            let mut a: staff::ActiveModel = s.into();
-            a.name = Set(name);
-            a.class_id = Set(class_id);
-            a.phone = Set(phone);
-            a.email = Set(email);
-            a.updated_at = Set(now);
-            a.update(conn).await?;
+            row_fields(s, name, class_id, phone, email, now)
+                .update(conn)
+                .await?;
             Ok((Change::Updated, grant))
         }
         Some(s) => {
@@ -171,14 +161,9 @@ async fn import_staff_row(
                 // A changed role or scope ends the person's console sessions.
                 crate::console::end_sessions_of_staff(conn, s.id, now).await?;
             }
-            let mut a: staff::ActiveModel = s.into();
-            a.name = Set(name);
+            let mut a = row_fields(s, name, class_id, phone, email, now);
             a.role = Set(role.as_str().to_owned());
-            a.class_id = Set(class_id);
-            a.phone = Set(phone);
-            a.email = Set(email);
             a.active = Set(true);
-            a.updated_at = Set(now);
             a.update(conn).await?;
             Ok((Change::Updated, given))
         }
@@ -217,4 +202,23 @@ async fn import_staff_row(
             Ok((Change::Created, grant))
         }
     }
+}
+
+/// Staff member `s` with the name, class and contacts of their row, updated
+/// at `now` (what every change of an existing person writes).
+fn row_fields(
+    s: staff::Model,
+    name: String,
+    class_id: Option<Uuid>,
+    phone: Option<String>,
+    email: Option<String>,
+    now: DateTime<Utc>,
+) -> staff::ActiveModel {
+    let mut a: staff::ActiveModel = s.into();
+    a.name = Set(name);
+    a.class_id = Set(class_id);
+    a.phone = Set(phone);
+    a.email = Set(email);
+    a.updated_at = Set(now);
+    a
 }

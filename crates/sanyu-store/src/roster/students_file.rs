@@ -57,11 +57,7 @@ async fn import_student_row(
 
     let mut changed = false;
     let mut created = false;
-    let school_id = match school::Entity::find()
-        .filter(school::Column::Code.eq(&school_code))
-        .one(conn)
-        .await?
-    {
+    let school_id = match super::school_by_code(conn, &school_code).await? {
         Some(s) => s.id,
         None => {
             if matches!(scope, ImportScope::School { .. }) {
@@ -112,12 +108,7 @@ async fn import_student_row(
         }
     };
     let class_name = row.get("class_name").unwrap_or(&class_code).to_owned();
-    let class_id = match class::Entity::find()
-        .filter(class::Column::SchoolId.eq(school_id))
-        .filter(class::Column::Code.eq(&class_code))
-        .one(conn)
-        .await?
-    {
+    let class_id = match super::class_by_code(conn, school_id, &class_code).await? {
         Some(c) => {
             if c.name != class_name || c.grade_id != grade_id {
                 let mut a: class::ActiveModel = c.clone().into();

@@ -17,6 +17,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Result;
+use crate::db::insert_chunks;
 use crate::entities::{screening_import, screening_result, screening_row_error, student};
 
 mod lease;
@@ -206,9 +207,6 @@ pub async fn stored_rows(
     Ok(found.into_iter().collect())
 }
 
-/// Rows per INSERT statement (SQLite allows 32,766 bound values).
-const INSERT_CHUNK: usize = 500;
-
 /// Write a batch of results and row errors, and move the job's counters and
 /// checkpoint, inside the caller's transaction. Rows already stored are
 /// skipped by the database as well (unique `(import, row)`).
@@ -225,11 +223,9 @@ pub async fn record_batch(
     } else {
         insert_results(conn, import_id, results, now).await?;
     }
-    let mut errors = errors.into_iter().peekable();
-    while errors.peek().is_some() {
-        let chunk: Vec<_> = errors
-            .by_ref()
-            .take(INSERT_CHUNK)
+    for chunk in insert_chunks(
+        errors
+            .into_iter()
             .map(|e| screening_row_error::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 import_id: Set(import_id),
@@ -237,8 +233,8 @@ pub async fn record_batch(
                 seq: Set(e.seq),
                 column: Set(e.column),
                 reason: Set(e.reason),
-            })
-            .collect();
+            }),
+    ) {
         screening_row_error::Entity::insert_many(chunk)
             .on_conflict(
                 OnConflict::columns([
@@ -289,30 +285,24 @@ pub async fn insert_results(
     results: Vec<NewResult>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut results = results.into_iter().peekable();
-    while results.peek().is_some() {
-        let chunk: Vec<_> = results
-            .by_ref()
-            .take(INSERT_CHUNK)
-            .map(|r| screening_result::ActiveModel {
-                id: Set(r.id),
-                import_id: Set(import_id),
-                row_number: Set(r.row_number),
-                student_id: Set(r.student_id),
-                student_no: Set(r.student_no),
-                instrument: Set(r.instrument),
-                administered_on: Set(r.administered_on),
-                outcome: Set(r.outcome.to_owned()),
-                reason: Set(r.reason),
-                total: Set(r.total),
-                band: Set(r.band),
-                subscales: Set(r.subscales),
-                flags: Set(r.flags),
-                level: Set(r.level),
-                event_id: Set(r.event_id),
-                created_at: Set(now),
-            })
-            .collect();
+    for chunk in insert_chunks(results.into_iter().map(|r| screening_result::ActiveModel {
+        id: Set(r.id),
+        import_id: Set(import_id),
+        row_number: Set(r.row_number),
+        student_id: Set(r.student_id),
+        student_no: Set(r.student_no),
+        instrument: Set(r.instrument),
+        administered_on: Set(r.administered_on),
+        outcome: Set(r.outcome.to_owned()),
+        reason: Set(r.reason),
+        total: Set(r.total),
+        band: Set(r.band),
+        subscales: Set(r.subscales),
+        flags: Set(r.flags),
+        level: Set(r.level),
+        event_id: Set(r.event_id),
+        created_at: Set(now),
+    })) {
         screening_result::Entity::insert_many(chunk)
             .on_conflict(
                 OnConflict::columns([

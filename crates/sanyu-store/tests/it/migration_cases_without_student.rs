@@ -6,9 +6,9 @@ use crate::common;
 
 use chrono::Utc;
 use sanyu_store::cases;
-use sanyu_store::entities::{case, student};
+use sanyu_store::entities::case;
 use sanyu_store::migration::Migrator;
-use sanyu_store::sea_orm::sea_query::Query;
+use sanyu_store::sea_orm::sea_query::{InsertStatement, Query};
 use sanyu_store::sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement,
 };
@@ -19,14 +19,41 @@ use uuid::Uuid;
 /// The migrations before 000011, in the migrator's order (…, 000009, 000008).
 const BEFORE: u32 = 9;
 
+/// A `high` report signal row of case `case_id`, as written before 000011.
+fn old_signal(
+    case_id: Uuid,
+    event_id: &str,
+    rule_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> InsertStatement {
+    Query::insert()
+        .into_table("case_signals")
+        .columns([
+            "id",
+            "case_id",
+            "event_id",
+            "kind",
+            "level",
+            "decision",
+            "rule_id",
+            "attached_at",
+        ])
+        .values_panic([
+            Uuid::now_v7().into(),
+            case_id.into(),
+            event_id.into(),
+            "report".into(),
+            "high".into(),
+            "opened".into(),
+            rule_id.into(),
+            now.into(),
+        ])
+        .to_owned()
+}
+
 async fn existing_cases_survive_and_new_ones_need_no_student(db: TestDb) {
     let conn = common::migrated_up_to(&db, BEFORE).await;
-    sanyu_test_support::seed_school(&conn, "MIG1").await;
-    let s = student::Entity::find()
-        .one(&conn)
-        .await
-        .expect("student")
-        .expect("a seeded student");
+    let s = common::seeded_student(&conn, "MIG1").await;
     let case_id = Uuid::now_v7();
     let now = Utc::now();
     // The old shape of a case row (no subject, no merged_into).
@@ -66,29 +93,7 @@ async fn existing_cases_survive_and_new_ones_need_no_student(db: TestDb) {
         ])
         .to_owned();
     conn.execute(&insert).await.expect("old case row");
-    let signal = Query::insert()
-        .into_table("case_signals")
-        .columns([
-            "id",
-            "case_id",
-            "event_id",
-            "kind",
-            "level",
-            "decision",
-            "rule_id",
-            "attached_at",
-        ])
-        .values_panic([
-            Uuid::now_v7().into(),
-            case_id.into(),
-            "report:1".into(),
-            "report".into(),
-            "high".into(),
-            "opened".into(),
-            "report.opens_or_raises.v1".into(),
-            now.into(),
-        ])
-        .to_owned();
+    let signal = old_signal(case_id, "report:1", "report.opens_or_raises.v1", now);
     conn.execute(&signal).await.expect("old signal row");
 
     Migrator::up(&conn, None).await.expect("migrate 000011");
@@ -111,29 +116,7 @@ async fn existing_cases_survive_and_new_ones_need_no_student(db: TestDb) {
         1
     );
     // Foreign keys still hold: a signal of no case is refused.
-    let orphan = Query::insert()
-        .into_table("case_signals")
-        .columns([
-            "id",
-            "case_id",
-            "event_id",
-            "kind",
-            "level",
-            "decision",
-            "rule_id",
-            "attached_at",
-        ])
-        .values_panic([
-            Uuid::now_v7().into(),
-            Uuid::now_v7().into(),
-            "report:2".into(),
-            "report".into(),
-            "high".into(),
-            "opened".into(),
-            "r".into(),
-            now.into(),
-        ])
-        .to_owned();
+    let orphan = old_signal(Uuid::now_v7(), "report:2", "r", now);
     assert!(
         conn.execute(&orphan).await.is_err(),
         "orphan signal accepted"

@@ -8,7 +8,7 @@ use crate::common;
 
 use chrono::Utc;
 use sanyu_store::crypto::Sealer;
-use sanyu_store::entities::{case_action, hotline_call, referral, student};
+use sanyu_store::entities::{case_action, hotline_call, referral};
 use sanyu_store::sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sanyu_store::sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use sanyu_store::{Db, cases};
@@ -37,12 +37,7 @@ struct Old {
 
 /// Rows in the shape before the migration, free text in clear.
 async fn old_rows(conn: &Db) -> Old {
-    sanyu_test_support::seed_school(conn, "SEAL1").await;
-    let s = student::Entity::find()
-        .one(conn)
-        .await
-        .expect("student")
-        .expect("a seeded student");
+    let s = common::seeded_student(conn, "SEAL1").await;
     let now = Utc::now();
     let case_id = Uuid::now_v7();
     cases::open(

@@ -1,7 +1,9 @@
 //! Helpers the store's integration tests share.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use sanyu_store::entities::student;
 use sanyu_store::migration::Migrator;
+use sanyu_store::sea_orm::EntityTrait;
 use sanyu_store::{Db, DbConfig, roster};
 use sanyu_test_support::TestDb;
 use sea_orm_migration::MigratorTrait;
@@ -27,4 +29,14 @@ pub async fn student_id(db: &Db, code: &str, no: &str) -> Uuid {
         .unwrap()
         .unwrap()
         .id
+}
+
+/// Seed school `code` and return a student of it (the first stored).
+pub async fn seeded_student(conn: &Db, code: &str) -> student::Model {
+    sanyu_test_support::seed_school(conn, code).await;
+    student::Entity::find()
+        .one(conn)
+        .await
+        .expect("student")
+        .expect("a seeded student")
 }
