@@ -35,7 +35,13 @@ fi
 src="$out/src"
 rm -rf "$src" "$out/bin"
 mkdir -p "$src" "$out/bin"
-git archive "$commit" | tar -x -C "$src"
+# `-m`: the files get the time of extraction, not the commit's. The old tree's
+# packages have the same paths relative to the workspace as the current one's,
+# so cargo shares their build-script runs: with the commit's (older) times the
+# proto build script would not run again, and the old code would compile
+# against the current tree's generated types. (The current tree then builds
+# afresh: the old tree's files, named in the dep-info, are removed below.)
+git archive "$commit" | tar -x -m -C "$src"
 packages=()
 for p in sanyu-cli sanyu-gateway sanyu-rules sanyu-notifier sanyu-scheduler; do
     packages+=(-p "$p")
