@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use sanyu_domain::{Access, ReportCategory, RiskLevel, student_partition};
+use sanyu_domain::{Access, Principal, ReportCategory, RiskLevel, student_partition};
 use sanyu_events::{Payload, subjects, v1};
+use sanyu_store::entities::{school, student};
 use sanyu_store::idempotency::{self, StoredResponse};
 use sanyu_store::outbox::{self, OutboxEvent};
 use sanyu_store::reports::{self, NewReport};
@@ -55,12 +56,81 @@ pub struct ReportAccepted {
     pub status: String,
 }
 
-struct ValidReport {
-    student_no: String,
-    category: ReportCategory,
-    level: RiskLevel,
-    observed_at: DateTime<Utc>,
-    narrative: String,
+/// A warning report that passed validation (of `POST /v1/reports`, or an
+/// incident of a zero report).
+pub(crate) struct ValidReport {
+    pub student_no: String,
+    pub category: ReportCategory,
+    pub level: RiskLevel,
+    pub observed_at: DateTime<Utc>,
+    pub narrative: String,
+}
+
+/// A report to file: by whom, about which student (of which school and
+/// class), under which id.
+pub(crate) struct Filing<'a> {
+    pub caller: &'a Principal,
+    pub school: &'a school::Model,
+    pub student: &'a student::Model,
+    pub class_code: String,
+    pub report: &'a ValidReport,
+    pub id: Uuid,
+    /// One incident of a zero report.
+    pub zero_report: bool,
+}
+
+/// File a report inside the caller's transaction: its row (the narrative
+/// sealed) and its `ReportSubmitted` event for the rules engine. The one
+/// way a report is filed, from `POST /v1/reports` and from a zero report's
+/// incidents.
+pub(crate) async fn file(
+    state: &AppState,
+    txn: &impl sanyu_store::Conn,
+    f: Filing<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let (r, student) = (f.report, f.student);
+    let event_id = format!("report:{}", f.id);
+    let partition = student_partition(student.id);
+    reports::insert(
+        txn,
+        NewReport {
+            id: f.id,
+            school_id: f.school.id,
+            class_id: student.class_id,
+            student_id: student.id,
+            category: r.category.as_str().to_owned(),
+            level: r.level,
+            observed_at: r.observed_at,
+            narrative_sealed: state.sealer.seal(&r.narrative)?,
+            reporter_token_id: f.caller.token_id,
+            event_id: event_id.clone(),
+        },
+    )
+    .await?;
+    let payload = Payload::ReportSubmitted(v1::ReportSubmitted {
+        report_id: f.id.to_string(),
+        student_id: student.id.to_string(),
+        class_code: f.class_code,
+        category: r.category.as_str().to_owned(),
+        suggested_level: sanyu_events::level_to_proto(r.level) as i32,
+        observed_at: Some(sanyu_events::timestamp(r.observed_at)),
+        reporter_token_id: f.caller.token_id.to_string(),
+        zero_report: f.zero_report,
+    });
+    let subject = subjects::report_submitted(&f.school.code, partition);
+    let tp = sanyu_platform::trace::current_traceparent();
+    let event = OutboxEvent::of(
+        subject,
+        event_id,
+        now,
+        &f.school.code,
+        partition,
+        payload,
+        tp,
+    );
+    outbox::enqueue(txn, event).await?;
+    Ok(())
 }
 
 fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
@@ -196,32 +266,13 @@ pub async fn submit(
 
     let report_id = Uuid::now_v7();
     tracing::Span::current().record("report_id", tracing::field::display(report_id));
-    let event_id = format!("report:{report_id}");
-    let partition = student_partition(student.id);
     let accepted = ReportAccepted {
         report_id,
-        event_id: event_id.clone(),
+        event_id: format!("report:{report_id}"),
         status: "accepted".to_owned(),
     };
     let response_body =
         serde_json::to_string(&accepted).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let envelope = sanyu_events::envelope(
-        event_id.clone(),
-        now,
-        school.code.clone(),
-        partition,
-        Payload::ReportSubmitted(v1::ReportSubmitted {
-            report_id: report_id.to_string(),
-            student_id: student.id.to_string(),
-            class_code: class.code.clone(),
-            category: report.category.as_str().to_owned(),
-            suggested_level: sanyu_events::level_to_proto(report.level) as i32,
-            observed_at: Some(sanyu_events::timestamp(report.observed_at)),
-            reporter_token_id: caller.token_id.to_string(),
-            zero_report: false,
-        }),
-    );
-
     let txn = begin_write(&state.db).await?;
     if let Some(key) = &key
         && let Some(stored) = idempotency::find(&*txn, caller.token_id, key).await?
@@ -229,31 +280,16 @@ pub async fn submit(
         txn.rollback().await?;
         return replay(stored, &request_hash);
     }
-    reports::insert(
-        &*txn,
-        NewReport {
-            id: report_id,
-            school_id: school.id,
-            class_id: student.class_id,
-            student_id: student.id,
-            category: report.category.as_str().to_owned(),
-            level: report.level,
-            observed_at: report.observed_at,
-            narrative_sealed: state.sealer.seal(&report.narrative)?,
-            reporter_token_id: caller.token_id,
-            event_id: event_id.clone(),
-        },
-    )
-    .await?;
-    outbox::enqueue(
-        &*txn,
-        OutboxEvent::new(
-            subjects::report_submitted(&school.code, partition),
-            &envelope,
-            sanyu_platform::trace::current_traceparent(),
-        ),
-    )
-    .await?;
+    let filing = Filing {
+        caller: &caller,
+        school: &school,
+        student: &student,
+        class_code: class.code.clone(),
+        report: &report,
+        id: report_id,
+        zero_report: false,
+    };
+    file(&state, &*txn, filing, now).await?;
     if let Some(key) = &key {
         idempotency::save(
             &*txn,

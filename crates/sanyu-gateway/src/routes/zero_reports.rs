@@ -26,11 +26,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sanyu_domain::zero_report::{Level, Period, UnitState};
-use sanyu_domain::{Principal, ReportCategory, RiskLevel, Role, student_partition};
+use sanyu_domain::{Principal, ReportCategory, RiskLevel, Role};
 use sanyu_events::{Payload, subjects, v1};
 use sanyu_store::entities::{school, zero_report};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::reports::{self, NewReport};
 use sanyu_store::zero_reports::{self, NewZeroReport, SCHOOL_UNIT};
 use sanyu_store::{begin_write, roster};
 use serde::{Deserialize, Serialize};
@@ -44,6 +43,7 @@ use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
+use crate::routes::reports::{self, Filing, ValidReport};
 use crate::validate;
 
 const MAX_INCIDENTS: usize = 200;
@@ -168,14 +168,6 @@ pub struct ZeroReportAccepted {
     pub report_ids: Vec<Uuid>,
 }
 
-struct ValidIncident {
-    student_no: String,
-    category: ReportCategory,
-    level: RiskLevel,
-    observed_at: DateTime<Utc>,
-    narrative: String,
-}
-
 /// What is kept of an incident in the zero report (no narrative).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredIncident {
@@ -199,7 +191,7 @@ fn validate_incident(
     i: usize,
     r: &IncidentRequest,
     now: DateTime<Utc>,
-) -> Result<ValidIncident, ApiError> {
+) -> Result<ValidReport, ApiError> {
     let f = |name: &str| format!("incidents[{i}].{name}");
     let student_no = required(&r.student_no, f("student_no"))?;
     validate::line(&f("student_no"), student_no, validate::MAX_CODE)?;
@@ -229,7 +221,7 @@ fn validate_incident(
     validate::time(&f("observed_at"), observed_at, now)?;
     let narrative = required(&r.narrative, f("narrative"))?;
     validate::text(&f("narrative"), narrative, MAX_NARRATIVE_CHARS)?;
-    Ok(ValidIncident {
+    Ok(ValidReport {
         student_no: student_no.to_owned(),
         category,
         level,
@@ -433,10 +425,21 @@ pub async fn submit(
             None
         } else {
             let report_id = Uuid::now_v7();
-            file_incident(
-                &state, &*txn, &caller, &school, student, inc, report_id, now,
-            )
-            .await?;
+            // Filed as `POST /v1/reports` files a report, marked as a zero
+            // report's incident.
+            let class = roster::class_by_id(&*txn, student.class_id)
+                .await?
+                .ok_or(ApiError::NotFound("class"))?;
+            let filing = Filing {
+                caller: &caller,
+                school: &school,
+                student,
+                class_code: class.code,
+                report: inc,
+                id: report_id,
+                zero_report: true,
+            };
+            reports::file(&state, &*txn, filing, now).await?;
             report_ids.push(report_id);
             Some(report_id)
         };
@@ -508,64 +511,6 @@ pub async fn submit(
         "zero report accepted"
     );
     Ok((StatusCode::CREATED, Json(accepted(&row, report_ids))).into_response())
-}
-
-/// File one incident as a warning report, exactly as `POST /v1/reports` does.
-#[allow(clippy::too_many_arguments)]
-async fn file_incident(
-    state: &AppState,
-    txn: &impl sanyu_store::Conn,
-    caller: &Principal,
-    school: &school::Model,
-    student: &sanyu_store::entities::student::Model,
-    inc: &ValidIncident,
-    report_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let class = roster::class_by_id(txn, student.class_id)
-        .await?
-        .ok_or(ApiError::NotFound("class"))?;
-    let event_id = format!("report:{report_id}");
-    let partition = student_partition(student.id);
-    reports::insert(
-        txn,
-        NewReport {
-            id: report_id,
-            school_id: school.id,
-            class_id: student.class_id,
-            student_id: student.id,
-            category: inc.category.as_str().to_owned(),
-            level: inc.level,
-            observed_at: inc.observed_at,
-            narrative_sealed: state.sealer.seal(&inc.narrative)?,
-            reporter_token_id: caller.token_id,
-            event_id: event_id.clone(),
-        },
-    )
-    .await?;
-    outbox::enqueue(
-        txn,
-        OutboxEvent::of(
-            subjects::report_submitted(&school.code, partition),
-            event_id,
-            now,
-            &school.code,
-            partition,
-            Payload::ReportSubmitted(v1::ReportSubmitted {
-                report_id: report_id.to_string(),
-                student_id: student.id.to_string(),
-                class_code: class.code,
-                category: inc.category.as_str().to_owned(),
-                suggested_level: sanyu_events::level_to_proto(inc.level) as i32,
-                observed_at: Some(sanyu_events::timestamp(inc.observed_at)),
-                reporter_token_id: caller.token_id.to_string(),
-                zero_report: true,
-            }),
-            sanyu_platform::trace::current_traceparent(),
-        ),
-    )
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
