@@ -307,6 +307,34 @@ pub async fn school_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Optio
     Ok(school::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// The schools of `ids`, in no order. No ids, no query.
+pub async fn schools_by_ids(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<Vec<school::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(school::Entity::find()
+        .filter(school::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// The schools of `codes`, in no order. No codes, no query.
+pub async fn schools_by_codes(
+    conn: &impl ConnectionTrait,
+    codes: Vec<String>,
+) -> Result<Vec<school::Model>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(school::Entity::find()
+        .filter(school::Column::Code.is_in(codes))
+        .all(conn)
+        .await?)
+}
+
 /// Every school, in code order.
 pub async fn schools(conn: &impl ConnectionTrait) -> Result<Vec<school::Model>> {
     Ok(school::Entity::find()
