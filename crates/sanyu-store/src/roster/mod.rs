@@ -360,6 +360,19 @@ pub async fn staff_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option
     Ok(staff::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// The active staff member `id` of `school_id`, if they are one.
+pub async fn active_staff_of_school(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    id: Uuid,
+) -> Result<Option<staff::Model>> {
+    Ok(staff::Entity::find_by_id(id)
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .filter(staff::Column::Active.eq(true))
+        .one(conn)
+        .await?)
+}
+
 /// Find a student by id (active or not).
 pub async fn student_by_id(
     conn: &impl ConnectionTrait,
@@ -442,6 +455,18 @@ pub async fn guardians_of_student(
         .filter(guardian::Column::StudentId.eq(student_id))
         .order_by_asc(guardian::Column::Name)
         .all(conn)
+        .await?)
+}
+
+/// The guardian `id` of `student_id`, if they are one.
+pub async fn guardian_of_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+    id: Uuid,
+) -> Result<Option<guardian::Model>> {
+    Ok(guardian::Entity::find_by_id(id)
+        .filter(guardian::Column::StudentId.eq(student_id))
+        .one(conn)
         .await?)
 }
 
