@@ -526,7 +526,6 @@ pub async fn student_by_no(
         .await?)
 }
 
-/// Active staff of a school in a role.
 /// The active staff of several schools, in id order.
 pub async fn active_staff_of_schools(
     conn: &impl ConnectionTrait,
@@ -540,6 +539,7 @@ pub async fn active_staff_of_schools(
         .await?)
 }
 
+/// Active staff of a school in a role.
 pub async fn staff_in_role(
     conn: &impl ConnectionTrait,
     school_id: Uuid,
