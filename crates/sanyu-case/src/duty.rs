@@ -11,8 +11,7 @@ use chrono_tz::Tz;
 use sanyu_domain::duty::{KeyDate, Roster};
 use sanyu_domain::zero_report::Calendar;
 use sanyu_store::entities::school;
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::{StoreError, duty};
+use sanyu_store::{Conn, StoreError, duty};
 use uuid::Uuid;
 
 /// What a roster needs besides its rows: the time zone its local times are
@@ -67,7 +66,7 @@ impl DutyCalendar {
 /// The rosters of several schools (overrides that end after `after`), by
 /// school; a school without rows has an empty roster.
 pub async fn rosters_of_schools(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     schools: &[school::Model],
     cal: &DutyCalendar,
     after: DateTime<Utc>,
@@ -87,15 +86,12 @@ pub async fn rosters_of_schools(
 
 /// The roster of one school.
 pub async fn roster(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_id: Uuid,
     cal: &DutyCalendar,
     after: DateTime<Utc>,
 ) -> Result<Roster, StoreError> {
-    let schools = school::Entity::find()
-        .filter(school::Column::Id.eq(school_id))
-        .all(txn)
-        .await?;
+    let schools = sanyu_store::roster::schools_by_ids(txn, vec![school_id]).await?;
     Ok(rosters_of_schools(txn, &schools, cal, after)
         .await?
         .remove(&school_id)

@@ -54,8 +54,8 @@ pub enum CaseError {
     Corrupt { case_id: Uuid, detail: String },
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for CaseError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+impl From<sanyu_store::DbErr> for CaseError {
+    fn from(e: sanyu_store::DbErr) -> Self {
         Self::Store(e.into())
     }
 }

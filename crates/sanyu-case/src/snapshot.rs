@@ -7,8 +7,7 @@
 use sanyu_domain::Role;
 use sanyu_store::contacts::{self, Verified};
 use sanyu_store::entities::{case, case_signal, follow_up, guardian, referral, staff, student};
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::{StoreError, cases, casework, roster};
+use sanyu_store::{Conn, StoreError, cases, casework, roster};
 use uuid::Uuid;
 
 use crate::CaseError;
@@ -65,10 +64,7 @@ impl CaseSnapshot {
 }
 
 /// The case, for the access check that comes before anything else is read.
-pub async fn load_case(
-    txn: &impl ConnectionTrait,
-    case_id: Uuid,
-) -> Result<Option<case::Model>, CaseError> {
+pub async fn load_case(txn: &impl Conn, case_id: Uuid) -> Result<Option<case::Model>, CaseError> {
     Ok(cases::get(txn, case_id).await?)
 }
 
@@ -96,7 +92,7 @@ pub fn can_be_told(s: &staff::Model, verified: &Verified) -> bool {
 
 /// The active staff of `schools` who can be told about a case ([`can_be_told`]).
 async fn told_of_schools(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_ids: &[Uuid],
 ) -> Result<Vec<staff::Model>, StoreError> {
     let staff = roster::active_staff_of_schools(txn, school_ids).await?;
@@ -109,10 +105,7 @@ async fn told_of_schools(
 }
 
 /// The reachable staff (active, [`can_be_told`]) of a school, by role.
-pub async fn reachable(
-    txn: &impl ConnectionTrait,
-    school_id: Uuid,
-) -> Result<Reachable, StoreError> {
+pub async fn reachable(txn: &impl Conn, school_id: Uuid) -> Result<Reachable, StoreError> {
     let mut out = Reachable::new();
     for s in told_of_schools(txn, &[school_id]).await? {
         let Ok(role) = s.role.parse::<Role>() else {
@@ -126,7 +119,7 @@ pub async fn reachable(
 /// The reachable staff (as [`reachable`]) of several schools, by school, in
 /// one query (the rules engine's batch).
 pub async fn reachable_of_schools(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Reachable>, StoreError> {
     let mut out: std::collections::HashMap<Uuid, Reachable> = std::collections::HashMap::new();
@@ -147,34 +140,26 @@ pub async fn reachable_of_schools(
 /// number is looked up; `duty` what the school's roster is read in, for a
 /// command that may start a ladder at `now`).
 pub async fn load(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     case: case::Model,
     actor_school: Uuid,
     cmd: &Command,
     duty: &crate::DutyCalendar,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<CaseSnapshot, CaseError> {
-    use sanyu_store::entities::school;
-    let school_code = school::Entity::find_by_id(case.school_id)
-        .one(txn)
+    let school_code = roster::school_by_id(txn, case.school_id)
         .await?
         .ok_or(StoreError::NotFound("school"))?
         .code;
     let mut related = Related::default();
     match cmd {
         Command::Assign { staff_id } => {
-            related.assignee = staff::Entity::find_by_id(*staff_id)
-                .filter(staff::Column::SchoolId.eq(case.school_id))
-                .filter(staff::Column::Active.eq(true))
-                .one(txn)
-                .await?;
+            related.assignee =
+                roster::active_staff_of_school(txn, case.school_id, *staff_id).await?;
         }
         Command::ContactGuardian(c) => {
             if let (Some(gid), Some(student_id)) = (c.guardian_id, case.student_id) {
-                related.guardian = guardian::Entity::find_by_id(gid)
-                    .filter(guardian::Column::StudentId.eq(student_id))
-                    .one(txn)
-                    .await?;
+                related.guardian = roster::guardian_of_student(txn, student_id, gid).await?;
             }
         }
         Command::Refer(r) => {

@@ -10,8 +10,7 @@ use chrono_tz::Tz;
 use sanyu_domain::escalation::{EscalationPolicy, Target};
 use sanyu_domain::{CaseSubject, RiskLevel, Role};
 use sanyu_store::entities::school;
-use sanyu_store::sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
-use sanyu_store::{StoreError, roster};
+use sanyu_store::{Conn, StoreError, roster};
 
 pub use crate::DutyCalendar;
 
@@ -128,7 +127,7 @@ pub fn on_duty_roles(policy: &EscalationPolicy) -> Vec<Role> {
 /// channel to a mobile number (an SMS, voice or work-IM provider) is
 /// configured; without one, staff with only a mobile number reach nobody.
 pub async fn check(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     policy: &EscalationPolicy,
     only_school: Option<&str>,
     duty: &sanyu_case::DutyCalendar,
@@ -137,10 +136,7 @@ pub async fn check(
 ) -> Result<ContactsReport, StoreError> {
     let duty_roles = on_duty_roles(policy);
     let mut report = ContactsReport::default();
-    let schools = school::Entity::find()
-        .order_by_asc(school::Column::Code)
-        .all(conn)
-        .await?;
+    let schools = roster::schools(conn).await?;
     for s in schools
         .into_iter()
         .filter(|s| only_school.is_none_or(|c| c == s.code))
@@ -231,7 +227,7 @@ pub async fn check(
 /// The windows of the next [`DUTY_HORIZON_DAYS`] in which school `s` has
 /// nobody reachable on duty in one of `roles`.
 async fn duty_gaps(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     s: &school::Model,
     roles: &[Role],
     duty: &sanyu_case::DutyCalendar,

@@ -25,8 +25,7 @@ use sanyu_events::v1;
 use sanyu_store::dead_letters::{self, NewDeadLetter};
 use sanyu_store::entities::{case, school, staff};
 use sanyu_store::outbox::{self, OutboxEvent};
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::{StoreError, cases, roster};
+use sanyu_store::{Conn, StoreError, cases, roster};
 use uuid::Uuid;
 
 pub use sanyu_case::after_ack::{ACTION_TIMER, ActionTimer, STALE_TIMER, StaleTimer};
@@ -50,8 +49,8 @@ impl From<sanyu_case::CaseError> for EscalationError {
     }
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for EscalationError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+impl From<sanyu_store::DbErr> for EscalationError {
+    fn from(e: sanyu_store::DbErr) -> Self {
         Self::Store(e.into())
     }
 }
@@ -72,7 +71,7 @@ pub fn ladder_of(case: &case::Model) -> Result<Option<Ladder>> {
 /// The case a timer is about, its school and the school's reachable staff;
 /// `None` when the case is gone (the timer is stale).
 async fn timer_case(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     case_id: Uuid,
 ) -> Result<Option<(case::Model, school::Model, sanyu_case::ladder::Reachable)>> {
     let Some(case) = cases::get(txn, case_id).await? else {
@@ -83,9 +82,8 @@ async fn timer_case(
     Ok(Some((case, school, staff)))
 }
 
-async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<school::Model> {
-    Ok(school::Entity::find_by_id(case.school_id)
-        .one(txn)
+async fn school_of(txn: &impl Conn, case: &case::Model) -> Result<school::Model> {
+    Ok(roster::school_by_id(txn, case.school_id)
         .await?
         .ok_or(StoreError::NotFound("school"))?)
 }
@@ -97,7 +95,7 @@ async fn school_of(txn: &impl ConnectionTrait, case: &case::Model) -> Result<sch
 /// staff and its duty roster (in China's time zone, without key dates) and
 /// writes it.
 pub async fn start(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     case: &case::Model,
     policy: &EscalationPolicy,
     why: NotificationReason,
@@ -123,7 +121,7 @@ pub async fn start(
 
 /// Stop the ladder (acknowledged or closed): cancel its pending rungs
 /// (`sanyu_case::ladder::plan_stop`, written by the case crate's writer).
-pub async fn stop(txn: &impl ConnectionTrait, case: &case::Model) -> Result<case::Model> {
+pub async fn stop(txn: &impl Conn, case: &case::Model) -> Result<case::Model> {
     let plan = sanyu_case::ladder::plan_stop(case);
     Ok(sanyu_case::writer::apply_unsealed(txn, &plan).await?)
 }
@@ -142,7 +140,7 @@ pub enum Fired {
 /// reachable staff and its duty roster (read in `duty`'s time zone and key
 /// dates), written by the case crate's writer.
 pub async fn fire(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     t: &RungTimer,
     duty: &sanyu_case::DutyCalendar,
     at: DateTime<Utc>,
@@ -179,7 +177,7 @@ pub async fn fire(
 /// school's reachable staff; stale when somebody acted, the ladder restarted
 /// or the case closed.
 pub async fn fire_after_ack(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     t: &sanyu_case::after_ack::ActionTimer,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
@@ -202,7 +200,7 @@ pub async fn fire_after_ack(
 /// Fire a stale-case reminder (the caller took the timer in `txn`): planned
 /// by `sanyu_case::after_ack::plan_stale`.
 pub async fn remind_stale(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     t: &sanyu_case::after_ack::StaleTimer,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
@@ -242,7 +240,7 @@ pub use sanyu_case::snapshot::{can_be_told, has_email, has_phone};
 /// Staff of `school_id` in `roles` who can be told about a case (active,
 /// with an email address or a verified mobile number: [`can_be_told`]).
 pub async fn reachable(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_id: Uuid,
     roles: &[Role],
 ) -> std::result::Result<Vec<staff::Model>, StoreError> {
@@ -259,7 +257,7 @@ pub async fn reachable(
 /// of something that is no case (a zero report, a watch-list follow-up, a
 /// role grant), which goes by email only.
 pub async fn reachable_by_email(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_id: Uuid,
     roles: &[Role],
 ) -> std::result::Result<Vec<staff::Model>, StoreError> {
@@ -272,7 +270,7 @@ pub async fn reachable_by_email(
 
 /// The active staff of `school_id` in `roles`, each once.
 async fn staff_in_roles(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school_id: Uuid,
     roles: &[Role],
 ) -> std::result::Result<Vec<staff::Model>, StoreError> {
@@ -287,12 +285,7 @@ async fn staff_in_roles(
     Ok(out)
 }
 
-async fn request(
-    txn: &impl ConnectionTrait,
-    n: &Notice<'_>,
-    recipient: Uuid,
-    key: String,
-) -> Result<()> {
+async fn request(txn: &impl Conn, n: &Notice<'_>, recipient: Uuid, key: String) -> Result<()> {
     outbox::enqueue(txn, request_event(n, recipient, key)).await?;
     Ok(())
 }
@@ -318,17 +311,14 @@ fn request_event(n: &Notice<'_>, recipient: Uuid, key: String) -> OutboxEvent {
 /// see (`/v1/dead-letters`) and a message to the school's crisis team. `key`
 /// makes it once per problem.
 pub async fn alarm(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     case: &case::Model,
     key: &str,
     what: &str,
     at: DateTime<Utc>,
 ) -> Result<bool> {
     let source_key = format!("alarm:{}:{key}", case.id);
-    let existing = sanyu_store::entities::dead_letter::Entity::find()
-        .filter(sanyu_store::entities::dead_letter::Column::SourceKey.eq(source_key.clone()))
-        .one(txn)
-        .await?;
+    let existing = dead_letters::by_source_key(txn, &source_key).await?;
     if existing.is_some() {
         return Ok(false);
     }
@@ -368,7 +358,7 @@ pub async fn alarm(
 /// Remind the case's assignee (or, with nobody assigned, the school's
 /// counsellors) that a follow-up is due. Nothing when it was done meanwhile.
 pub async fn remind_follow_up(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     t: &FollowUpTimer,
     at: DateTime<Utc>,
 ) -> Result<Fired> {
@@ -396,10 +386,7 @@ pub async fn remind_follow_up(
         traceparent: None,
     };
     let assignee = match case.assignee_staff_id {
-        Some(id) => staff::Entity::find_by_id(id)
-            .one(txn)
-            .await?
-            .filter(|s| s.active),
+        Some(id) => roster::staff_by_id(txn, id).await?.filter(|s| s.active),
         None => None,
     };
     let assignee = match assignee {
@@ -428,19 +415,14 @@ pub async fn remind_follow_up(
 /// that a student on the watch list is due for follow-up. The notice names
 /// the entry (an id), never the student. Nothing when the entry is done or its
 /// date has moved since the timer was set.
-pub async fn remind_watch(
-    txn: &impl ConnectionTrait,
-    t: &WatchTimer,
-    at: DateTime<Utc>,
-) -> Result<Fired> {
+pub async fn remind_watch(txn: &impl Conn, t: &WatchTimer, at: DateTime<Utc>) -> Result<Fired> {
     let Some(entry) = sanyu_store::decisions::watch_entry(txn, t.watch_id).await? else {
         return Ok(Fired::Stale);
     };
     if entry.done_at.is_some() || entry.follow_up_on != t.on {
         return Ok(Fired::Stale);
     }
-    let school = school::Entity::find_by_id(entry.school_id)
-        .one(txn)
+    let school = roster::school_by_id(txn, entry.school_id)
         .await?
         .ok_or(StoreError::NotFound("school"))?;
     let mut people = reachable_by_email(txn, school.id, &[Role::Counsellor]).await?;
@@ -475,7 +457,7 @@ pub async fn remind_watch(
 /// grant id and a link, nothing else. `critical`, so it is sent at once
 /// (no quiet hours, no rate limit), by email. Returns how many were told.
 pub async fn announce_role_grant(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     school: &school::Model,
     grant_id: Uuid,
     reason: NotificationReason,
@@ -516,7 +498,7 @@ pub struct PlainNotice<'a> {
 /// Enqueue one notification request (empty case id) to `recipient`; `key`
 /// makes it exactly-once. Runs in the caller's transaction.
 pub async fn request_plain(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     n: &PlainNotice<'_>,
     recipient: Uuid,
     key: String,

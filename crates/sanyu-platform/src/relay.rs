@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sanyu_store::entities::outbox as outbox_row;
-use sanyu_store::sea_orm::{DatabaseBackend, TransactionTrait};
 use sanyu_store::{Db, outbox};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -86,12 +85,16 @@ impl OutboxRelay {
         if self.hold {
             return Ok(0);
         }
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            // Rows locked with SKIP LOCKED: replicas' relays take different rows.
-            let txn = self.db.begin().await.map_err(store_err)?;
-            let rows = outbox::claim_batch(&txn, BATCH).await?;
+        if sanyu_store::db::supports_row_locks(&self.db) {
+            // PostgreSQL: rows locked with SKIP LOCKED, so replicas' relays
+            // take different rows (a write transaction there is a plain
+            // `BEGIN`; no writer lock is taken).
+            let txn = sanyu_store::begin_write(&self.db)
+                .await
+                .map_err(store_err)?;
+            let rows = outbox::claim_batch(&*txn, BATCH).await?;
             let ids = self.publish_rows(&rows).await?;
-            outbox::mark_published(&txn, &ids).await?;
+            outbox::mark_published(&*txn, &ids).await?;
             txn.commit().await.map_err(store_err)?;
             Ok(ids.len())
         } else {
@@ -141,6 +144,6 @@ impl OutboxRelay {
     }
 }
 
-fn store_err(e: sanyu_store::sea_orm::DbErr) -> PlatformError {
+fn store_err(e: sanyu_store::DbErr) -> PlatformError {
     PlatformError::Store(sanyu_store::StoreError::Db(e))
 }

@@ -15,8 +15,7 @@ use sanyu_domain::hotline::RULE_HOTLINE_UNIDENTIFIED_CALLER;
 use sanyu_ruleset::{Decision, RuleSet, Signal, Source, StudentState};
 use sanyu_store::decisions::{self, NewDecision};
 use sanyu_store::entities::{case, school};
-use sanyu_store::sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sanyu_store::{StoreError, cases, processed};
+use sanyu_store::{Conn, StoreError, cases, processed, roster};
 use uuid::Uuid;
 
 use crate::watch::Watches;
@@ -75,7 +74,7 @@ impl RulesEngine {
     /// The batch inside its transaction; `true` when events were emitted.
     pub(crate) async fn decide_in(
         &self,
-        txn: &impl ConnectionTrait,
+        txn: &impl Conn,
         rules: &RuleSet,
         pending: Vec<Pending>,
         results: &mut [Option<MessageResult>],
@@ -302,7 +301,7 @@ impl RulesEngine {
 
 /// The schools of the batch's students and of its unidentified callers.
 async fn load_schools(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     students: &HashMap<Uuid, sanyu_store::entities::student::Model>,
     pending: &[Pending],
 ) -> Result<HashMap<Uuid, school::Model>, RulesError> {
@@ -313,23 +312,11 @@ async fn load_schools(
         .map(|p| p.envelope.school.clone())
         .collect();
     let mut schools: HashMap<Uuid, school::Model> = HashMap::new();
-    if !school_ids.is_empty() {
-        for s in school::Entity::find()
-            .filter(school::Column::Id.is_in(school_ids))
-            .all(txn)
-            .await?
-        {
-            schools.insert(s.id, s);
-        }
+    for s in roster::schools_by_ids(txn, school_ids.into_iter().collect()).await? {
+        schools.insert(s.id, s);
     }
-    if !codes.is_empty() {
-        for s in school::Entity::find()
-            .filter(school::Column::Code.is_in(codes))
-            .all(txn)
-            .await?
-        {
-            schools.insert(s.id, s);
-        }
+    for s in roster::schools_by_codes(txn, codes.into_iter().collect()).await? {
+        schools.insert(s.id, s);
     }
     Ok(schools)
 }

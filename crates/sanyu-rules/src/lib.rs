@@ -92,8 +92,9 @@ impl From<EscalationError> for RulesError {
     }
 }
 
-impl From<sanyu_store::sea_orm::DbErr> for RulesError {
-    fn from(e: sanyu_store::sea_orm::DbErr) -> Self {
+/// [`begin_write`] and the commit return the database's error.
+impl From<sanyu_store::DbErr> for RulesError {
+    fn from(e: sanyu_store::DbErr) -> Self {
         RulesError::Store(StoreError::Db(e))
     }
 }

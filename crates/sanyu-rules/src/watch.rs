@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use sanyu_escalation as escalation;
 use sanyu_ruleset::Outcome as RuleOutcome;
+use sanyu_store::Conn;
 use sanyu_store::decisions::{self, NewWatch};
 use sanyu_store::entities::{student, watch_entry};
-use sanyu_store::sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::{Facts, RulesError};
@@ -42,7 +42,7 @@ impl Watches {
     /// stands).
     pub(crate) async fn watch(
         &mut self,
-        txn: &impl ConnectionTrait,
+        txn: &impl Conn,
         f: &Facts,
         student: &student::Model,
         outcome: &RuleOutcome,
@@ -105,7 +105,7 @@ impl Watches {
 
     /// Write the entries new in this batch, each with its follow-up reminder
     /// (at the date the batch settled on).
-    pub(crate) async fn flush(&mut self, txn: &impl ConnectionTrait) -> Result<(), RulesError> {
+    pub(crate) async fn flush(&mut self, txn: &impl Conn) -> Result<(), RulesError> {
         let entries: Vec<watch_entry::Model> =
             std::mem::take(&mut self.new).into_values().collect();
         let reminders = entries

@@ -95,6 +95,17 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<dead_le
     Ok(dead_letter::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// The dead letter recorded for `source_key`, resolved or not.
+pub async fn by_source_key(
+    conn: &impl ConnectionTrait,
+    source_key: &str,
+) -> Result<Option<dead_letter::Model>> {
+    Ok(dead_letter::Entity::find()
+        .filter(dead_letter::Column::SourceKey.eq(source_key))
+        .one(conn)
+        .await?)
+}
+
 /// Mark a dead letter resolved (a person dealt with it). Returns `false` when
 /// it was resolved already (the first resolution stands).
 pub async fn resolve(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool> {

@@ -307,6 +307,34 @@ pub async fn school_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Optio
     Ok(school::Entity::find_by_id(id).one(conn).await?)
 }
 
+/// The schools of `ids`, in no order. No ids, no query.
+pub async fn schools_by_ids(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<Vec<school::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(school::Entity::find()
+        .filter(school::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// The schools of `codes`, in no order. No codes, no query.
+pub async fn schools_by_codes(
+    conn: &impl ConnectionTrait,
+    codes: Vec<String>,
+) -> Result<Vec<school::Model>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(school::Entity::find()
+        .filter(school::Column::Code.is_in(codes))
+        .all(conn)
+        .await?)
+}
+
 /// Every school, in code order.
 pub async fn schools(conn: &impl ConnectionTrait) -> Result<Vec<school::Model>> {
     Ok(school::Entity::find()
@@ -330,6 +358,19 @@ pub async fn schools_of_district(
 /// Find a staff member by id (active or not).
 pub async fn staff_by_id(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<staff::Model>> {
     Ok(staff::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The active staff member `id` of `school_id`, if they are one.
+pub async fn active_staff_of_school(
+    conn: &impl ConnectionTrait,
+    school_id: Uuid,
+    id: Uuid,
+) -> Result<Option<staff::Model>> {
+    Ok(staff::Entity::find_by_id(id)
+        .filter(staff::Column::SchoolId.eq(school_id))
+        .filter(staff::Column::Active.eq(true))
+        .one(conn)
+        .await?)
 }
 
 /// Find a student by id (active or not).
@@ -417,6 +458,18 @@ pub async fn guardians_of_student(
         .await?)
 }
 
+/// The guardian `id` of `student_id`, if they are one.
+pub async fn guardian_of_student(
+    conn: &impl ConnectionTrait,
+    student_id: Uuid,
+    id: Uuid,
+) -> Result<Option<guardian::Model>> {
+    Ok(guardian::Entity::find_by_id(id)
+        .filter(guardian::Column::StudentId.eq(student_id))
+        .one(conn)
+        .await?)
+}
+
 /// The active head teachers of a class with an email address.
 pub async fn reachable_teachers(
     conn: &impl ConnectionTrait,
@@ -473,7 +526,6 @@ pub async fn student_by_no(
         .await?)
 }
 
-/// Active staff of a school in a role.
 /// The active staff of several schools, in id order.
 pub async fn active_staff_of_schools(
     conn: &impl ConnectionTrait,
@@ -487,6 +539,7 @@ pub async fn active_staff_of_schools(
         .await?)
 }
 
+/// Active staff of a school in a role.
 pub async fn staff_in_role(
     conn: &impl ConnectionTrait,
     school_id: Uuid,
