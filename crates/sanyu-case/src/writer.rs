@@ -6,14 +6,10 @@
 use std::collections::HashSet;
 
 use sanyu_store::audit::AuditKey;
+use sanyu_store::casework::{self, ReferralFields};
 use sanyu_store::crypto::Sealer;
-use sanyu_store::entities::{case, case_action, follow_up, hotline_call, referral};
-use sanyu_store::sea_orm::sea_query::Expr;
-use sanyu_store::sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter,
-};
-use sanyu_store::{StoreError, cases, dead_letters, outbox, timers};
+use sanyu_store::entities::case;
+use sanyu_store::{Conn, StoreError, cases, dead_letters, hotline, outbox, timers};
 
 use uuid::Uuid;
 
@@ -30,20 +26,13 @@ pub struct Keys<'a> {
 
 /// Write `plan` in `txn`. Returns the plan's case as written (its new
 /// version), or as it was when the plan left it unchanged.
-pub async fn apply(
-    txn: &impl ConnectionTrait,
-    plan: &Plan,
-    keys: Keys<'_>,
-) -> Result<case::Model, CaseError> {
+pub async fn apply(txn: &impl Conn, plan: &Plan, keys: Keys<'_>) -> Result<case::Model, CaseError> {
     write(txn, plan, Some(keys)).await
 }
 
 /// Write `plan`, which seals no text and chains no audit record (a ladder
 /// stopped, a rung fired), in `txn`; the plan's case as written.
-pub async fn apply_unsealed(
-    txn: &impl ConnectionTrait,
-    plan: &Plan,
-) -> Result<case::Model, CaseError> {
+pub async fn apply_unsealed(txn: &impl Conn, plan: &Plan) -> Result<case::Model, CaseError> {
     write(txn, plan, None).await
 }
 
@@ -55,7 +44,7 @@ pub async fn apply_unsealed(
 /// restarted ladder's old rungs are cancelled after they are written.
 /// `keys` may be `None` when no plan seals text or chains an audit record.
 pub async fn apply_all(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     plans: Vec<Plan>,
     keys: Option<Keys<'_>>,
 ) -> Result<(), CaseError> {
@@ -94,7 +83,7 @@ pub async fn apply_all(
 /// rewrites, records, signals, timeline, events, notifications, timers,
 /// alarms, audit.
 async fn write(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     plan: &Plan,
     keys: Option<Keys<'_>>,
 ) -> Result<case::Model, CaseError> {
@@ -151,7 +140,7 @@ async fn write(
 /// planned it): its old rungs cancelled, the case, the first contacts'
 /// requests, the next rung, the alarm. Returns the case as written.
 pub async fn apply_ladder(
-    txn: &impl ConnectionTrait,
+    txn: &impl Conn,
     before: &case::Model,
     start: &LadderStart,
 ) -> Result<case::Model, CaseError> {
@@ -174,79 +163,45 @@ pub async fn apply_ladder(
 }
 
 /// Write `w.after` over the case if it is still at `w.before`'s version.
-async fn write_case(txn: &impl ConnectionTrait, w: &CaseWrite) -> Result<case::Model, StoreError> {
-    let a = &w.after;
-    cases::update(
+async fn write_case(txn: &impl Conn, w: &CaseWrite) -> Result<case::Model, StoreError> {
+    cases::rewrite(txn, &w.before, &w.after).await
+}
+
+async fn write_entry(
+    txn: &impl Conn,
+    e: &TimelineEntry,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let seal = |t: &Option<crate::command::Secret>| {
+        t.as_ref().map(|t| sealer.seal(t.expose())).transpose()
+    };
+    cases::record_action(
         txn,
-        &w.before,
-        case::ActiveModel {
-            school_id: Set(a.school_id),
-            class_id: Set(a.class_id),
-            student_id: Set(a.student_id),
-            level: Set(a.level),
-            level_rank: Set(a.level_rank),
-            status: Set(a.status),
-            closed_at: Set(a.closed_at),
-            ladder: Set(a.ladder.clone()),
-            ladder_epoch: Set(a.ladder_epoch),
-            ladder_state: Set(a.ladder_state),
-            ladder_started_at: Set(a.ladder_started_at),
-            ack_deadline: Set(a.ack_deadline),
-            acknowledged_at: Set(a.acknowledged_at),
-            acknowledged_by: Set(a.acknowledged_by),
-            assignee_staff_id: Set(a.assignee_staff_id),
-            subject: Set(a.subject),
-            merged_into: Set(a.merged_into),
-            last_action_at: Set(a.last_action_at),
-            ..Default::default()
+        cases::NewAction {
+            id: e.id,
+            case_id: e.case_id,
+            action: e.action.clone(),
+            actor_role: e.actor.role.clone(),
+            actor_staff_id: e.actor.staff_id,
+            actor_token_id: e.actor.token_id,
+            status_after: e.status_after,
+            detail: e.detail.clone(),
+            text_sealed: seal(&e.text)?,
+            detail_sealed: seal(&e.sealed_detail)?,
+            at: e.at,
         },
     )
     .await
 }
 
-async fn write_entry(
-    txn: &impl ConnectionTrait,
-    e: &TimelineEntry,
-    sealer: &Sealer,
-) -> Result<(), StoreError> {
-    let text_sealed = e
-        .text
-        .as_ref()
-        .map(|t| sealer.seal(t.expose()))
-        .transpose()?;
-    let detail_sealed = e
-        .sealed_detail
-        .as_ref()
-        .map(|d| sealer.seal(d.expose()))
-        .transpose()?;
-    case_action::Entity::insert(case_action::ActiveModel {
-        id: Set(e.id),
-        case_id: Set(e.case_id),
-        action: Set(e.action.clone()),
-        actor_role: Set(e.actor.role.clone()),
-        actor_staff_id: Set(e.actor.staff_id),
-        actor_token_id: Set(e.actor.token_id),
-        status_after: Set(e.status_after),
-        detail: Set(e.detail.to_string()),
-        text_sealed: Set(text_sealed),
-        detail_sealed: Set(detail_sealed),
-        at: Set(e.at),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
-}
-
-/// A referral's sealed columns.
-struct SealedReferral {
-    institution: Vec<u8>,
-    return_assessment: Option<Vec<u8>>,
-}
-
-fn seal_referral(f: &ReferralDraft, sealer: &Sealer) -> Result<SealedReferral, StoreError> {
-    Ok(SealedReferral {
-        institution: sealer.seal(f.institution.expose())?,
-        return_assessment: f
+/// A referral's fields with their free text sealed.
+fn seal_referral(f: &ReferralDraft, sealer: &Sealer) -> Result<ReferralFields, StoreError> {
+    Ok(ReferralFields {
+        institution_sealed: sealer.seal(f.institution.expose())?,
+        referred_on: f.referred_on,
+        receipt_confirmed: f.receipt_confirmed,
+        return_assessed_on: f.return_assessed_on,
+        return_assessment_sealed: f
             .return_assessment
             .as_ref()
             .map(|r| sealer.seal(r.expose()))
@@ -254,11 +209,7 @@ fn seal_referral(f: &ReferralDraft, sealer: &Sealer) -> Result<SealedReferral, S
     })
 }
 
-async fn write_record(
-    txn: &impl ConnectionTrait,
-    r: &RecordWrite,
-    sealer: &Sealer,
-) -> Result<(), StoreError> {
+async fn write_record(txn: &impl Conn, r: &RecordWrite, sealer: &Sealer) -> Result<(), StoreError> {
     match r {
         RecordWrite::CreateReferral {
             id,
@@ -266,74 +217,33 @@ async fn write_record(
             fields,
             at,
         } => {
-            let sealed = seal_referral(fields, sealer)?;
-            referral::ActiveModel {
-                id: Set(*id),
-                case_id: Set(*case_id),
-                institution_sealed: Set(Some(sealed.institution)),
-                referred_on: Set(fields.referred_on),
-                receipt_confirmed: Set(fields.receipt_confirmed),
-                return_assessed_on: Set(fields.return_assessed_on),
-                return_assessment_sealed: Set(sealed.return_assessment),
-                created_at: Set(*at),
-                updated_at: Set(*at),
-            }
-            .insert(txn)
-            .await?;
+            casework::create_referral(txn, *id, *case_id, seal_referral(fields, sealer)?, *at).await
         }
         RecordWrite::UpdateReferral {
             current,
             fields,
             at,
         } => {
-            let sealed = seal_referral(fields, sealer)?;
-            let mut row = current.clone().into_active_model();
-            row.institution_sealed = Set(Some(sealed.institution));
-            row.referred_on = Set(fields.referred_on);
-            row.receipt_confirmed = Set(fields.receipt_confirmed);
-            row.return_assessed_on = Set(fields.return_assessed_on);
-            row.return_assessment_sealed = Set(sealed.return_assessment);
-            row.updated_at = Set(*at);
-            row.update(txn).await?;
+            let fields = seal_referral(fields, sealer)?;
+            casework::update_referral(txn, current.clone(), fields, *at)
+                .await
+                .map(drop)
         }
-        RecordWrite::CreateFollowUp(f) => {
-            follow_up::ActiveModel {
-                id: Set(f.id),
-                school_id: Set(f.school_id),
-                student_id: Set(f.student_id),
-                case_id: Set(f.case_id),
-                due_at: Set(f.due_at),
-                created_by: Set(f.created_by),
-                created_at: Set(f.created_at),
-                done_at: Set(f.done_at),
-                outcome_sealed: Set(f.outcome_sealed.clone()),
-            }
-            .insert(txn)
-            .await?;
-        }
+        RecordWrite::CreateFollowUp(f) => casework::create_follow_up(txn, f.clone()).await,
         RecordWrite::CompleteFollowUp {
             current,
             outcome,
             at,
         } => {
-            let mut row = current.clone().into_active_model();
-            row.done_at = Set(Some(*at));
-            row.outcome_sealed = Set(Some(sealer.seal(outcome.expose())?));
-            row.update(txn).await?;
+            let outcome = sealer.seal(outcome.expose())?;
+            casework::complete_follow_up(txn, current.clone(), outcome, *at)
+                .await
+                .map(drop)
         }
         RecordWrite::LinkCalls {
             call_ids,
             student_id,
             at,
-        } => {
-            hotline_call::Entity::update_many()
-                .col_expr(hotline_call::Column::StudentId, Expr::value(*student_id))
-                .col_expr(hotline_call::Column::LinkedAt, Expr::value(*at))
-                .filter(hotline_call::Column::Id.is_in(call_ids.iter().copied()))
-                .filter(hotline_call::Column::StudentId.is_null())
-                .exec(txn)
-                .await?;
-        }
+        } => hotline::link_calls(txn, call_ids.clone(), *student_id, *at).await,
     }
-    Ok(())
 }

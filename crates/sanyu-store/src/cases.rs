@@ -171,48 +171,6 @@ fn version_conflict() -> StoreError {
     ))
 }
 
-/// A case row rewritten whole by its writer (a level raised with its new
-/// ladder), if it is still at `expected_version`.
-#[derive(Debug, Clone)]
-pub struct Rewrite {
-    pub expected_version: i32,
-    pub case: case::Model,
-}
-
-/// Write several level raises with their new ladders: level, rank, version,
-/// update time and the ladder columns, each only if the case is still at its
-/// expected version (optimistic concurrency, as [`update`]). One statement per
-/// case, by primary key: a multi-row `UPDATE … FROM json_to_recordset` was
-/// planned as a hash join over a sequential scan of `cases` (the function's
-/// 100-row estimate), slower than the probes. A case changed in between fails
-/// the whole call (the transaction is then rolled back and retried).
-pub async fn rewrite_many(conn: &impl ConnectionTrait, rows: &[Rewrite]) -> Result<()> {
-    for r in rows {
-        let c = &r.case;
-        let result = case::Entity::update_many()
-            .col_expr(case::Column::Level, Expr::value(c.level))
-            .col_expr(case::Column::LevelRank, Expr::value(c.level_rank))
-            .col_expr(case::Column::Version, Expr::value(c.version))
-            .col_expr(case::Column::UpdatedAt, Expr::value(c.updated_at))
-            .col_expr(case::Column::Ladder, Expr::value(c.ladder.clone()))
-            .col_expr(case::Column::LadderEpoch, Expr::value(c.ladder_epoch))
-            .col_expr(case::Column::LadderState, Expr::value(c.ladder_state))
-            .col_expr(
-                case::Column::LadderStartedAt,
-                Expr::value(c.ladder_started_at),
-            )
-            .col_expr(case::Column::AckDeadline, Expr::value(c.ack_deadline))
-            .filter(case::Column::Id.eq(c.id))
-            .filter(case::Column::Version.eq(r.expected_version))
-            .exec(conn)
-            .await?;
-        if result.rows_affected != 1 {
-            return Err(version_conflict());
-        }
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone)]
 pub struct NewSignal {
     pub case_id: Uuid,
@@ -239,13 +197,6 @@ impl NewSignal {
             attached_at: Set(self.at),
         }
     }
-}
-
-pub async fn attach_signal(conn: &impl ConnectionTrait, s: NewSignal) -> Result<()> {
-    case_signal::Entity::insert(s.into_row())
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
 }
 
 /// Which cases a caller may list.
@@ -353,20 +304,50 @@ pub async fn signals(
         .await?)
 }
 
-pub async fn count_for_student(conn: &impl ConnectionTrait, student_id: Uuid) -> Result<u64> {
-    Ok(case::Entity::find()
-        .filter(case::Column::StudentId.eq(student_id))
-        .count(conn)
-        .await?)
-}
-
 pub async fn count_all(conn: &impl ConnectionTrait) -> Result<u64> {
     Ok(case::Entity::find().count(conn).await?)
 }
 
+/// Write `after` over the case if it is still at `before`'s version (its
+/// writer's rewrite: every column a plan may change). The new version is
+/// returned; a case changed in between is a retryable conflict.
+pub async fn rewrite(
+    conn: &impl ConnectionTrait,
+    before: &case::Model,
+    after: &case::Model,
+) -> Result<case::Model> {
+    let a = after;
+    update(
+        conn,
+        before,
+        case::ActiveModel {
+            school_id: Set(a.school_id),
+            class_id: Set(a.class_id),
+            student_id: Set(a.student_id),
+            level: Set(a.level),
+            level_rank: Set(a.level_rank),
+            status: Set(a.status),
+            closed_at: Set(a.closed_at),
+            ladder: Set(a.ladder.clone()),
+            ladder_epoch: Set(a.ladder_epoch),
+            ladder_state: Set(a.ladder_state),
+            ladder_started_at: Set(a.ladder_started_at),
+            ack_deadline: Set(a.ack_deadline),
+            acknowledged_at: Set(a.acknowledged_at),
+            acknowledged_by: Set(a.acknowledged_by),
+            assignee_staff_id: Set(a.assignee_staff_id),
+            subject: Set(a.subject),
+            merged_into: Set(a.merged_into),
+            last_action_at: Set(a.last_action_at),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Write `changes` (the `Set` fields of an active model built from `current`)
 /// to the case, guarded by its version. The new version is returned.
-pub async fn update(
+async fn update(
     conn: &impl ConnectionTrait,
     current: &case::Model,
     mut changes: case::ActiveModel,
@@ -392,6 +373,7 @@ pub async fn update(
 /// An entry of the case timeline.
 #[derive(Debug, Clone)]
 pub struct NewAction {
+    pub id: Uuid,
     pub case_id: Uuid,
     pub action: String,
     pub actor_role: String,
@@ -408,10 +390,9 @@ pub struct NewAction {
     pub at: DateTime<Utc>,
 }
 
-pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<Uuid> {
-    let id = Uuid::now_v7();
+pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<()> {
     case_action::Entity::insert(case_action::ActiveModel {
-        id: Set(id),
+        id: Set(a.id),
         case_id: Set(a.case_id),
         action: Set(a.action),
         actor_role: Set(a.actor_role),
@@ -425,7 +406,7 @@ pub async fn record_action(conn: &impl ConnectionTrait, a: NewAction) -> Result<
     })
     .exec_without_returning(conn)
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 pub async fn actions(

@@ -20,14 +20,16 @@ pub struct ReferralFields {
     pub return_assessment_sealed: Option<Vec<u8>>,
 }
 
+/// Record a referral of `case_id` under the plan's `id`.
 pub async fn create_referral(
     conn: &impl ConnectionTrait,
+    id: Uuid,
     case_id: Uuid,
     f: ReferralFields,
     at: DateTime<Utc>,
-) -> Result<referral::Model> {
-    let row = referral::ActiveModel {
-        id: Set(Uuid::now_v7()),
+) -> Result<()> {
+    referral::Entity::insert(referral::ActiveModel {
+        id: Set(id),
         case_id: Set(case_id),
         institution_sealed: Set(Some(f.institution_sealed)),
         referred_on: Set(f.referred_on),
@@ -36,8 +38,10 @@ pub async fn create_referral(
         return_assessment_sealed: Set(f.return_assessment_sealed),
         created_at: Set(at),
         updated_at: Set(at),
-    };
-    Ok(row.insert(conn).await?)
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn referral_of_case(
@@ -81,32 +85,12 @@ pub async fn referrals(
         .await?)
 }
 
-#[derive(Debug, Clone)]
-pub struct NewFollowUp {
-    pub school_id: Uuid,
-    pub student_id: Uuid,
-    pub case_id: Option<Uuid>,
-    pub due_at: DateTime<Utc>,
-    pub created_by: Option<Uuid>,
-    pub at: DateTime<Utc>,
-}
-
-pub async fn create_follow_up(
-    conn: &impl ConnectionTrait,
-    f: NewFollowUp,
-) -> Result<follow_up::Model> {
-    let row = follow_up::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        school_id: Set(f.school_id),
-        student_id: Set(f.student_id),
-        case_id: Set(f.case_id),
-        due_at: Set(f.due_at),
-        created_by: Set(f.created_by),
-        created_at: Set(f.at),
-        done_at: Set(None),
-        outcome_sealed: Set(None),
-    };
-    Ok(row.insert(conn).await?)
+/// Record a follow-up as its plan built it.
+pub async fn create_follow_up(conn: &impl ConnectionTrait, row: follow_up::Model) -> Result<()> {
+    follow_up::Entity::insert(row.into_active_model())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn follow_up_of_case(

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sanyu_domain::RiskLevel;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -157,6 +158,27 @@ pub async fn link_student(
     update.linked_at = Set(Some(now));
     update.event_id = Set(Some(event_id));
     Ok(update.update(conn).await?)
+}
+
+/// The calls among `call_ids` that name no student yet now name
+/// `student_id`, linked at `at` (a case's calls, once its student is known).
+pub async fn link_calls(
+    conn: &impl ConnectionTrait,
+    call_ids: Vec<Uuid>,
+    student_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    if call_ids.is_empty() {
+        return Ok(());
+    }
+    hotline_call::Entity::update_many()
+        .col_expr(hotline_call::Column::StudentId, Expr::value(student_id))
+        .col_expr(hotline_call::Column::LinkedAt, Expr::value(at))
+        .filter(hotline_call::Column::Id.is_in(call_ids))
+        .filter(hotline_call::Column::StudentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The case each call's signal opened or joined, by call id: the newest it

@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -170,11 +170,4 @@ pub async fn overdue(
     limit: u64,
 ) -> Result<Vec<timer::Model>> {
     pending_due(conn, timer::Column::DueAt.lt(before), limit).await
-}
-
-pub async fn count_by_state(conn: &impl ConnectionTrait, state: &str) -> Result<u64> {
-    Ok(timer::Entity::find()
-        .filter(timer::Column::State.eq(state))
-        .count(conn)
-        .await?)
 }

@@ -107,19 +107,6 @@ pub async fn unfinished(conn: &impl ConnectionTrait) -> Result<Vec<screening_imp
         .await?)
 }
 
-/// The job starts (or resumes) running.
-pub async fn mark_running(conn: &impl ConnectionTrait, id: Uuid) -> Result<()> {
-    let now = Utc::now();
-    screening_import::Entity::update_many()
-        .col_expr(screening_import::Column::State, Expr::value(state::RUNNING))
-        .col_expr(screening_import::Column::UpdatedAt, Expr::value(now))
-        .col_expr(screening_import::Column::StartedAt, Expr::value(Some(now)))
-        .filter(screening_import::Column::Id.eq(id))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
 /// The job ended: `done`, `failed` or `refused`, with a message for the last two.
 pub async fn finish(
     conn: &impl ConnectionTrait,
