@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Where the time goes: each step's start, in seconds since this script's.
+stamp() { echo "== $1 at ${SECONDS} s" >&2; }
+
 SANYU_NATS_SERVER="$(bash scripts/ensure-nats.sh)"
 export SANYU_NATS_SERVER
 echo "nats-server: $("$SANYU_NATS_SERVER" --version)"
@@ -55,9 +58,11 @@ else
     echo "PostgreSQL suite: SKIPPED (no PostgreSQL on this machine); running the SQLite suite only" >&2
 fi
 
+stamp "fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+stamp "previous release"
 # The previous release's binaries for tests/e2e/upgrade.rs (built once from
 # the commit in deploy/previous-release, then cached). Before the workspace's
 # own build: they share its target directory (see the script).
@@ -72,9 +77,29 @@ else
     echo "previous release: SKIPPED (could not be built); tests/e2e/upgrade.rs will skip" >&2
 fi
 
+stamp "build"
 cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+stamp "tests"
 
+# The tests run under cargo-nextest (.config/nextest.toml says why and how):
+# each in a process of its own, all binaries' tests in one pool, the longest
+# first, two per core. CI's machine has it; under CI it is installed from
+# crates.io when missing. Elsewhere, without it, cargo test runs them one
+# binary at a time: the same tests, slower.
+if ! cargo nextest --version >/dev/null 2>&1 && [ "${CI:-}" = "true" ]; then
+    cargo install --locked cargo-nextest
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "test runner: $(cargo nextest --version | head -n1)"
+    cargo nextest run --workspace --locked --test-threads "$(( $(nproc) * 2 ))" "$@"
+    # nextest does not run doc tests.
+    cargo test --workspace --locked --doc
+else
+    echo "test runner: cargo test (cargo-nextest not found: cargo install --locked cargo-nextest runs the suite about twice as fast)" >&2
+    cargo test --workspace --locked "$@"
+fi
+
+stamp "bench smokes"
 # Every bench once in its small smoke mode, so that none of them rots (each
 # prints the settings it changes from the defaults). SCRIPTS_SKIP_BENCH_SMOKE=1
 # skips them. The latency and notify benches run on both databases; the
@@ -96,3 +121,4 @@ else
         echo "bench smoke runs on PostgreSQL: SKIPPED (no PostgreSQL)" >&2
     fi
 fi
+stamp "done"
