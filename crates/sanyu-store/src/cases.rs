@@ -268,13 +268,7 @@ pub async fn ids_with_ladder_in(
 
 /// The cases of `ids`, in no order. No ids, no query.
 pub async fn by_ids(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<case::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(case::Entity::find()
-        .filter(case::Column::Id.is_in(ids))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, case::Entity::find(), case::Column::Id, ids).await
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<case::Model>> {
@@ -413,15 +407,15 @@ pub async fn actions(
     conn: &impl ConnectionTrait,
     case_ids: Vec<Uuid>,
 ) -> Result<Vec<case_action::Model>> {
-    if case_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(case_action::Entity::find()
-        .filter(case_action::Column::CaseId.is_in(case_ids))
-        .order_by_asc(case_action::Column::At)
-        .order_by_asc(case_action::Column::Id)
-        .all(conn)
-        .await?)
+    crate::db::find_in(
+        conn,
+        case_action::Entity::find()
+            .order_by_asc(case_action::Column::At)
+            .order_by_asc(case_action::Column::Id),
+        case_action::Column::CaseId,
+        case_ids,
+    )
+    .await
 }
 
 pub async fn for_student(

@@ -75,14 +75,13 @@ pub async fn referrals(
     conn: &impl ConnectionTrait,
     case_ids: Vec<Uuid>,
 ) -> Result<Vec<referral::Model>> {
-    if case_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(referral::Entity::find()
-        .filter(referral::Column::CaseId.is_in(case_ids))
-        .order_by_asc(referral::Column::CreatedAt)
-        .all(conn)
-        .await?)
+    crate::db::find_in(
+        conn,
+        referral::Entity::find().order_by_asc(referral::Column::CreatedAt),
+        referral::Column::CaseId,
+        case_ids,
+    )
+    .await
 }
 
 /// Record a follow-up as its plan built it.

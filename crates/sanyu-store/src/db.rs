@@ -223,6 +223,25 @@ pub(crate) fn insert_chunks<T>(rows: impl IntoIterator<Item = T>) -> impl Iterat
     })
 }
 
+/// The rows `select` finds whose `column` is one of `values` (an `IN`
+/// list), in the order `select` gives. No values, no query.
+pub(crate) async fn find_in<E, V>(
+    conn: &impl sea_orm::ConnectionTrait,
+    select: sea_orm::Select<E>,
+    column: E::Column,
+    values: Vec<V>,
+) -> Result<Vec<E::Model>>
+where
+    E: sea_orm::EntityTrait,
+    V: Into<sea_orm::Value>,
+{
+    use sea_orm::{ColumnTrait, QueryFilter};
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(select.filter(column.is_in(values)).all(conn).await?)
+}
+
 /// Ids as one JSON array parameter, for PostgreSQL statements that probe
 /// them one by one (`json_array_elements_text($1::json)` under a `LATERAL`
 /// lookup that `OFFSET 0` keeps from being flattened): an index probe per id

@@ -43,13 +43,7 @@ pub async fn insert(conn: &impl ConnectionTrait, r: NewReport) -> Result<()> {
 }
 
 pub async fn by_ids(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<report::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(report::Entity::find()
-        .filter(report::Column::Id.is_in(ids))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, report::Entity::find(), report::Column::Id, ids).await
 }
 
 /// The student's reports, oldest observation first.

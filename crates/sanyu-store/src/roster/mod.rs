@@ -312,13 +312,7 @@ pub async fn schools_by_ids(
     conn: &impl ConnectionTrait,
     ids: Vec<Uuid>,
 ) -> Result<Vec<school::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(school::Entity::find()
-        .filter(school::Column::Id.is_in(ids))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, school::Entity::find(), school::Column::Id, ids).await
 }
 
 /// The schools of `codes`, in no order. No codes, no query.
@@ -326,13 +320,7 @@ pub async fn schools_by_codes(
     conn: &impl ConnectionTrait,
     codes: Vec<String>,
 ) -> Result<Vec<school::Model>> {
-    if codes.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(school::Entity::find()
-        .filter(school::Column::Code.is_in(codes))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, school::Entity::find(), school::Column::Code, codes).await
 }
 
 /// Every school, in code order.
@@ -386,13 +374,7 @@ pub async fn students_by_ids(
     conn: &impl ConnectionTrait,
     ids: Vec<Uuid>,
 ) -> Result<Vec<student::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(student::Entity::find()
-        .filter(student::Column::Id.is_in(ids))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, student::Entity::find(), student::Column::Id, ids).await
 }
 
 /// Find a class by id.
@@ -405,13 +387,7 @@ pub async fn classes_by_ids(
     conn: &impl ConnectionTrait,
     ids: Vec<Uuid>,
 ) -> Result<Vec<class::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(class::Entity::find()
-        .filter(class::Column::Id.is_in(ids))
-        .all(conn)
-        .await?)
+    crate::db::find_in(conn, class::Entity::find(), class::Column::Id, ids).await
 }
 
 /// The staff members of `ids` who belong to `school_id` (active or not), in
@@ -421,14 +397,13 @@ pub async fn staff_of_school_by_ids(
     school_id: Uuid,
     ids: Vec<Uuid>,
 ) -> Result<Vec<staff::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(staff::Entity::find()
-        .filter(staff::Column::Id.is_in(ids))
-        .filter(staff::Column::SchoolId.eq(school_id))
-        .all(conn)
-        .await?)
+    crate::db::find_in(
+        conn,
+        staff::Entity::find().filter(staff::Column::SchoolId.eq(school_id)),
+        staff::Column::Id,
+        ids,
+    )
+    .await
 }
 
 /// Those a case may be assigned to: the active counsellors and crisis-team
