@@ -99,26 +99,4 @@ else
     cargo test --workspace --locked "$@"
 fi
 
-stamp "bench smokes"
-# Every bench once in its small smoke mode, so that none of them rots (each
-# prints the settings it changes from the defaults). SCRIPTS_SKIP_BENCH_SMOKE=1
-# skips them. The latency and notify benches run on both databases; the
-# screening, rules, console, district and burst benches need PostgreSQL.
-if [ "${SCRIPTS_SKIP_BENCH_SMOKE:-}" = "1" ]; then
-    echo "bench smoke runs: SKIPPED (SCRIPTS_SKIP_BENCH_SMOKE=1)" >&2
-else
-    cargo run --locked -q -p sanyu-bench --bin sanyu-bench -- --smoke --sqlite
-    cargo run --locked -q -p sanyu-bench --bin notify-bench -- --smoke --sqlite
-    if [ -n "${SANYU_TEST_PG_URL:-}" ]; then
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin notify-bench -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-screening -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-rules -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-console -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-district -- --smoke
-        cargo run --locked -q -p sanyu-bench --bin sanyu-bench-burst -- --smoke
-    else
-        echo "bench smoke runs on PostgreSQL: SKIPPED (no PostgreSQL)" >&2
-    fi
-fi
 stamp "done"
