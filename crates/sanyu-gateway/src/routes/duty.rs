@@ -485,20 +485,7 @@ pub async fn delete_rotation(
     peer: Peer,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    may_manage(&caller)?;
-    let txn = begin_write(&state.db).await?;
-    if !duty::delete_rotation(&*txn, caller.school_id, id).await? {
-        return Err(ApiError::NotFound("rotation"));
-    }
-    let entry = audit::entry(
-        &caller,
-        &peer,
-        "duty.rotation_delete",
-        format!("duty_rotation:{id}"),
-    );
-    audit::record_in(&*txn, &state, entry).await?;
-    txn.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    take_out(&state, &caller, &peer, Entry::Rotation, id).await
 }
 
 /// Take an override out of the caller's school's duty roster.
@@ -514,18 +501,45 @@ pub async fn delete_override(
     peer: Peer,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    may_manage(&caller)?;
+    take_out(&state, &caller, &peer, Entry::Override, id).await
+}
+
+/// What a `DELETE` takes out of the roster.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Rotation,
+    Override,
+}
+
+/// Take a rotation or an override of the caller's school out, audited in the
+/// same transaction; another school's (or no) entry answers 404.
+async fn take_out(
+    state: &AppState,
+    caller: &Principal,
+    peer: &Peer,
+    entry: Entry,
+    id: Uuid,
+) -> Result<StatusCode, ApiError> {
+    may_manage(caller)?;
     let txn = begin_write(&state.db).await?;
-    if !duty::delete_override(&*txn, caller.school_id, id).await? {
-        return Err(ApiError::NotFound("override"));
+    let (found, what, action, target) = match entry {
+        Entry::Rotation => (
+            duty::delete_rotation(&*txn, caller.school_id, id).await?,
+            "rotation",
+            "duty.rotation_delete",
+            format!("duty_rotation:{id}"),
+        ),
+        Entry::Override => (
+            duty::delete_override(&*txn, caller.school_id, id).await?,
+            "override",
+            "duty.override_delete",
+            format!("duty_override:{id}"),
+        ),
+    };
+    if !found {
+        return Err(ApiError::NotFound(what));
     }
-    let entry = audit::entry(
-        &caller,
-        &peer,
-        "duty.override_delete",
-        format!("duty_override:{id}"),
-    );
-    audit::record_in(&*txn, &state, entry).await?;
+    audit::record_in(&*txn, state, audit::entry(caller, peer, action, target)).await?;
     txn.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
