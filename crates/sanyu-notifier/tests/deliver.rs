@@ -23,6 +23,7 @@ use sanyu_sms::{Audience, ProviderConfig};
 use sanyu_store::Db;
 use sanyu_store::deliveries;
 use sanyu_store::entities::{delivery, delivery_attempt, staff};
+use sanyu_store::sea_orm::sea_query::Expr;
 use sanyu_store::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sanyu_test_support::{SmtpServer, TestDb};
 use serde_json::json;
@@ -686,20 +687,7 @@ async fn calls_have_their_own_deliverer_so_a_slow_call_rate_never_holds_up_sms_a
     let voice = StandIn::start(StandInKind::Tencent, "AKID-calls", "calls-secret")
         .await
         .unwrap();
-    let mut config = f.config();
-    config.voice.provider = Some(
-        serde_json::from_value::<sanyu_sms::VoiceProviderConfig>(json!({
-            "kind": "tencent",
-            "endpoint": voice.base_url(),
-            "secret_id": "AKID-calls",
-            "secret_key": "calls-secret",
-            "voice_sdk_app_id": "1400000001",
-            "template_id": "100001",
-            "params": ["school", "level", "case_ref"],
-        }))
-        .unwrap(),
-    );
-    config.notify.quiet_hours.enabled = false;
+    let config = with_voice(f.config(), &voice);
     let messages = f.deliverer(&config);
     let calls = f.deliverer(&config).for_calls();
     let counsellor = f.staff_id("K1").await;
@@ -739,6 +727,60 @@ async fn calls_have_their_own_deliverer_so_a_slow_call_rate_never_holds_up_sms_a
         f.status(&key).await,
         None,
         "no delivery row for a call not planned"
+    );
+}
+
+/// `config` with Tencent's voice stand-in `voice` as the call provider and
+/// quiet hours off.
+fn with_voice(mut config: Config, voice: &StandIn) -> Config {
+    config.voice.provider = Some(
+        serde_json::from_value::<sanyu_sms::VoiceProviderConfig>(json!({
+            "kind": "tencent",
+            "endpoint": voice.base_url(),
+            "secret_id": "AKID-calls",
+            "secret_key": "calls-secret",
+            "voice_sdk_app_id": "1400000001",
+            "template_id": "100001",
+            "params": ["school", "level", "case_ref"],
+        }))
+        .unwrap(),
+    );
+    config.notify.quiet_hours.enabled = false;
+    config
+}
+
+/// A person with no address at all is still tried on every channel, so that
+/// the failure is on record (the ladder auditor raises the alarm): the
+/// call's delivery fails at once and for good, saying why (provider
+/// `none`), and nobody is called.
+#[tokio::test]
+async fn a_call_to_staff_without_any_address_fails_at_once_and_says_why() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let voice = StandIn::start(StandInKind::Tencent, "AKID-calls", "calls-secret")
+        .await
+        .unwrap();
+    let calls = f.deliverer(&with_voice(f.config(), &voice)).for_calls();
+    let counsellor = f.staff_id("K1").await;
+    staff::Entity::update_many()
+        .col_expr(staff::Column::Phone, Expr::value(Option::<String>::None))
+        .col_expr(staff::Column::Email, Expr::value(Option::<String>::None))
+        .filter(staff::Column::Id.eq(counsellor))
+        .exec(&f.db)
+        .await
+        .unwrap();
+
+    let (env, req) = request(counsellor, RiskLevel::Critical);
+    assert_eq!(calls.deliver(&env, &req, 1).await.unwrap(), Outcome::Ack);
+    assert!(voice.received().is_empty(), "nobody is called");
+    let key = deliveries::channel_key(&req.notification_key, "voice");
+    assert_eq!(f.status(&key).await.as_deref(), Some(deliveries::FAILED));
+    assert_eq!(
+        f.attempts(&key).await,
+        vec![(
+            "none".to_owned(),
+            deliveries::PERMANENT_ERROR.to_owned(),
+            Some("recipient has no mobile number".to_owned())
+        )]
     );
 }
 

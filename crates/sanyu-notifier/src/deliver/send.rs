@@ -148,29 +148,26 @@ impl Deliverer {
         Ok(Err(self.impossible(ctx, key, channel, why.into()).await?))
     }
 
-    /// The recipient's mobile number and the case's facts, for a message
-    /// about a case to a phone (voice, work IM); or the recorded impossibility.
-    async fn phone_and_facts<'c>(
+    /// The recipient's mobile number and the text `compose` makes of the
+    /// case's facts, for a message about a case to a phone (voice, work IM);
+    /// or the recorded impossibility.
+    async fn phone_and_text<T, E: std::fmt::Display>(
         &self,
-        ctx: &'c Ctx<'_>,
+        ctx: &Ctx<'_>,
         key: &str,
         channel: NotifyChannel,
-    ) -> Result<Result<(PhoneNumber, &'c Facts), Sent>, StoreError> {
+        compose: impl FnOnce(&Facts) -> Result<T, E>,
+    ) -> Result<Result<(PhoneNumber, T), Sent>, StoreError> {
         let phone = match self.phone_of(ctx, key, channel).await? {
             Ok(phone) => phone,
             Err(sent) => return Ok(Err(sent)),
         };
-        match &ctx.facts {
-            Some(facts) => Ok(Ok((phone, facts))),
-            None => Ok(Err(self
-                .impossible(
-                    ctx,
-                    key,
-                    channel,
-                    "school of the recipient not found".into(),
-                )
-                .await?)),
-        }
+        let why = match ctx.facts.as_ref().map(compose) {
+            Some(Ok(text)) => return Ok(Ok((phone, text))),
+            Some(Err(e)) => e.to_string(),
+            None => "school of the recipient not found".into(),
+        };
+        Ok(Err(self.impossible(ctx, key, channel, why).await?))
     }
 
     /// A text-to-speech call about a case: the staff SMS's school, level and
@@ -187,13 +184,12 @@ impl Deliverer {
                 .impossible(ctx, key, channel, "no voice provider configured".into())
                 .await;
         };
-        let (phone, facts) = match self.phone_and_facts(ctx, key, channel).await? {
+        let locale = self.policy.locale;
+        let composed =
+            self.phone_and_text(ctx, key, channel, |facts| message::staff_sms(locale, facts));
+        let (phone, content) = match composed.await? {
             Ok(found) => found,
             Err(sent) => return Ok(sent),
-        };
-        let content = match message::staff_sms(self.policy.locale, facts) {
-            Ok(c) => c,
-            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
         };
         let message = SmsMessage {
             phone,
@@ -224,13 +220,12 @@ impl Deliverer {
                 .impossible(ctx, key, channel, "no work-IM platform configured".into())
                 .await;
         };
-        let (phone, facts) = match self.phone_and_facts(ctx, key, channel).await? {
+        let locale = self.policy.locale;
+        let composed =
+            self.phone_and_text(ctx, key, channel, |facts| message::staff_im(locale, facts));
+        let (phone, text) = match composed.await? {
             Ok(found) => found,
             Err(sent) => return Ok(sent),
-        };
-        let text = match message::staff_im(self.policy.locale, facts) {
-            Ok(text) => text,
-            Err(e) => return self.impossible(ctx, key, channel, e.to_string()).await,
         };
         let message = sanyu_im::ImMessage {
             phone,
