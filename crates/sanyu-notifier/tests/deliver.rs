@@ -684,10 +684,7 @@ async fn a_burst_of_critical_sms_is_paced_to_the_provider_accounts_limit_and_non
 #[tokio::test]
 async fn calls_have_their_own_deliverer_so_a_slow_call_rate_never_holds_up_sms_and_email() {
     let f = Fixture::new(TestDb::sqlite()).await;
-    let voice = StandIn::start(StandInKind::Tencent, "AKID-calls", "calls-secret")
-        .await
-        .unwrap();
-    let config = with_voice(f.config(), &voice);
+    let (voice, config) = with_voice(f.config()).await;
     let messages = f.deliverer(&config);
     let calls = f.deliverer(&config).for_calls();
     let counsellor = f.staff_id("K1").await;
@@ -730,15 +727,20 @@ async fn calls_have_their_own_deliverer_so_a_slow_call_rate_never_holds_up_sms_a
     );
 }
 
-/// `config` with Tencent's voice stand-in `voice` as the call provider and
+/// A Tencent voice stand-in, and `config` with it as the call provider and
 /// quiet hours off.
-fn with_voice(mut config: Config, voice: &StandIn) -> Config {
+async fn with_voice(mut config: Config) -> (StandIn, Config) {
+    const SECRET_ID: &str = "AKID-calls";
+    const SECRET_KEY: &str = "calls-secret";
+    let voice = StandIn::start(StandInKind::Tencent, SECRET_ID, SECRET_KEY)
+        .await
+        .unwrap();
     config.voice.provider = Some(
         serde_json::from_value::<sanyu_sms::VoiceProviderConfig>(json!({
             "kind": "tencent",
             "endpoint": voice.base_url(),
-            "secret_id": "AKID-calls",
-            "secret_key": "calls-secret",
+            "secret_id": SECRET_ID,
+            "secret_key": SECRET_KEY,
             "voice_sdk_app_id": "1400000001",
             "template_id": "100001",
             "params": ["school", "level", "case_ref"],
@@ -746,7 +748,7 @@ fn with_voice(mut config: Config, voice: &StandIn) -> Config {
         .unwrap(),
     );
     config.notify.quiet_hours.enabled = false;
-    config
+    (voice, config)
 }
 
 /// A person with no address at all is still tried on every channel, so that
@@ -756,10 +758,8 @@ fn with_voice(mut config: Config, voice: &StandIn) -> Config {
 #[tokio::test]
 async fn a_call_to_staff_without_any_address_fails_at_once_and_says_why() {
     let f = Fixture::new(TestDb::sqlite()).await;
-    let voice = StandIn::start(StandInKind::Tencent, "AKID-calls", "calls-secret")
-        .await
-        .unwrap();
-    let calls = f.deliverer(&with_voice(f.config(), &voice)).for_calls();
+    let (voice, config) = with_voice(f.config()).await;
+    let calls = f.deliverer(&config).for_calls();
     let counsellor = f.staff_id("K1").await;
     staff::Entity::update_many()
         .col_expr(staff::Column::Phone, Expr::value(Option::<String>::None))
